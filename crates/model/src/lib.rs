@@ -1,1 +1,32 @@
-//! placeholder
+//! Marathon app definitions: types, normalisation of 1.4/1.5+ input, validation with
+//! Marathon's error bodies, path ids and timestamps.
+//!
+//! This crate is pure: no tokio, HTTP, SQL or Docker. Everything that reaches the store has
+//! passed through [`AppInput::into_definition`], so the rest of Slipway works with one
+//! canonical [`AppDefinition`] shape.
+
+mod app;
+mod error;
+mod input;
+mod path_id;
+mod timestamp;
+mod validate;
+
+pub use app::*;
+pub use error::{DefinitionError, FieldError};
+pub use input::*;
+pub use path_id::{ID_PATTERN, PathId, RESERVED};
+pub use timestamp::Timestamp;
+
+/// Parses, normalises and validates a full definition from a request body.
+/// `id` overrides the body's id (PUT on `/v2/apps/{id}`).
+pub fn parse_definition(
+    body: &[u8],
+    id: Option<&PathId>,
+    version: Timestamp,
+) -> Result<AppDefinition, DefinitionError> {
+    parse_input(body)?.into_definition(id, version)
+}
+
+#[cfg(test)]
+mod tests;
