@@ -1,1 +1,322 @@
-//! placeholder
+//! Slipway's durable state: SQLite in WAL mode, one file in the data directory.
+//!
+//! The store is the only crate that writes SQL. It knows app definitions (from `model`) and
+//! otherwise keeps engine records as opaque JSON documents, so the engine can evolve its
+//! records without migrations. Writes go through [`Store::write`], one transaction each:
+//! a caller that returns 2xx after `write` succeeded never loses that change on kill -9
+//! (WAL with `synchronous=NORMAL` is durable across process crashes; only a power loss
+//! can drop the last commits).
+
+mod migrate;
+
+use model::{AppDefinition, PathId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// How many versions of each app are kept for `/versions` and rollback.
+pub const MAX_VERSIONS: usize = 50;
+/// How many finished deployments are kept.
+pub const MAX_DEPLOYMENT_HISTORY: usize = 1000;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored document could not be decoded.
+    #[error("corrupt record in {table} ({key}): {source}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Row key.
+        key: String,
+        /// Decoder error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The database was written by a newer Slipway.
+    #[error("database schema version {found} is newer than this binary supports ({supported})")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Latest known version.
+        supported: i64,
+    },
+    /// The database lock was poisoned by a panic in another thread.
+    #[error("store lock poisoned")]
+    Poisoned,
+}
+
+/// Result alias for store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the engine needs at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Current app definitions.
+    pub apps: Vec<AppDefinition>,
+    /// Task documents by id.
+    pub tasks: Vec<(String, Value)>,
+    /// Running deployment documents by id.
+    pub deployments: Vec<(String, Value)>,
+    /// Per-app runtime documents.
+    pub runtime: Vec<(String, Value)>,
+}
+
+/// The SQLite-backed store. Cheap to share behind an `Arc`.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        migrate::run(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Loads the whole runtime state.
+    pub fn load(&self) -> Result<Snapshot> {
+        let conn = self.conn()?;
+        let mut snap = Snapshot::default();
+        for (id, body) in rows(&conn, "SELECT id, definition FROM apps ORDER BY id")? {
+            snap.apps.push(decode("apps", &id, &body)?);
+        }
+        for (id, body) in rows(&conn, "SELECT id, body FROM tasks ORDER BY id")? {
+            snap.tasks.push((id.clone(), decode("tasks", &id, &body)?));
+        }
+        for (id, body) in rows(
+            &conn,
+            "SELECT id, body FROM deployments ORDER BY created_at",
+        )? {
+            snap.deployments
+                .push((id.clone(), decode("deployments", &id, &body)?));
+        }
+        for (id, body) in rows(&conn, "SELECT app_id, body FROM app_runtime")? {
+            snap.runtime
+                .push((id.clone(), decode("app_runtime", &id, &body)?));
+        }
+        Ok(snap)
+    }
+
+    /// Runs `f` in one transaction; the changes are durable when this returns `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Stored versions of an app, newest first.
+    pub fn app_versions(&self, id: &PathId) -> Result<Vec<Timestamp>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT version FROM app_versions WHERE app_id = ?1")?;
+        let mut out: Vec<Timestamp> = stmt
+            .query_map(params![id.to_string()], |r| r.get::<_, String>(0))?
+            .filter_map(|v| v.ok().and_then(|s| Timestamp::parse(&s)))
+            .collect();
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out)
+    }
+
+    /// One stored version of an app.
+    pub fn app_version(&self, id: &PathId, version: Timestamp) -> Result<Option<AppDefinition>> {
+        let conn = self.conn()?;
+        let body: Option<String> = conn
+            .query_row(
+                "SELECT definition FROM app_versions WHERE app_id = ?1 AND version = ?2",
+                params![id.to_string(), version.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| decode("app_versions", &id.to_string(), &b))
+            .transpose()
+    }
+
+    /// Finished deployments, newest first.
+    pub fn deployment_history(&self, limit: usize) -> Result<Vec<Value>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, body FROM deployment_history ORDER BY finished_at DESC, id LIMIT ?1",
+        )?;
+        let pairs: Vec<(String, String)> = stmt
+            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<std::result::Result<_, _>>()?;
+        pairs
+            .iter()
+            .map(|(id, body)| decode("deployment_history", id, body))
+            .collect()
+    }
+
+    /// One finished deployment.
+    pub fn finished_deployment(&self, id: &str) -> Result<Option<Value>> {
+        let conn = self.conn()?;
+        let body: Option<String> = conn
+            .query_row(
+                "SELECT body FROM deployment_history WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| decode("deployment_history", id, &b))
+            .transpose()
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+}
+
+/// Write operations inside one transaction.
+pub struct Tx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    /// Stores the current definition of an app and records it as a version.
+    pub fn put_app(&self, def: &AppDefinition) -> Result<()> {
+        let id = def.id.to_string();
+        let body = encode(def);
+        self.tx.execute(
+            "INSERT INTO apps (id, definition) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET definition = excluded.definition",
+            params![id, body],
+        )?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO app_versions (app_id, version, definition) VALUES (?1, ?2, ?3)",
+            params![id, def.version.to_string(), body],
+        )?;
+        // Keep the newest MAX_VERSIONS versions (ISO timestamps sort as text).
+        self.tx.execute(
+            "DELETE FROM app_versions WHERE app_id = ?1 AND version NOT IN
+               (SELECT version FROM app_versions WHERE app_id = ?1 ORDER BY version DESC LIMIT ?2)",
+            params![id, MAX_VERSIONS as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Removes an app and its version history.
+    pub fn delete_app(&self, id: &PathId) -> Result<()> {
+        let id = id.to_string();
+        self.tx
+            .execute("DELETE FROM apps WHERE id = ?1", params![id])?;
+        self.tx
+            .execute("DELETE FROM app_versions WHERE app_id = ?1", params![id])?;
+        self.tx
+            .execute("DELETE FROM app_runtime WHERE app_id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a task document.
+    pub fn put_task(&self, id: &str, app_id: &PathId, body: &Value) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO tasks (id, app_id, body) VALUES (?1, ?2, ?3)",
+            params![id, app_id.to_string(), body.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a task.
+    pub fn delete_task(&self, id: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM tasks WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// Inserts or replaces a running deployment.
+    pub fn put_deployment(&self, id: &str, created_at: i64, body: &Value) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO deployments (id, created_at, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+            params![id, created_at, body.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Moves a deployment to the history with its final document.
+    pub fn finish_deployment(&self, id: &str, finished_at: i64, body: &Value) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM deployments WHERE id = ?1", params![id])?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO deployment_history (id, finished_at, body) VALUES (?1, ?2, ?3)",
+            params![id, finished_at, body.to_string()],
+        )?;
+        self.tx.execute(
+            "DELETE FROM deployment_history WHERE id NOT IN
+               (SELECT id FROM deployment_history ORDER BY finished_at DESC LIMIT ?1)",
+            params![MAX_DEPLOYMENT_HISTORY as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Stores per-app runtime state.
+    pub fn put_runtime(&self, app_id: &PathId, body: &Value) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO app_runtime (app_id, body) VALUES (?1, ?2)",
+            params![app_id.to_string(), body.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a value in the `meta` table.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
+
+fn rows(conn: &Connection, sql: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(sql)?;
+    let out = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(out)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(table: &'static str, key: &str, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    // Serialising our own plain data types cannot fail (no non-string map keys, no I/O).
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! Store round-trips against a real SQLite file.
+
+use super::*;
+use serde_json::json;
+
+fn app(id: &str, version: i64) -> AppDefinition {
+    let body = json!({"id": id, "cmd": "sleep 1"});
+    model::parse_definition(body.to_string().as_bytes(), None, Timestamp(version)).unwrap()
+}
+
+#[test]
+fn survives_reopen_and_keeps_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slipway.db");
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|tx| {
+                tx.put_app(&app("/a", 1000))?;
+                tx.put_app(&app("/a", 2000))?;
+                tx.put_task("a.1", &PathId::parse("/a"), &json!({"pid": 1}))?;
+                tx.put_deployment("d1", 5, &json!({"id": "d1"}))?;
+                tx.put_runtime(&PathId::parse("/a"), &json!({"delay": 1}))?;
+                tx.set_meta("agent", "x")
+            })
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let snap = store.load().unwrap();
+    assert_eq!(snap.apps.len(), 1);
+    assert_eq!(snap.apps[0].version, Timestamp(2000));
+    assert_eq!(snap.tasks, vec![("a.1".to_string(), json!({"pid": 1}))]);
+    assert_eq!(snap.deployments.len(), 1);
+    assert_eq!(snap.runtime.len(), 1);
+    assert_eq!(store.meta("agent").unwrap().as_deref(), Some("x"));
+    let id = PathId::parse("/a");
+    assert_eq!(
+        store.app_versions(&id).unwrap(),
+        vec![Timestamp(2000), Timestamp(1000)]
+    );
+    assert_eq!(
+        store
+            .app_version(&id, Timestamp(1000))
+            .unwrap()
+            .unwrap()
+            .version,
+        Timestamp(1000)
+    );
+    assert!(store.app_version(&id, Timestamp(3)).unwrap().is_none());
+}
+
+#[test]
+fn versions_are_bounded_and_deletion_is_complete() {
+    let store = Store::open_in_memory().unwrap();
+    let id = PathId::parse("/a");
+    for v in 0..(MAX_VERSIONS as i64 + 10) {
+        store
+            .write(|tx| tx.put_app(&app("/a", 1_000_000 + v)))
+            .unwrap();
+    }
+    let versions = store.app_versions(&id).unwrap();
+    assert_eq!(versions.len(), MAX_VERSIONS);
+    assert_eq!(versions[0], Timestamp(1_000_000 + MAX_VERSIONS as i64 + 9));
+    store.write(|tx| tx.delete_app(&id)).unwrap();
+    assert!(store.load().unwrap().apps.is_empty());
+    assert!(store.app_versions(&id).unwrap().is_empty());
+}
+
+#[test]
+fn finished_deployments_move_to_history() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .write(|tx| tx.put_deployment("d1", 1, &json!({"state": "running"})))
+        .unwrap();
+    store
+        .write(|tx| tx.finish_deployment("d1", 2, &json!({"state": "success"})))
+        .unwrap();
+    assert!(store.load().unwrap().deployments.is_empty());
+    assert_eq!(
+        store.finished_deployment("d1").unwrap(),
+        Some(json!({"state": "success"}))
+    );
+    assert_eq!(store.deployment_history(10).unwrap().len(), 1);
+}
+
+#[test]
+fn failed_transaction_writes_nothing() {
+    let store = Store::open_in_memory().unwrap();
+    let r: Result<()> = store.write(|tx| {
+        tx.put_app(&app("/a", 1))?;
+        Err(StoreError::Poisoned)
+    });
+    assert!(r.is_err());
+    assert!(store.load().unwrap().apps.is_empty());
+}
+
+#[test]
+fn refuses_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
+}
