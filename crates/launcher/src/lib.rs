@@ -1,1 +1,383 @@
-//! placeholder
+//! Starts, finds, signals and observes Marathon-style `cmd` tasks as local OS processes.
+//!
+//! Crash-only design: every task runs in its own session and process group
+//! (pid == pgid == sid), writes its output to files in its sandbox (never pipes), and
+//! carries `SLIPWAY_AGENT_ID`/`SLIPWAY_TASK_ID` in its environment, so it survives a
+//! `kill -9` of the server and is re-adopted by the next server through [`Launcher::scan`].
+//! Processes are identified by [`ProcIdentity`] (pid + start time) so a reused pid is
+//! never signalled.
+
+#![warn(missing_docs)]
+
+mod cgroup;
+mod error;
+mod fetch;
+mod logs;
+mod proc_fs;
+mod spawn;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+pub use cgroup::CgroupSupport;
+pub use error::LaunchError;
+pub use fetch::FetchSpec;
+pub use logs::{LogChunk, LogStream, MAX_READ};
+pub use nix::sys::signal::Signal;
+pub use proc_fs::{FoundTask, Liveness, ProcIdentity};
+pub use spawn::{ExitInfo, signal_name, wait_exit};
+
+/// Environment variable carrying the agent marker of the installation that started a task.
+pub const ENV_AGENT_ID: &str = "SLIPWAY_AGENT_ID";
+/// Environment variable carrying the task id.
+pub const ENV_TASK_ID: &str = "SLIPWAY_TASK_ID";
+/// Environment variable the launcher's wrapper sets to the task leader's own pid just before
+/// exec; descendants inherit it with a different pid, which tells leaders from daemonized
+/// children in [`Launcher::scan`].
+pub const ENV_LEADER_PID: &str = "SLIPWAY_LEADER_PID";
+
+/// Static configuration of a [`Launcher`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherConfig {
+    /// Marker identifying this Slipway installation; every task gets `SLIPWAY_AGENT_ID=<agent_id>`.
+    pub agent_id: String,
+    /// cgroup directory under each controller root, e.g. `slipway` → `<root>/slipway/<task-id>`.
+    pub cgroup_parent: String,
+    /// Per-stream (stdout/stderr) size above which [`Launcher::rotate_logs`] rotates.
+    pub log_max_bytes: u64,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskCommand {
+    /// Run with `/bin/sh -c <string>`.
+    Shell(String),
+    /// Execute this argv directly (argv\[0\] is looked up in the task's PATH).
+    Exec(Vec<String>),
+}
+
+/// Resource limits enforced through cgroups when available.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU shares as in Marathon; quota = cpus × 100 ms per 100 ms (min 1 ms). 0 = no quota.
+    pub cpus: f64,
+    /// Memory limit in MiB. 0 = no limit.
+    pub mem_mib: f64,
+}
+
+/// Everything needed to start one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    /// Unique task id; also the cgroup directory name (no `/`, not `.`/`..`).
+    pub task_id: String,
+    /// The command to run.
+    pub command: TaskCommand,
+    /// Task environment computed by the engine. The launcher starts from an empty
+    /// environment plus the server's PATH/HOME/LANG, applies these, then forces
+    /// `MESOS_SANDBOX`, `SLIPWAY_AGENT_ID` and `SLIPWAY_TASK_ID`.
+    pub env: Vec<(String, String)>,
+    /// Per-task directory, created by launch: cwd of the task, holds fetched artifacts,
+    /// `stdout` and `stderr`.
+    pub sandbox: PathBuf,
+    /// cpu/memory limits (enforced only when [`Launcher::cgroup_support`] is available).
+    pub limits: Option<Limits>,
+    /// Artifacts fetched into the sandbox before the task starts.
+    pub fetch: Vec<FetchSpec>,
+    /// Run as this user (requires root unless it is the current user).
+    pub user: Option<String>,
+}
+
+/// A freshly started task.
+#[derive(Debug)]
+pub struct Launched {
+    /// Identity of the task leader (pid == pgid == sid).
+    pub identity: ProcIdentity,
+    /// The child handle, so the server can reap it and learn the exit status
+    /// (see [`wait_exit`]). Dropping it does not kill the task.
+    pub child: tokio::process::Child,
+    /// Canonical sandbox path (also the task's `MESOS_SANDBOX`).
+    pub sandbox: PathBuf,
+    /// True if the task runs inside cgroups with the requested limits.
+    pub limits_enforced: bool,
+}
+
+/// Result of [`Launcher::signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignalOutcome {
+    /// The signal was sent to the task's process group.
+    Delivered,
+    /// Nothing was sent: the process is gone or its pid now belongs to another process.
+    Gone,
+}
+
+/// Does the OS work for tasks: launch, signal, liveness, scan, logs, cleanup.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// Configuration given at construction.
+    cfg: LauncherConfig,
+    /// cgroup support detected at construction.
+    support: CgroupSupport,
+}
+
+/// Validates a task id for use as a directory name.
+fn check_task_id(task_id: &str) -> Result<(), LaunchError> {
+    let reason = if task_id.is_empty() {
+        "empty"
+    } else if task_id == "." || task_id == ".." {
+        "reserved name"
+    } else if task_id.contains(['/', '\0', '\n']) {
+        "contains '/', newline or nul"
+    } else {
+        return Ok(());
+    };
+    Err(LaunchError::InvalidTaskId {
+        task_id: task_id.to_owned(),
+        reason,
+    })
+}
+
+impl Launcher {
+    /// Creates a launcher and detects cgroup support once (by creating and removing a probe
+    /// directory under `<controller root>/<cgroup_parent>`).
+    pub fn new(cfg: LauncherConfig) -> Self {
+        let support = cgroup::detect(&cfg.cgroup_parent);
+        if let CgroupSupport::Unavailable { reason } = &support {
+            tracing::warn!(%reason, "cgroup limits not enforced");
+        }
+        Launcher { cfg, support }
+    }
+
+    /// The configuration this launcher was created with.
+    pub fn config(&self) -> &LauncherConfig {
+        &self.cfg
+    }
+
+    /// Detected cgroup support; when `Unavailable` the engine should show
+    /// "limits not enforced: <reason>".
+    pub fn cgroup_support(&self) -> &CgroupSupport {
+        &self.support
+    }
+
+    /// The task's cgroup directory for a v1 `controller` (`cpu`, `cpuacct`, `memory`, `pids`)
+    /// or the unified directory for v2, for reading metrics. `None` if unsupported.
+    pub fn cgroup_dir(&self, task_id: &str, controller: &str) -> Option<PathBuf> {
+        check_task_id(task_id).ok()?;
+        let base = match &self.support {
+            CgroupSupport::V1 {
+                cpu,
+                memory,
+                cpuacct,
+                pids,
+            } => match controller {
+                "cpu" => Some(cpu),
+                "memory" => Some(memory),
+                "cpuacct" => cpuacct.as_ref(),
+                "pids" => pids.as_ref(),
+                _ => None,
+            },
+            CgroupSupport::V2 { root } => Some(root),
+            CgroupSupport::Unavailable { .. } => None,
+        }?;
+        Some(base.join(&self.cfg.cgroup_parent).join(task_id))
+    }
+
+    /// Prepares the sandbox, fetches artifacts, creates cgroups and starts the task in its
+    /// own session. Returns once the task is a session leader inside its cgroups (or has
+    /// already exited), so [`Launcher::scan`] and [`Launcher::signal`] work immediately.
+    pub async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        check_task_id(&spec.task_id)?;
+        let sandbox_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LaunchError::Sandbox { path, source }
+        };
+        tokio::fs::create_dir_all(&spec.sandbox)
+            .await
+            .map_err(sandbox_err(&spec.sandbox))?;
+        let sandbox = tokio::fs::canonicalize(&spec.sandbox)
+            .await
+            .map_err(sandbox_err(&spec.sandbox))?;
+        let user = match &spec.user {
+            Some(u) => Some(spawn::resolve_user(u).await?),
+            None => None,
+        };
+        fetch::fetch_all(&spec.fetch, &sandbox).await?;
+        let env = spawn::task_env(spec, &sandbox, &self.cfg.agent_id, user.as_ref());
+        if let Some(u) = user.as_ref().filter(|u| u.switch) {
+            for name in ["stdout", "stderr"] {
+                logs::open_append(&sandbox.join(name)).map_err(sandbox_err(&sandbox))?;
+            }
+            chown_tree(&sandbox, u.uid, u.gid).map_err(sandbox_err(&sandbox))?;
+        }
+        let setsid = spawn::find_program("setsid").ok_or_else(|| LaunchError::Spawn {
+            program: "setsid".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "setsid (util-linux) not found"),
+        })?;
+        let cg = match (&spec.limits, self.support.is_available()) {
+            (Some(limits), true) => cgroup::create_task(
+                &self.support,
+                &self.cfg.cgroup_parent,
+                &spec.task_id,
+                limits,
+            )?,
+            _ => cgroup::TaskCgroup::default(),
+        };
+        let result = self
+            .start(&setsid, spec, &sandbox, &cg, user.as_ref(), env)
+            .await;
+        if result.is_err() {
+            cgroup::remove_dirs(&cg.dirs);
+        }
+        result
+    }
+
+    /// Spawns the prepared command and waits until it is a session leader.
+    async fn start(
+        &self,
+        setsid: &Path,
+        spec: &LaunchSpec,
+        sandbox: &Path,
+        cg: &cgroup::TaskCgroup,
+        user: Option<&spawn::UserInfo>,
+        env: Vec<(String, String)>,
+    ) -> Result<Launched, LaunchError> {
+        let mut cmd = spawn::build_command(setsid, spec, sandbox, cg, user, env)?;
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            program: setsid.display().to_string(),
+            source,
+        })?;
+        let startup = |reason: String| LaunchError::Startup {
+            task_id: spec.task_id.clone(),
+            reason,
+        };
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| startup("spawned process has no pid".into()))?;
+        let identity = ProcIdentity::of(pid)
+            .ok_or_else(|| startup(format!("process {pid} vanished before it was observed")))?;
+        spawn::wait_started(&mut child, pid, cg, &spec.task_id).await?;
+        tracing::info!(task_id = %spec.task_id, pid, "task launched");
+        Ok(Launched {
+            identity,
+            child,
+            sandbox: sandbox.to_path_buf(),
+            limits_enforced: !cg.dirs.is_empty(),
+        })
+    }
+
+    /// Sends `sig` to the task's whole process group, only if `id` still names the same
+    /// process (start time matches). A zombie leader still matches (its pid cannot be reused),
+    /// so leftover group members are reached. `ESRCH` yields [`SignalOutcome::Gone`].
+    pub fn signal(&self, id: ProcIdentity, sig: Signal) -> Result<SignalOutcome, LaunchError> {
+        let Some(stat) = proc_fs::read_stat(id.pid) else {
+            return Ok(SignalOutcome::Gone);
+        };
+        if stat.start_time != id.start_time {
+            return Ok(SignalOutcome::Gone);
+        }
+        let pid = Pid::from_raw(id.pid);
+        let res = if stat.pgrp == id.pid {
+            killpg(pid, sig)
+        } else {
+            kill(pid, sig)
+        };
+        match res {
+            Ok(()) => Ok(SignalOutcome::Delivered),
+            Err(Errno::ESRCH) => Ok(SignalOutcome::Gone),
+            Err(source) => Err(LaunchError::Signal {
+                pid: id.pid,
+                source,
+            }),
+        }
+    }
+
+    /// `Alive` if the process exists with the same start time and is not a zombie.
+    pub fn liveness(&self, id: ProcIdentity) -> Liveness {
+        proc_fs::liveness(id)
+    }
+
+    /// All live task leaders (session leaders) on the machine carrying this agent's marker.
+    pub fn scan(&self) -> Vec<FoundTask> {
+        proc_fs::scan(&self.cfg.agent_id)
+    }
+
+    /// Bounds `stdout`/`stderr` in `sandbox`: a stream larger than `log_max_bytes` is copied
+    /// (its last `log_max_bytes` bytes) to `<stream>.1` and truncated to 0 (copytruncate).
+    pub fn rotate_logs(&self, sandbox: &Path) -> io::Result<()> {
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            logs::rotate_stream(sandbox, stream, self.cfg.log_max_bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the current log of `stream` (`<stream>.1` holds the previous chunk).
+    /// `offset: None` = the last `limit` bytes; see [`LogChunk`].
+    pub fn read_log(
+        sandbox: &Path,
+        stream: LogStream,
+        offset: Option<u64>,
+        limit: u64,
+    ) -> io::Result<LogChunk> {
+        logs::read_log(sandbox, stream, offset, limit)
+    }
+
+    /// Call after the task leader is gone: SIGKILLs any straggler still in the task's cgroups
+    /// or carrying its `SLIPWAY_TASK_ID` (e.g. daemonized children), then removes the task's
+    /// cgroup directories. Keeps the sandbox. Failures are logged, never returned.
+    /// May block up to about two seconds while stragglers die.
+    pub fn cleanup(&self, task_id: &str) {
+        if check_task_id(task_id).is_err() {
+            return;
+        }
+        let dirs = cgroup::task_dirs(&self.support, &self.cfg.cgroup_parent, task_id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let mut pids: Vec<i32> = dirs.iter().flat_map(|d| cgroup::procs_in(d)).collect();
+            pids.extend(
+                proc_fs::task_members(&self.cfg.agent_id, task_id)
+                    .into_iter()
+                    .map(|m| m.pid),
+            );
+            pids.sort_unstable();
+            pids.dedup();
+            for pid in &pids {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            let failed = cgroup::remove_dirs(&dirs);
+            if failed.is_empty() && pids.is_empty() {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                for (dir, e) in failed {
+                    tracing::warn!(task_id, dir = %dir.display(), error = %e, "cannot remove cgroup");
+                }
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Removes a sandbox directory recursively (missing is not an error).
+    pub fn remove_sandbox(sandbox: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(sandbox) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Recursively changes ownership of `dir` and its content (symlinks themselves, not targets).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}

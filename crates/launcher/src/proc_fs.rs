@@ -1,0 +1,238 @@
+//! Reading `/proc`: process identity (pid + start time), liveness and the task scan.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Identity that survives pid reuse: pid plus the start time
+/// (field 22 of `/proc/PID/stat`, clock ticks since boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProcIdentity {
+    /// Process id (also the process group and session id of a task leader).
+    pub pid: i32,
+    /// Start time in clock ticks since boot; changes when the pid is reused.
+    pub start_time: u64,
+}
+
+impl ProcIdentity {
+    /// Reads the current identity of `pid`, or `None` when no such process exists.
+    ///
+    /// A zombie still has an identity (its pid cannot be reused until it is reaped).
+    pub fn of(pid: i32) -> Option<ProcIdentity> {
+        read_stat(pid).map(|s| ProcIdentity {
+            pid,
+            start_time: s.start_time,
+        })
+    }
+}
+
+/// Whether a task process is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Liveness {
+    /// The process exists, has the same start time and is not a zombie.
+    Alive,
+    /// The pid is absent, was reused by another process, or is a zombie.
+    Gone,
+}
+
+/// A task leader of this agent found on the machine by [`crate::Launcher::scan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundTask {
+    /// Value of `SLIPWAY_TASK_ID` in the process environment.
+    pub task_id: String,
+    /// Identity of the task leader.
+    pub identity: ProcIdentity,
+    /// Value of `MESOS_SANDBOX` in the process environment, if present.
+    pub sandbox: Option<PathBuf>,
+}
+
+/// The fields of `/proc/PID/stat` the launcher needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// Field 3: R, S, D, Z, T, X, ...
+    pub(crate) state: char,
+    /// Field 5: process group id.
+    pub(crate) pgrp: i32,
+    /// Field 6: session id.
+    pub(crate) session: i32,
+    /// Field 22: start time in clock ticks since boot.
+    pub(crate) start_time: u64,
+}
+
+impl ProcStat {
+    /// True for zombie (`Z`) and dead (`X`/`x`) processes.
+    pub(crate) fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parses the content of `/proc/PID/stat`.
+///
+/// The comm field (2) may contain spaces and parentheses, so parsing starts after
+/// the last `)` in the line.
+pub(crate) fn parse_stat(content: &str) -> Option<ProcStat> {
+    let close = content.rfind(')')?;
+    let rest = content.get(close + 1..)?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // fields[0] is field 3 of the stat line, so field N is fields[N - 3].
+    let state = fields.first()?.chars().next()?;
+    let pgrp = fields.get(2)?.parse().ok()?;
+    let session = fields.get(3)?.parse().ok()?;
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        pgrp,
+        session,
+        start_time,
+    })
+}
+
+/// Reads and parses `/proc/PID/stat`; `None` if the process does not exist.
+pub(crate) fn read_stat(pid: i32) -> Option<ProcStat> {
+    if pid <= 0 {
+        return None;
+    }
+    let content = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&content)
+}
+
+/// Liveness of `id`: alive only if the pid exists, is not a zombie and has the same start time.
+pub(crate) fn liveness(id: ProcIdentity) -> Liveness {
+    match read_stat(id.pid) {
+        Some(s) if s.start_time == id.start_time && !s.is_dead() => Liveness::Alive,
+        _ => Liveness::Gone,
+    }
+}
+
+/// Reads `/proc/PID/environ` as `KEY=VALUE` pairs (entries without `=` are skipped).
+pub(crate) fn read_environ(pid: i32) -> Option<Vec<(String, String)>> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter_map(|entry| {
+                let entry = String::from_utf8_lossy(entry);
+                let (k, v) = entry.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+    )
+}
+
+/// True if the environment of `pid` carries `SLIPWAY_LEADER_PID=<pid>` (set by the wrapper
+/// just before it execs the task command).
+pub(crate) fn is_leader_env(pid: i32) -> bool {
+    read_environ(pid)
+        .is_some_and(|env| env_get(&env, crate::ENV_LEADER_PID) == Some(pid.to_string().as_str()))
+}
+
+/// Returns the value of `key` in an environment list.
+pub(crate) fn env_get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// All numeric entries of `/proc` (pids), unreadable entries skipped.
+pub(crate) fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid > 0)
+        .collect()
+}
+
+/// Finds every live session leader whose environment carries `SLIPWAY_AGENT_ID == agent_id`
+/// and `SLIPWAY_LEADER_PID == its own pid`.
+pub(crate) fn scan(agent_id: &str) -> Vec<FoundTask> {
+    let mut found = Vec::new();
+    for pid in all_pids() {
+        let Some(stat) = read_stat(pid) else { continue };
+        if stat.session != pid || stat.is_dead() {
+            continue;
+        }
+        let Some(env) = read_environ(pid) else {
+            continue;
+        };
+        if env_get(&env, crate::ENV_AGENT_ID) != Some(agent_id) {
+            continue;
+        }
+        let Some(task_id) = env_get(&env, crate::ENV_TASK_ID) else {
+            continue;
+        };
+        // Descendants that called setsid themselves inherit the leader's pid, not their own.
+        if env_get(&env, crate::ENV_LEADER_PID) != Some(pid.to_string().as_str()) {
+            continue;
+        }
+        // Re-read so the identity belongs to the process whose environment we just read.
+        match read_stat(pid) {
+            Some(again) if again.start_time == stat.start_time => {}
+            _ => continue,
+        }
+        found.push(FoundTask {
+            task_id: task_id.to_owned(),
+            identity: ProcIdentity {
+                pid,
+                start_time: stat.start_time,
+            },
+            sandbox: env_get(&env, "MESOS_SANDBOX").map(PathBuf::from),
+        });
+    }
+    found.sort_by_key(|t| t.identity.pid);
+    found
+}
+
+/// Pids of live processes (any, not only leaders) carrying this agent's marker and `task_id`.
+pub(crate) fn task_members(agent_id: &str, task_id: &str) -> Vec<ProcIdentity> {
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = read_stat(pid)?;
+            if stat.is_dead() {
+                return None;
+            }
+            let env = read_environ(pid)?;
+            let ours = env_get(&env, crate::ENV_AGENT_ID) == Some(agent_id)
+                && env_get(&env, crate::ENV_TASK_ID) == Some(task_id);
+            ours.then_some(ProcIdentity {
+                pid,
+                start_time: stat.start_time,
+            })
+        })
+        .collect()
+}
+
+/// Effective uid of this process, read from `/proc/self/status`.
+pub(crate) fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string(Path::new("/proc/self/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_ascii_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_comm_with_spaces_and_parens() {
+        let line = "1234 (we ird) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let s = parse_stat(line).expect("valid line");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.pgrp, 1234);
+        assert_eq!(s.session, 1234);
+        assert_eq!(s.start_time, 987654);
+        assert!(parse_stat("1 (x) S 1 2").is_none());
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn own_process_is_alive_and_wrong_start_is_gone() {
+        let me = ProcIdentity::of(std::process::id() as i32).expect("self exists");
+        assert_eq!(liveness(me), Liveness::Alive);
+        let wrong = ProcIdentity {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert_eq!(liveness(wrong), Liveness::Gone);
+        assert!(effective_uid().is_some());
+    }
+}

@@ -1,0 +1,339 @@
+//! Building and spawning the task process (setsid + cgroup-joining shell wrapper), users, exit info.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::cgroup::{self, TaskCgroup};
+use crate::proc_fs;
+use crate::{LaunchError, LaunchSpec, TaskCommand};
+
+/// Shell wrapper run as the task leader: writes its own pid (`$$`) into every file given
+/// before `--` (the task's `cgroup.procs` files), exports `SLIPWAY_LEADER_PID=$$`, then execs
+/// the remaining arguments, so the user command starts inside its cgroups with the same pid.
+/// Exit status 125 = join failed.
+pub(crate) const WRAPPER: &str = r#"for f; do [ "$f" = -- ] && break; echo $$ > "$f" || { echo "slipway-task: cannot join cgroup $f" >&2; exit 125; }; shift; done; shift; SLIPWAY_LEADER_PID=$$; export SLIPWAY_LEADER_PID; exec "$@""#;
+
+/// Exit status of the wrapper when it cannot join a cgroup.
+pub(crate) const JOIN_FAILED: i32 = 125;
+
+/// Fallback PATH when the server has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How long launch waits for the task to become a session leader (and join its cgroups).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A resolved target user.
+#[derive(Debug, Clone)]
+pub(crate) struct UserInfo {
+    /// Login name.
+    pub(crate) name: String,
+    /// Numeric uid.
+    pub(crate) uid: u32,
+    /// Primary gid.
+    pub(crate) gid: u32,
+    /// Home directory.
+    pub(crate) home: String,
+    /// Whether a uid switch (setpriv) is needed; false when already running as that uid.
+    pub(crate) switch: bool,
+}
+
+/// Finds an executable in PATH or the standard system directories.
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Resolves `user` with `getent passwd` and checks the switch is possible.
+pub(crate) async fn resolve_user(user: &str) -> Result<UserInfo, LaunchError> {
+    let err = |reason: String| LaunchError::User {
+        user: user.to_owned(),
+        reason,
+    };
+    if user.is_empty() || user.contains([':', '\n', '\0']) {
+        return Err(err("invalid user name".into()));
+    }
+    let out = Command::new("getent")
+        .args(["passwd", user])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| err(format!("cannot run getent: {e}")))?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = line.trim_end().split(':').collect();
+    let (Some(name), Some(uid), Some(gid), Some(home)) = (f.first(), f.get(2), f.get(3), f.get(5))
+    else {
+        return Err(err("no such user".into()));
+    };
+    let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
+        return Err(err("malformed passwd entry".into()));
+    };
+    let euid = proc_fs::effective_uid();
+    let switch = euid != Some(uid);
+    if switch && euid != Some(0) {
+        return Err(err(format!(
+            "slipway is not running as root (euid {})",
+            euid.map_or_else(|| "unknown".to_owned(), |u| u.to_string())
+        )));
+    }
+    if switch && find_program("setpriv").is_none() {
+        return Err(err("setpriv (util-linux) is not installed".into()));
+    }
+    Ok(UserInfo {
+        name: (*name).to_owned(),
+        uid,
+        gid,
+        home: (*home).to_owned(),
+        switch,
+    })
+}
+
+/// Computes the task environment: PATH/HOME/LANG from the server, user vars, the engine's
+/// variables, then the launcher-owned `MESOS_SANDBOX`, `SLIPWAY_AGENT_ID`, `SLIPWAY_TASK_ID`.
+pub(crate) fn task_env(
+    spec: &LaunchSpec,
+    sandbox: &Path,
+    agent_id: &str,
+    user: Option<&UserInfo>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| match env.iter_mut().find(|(ek, _)| ek == k) {
+        Some(entry) => entry.1 = v,
+        None => env.push((k.to_owned(), v)),
+    };
+    set(
+        "PATH",
+        std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()),
+    );
+    for key in ["HOME", "LANG"] {
+        if let Ok(v) = std::env::var(key) {
+            set(key, v);
+        }
+    }
+    if let Some(u) = user {
+        set("HOME", u.home.clone());
+        set("USER", u.name.clone());
+        set("LOGNAME", u.name.clone());
+    }
+    for (k, v) in &spec.env {
+        set(k, v.clone());
+    }
+    set("MESOS_SANDBOX", sandbox.to_string_lossy().into_owned());
+    set(crate::ENV_AGENT_ID, agent_id.to_owned());
+    set(crate::ENV_TASK_ID, spec.task_id.clone());
+    env
+}
+
+/// Builds `setsid /bin/sh -c WRAPPER slipway-task <procs...> -- [setpriv ... --] <argv...>`.
+pub(crate) fn build_command(
+    setsid: &Path,
+    spec: &LaunchSpec,
+    sandbox: &Path,
+    cg: &TaskCgroup,
+    user: Option<&UserInfo>,
+    env: Vec<(String, String)>,
+) -> Result<Command, LaunchError> {
+    let argv: Vec<String> = match &spec.command {
+        TaskCommand::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+        TaskCommand::Exec(v) => v.clone(),
+    };
+    if argv.first().is_none_or(|a| a.is_empty()) {
+        return Err(LaunchError::EmptyCommand {
+            task_id: spec.task_id.clone(),
+        });
+    }
+    let mut args: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), WRAPPER.into()];
+    args.push("slipway-task".into());
+    args.extend(cg.procs_files().into_iter().map(OsString::from));
+    args.push("--".into());
+    if let Some(u) = user.filter(|u| u.switch) {
+        let setpriv = find_program("setpriv").ok_or_else(|| LaunchError::User {
+            user: u.name.clone(),
+            reason: "setpriv (util-linux) is not installed".into(),
+        })?;
+        args.push(setpriv.into());
+        args.push(format!("--reuid={}", u.uid).into());
+        args.push(format!("--regid={}", u.gid).into());
+        args.push("--init-groups".into());
+        args.push("--".into());
+    }
+    args.extend(argv.into_iter().map(OsString::from));
+    let stdout = open_log(sandbox, "stdout")?;
+    let stderr = open_log(sandbox, "stderr")?;
+    let mut cmd = Command::new(setsid);
+    cmd.args(args)
+        .env_clear()
+        .envs(env)
+        .current_dir(sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(false);
+    Ok(cmd)
+}
+
+/// Opens `<sandbox>/<name>` with `O_APPEND`.
+fn open_log(sandbox: &Path, name: &str) -> Result<std::fs::File, LaunchError> {
+    let path = sandbox.join(name);
+    crate::logs::open_append(&path).map_err(|source| LaunchError::Sandbox { path, source })
+}
+
+/// Waits until `pid` is its own session leader, is in every task cgroup and has exec'd the
+/// task command (its environment carries `SLIPWAY_LEADER_PID=<pid>`), or has exited.
+///
+/// Returns `Ok(())` also when the task already exited (its status stays cached in `child`),
+/// except when the wrapper reported a cgroup join failure.
+pub(crate) async fn wait_started(
+    child: &mut Child,
+    pid: i32,
+    cg: &TaskCgroup,
+    task_id: &str,
+) -> Result<(), LaunchError> {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(1);
+    loop {
+        if let Some(stat) = proc_fs::read_stat(pid)
+            && stat.session == pid
+            && !stat.is_dead()
+            && cg.dirs.iter().all(|d| cgroup::procs_in(d).contains(&pid))
+            && proc_fs::is_leader_env(pid)
+        {
+            return Ok(());
+        }
+        match child.try_wait() {
+            Ok(Some(status)) if status.code() == Some(JOIN_FAILED) && !cg.dirs.is_empty() => {
+                return Err(LaunchError::CgroupJoin {
+                    task_id: task_id.to_owned(),
+                });
+            }
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(LaunchError::Startup {
+                    task_id: task_id.to_owned(),
+                    reason: format!("cannot wait for process {pid}: {e}"),
+                });
+            }
+        }
+        if started.elapsed() > START_TIMEOUT {
+            let _ = child.start_kill();
+            return Err(LaunchError::Startup {
+                task_id: task_id.to_owned(),
+                reason: format!(
+                    "process {pid} did not become a session leader within {}s",
+                    START_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// How a task process ended, with a Mesos-style message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code if the process exited normally.
+    pub code: Option<i32>,
+    /// Signal number if the process was killed by a signal.
+    pub signal: Option<i32>,
+    /// Human message, e.g. `Command exited with status 1` or
+    /// `Command terminated with signal Killed` (used as `lastTaskFailure.message`).
+    pub message: String,
+}
+
+impl ExitInfo {
+    /// Converts an exit status into an [`ExitInfo`].
+    pub fn from_status(status: ExitStatus) -> ExitInfo {
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = (status.code(), status.signal());
+        let message = match (code, signal) {
+            (Some(c), _) => format!("Command exited with status {c}"),
+            (None, Some(s)) => {
+                let core = if status.core_dumped() {
+                    " (core dumped)"
+                } else {
+                    ""
+                };
+                format!("Command terminated with signal {}{core}", signal_name(s))
+            }
+            (None, None) => "Command exited with unknown status".to_owned(),
+        };
+        ExitInfo {
+            code,
+            signal,
+            message,
+        }
+    }
+
+    /// True if the process exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Waits for the child to exit and describes how it ended. Never fails: a wait error is
+/// reported in the message.
+pub async fn wait_exit(child: &mut Child) -> ExitInfo {
+    match child.wait().await {
+        Ok(status) => ExitInfo::from_status(status),
+        Err(e) => ExitInfo {
+            code: None,
+            signal: None,
+            message: format!("Command exit status unknown: {e}"),
+        },
+    }
+}
+
+/// The glibc `strsignal` description of a signal number.
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "Hangup",
+        "Interrupt",
+        "Quit",
+        "Illegal instruction",
+        "Trace/breakpoint trap",
+        "Aborted",
+        "Bus error",
+        "Floating point exception",
+        "Killed",
+        "User defined signal 1",
+        "Segmentation fault",
+        "User defined signal 2",
+        "Broken pipe",
+        "Alarm clock",
+        "Terminated",
+        "Stack fault",
+        "Child exited",
+        "Continued",
+        "Stopped (signal)",
+        "Stopped",
+        "Stopped (tty input)",
+        "Stopped (tty output)",
+        "Urgent I/O condition",
+        "CPU time limit exceeded",
+        "File size limit exceeded",
+        "Virtual timer expired",
+        "Profiling timer expired",
+        "Window changed",
+        "I/O possible",
+        "Power failure",
+        "Bad system call",
+    ];
+    match usize::try_from(sig)
+        .ok()
+        .and_then(|i| NAMES.get(i.checked_sub(1)?))
+    {
+        Some(n) => (*n).to_owned(),
+        None if (34..=64).contains(&sig) => format!("Real-time signal {}", sig - 34),
+        None => format!("Unknown signal {sig}"),
+    }
+}
