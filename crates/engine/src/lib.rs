@@ -1,1 +1,259 @@
-//! placeholder
+//! The Slipway engine: desired state, deployments, health checks, backoff and the task
+//! backend for local processes.
+//!
+//! [`Engine`] is a cheap handle. API handlers call its operations (create, update, scale,
+//! delete, kill, cancel), which validate, write the store, update the in-memory state, emit
+//! events and wake the reconcile loop. [`Engine::run`] is the reconcile loop: on every tick
+//! it plans each app with the pure [`planner`], launches and kills tasks, runs due health
+//! checks, and advances deployments. Nothing here speaks HTTP.
+
+mod events;
+mod launch;
+mod ops;
+pub mod planner;
+mod ports;
+mod reconcile;
+mod recover;
+pub mod state;
+mod views;
+
+pub use events::{Event, EventBus};
+pub use launcher::{CgroupSupport, LogChunk, LogStream};
+pub use ops::{DeploymentResult, KillResult};
+pub use views::{AppInfo, Counts, Embed, Host, TaskJson, deployment_json};
+
+use model::{DefinitionError, PathId, Timestamp};
+use state::State;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use store::{Store, StoreError};
+use tokio::sync::{Notify, mpsc};
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Data directory (sandboxes live under `sandboxes/`).
+    pub data_dir: PathBuf,
+    /// Address tasks are reachable at, reported as the task `host` and `HOST`.
+    pub host: String,
+    /// Host ports handed to tasks.
+    pub host_ports: RangeInclusive<u16>,
+    /// Service ports assigned to apps that ask for port 0.
+    pub service_ports: RangeInclusive<u16>,
+    /// Per-stream log size before rotation.
+    pub log_max_bytes: u64,
+    /// Reconcile period.
+    pub tick: Duration,
+    /// Kill all tasks when the server shuts down (default: tasks outlive the server).
+    pub kill_tasks_on_shutdown: bool,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        EngineConfig {
+            data_dir,
+            host: "127.0.0.1".into(),
+            host_ports: 31000..=32000,
+            service_ports: 10000..=20000,
+            log_max_bytes: 10 * 1024 * 1024,
+            tick: Duration::from_millis(250),
+            kill_tasks_on_shutdown: false,
+        }
+    }
+}
+
+/// Errors of engine operations, each mapping to one Marathon status code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// 404 with Marathon's message.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the app is locked by deployments.
+    #[error("app is locked by deployments {deployments:?}")]
+    Locked {
+        /// Ids of the locking deployments.
+        deployments: Vec<String>,
+    },
+    /// 409: POST of an existing app.
+    #[error("an app with id [{0}] already exists")]
+    AlreadyExists(PathId),
+    /// 400/422: the definition is invalid.
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    /// 400 with a message.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 500: the store failed; nothing was acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Messages from background jobs to the reconcile loop.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Launched {
+        task_id: String,
+        result: Result<launcher::Launched, String>,
+    },
+    Exited {
+        task_id: String,
+        identity: launcher::ProcIdentity,
+        info: launcher::ExitInfo,
+    },
+    Probe {
+        task_id: String,
+        index: usize,
+        outcome: health::ProbeOutcome,
+    },
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) store: Arc<Store>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) events: EventBus,
+    pub(crate) launcher: launcher::Launcher,
+    pub(crate) agent_id: String,
+    pub(crate) slave_id: String,
+    pub(crate) wake: Notify,
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    pub(crate) rx: Mutex<Option<mpsc::UnboundedReceiver<Msg>>>,
+    pub(crate) port_cursor: Mutex<u16>,
+    pub(crate) tracker: tokio_util::task::TaskTracker,
+}
+
+/// Handle to the engine; clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Opens the engine on a store: loads state, re-adopts running tasks, kills orphans.
+    pub fn open(cfg: EngineConfig, store: Arc<Store>) -> Result<Engine, EngineError> {
+        let agent_id = match store.meta("agent_id")? {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                store.write(|tx| tx.set_meta("agent_id", &id))?;
+                id
+            }
+        };
+        let launcher = launcher::Launcher::new(launcher::LauncherConfig {
+            agent_id: agent_id.clone(),
+            cgroup_parent: "slipway".into(),
+            log_max_bytes: cfg.log_max_bytes,
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let start = *cfg.host_ports.start();
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                slave_id: format!("{agent_id}-S0"),
+                agent_id,
+                cfg,
+                store,
+                state: Mutex::new(State::default()),
+                events: EventBus::default(),
+                launcher,
+                wake: Notify::new(),
+                tx,
+                rx: Mutex::new(Some(rx)),
+                port_cursor: Mutex::new(start),
+                tracker: tokio_util::task::TaskTracker::new(),
+            }),
+        };
+        engine.recover()?;
+        Ok(engine)
+    }
+
+    /// Locks the state. Never held across an await.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough data (every mutation is
+        // persisted first); keep serving rather than poisoning the whole server.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    /// Stable id of this installation (Marathon `frameworkId`).
+    pub fn agent_id(&self) -> &str {
+        &self.inner.agent_id
+    }
+
+    /// Host context for task views.
+    pub fn host(&self) -> Host<'_> {
+        Host {
+            host: &self.inner.cfg.host,
+            slave_id: &self.inner.slave_id,
+        }
+    }
+
+    /// Whether cpu/mem limits can be enforced, and why not.
+    pub fn cgroup_support(&self) -> &CgroupSupport {
+        self.inner.launcher.cgroup_support()
+    }
+
+    /// Wakes the reconcile loop.
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs `f` with read access to the state, for rendering views.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Stored versions of an app, newest first; `None` when the app does not exist.
+    pub fn versions(&self, id: &PathId) -> Result<Option<Vec<Timestamp>>, EngineError> {
+        if !self.lock().apps.contains_key(id) {
+            return Ok(None);
+        }
+        Ok(Some(self.inner.store.app_versions(id)?))
+    }
+
+    /// Reads a task's log (running or recently terminated). `None` when the task is unknown.
+    pub fn task_log(
+        &self,
+        task_id: &str,
+        stream: LogStream,
+        offset: Option<u64>,
+        limit: u64,
+    ) -> Option<std::io::Result<LogChunk>> {
+        let sandbox = {
+            let st = self.lock();
+            st.tasks.get(task_id).map(|t| t.sandbox.clone()).or_else(|| {
+                st.apps.values().find_map(|a| {
+                    a.rt.terminated
+                        .iter()
+                        .find(|t| t.id == task_id)
+                        .map(|t| t.sandbox.clone())
+                })
+            })
+        }?;
+        Some(launcher::Launcher::read_log(&sandbox, stream, offset, limit))
+    }
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    Timestamp::now().millis()
+}
+
+#[cfg(test)]
+mod tests;

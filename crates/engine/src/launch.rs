@@ -1,0 +1,498 @@
+//! Task life cycle inside the engine: preparing and spawning launches, kill orders,
+//! launch results, exits, and health probe results.
+
+use crate::state::{
+    KEEP_TERMINATED, KillKind, KillOrder, State, TaskFailure, TaskRecord, TaskState, TerminatedTask,
+};
+use crate::{Engine, Msg, ports};
+use health::{CheckParams, ProbeOutcome};
+use launcher::{FetchSpec, LaunchSpec, Limits, Signal, TaskCommand};
+use model::{AppDefinition, EnvValue, HealthCheck, HealthProtocol, PathId, Timestamp};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A health probe to run outside the state lock.
+pub(crate) struct ProbeJob {
+    pub(crate) task_id: String,
+    pub(crate) index: usize,
+    pub(crate) kind: ProbeKind,
+    pub(crate) timeout: Duration,
+}
+
+pub(crate) enum ProbeKind {
+    Http { host: String, port: u16, path: String, ignore_1xx: bool },
+    Tcp { host: String, port: u16 },
+    Command { command: String, env: Vec<(String, String)>, cwd: std::path::PathBuf },
+    Broken(String),
+}
+
+impl ProbeJob {
+    pub(crate) async fn run(self) -> ProbeOutcome {
+        match self.kind {
+            ProbeKind::Http { host, port, path, ignore_1xx } => {
+                health::probe_http(&host, port, &path, self.timeout, ignore_1xx).await
+            }
+            ProbeKind::Tcp { host, port } => health::probe_tcp(&host, port, self.timeout).await,
+            ProbeKind::Command { command, env, cwd } => {
+                health::probe_command(&command, &env, Some(&cwd), self.timeout).await
+            }
+            ProbeKind::Broken(cause) => ProbeOutcome::unhealthy(cause),
+        }
+    }
+}
+
+/// Marathon health check settings as state machine parameters.
+pub(crate) fn check_params(hc: &HealthCheck) -> CheckParams {
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    CheckParams {
+        grace_period_seconds: clamp(hc.grace_period_seconds),
+        interval_seconds: clamp(hc.interval_seconds),
+        timeout_seconds: clamp(hc.timeout_seconds),
+        max_consecutive_failures: hc.max_consecutive_failures,
+        ignore_http_1xx: hc.ignore_http1xx.unwrap_or(false),
+        delay_seconds: clamp(hc.delay_seconds),
+        mesos_semantics: hc.protocol.is_mesos(),
+    }
+}
+
+/// Java's `Double.toString` for whole numbers (`1.0`), as Marathon renders resources.
+fn resource(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.1}") } else { v.to_string() }
+}
+
+/// An environment variable name from a label or port name (`HAPROXY_0_VHOST`, `http-api` → `HTTP_API`).
+fn env_name(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect()
+}
+
+/// Marathon's task environment (`docs/task-environment-vars.md`).
+pub(crate) fn task_env(def: &AppDefinition, task: &TaskRecord, host: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = def
+        .env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            EnvValue::Literal(s) => Some((k.clone(), s.clone())),
+            EnvValue::Secret { .. } => None,
+        })
+        .collect();
+    let mut set = |k: String, v: String| {
+        env.retain(|(x, _)| x != &k);
+        env.push((k, v));
+    };
+    set("HOST".into(), host.into());
+    for (i, p) in task.host_ports.iter().enumerate() {
+        set(format!("PORT{i}"), p.to_string());
+    }
+    if let Some(p) = task.host_ports.first() {
+        set("PORT".into(), p.to_string());
+    }
+    let ports: Vec<String> = task.host_ports.iter().map(|p| p.to_string()).collect();
+    set("PORTS".into(), ports.join(","));
+    for (i, name) in def.port_names().into_iter().enumerate() {
+        if let (Some(name), Some(p)) = (name, task.host_ports.get(i)) {
+            set(format!("PORT_{}", env_name(&name)), p.to_string());
+        }
+    }
+    set("MARATHON_APP_ID".into(), def.id.to_string());
+    set("MARATHON_APP_VERSION".into(), task.version.to_string());
+    set("MARATHON_APP_RESOURCE_CPUS".into(), resource(def.cpus));
+    set("MARATHON_APP_RESOURCE_MEM".into(), resource(def.mem));
+    set("MARATHON_APP_RESOURCE_DISK".into(), resource(def.disk));
+    set("MARATHON_APP_RESOURCE_GPUS".into(), def.gpus.to_string());
+    if let Some(image) = def.container.as_ref().and_then(|c| c.docker.as_ref()).map(|d| d.image.clone()) {
+        set("MARATHON_APP_DOCKER_IMAGE".into(), image);
+    }
+    let label_names: Vec<String> = def.labels.keys().map(|k| env_name(k)).collect();
+    set("MARATHON_APP_LABELS".into(), label_names.join(" "));
+    for (k, v) in &def.labels {
+        set(format!("MARATHON_APP_LABEL_{}", env_name(k)), v.clone());
+    }
+    set("MESOS_TASK_ID".into(), task.id.clone());
+    env
+}
+
+/// The process to run for a definition.
+fn command_of(def: &AppDefinition) -> Result<TaskCommand, String> {
+    if def.container.is_some() {
+        return Err("container apps need the Docker backend, which is not available in this build".into());
+    }
+    match (&def.cmd, &def.args) {
+        (Some(cmd), None) => Ok(TaskCommand::Shell(cmd.clone())),
+        (None, Some(args)) => Ok(TaskCommand::Exec(args.clone())),
+        (Some(cmd), Some(args)) => {
+            // Slipway extension: cmd with args appends the args as separate, quoted words.
+            let mut argv = vec!["/bin/sh".into(), "-c".into(), format!("{cmd} \"$@\""), "sh".into()];
+            argv.extend(args.iter().cloned());
+            Ok(TaskCommand::Exec(argv))
+        }
+        (None, None) => Err("the app has neither cmd nor args".into()),
+    }
+}
+
+impl Engine {
+    /// Creates and persists a staging task for `app_id`, returning its launch spec.
+    /// An `Err` is a launch failure to record against the app.
+    pub(crate) fn prepare_launch(&self, st: &mut State, app_id: &PathId, now: i64) -> Result<LaunchSpec, String> {
+        let def = st.apps.get(app_id).map(|a| a.def.clone()).ok_or("app vanished")?;
+        let command = command_of(&def)?;
+        let count = def.host_port_count();
+        let host_ports = if def.require_ports && def.uses_port_definitions() {
+            let wanted: Vec<u16> = def.service_ports().iter().map(|p| *p as u16).collect();
+            let held = st.tasks.values().any(|t| t.host_ports.iter().any(|p| wanted.contains(p)));
+            if held || !wanted.iter().all(|p| ports::bindable(*p)) {
+                return Err(format!("requirePorts: host ports {wanted:?} are not free"));
+            }
+            wanted
+        } else {
+            let mut cursor = self.inner.port_cursor.lock().unwrap_or_else(|e| e.into_inner());
+            ports::allocate_host_ports(st, count, &self.inner.cfg.host_ports, &mut cursor).ok_or_else(|| {
+                let r = &self.inner.cfg.host_ports;
+                format!("no {count} free host ports in {}-{}", r.start(), r.end())
+            })?
+        };
+        let id = format!("{}.{}", def.id.safe_name(), uuid::Uuid::new_v4());
+        let sandbox = self.inner.cfg.data_dir.join("sandboxes").join(&id);
+        let task = TaskRecord {
+            id: id.clone(),
+            app_id: def.id.clone(),
+            version: def.version,
+            config_version: def.version_info.last_config_change_at,
+            state: TaskState::TaskStaging,
+            staged_at: Timestamp(now),
+            started_at: None,
+            host_ports,
+            service_ports: def.service_ports(),
+            proc: None,
+            sandbox: sandbox.clone(),
+            kill: None,
+            health: vec![Default::default(); def.health_checks.len()],
+            limits_enforced: false,
+            last_probe: vec![None; def.health_checks.len()],
+            probing: vec![false; def.health_checks.len()],
+            has_child: false,
+        };
+        // Durable before the process exists: a crash from here on re-adopts or forgets it.
+        self.persist_task(&task).map_err(|e| format!("cannot record the task: {e}"))?;
+        let spec = LaunchSpec {
+            task_id: id.clone(),
+            command,
+            env: task_env(&def, &task, &self.inner.cfg.host),
+            sandbox,
+            limits: Some(Limits { cpus: def.cpus, mem_mib: def.mem }),
+            fetch: def
+                .fetch
+                .iter()
+                .map(|f| FetchSpec {
+                    uri: f.uri.clone(),
+                    extract: f.extract,
+                    executable: f.executable,
+                    cache: f.cache,
+                    output_file: f.output_file.clone(),
+                })
+                .collect(),
+            user: def.user.clone(),
+        };
+        self.publish_status(&task, TaskState::TaskStaging, "");
+        st.tasks.insert(id, task);
+        Ok(spec)
+    }
+
+    /// Starts a launch in the background; the result comes back as [`Msg::Launched`].
+    pub(crate) fn spawn_launch(&self, spec: LaunchSpec) {
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            let result = inner.launcher.launch(&spec).await.map_err(|e| e.to_string());
+            let _ = inner.tx.send(Msg::Launched { task_id: spec.task_id, result });
+        });
+    }
+
+    /// Writes a task record; errors are logged (the reconcile loop converges anyway).
+    pub(crate) fn persist_task(&self, t: &TaskRecord) -> Result<(), store::StoreError> {
+        let body = serde_json::to_value(t).unwrap_or(Value::Null);
+        self.inner.store.write(|tx| tx.put_task(&t.id, &t.app_id, &body))
+    }
+
+    fn persist_task_logged(&self, t: &TaskRecord) {
+        if let Err(e) = self.persist_task(t) {
+            tracing::error!(task = %t.id, error = %e, "cannot persist task");
+        }
+    }
+
+    /// Publishes `status_update_event` and `instance_changed_event` for a task.
+    pub(crate) fn publish_status(&self, t: &TaskRecord, state: TaskState, message: &str) {
+        let host = &self.inner.cfg.host;
+        self.inner.events.publish(
+            "status_update_event",
+            json!({
+                "slaveId": self.inner.slave_id, "taskId": t.id, "taskStatus": state.as_str(),
+                "message": message, "appId": t.app_id, "host": host,
+                "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}],
+                "ports": t.host_ports, "version": t.version,
+            }),
+        );
+        self.inner.events.publish(
+            "instance_changed_event",
+            json!({
+                "instanceId": t.id, "condition": state.condition(), "runSpecId": t.app_id,
+                "agentId": self.inner.slave_id, "host": host, "runSpecVersion": t.version,
+            }),
+        );
+    }
+
+    /// Starts killing a task: SIGTERM now, SIGKILL after the app's grace period.
+    pub(crate) fn start_kill(&self, st: &mut State, task_id: &str, kind: KillKind, reason: String, now: i64) {
+        let Some(app_id) = st.tasks.get(task_id).map(|t| t.app_id.clone()) else {
+            return;
+        };
+        let grace = st.apps.get(&app_id).map_or(3000, |a| a.def.kill_grace_ms()) as i64;
+        let Some(task) = st.tasks.get_mut(task_id) else {
+            return;
+        };
+        if task.kill.is_some() {
+            return;
+        }
+        tracing::info!(task = %task_id, app = %app_id, %reason, "killing task");
+        task.kill = Some(KillOrder { kind, reason, requested_at: now, sigkill_at: now + grace, sigkill_sent: false });
+        if let Some(p) = task.proc {
+            let _ = self.inner.launcher.signal(p, Signal::SIGTERM);
+        }
+        let task = task.clone();
+        self.persist_task_logged(&task);
+        self.publish_status(&task, TaskState::TaskKilling, "");
+    }
+
+    /// Sends SIGKILL to tasks whose grace period has run out.
+    pub(crate) fn escalate_kills(&self, st: &mut State, now: i64) {
+        for t in st.tasks.values_mut() {
+            if let (Some(k), Some(p)) = (&mut t.kill, t.proc)
+                && !k.sigkill_sent
+                && now >= k.sigkill_at
+            {
+                tracing::warn!(task = %t.id, "task ignored SIGTERM; sending SIGKILL");
+                let _ = self.inner.launcher.signal(p, Signal::SIGKILL);
+                k.sigkill_sent = true;
+            }
+        }
+    }
+
+    /// Handles the end of a launch attempt.
+    pub(crate) fn on_launched(&self, st: &mut State, task_id: &str, result: Result<launcher::Launched, String>, now: i64) {
+        match result {
+            Ok(mut launched) => {
+                let identity = launched.identity;
+                let Some(task) = st.tasks.get_mut(task_id) else {
+                    // The record is gone (should not happen): never leave an unmanaged process.
+                    let _ = self.inner.launcher.signal(identity, Signal::SIGKILL);
+                    return;
+                };
+                task.proc = Some(identity);
+                task.state = TaskState::TaskRunning;
+                task.started_at = Some(Timestamp(now));
+                task.has_child = true;
+                task.limits_enforced = launched.limits_enforced;
+                if task.kill.is_some() {
+                    let _ = self.inner.launcher.signal(identity, Signal::SIGTERM);
+                }
+                let task = task.clone();
+                self.persist_task_logged(&task);
+                self.publish_status(&task, TaskState::TaskRunning, "");
+                let tx = self.inner.tx.clone();
+                let id = task_id.to_string();
+                self.inner.tracker.spawn(async move {
+                    let info = launcher::wait_exit(&mut launched.child).await;
+                    let _ = tx.send(Msg::Exited { task_id: id, identity, info });
+                });
+            }
+            Err(reason) => {
+                let killed = st.tasks.get(task_id).is_some_and(|t| t.kill.is_some());
+                if killed {
+                    self.on_terminated(st, task_id, TaskState::TaskKilled, reason, false, now);
+                } else {
+                    self.on_terminated(st, task_id, TaskState::TaskFailed, reason, true, now);
+                }
+            }
+        }
+    }
+
+    /// Handles an observed process exit.
+    pub(crate) fn on_exit(&self, st: &mut State, task_id: &str, identity: launcher::ProcIdentity, info: launcher::ExitInfo, now: i64) {
+        let Some(task) = st.tasks.get(task_id).filter(|t| t.proc == Some(identity)) else {
+            return;
+        };
+        match &task.kill {
+            Some(k) => {
+                let failure = k.kind == KillKind::Unhealthy;
+                let reason = k.reason.clone();
+                self.on_terminated(st, task_id, TaskState::TaskKilled, reason, failure, now);
+            }
+            None if info.success() => {
+                self.on_terminated(st, task_id, TaskState::TaskFinished, info.message, true, now)
+            }
+            None => self.on_terminated(st, task_id, TaskState::TaskFailed, info.message, true, now),
+        }
+    }
+
+    /// Forgets a terminated task: records the failure and backoff, keeps its sandbox for logs.
+    pub(crate) fn on_terminated(&self, st: &mut State, task_id: &str, state: TaskState, message: String, failure: bool, now: i64) {
+        let Some(task) = st.tasks.remove(task_id) else {
+            return;
+        };
+        if let Err(e) = self.inner.store.write(|tx| tx.delete_task(task_id)) {
+            tracing::error!(task = %task_id, error = %e, "cannot delete task record");
+        }
+        if failure {
+            tracing::warn!(task = %task_id, app = %task.app_id, state = state.as_str(), %message, "task ended");
+        } else {
+            tracing::info!(task = %task_id, app = %task.app_id, state = state.as_str(), %message, "task ended");
+        }
+        self.publish_status(&task, state, &message);
+        let mut remove = Vec::new();
+        if let Some(app) = st.apps.get_mut(&task.app_id) {
+            app.rt.terminated.push_back(TerminatedTask {
+                id: task.id.clone(),
+                state,
+                at: now,
+                sandbox: task.sandbox.clone(),
+                message: message.clone(),
+            });
+            while app.rt.terminated.len() > KEEP_TERMINATED {
+                if let Some(old) = app.rt.terminated.pop_front() {
+                    remove.push(old.sandbox);
+                }
+            }
+            if failure {
+                app.rt.record_failure(&app.def, now);
+                app.rt.last_task_failure = Some(TaskFailure {
+                    app_id: task.app_id.clone(),
+                    host: self.inner.cfg.host.clone(),
+                    message,
+                    state: state.as_str().into(),
+                    task_id: task.id.clone(),
+                    timestamp: Timestamp(now),
+                    version: task.version,
+                    slave_id: self.inner.slave_id.clone(),
+                });
+            }
+            let rt = serde_json::to_value(&app.rt).unwrap_or(Value::Null);
+            if let Err(e) = self.inner.store.write(|tx| tx.put_runtime(&task.app_id, &rt)) {
+                tracing::error!(app = %task.app_id, error = %e, "cannot persist app runtime");
+            }
+        } else {
+            remove.push(task.sandbox.clone());
+        }
+        let launcher = self.inner.launcher.clone();
+        let id = task.id.clone();
+        self.inner.tracker.spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                launcher.cleanup(&id);
+                for dir in remove {
+                    let _ = launcher::Launcher::remove_sandbox(&dir);
+                }
+            })
+            .await;
+        });
+        self.wake();
+    }
+
+    /// Picks health probes that are due, marking them in flight.
+    pub(crate) fn due_probes(&self, st: &mut State, now: i64) -> Vec<ProbeJob> {
+        let State { apps, tasks, .. } = st;
+        let host = &self.inner.cfg.host;
+        let mut jobs = Vec::new();
+        for t in tasks.values_mut() {
+            let (Some(app), Some(started)) = (apps.get(&t.app_id), t.started_at) else {
+                continue;
+            };
+            if t.state != TaskState::TaskRunning || t.kill.is_some() || t.proc.is_none() {
+                continue;
+            }
+            let checks = &app.def.health_checks;
+            // Like Marathon, every task is checked with the app's current health checks.
+            t.health.resize(checks.len(), Default::default());
+            t.last_probe.resize(checks.len(), None);
+            t.probing.resize(checks.len(), false);
+            for (i, hc) in checks.iter().enumerate() {
+                let params = check_params(hc);
+                if t.probing[i] || now < health::next_due(started.millis(), t.last_probe[i], &params) {
+                    continue;
+                }
+                t.probing[i] = true;
+                t.last_probe[i] = Some(now);
+                let port = hc.port.map(|p| p as u16).or_else(|| {
+                    hc.port_index.and_then(|i| t.host_ports.get(i as usize).copied())
+                });
+                let kind = match (hc.protocol, port) {
+                    (HealthProtocol::Command, _) => ProbeKind::Command {
+                        command: hc.command.as_ref().map(|c| c.value.clone()).unwrap_or_default(),
+                        env: task_env(&app.def, t, host),
+                        cwd: t.sandbox.clone(),
+                    },
+                    (_, None) => ProbeKind::Broken(format!("no port at index {:?}", hc.port_index)),
+                    (HealthProtocol::Http | HealthProtocol::MesosHttp, Some(port)) => ProbeKind::Http {
+                        host: host.clone(),
+                        port,
+                        path: hc.path.clone().unwrap_or_else(|| "/".into()),
+                        ignore_1xx: hc.ignore_http1xx.unwrap_or(false),
+                    },
+                    (HealthProtocol::Tcp | HealthProtocol::MesosTcp, Some(port)) => {
+                        ProbeKind::Tcp { host: host.clone(), port }
+                    }
+                };
+                jobs.push(ProbeJob { task_id: t.id.clone(), index: i, kind, timeout: params.timeout() });
+            }
+        }
+        jobs
+    }
+
+    /// Applies a probe result: health transitions, events, and kills of unhealthy tasks.
+    pub(crate) fn on_probe(&self, st: &mut State, task_id: &str, index: usize, outcome: ProbeOutcome, now: i64) {
+        let State { apps, tasks, .. } = &mut *st;
+        let Some(t) = tasks.get_mut(task_id) else {
+            return;
+        };
+        if let Some(p) = t.probing.get_mut(index) {
+            *p = false;
+        }
+        let (Some(app), Some(started)) = (apps.get(&t.app_id), t.started_at) else {
+            return;
+        };
+        let (Some(hc), Some(state)) = (app.def.health_checks.get(index), t.health.get_mut(index)) else {
+            return;
+        };
+        if t.kill.is_some() {
+            return;
+        }
+        let obs = state.observe(&outcome, now, started.millis(), &check_params(hc));
+        let ev = &self.inner.events;
+        if let Some(alive) = obs.alive_changed {
+            ev.publish(
+                "health_status_changed_event",
+                json!({"appId": t.app_id, "taskId": t.id, "instanceId": t.id, "version": t.version, "alive": alive}),
+            );
+            ev.publish(
+                "instance_health_changed_event",
+                json!({"instanceId": t.id, "runSpecId": t.app_id, "runSpecVersion": t.version, "healthy": alive}),
+            );
+            let snapshot = t.clone();
+            self.persist_task_logged(&snapshot);
+        }
+        if obs.counted_failure {
+            ev.publish(
+                "failed_health_check_event",
+                json!({"appId": t.app_id, "taskId": t.id, "instanceId": t.id, "healthCheck": hc}),
+            );
+        }
+        if let Some(reason) = obs.kill {
+            let payload = json!({
+                "appId": t.app_id, "taskId": t.id, "instanceId": t.id, "version": t.version,
+                "reason": reason, "host": self.inner.cfg.host, "slaveId": self.inner.slave_id,
+            });
+            ev.publish("unhealthy_task_kill_event", payload.clone());
+            ev.publish("unhealthy_instance_kill_event", payload);
+            let id = t.id.clone();
+            self.start_kill(st, &id, KillKind::Unhealthy, reason, now);
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Engine operations behind the Marathon API: every change validates, checks deployment
+//! locks, writes the store in one transaction, updates memory, publishes events and wakes
+//! the reconcile loop — in that order, so an acknowledged change is never lost.
+
+use crate::state::{Action, ActionKind, Deployment, KillKind, Outcome, State};
+use crate::views::{AppInfo, Embed, TaskJson};
+use crate::{Engine, EngineError, now_ms, ports};
+use model::{AppDefinition, DefinitionError, PathId, Timestamp};
+use serde_json::{Value, json};
+
+/// What a deployment-creating call returns (`{"deploymentId","version"}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentResult {
+    /// New deployment id.
+    pub deployment_id: String,
+    /// Version of the target state.
+    pub version: Timestamp,
+}
+
+impl DeploymentResult {
+    /// Marathon's body.
+    pub fn to_json(&self) -> Value {
+        json!({"deploymentId": self.deployment_id, "version": self.version})
+    }
+}
+
+/// Result of a task kill: the killed tasks, or a deployment when `scale=true`.
+#[derive(Debug)]
+pub enum KillResult {
+    /// `{"tasks":[...]}` (scale=false).
+    Tasks(Value),
+    /// One task (`DELETE /v2/apps/{id}/tasks/{taskId}` without scale).
+    Task(Value),
+    /// A scale deployment (scale=true).
+    Deployment(DeploymentResult),
+}
+
+/// One app's change within a deployment.
+struct Change {
+    id: PathId,
+    before: Option<AppDefinition>,
+    after: Option<AppDefinition>,
+}
+
+fn not_found(id: &PathId) -> EngineError {
+    EngineError::NotFound(format!("App '{id}' does not exist"))
+}
+
+impl Engine {
+    /// `POST /v2/apps`: creates an app. Returns the AppInfo JSON and the deployment.
+    pub fn create_app(&self, body: &[u8], force: bool) -> Result<(Vec<u8>, DeploymentResult), EngineError> {
+        let input = model::parse_input(body)?;
+        let mut st = self.lock();
+        let version = st.next_version();
+        let mut def = input.into_definition(None, version)?;
+        if st.apps.contains_key(&def.id) {
+            return Err(EngineError::AlreadyExists(def.id));
+        }
+        ports::assign_service_ports(&st, &mut def, None, &self.inner.cfg.service_ports)?;
+        let id = def.id.clone();
+        let result = self.commit(&mut st, vec![Change { id: id.clone(), before: None, after: Some(def) }], force, "superseded by")?;
+        let app = st.apps.get(&id).ok_or_else(|| not_found(&id))?;
+        let mut embed = Embed::default();
+        embed.tasks = true;
+        let body = serde_json::to_vec(&AppInfo::of(&st, app, embed, self.host())).unwrap_or_default();
+        Ok((body, result))
+    }
+
+    /// `PUT /v2/apps/{id}` (and PATCH with `must_exist`): update, scale, rollback or create.
+    /// Returns the deployment and whether the app was created.
+    pub fn update_app(
+        &self,
+        id: &PathId,
+        body: &[u8],
+        force: bool,
+        partial: bool,
+        must_exist: bool,
+    ) -> Result<(DeploymentResult, bool), EngineError> {
+        if let Some(p) = PathId::problems(&id.to_string()).into_iter().next() {
+            return Err(DefinitionError::invalid("/id", p).into());
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|e| DefinitionError::Malformed(e.to_string()))?;
+        let mut st = self.lock();
+        let before = st.apps.get(id).map(|a| a.def.clone());
+        if before.is_none() && must_exist {
+            return Err(not_found(id));
+        }
+        let version = st.next_version();
+        let rollback_to = value.get("version").filter(|v| !v.is_null());
+        let mut after = if let Some(v) = rollback_to {
+            let only_id = value.as_object().is_some_and(|m| m.keys().all(|k| k == "id" || k == "version"));
+            if !only_id {
+                return Err(DefinitionError::invalid("/", "The 'version' field may only be combined with the 'id' field.").into());
+            }
+            let ts = v.as_str().and_then(Timestamp::parse).ok_or_else(|| {
+                DefinitionError::invalid("/version", "must be a version timestamp such as 2017-07-19T17:34:41.967Z")
+            })?;
+            let mut def = self
+                .inner
+                .store
+                .app_version(id, ts)?
+                .ok_or_else(|| EngineError::NotFound(format!("App '{id}' does not exist in version {ts}")))?;
+            def.version = version;
+            def.version_info.last_config_change_at = version;
+            def.version_info.last_scaling_at = version;
+            def
+        } else {
+            let merged = match (&before, partial) {
+                (Some(cur), true) => model::merge_update(cur, &value),
+                _ => value,
+            };
+            model::input_from_value(merged)?.into_definition(Some(id), version)?
+        };
+        if let Some(b) = &before
+            && b.same_config(&after)
+        {
+            after.version_info.last_config_change_at = b.version_info.last_config_change_at;
+        }
+        ports::assign_service_ports(&st, &mut after, before.as_ref(), &self.inner.cfg.service_ports)?;
+        let created = before.is_none();
+        let result = self.commit(&mut st, vec![Change { id: id.clone(), before, after: Some(after) }], force, "superseded by")?;
+        Ok((result, created))
+    }
+
+    /// `DELETE /v2/apps/{id}`: removes the app at once; its tasks are killed by a Stop deployment.
+    pub fn delete_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
+        let mut st = self.lock();
+        let before = st.apps.get(id).map(|a| a.def.clone()).ok_or_else(|| not_found(id))?;
+        let result = self.commit(&mut st, vec![Change { id: id.clone(), before: Some(before), after: None }], force, "superseded by")?;
+        self.inner.events.publish("app_terminated_event", json!({"appId": id}));
+        Ok(result)
+    }
+
+    /// `POST /v2/apps/{id}/restart`: a new version that replaces every task.
+    pub fn restart_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
+        let mut st = self.lock();
+        let before = st.apps.get(id).map(|a| a.def.clone()).ok_or_else(|| not_found(id))?;
+        let version = st.next_version();
+        let mut after = before.clone();
+        after.version = version;
+        after.version_info.last_config_change_at = version;
+        after.version_info.last_scaling_at = version;
+        self.commit(&mut st, vec![Change { id: id.clone(), before: Some(before), after: Some(after) }], force, "superseded by")
+    }
+
+    /// `DELETE /v2/apps/{id}/tasks[/{taskId}]`: kills tasks of one app, optionally scaling down.
+    pub fn kill_app_tasks(
+        &self,
+        id: &PathId,
+        task_id: Option<&str>,
+        host: Option<&str>,
+        scale: bool,
+        wipe: bool,
+        force: bool,
+    ) -> Result<KillResult, EngineError> {
+        if scale && wipe {
+            return Err(EngineError::BadRequest("You cannot use scale and wipe at the same time.".into()));
+        }
+        let st = self.lock();
+        if !st.apps.contains_key(id) {
+            return Err(not_found(id));
+        }
+        let ids: Vec<String> = match task_id {
+            Some(t) => {
+                if !st.tasks.get(t).is_some_and(|x| &x.app_id == id) {
+                    return Err(EngineError::NotFound(format!("Task '{t}' does not exist")));
+                }
+                vec![t.to_string()]
+            }
+            None => st
+                .tasks_of(id)
+                .filter(|_| host.is_none_or(|h| h == self.inner.cfg.host || h == "*"))
+                .map(|t| t.id.clone())
+                .collect(),
+        };
+        drop(st);
+        let single = task_id.is_some() && !scale;
+        match self.kill_by_ids(&ids, scale, force)? {
+            KillResult::Tasks(v) if single => Ok(KillResult::Task(
+                v.get("tasks").and_then(|t| t.get(0)).cloned().unwrap_or(Value::Null),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// `POST /v2/tasks/delete`: kills tasks by id; the app comes from the task id itself.
+    pub fn kill_tasks(&self, ids: &[String], scale: bool, wipe: bool, force: bool) -> Result<KillResult, EngineError> {
+        if scale && wipe {
+            return Err(EngineError::BadRequest("You cannot use scale and wipe at the same time.".into()));
+        }
+        for id in ids {
+            if parse_task_app(id).is_none() {
+                return Err(EngineError::BadRequest(format!("Invalid task id '{id}'")));
+            }
+        }
+        let known: Vec<String> = {
+            let st = self.lock();
+            ids.iter().filter(|id| st.tasks.contains_key(id.as_str())).cloned().collect()
+        };
+        self.kill_by_ids(&known, scale, force)
+    }
+
+    fn kill_by_ids(&self, ids: &[String], scale: bool, force: bool) -> Result<KillResult, EngineError> {
+        let mut st = self.lock();
+        let now = now_ms();
+        let mut result = None;
+        if scale {
+            let mut per_app: std::collections::BTreeMap<PathId, u32> = Default::default();
+            for id in ids {
+                if let Some(t) = st.tasks.get(id).filter(|t| t.kill.is_none()) {
+                    *per_app.entry(t.app_id.clone()).or_default() += 1;
+                }
+            }
+            let version = st.next_version();
+            let changes: Vec<Change> = per_app
+                .into_iter()
+                .filter_map(|(app, n)| {
+                    let before = st.apps.get(&app)?.def.clone();
+                    let mut after = before.clone();
+                    after.instances = before.instances.saturating_sub(n);
+                    after.version = version;
+                    after.version_info.last_scaling_at = version;
+                    Some(Change { id: app, before: Some(before), after: Some(after) })
+                })
+                .collect();
+            if !changes.is_empty() {
+                result = Some(self.commit(&mut st, changes, force, "superseded by")?);
+            }
+        }
+        let host = self.host();
+        let mut killed = Vec::new();
+        for id in ids {
+            if let Some(t) = st.tasks.get(id) {
+                let with_health = st.apps.get(&t.app_id).is_some_and(|a| !a.def.health_checks.is_empty());
+                killed.push(serde_json::to_value(TaskJson::of(t, host, with_health)).unwrap_or(Value::Null));
+            }
+            self.start_kill(&mut st, id, KillKind::Api, "killed through the API".into(), now);
+        }
+        drop(st);
+        self.wake();
+        Ok(match result {
+            Some(d) => KillResult::Deployment(d),
+            None if scale => KillResult::Deployment(DeploymentResult {
+                deployment_id: uuid::Uuid::new_v4().to_string(),
+                version: Timestamp::now(),
+            }),
+            None => KillResult::Tasks(json!({"tasks": killed})),
+        })
+    }
+
+    /// `DELETE /v2/deployments/{id}`: with `force`, stops it where it is (returns `None`);
+    /// otherwise rolls its apps back to their definitions before it, as a new deployment.
+    pub fn cancel_deployment(&self, id: &str, force: bool) -> Result<Option<DeploymentResult>, EngineError> {
+        let mut st = self.lock();
+        let Some(pos) = st.deployments.iter().position(|d| d.id == id) else {
+            return Err(EngineError::NotFound(format!("DeploymentPlan {id} does not exist")));
+        };
+        if force {
+            let mut d = st.deployments[pos].clone();
+            self.finish(&mut d, Outcome::Failed, Some("cancelled".into()))?;
+            st.deployments.remove(pos);
+            self.inner.events.publish_plan("deployment_failed", &d, json!({"id": d.id, "reason": "cancelled"}));
+            self.wake();
+            return Ok(None);
+        }
+        let d = st.deployments[pos].clone();
+        let version = st.next_version();
+        let changes: Vec<Change> = d
+            .affected_apps()
+            .into_iter()
+            .map(|app| {
+                let before = st.apps.get(&app).map(|a| a.def.clone());
+                let after = d.original.iter().find(|o| o.id == app).map(|o| {
+                    let mut o = o.clone();
+                    o.version = version;
+                    o.version_info.last_scaling_at = version;
+                    o.version_info.last_config_change_at = match &before {
+                        Some(b) if b.same_config(&o) => b.version_info.last_config_change_at,
+                        _ => version,
+                    };
+                    o
+                });
+                Change { id: app, before, after }
+            })
+            .collect();
+        self.commit(&mut st, changes, true, "rolled back by").map(Some)
+    }
+
+    /// `DELETE /v2/queue/{id}/delay`: forgets the launch backoff.
+    pub fn reset_delay(&self, id: &PathId) -> Result<(), EngineError> {
+        let mut st = self.lock();
+        let app = st.apps.get_mut(id).ok_or_else(|| not_found(id))?;
+        app.rt.reset_delay();
+        let rt = serde_json::to_value(&app.rt).unwrap_or(Value::Null);
+        self.inner.store.write(|tx| tx.put_runtime(id, &rt))?;
+        drop(st);
+        self.wake();
+        Ok(())
+    }
+
+    /// Plans, persists and publishes one deployment for `changes`.
+    fn commit(&self, st: &mut State, changes: Vec<Change>, force: bool, verb: &str) -> Result<DeploymentResult, EngineError> {
+        let locking: Vec<String> = st
+            .deployments
+            .iter()
+            .filter(|d| changes.iter().any(|c| d.affects(&c.id)))
+            .map(|d| d.id.clone())
+            .collect();
+        if !locking.is_empty() && !force {
+            return Err(EngineError::Locked { deployments: locking });
+        }
+        let now = now_ms();
+        let version = changes
+            .iter()
+            .filter_map(|c| c.after.as_ref().map(|a| a.version))
+            .max()
+            .unwrap_or_else(|| st.next_version());
+        let d = Deployment {
+            id: uuid::Uuid::new_v4().to_string(),
+            version,
+            created_at: now,
+            steps: steps_for(&changes),
+            current_step: 0,
+            original: changes.iter().filter_map(|c| c.before.clone()).collect(),
+            target: changes.iter().filter_map(|c| c.after.clone()).collect(),
+            outcome: None,
+            reason: None,
+            finished_at: None,
+        };
+        let reason = format!("{verb} deployment {}", d.id);
+        let mut cancelled: Vec<Deployment> = st
+            .deployments
+            .iter()
+            .filter(|x| locking.contains(&x.id))
+            .cloned()
+            .collect();
+        for x in &mut cancelled {
+            x.outcome = Some(Outcome::Failed);
+            x.reason = Some(reason.clone());
+            x.finished_at = Some(now);
+        }
+        // Runtime resets for config changes happen in the same transaction.
+        let mut runtimes = Vec::new();
+        for c in &changes {
+            if let (Some(after), Some(entry)) = (&c.after, st.apps.get(&c.id)) {
+                let config_changed = c.before.as_ref().is_none_or(|b| {
+                    b.version_info.last_config_change_at != after.version_info.last_config_change_at
+                });
+                if config_changed {
+                    let mut rt = entry.rt.clone();
+                    rt.reset_delay();
+                    runtimes.push((c.id.clone(), rt));
+                }
+            }
+        }
+        let d_json = serde_json::to_value(&d).unwrap_or(Value::Null);
+        self.inner.store.write(|tx| {
+            for c in &changes {
+                match &c.after {
+                    Some(def) => tx.put_app(def)?,
+                    None => tx.delete_app(&c.id)?,
+                }
+            }
+            for (id, rt) in &runtimes {
+                tx.put_runtime(id, &serde_json::to_value(rt).unwrap_or(Value::Null))?;
+            }
+            for x in &cancelled {
+                tx.finish_deployment(&x.id, now, &serde_json::to_value(x).unwrap_or(Value::Null))?;
+            }
+            tx.put_deployment(&d.id, d.created_at, &d_json)
+        })?;
+        // Durable: now update memory and tell the world.
+        st.deployments.retain(|x| !locking.contains(&x.id));
+        for x in &cancelled {
+            self.inner.events.publish_plan("deployment_failed", x, json!({"id": x.id, "reason": reason}));
+        }
+        for c in changes {
+            match c.after {
+                Some(def) => {
+                    let entry = st.apps.entry(c.id.clone()).or_insert_with(|| crate::state::AppEntry {
+                        def: def.clone(),
+                        rt: Default::default(),
+                    });
+                    entry.def = def;
+                }
+                None => {
+                    st.apps.remove(&c.id);
+                }
+            }
+        }
+        for (id, rt) in runtimes {
+            if let Some(e) = st.apps.get_mut(&id) {
+                e.rt = rt;
+            }
+        }
+        self.inner.events.publish("group_change_success", json!({"groupId": "/", "version": version}));
+        self.inner.events.publish_plan(
+            "deployment_info",
+            &d,
+            json!({"currentStep": crate::events::current_step_json(&d)}),
+        );
+        let result = DeploymentResult { deployment_id: d.id.clone(), version };
+        st.deployments.push(d);
+        self.wake();
+        Ok(result)
+    }
+
+    /// Persists a finished deployment with its outcome.
+    pub(crate) fn finish(&self, d: &mut Deployment, outcome: Outcome, reason: Option<String>) -> Result<(), EngineError> {
+        let now = now_ms();
+        d.outcome = Some(outcome);
+        d.reason = reason;
+        d.finished_at = Some(now);
+        let body = serde_json::to_value(&*d).unwrap_or(Value::Null);
+        self.inner.store.write(|tx| tx.finish_deployment(&d.id, now, &body))?;
+        Ok(())
+    }
+}
+
+/// Marathon's plan shape: new apps start with 0 instances in a first step, then everything
+/// else (scale, restart, stop) runs together.
+fn steps_for(changes: &[Change]) -> Vec<Vec<Action>> {
+    let mut start = Vec::new();
+    let mut main = Vec::new();
+    for c in changes {
+        let act = |action| Action { action, app: c.id.clone() };
+        match (&c.before, &c.after) {
+            (None, Some(_)) => {
+                start.push(act(ActionKind::StartApplication));
+                main.push(act(ActionKind::ScaleApplication));
+            }
+            (Some(_), None) => main.push(act(ActionKind::StopApplication)),
+            (Some(b), Some(a)) => main.push(act(
+                if a.version_info.last_config_change_at != b.version_info.last_config_change_at {
+                    ActionKind::RestartApplication
+                } else {
+                    ActionKind::ScaleApplication
+                },
+            )),
+            (None, None) => {}
+        }
+    }
+    [start, main].into_iter().filter(|s| !s.is_empty()).collect()
+}
+
+/// The app's safe name from a legacy task id (`<safe_name>.<uuid>`), as Marathon's
+/// `LegacyTaskIdRegex` `^(.+)([\._])([^_\.]+)$` parses it.
+pub(crate) fn parse_task_app(task_id: &str) -> Option<&str> {
+    let pos = task_id.rfind(['.', '_'])?;
+    let (app, rest) = (&task_id[..pos], &task_id[pos + 1..]);
+    (!app.is_empty() && !rest.is_empty()).then_some(app)
+}

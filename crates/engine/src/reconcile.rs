@@ -1,0 +1,330 @@
+//! The reconcile loop: level-triggered, so it can be killed at any line and resume.
+//!
+//! Each tick takes the state lock once, decides everything (kills, launches, probes,
+//! deployment progress) from the current snapshot, then starts the slow work (process
+//! launches, probes, log rotation) in tracked background tasks whose results come back as
+//! messages.
+
+use crate::planner::{self, AppTarget, KillCause, TaskView};
+use crate::state::{ActionKind, KillKind, Outcome, State, TaskState};
+use crate::{Engine, Msg, now_ms};
+use health::TaskHealth;
+use model::PathId;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often logs are checked for rotation.
+const ROTATE_EVERY_MS: i64 = 10_000;
+
+impl Engine {
+    /// Runs the reconcile loop until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Some(mut rx) = self.inner.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            tracing::error!("engine loop already running");
+            return;
+        };
+        let mut ticker = tokio::time::interval(self.inner.cfg.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_rotate = now_ms();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(msg) = rx.recv() => {
+                    self.handle(msg);
+                    while let Ok(msg) = rx.try_recv() {
+                        self.handle(msg);
+                    }
+                }
+                _ = ticker.tick() => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            self.tick();
+            if now_ms() - last_rotate > ROTATE_EVERY_MS {
+                last_rotate = now_ms();
+                self.rotate_logs();
+            }
+        }
+        if self.inner.cfg.kill_tasks_on_shutdown {
+            self.kill_all_on_shutdown(&mut rx).await;
+        }
+        self.inner.tracker.close();
+        // Probes and launches in flight are abandoned; tasks keep running and are re-adopted.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.tracker.wait()).await;
+        tracing::info!("engine stopped");
+    }
+
+    fn handle(&self, msg: Msg) {
+        let now = now_ms();
+        let mut st = self.lock();
+        match msg {
+            Msg::Launched { task_id, result } => self.on_launched(&mut st, &task_id, result, now),
+            Msg::Exited { task_id, identity, info } => self.on_exit(&mut st, &task_id, identity, info, now),
+            Msg::Probe { task_id, index, outcome } => self.on_probe(&mut st, &task_id, index, outcome, now),
+        }
+    }
+
+    /// One reconcile pass.
+    pub(crate) fn tick(&self) {
+        let now = now_ms();
+        let mut st = self.lock();
+        self.poll_adopted(&mut st, now);
+        self.escalate_kills(&mut st, now);
+        self.kill_tasks_without_app(&mut st, now);
+        self.plan_apps(&mut st, now);
+        self.advance_deployments(&mut st);
+        let probes = self.due_probes(&mut st, now);
+        drop(st);
+        for job in probes {
+            let tx = self.inner.tx.clone();
+            self.inner.tracker.spawn(async move {
+                let (task_id, index) = (job.task_id.clone(), job.index);
+                let outcome = job.run().await;
+                let _ = tx.send(Msg::Probe { task_id, index, outcome });
+            });
+        }
+    }
+
+    /// Tasks adopted after a restart have no child handle: poll whether they still live.
+    fn poll_adopted(&self, st: &mut State, now: i64) {
+        let gone: Vec<String> = st
+            .tasks
+            .values()
+            .filter(|t| !t.has_child)
+            .filter(|t| t.proc.is_some_and(|p| self.inner.launcher.liveness(p) == launcher::Liveness::Gone))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in gone {
+            let Some(t) = st.tasks.get(&id) else { continue };
+            let (state, msg, failure) = match &t.kill {
+                Some(k) => (TaskState::TaskKilled, k.reason.clone(), k.kind == KillKind::Unhealthy),
+                None => (
+                    TaskState::TaskFailed,
+                    "Command exited (exit status unavailable: the task was re-adopted after a Slipway restart)".to_string(),
+                    true,
+                ),
+            };
+            self.on_terminated(st, &id, state, msg, failure, now);
+        }
+    }
+
+    /// Tasks whose app was deleted are killed.
+    fn kill_tasks_without_app(&self, st: &mut State, now: i64) {
+        let orphans: Vec<String> = st
+            .tasks
+            .values()
+            .filter(|t| t.kill.is_none() && !st.apps.contains_key(&t.app_id))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in orphans {
+            self.start_kill(st, &id, KillKind::AppDeleted, "app deleted".into(), now);
+        }
+    }
+
+    /// Runs the planner for every app and carries out its kills and launches.
+    fn plan_apps(&self, st: &mut State, now: i64) {
+        let mut views: BTreeMap<&PathId, Vec<TaskView>> = BTreeMap::new();
+        for t in st.tasks.values() {
+            let Some(app) = st.apps.get(&t.app_id) else { continue };
+            let running = t.state == TaskState::TaskRunning;
+            let healthy = running && (app.def.health_checks.is_empty() || t.health() == TaskHealth::Healthy);
+            views.entry(&t.app_id).or_default().push(TaskView {
+                id: t.id.clone(),
+                current_config: t.config_version == app.def.version_info.last_config_change_at,
+                running,
+                healthy,
+                killing: t.kill.is_some(),
+                staged_at: t.staged_at.millis(),
+            });
+        }
+        let mut kills = Vec::new();
+        let mut launches = Vec::new();
+        let mut waiting = Vec::new();
+        for (id, app) in &st.apps {
+            let rolling = st.deployments.iter().any(|d| {
+                d.current_actions()
+                    .iter()
+                    .any(|a| &a.app == id && a.action == ActionKind::RestartApplication)
+            });
+            let target = AppTarget {
+                instances: app.def.instances,
+                minimum_health_capacity: app.def.upgrade_strategy.minimum_health_capacity,
+                maximum_over_capacity: app.def.upgrade_strategy.maximum_over_capacity,
+                kill_selection: app.def.kill_selection,
+                rolling,
+                may_launch: now >= app.rt.launch_not_before,
+            };
+            let tasks = views.remove(id).unwrap_or_default();
+            let active = tasks.iter().filter(|t| !t.killing).count();
+            let plan = planner::plan(&target, &tasks);
+            for (task, cause) in plan.kill {
+                kills.push((task, cause));
+            }
+            if plan.launch > 0 {
+                launches.push((id.clone(), plan.launch));
+            }
+            let short = active < app.def.instances as usize;
+            waiting.push((id.clone(), short));
+        }
+        for (id, short) in waiting {
+            if let Some(app) = st.apps.get_mut(&id) {
+                match (short, app.rt.waiting_since) {
+                    (true, None) => app.rt.waiting_since = Some(now),
+                    (false, Some(_)) => app.rt.waiting_since = None,
+                    _ => {}
+                }
+            }
+        }
+        for (task, cause) in kills {
+            let (kind, reason) = match cause {
+                KillCause::ScaleDown => (KillKind::ScaleDown, "scaled down"),
+                KillCause::Upgrade => (KillKind::Upgrade, "replaced by a new version"),
+            };
+            self.start_kill(st, &task, kind, reason.into(), now);
+        }
+        for (app, n) in launches {
+            for _ in 0..n {
+                match self.prepare_launch(st, &app, now) {
+                    Ok(spec) => self.spawn_launch(spec),
+                    Err(reason) => {
+                        self.record_launch_failure(st, &app, reason, now);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A launch that could not even start counts as a failed task for backoff and reporting.
+    fn record_launch_failure(&self, st: &mut State, app_id: &PathId, reason: String, now: i64) {
+        let Some(app) = st.apps.get_mut(app_id) else { return };
+        tracing::warn!(app = %app_id, %reason, "cannot launch task");
+        app.rt.record_failure(&app.def, now);
+        app.rt.last_task_failure = Some(crate::state::TaskFailure {
+            app_id: app_id.clone(),
+            host: self.inner.cfg.host.clone(),
+            message: reason,
+            state: TaskState::TaskFailed.as_str().into(),
+            task_id: String::new(),
+            timestamp: model::Timestamp(now),
+            version: app.def.version,
+            slave_id: self.inner.slave_id.clone(),
+        });
+        let rt = serde_json::to_value(&app.rt).unwrap_or_default();
+        if let Err(e) = self.inner.store.write(|tx| tx.put_runtime(app_id, &rt)) {
+            tracing::error!(app = %app_id, error = %e, "cannot persist app runtime");
+        }
+    }
+
+    /// Moves deployments forward when their current step is satisfied.
+    fn advance_deployments(&self, st: &mut State) {
+        let mut i = 0;
+        while i < st.deployments.len() {
+            let mut changed = false;
+            loop {
+                let d = &st.deployments[i];
+                if d.current_step >= d.steps.len() || !d.current_actions().iter().all(|a| step_done(st, &a.app, a.action)) {
+                    break;
+                }
+                let d = &mut st.deployments[i];
+                self.inner.events.publish_plan(
+                    "deployment_step_success",
+                    d,
+                    json!({"currentStep": crate::events::current_step_json(d)}),
+                );
+                d.current_step += 1;
+                changed = true;
+                if d.current_step < d.steps.len() {
+                    self.inner.events.publish_plan(
+                        "deployment_info",
+                        d,
+                        json!({"currentStep": crate::events::current_step_json(d)}),
+                    );
+                }
+            }
+            let d = &st.deployments[i];
+            if d.current_step >= d.steps.len() {
+                let mut d = st.deployments.remove(i);
+                match self.finish(&mut d, Outcome::Success, None) {
+                    Ok(()) => {
+                        tracing::info!(deployment = %d.id, apps = ?d.affected_apps(), "deployment succeeded");
+                        self.inner.events.publish_plan("deployment_success", &d, json!({"id": d.id}));
+                    }
+                    Err(e) => {
+                        tracing::error!(deployment = %d.id, error = %e, "cannot record deployment success");
+                        st.deployments.insert(i, d);
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            if changed {
+                let body = serde_json::to_value(d).unwrap_or_default();
+                if let Err(e) = self.inner.store.write(|tx| tx.put_deployment(&d.id, d.created_at, &body)) {
+                    tracing::error!(deployment = %d.id, error = %e, "cannot persist deployment progress");
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn rotate_logs(&self) {
+        let sandboxes: Vec<_> = self.lock().tasks.values().map(|t| t.sandbox.clone()).collect();
+        let launcher = self.inner.launcher.clone();
+        self.inner.tracker.spawn_blocking(move || {
+            for s in sandboxes {
+                let _ = launcher.rotate_logs(&s);
+            }
+        });
+    }
+
+    async fn kill_all_on_shutdown(&self, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Msg>) {
+        let now = now_ms();
+        {
+            let mut st = self.lock();
+            let ids: Vec<String> = st.tasks.keys().cloned().collect();
+            for id in ids {
+                self.start_kill(&mut st, &id, KillKind::Shutdown, "server shutdown".into(), now);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !self.lock().tasks.is_empty() && tokio::time::Instant::now() < deadline {
+            if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                self.handle(msg);
+            }
+            let now = now_ms();
+            let mut st = self.lock();
+            self.poll_adopted(&mut st, now);
+            self.escalate_kills(&mut st, now);
+        }
+    }
+}
+
+/// Whether one deployment action has reached its goal.
+fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
+    match action {
+        ActionKind::StartApplication => true,
+        ActionKind::StopApplication => st.tasks_of(app_id).next().is_none(),
+        ActionKind::ScaleApplication | ActionKind::RestartApplication => {
+            let Some(app) = st.apps.get(app_id) else { return true };
+            let checks = !app.def.health_checks.is_empty();
+            let mut count = 0;
+            for t in st.tasks_of(app_id) {
+                if t.kill.is_some() || t.state != TaskState::TaskRunning {
+                    return false;
+                }
+                if checks && t.health() != TaskHealth::Healthy {
+                    return false;
+                }
+                if action == ActionKind::RestartApplication
+                    && t.config_version != app.def.version_info.last_config_change_at
+                {
+                    return false;
+                }
+                count += 1;
+            }
+            count == app.def.instances as usize
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Engine tests with real processes (see also the API crate's HTTP tests).
