@@ -91,7 +91,12 @@ pub(crate) fn plan_json(d: &Deployment, heavy: bool) -> Value {
         "version": d.version,
     });
     if heavy && let Value::Object(m) = &mut v {
-        let original_version = d.original.iter().map(|a| a.version).max().unwrap_or(d.version);
+        let original_version = d
+            .original
+            .iter()
+            .map(|a| a.version)
+            .max()
+            .unwrap_or(d.version);
         m.insert("original".into(), group_json(&d.original, original_version));
         m.insert("target".into(), group_json(&d.target, d.version));
     }
@@ -100,12 +105,7 @@ pub(crate) fn plan_json(d: &Deployment, heavy: bool) -> Value {
 
 /// `[{"actions":[{"action":..,"app":..}]}]`.
 pub(crate) fn steps_json(d: &Deployment) -> Value {
-    Value::Array(
-        d.steps
-            .iter()
-            .map(|s| json!({"actions": s}))
-            .collect(),
-    )
+    Value::Array(d.steps.iter().map(|s| json!({"actions": s})).collect())
 }
 
 /// The `currentStep` object of deployment events.

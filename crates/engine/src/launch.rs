@@ -20,18 +20,33 @@ pub(crate) struct ProbeJob {
 }
 
 pub(crate) enum ProbeKind {
-    Http { host: String, port: u16, path: String, ignore_1xx: bool },
-    Tcp { host: String, port: u16 },
-    Command { command: String, env: Vec<(String, String)>, cwd: std::path::PathBuf },
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+        ignore_1xx: bool,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Command {
+        command: String,
+        env: Vec<(String, String)>,
+        cwd: std::path::PathBuf,
+    },
     Broken(String),
 }
 
 impl ProbeJob {
     pub(crate) async fn run(self) -> ProbeOutcome {
         match self.kind {
-            ProbeKind::Http { host, port, path, ignore_1xx } => {
-                health::probe_http(&host, port, &path, self.timeout, ignore_1xx).await
-            }
+            ProbeKind::Http {
+                host,
+                port,
+                path,
+                ignore_1xx,
+            } => health::probe_http(&host, port, &path, self.timeout, ignore_1xx).await,
             ProbeKind::Tcp { host, port } => health::probe_tcp(&host, port, self.timeout).await,
             ProbeKind::Command { command, env, cwd } => {
                 health::probe_command(&command, &env, Some(&cwd), self.timeout).await
@@ -57,18 +72,32 @@ pub(crate) fn check_params(hc: &HealthCheck) -> CheckParams {
 
 /// Java's `Double.toString` for whole numbers (`1.0`), as Marathon renders resources.
 fn resource(v: f64) -> String {
-    if v.fract() == 0.0 { format!("{v:.1}") } else { v.to_string() }
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        v.to_string()
+    }
 }
 
 /// An environment variable name from a label or port name (`HAPROXY_0_VHOST`, `http-api` → `HTTP_API`).
 fn env_name(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// Marathon's task environment (`docs/task-environment-vars.md`).
-pub(crate) fn task_env(def: &AppDefinition, task: &TaskRecord, host: &str) -> Vec<(String, String)> {
+pub(crate) fn task_env(
+    def: &AppDefinition,
+    task: &TaskRecord,
+    host: &str,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = def
         .env
         .iter()
@@ -101,7 +130,12 @@ pub(crate) fn task_env(def: &AppDefinition, task: &TaskRecord, host: &str) -> Ve
     set("MARATHON_APP_RESOURCE_MEM".into(), resource(def.mem));
     set("MARATHON_APP_RESOURCE_DISK".into(), resource(def.disk));
     set("MARATHON_APP_RESOURCE_GPUS".into(), def.gpus.to_string());
-    if let Some(image) = def.container.as_ref().and_then(|c| c.docker.as_ref()).map(|d| d.image.clone()) {
+    if let Some(image) = def
+        .container
+        .as_ref()
+        .and_then(|c| c.docker.as_ref())
+        .map(|d| d.image.clone())
+    {
         set("MARATHON_APP_DOCKER_IMAGE".into(), image);
     }
     let label_names: Vec<String> = def.labels.keys().map(|k| env_name(k)).collect();
@@ -116,14 +150,21 @@ pub(crate) fn task_env(def: &AppDefinition, task: &TaskRecord, host: &str) -> Ve
 /// The process to run for a definition.
 fn command_of(def: &AppDefinition) -> Result<TaskCommand, String> {
     if def.container.is_some() {
-        return Err("container apps need the Docker backend, which is not available in this build".into());
+        return Err(
+            "container apps need the Docker backend, which is not available in this build".into(),
+        );
     }
     match (&def.cmd, &def.args) {
         (Some(cmd), None) => Ok(TaskCommand::Shell(cmd.clone())),
         (None, Some(args)) => Ok(TaskCommand::Exec(args.clone())),
         (Some(cmd), Some(args)) => {
             // Slipway extension: cmd with args appends the args as separate, quoted words.
-            let mut argv = vec!["/bin/sh".into(), "-c".into(), format!("{cmd} \"$@\""), "sh".into()];
+            let mut argv = vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("{cmd} \"$@\""),
+                "sh".into(),
+            ];
             argv.extend(args.iter().cloned());
             Ok(TaskCommand::Exec(argv))
         }
@@ -134,23 +175,40 @@ fn command_of(def: &AppDefinition) -> Result<TaskCommand, String> {
 impl Engine {
     /// Creates and persists a staging task for `app_id`, returning its launch spec.
     /// An `Err` is a launch failure to record against the app.
-    pub(crate) fn prepare_launch(&self, st: &mut State, app_id: &PathId, now: i64) -> Result<LaunchSpec, String> {
-        let def = st.apps.get(app_id).map(|a| a.def.clone()).ok_or("app vanished")?;
+    pub(crate) fn prepare_launch(
+        &self,
+        st: &mut State,
+        app_id: &PathId,
+        now: i64,
+    ) -> Result<LaunchSpec, String> {
+        let def = st
+            .apps
+            .get(app_id)
+            .map(|a| a.def.clone())
+            .ok_or("app vanished")?;
         let command = command_of(&def)?;
         let count = def.host_port_count();
         let host_ports = if def.require_ports && def.uses_port_definitions() {
             let wanted: Vec<u16> = def.service_ports().iter().map(|p| *p as u16).collect();
-            let held = st.tasks.values().any(|t| t.host_ports.iter().any(|p| wanted.contains(p)));
+            let held = st
+                .tasks
+                .values()
+                .any(|t| t.host_ports.iter().any(|p| wanted.contains(p)));
             if held || !wanted.iter().all(|p| ports::bindable(*p)) {
                 return Err(format!("requirePorts: host ports {wanted:?} are not free"));
             }
             wanted
         } else {
-            let mut cursor = self.inner.port_cursor.lock().unwrap_or_else(|e| e.into_inner());
-            ports::allocate_host_ports(st, count, &self.inner.cfg.host_ports, &mut cursor).ok_or_else(|| {
-                let r = &self.inner.cfg.host_ports;
-                format!("no {count} free host ports in {}-{}", r.start(), r.end())
-            })?
+            let mut cursor = self
+                .inner
+                .port_cursor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            ports::allocate_host_ports(st, count, &self.inner.cfg.host_ports, &mut cursor)
+                .ok_or_else(|| {
+                    let r = &self.inner.cfg.host_ports;
+                    format!("no {count} free host ports in {}-{}", r.start(), r.end())
+                })?
         };
         let id = format!("{}.{}", def.id.safe_name(), uuid::Uuid::new_v4());
         let sandbox = self.inner.cfg.data_dir.join("sandboxes").join(&id);
@@ -174,13 +232,17 @@ impl Engine {
             has_child: false,
         };
         // Durable before the process exists: a crash from here on re-adopts or forgets it.
-        self.persist_task(&task).map_err(|e| format!("cannot record the task: {e}"))?;
+        self.persist_task(&task)
+            .map_err(|e| format!("cannot record the task: {e}"))?;
         let spec = LaunchSpec {
             task_id: id.clone(),
             command,
             env: task_env(&def, &task, &self.inner.cfg.host),
             sandbox,
-            limits: Some(Limits { cpus: def.cpus, mem_mib: def.mem }),
+            limits: Some(Limits {
+                cpus: def.cpus,
+                mem_mib: def.mem,
+            }),
             fetch: def
                 .fetch
                 .iter()
@@ -203,15 +265,24 @@ impl Engine {
     pub(crate) fn spawn_launch(&self, spec: LaunchSpec) {
         let inner = self.inner.clone();
         self.inner.tracker.spawn(async move {
-            let result = inner.launcher.launch(&spec).await.map_err(|e| e.to_string());
-            let _ = inner.tx.send(Msg::Launched { task_id: spec.task_id, result });
+            let result = inner
+                .launcher
+                .launch(&spec)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = inner.tx.send(Msg::Launched {
+                task_id: spec.task_id,
+                result,
+            });
         });
     }
 
     /// Writes a task record; errors are logged (the reconcile loop converges anyway).
     pub(crate) fn persist_task(&self, t: &TaskRecord) -> Result<(), store::StoreError> {
         let body = serde_json::to_value(t).unwrap_or(Value::Null);
-        self.inner.store.write(|tx| tx.put_task(&t.id, &t.app_id, &body))
+        self.inner
+            .store
+            .write(|tx| tx.put_task(&t.id, &t.app_id, &body))
     }
 
     fn persist_task_logged(&self, t: &TaskRecord) {
@@ -242,7 +313,14 @@ impl Engine {
     }
 
     /// Starts killing a task: SIGTERM now, SIGKILL after the app's grace period.
-    pub(crate) fn start_kill(&self, st: &mut State, task_id: &str, kind: KillKind, reason: String, now: i64) {
+    pub(crate) fn start_kill(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        kind: KillKind,
+        reason: String,
+        now: i64,
+    ) {
         let Some(app_id) = st.tasks.get(task_id).map(|t| t.app_id.clone()) else {
             return;
         };
@@ -254,7 +332,13 @@ impl Engine {
             return;
         }
         tracing::info!(task = %task_id, app = %app_id, %reason, "killing task");
-        task.kill = Some(KillOrder { kind, reason, requested_at: now, sigkill_at: now + grace, sigkill_sent: false });
+        task.kill = Some(KillOrder {
+            kind,
+            reason,
+            requested_at: now,
+            sigkill_at: now + grace,
+            sigkill_sent: false,
+        });
         if let Some(p) = task.proc {
             let _ = self.inner.launcher.signal(p, Signal::SIGTERM);
         }
@@ -278,7 +362,13 @@ impl Engine {
     }
 
     /// Handles the end of a launch attempt.
-    pub(crate) fn on_launched(&self, st: &mut State, task_id: &str, result: Result<launcher::Launched, String>, now: i64) {
+    pub(crate) fn on_launched(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        result: Result<launcher::Launched, String>,
+        now: i64,
+    ) {
         match result {
             Ok(mut launched) => {
                 let identity = launched.identity;
@@ -302,7 +392,11 @@ impl Engine {
                 let id = task_id.to_string();
                 self.inner.tracker.spawn(async move {
                     let info = launcher::wait_exit(&mut launched.child).await;
-                    let _ = tx.send(Msg::Exited { task_id: id, identity, info });
+                    let _ = tx.send(Msg::Exited {
+                        task_id: id,
+                        identity,
+                        info,
+                    });
                 });
             }
             Err(reason) => {
@@ -317,7 +411,14 @@ impl Engine {
     }
 
     /// Handles an observed process exit.
-    pub(crate) fn on_exit(&self, st: &mut State, task_id: &str, identity: launcher::ProcIdentity, info: launcher::ExitInfo, now: i64) {
+    pub(crate) fn on_exit(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        identity: launcher::ProcIdentity,
+        info: launcher::ExitInfo,
+        now: i64,
+    ) {
         let Some(task) = st.tasks.get(task_id).filter(|t| t.proc == Some(identity)) else {
             return;
         };
@@ -327,15 +428,28 @@ impl Engine {
                 let reason = k.reason.clone();
                 self.on_terminated(st, task_id, TaskState::TaskKilled, reason, failure, now);
             }
-            None if info.success() => {
-                self.on_terminated(st, task_id, TaskState::TaskFinished, info.message, true, now)
-            }
+            None if info.success() => self.on_terminated(
+                st,
+                task_id,
+                TaskState::TaskFinished,
+                info.message,
+                true,
+                now,
+            ),
             None => self.on_terminated(st, task_id, TaskState::TaskFailed, info.message, true, now),
         }
     }
 
     /// Forgets a terminated task: records the failure and backoff, keeps its sandbox for logs.
-    pub(crate) fn on_terminated(&self, st: &mut State, task_id: &str, state: TaskState, message: String, failure: bool, now: i64) {
+    pub(crate) fn on_terminated(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        state: TaskState,
+        message: String,
+        failure: bool,
+        now: i64,
+    ) {
         let Some(task) = st.tasks.remove(task_id) else {
             return;
         };
@@ -376,7 +490,11 @@ impl Engine {
                 });
             }
             let rt = serde_json::to_value(&app.rt).unwrap_or(Value::Null);
-            if let Err(e) = self.inner.store.write(|tx| tx.put_runtime(&task.app_id, &rt)) {
+            if let Err(e) = self
+                .inner
+                .store
+                .write(|tx| tx.put_runtime(&task.app_id, &rt))
+            {
                 tracing::error!(app = %task.app_id, error = %e, "cannot persist app runtime");
             }
         } else {
@@ -415,39 +533,63 @@ impl Engine {
             t.probing.resize(checks.len(), false);
             for (i, hc) in checks.iter().enumerate() {
                 let params = check_params(hc);
-                if t.probing[i] || now < health::next_due(started.millis(), t.last_probe[i], &params) {
+                if t.probing[i]
+                    || now < health::next_due(started.millis(), t.last_probe[i], &params)
+                {
                     continue;
                 }
                 t.probing[i] = true;
                 t.last_probe[i] = Some(now);
                 let port = hc.port.map(|p| p as u16).or_else(|| {
-                    hc.port_index.and_then(|i| t.host_ports.get(i as usize).copied())
+                    hc.port_index
+                        .and_then(|i| t.host_ports.get(i as usize).copied())
                 });
                 let kind = match (hc.protocol, port) {
                     (HealthProtocol::Command, _) => ProbeKind::Command {
-                        command: hc.command.as_ref().map(|c| c.value.clone()).unwrap_or_default(),
+                        command: hc
+                            .command
+                            .as_ref()
+                            .map(|c| c.value.clone())
+                            .unwrap_or_default(),
                         env: task_env(&app.def, t, host),
                         cwd: t.sandbox.clone(),
                     },
                     (_, None) => ProbeKind::Broken(format!("no port at index {:?}", hc.port_index)),
-                    (HealthProtocol::Http | HealthProtocol::MesosHttp, Some(port)) => ProbeKind::Http {
-                        host: host.clone(),
-                        port,
-                        path: hc.path.clone().unwrap_or_else(|| "/".into()),
-                        ignore_1xx: hc.ignore_http1xx.unwrap_or(false),
-                    },
+                    (HealthProtocol::Http | HealthProtocol::MesosHttp, Some(port)) => {
+                        ProbeKind::Http {
+                            host: host.clone(),
+                            port,
+                            path: hc.path.clone().unwrap_or_else(|| "/".into()),
+                            ignore_1xx: hc.ignore_http1xx.unwrap_or(false),
+                        }
+                    }
                     (HealthProtocol::Tcp | HealthProtocol::MesosTcp, Some(port)) => {
-                        ProbeKind::Tcp { host: host.clone(), port }
+                        ProbeKind::Tcp {
+                            host: host.clone(),
+                            port,
+                        }
                     }
                 };
-                jobs.push(ProbeJob { task_id: t.id.clone(), index: i, kind, timeout: params.timeout() });
+                jobs.push(ProbeJob {
+                    task_id: t.id.clone(),
+                    index: i,
+                    kind,
+                    timeout: params.timeout(),
+                });
             }
         }
         jobs
     }
 
     /// Applies a probe result: health transitions, events, and kills of unhealthy tasks.
-    pub(crate) fn on_probe(&self, st: &mut State, task_id: &str, index: usize, outcome: ProbeOutcome, now: i64) {
+    pub(crate) fn on_probe(
+        &self,
+        st: &mut State,
+        task_id: &str,
+        index: usize,
+        outcome: ProbeOutcome,
+        now: i64,
+    ) {
         let State { apps, tasks, .. } = &mut *st;
         let Some(t) = tasks.get_mut(task_id) else {
             return;
@@ -458,7 +600,8 @@ impl Engine {
         let (Some(app), Some(started)) = (apps.get(&t.app_id), t.started_at) else {
             return;
         };
-        let (Some(hc), Some(state)) = (app.def.health_checks.get(index), t.health.get_mut(index)) else {
+        let (Some(hc), Some(state)) = (app.def.health_checks.get(index), t.health.get_mut(index))
+        else {
             return;
         };
         if t.kill.is_some() {

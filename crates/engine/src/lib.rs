@@ -12,6 +12,7 @@ mod launch;
 mod ops;
 pub mod planner;
 mod ports;
+mod query;
 mod reconcile;
 mod recover;
 pub mod state;
@@ -20,6 +21,7 @@ mod views;
 pub use events::{Event, EventBus};
 pub use launcher::{CgroupSupport, LogChunk, LogStream};
 pub use ops::{DeploymentResult, KillResult};
+pub use query::AppsQuery;
 pub use views::{AppInfo, Counts, Embed, Host, TaskJson, deployment_json};
 
 use model::{DefinitionError, PathId, Timestamp};
@@ -237,16 +239,21 @@ impl Engine {
     ) -> Option<std::io::Result<LogChunk>> {
         let sandbox = {
             let st = self.lock();
-            st.tasks.get(task_id).map(|t| t.sandbox.clone()).or_else(|| {
-                st.apps.values().find_map(|a| {
-                    a.rt.terminated
-                        .iter()
-                        .find(|t| t.id == task_id)
-                        .map(|t| t.sandbox.clone())
+            st.tasks
+                .get(task_id)
+                .map(|t| t.sandbox.clone())
+                .or_else(|| {
+                    st.apps.values().find_map(|a| {
+                        a.rt.terminated
+                            .iter()
+                            .find(|t| t.id == task_id)
+                            .map(|t| t.sandbox.clone())
+                    })
                 })
-            })
         }?;
-        Some(launcher::Launcher::read_log(&sandbox, stream, offset, limit))
+        Some(launcher::Launcher::read_log(
+            &sandbox, stream, offset, limit,
+        ))
     }
 }
 

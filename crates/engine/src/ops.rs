@@ -48,7 +48,11 @@ fn not_found(id: &PathId) -> EngineError {
 
 impl Engine {
     /// `POST /v2/apps`: creates an app. Returns the AppInfo JSON and the deployment.
-    pub fn create_app(&self, body: &[u8], force: bool) -> Result<(Vec<u8>, DeploymentResult), EngineError> {
+    pub fn create_app(
+        &self,
+        body: &[u8],
+        force: bool,
+    ) -> Result<(Vec<u8>, DeploymentResult), EngineError> {
         let input = model::parse_input(body)?;
         let mut st = self.lock();
         let version = st.next_version();
@@ -58,11 +62,21 @@ impl Engine {
         }
         ports::assign_service_ports(&st, &mut def, None, &self.inner.cfg.service_ports)?;
         let id = def.id.clone();
-        let result = self.commit(&mut st, vec![Change { id: id.clone(), before: None, after: Some(def) }], force, "superseded by")?;
+        let result = self.commit(
+            &mut st,
+            vec![Change {
+                id: id.clone(),
+                before: None,
+                after: Some(def),
+            }],
+            force,
+            "superseded by",
+        )?;
         let app = st.apps.get(&id).ok_or_else(|| not_found(&id))?;
         let mut embed = Embed::default();
         embed.tasks = true;
-        let body = serde_json::to_vec(&AppInfo::of(&st, app, embed, self.host())).unwrap_or_default();
+        let body =
+            serde_json::to_vec(&AppInfo::of(&st, app, embed, self.host())).unwrap_or_default();
         Ok((body, result))
     }
 
@@ -79,7 +93,8 @@ impl Engine {
         if let Some(p) = PathId::problems(&id.to_string()).into_iter().next() {
             return Err(DefinitionError::invalid("/id", p).into());
         }
-        let value: Value = serde_json::from_slice(body).map_err(|e| DefinitionError::Malformed(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| DefinitionError::Malformed(e.to_string()))?;
         let mut st = self.lock();
         let before = st.apps.get(id).map(|a| a.def.clone());
         if before.is_none() && must_exist {
@@ -88,18 +103,25 @@ impl Engine {
         let version = st.next_version();
         let rollback_to = value.get("version").filter(|v| !v.is_null());
         let mut after = if let Some(v) = rollback_to {
-            let only_id = value.as_object().is_some_and(|m| m.keys().all(|k| k == "id" || k == "version"));
+            let only_id = value
+                .as_object()
+                .is_some_and(|m| m.keys().all(|k| k == "id" || k == "version"));
             if !only_id {
-                return Err(DefinitionError::invalid("/", "The 'version' field may only be combined with the 'id' field.").into());
+                return Err(DefinitionError::invalid(
+                    "/",
+                    "The 'version' field may only be combined with the 'id' field.",
+                )
+                .into());
             }
             let ts = v.as_str().and_then(Timestamp::parse).ok_or_else(|| {
-                DefinitionError::invalid("/version", "must be a version timestamp such as 2017-07-19T17:34:41.967Z")
+                DefinitionError::invalid(
+                    "/version",
+                    "must be a version timestamp such as 2017-07-19T17:34:41.967Z",
+                )
             })?;
-            let mut def = self
-                .inner
-                .store
-                .app_version(id, ts)?
-                .ok_or_else(|| EngineError::NotFound(format!("App '{id}' does not exist in version {ts}")))?;
+            let mut def = self.inner.store.app_version(id, ts)?.ok_or_else(|| {
+                EngineError::NotFound(format!("App '{id}' does not exist in version {ts}"))
+            })?;
             def.version = version;
             def.version_info.last_config_change_at = version;
             def.version_info.last_scaling_at = version;
@@ -116,31 +138,73 @@ impl Engine {
         {
             after.version_info.last_config_change_at = b.version_info.last_config_change_at;
         }
-        ports::assign_service_ports(&st, &mut after, before.as_ref(), &self.inner.cfg.service_ports)?;
+        ports::assign_service_ports(
+            &st,
+            &mut after,
+            before.as_ref(),
+            &self.inner.cfg.service_ports,
+        )?;
         let created = before.is_none();
-        let result = self.commit(&mut st, vec![Change { id: id.clone(), before, after: Some(after) }], force, "superseded by")?;
+        let result = self.commit(
+            &mut st,
+            vec![Change {
+                id: id.clone(),
+                before,
+                after: Some(after),
+            }],
+            force,
+            "superseded by",
+        )?;
         Ok((result, created))
     }
 
     /// `DELETE /v2/apps/{id}`: removes the app at once; its tasks are killed by a Stop deployment.
     pub fn delete_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
         let mut st = self.lock();
-        let before = st.apps.get(id).map(|a| a.def.clone()).ok_or_else(|| not_found(id))?;
-        let result = self.commit(&mut st, vec![Change { id: id.clone(), before: Some(before), after: None }], force, "superseded by")?;
-        self.inner.events.publish("app_terminated_event", json!({"appId": id}));
+        let before = st
+            .apps
+            .get(id)
+            .map(|a| a.def.clone())
+            .ok_or_else(|| not_found(id))?;
+        let result = self.commit(
+            &mut st,
+            vec![Change {
+                id: id.clone(),
+                before: Some(before),
+                after: None,
+            }],
+            force,
+            "superseded by",
+        )?;
+        self.inner
+            .events
+            .publish("app_terminated_event", json!({"appId": id}));
         Ok(result)
     }
 
     /// `POST /v2/apps/{id}/restart`: a new version that replaces every task.
     pub fn restart_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
         let mut st = self.lock();
-        let before = st.apps.get(id).map(|a| a.def.clone()).ok_or_else(|| not_found(id))?;
+        let before = st
+            .apps
+            .get(id)
+            .map(|a| a.def.clone())
+            .ok_or_else(|| not_found(id))?;
         let version = st.next_version();
         let mut after = before.clone();
         after.version = version;
         after.version_info.last_config_change_at = version;
         after.version_info.last_scaling_at = version;
-        self.commit(&mut st, vec![Change { id: id.clone(), before: Some(before), after: Some(after) }], force, "superseded by")
+        self.commit(
+            &mut st,
+            vec![Change {
+                id: id.clone(),
+                before: Some(before),
+                after: Some(after),
+            }],
+            force,
+            "superseded by",
+        )
     }
 
     /// `DELETE /v2/apps/{id}/tasks[/{taskId}]`: kills tasks of one app, optionally scaling down.
@@ -154,7 +218,9 @@ impl Engine {
         force: bool,
     ) -> Result<KillResult, EngineError> {
         if scale && wipe {
-            return Err(EngineError::BadRequest("You cannot use scale and wipe at the same time.".into()));
+            return Err(EngineError::BadRequest(
+                "You cannot use scale and wipe at the same time.".into(),
+            ));
         }
         let st = self.lock();
         if !st.apps.contains_key(id) {
@@ -177,16 +243,27 @@ impl Engine {
         let single = task_id.is_some() && !scale;
         match self.kill_by_ids(&ids, scale, force)? {
             KillResult::Tasks(v) if single => Ok(KillResult::Task(
-                v.get("tasks").and_then(|t| t.get(0)).cloned().unwrap_or(Value::Null),
+                v.get("tasks")
+                    .and_then(|t| t.get(0))
+                    .cloned()
+                    .unwrap_or(Value::Null),
             )),
             other => Ok(other),
         }
     }
 
     /// `POST /v2/tasks/delete`: kills tasks by id; the app comes from the task id itself.
-    pub fn kill_tasks(&self, ids: &[String], scale: bool, wipe: bool, force: bool) -> Result<KillResult, EngineError> {
+    pub fn kill_tasks(
+        &self,
+        ids: &[String],
+        scale: bool,
+        wipe: bool,
+        force: bool,
+    ) -> Result<KillResult, EngineError> {
         if scale && wipe {
-            return Err(EngineError::BadRequest("You cannot use scale and wipe at the same time.".into()));
+            return Err(EngineError::BadRequest(
+                "You cannot use scale and wipe at the same time.".into(),
+            ));
         }
         for id in ids {
             if parse_task_app(id).is_none() {
@@ -195,12 +272,20 @@ impl Engine {
         }
         let known: Vec<String> = {
             let st = self.lock();
-            ids.iter().filter(|id| st.tasks.contains_key(id.as_str())).cloned().collect()
+            ids.iter()
+                .filter(|id| st.tasks.contains_key(id.as_str()))
+                .cloned()
+                .collect()
         };
         self.kill_by_ids(&known, scale, force)
     }
 
-    fn kill_by_ids(&self, ids: &[String], scale: bool, force: bool) -> Result<KillResult, EngineError> {
+    fn kill_by_ids(
+        &self,
+        ids: &[String],
+        scale: bool,
+        force: bool,
+    ) -> Result<KillResult, EngineError> {
         let mut st = self.lock();
         let now = now_ms();
         let mut result = None;
@@ -220,7 +305,11 @@ impl Engine {
                     after.instances = before.instances.saturating_sub(n);
                     after.version = version;
                     after.version_info.last_scaling_at = version;
-                    Some(Change { id: app, before: Some(before), after: Some(after) })
+                    Some(Change {
+                        id: app,
+                        before: Some(before),
+                        after: Some(after),
+                    })
                 })
                 .collect();
             if !changes.is_empty() {
@@ -231,10 +320,21 @@ impl Engine {
         let mut killed = Vec::new();
         for id in ids {
             if let Some(t) = st.tasks.get(id) {
-                let with_health = st.apps.get(&t.app_id).is_some_and(|a| !a.def.health_checks.is_empty());
-                killed.push(serde_json::to_value(TaskJson::of(t, host, with_health)).unwrap_or(Value::Null));
+                let with_health = st
+                    .apps
+                    .get(&t.app_id)
+                    .is_some_and(|a| !a.def.health_checks.is_empty());
+                killed.push(
+                    serde_json::to_value(TaskJson::of(t, host, with_health)).unwrap_or(Value::Null),
+                );
             }
-            self.start_kill(&mut st, id, KillKind::Api, "killed through the API".into(), now);
+            self.start_kill(
+                &mut st,
+                id,
+                KillKind::Api,
+                "killed through the API".into(),
+                now,
+            );
         }
         drop(st);
         self.wake();
@@ -250,16 +350,26 @@ impl Engine {
 
     /// `DELETE /v2/deployments/{id}`: with `force`, stops it where it is (returns `None`);
     /// otherwise rolls its apps back to their definitions before it, as a new deployment.
-    pub fn cancel_deployment(&self, id: &str, force: bool) -> Result<Option<DeploymentResult>, EngineError> {
+    pub fn cancel_deployment(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<DeploymentResult>, EngineError> {
         let mut st = self.lock();
         let Some(pos) = st.deployments.iter().position(|d| d.id == id) else {
-            return Err(EngineError::NotFound(format!("DeploymentPlan {id} does not exist")));
+            return Err(EngineError::NotFound(format!(
+                "DeploymentPlan {id} does not exist"
+            )));
         };
         if force {
             let mut d = st.deployments[pos].clone();
             self.finish(&mut d, Outcome::Failed, Some("cancelled".into()))?;
             st.deployments.remove(pos);
-            self.inner.events.publish_plan("deployment_failed", &d, json!({"id": d.id, "reason": "cancelled"}));
+            self.inner.events.publish_plan(
+                "deployment_failed",
+                &d,
+                json!({"id": d.id, "reason": "cancelled"}),
+            );
             self.wake();
             return Ok(None);
         }
@@ -280,10 +390,15 @@ impl Engine {
                     };
                     o
                 });
-                Change { id: app, before, after }
+                Change {
+                    id: app,
+                    before,
+                    after,
+                }
             })
             .collect();
-        self.commit(&mut st, changes, true, "rolled back by").map(Some)
+        self.commit(&mut st, changes, true, "rolled back by")
+            .map(Some)
     }
 
     /// `DELETE /v2/queue/{id}/delay`: forgets the launch backoff.
@@ -299,7 +414,13 @@ impl Engine {
     }
 
     /// Plans, persists and publishes one deployment for `changes`.
-    fn commit(&self, st: &mut State, changes: Vec<Change>, force: bool, verb: &str) -> Result<DeploymentResult, EngineError> {
+    fn commit(
+        &self,
+        st: &mut State,
+        changes: Vec<Change>,
+        force: bool,
+        verb: &str,
+    ) -> Result<DeploymentResult, EngineError> {
         let locking: Vec<String> = st
             .deployments
             .iter()
@@ -307,7 +428,9 @@ impl Engine {
             .map(|d| d.id.clone())
             .collect();
         if !locking.is_empty() && !force {
-            return Err(EngineError::Locked { deployments: locking });
+            return Err(EngineError::Locked {
+                deployments: locking,
+            });
         }
         let now = now_ms();
         let version = changes
@@ -372,15 +495,22 @@ impl Engine {
         // Durable: now update memory and tell the world.
         st.deployments.retain(|x| !locking.contains(&x.id));
         for x in &cancelled {
-            self.inner.events.publish_plan("deployment_failed", x, json!({"id": x.id, "reason": reason}));
+            self.inner.events.publish_plan(
+                "deployment_failed",
+                x,
+                json!({"id": x.id, "reason": reason}),
+            );
         }
         for c in changes {
             match c.after {
                 Some(def) => {
-                    let entry = st.apps.entry(c.id.clone()).or_insert_with(|| crate::state::AppEntry {
-                        def: def.clone(),
-                        rt: Default::default(),
-                    });
+                    let entry =
+                        st.apps
+                            .entry(c.id.clone())
+                            .or_insert_with(|| crate::state::AppEntry {
+                                def: def.clone(),
+                                rt: Default::default(),
+                            });
                     entry.def = def;
                 }
                 None => {
@@ -393,26 +523,39 @@ impl Engine {
                 e.rt = rt;
             }
         }
-        self.inner.events.publish("group_change_success", json!({"groupId": "/", "version": version}));
+        self.inner.events.publish(
+            "group_change_success",
+            json!({"groupId": "/", "version": version}),
+        );
         self.inner.events.publish_plan(
             "deployment_info",
             &d,
             json!({"currentStep": crate::events::current_step_json(&d)}),
         );
-        let result = DeploymentResult { deployment_id: d.id.clone(), version };
+        let result = DeploymentResult {
+            deployment_id: d.id.clone(),
+            version,
+        };
         st.deployments.push(d);
         self.wake();
         Ok(result)
     }
 
     /// Persists a finished deployment with its outcome.
-    pub(crate) fn finish(&self, d: &mut Deployment, outcome: Outcome, reason: Option<String>) -> Result<(), EngineError> {
+    pub(crate) fn finish(
+        &self,
+        d: &mut Deployment,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) -> Result<(), EngineError> {
         let now = now_ms();
         d.outcome = Some(outcome);
         d.reason = reason;
         d.finished_at = Some(now);
         let body = serde_json::to_value(&*d).unwrap_or(Value::Null);
-        self.inner.store.write(|tx| tx.finish_deployment(&d.id, now, &body))?;
+        self.inner
+            .store
+            .write(|tx| tx.finish_deployment(&d.id, now, &body))?;
         Ok(())
     }
 }
@@ -423,7 +566,10 @@ fn steps_for(changes: &[Change]) -> Vec<Vec<Action>> {
     let mut start = Vec::new();
     let mut main = Vec::new();
     for c in changes {
-        let act = |action| Action { action, app: c.id.clone() };
+        let act = |action| Action {
+            action,
+            app: c.id.clone(),
+        };
         match (&c.before, &c.after) {
             (None, Some(_)) => {
                 start.push(act(ActionKind::StartApplication));
@@ -440,7 +586,10 @@ fn steps_for(changes: &[Change]) -> Vec<Vec<Action>> {
             (None, None) => {}
         }
     }
-    [start, main].into_iter().filter(|s| !s.is_empty()).collect()
+    [start, main]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// The app's safe name from a legacy task id (`<safe_name>.<uuid>`), as Marathon's

@@ -83,7 +83,10 @@ pub fn bounds(target: &AppTarget) -> (u32, u32) {
     if target.instances > 0 && max_cap <= min_healthy {
         max_cap = min_healthy + 1;
     }
-    (min_healthy.min(target.instances), max_cap.max(target.instances))
+    (
+        min_healthy.min(target.instances),
+        max_cap.max(target.instances),
+    )
 }
 
 /// Plans the next actions for one app.
@@ -130,15 +133,26 @@ fn plan_rolling(target: &AppTarget, tasks: &[TaskView]) -> Plan {
     let n = target.instances as usize;
     let occupied = tasks.len();
     let active: Vec<&TaskView> = tasks.iter().filter(|t| !t.killing).collect();
-    let new: Vec<&TaskView> = active.iter().copied().filter(|t| t.current_config).collect();
-    let old: Vec<&TaskView> = active.iter().copied().filter(|t| !t.current_config).collect();
+    let new: Vec<&TaskView> = active
+        .iter()
+        .copied()
+        .filter(|t| t.current_config)
+        .collect();
+    let old: Vec<&TaskView> = active
+        .iter()
+        .copied()
+        .filter(|t| !t.current_config)
+        .collect();
     let mut healthy = active.iter().filter(|t| t.healthy).count();
     let mut plan = Plan::default();
 
     // Surplus new tasks (instances lowered during the rollout): unhealthy ones first.
     let mut new_kept = new.len();
     if new.len() > n {
-        for t in kill_order(new.clone(), target.kill_selection).into_iter().take(new.len() - n) {
+        for t in kill_order(new.clone(), target.kill_selection)
+            .into_iter()
+            .take(new.len() - n)
+        {
             if t.healthy && healthy <= min_healthy as usize {
                 break;
             }

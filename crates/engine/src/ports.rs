@@ -28,7 +28,11 @@ pub(crate) fn assign_service_ports(
         }
     }
     let previous = before.map(|b| b.service_ports()).unwrap_or_default();
-    let path = if def.uses_port_definitions() { "/portDefinitions" } else { "/container/portMappings" };
+    let path = if def.uses_port_definitions() {
+        "/portDefinitions"
+    } else {
+        "/container/portMappings"
+    };
     // Explicit ports first, so automatic ones never take them.
     for p in def.service_ports() {
         if p != 0 {
@@ -47,10 +51,17 @@ pub(crate) fn assign_service_ports(
         if *slot != 0 {
             continue;
         }
-        let reuse = previous.get(i).copied().filter(|p| *p != 0 && !used.contains(p));
+        let reuse = previous
+            .get(i)
+            .copied()
+            .filter(|p| *p != 0 && !used.contains(p));
         let pick = reuse.or_else(|| (lo..=hi).find(|p| !used.contains(p)));
         let Some(p) = pick else {
-            return Err(DefinitionError::invalid(path, format!("no free service port left in {lo}-{hi}")).into());
+            return Err(DefinitionError::invalid(
+                path,
+                format!("no free service port left in {lo}-{hi}"),
+            )
+            .into());
         };
         *slot = p;
         used.insert(p);
@@ -66,7 +77,11 @@ pub(crate) fn allocate_host_ports(
     range: &RangeInclusive<u16>,
     cursor: &mut u16,
 ) -> Option<Vec<u16>> {
-    let held: BTreeSet<u16> = st.tasks.values().flat_map(|t| t.host_ports.iter().copied()).collect();
+    let held: BTreeSet<u16> = st
+        .tasks
+        .values()
+        .flat_map(|t| t.host_ports.iter().copied())
+        .collect();
     let (lo, hi) = (*range.start(), *range.end());
     let span = u32::from(hi - lo) + 1;
     let mut out = Vec::with_capacity(count);

@@ -21,7 +21,13 @@ const ROTATE_EVERY_MS: i64 = 10_000;
 impl Engine {
     /// Runs the reconcile loop until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some(mut rx) = self.inner.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(mut rx) = self
+            .inner
+            .rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
             tracing::error!("engine loop already running");
             return;
         };
@@ -60,8 +66,16 @@ impl Engine {
         let mut st = self.lock();
         match msg {
             Msg::Launched { task_id, result } => self.on_launched(&mut st, &task_id, result, now),
-            Msg::Exited { task_id, identity, info } => self.on_exit(&mut st, &task_id, identity, info, now),
-            Msg::Probe { task_id, index, outcome } => self.on_probe(&mut st, &task_id, index, outcome, now),
+            Msg::Exited {
+                task_id,
+                identity,
+                info,
+            } => self.on_exit(&mut st, &task_id, identity, info, now),
+            Msg::Probe {
+                task_id,
+                index,
+                outcome,
+            } => self.on_probe(&mut st, &task_id, index, outcome, now),
         }
     }
 
@@ -81,7 +95,11 @@ impl Engine {
             self.inner.tracker.spawn(async move {
                 let (task_id, index) = (job.task_id.clone(), job.index);
                 let outcome = job.run().await;
-                let _ = tx.send(Msg::Probe { task_id, index, outcome });
+                let _ = tx.send(Msg::Probe {
+                    task_id,
+                    index,
+                    outcome,
+                });
             });
         }
     }
@@ -92,7 +110,10 @@ impl Engine {
             .tasks
             .values()
             .filter(|t| !t.has_child)
-            .filter(|t| t.proc.is_some_and(|p| self.inner.launcher.liveness(p) == launcher::Liveness::Gone))
+            .filter(|t| {
+                t.proc
+                    .is_some_and(|p| self.inner.launcher.liveness(p) == launcher::Liveness::Gone)
+            })
             .map(|t| t.id.clone())
             .collect();
         for id in gone {
@@ -126,9 +147,12 @@ impl Engine {
     fn plan_apps(&self, st: &mut State, now: i64) {
         let mut views: BTreeMap<&PathId, Vec<TaskView>> = BTreeMap::new();
         for t in st.tasks.values() {
-            let Some(app) = st.apps.get(&t.app_id) else { continue };
+            let Some(app) = st.apps.get(&t.app_id) else {
+                continue;
+            };
             let running = t.state == TaskState::TaskRunning;
-            let healthy = running && (app.def.health_checks.is_empty() || t.health() == TaskHealth::Healthy);
+            let healthy =
+                running && (app.def.health_checks.is_empty() || t.health() == TaskHealth::Healthy);
             views.entry(&t.app_id).or_default().push(TaskView {
                 id: t.id.clone(),
                 current_config: t.config_version == app.def.version_info.last_config_change_at,
@@ -198,7 +222,9 @@ impl Engine {
 
     /// A launch that could not even start counts as a failed task for backoff and reporting.
     fn record_launch_failure(&self, st: &mut State, app_id: &PathId, reason: String, now: i64) {
-        let Some(app) = st.apps.get_mut(app_id) else { return };
+        let Some(app) = st.apps.get_mut(app_id) else {
+            return;
+        };
         tracing::warn!(app = %app_id, %reason, "cannot launch task");
         app.rt.record_failure(&app.def, now);
         app.rt.last_task_failure = Some(crate::state::TaskFailure {
@@ -224,7 +250,12 @@ impl Engine {
             let mut changed = false;
             loop {
                 let d = &st.deployments[i];
-                if d.current_step >= d.steps.len() || !d.current_actions().iter().all(|a| step_done(st, &a.app, a.action)) {
+                if d.current_step >= d.steps.len()
+                    || !d
+                        .current_actions()
+                        .iter()
+                        .all(|a| step_done(st, &a.app, a.action))
+                {
                     break;
                 }
                 let d = &mut st.deployments[i];
@@ -249,7 +280,11 @@ impl Engine {
                 match self.finish(&mut d, Outcome::Success, None) {
                     Ok(()) => {
                         tracing::info!(deployment = %d.id, apps = ?d.affected_apps(), "deployment succeeded");
-                        self.inner.events.publish_plan("deployment_success", &d, json!({"id": d.id}));
+                        self.inner.events.publish_plan(
+                            "deployment_success",
+                            &d,
+                            json!({"id": d.id}),
+                        );
                     }
                     Err(e) => {
                         tracing::error!(deployment = %d.id, error = %e, "cannot record deployment success");
@@ -261,7 +296,11 @@ impl Engine {
             }
             if changed {
                 let body = serde_json::to_value(d).unwrap_or_default();
-                if let Err(e) = self.inner.store.write(|tx| tx.put_deployment(&d.id, d.created_at, &body)) {
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .write(|tx| tx.put_deployment(&d.id, d.created_at, &body))
+                {
                     tracing::error!(deployment = %d.id, error = %e, "cannot persist deployment progress");
                 }
             }
@@ -270,7 +309,12 @@ impl Engine {
     }
 
     fn rotate_logs(&self) {
-        let sandboxes: Vec<_> = self.lock().tasks.values().map(|t| t.sandbox.clone()).collect();
+        let sandboxes: Vec<_> = self
+            .lock()
+            .tasks
+            .values()
+            .map(|t| t.sandbox.clone())
+            .collect();
         let launcher = self.inner.launcher.clone();
         self.inner.tracker.spawn_blocking(move || {
             for s in sandboxes {
@@ -285,12 +329,19 @@ impl Engine {
             let mut st = self.lock();
             let ids: Vec<String> = st.tasks.keys().cloned().collect();
             for id in ids {
-                self.start_kill(&mut st, &id, KillKind::Shutdown, "server shutdown".into(), now);
+                self.start_kill(
+                    &mut st,
+                    &id,
+                    KillKind::Shutdown,
+                    "server shutdown".into(),
+                    now,
+                );
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !self.lock().tasks.is_empty() && tokio::time::Instant::now() < deadline {
-            if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
+            {
                 self.handle(msg);
             }
             let now = now_ms();
@@ -307,7 +358,9 @@ fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
         ActionKind::StartApplication => true,
         ActionKind::StopApplication => st.tasks_of(app_id).next().is_none(),
         ActionKind::ScaleApplication | ActionKind::RestartApplication => {
-            let Some(app) = st.apps.get(app_id) else { return true };
+            let Some(app) = st.apps.get(app_id) else {
+                return true;
+            };
             let checks = !app.def.health_checks.is_empty();
             let mut count = 0;
             for t in st.tasks_of(app_id) {

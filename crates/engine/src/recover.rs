@@ -24,7 +24,9 @@ impl Engine {
         for (id, body) in snap.deployments {
             match serde_json::from_value::<Deployment>(body) {
                 Ok(d) => st.deployments.push(d),
-                Err(e) => tracing::error!(deployment = %id, error = %e, "skipping unreadable deployment"),
+                Err(e) => {
+                    tracing::error!(deployment = %id, error = %e, "skipping unreadable deployment")
+                }
             }
         }
         let found: BTreeMap<String, launcher::ProcIdentity> = self
@@ -44,7 +46,10 @@ impl Engine {
                     continue;
                 }
             };
-            let checks = st.apps.get(&task.app_id).map_or(0, |a| a.def.health_checks.len());
+            let checks = st
+                .apps
+                .get(&task.app_id)
+                .map_or(0, |a| a.def.health_checks.len());
             task.health.resize(checks, Default::default());
             task.last_probe = vec![None; checks];
             task.probing = vec![false; checks];
@@ -76,9 +81,15 @@ impl Engine {
         for id in gone {
             let killed = st.tasks.get(&id).is_some_and(|t| t.kill.is_some());
             let (state, msg) = if killed {
-                (TaskState::TaskKilled, "killed while Slipway was not running".to_string())
+                (
+                    TaskState::TaskKilled,
+                    "killed while Slipway was not running".to_string(),
+                )
             } else {
-                (TaskState::TaskLost, "exited while Slipway was not running (exit status unknown)".to_string())
+                (
+                    TaskState::TaskLost,
+                    "exited while Slipway was not running (exit status unknown)".to_string(),
+                )
             };
             self.on_terminated(&mut st, &id, state, msg, !killed, now);
         }

@@ -306,12 +306,7 @@ pub struct Deployment {
 impl Deployment {
     /// Apps touched by this deployment.
     pub fn affected_apps(&self) -> Vec<PathId> {
-        let mut ids: Vec<PathId> = self
-            .steps
-            .iter()
-            .flatten()
-            .map(|a| a.app.clone())
-            .collect();
+        let mut ids: Vec<PathId> = self.steps.iter().flatten().map(|a| a.app.clone()).collect();
         ids.sort();
         ids.dedup();
         ids
@@ -324,7 +319,9 @@ impl Deployment {
 
     /// Actions of the step in progress.
     pub fn current_actions(&self) -> &[Action] {
-        self.steps.get(self.current_step).map_or(&[], |s| s.as_slice())
+        self.steps
+            .get(self.current_step)
+            .map_or(&[], |s| s.as_slice())
     }
 }
 
@@ -361,7 +358,10 @@ impl State {
     }
 
     /// Deployments affecting `app`.
-    pub fn deployments_of<'a>(&'a self, app: &'a PathId) -> impl Iterator<Item = &'a Deployment> + 'a {
+    pub fn deployments_of<'a>(
+        &'a self,
+        app: &'a PathId,
+    ) -> impl Iterator<Item = &'a Deployment> + 'a {
         self.deployments.iter().filter(move |d| d.affects(app))
     }
 }

@@ -9,6 +9,7 @@ mod app;
 mod error;
 mod input;
 mod path_id;
+mod selector;
 mod timestamp;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use app::*;
 pub use error::{DefinitionError, FieldError};
 pub use input::*;
 pub use path_id::{ID_PATTERN, PathId, RESERVED};
+pub use selector::{Condition, Selector};
 pub use timestamp::Timestamp;
 
 /// Parses, normalises and validates a full definition from a request body.

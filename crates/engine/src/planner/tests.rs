@@ -29,7 +29,11 @@ fn task(id: usize, current: bool, healthy: bool) -> TaskView {
 fn bounds_follow_marathon() {
     assert_eq!(bounds(&target(3, 1.0, 1.0, true)), (3, 6));
     assert_eq!(bounds(&target(4, 0.5, 0.0, true)), (2, 4));
-    assert_eq!(bounds(&target(1, 1.0, 0.0, true)), (1, 2), "one-slot surplus");
+    assert_eq!(
+        bounds(&target(1, 1.0, 0.0, true)),
+        (1, 2),
+        "one-slot surplus"
+    );
     assert_eq!(bounds(&target(3, 0.0, 0.0, true)), (0, 3));
 }
 
@@ -53,7 +57,13 @@ fn scale_down_kills_youngest_and_unhealthy_first() {
 fn rolling_with_defaults_starts_all_new_then_kills_old() {
     let tasks: Vec<_> = (0..3).map(|i| task(i, false, true)).collect();
     let p = plan(&target(3, 1.0, 1.0, true), &tasks);
-    assert_eq!(p, Plan { launch: 3, kill: vec![] });
+    assert_eq!(
+        p,
+        Plan {
+            launch: 3,
+            kill: vec![]
+        }
+    );
 }
 
 #[test]
@@ -61,7 +71,10 @@ fn rolling_half_capacity_kills_two_first() {
     let tasks: Vec<_> = (0..4).map(|i| task(i, false, true)).collect();
     let p = plan(&target(4, 0.5, 0.0, true), &tasks);
     assert_eq!(p.kill.len(), 2);
-    assert_eq!(p.launch, 0, "killed tasks still occupy capacity until they are gone");
+    assert_eq!(
+        p.launch, 0,
+        "killed tasks still occupy capacity until they are gone"
+    );
 }
 
 #[test]
@@ -92,7 +105,10 @@ fn simulate(t: &AppTarget, mut tasks: Vec<TaskView>, fail_every: Option<usize>) 
         );
         // Invariant: never launch above capacity.
         if t.rolling && p.launch > 0 {
-            assert!(occupied_before + p.launch as usize <= max_cap as usize, "step {step}: over capacity");
+            assert!(
+                occupied_before + p.launch as usize <= max_cap as usize,
+                "step {step}: over capacity"
+            );
         }
         if p.is_empty()
             && tasks.iter().all(|x| x.current_config && x.healthy)
@@ -108,7 +124,10 @@ fn simulate(t: &AppTarget, mut tasks: Vec<TaskView>, fail_every: Option<usize>) 
                 x.healthy = false;
             }
         }
-        for x in tasks.iter_mut().filter(|x| !x.killing && !x.healthy && x.current_config) {
+        for x in tasks
+            .iter_mut()
+            .filter(|x| !x.killing && !x.healthy && x.current_config)
+        {
             x.running = true;
             x.healthy = true;
         }
@@ -130,7 +149,14 @@ fn simulate(t: &AppTarget, mut tasks: Vec<TaskView>, fail_every: Option<usize>) 
 
 #[test]
 fn rollouts_converge_for_marathon_examples() {
-    for (n, mhc, moc) in [(3, 1.0, 1.0), (4, 0.5, 0.0), (3, 0.0, 0.0), (1, 1.0, 0.0), (3, 1.0, 0.0), (5, 0.8, 0.2)] {
+    for (n, mhc, moc) in [
+        (3, 1.0, 1.0),
+        (4, 0.5, 0.0),
+        (3, 0.0, 0.0),
+        (1, 1.0, 0.0),
+        (3, 1.0, 0.0),
+        (5, 0.8, 0.2),
+    ] {
         let t = target(n, mhc, moc, true);
         let old: Vec<_> = (0..n as usize).map(|i| task(i, false, true)).collect();
         simulate(&t, old, None);
@@ -138,7 +164,12 @@ fn rollouts_converge_for_marathon_examples() {
 }
 
 fn arb_task() -> impl Strategy<Value = (bool, bool, bool, bool)> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.1))
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.1),
+    )
 }
 
 proptest! {

@@ -1,0 +1,444 @@
+//! The Marathon v2 REST API: `/v2/apps`, `/v2/tasks`, `/v2/deployments`, `/v2/groups`,
+//! `/v2/queue`, `/v2/info`, `/v2/leader`, `/ping` and `/metrics`.
+
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::{Ctx, json_bytes};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, OriginalUri, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engine::{AppsQuery, DeploymentResult, Embed, KillResult};
+use model::{PathId, Selector, Timestamp};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
+fn deployment_response(status: StatusCode, d: &DeploymentResult) -> Response {
+    let mut resp = (status, axum::Json(d.to_json())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&d.deployment_id) {
+        resp.headers_mut().insert("Marathon-Deployment-Id", v);
+    }
+    resp
+}
+
+fn app_query(p: &Params) -> Result<AppsQuery, ApiError> {
+    let label = match p.get("label") {
+        Some(s) => {
+            Some(Selector::parse(s).map_err(|e| ApiError::message(StatusCode::BAD_REQUEST, e))?)
+        }
+        None => None,
+    };
+    Ok(AppsQuery {
+        cmd: p.get("cmd").map(str::to_string),
+        id: p.get("id").map(str::to_string),
+        label,
+        under: None,
+        embed: Embed::parse(p.all("embed")),
+    })
+}
+
+/// `GET /v2/apps`.
+pub(crate) async fn list_apps(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q.as_deref());
+    let query = app_query(&p)?;
+    Ok(json_bytes(StatusCode::OK, ctx.engine.apps_json(&query)))
+}
+
+/// `POST /v2/apps`.
+pub(crate) async fn create_app(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref());
+    let (app, d) = ctx.engine.create_app(&body, p.flag("force", false))?;
+    let app_value: Value = serde_json::from_slice(&app).unwrap_or(Value::Null);
+    post_event(&ctx, peer, &uri, &app_value);
+    let id = app_value
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_string();
+    let mut resp = json_bytes(StatusCode::CREATED, app);
+    if let Ok(v) = HeaderValue::from_str(&format!("/v2/apps{id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&d.deployment_id) {
+        resp.headers_mut().insert("Marathon-Deployment-Id", v);
+    }
+    Ok(resp)
+}
+
+fn post_event(ctx: &Ctx, peer: SocketAddr, uri: &axum::http::Uri, app: &Value) {
+    ctx.engine.events().publish(
+        "api_post_event",
+        json!({"clientIp": peer.ip().to_string(), "uri": uri.path(), "appDefinition": app}),
+    );
+}
+
+/// What follows `/v2/apps/`: an app id and an optional sub-resource.
+#[derive(Debug, PartialEq)]
+enum AppPath {
+    App(PathId),
+    Group(PathId),
+    Restart(PathId),
+    Tasks(PathId),
+    Task(PathId, String),
+    Versions(PathId),
+    Version(PathId, String),
+}
+
+/// Longest-match routing of the rest of the path, as Marathon does.
+fn parse_app_path(rest: &str) -> AppPath {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let id = |n: usize| PathId::parse(&segs[..n].join("/"));
+    let n = segs.len();
+    if n >= 1 && segs[n - 1] == "*" {
+        return AppPath::Group(id(n - 1));
+    }
+    if n >= 2 && segs[n - 1] == "restart" {
+        return AppPath::Restart(id(n - 1));
+    }
+    if n >= 2 && segs[n - 1] == "tasks" {
+        return AppPath::Tasks(id(n - 1));
+    }
+    if n >= 3 && segs[n - 2] == "tasks" {
+        return AppPath::Task(id(n - 2), segs[n - 1].to_string());
+    }
+    if n >= 2 && segs[n - 1] == "versions" {
+        return AppPath::Versions(id(n - 1));
+    }
+    if n >= 3 && segs[n - 2] == "versions" {
+        return AppPath::Version(id(n - 2), segs[n - 1].to_string());
+    }
+    AppPath::App(id(n))
+}
+
+/// Everything under `/v2/apps/{...}`.
+pub(crate) async fn app_resource(
+    State(ctx): State<Ctx>,
+    method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref());
+    let engine = &ctx.engine;
+    let force = p.flag("force", false);
+    let not_found = |id: &PathId| {
+        ApiError::message(StatusCode::NOT_FOUND, format!("App '{id}' does not exist"))
+    };
+    match (method, parse_app_path(&rest)) {
+        (Method::GET, AppPath::App(id)) => {
+            let mut embed = Embed::parse(p.all("embed"));
+            embed.tasks = true;
+            embed.last_task_failure = true;
+            engine
+                .app_json(&id, embed)
+                .map(|b| json_bytes(StatusCode::OK, b))
+                .ok_or_else(|| not_found(&id))
+        }
+        (Method::GET, AppPath::Group(id)) => Ok(json_bytes(
+            StatusCode::OK,
+            engine.app_group_json(&id, Embed::parse(p.all("embed"))),
+        )),
+        (m @ (Method::PUT | Method::PATCH), AppPath::App(id)) => {
+            let patch = m == Method::PATCH;
+            let partial = patch || p.flag("partialUpdate", true);
+            let (d, created) = engine.update_app(&id, &body, force, partial, patch)?;
+            if let Some(app) = engine.app_json(&id, Embed::default()) {
+                let v: Value = serde_json::from_slice(&app).unwrap_or(Value::Null);
+                post_event(&ctx, peer, &uri, v.get("app").unwrap_or(&Value::Null));
+            }
+            let mut resp = deployment_response(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &d,
+            );
+            if created && let Ok(v) = HeaderValue::from_str(&format!("/v2/apps{id}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        }
+        (Method::DELETE, AppPath::App(id)) => {
+            let d = engine.delete_app(&id, p.flag("force", true))?;
+            Ok(deployment_response(StatusCode::OK, &d))
+        }
+        (Method::POST, AppPath::Restart(id)) => {
+            let d = engine.restart_app(&id, force)?;
+            Ok(deployment_response(StatusCode::OK, &d))
+        }
+        (Method::GET, AppPath::Tasks(id)) => engine
+            .app_tasks_json(&id)
+            .map(|v| (StatusCode::OK, axum::Json(v)).into_response())
+            .ok_or_else(|| not_found(&id)),
+        (Method::DELETE, AppPath::Tasks(id)) => kill_response(engine.kill_app_tasks(
+            &id,
+            None,
+            p.get("host"),
+            p.flag("scale", false),
+            p.flag("wipe", false),
+            force,
+        )?),
+        (Method::DELETE, AppPath::Task(id, task)) => kill_response(engine.kill_app_tasks(
+            &id,
+            Some(&task),
+            None,
+            p.flag("scale", false),
+            p.flag("wipe", false),
+            force,
+        )?),
+        (Method::GET, AppPath::Versions(id)) => {
+            let versions = engine.versions(&id)?.ok_or_else(|| not_found(&id))?;
+            Ok((StatusCode::OK, axum::Json(json!({ "versions": versions }))).into_response())
+        }
+        (Method::GET, AppPath::Version(id, v)) => {
+            let missing = || {
+                ApiError::message(
+                    StatusCode::NOT_FOUND,
+                    format!("App '{id}' does not exist in version {v}"),
+                )
+            };
+            let ts = Timestamp::parse(&v).ok_or_else(missing)?;
+            let def = engine.app_version(&id, ts)?.ok_or_else(missing)?;
+            Ok((StatusCode::OK, axum::Json(def)).into_response())
+        }
+        (method, _) => Err(ApiError::message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not supported on {}", uri.path()),
+        )),
+    }
+}
+
+fn kill_response(k: KillResult) -> ApiResult {
+    Ok(match k {
+        KillResult::Tasks(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        KillResult::Task(t) => (StatusCode::OK, axum::Json(json!({ "task": t }))).into_response(),
+        KillResult::Deployment(d) => deployment_response(StatusCode::OK, &d),
+    })
+}
+
+/// `GET /v2/tasks`.
+pub(crate) async fn list_tasks(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> Response {
+    let p = Params::parse(q.as_deref());
+    let status: Vec<String> = p.all("status").into_iter().map(str::to_string).collect();
+    (StatusCode::OK, axum::Json(ctx.engine.tasks_json(&status))).into_response()
+}
+
+/// `POST /v2/tasks/delete`.
+pub(crate) async fn delete_tasks(
+    State(ctx): State<Ctx>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref());
+    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        body: json!({"message": "Invalid JSON", "details": e.to_string()}),
+    })?;
+    let ids: Vec<String> = v
+        .get("ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"message": "Invalid JSON", "details": [{"path": "/ids", "errors": ["error.path.missing"]}]}),
+        })?
+        .iter()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect();
+    kill_response(ctx.engine.kill_tasks(
+        &ids,
+        p.flag("scale", false),
+        p.flag("wipe", false),
+        p.flag("force", false),
+    )?)
+}
+
+/// `GET /v2/deployments`.
+pub(crate) async fn list_deployments(State(ctx): State<Ctx>) -> Response {
+    (StatusCode::OK, axum::Json(ctx.engine.deployments_json())).into_response()
+}
+
+/// `DELETE /v2/deployments/{id}`.
+pub(crate) async fn cancel_deployment(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref());
+    match ctx.engine.cancel_deployment(&id, p.flag("force", false))? {
+        Some(d) => Ok(deployment_response(StatusCode::OK, &d)),
+        None => Ok(StatusCode::ACCEPTED.into_response()),
+    }
+}
+
+/// `GET /v2/groups` and `GET /v2/groups/{id}`.
+pub(crate) async fn get_group(
+    State(ctx): State<Ctx>,
+    path: Option<Path<String>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref());
+    let id = PathId::parse(path.as_ref().map_or("", |Path(s)| s.as_str()));
+    let mut embed = Embed::parse(p.all("embed"));
+    embed.tasks |= p.all("embed").iter().any(|e| e.ends_with("apps.tasks"));
+    ctx.engine
+        .group_json(&id, embed)
+        .map(|v| (StatusCode::OK, axum::Json(v)).into_response())
+        .ok_or_else(|| {
+            ApiError::message(
+                StatusCode::NOT_FOUND,
+                format!("Group '{id}' does not exist"),
+            )
+        })
+}
+
+/// `GET /v2/queue`.
+pub(crate) async fn queue(State(ctx): State<Ctx>) -> Response {
+    (StatusCode::OK, axum::Json(ctx.engine.queue_json())).into_response()
+}
+
+/// `DELETE /v2/queue/{appId}/delay`.
+pub(crate) async fn reset_delay(State(ctx): State<Ctx>, Path(rest): Path<String>) -> ApiResult {
+    let Some(app) = rest.trim_end_matches('/').strip_suffix("/delay") else {
+        return Err(ApiError::message(
+            StatusCode::NOT_FOUND,
+            "use DELETE /v2/queue/{appId}/delay",
+        ));
+    };
+    ctx.engine.reset_delay(&PathId::parse(app))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v2/info`.
+pub(crate) async fn info(State(ctx): State<Ctx>) -> Response {
+    let port = ctx.listen.port();
+    let leader = format!("{}:{port}", ctx.engine.config().host);
+    let range = &ctx.engine.config().host_ports;
+    let body = json!({
+        "name": "marathon",
+        "version": crate::MARATHON_VERSION,
+        "buildref": format!("slipway-{}", env!("CARGO_PKG_VERSION")),
+        "elected": true,
+        "leader": leader,
+        "frameworkId": ctx.engine.agent_id(),
+        "marathon_config": {
+            "checkpoint": true,
+            "executor": "//cmd",
+            "failover_timeout": 604800,
+            "features": [],
+            "framework_name": "slipway",
+            "ha": false,
+            "hostname": ctx.engine.config().host,
+            "leader_proxy_connection_timeout_ms": 5000,
+            "leader_proxy_read_timeout_ms": 10000,
+            "local_port_min": range.start(),
+            "local_port_max": range.end(),
+            "master": "local",
+            "mesos_role": null,
+            "mesos_user": "root",
+            "reconciliation_initial_delay": 15000,
+            "reconciliation_interval": 600000,
+            "task_launch_timeout": 300000,
+            "task_reservation_timeout": 20000,
+            "webui_url": null
+        },
+        "zookeeper_config": {
+            "zk": null,
+            "zk_timeout": 10000,
+            "zk_session_timeout": 10000,
+            "zk_max_versions": store::MAX_VERSIONS
+        },
+        "http_config": {"http_port": port, "https_port": 8443}
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// `GET /v2/leader`.
+pub(crate) async fn leader(State(ctx): State<Ctx>) -> Response {
+    let leader = format!("{}:{}", ctx.engine.config().host, ctx.listen.port());
+    (StatusCode::OK, axum::Json(json!({ "leader": leader }))).into_response()
+}
+
+/// `DELETE /v2/leader`: a single binary is always the leader; nothing to abdicate.
+pub(crate) async fn abdicate() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(json!({"message": "Leadership abdicated"})),
+    )
+        .into_response()
+}
+
+/// `GET /ping`.
+pub(crate) async fn ping(headers: HeaderMap) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("application/json"));
+    if wants_json {
+        (StatusCode::OK, axum::Json(json!("pong"))).into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "pong",
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: Dropwizard-style JSON with a few gauges.
+pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
+    let (apps, tasks, deployments) = ctx
+        .engine
+        .read(|st| (st.apps.len(), st.tasks.len(), st.deployments.len()));
+    let body = json!({
+        "version": "4.0.0",
+        "counters": {},
+        "gauges": {
+            "marathon.apps.active.gauge": {"value": apps},
+            "marathon.tasks.running.gauge": {"value": tasks},
+            "marathon.deployments.active.gauge": {"value": deployments},
+            "marathon.uptime.gauge": {"value": ctx.started.elapsed().as_millis() as u64},
+        },
+        "histograms": {},
+        "meters": {},
+        "timers": {}
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_paths_route_by_longest_match() {
+        let id = |s: &str| PathId::parse(s);
+        assert_eq!(parse_app_path("a"), AppPath::App(id("/a")));
+        assert_eq!(parse_app_path("/a/b"), AppPath::App(id("/a/b")));
+        assert_eq!(parse_app_path("a/b/restart"), AppPath::Restart(id("/a/b")));
+        assert_eq!(parse_app_path("a/tasks"), AppPath::Tasks(id("/a")));
+        assert_eq!(
+            parse_app_path("a/tasks/a.123"),
+            AppPath::Task(id("/a"), "a.123".into())
+        );
+        assert_eq!(parse_app_path("a/versions"), AppPath::Versions(id("/a")));
+        assert_eq!(
+            parse_app_path("a/versions/2017-07-19T17:34:41.967Z"),
+            AppPath::Version(id("/a"), "2017-07-19T17:34:41.967Z".into())
+        );
+        assert_eq!(parse_app_path("grp/*"), AppPath::Group(id("/grp")));
+        assert_eq!(parse_app_path("restart"), AppPath::App(id("/restart")));
+    }
+}

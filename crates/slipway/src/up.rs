@@ -1,0 +1,156 @@
+//! `slipway up`: the server. Opens the store, recovers the engine, serves the API, and
+//! shuts down gracefully on SIGINT/SIGTERM (tasks keep running unless asked otherwise).
+
+use anyhow::Context;
+use engine::{Engine, EngineConfig};
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Run the Slipway server in the foreground.
+///
+/// Serves the Marathon v2 API (and Slipway's /api/v1) on --listen, keeps state in SQLite
+/// under --data-dir, and runs apps as local processes. Logs go to stderr, one structured
+/// line per event. Ctrl-C (SIGINT) or SIGTERM stops the server; tasks keep running and are
+/// re-adopted by the next `slipway up` on the same data directory.
+#[derive(clap::Args, Debug)]
+pub(crate) struct UpArgs {
+    /// Address the HTTP API listens on. Keep it on loopback unless you mean otherwise.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SLIPWAY_LISTEN")]
+    listen: SocketAddr,
+    /// Directory for the database, task sandboxes and logs
+    /// [default: $XDG_DATA_HOME/slipway, else ~/.local/share/slipway].
+    #[arg(long, env = "SLIPWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address tasks are reachable at: reported as the task host and passed as HOST.
+    #[arg(long, default_value = "127.0.0.1")]
+    task_host: String,
+    /// Host ports handed to tasks (PORT0, PORT1, ...), as FIRST-LAST.
+    #[arg(long, default_value = "31000-32000", value_parser = parse_range)]
+    task_ports: RangeInclusive<u16>,
+    /// Service ports assigned to apps that ask for port 0, as FIRST-LAST.
+    #[arg(long, default_value = "10000-20000", value_parser = parse_range)]
+    service_ports: RangeInclusive<u16>,
+    /// Kill every task when the server stops (by default tasks outlive the server).
+    #[arg(long)]
+    kill_tasks_on_shutdown: bool,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SLIPWAY_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines with key=value fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 31000-32000")?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("'{a}' is not a port number"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("'{b}' is not a port number"))?;
+    if a == 0 || b < a {
+        return Err(format!("'{s}' is not a range of ports (1-65535, FIRST <= LAST)"));
+    }
+    Ok(a..=b)
+}
+
+/// The per-user data directory.
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("slipway");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/slipway"),
+        None => PathBuf::from("/var/lib/slipway"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
+}
+
+pub(crate) async fn run(args: UpArgs) -> ExitCode {
+    init_logging(args.log_format);
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "slipway stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // One server per data directory: two would fight over the same tasks.
+    let lock_path = data_dir.join("slipway.lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!("another slipway server is using {}; stop it or pick another --data-dir", data_dir.display());
+    }
+    let store = store::Store::open(&data_dir.join("slipway.db"))
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let mut cfg = EngineConfig::new(data_dir.clone());
+    cfg.host = args.task_host;
+    cfg.host_ports = args.task_ports;
+    cfg.service_ports = args.service_ports;
+    cfg.kill_tasks_on_shutdown = args.kill_tasks_on_shutdown;
+    let engine = Engine::open(cfg, Arc::new(store)).context("cannot recover the engine state")?;
+    if let engine::CgroupSupport::Unavailable { reason } = engine.cgroup_support() {
+        tracing::warn!(%reason, "cpus/mem limits will not be enforced");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = listener.local_addr().unwrap_or(args.listen);
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the API listens beyond loopback");
+    }
+    let shutdown = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    tracker.spawn(engine.clone().run(shutdown.clone()));
+    let ctx = api::Ctx { engine, listen, started };
+    tracker.spawn(signals(shutdown.clone()));
+    tracing::info!(
+        url = %format!("http://{listen}"),
+        data_dir = %data_dir.display(),
+        ms = started.elapsed().as_millis() as u64,
+        "slipway is up"
+    );
+    let served = api::serve(listener, ctx, shutdown.clone()).await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    drop(lock);
+    served.context("the HTTP server failed")
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}
