@@ -1,1 +1,326 @@
-//! placeholder
+//! Test helpers shared by Slipway's integration tests: the `slipway-testsrv` HTTP server
+//! binary, a real `slipway up` process on an ephemeral port with its own data directory,
+//! an HTTP client with polling helpers, and process inspection for orphan checks.
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The cargo target directory of the running test binary (`target/debug`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test>-<hash> → target/debug
+    exe.parent()
+        .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target/debug"))
+}
+
+/// Path to `slipway-testsrv`, building it once per test process if needed.
+pub fn testsrv() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = target_dir().join("slipway-testsrv");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "testkit", "--bin", "slipway-testsrv"])
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()) && path.exists(),
+            "cannot build slipway-testsrv ({status:?})"
+        );
+        path
+    })
+    .clone()
+}
+
+/// Free TCP port on loopback (racy by nature; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18080)
+}
+
+/// A `slipway up` child process.
+pub struct SlipwayProcess {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// Data directory (kept across restarts of the same server).
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    bin: PathBuf,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl SlipwayProcess {
+    /// Starts `bin up` on a free port with `data_dir`, waiting for `/ping`.
+    pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<SlipwayProcess> {
+        let mut p = SlipwayProcess {
+            url: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            child: None,
+            bin: bin.to_path_buf(),
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        p.url = format!("http://127.0.0.1:{}", p.port);
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("server.log"))?;
+        let child = Command::new(&self.bin)
+            .arg("up")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .env("SLIPWAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start slipway")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_get(&format!("{}/ping", self.url)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("slipway did not answer /ping within 30s; log: {}", self.log())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Server pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// kill -9 the server (tasks survive).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    /// SIGTERM and wait.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for SlipwayProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        // Tasks outlive the server by design; tests must not leak them.
+        kill_tasks_of(&self.data_dir);
+    }
+}
+
+/// Kills every task process whose sandbox lives under `data_dir`.
+pub fn kill_tasks_of(data_dir: &Path) {
+    for (pid, _) in task_processes(data_dir) {
+        let _ = Command::new("kill").arg("-KILL").arg(format!("-{pid}")).status();
+    }
+}
+
+/// Task leader processes (pid, task id) whose `MESOS_SANDBOX` lies under `data_dir`.
+pub fn task_processes(data_dir: &Path) -> Vec<(i32, String)> {
+    let prefix = data_dir.to_string_lossy().to_string();
+    let canon = std::fs::canonicalize(data_dir).map(|p| p.to_string_lossy().to_string()).unwrap_or(prefix.clone());
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        let get = |k: &str| vars.iter().find_map(|v| v.strip_prefix(&format!("{k}=")).map(str::to_string));
+        let (Some(sandbox), Some(task), Some(leader)) = (get("MESOS_SANDBOX"), get("SLIPWAY_TASK_ID"), get("SLIPWAY_LEADER_PID")) else {
+            continue;
+        };
+        if (sandbox.starts_with(&prefix) || sandbox.starts_with(&canon)) && leader == pid.to_string() {
+            // Zombies are gone for our purposes.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("");
+            if state != "Z" {
+                out.push((pid, task));
+            }
+        }
+    }
+    out
+}
+
+/// Minimal blocking HTTP GET on loopback returning (status, body).
+pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    http("GET", url, None)
+}
+
+/// Minimal blocking HTTP/1.1 request (no TLS, no chunked bodies in requests).
+pub fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("only http:// urls")?;
+    let (hostport, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(hostport)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad status line")?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// GET returning JSON; fails on non-2xx.
+pub fn get_json(url: &str) -> anyhow::Result<Value> {
+    let (status, body) = http_get(url)?;
+    if !(200..300).contains(&status) {
+        bail!("GET {url}: {status} {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, failing after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// True when the test run must not skip work that needs missing tools (`CI=true`).
+pub fn strict() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Collects `/v2/events` event types in a background thread until dropped.
+pub struct EventCollector {
+    events: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventCollector {
+    /// Connects to `base_url/v2/events` and starts collecting.
+    pub fn start(base_url: &str) -> anyhow::Result<EventCollector> {
+        use std::io::{BufRead, BufReader, Write};
+        let hostport = base_url.strip_prefix("http://").context("only http:// urls")?.to_string();
+        let mut s = std::net::TcpStream::connect(&hostport)?;
+        write!(s, "GET /v2/events HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/event-stream\r\n\r\n")?;
+        s.set_read_timeout(Some(Duration::from_millis(300)))?;
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ev, st) = (events.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut reader = BufReader::new(s);
+            let mut current = String::new();
+            let mut line = String::new();
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(_) => continue,
+                }
+                let l = line.trim_end();
+                if let Some(t) = l.strip_prefix("event: ") {
+                    current = t.to_string();
+                } else if let Some(d) = l.strip_prefix("data: ") {
+                    let v = serde_json::from_str(d).unwrap_or(Value::Null);
+                    if let Ok(mut e) = ev.lock() {
+                        e.push((current.clone(), v));
+                    }
+                }
+            }
+        });
+        Ok(EventCollector { events, stop, thread: Some(thread) })
+    }
+
+    /// Event types seen so far.
+    pub fn types(&self) -> Vec<String> {
+        self.events.lock().map(|e| e.iter().map(|(t, _)| t.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Events seen so far.
+    pub fn events(&self) -> Vec<(String, Value)> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for EventCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The Python interpreter with marathon-python 0.13 installed by the test command
+/// (`target/marathon-venv`), or `SLIPWAY_TEST_PYTHON`.
+pub fn marathon_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SLIPWAY_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = target_dir().parent()?.join("marathon-venv/bin/python");
+    venv.exists().then_some(venv)
+}

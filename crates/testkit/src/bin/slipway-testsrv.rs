@@ -1,0 +1,116 @@
+//! A tiny HTTP/1.1 server for Slipway's tests and demos, std only so it links statically
+//! and runs `FROM scratch`.
+//!
+//! - `GET /`            → `version=<VERSION> task=<MESOS_TASK_ID> port=<port>`
+//! - `GET /health`      → 200 `ok`, or 503 after `/health/fail` (until `/health/ok`)
+//! - `GET /health/fail`, `/health/ok` → switch the health answer at run time
+//! - `GET /burn?ms=N`   → burns one CPU for N ms (for autoscaler tests)
+//! - `GET /sleep?ms=N`  → answers after N ms (for drain tests)
+//! - anything else      → 404
+//!
+//! Port: `--port N`, else `$PORT0`, else 8080. Binds 0.0.0.0 (inside a container) unless
+//! `--host` says otherwise. Exits 0 on SIGTERM-less EOF of nothing: it runs until killed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let port = flag("--port")
+        .or_else(|| std::env::var("PORT0").ok())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(8080);
+    let host = flag("--host").unwrap_or_else(|| "0.0.0.0".into());
+    let listener = match TcpListener::bind((host.as_str(), port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("slipway-testsrv: cannot listen on {host}:{port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let version = std::env::var("VERSION").unwrap_or_else(|_| "unset".into());
+    let task = std::env::var("MESOS_TASK_ID").unwrap_or_default();
+    println!("slipway-testsrv listening on {host}:{port} version={version}");
+    let failing = Arc::new(AtomicBool::new(std::env::var("START_UNHEALTHY").is_ok()));
+    for conn in listener.incoming().flatten() {
+        let failing = failing.clone();
+        let (version, task) = (version.clone(), task.clone());
+        std::thread::spawn(move || serve(conn, &failing, &version, &task, port));
+    }
+}
+
+fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port: u16) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut writer) = conn.try_clone() else { return };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut close = line.contains("HTTP/1.0");
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = h.to_ascii_lowercase();
+            if lower.starts_with("connection:") {
+                close = lower.contains("close");
+            }
+            if h == "\r\n" || h == "\n" {
+                break;
+            }
+        }
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let ms = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("ms="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(100);
+        let (status, body) = match path {
+            "/" => (200, format!("version={version} task={task} port={port}\n")),
+            "/health" | "/health_check" if failing.load(Ordering::SeqCst) => (503, "failing\n".into()),
+            "/health" | "/health_check" => (200, "ok\n".into()),
+            "/health/fail" => {
+                failing.store(true, Ordering::SeqCst);
+                (200, "health now failing\n".into())
+            }
+            "/health/ok" => {
+                failing.store(false, Ordering::SeqCst);
+                (200, "health now ok\n".into())
+            }
+            "/burn" => {
+                let end = Instant::now() + Duration::from_millis(ms);
+                let mut x = 0u64;
+                while Instant::now() < end {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                (200, format!("burned {ms}ms {}\n", x % 2))
+            }
+            "/sleep" => {
+                std::thread::sleep(Duration::from_millis(ms));
+                (200, format!("slept {ms}ms\n"))
+            }
+            _ => (404, "not found\n".into()),
+        };
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            _ => "Service Unavailable",
+        };
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() || close {
+            return;
+        }
+    }
+}
