@@ -73,8 +73,7 @@ impl Engine {
             "superseded by",
         )?;
         let app = st.apps.get(&id).ok_or_else(|| not_found(&id))?;
-        let mut embed = Embed::default();
-        embed.tasks = true;
+        let embed = Embed { tasks: true, ..Embed::default() };
         let body =
             serde_json::to_vec(&AppInfo::of(&st, app, embed, self.host())).unwrap_or_default();
         Ok((body, result))
@@ -228,7 +227,7 @@ impl Engine {
         }
         let ids: Vec<String> = match task_id {
             Some(t) => {
-                if !st.tasks.get(t).is_some_and(|x| &x.app_id == id) {
+                if st.tasks.get(t).is_none_or(|x| &x.app_id != id) {
                     return Err(EngineError::NotFound(format!("Task '{t}' does not exist")));
                 }
                 vec![t.to_string()]

@@ -100,7 +100,7 @@ pub fn plan(target: &AppTarget, tasks: &[TaskView]) -> Plan {
 
 /// Orders tasks so the best kill candidates come first: not yet running, then unhealthy,
 /// then old configuration, then by `killSelection`.
-fn kill_order<'a>(mut tasks: Vec<&'a TaskView>, sel: KillSelection) -> Vec<&'a TaskView> {
+fn kill_order(mut tasks: Vec<&TaskView>, sel: KillSelection) -> Vec<&TaskView> {
     tasks.sort_by(|a, b| {
         let rank = |t: &TaskView| (t.running, t.healthy, t.current_config);
         rank(a).cmp(&rank(b)).then_with(|| match sel {
