@@ -52,11 +52,21 @@ enum LogFormat {
 }
 
 fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 31000-32000")?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("'{a}' is not a port number"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("'{b}' is not a port number"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 31000-32000")?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a port number"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a port number"))?;
     if a == 0 || b < a {
-        return Err(format!("'{s}' is not a range of ports (1-65535, FIRST <= LAST)"));
+        return Err(format!(
+            "'{s}' is not a range of ports (1-65535, FIRST <= LAST)"
+        ));
     }
     Ok(a..=b)
 }
@@ -75,10 +85,14 @@ fn default_data_dir() -> PathBuf {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 
@@ -96,12 +110,17 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
 async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     // One server per data directory: two would fight over the same tasks.
     let lock_path = data_dir.join("slipway.lock");
-    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?;
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        anyhow::bail!("another slipway server is using {}; stop it or pick another --data-dir", data_dir.display());
+        anyhow::bail!(
+            "another slipway server is using {}; stop it or pick another --data-dir",
+            data_dir.display()
+        );
     }
     let store = store::Store::open(&data_dir.join("slipway.db"))
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
@@ -124,7 +143,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     tracker.spawn(engine.clone().run(shutdown.clone()));
-    let ctx = api::Ctx { engine, listen, started };
+    let ctx = api::Ctx {
+        engine,
+        listen,
+        started,
+    };
     tracker.spawn(signals(shutdown.clone()));
     tracing::info!(
         url = %format!("http://{listen}"),
@@ -143,7 +166,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

@@ -14,7 +14,13 @@ pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/debug/deps/<test>-<hash> → target/debug
     exe.parent()
-        .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
+        .and_then(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent()
+            } else {
+                Some(deps)
+            }
+        })
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("target/debug"))
 }
@@ -99,7 +105,10 @@ impl SlipwayProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("slipway did not answer /ping within 30s; log: {}", self.log())
+        bail!(
+            "slipway did not answer /ping within 30s; log: {}",
+            self.log()
+        )
     }
 
     /// The server's log so far.
@@ -129,7 +138,10 @@ impl SlipwayProcess {
     /// SIGTERM and wait.
     pub fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -154,28 +166,55 @@ impl Drop for SlipwayProcess {
 /// Kills every task process whose sandbox lives under `data_dir`.
 pub fn kill_tasks_of(data_dir: &Path) {
     for (pid, _) in task_processes(data_dir) {
-        let _ = Command::new("kill").arg("-KILL").arg(format!("-{pid}")).status();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{pid}"))
+            .status();
     }
 }
 
 /// Task leader processes (pid, task id) whose `MESOS_SANDBOX` lies under `data_dir`.
 pub fn task_processes(data_dir: &Path) -> Vec<(i32, String)> {
     let prefix = data_dir.to_string_lossy().to_string();
-    let canon = std::fs::canonicalize(data_dir).map(|p| p.to_string_lossy().to_string()).unwrap_or(prefix.clone());
+    let canon = std::fs::canonicalize(data_dir)
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or(prefix.clone());
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-        let get = |k: &str| vars.iter().find_map(|v| v.strip_prefix(&format!("{k}=")).map(str::to_string));
-        let (Some(sandbox), Some(task), Some(leader)) = (get("MESOS_SANDBOX"), get("SLIPWAY_TASK_ID"), get("SLIPWAY_LEADER_PID")) else {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if (sandbox.starts_with(&prefix) || sandbox.starts_with(&canon)) && leader == pid.to_string() {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = env
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let get = |k: &str| {
+            vars.iter()
+                .find_map(|v| v.strip_prefix(&format!("{k}=")).map(str::to_string))
+        };
+        let (Some(sandbox), Some(task), Some(leader)) = (
+            get("MESOS_SANDBOX"),
+            get("SLIPWAY_TASK_ID"),
+            get("SLIPWAY_LEADER_PID"),
+        ) else {
+            continue;
+        };
+        if (sandbox.starts_with(&prefix) || sandbox.starts_with(&canon))
+            && leader == pid.to_string()
+        {
             // Zombies are gone for our purposes.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("");
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("");
             if state != "Z" {
                 out.push((pid, task));
             }
@@ -193,7 +232,10 @@ pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
 pub fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").context("only http:// urls")?;
-    let (hostport, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (hostport, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(hostport)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
@@ -206,15 +248,28 @@ pub fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<(u1
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad status line")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("bad status line")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, body))
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -234,7 +289,11 @@ pub fn get_json(url: &str) -> anyhow::Result<Value> {
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, failing after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -263,9 +322,15 @@ impl EventCollector {
     /// Connects to `base_url/v2/events` and starts collecting.
     pub fn start(base_url: &str) -> anyhow::Result<EventCollector> {
         use std::io::{BufRead, BufReader, Write};
-        let hostport = base_url.strip_prefix("http://").context("only http:// urls")?.to_string();
+        let hostport = base_url
+            .strip_prefix("http://")
+            .context("only http:// urls")?
+            .to_string();
         let mut s = std::net::TcpStream::connect(&hostport)?;
-        write!(s, "GET /v2/events HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/event-stream\r\n\r\n")?;
+        write!(
+            s,
+            "GET /v2/events HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/event-stream\r\n\r\n"
+        )?;
         s.set_read_timeout(Some(Duration::from_millis(300)))?;
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -292,12 +357,19 @@ impl EventCollector {
                 }
             }
         });
-        Ok(EventCollector { events, stop, thread: Some(thread) })
+        Ok(EventCollector {
+            events,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Event types seen so far.
     pub fn types(&self) -> Vec<String> {
-        self.events.lock().map(|e| e.iter().map(|(t, _)| t.clone()).collect()).unwrap_or_default()
+        self.events
+            .lock()
+            .map(|e| e.iter().map(|(t, _)| t.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Events seen so far.

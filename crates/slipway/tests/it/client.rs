@@ -6,16 +6,30 @@ use std::process::Command;
 #[test]
 fn marathon_python_client_creates_lists_scales_and_deletes() {
     let Some(python) = testkit::marathon_python() else {
-        assert!(!testkit::strict(), "marathon-python is missing: run the README's test command (scripts/test), which installs it");
+        assert!(
+            !testkit::strict(),
+            "marathon-python is missing: run the README's test command (scripts/test), which installs it"
+        );
         eprintln!("skipping: marathon-python not installed (run scripts/test)");
         return;
     };
     let (s, _dir) = server();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/marathon_client.py");
-    let out = Command::new(python).arg(script).arg(&s.url).output().expect("python runs");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/marathon_client.py"
+    );
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&s.url)
+        .output()
+        .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "marathon-python failed:\n{stdout}\n{stderr}\nserver log:\n{}", s.log());
+    assert!(
+        out.status.success(),
+        "marathon-python failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        s.log()
+    );
     assert!(stdout.contains("marathon-python OK"), "{stdout}");
 }
 
@@ -25,10 +39,26 @@ fn cli_deploy_waits_for_health_and_reports_failures() {
     let file = dir.path().join("web.json");
     std::fs::write(&file, web_app("/cli-web", 2, "1").to_string()).unwrap();
     let run = |args: &[&str]| {
-        Command::new(slipway_bin()).args(args).env("SLIPWAY_URL", &s.url).env("CI", "true").output().unwrap()
+        Command::new(slipway_bin())
+            .args(args)
+            .env("SLIPWAY_URL", &s.url)
+            .env("CI", "true")
+            .output()
+            .unwrap()
     };
-    let out = run(&["apps", "deploy", "-f", file.to_str().unwrap(), "--timeout", "120"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "apps",
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--timeout",
+        "120",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(healthy_tasks(&app(&s, "/cli-web")).len(), 2);
 
     let out = run(&["apps", "list", "--output", "json"]);
@@ -36,7 +66,11 @@ fn cli_deploy_waits_for_health_and_reports_failures() {
     assert_eq!(list[0]["id"], "/cli-web");
 
     // A definition the server rejects: exit code 4 with the field path.
-    std::fs::write(&file, json!({"id": "/bad", "cmd": "x", "instances": -1}).to_string()).unwrap();
+    std::fs::write(
+        &file,
+        json!({"id": "/bad", "cmd": "x", "instances": -1}).to_string(),
+    )
+    .unwrap();
     let out = run(&["apps", "deploy", "-f", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/instances"));
@@ -45,6 +79,18 @@ fn cli_deploy_waits_for_health_and_reports_failures() {
     let mut never = web_app("/never", 1, "1");
     never["env"] = json!({"START_UNHEALTHY": "1"});
     std::fs::write(&file, never.to_string()).unwrap();
-    let out = run(&["apps", "deploy", "-f", file.to_str().unwrap(), "--timeout", "3"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "apps",
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--timeout",
+        "3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

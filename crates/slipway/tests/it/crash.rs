@@ -20,13 +20,22 @@ fn server_kill9_during_rolling_deployment_converges_without_duplicates() {
     let (status, _) = send(&s, "POST", "/v2/apps", Some(&web_app("/svc", 3, "1")));
     assert_eq!(status, 201);
     wait_no_deployments(&s, Duration::from_secs(60));
-    let (status, body) = send(&s, "PUT", "/v2/apps/svc", Some(&json!({"env": {"VERSION": "2"}})));
+    let (status, body) = send(
+        &s,
+        "PUT",
+        "/v2/apps/svc",
+        Some(&json!({"env": {"VERSION": "2"}})),
+    );
     assert_eq!(status, 200, "{body}");
     let new_version = app(&s, "/svc")["version"].clone();
     // Crash once the rollout has started some new tasks but not finished.
     wait_for("a new task", Duration::from_secs(60), || {
         let a = app(&s, "/svc");
-        a["tasks"].as_array()?.iter().any(|t| t["version"] == new_version).then_some(())
+        a["tasks"]
+            .as_array()?
+            .iter()
+            .any(|t| t["version"] == new_version)
+            .then_some(())
     })
     .unwrap();
     s.kill9();
@@ -37,13 +46,28 @@ fn server_kill9_during_rolling_deployment_converges_without_duplicates() {
 
     let a = app(&s, "/svc");
     assert_eq!(healthy_tasks(&a).len(), 3, "{a}");
-    assert!(a["tasks"].as_array().unwrap().iter().all(|t| t["version"] == new_version));
+    assert!(
+        a["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["version"] == new_version)
+    );
     // The processes on the machine are exactly the tasks the API knows: no duplicates, no orphans.
     wait_for("old tasks to exit", Duration::from_secs(30), || {
-        let procs: BTreeSet<String> = task_processes(&s.data_dir).into_iter().map(|(_, t)| t).collect();
+        let procs: BTreeSet<String> = task_processes(&s.data_dir)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
         (procs == api_task_ids(&s)).then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e}: processes {:?} vs api {:?}", task_processes(&s.data_dir), api_task_ids(&s)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: processes {:?} vs api {:?}",
+            task_processes(&s.data_dir),
+            api_task_ids(&s)
+        )
+    });
     assert!(s.log().contains("adopted="), "recovery is logged");
 }
 
@@ -51,16 +75,29 @@ fn server_kill9_during_rolling_deployment_converges_without_duplicates() {
 fn acknowledged_changes_survive_kill9() {
     let (mut s, _dir) = server();
     for i in 0..5 {
-        let (status, _) = send(&s, "POST", "/v2/apps", Some(&json!({"id": format!("/keep/a{i}"), "cmd": "sleep 600", "instances": 0})));
+        let (status, _) = send(
+            &s,
+            "POST",
+            "/v2/apps",
+            Some(&json!({"id": format!("/keep/a{i}"), "cmd": "sleep 600", "instances": 0})),
+        );
         assert_eq!(status, 201);
     }
-    let (status, _) = send(&s, "PUT", "/v2/apps/keep/a0", Some(&json!({"instances": 2})));
+    let (status, _) = send(
+        &s,
+        "PUT",
+        "/v2/apps/keep/a0",
+        Some(&json!({"instances": 2})),
+    );
     assert_eq!(status, 200);
     s.kill9();
     s.restart().unwrap();
     let apps = get_json(&format!("{}/v2/apps", s.url)).unwrap();
     assert_eq!(apps["apps"].as_array().unwrap().len(), 5);
-    wait_for("a0 at 2 tasks", Duration::from_secs(60), || (app(&s, "/keep/a0")["tasksRunning"] == 2).then_some(())).unwrap();
+    wait_for("a0 at 2 tasks", Duration::from_secs(60), || {
+        (app(&s, "/keep/a0")["tasksRunning"] == 2).then_some(())
+    })
+    .unwrap();
     let versions = get_json(&format!("{}/v2/apps/keep/a0/versions", s.url)).unwrap();
     assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
 }

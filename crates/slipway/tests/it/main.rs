@@ -62,14 +62,25 @@ pub(crate) fn healthy_tasks(app: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-pub(crate) fn send(s: &SlipwayProcess, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+pub(crate) fn send(
+    s: &SlipwayProcess,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let (status, text) = http(method, &format!("{}{path}", s.url), body).expect("request");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub(crate) fn wait_no_deployments(s: &SlipwayProcess, within: Duration) {
     testkit::wait_for("deployments to finish", within, || {
-        get_json(&format!("{}/v2/deployments", s.url)).ok().filter(|d| d == &json!([])).map(|_| ())
+        get_json(&format!("{}/v2/deployments", s.url))
+            .ok()
+            .filter(|d| d == &json!([]))
+            .map(|_| ())
     })
     .unwrap_or_else(|e| panic!("{e}; server log:\n{}", s.log()));
 }

@@ -19,7 +19,12 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let port = flag("--port")
         .or_else(|| std::env::var("PORT0").ok())
         .and_then(|p| p.parse::<u16>().ok())
@@ -45,7 +50,9 @@ fn main() {
 
 fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port: u16) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = conn.try_clone() else { return };
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(conn);
     loop {
         let mut line = String::new();
@@ -75,7 +82,9 @@ fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port:
             .unwrap_or(100);
         let (status, body) = match path {
             "/" => (200, format!("version={version} task={task} port={port}\n")),
-            "/health" | "/health_check" if failing.load(Ordering::SeqCst) => (503, "failing\n".into()),
+            "/health" | "/health_check" if failing.load(Ordering::SeqCst) => {
+                (503, "failing\n".into())
+            }
             "/health" | "/health_check" => (200, "ok\n".into()),
             "/health/fail" => {
                 failing.store(true, Ordering::SeqCst);
@@ -109,7 +118,12 @@ fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port:
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(body.as_bytes())).is_err() || close {
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(body.as_bytes()))
+            .is_err()
+            || close
+        {
             return;
         }
     }
