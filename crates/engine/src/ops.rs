@@ -73,7 +73,10 @@ impl Engine {
             "superseded by",
         )?;
         let app = st.apps.get(&id).ok_or_else(|| not_found(&id))?;
-        let embed = Embed { tasks: true, ..Embed::default() };
+        let embed = Embed {
+            tasks: true,
+            ..Embed::default()
+        };
         let body =
             serde_json::to_vec(&AppInfo::of(&st, app, embed, self.host())).unwrap_or_default();
         Ok((body, result))
