@@ -1,0 +1,178 @@
+//! Read commands on apps: `apps list`, `apps show`, `apps tasks`.
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::Output;
+use super::client::{Client, array_field};
+use super::error::Exit;
+use super::ids::AppId;
+use super::out::{self, arr_of, or_dash, str_of, u64_of};
+use super::progress::task_health;
+use super::show;
+use super::table::Table;
+
+/// `apps list`: GET /v2/apps?embed=apps.tasks with optional filters.
+pub(crate) async fn list(
+    client: &Client,
+    output: Output,
+    label: Option<&str>,
+    id: Option<&str>,
+) -> anyhow::Result<Exit> {
+    let mut query = vec![("embed", "apps.tasks")];
+    if let Some(l) = label {
+        query.push(("label", l));
+    }
+    if let Some(i) = id {
+        query.push(("id", i));
+    }
+    let v = client
+        .get("/v2/apps", &query)
+        .await
+        .context("cannot list apps")?;
+    let apps = array_field(v, "apps");
+    match output {
+        Output::Json => out::json(&Value::Array(apps))?,
+        Output::Text => out::write_stdout(apps_table(&apps).render().as_bytes())?,
+    }
+    Ok(Exit::Success)
+}
+
+/// The `apps list` table.
+pub(crate) fn apps_table(apps: &[Value]) -> Table {
+    let mut t = Table::new(&["ID", "INSTANCES", "HEALTHY", "DEPLOYING", "VERSION"]);
+    for app in apps {
+        let count = |k: &str| u64_of(app, k).unwrap_or(0);
+        let healthy = if arr_of(app, "healthChecks").is_empty() {
+            "-".to_string()
+        } else {
+            count("tasksHealthy").to_string()
+        };
+        let deploying = if arr_of(app, "deployments").is_empty() {
+            "no"
+        } else {
+            "yes"
+        };
+        t.row(vec![
+            str_of(app, "id").to_string(),
+            format!("{}/{}", count("tasksRunning"), count("instances")),
+            healthy,
+            deploying.to_string(),
+            or_dash(str_of(app, "version")),
+        ]);
+    }
+    t
+}
+
+/// `apps show`: the app and its native status.
+pub(crate) async fn show(client: &Client, output: Output, id: &str) -> anyhow::Result<Exit> {
+    let id = AppId::new(id);
+    let app = client
+        .app(&id)
+        .await
+        .with_context(|| format!("cannot show {id}"))?;
+    let status = match client
+        .get(&format!("/api/v1/apps/{}/status", id.path()), &[])
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("warning: no status for {id}: {e:#}");
+            Value::Null
+        }
+    };
+    match output {
+        Output::Json => out::json(&json!({"app": app, "status": status}))?,
+        Output::Text => out::write_stdout(show::render(&app, &status).as_bytes())?,
+    }
+    Ok(Exit::Success)
+}
+
+/// `apps tasks`: GET /v2/apps/{id}/tasks.
+pub(crate) async fn tasks(client: &Client, output: Output, id: &str) -> anyhow::Result<Exit> {
+    let id = AppId::new(id);
+    let tasks = client
+        .app_tasks(&id)
+        .await
+        .with_context(|| format!("cannot list the tasks of {id}"))?;
+    match output {
+        Output::Json => out::json(&json!({"tasks": tasks}))?,
+        Output::Text => out::write_stdout(tasks_table(&tasks).render().as_bytes())?,
+    }
+    Ok(Exit::Success)
+}
+
+/// Host ports of a task joined with commas, `-` when none.
+pub(crate) fn ports(task: &Value) -> String {
+    let ports: Vec<String> = arr_of(task, "ports").iter().map(out::scalar).collect();
+    if ports.is_empty() {
+        "-".to_string()
+    } else {
+        ports.join(",")
+    }
+}
+
+/// The `apps tasks` table.
+pub(crate) fn tasks_table(tasks: &[Value]) -> Table {
+    let mut t = Table::new(&[
+        "ID", "STATE", "HOST", "PORTS", "HEALTH", "STAGED", "STARTED", "VERSION",
+    ]);
+    for task in tasks {
+        t.row(vec![
+            str_of(task, "id").to_string(),
+            or_dash(str_of(task, "state")),
+            or_dash(str_of(task, "host")),
+            ports(task),
+            task_health(task).to_string(),
+            or_dash(str_of(task, "stagedAt")),
+            or_dash(str_of(task, "startedAt")),
+            or_dash(str_of(task, "version")),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_table_rows() {
+        let apps = [
+            json!({"id": "/web", "instances": 3, "tasksRunning": 2, "tasksHealthy": 1,
+                   "healthChecks": [{}], "deployments": [{"id": "d"}], "version": "v1"}),
+            json!({"id": "/worker", "instances": 1, "tasksRunning": 1, "deployments": []}),
+        ];
+        assert_eq!(
+            apps_table(&apps).render(),
+            "ID       INSTANCES  HEALTHY  DEPLOYING  VERSION\n\
+             /web     2/3        1        yes        v1\n\
+             /worker  1/1        -        no         -\n"
+        );
+    }
+
+    #[test]
+    fn tasks_table_rows() {
+        let tasks = [json!({
+            "id": "web.1", "state": "TASK_RUNNING", "host": "127.0.0.1", "ports": [31000, 31001],
+            "healthCheckResults": [{"alive": false}], "stagedAt": "s", "startedAt": "t", "version": "v"
+        })];
+        let text = tasks_table(&tasks).render();
+        let row = text.lines().nth(1).unwrap_or_default();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "web.1",
+                "TASK_RUNNING",
+                "127.0.0.1",
+                "31000,31001",
+                "unhealthy",
+                "s",
+                "t",
+                "v"
+            ]
+        );
+        assert_eq!(ports(&json!({"ports": []})), "-");
+    }
+}

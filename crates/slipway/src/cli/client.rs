@@ -1,0 +1,230 @@
+//! HTTP client of the Slipway server: base URL, auth, error bodies and transport errors.
+
+use anyhow::Context;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+
+use super::ClientOpts;
+use super::error::{ApiError, Exit, coded};
+use super::ids::{AppId, segment};
+
+/// How long one request may take before it is abandoned.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A successful answer to a request that starts a deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DeploymentResult {
+    /// The deployment id (body `deploymentId`, else header `Marathon-Deployment-Id`).
+    pub(crate) id: String,
+    /// The new app version (may be empty when the server did not say).
+    pub(crate) version: String,
+    /// The body as received.
+    pub(crate) body: Value,
+}
+
+/// A connection to one Slipway server.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for the server and credentials in `opts`.
+    pub(crate) fn new(opts: &ClientOpts) -> anyhow::Result<Client> {
+        let base = opts.server.trim().trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(coded(
+                Exit::Failed,
+                format!("invalid server url {base:?}: expected http://HOST:PORT"),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot create the http client")?;
+        let token = opts.token.clone().filter(|t| !t.trim().is_empty());
+        Ok(Client { http, base, token })
+    }
+
+    /// A request for `path` (starting with `/`) with auth and a timeout.
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT)
+            .header(reqwest::header::ACCEPT, "application/json");
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Sends a request; non-2xx answers become [`ApiError`], transport failures a clear
+    /// message (exit code 3).
+    pub(crate) async fn send(&self, rb: RequestBuilder) -> anyhow::Result<Response> {
+        let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(ApiError::from_body(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            &body,
+        )
+        .into())
+    }
+
+    /// Sends a request and parses the JSON answer (`null` for an empty body).
+    pub(crate) async fn json(&self, rb: RequestBuilder) -> anyhow::Result<Value> {
+        let resp = self.send(rb).await?;
+        let url = resp.url().path().to_string();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            coded(
+                Exit::Server,
+                format!("invalid JSON from the server for {url}: {e}"),
+            )
+        })
+    }
+
+    /// `GET path` with query parameters, as JSON.
+    pub(crate) async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
+        self.json(self.request(Method::GET, path).query(query))
+            .await
+    }
+
+    /// `GET /v2/apps/{id}`: the `app` object.
+    pub(crate) async fn app(&self, id: &AppId) -> anyhow::Result<Value> {
+        let v = self.get(&format!("/v2/apps/{}", id.path()), &[]).await?;
+        match v {
+            Value::Object(mut m) => Ok(m.remove("app").unwrap_or(Value::Null)),
+            _ => Err(coded(
+                Exit::Server,
+                "unexpected answer to GET /v2/apps/{id}: no app",
+            )),
+        }
+    }
+
+    /// `GET /v2/apps/{id}/tasks`: the `tasks` array.
+    pub(crate) async fn app_tasks(&self, id: &AppId) -> anyhow::Result<Vec<Value>> {
+        let v = self
+            .get(&format!("/v2/apps/{}/tasks", id.path()), &[])
+            .await?;
+        Ok(array_field(v, "tasks"))
+    }
+
+    /// `GET /api/v1/deployments/{id}`: the native deployment status.
+    pub(crate) async fn deployment_status(&self, id: &str) -> anyhow::Result<Value> {
+        self.get(&format!("/api/v1/deployments/{}", segment(id)), &[])
+            .await
+    }
+
+    /// Sends a request that starts a deployment and reads the deployment result.
+    pub(crate) async fn start_deployment(
+        &self,
+        rb: RequestBuilder,
+    ) -> anyhow::Result<DeploymentResult> {
+        let resp = self.send(rb).await?;
+        let header_id = resp
+            .headers()
+            .get("Marathon-Deployment-Id")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let id = body
+            .get("deploymentId")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(header_id)
+            .ok_or_else(|| {
+                coded(
+                    Exit::Server,
+                    format!("the server answered {status} without a deployment id"),
+                )
+            })?;
+        let version = body
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Ok(DeploymentResult { id, version, body })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            return coded(
+                Exit::Server,
+                format!(
+                    "cannot reach the Slipway server at {}: is `slipway up` running? \
+                     (set --server or SLIPWAY_URL)",
+                    self.base
+                ),
+            );
+        }
+        if e.is_timeout() {
+            return coded(Exit::Server, format!("request to {} timed out", self.base));
+        }
+        anyhow::Error::new(e).context(format!("request to {} failed", self.base))
+    }
+}
+
+/// Whether an error is the server saying 404.
+pub(crate) fn is_not_found(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<ApiError>())
+        .any(|a| a.status == StatusCode::NOT_FOUND.as_u16())
+}
+
+/// Whether a failed poll may succeed when retried: anything but a 4xx answer.
+pub(crate) fn is_transient(err: &anyhow::Error) -> bool {
+    !err.chain()
+        .filter_map(|c| c.downcast_ref::<ApiError>())
+        .any(|a| (400..500).contains(&a.status))
+}
+
+/// `v[key]` as an array (empty when missing or not an array).
+pub(crate) fn array_field(v: Value, key: &str) -> Vec<Value> {
+    match v {
+        Value::Object(mut m) => match m.remove(key) {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_client_errors_are_final() {
+        let api = |status| anyhow::Error::new(ApiError::from_body(status, "", "{}"));
+        assert!(!is_transient(&api(401)));
+        assert!(!is_transient(&api(404)));
+        assert!(is_transient(&api(503)));
+        assert!(is_transient(&anyhow::anyhow!("connection reset")));
+        assert!(is_not_found(&api(404).context("cannot show /web")));
+        assert!(!is_not_found(&api(500)));
+    }
+
+    #[test]
+    fn arrays_from_wrappers() {
+        let v = serde_json::json!({"tasks": [1, 2], "other": 1});
+        assert_eq!(array_field(v.clone(), "tasks").len(), 2);
+        assert!(array_field(v, "other").is_empty());
+        assert!(array_field(Value::Null, "tasks").is_empty());
+    }
+}

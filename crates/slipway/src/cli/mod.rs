@@ -1,0 +1,360 @@
+//! Client commands (`slipway apps ...`, `slipway deployments ...`): clap arguments and dispatch.
+//!
+//! Every command talks to a running server over HTTP. Results go to stdout, progress and
+//! errors to stderr; the process exit code tells what happened (see [`Exit`]).
+
+mod apps;
+mod client;
+mod deploy;
+mod deployments;
+mod error;
+mod follow;
+mod ids;
+mod logs;
+mod out;
+mod progress;
+mod show;
+mod table;
+
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use client::Client;
+pub(crate) use error::Exit;
+
+/// Options shared by every client command.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Client options")]
+pub(crate) struct ClientOpts {
+    /// Base URL of the Slipway server.
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    server: String,
+    /// Output format of results on stdout.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// API token, sent as `Authorization: Bearer <TOKEN>` when set.
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+/// Output format of results.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Aligned tables and short summaries.
+    Text,
+    /// JSON: the server's objects for reads, `{"deploymentId", "status", ...}` for changes.
+    Json,
+}
+
+/// `slipway apps ...`: manage apps on a running server.
+#[derive(Args, Debug)]
+pub(crate) struct AppsArgs {
+    #[command(flatten)]
+    opts: ClientOpts,
+    #[command(subcommand)]
+    command: AppsCommand,
+}
+
+/// Waiting for the deployment a command starts.
+#[derive(Args, Clone, Copy, Debug)]
+pub(crate) struct WaitOpts {
+    /// Follow the deployment until it ends, showing progress on stderr.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this many seconds (exit code 2).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum AppsCommand {
+    /// List apps with their task counts (GET /v2/apps).
+    List {
+        /// Only apps matching this label selector, e.g. `env==prod,tier` (Marathon syntax).
+        #[arg(long, value_name = "SELECTOR")]
+        label: Option<String>,
+        /// Only apps whose id contains this text (case-insensitive).
+        #[arg(long, value_name = "SUBSTR")]
+        id: Option<String>,
+    },
+    /// Show one app: definition summary, counts, deployments, failures and its tasks.
+    Show {
+        /// App id, e.g. `/web` or `web`.
+        id: String,
+    },
+    /// Create or update an app from a Marathon app definition and follow the deployment.
+    ///
+    /// Sends PUT /v2/apps/{id} with the file as body (the id comes from the file's `id`
+    /// field), then waits until the deployment succeeds or fails. Exit codes: 0 success,
+    /// 1 deployment failed, 2 timeout, 3 server or HTTP error, 4 invalid definition,
+    /// 5 conflict with a running deployment.
+    Deploy {
+        /// Marathon app definition (JSON); `-` reads standard input.
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        /// Cancel deployments that already affect the app instead of failing with a conflict.
+        #[arg(long)]
+        force: bool,
+        /// Give up waiting after this many seconds (exit code 2).
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        timeout: u64,
+        /// Print the deployment id and return without following it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Change the number of instances of an app.
+    ///
+    /// Prints the deployment id; with --wait follows it like `deploy` (same exit codes).
+    Scale {
+        /// App id.
+        id: String,
+        /// Desired number of instances.
+        instances: u32,
+        /// Cancel deployments that already affect the app instead of failing with a conflict.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: WaitOpts,
+    },
+    /// Replace all tasks of an app with fresh ones (rolling, per its upgrade strategy).
+    ///
+    /// Prints the deployment id; with --wait follows it like `deploy` (same exit codes).
+    Restart {
+        /// App id.
+        id: String,
+        /// Cancel deployments that already affect the app instead of failing with a conflict.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: WaitOpts,
+    },
+    /// Delete an app and stop its tasks.
+    ///
+    /// Prints the deployment id; with --wait follows it until the tasks are gone.
+    Delete {
+        /// App id.
+        id: String,
+        #[command(flatten)]
+        wait: WaitOpts,
+    },
+    /// List the tasks of an app with their state and health.
+    Tasks {
+        /// App id.
+        id: String,
+    },
+    /// Print the output of a task (by default the newest running task of the app).
+    Logs {
+        /// App id.
+        id: String,
+        /// Read this task instead of the newest running one.
+        #[arg(long, value_name = "TASK_ID")]
+        task: Option<String>,
+        /// Read standard error instead of standard output.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing new output until interrupted (Ctrl-C).
+        #[arg(short, long)]
+        follow: bool,
+        /// Start with at most this many bytes from the end of the log.
+        #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+        tail: u64,
+    },
+}
+
+/// `slipway deployments ...`: inspect and cancel deployments.
+#[derive(Args, Debug)]
+pub(crate) struct DeploymentsArgs {
+    #[command(flatten)]
+    opts: ClientOpts,
+    #[command(subcommand)]
+    command: DeploymentsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum DeploymentsCommand {
+    /// List running deployments (GET /v2/deployments).
+    List,
+    /// Cancel a deployment.
+    ///
+    /// Without --force the server rolls the affected apps back with a new deployment,
+    /// whose id is printed. With --force the deployment just stops where it is.
+    Cancel {
+        /// Deployment id.
+        id: String,
+        /// Stop without rolling back.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs `slipway apps ...`.
+pub(crate) async fn apps(args: AppsArgs) -> ExitCode {
+    let output = args.opts.output;
+    let result = match Client::new(&args.opts) {
+        Ok(client) => run_apps(&client, output, args.command).await,
+        Err(e) => Err(e),
+    };
+    error::finish(result).into()
+}
+
+/// Runs `slipway deployments ...`.
+pub(crate) async fn deployments(args: DeploymentsArgs) -> ExitCode {
+    let output = args.opts.output;
+    let result = match Client::new(&args.opts) {
+        Ok(client) => match args.command {
+            DeploymentsCommand::List => deployments::list(&client, output).await,
+            DeploymentsCommand::Cancel { id, force } => {
+                deployments::cancel(&client, output, &id, force).await
+            }
+        },
+        Err(e) => Err(e),
+    };
+    error::finish(result).into()
+}
+
+async fn run_apps(client: &Client, output: Output, cmd: AppsCommand) -> anyhow::Result<Exit> {
+    match cmd {
+        AppsCommand::List { label, id } => {
+            apps::list(client, output, label.as_deref(), id.as_deref()).await
+        }
+        AppsCommand::Show { id } => apps::show(client, output, &id).await,
+        AppsCommand::Tasks { id } => apps::tasks(client, output, &id).await,
+        AppsCommand::Deploy {
+            file,
+            force,
+            timeout,
+            no_wait,
+        } => {
+            let wait = WaitOpts {
+                wait: !no_wait,
+                timeout,
+            };
+            deploy::deploy(client, output, &file, force, wait).await
+        }
+        AppsCommand::Scale {
+            id,
+            instances,
+            force,
+            wait,
+        } => deploy::scale(client, output, &id, instances, force, wait).await,
+        AppsCommand::Restart { id, force, wait } => {
+            deploy::restart(client, output, &id, force, wait).await
+        }
+        AppsCommand::Delete { id, wait } => deploy::delete(client, output, &id, wait).await,
+        AppsCommand::Logs {
+            id,
+            task,
+            stderr,
+            follow,
+            tail,
+        } => {
+            let req = logs::LogsRequest {
+                app: id,
+                task,
+                stderr,
+                follow,
+                tail,
+            };
+            logs::run(client, &req).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        cmd: TestCmd,
+    }
+
+    #[derive(Subcommand)]
+    enum TestCmd {
+        Apps(AppsArgs),
+        Deployments(DeploymentsArgs),
+    }
+
+    fn parse(args: &[&str]) -> TestCmd {
+        let argv = std::iter::once("slipway").chain(args.iter().copied());
+        match TestCli::try_parse_from(argv) {
+            Ok(c) => c.cmd,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn global_options_work_after_the_subcommand() {
+        let TestCmd::Apps(a) = parse(&["apps", "list", "-o", "json", "--server", "http://x:1"])
+        else {
+            panic!("not apps")
+        };
+        assert_eq!(a.opts.output, Output::Json);
+        assert_eq!(a.opts.server, "http://x:1");
+        assert!(matches!(a.command, AppsCommand::List { .. }));
+    }
+
+    #[test]
+    fn deploy_defaults() {
+        let TestCmd::Apps(a) = parse(&["apps", "deploy", "-f", "-"]) else {
+            panic!("not apps")
+        };
+        match a.command {
+            AppsCommand::Deploy {
+                file,
+                force,
+                timeout,
+                no_wait,
+            } => {
+                assert_eq!(file, PathBuf::from("-"));
+                assert!(!force && !no_wait);
+                assert_eq!(timeout, 600);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn logs_and_cancel_flags() {
+        let TestCmd::Apps(a) = parse(&["apps", "logs", "web", "-f", "--stderr"]) else {
+            panic!("not apps")
+        };
+        assert!(matches!(
+            a.command,
+            AppsCommand::Logs {
+                follow: true,
+                stderr: true,
+                tail: 65536,
+                ..
+            }
+        ));
+        let TestCmd::Deployments(d) = parse(&["deployments", "cancel", "abc", "--force"]) else {
+            panic!("not deployments")
+        };
+        assert!(matches!(
+            d.command,
+            DeploymentsCommand::Cancel { force: true, .. }
+        ));
+    }
+
+    #[test]
+    fn help_renders() {
+        use clap::CommandFactory;
+        TestCli::command().debug_assert();
+    }
+}
