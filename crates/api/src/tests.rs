@@ -273,3 +273,208 @@ async fn conflicting_change_gets_409_unless_forced() {
     let status = s.get(&format!("/api/v1/deployments/{id}")).await;
     assert_eq!(status["status"], "failed");
 }
+
+#[tokio::test]
+async fn cancelling_a_deployment_rolls_back_to_the_previous_definition() {
+    let s = Server::start().await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/rb", "cmd": "sleep 601", "instances": 2})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    s.wait_for("v1 deployed", async |s| {
+        s.get("/v2/deployments").await == json!([])
+    })
+    .await;
+    let v1 = s.get("/v2/apps/rb").await["app"]["version"].clone();
+    // v2 never becomes healthy, so its deployment stays open.
+    let bad = json!({"cmd": "sleep 602", "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"}, "intervalSeconds": 1, "gracePeriodSeconds": 600}]});
+    let (status, body) = s.call(Method::PUT, "/v2/apps/rb", Some(bad)).await;
+    assert_eq!(status, 200, "{body}");
+    let stuck = body["deploymentId"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .call(Method::DELETE, &format!("/v2/deployments/{stuck}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rollback = body["deploymentId"].as_str().unwrap().to_string();
+    assert_ne!(rollback, stuck);
+    let app = s.get("/v2/apps/rb").await["app"].clone();
+    assert_eq!(app["cmd"], "sleep 601", "definition restored");
+    assert_eq!(app["healthChecks"], json!([]));
+    s.wait_for("rollback done", async |s| {
+        s.get("/v2/deployments").await == json!([])
+    })
+    .await;
+    let app = s.get("/v2/apps/rb").await["app"].clone();
+    assert_eq!(app["tasks"].as_array().unwrap().len(), 2);
+    assert!(
+        app["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "TASK_RUNNING")
+    );
+    let old = s.get(&format!("/api/v1/deployments/{stuck}")).await;
+    assert_eq!(old["status"], "failed");
+    assert!(old["reason"].as_str().unwrap().contains(&rollback), "{old}");
+    // Versions: v1, v2 and the rollback; v1 is still readable as a bare App.
+    let versions = s.get("/v2/apps/rb/versions").await;
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 3);
+    let bare = s
+        .get(&format!("/v2/apps/rb/versions/{}", v1.as_str().unwrap()))
+        .await;
+    assert_eq!(bare["cmd"], "sleep 601");
+    assert!(bare.get("tasks").is_none());
+}
+
+#[tokio::test]
+async fn killing_tasks_with_scale_lowers_instances() {
+    let s = Server::start().await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/k/app", "cmd": "sleep 603", "instances": 3})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    s.wait_for("3 tasks", async |s| {
+        s.get("/v2/apps/k/app").await["app"]["tasksRunning"] == 3
+    })
+    .await;
+    let tasks = s.get("/v2/apps/k/app/tasks").await;
+    let id = tasks["tasks"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .call(
+            Method::DELETE,
+            &format!("/v2/apps/k/app/tasks/{id}?scale=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["deploymentId"].is_string());
+    s.wait_for("2 tasks, instances 2", async |s| {
+        let a = s.get("/v2/apps/k/app").await["app"].clone();
+        a["instances"] == 2 && a["tasks"].as_array().unwrap().len() == 2
+    })
+    .await;
+    let (status, body) = s
+        .call(Method::DELETE, "/v2/apps/k/app/tasks/k_app.nope", None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "Task 'k_app.nope' does not exist");
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/v2/tasks/delete",
+            Some(json!({"ids": ["garbage"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            "/v2/apps/k/app/tasks?scale=true&wipe=true",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Groups are derived from ids; the app listing by group uses `*`.
+    let root = s.get("/v2/groups").await;
+    assert_eq!(root["id"], "/");
+    assert_eq!(root["groups"][0]["id"], "/k");
+    assert_eq!(root["groups"][0]["apps"][0]["id"], "/k/app");
+    let star = s.get("/v2/apps/k/*").await;
+    assert_eq!(star["*"][0]["id"], "/k/app");
+    let (status, _) = s.call(Method::GET, "/v2/groups/nope", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn info_leader_ping_and_metrics_have_marathon_shapes() {
+    let s = Server::start().await;
+    let info = s.get("/v2/info").await;
+    assert_eq!(info["name"], "marathon");
+    assert!(
+        info["version"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .all(|p| p.parse::<u32>().is_ok())
+    );
+    assert!(
+        info["marathon_config"].is_object()
+            && info["zookeeper_config"].is_object()
+            && info["http_config"].is_object()
+    );
+    assert_eq!(info["elected"], true);
+    assert_eq!(s.get("/v2/leader").await["leader"], info["leader"]);
+    assert_eq!(s.get("/ping").await, json!("pong"));
+    assert!(s.get("/metrics").await["gauges"].is_object());
+    // DC/OS prefix and doubled slashes reach the same routes.
+    assert_eq!(s.get("/service/marathon/v2/info").await["name"], "marathon");
+    assert_eq!(s.get("/v2//info").await["name"], "marathon");
+}
+
+#[tokio::test]
+async fn event_stream_filters_by_type_and_serves_light_plans() {
+    let s = Server::start().await;
+    let resp = s
+        .http
+        .get(format!(
+            "{}/v2/events?event_type=deployment_info&plan-format=light",
+            s.url
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/ev", "cmd": "sleep 604", "instances": 0})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut resp = resp;
+    let mut text = String::new();
+    while !text.contains("\r\n\r\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        text.starts_with("event: deployment_info\r\ndata: {"),
+        "{text:?}"
+    );
+    let data: Value =
+        serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["eventType"], "deployment_info");
+    assert!(data["plan"].get("original").is_none(), "light plan");
+    assert_eq!(
+        data["currentStep"]["actions"][0]["action"],
+        "StartApplication"
+    );
+    let refused = s
+        .http
+        .get(format!("{}/v2/events", s.url))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 405);
+}

@@ -45,8 +45,15 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &PathBuf, dir: &std::path::Path, port: u16) -> anyhow::Result<(Server, Duration)> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?;
+    fn start(
+        bin: &PathBuf,
+        dir: &std::path::Path,
+        port: u16,
+    ) -> anyhow::Result<(Server, Duration)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))?;
         let t0 = Instant::now();
         let child = Command::new(bin)
             .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -70,7 +77,8 @@ impl Server {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -79,7 +87,10 @@ impl Server {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -87,12 +98,19 @@ impl Server {
 fn running_tasks(url: &str) -> u64 {
     get_json(&format!("{url}/v2/apps"))
         .ok()
-        .and_then(|v| v["apps"].as_array().map(|a| a.iter().filter_map(|x| x["tasksRunning"].as_u64()).sum()))
+        .and_then(|v| {
+            v["apps"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["tasksRunning"].as_u64()).sum())
+        })
         .unwrap_or(0)
 }
 
 fn row(what: &str, value: String, target: &str, ok: bool) {
-    println!("| {what:<48} | {value:>12} | {target:>10} | {:<4} |", if ok { "met" } else { "MISS" });
+    println!(
+        "| {what:<48} | {value:>12} | {target:>10} | {:<4} |",
+        if ok { "met" } else { "MISS" }
+    );
 }
 
 fn control_plane(bin: &PathBuf, requests: usize) -> anyhow::Result<()> {
@@ -109,7 +127,9 @@ fn control_plane(bin: &PathBuf, requests: usize) -> anyhow::Result<()> {
             }
         }
         let create = t.elapsed();
-        wait_for("300 running tasks", Duration::from_secs(120), || (running_tasks(&server.url) == 300).then_some(()))?;
+        wait_for("300 running tasks", Duration::from_secs(120), || {
+            (running_tasks(&server.url) == 300).then_some(())
+        })?;
         let converge = t.elapsed();
         std::thread::sleep(Duration::from_secs(5));
         let rss_idle = server.rss_kib();
@@ -118,13 +138,16 @@ fn control_plane(bin: &PathBuf, requests: usize) -> anyhow::Result<()> {
         // Restart on the same state: recovery re-adopts 300 running tasks.
         let (server, warm_start) = Server::start(bin, dir.path(), port)?;
         let t = Instant::now();
-        wait_for("300 adopted tasks", Duration::from_secs(60), || (running_tasks(&server.url) == 300).then_some(()))?;
+        wait_for("300 adopted tasks", Duration::from_secs(60), || {
+            (running_tasks(&server.url) == 300).then_some(())
+        })?;
         let adopted = warm_start + t.elapsed();
         std::thread::sleep(Duration::from_secs(3));
         let rss_restart = server.rss_kib();
 
         for i in 100..1000 {
-            let def = json!({"id": format!("/bench/app-{i:03}"), "cmd": "sleep 100000", "instances": 0});
+            let def =
+                json!({"id": format!("/bench/app-{i:03}"), "cmd": "sleep 100000", "instances": 0});
             let (status, body) = http("POST", &format!("{}/v2/apps", server.url), Some(&def))?;
             if status != 201 {
                 bail!("create failed: {status} {body}");
@@ -150,21 +173,65 @@ fn control_plane(bin: &PathBuf, requests: usize) -> anyhow::Result<()> {
 
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
         let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
-        println!("| measurement                                      |        value |     target | ok   |");
-        println!("|--------------------------------------------------|--------------|------------|------|");
-        row("start to /ping, empty data dir", ms(cold_start), "200 ms", cold_start <= Duration::from_millis(200));
-        row("start to /ping, 100 apps / 300 running tasks", ms(warm_start), "200 ms", warm_start <= Duration::from_millis(200));
+        println!(
+            "| measurement                                      |        value |     target | ok   |"
+        );
+        println!(
+            "|--------------------------------------------------|--------------|------------|------|"
+        );
+        row(
+            "start to /ping, empty data dir",
+            ms(cold_start),
+            "200 ms",
+            cold_start <= Duration::from_millis(200),
+        );
+        row(
+            "start to /ping, 100 apps / 300 running tasks",
+            ms(warm_start),
+            "200 ms",
+            warm_start <= Duration::from_millis(200),
+        );
         row("start to all 300 tasks re-adopted", ms(adopted), "-", true);
-        row("idle RSS, 100 apps / 300 tasks", mib(rss_idle), "40 MiB", rss_idle <= 40 * 1024);
-        row("idle RSS after restart (re-adopted)", mib(rss_restart), "40 MiB", rss_restart <= 40 * 1024);
-        row("RSS with 1,000 apps after the latency run", mib(rss_1000), "-", true);
+        row(
+            "idle RSS, 100 apps / 300 tasks",
+            mib(rss_idle),
+            "40 MiB",
+            rss_idle <= 40 * 1024,
+        );
+        row(
+            "idle RSS after restart (re-adopted)",
+            mib(rss_restart),
+            "40 MiB",
+            rss_restart <= 40 * 1024,
+        );
+        row(
+            "RSS with 1,000 apps after the latency run",
+            mib(rss_1000),
+            "-",
+            true,
+        );
         row("POST 100 apps (3 instances each)", ms(create), "-", true);
         row("100 apps to 300 running tasks", ms(converge), "-", true);
         let p50 = pct(0.5);
         let p99 = pct(0.99);
-        row("GET /v2/apps?embed=apps.tasks, 1,000 apps, p50", ms(p50), "20 ms", p50 <= Duration::from_millis(20));
-        row("GET /v2/apps?embed=apps.tasks, 1,000 apps, p99", ms(p99), "20 ms", p99 <= Duration::from_millis(20));
-        row("  response size", format!("{:.0} KiB", size as f64 / 1024.0), "-", true);
+        row(
+            "GET /v2/apps?embed=apps.tasks, 1,000 apps, p50",
+            ms(p50),
+            "20 ms",
+            p50 <= Duration::from_millis(20),
+        );
+        row(
+            "GET /v2/apps?embed=apps.tasks, 1,000 apps, p99",
+            ms(p99),
+            "20 ms",
+            p99 <= Duration::from_millis(20),
+        );
+        row(
+            "  response size",
+            format!("{:.0} KiB", size as f64 / 1024.0),
+            "-",
+            true,
+        );
         Ok(())
     })();
     kill_tasks_of(dir.path());

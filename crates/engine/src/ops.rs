@@ -124,8 +124,9 @@ impl Engine {
             let mut def = self.inner.store.app_version(id, ts)?.ok_or_else(|| {
                 EngineError::NotFound(format!("App '{id}' does not exist in version {ts}"))
             })?;
+            // The restored configuration keeps its own config timestamp, so tasks that still
+            // run it are kept and only the others are replaced.
             def.version = version;
-            def.version_info.last_config_change_at = version;
             def.version_info.last_scaling_at = version;
             def
         } else {
@@ -384,12 +385,10 @@ impl Engine {
                 let before = st.apps.get(&app).map(|a| a.def.clone());
                 let after = d.original.iter().find(|o| o.id == app).map(|o| {
                     let mut o = o.clone();
+                    // Like the explicit rollback: the original config timestamp comes back
+                    // with the original configuration.
                     o.version = version;
                     o.version_info.last_scaling_at = version;
-                    o.version_info.last_config_change_at = match &before {
-                        Some(b) if b.same_config(&o) => b.version_info.last_config_change_at,
-                        _ => version,
-                    };
                     o
                 });
                 Change {
