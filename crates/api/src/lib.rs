@@ -95,7 +95,7 @@ async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     if method == Method::GET || method == Method::HEAD {
         tracing::debug!(%method, %path, status, ms, "request");
     } else {

@@ -46,6 +46,14 @@ fn not_found(id: &PathId) -> EngineError {
     EngineError::NotFound(format!("App '{id}' does not exist"))
 }
 
+/// The current definition of an app, or Marathon's 404.
+fn current(st: &State, id: &PathId) -> Result<AppDefinition, EngineError> {
+    st.apps
+        .get(id)
+        .map(|a| a.def.clone())
+        .ok_or_else(|| not_found(id))
+}
+
 impl Engine {
     /// `POST /v2/apps`: creates an app. Returns the AppInfo JSON and the deployment.
     pub fn create_app(
@@ -164,11 +172,7 @@ impl Engine {
     /// `DELETE /v2/apps/{id}`: removes the app at once; its tasks are killed by a Stop deployment.
     pub fn delete_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
         let mut st = self.lock();
-        let before = st
-            .apps
-            .get(id)
-            .map(|a| a.def.clone())
-            .ok_or_else(|| not_found(id))?;
+        let before = current(&st, id)?;
         let result = self.commit(
             &mut st,
             vec![Change {
@@ -188,11 +192,7 @@ impl Engine {
     /// `POST /v2/apps/{id}/restart`: a new version that replaces every task.
     pub fn restart_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
         let mut st = self.lock();
-        let before = st
-            .apps
-            .get(id)
-            .map(|a| a.def.clone())
-            .ok_or_else(|| not_found(id))?;
+        let before = current(&st, id)?;
         let version = st.next_version();
         let mut after = before.clone();
         after.version = version;

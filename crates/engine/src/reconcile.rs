@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How often logs are checked for rotation.
 const ROTATE_EVERY_MS: i64 = 10_000;
+/// How often re-adopted tasks (no child handle) are checked for liveness.
+const POLL_ADOPTED_EVERY_MS: i64 = 500;
 
 impl Engine {
     /// Runs the reconcile loop until `shutdown` is cancelled.
@@ -34,6 +36,7 @@ impl Engine {
         let mut ticker = tokio::time::interval(self.inner.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rotate = now_ms();
+        let mut last_poll = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -45,6 +48,11 @@ impl Engine {
                 }
                 _ = ticker.tick() => {}
                 _ = self.inner.wake.notified() => {}
+            }
+            if now_ms() - last_poll >= POLL_ADOPTED_EVERY_MS {
+                last_poll = now_ms();
+                let mut st = self.lock();
+                self.poll_adopted(&mut st, last_poll);
             }
             self.tick();
             if now_ms() - last_rotate > ROTATE_EVERY_MS {
@@ -83,7 +91,6 @@ impl Engine {
     pub(crate) fn tick(&self) {
         let now = now_ms();
         let mut st = self.lock();
-        self.poll_adopted(&mut st, now);
         self.escalate_kills(&mut st, now);
         self.kill_tasks_without_app(&mut st, now);
         self.plan_apps(&mut st, now);
@@ -279,7 +286,9 @@ impl Engine {
                 let mut d = st.deployments.remove(i);
                 match self.finish(&mut d, Outcome::Success, None) {
                     Ok(()) => {
-                        tracing::info!(deployment = %d.id, apps = ?d.affected_apps(), "deployment succeeded");
+                        let apps: Vec<String> =
+                            d.affected_apps().iter().map(ToString::to_string).collect();
+                        tracing::info!(deployment = %d.id, apps = %apps.join(","), "deployment succeeded");
                         self.inner.events.publish_plan(
                             "deployment_success",
                             &d,

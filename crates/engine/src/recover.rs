@@ -98,6 +98,10 @@ impl Engine {
             if !st.tasks.contains_key(task_id) {
                 tracing::warn!(task = %task_id, pid = identity.pid, "killing orphan task process");
                 let _ = self.inner.launcher.signal(*identity, Signal::SIGKILL);
+                let (launcher, id) = (self.inner.launcher.clone(), task_id.clone());
+                self.inner
+                    .tracker
+                    .spawn_blocking(move || launcher.cleanup(&id));
                 orphans += 1;
             }
         }
