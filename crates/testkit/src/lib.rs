@@ -2,6 +2,12 @@
 //! binary, a real `slipway up` process on an ephemeral port with its own data directory,
 //! an HTTP client with polling helpers, and process inspection for orphan checks.
 
+mod image;
+
+pub use image::{
+    TEST_IMAGE_PORT, docker, push_to_registry, registry, registry_up, static_testsrv, test_image,
+};
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! - `GET /sleep?ms=N`  → answers after N ms (for drain tests)
 //! - anything else      → 404
 //!
-//! Port: `--port N`, else `$PORT0`, else 8080. Binds 0.0.0.0 (inside a container) unless
+//! Port: the last `--port N`, else `$TESTSRV_PORT` (set by the test image), else `$PORT0`, else 8080. Binds 0.0.0.0 (inside a container) unless
 //! `--host` says otherwise. Exits 0 on SIGTERM-less EOF of nothing: it runs until killed.
 
 use std::io::{BufRead, BufReader, Write};
@@ -25,7 +25,13 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let port = flag("--port")
+    // The last --port wins, then the image's TESTSRV_PORT, then Marathon's PORT0.
+    let port = args
+        .iter()
+        .rposition(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .or_else(|| std::env::var("TESTSRV_PORT").ok())
         .or_else(|| std::env::var("PORT0").ok())
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(8080);
