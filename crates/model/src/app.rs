@@ -209,6 +209,35 @@ pub struct Docker {
     pub parameters: Vec<Parameter>,
 }
 
+/// `docker run` options accepted in `container.docker.parameters`; anything else is a 422.
+/// The Docker backend maps each onto the Engine API's container config.
+pub const DOCKER_PARAMETERS: &[&str] = &[
+    "add-host",
+    "cap-add",
+    "cap-drop",
+    "dns",
+    "dns-search",
+    "entrypoint",
+    "env",
+    "hostname",
+    "init",
+    "label",
+    "memory-reservation",
+    "memory-swap",
+    "network-alias",
+    "oom-score-adj",
+    "pids-limit",
+    "read-only",
+    "security-opt",
+    "shm-size",
+    "stop-signal",
+    "sysctl",
+    "tmpfs",
+    "ulimit",
+    "user",
+    "workdir",
+];
+
 /// One `docker run --key=value` option.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parameter {

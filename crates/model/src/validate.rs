@@ -95,6 +95,20 @@ pub(crate) fn check(def: &AppDefinition, errs: &mut Errors) {
         }
     }
     if let Some(c) = &def.container {
+        let params = c.docker.as_ref().map_or(&[][..], |d| d.parameters.as_slice());
+        for (i, p) in params.iter().enumerate() {
+            let key = p.key.trim_start_matches('-');
+            if !DOCKER_PARAMETERS.contains(&key) {
+                errs.add(
+                    format!("/container/docker/parameters({i})/key"),
+                    format!(
+                        "'{}' is not a supported docker parameter; supported: {}",
+                        p.key,
+                        DOCKER_PARAMETERS.join(", ")
+                    ),
+                );
+            }
+        }
         for (i, v) in c.volumes.iter().enumerate() {
             if v.host_path.is_none() && v.persistent.is_none() && v.external.is_none() {
                 errs.add(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 #[test]
-fn test_image_serves_its_version() {
+fn docker_test_image_serves_its_version() {
     let Some(()) = testkit::docker() else { return };
     let image = testkit::test_image("kit").unwrap();
     let port = testkit::free_port();
