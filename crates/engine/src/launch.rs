@@ -11,6 +11,14 @@ use model::{AppDefinition, EnvValue, HealthCheck, HealthProtocol, PathId, Timest
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// A launch to run outside the state lock.
+pub(crate) enum LaunchJob {
+    /// A local process.
+    Process(LaunchSpec),
+    /// A Docker container.
+    Container(Box<crate::containers::ContainerJob>),
+}
+
 /// A health probe to run outside the state lock.
 pub(crate) struct ProbeJob {
     pub(crate) task_id: String,
@@ -173,45 +181,32 @@ fn command_of(def: &AppDefinition) -> Result<TaskCommand, String> {
 }
 
 impl Engine {
-    /// Creates and persists a staging task for `app_id`, returning its launch spec.
+    /// Creates and persists a staging task for `app_id`, returning its launch job.
     /// An `Err` is a launch failure to record against the app.
     pub(crate) fn prepare_launch(
         &self,
         st: &mut State,
         app_id: &PathId,
         now: i64,
-    ) -> Result<LaunchSpec, String> {
+    ) -> Result<LaunchJob, String> {
         let def = st
             .apps
             .get(app_id)
             .map(|a| a.def.clone())
             .ok_or("app vanished")?;
-        let command = command_of(&def)?;
-        let count = def.host_port_count();
-        let host_ports = if def.require_ports && def.uses_port_definitions() {
-            let wanted: Vec<u16> = def.service_ports().iter().map(|p| *p as u16).collect();
-            let held = st
-                .tasks
-                .values()
-                .any(|t| t.host_ports.iter().any(|p| wanted.contains(p)));
-            if held || !wanted.iter().all(|p| ports::bindable(*p)) {
-                return Err(format!("requirePorts: host ports {wanted:?} are not free"));
-            }
-            wanted
+        let is_container = def.container.is_some();
+        if is_container && let Some(reason) = self.docker_unavailable() {
+            return Err(reason);
+        }
+        let command = if is_container {
+            None
         } else {
-            let mut cursor = self
-                .inner
-                .port_cursor
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            ports::allocate_host_ports(st, count, &self.inner.cfg.host_ports, &mut cursor)
-                .ok_or_else(|| {
-                    let r = &self.inner.cfg.host_ports;
-                    format!("no {count} free host ports in {}-{}", r.start(), r.end())
-                })?
+            Some(command_of(&def)?)
         };
+        let host_ports = self.host_ports_for(st, &def)?;
         let id = format!("{}.{}", def.id.safe_name(), uuid::Uuid::new_v4());
         let sandbox = self.inner.cfg.data_dir.join("sandboxes").join(&id);
+        let checks = def.health_checks.len();
         let task = TaskRecord {
             id: id.clone(),
             app_id: def.id.clone(),
@@ -225,40 +220,107 @@ impl Engine {
             proc: None,
             sandbox: sandbox.clone(),
             kill: None,
-            health: vec![Default::default(); def.health_checks.len()],
+            health: vec![Default::default(); checks],
             limits_enforced: false,
-            last_probe: vec![None; def.health_checks.len()],
-            probing: vec![false; def.health_checks.len()],
-            has_child: false,
+            last_probe: vec![None; checks],
+            probing: vec![false; checks],
+            watched: false,
+            launching: true,
+            docker: is_container,
+            container: None,
+            ip: None,
+        };
+        let fetch: Vec<FetchSpec> = def
+            .fetch
+            .iter()
+            .map(|f| FetchSpec {
+                uri: f.uri.clone(),
+                extract: f.extract,
+                executable: f.executable,
+                cache: f.cache,
+                output_file: f.output_file.clone(),
+            })
+            .collect();
+        let job = match command {
+            Some(command) => LaunchJob::Process(LaunchSpec {
+                task_id: id.clone(),
+                command,
+                env: task_env(&def, &task, &self.inner.cfg.host),
+                sandbox,
+                limits: Some(Limits {
+                    cpus: def.cpus,
+                    mem_mib: def.mem,
+                }),
+                fetch,
+                user: def.user.clone(),
+            }),
+            None => {
+                let spec =
+                    crate::containers::container_spec(&def, &task, &self.inner.cfg.host, &sandbox)?;
+                LaunchJob::Container(Box::new(crate::containers::ContainerJob {
+                    spec,
+                    fetch,
+                    sandbox,
+                }))
+            }
         };
         // Durable before the process exists: a crash from here on re-adopts or forgets it.
         self.persist_task(&task)
             .map_err(|e| format!("cannot record the task: {e}"))?;
-        let spec = LaunchSpec {
-            task_id: id.clone(),
-            command,
-            env: task_env(&def, &task, &self.inner.cfg.host),
-            sandbox,
-            limits: Some(Limits {
-                cpus: def.cpus,
-                mem_mib: def.mem,
-            }),
-            fetch: def
-                .fetch
-                .iter()
-                .map(|f| FetchSpec {
-                    uri: f.uri.clone(),
-                    extract: f.extract,
-                    executable: f.executable,
-                    cache: f.cache,
-                    output_file: f.output_file.clone(),
-                })
-                .collect(),
-            user: def.user.clone(),
-        };
         self.publish_status(&task, TaskState::TaskStaging, "");
         st.tasks.insert(id, task);
-        Ok(spec)
+        Ok(job)
+    }
+
+    /// Host ports for a new task: `requirePorts` service ports, fixed container host ports,
+    /// and dynamic ones from the configured range for everything given as 0.
+    fn host_ports_for(&self, st: &State, def: &AppDefinition) -> Result<Vec<u16>, String> {
+        let range = &self.inner.cfg.host_ports;
+        let free = |wanted: &[u16]| {
+            let held = st
+                .tasks
+                .values()
+                .any(|t| t.host_ports.iter().any(|p| wanted.contains(p)));
+            !held && wanted.iter().all(|p| ports::bindable(*p))
+        };
+        // One slot per port: Some(fixed) or None (dynamic).
+        let slots: Vec<Option<u16>> = match &def.container {
+            Some(c) if !def.uses_port_definitions() => c
+                .port_mappings
+                .iter()
+                .filter_map(|m| m.host_port)
+                .map(|p| (p != 0).then_some(p as u16))
+                .collect(),
+            _ if def.require_ports => def
+                .service_ports()
+                .iter()
+                .map(|p| Some(*p as u16))
+                .collect(),
+            _ => vec![None; def.port_definitions.len()],
+        };
+        let fixed: Vec<u16> = slots.iter().flatten().copied().collect();
+        if !free(&fixed) {
+            return Err(format!("host ports {fixed:?} are not free"));
+        }
+        let dynamic = slots.iter().filter(|s| s.is_none()).count();
+        let mut cursor = self
+            .inner
+            .port_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut picked = ports::allocate_host_ports(st, dynamic, range, &mut cursor)
+            .ok_or_else(|| {
+                format!(
+                    "no {dynamic} free host ports in {}-{}",
+                    range.start(),
+                    range.end()
+                )
+            })?
+            .into_iter();
+        Ok(slots
+            .into_iter()
+            .map(|s| s.or_else(|| picked.next()).unwrap_or(0))
+            .collect())
     }
 
     /// Starts a launch in the background; the result comes back as [`Msg::Launched`].
@@ -343,21 +405,35 @@ impl Engine {
             let _ = self.inner.launcher.signal(p, Signal::SIGTERM);
         }
         let task = task.clone();
+        if task.docker {
+            self.signal_container(task.container.as_deref(), "SIGTERM");
+        }
         self.persist_task_logged(&task);
         self.publish_status(&task, TaskState::TaskKilling, "");
     }
 
     /// Sends SIGKILL to tasks whose grace period has run out.
     pub(crate) fn escalate_kills(&self, st: &mut State, now: i64) {
+        let mut containers = Vec::new();
         for t in st.tasks.values_mut() {
-            if let (Some(k), Some(p)) = (&mut t.kill, t.proc)
+            let started = t.proc.is_some() || t.container.is_some();
+            if let Some(k) = &mut t.kill
+                && started
                 && !k.sigkill_sent
                 && now >= k.sigkill_at
             {
                 tracing::warn!(task = %t.id, "task ignored SIGTERM; sending SIGKILL");
-                let _ = self.inner.launcher.signal(p, Signal::SIGKILL);
+                if let Some(p) = t.proc {
+                    let _ = self.inner.launcher.signal(p, Signal::SIGKILL);
+                }
+                if t.docker {
+                    containers.push(t.container.clone());
+                }
                 k.sigkill_sent = true;
             }
+        }
+        for cid in containers {
+            self.signal_container(cid.as_deref(), "SIGKILL");
         }
     }
 
@@ -377,10 +453,11 @@ impl Engine {
                     let _ = self.inner.launcher.signal(identity, Signal::SIGKILL);
                     return;
                 };
+                task.launching = false;
                 task.proc = Some(identity);
                 task.state = TaskState::TaskRunning;
                 task.started_at = Some(Timestamp(now));
-                task.has_child = true;
+                task.watched = true;
                 task.limits_enforced = launched.limits_enforced;
                 if task.kill.is_some() {
                     let _ = self.inner.launcher.signal(identity, Signal::SIGTERM);
@@ -523,7 +600,10 @@ impl Engine {
             let (Some(app), Some(started)) = (apps.get(&t.app_id), t.started_at) else {
                 continue;
             };
-            if t.state != TaskState::TaskRunning || t.kill.is_some() || t.proc.is_none() {
+            if t.state != TaskState::TaskRunning
+                || t.kill.is_some()
+                || (t.proc.is_none() && t.container.is_none())
+            {
                 continue;
             }
             let checks = &app.def.health_checks;
@@ -540,11 +620,16 @@ impl Engine {
                 }
                 t.probing[i] = true;
                 t.last_probe[i] = Some(now);
-                let port = hc.port.map(|p| p as u16).or_else(|| {
-                    hc.port_index
-                        .and_then(|i| t.host_ports.get(i as usize).copied())
-                });
-                let kind = match (hc.protocol, port) {
+                let target = match (hc.port, hc.port_index) {
+                    (Some(p), _) => Some((host.clone(), p as u16)),
+                    (None, Some(i)) if t.docker => {
+                        crate::containers::container_probe_target(&app.def, t, i as usize, host)
+                    }
+                    (None, Some(i)) => t.host_ports.get(i as usize).map(|p| (host.clone(), *p)),
+                    (None, None) => None,
+                };
+
+                let kind = match (hc.protocol, target) {
                     (HealthProtocol::Command, _) => ProbeKind::Command {
                         command: hc
                             .command
@@ -555,19 +640,16 @@ impl Engine {
                         cwd: t.sandbox.clone(),
                     },
                     (_, None) => ProbeKind::Broken(format!("no port at index {:?}", hc.port_index)),
-                    (HealthProtocol::Http | HealthProtocol::MesosHttp, Some(port)) => {
+                    (HealthProtocol::Http | HealthProtocol::MesosHttp, Some((host, port))) => {
                         ProbeKind::Http {
-                            host: host.clone(),
+                            host,
                             port,
                             path: hc.path.clone().unwrap_or_else(|| "/".into()),
                             ignore_1xx: hc.ignore_http1xx.unwrap_or(false),
                         }
                     }
-                    (HealthProtocol::Tcp | HealthProtocol::MesosTcp, Some(port)) => {
-                        ProbeKind::Tcp {
-                            host: host.clone(),
-                            port,
-                        }
+                    (HealthProtocol::Tcp | HealthProtocol::MesosTcp, Some((host, port))) => {
+                        ProbeKind::Tcp { host, port }
                     }
                 };
                 jobs.push(ProbeJob {

@@ -7,6 +7,7 @@
 //! it plans each app with the pure [`planner`], launches and kills tasks, runs due health
 //! checks, and advances deployments. Nothing here speaks HTTP.
 
+mod containers;
 mod events;
 mod launch;
 mod ops;
@@ -18,6 +19,7 @@ mod recover;
 pub mod state;
 mod views;
 
+pub use containers::DockerOptions;
 pub use events::{Event, EventBus};
 pub use launcher::{CgroupSupport, LogChunk, LogStream};
 pub use ops::{DeploymentResult, KillResult};
@@ -50,6 +52,8 @@ pub struct EngineConfig {
     pub tick: Duration,
     /// Kill all tasks when the server shuts down (default: tasks outlive the server).
     pub kill_tasks_on_shutdown: bool,
+    /// Docker backend settings.
+    pub docker: DockerOptions,
 }
 
 impl EngineConfig {
@@ -63,6 +67,7 @@ impl EngineConfig {
             log_max_bytes: 10 * 1024 * 1024,
             tick: Duration::from_millis(250),
             kill_tasks_on_shutdown: false,
+            docker: DockerOptions::default(),
         }
     }
 }
@@ -110,6 +115,22 @@ pub(crate) enum Msg {
         index: usize,
         outcome: health::ProbeOutcome,
     },
+    DockerConnected {
+        result: Result<(docker::Docker, Vec<docker::FoundContainer>), String>,
+    },
+    ContainerStarted {
+        task_id: String,
+        result: Result<docker::Started, String>,
+    },
+    ContainerExited {
+        task_id: String,
+        container_id: String,
+        exit: docker::Exit,
+    },
+    ContainerLost {
+        task_id: String,
+        reason: String,
+    },
 }
 
 pub(crate) struct Inner {
@@ -125,6 +146,8 @@ pub(crate) struct Inner {
     pub(crate) rx: Mutex<Option<mpsc::UnboundedReceiver<Msg>>>,
     pub(crate) port_cursor: Mutex<u16>,
     pub(crate) tracker: tokio_util::task::TaskTracker,
+    pub(crate) docker: Mutex<containers::DockerLink>,
+    pub(crate) docker_connecting: Mutex<bool>,
 }
 
 /// Handle to the engine; clones share one engine.
@@ -165,6 +188,8 @@ impl Engine {
                 rx: Mutex::new(Some(rx)),
                 port_cursor: Mutex::new(start),
                 tracker: tokio_util::task::TaskTracker::new(),
+                docker: Mutex::new(containers::DockerLink::Unknown),
+                docker_connecting: Mutex::new(false),
             }),
         };
         engine.recover()?;

@@ -84,12 +84,25 @@ impl Engine {
                 index,
                 outcome,
             } => self.on_probe(&mut st, &task_id, index, outcome, now),
+            Msg::DockerConnected { result } => self.on_docker_connected(&mut st, result, now),
+            Msg::ContainerStarted { task_id, result } => {
+                self.on_container_started(&mut st, &task_id, result, now)
+            }
+            Msg::ContainerExited {
+                task_id,
+                container_id,
+                exit,
+            } => self.on_container_exited(&mut st, &task_id, &container_id, exit, now),
+            Msg::ContainerLost { task_id, reason } => {
+                self.on_container_lost(&mut st, &task_id, reason, now)
+            }
         }
     }
 
     /// One reconcile pass.
     pub(crate) fn tick(&self) {
         let now = now_ms();
+        self.maybe_connect_docker(now);
         let mut st = self.lock();
         self.escalate_kills(&mut st, now);
         self.kill_tasks_without_app(&mut st, now);
@@ -116,7 +129,7 @@ impl Engine {
         let gone: Vec<String> = st
             .tasks
             .values()
-            .filter(|t| !t.has_child)
+            .filter(|t| !t.watched)
             .filter(|t| {
                 t.proc
                     .is_some_and(|p| self.inner.launcher.liveness(p) == launcher::Liveness::Gone)
@@ -217,7 +230,10 @@ impl Engine {
         for (app, n) in launches {
             for _ in 0..n {
                 match self.prepare_launch(st, &app, now) {
-                    Ok(spec) => self.spawn_launch(spec),
+                    Ok(crate::launch::LaunchJob::Process(spec)) => self.spawn_launch(spec),
+                    Ok(crate::launch::LaunchJob::Container(job)) => {
+                        self.spawn_container_launch(job)
+                    }
                     Err(reason) => {
                         self.record_launch_failure(st, &app, reason, now);
                         break;

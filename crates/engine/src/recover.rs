@@ -53,6 +53,11 @@ impl Engine {
             task.health.resize(checks, Default::default());
             task.last_probe = vec![None; checks];
             task.probing = vec![false; checks];
+            if task.docker {
+                // Containers are re-adopted by label once the Docker link is up.
+                st.tasks.insert(id, task);
+                continue;
+            }
             match task.proc {
                 Some(p) if self.inner.launcher.liveness(p) == Liveness::Alive => adopted += 1,
                 Some(_) => gone.push(id.clone()),

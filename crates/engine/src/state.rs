@@ -133,9 +133,22 @@ pub struct TaskRecord {
     /// A probe is in flight per check.
     #[serde(skip)]
     pub probing: Vec<bool>,
-    /// The engine holds the child handle (exit is reported; no liveness polling needed).
+    /// An exit watcher is attached (a child handle, or a Docker wait): no polling needed.
     #[serde(skip)]
-    pub has_child: bool,
+    pub watched: bool,
+    /// A launch job of this server process is still working on the task (not persisted:
+    /// after a restart no launch is in flight).
+    #[serde(skip)]
+    pub launching: bool,
+    /// Launched as a Docker container.
+    #[serde(default)]
+    pub docker: bool,
+    /// Docker container id, once created.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Container IP on its network, if any.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 impl TaskRecord {

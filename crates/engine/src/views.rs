@@ -135,7 +135,7 @@ impl<'a> TaskJson<'a> {
             started_at: t.started_at,
             version: t.version,
             ip_addresses: [IpAddress {
-                ip_address: host.host,
+                ip_address: t.ip.as_deref().unwrap_or(host.host),
                 protocol: "IPv4",
             }],
             health_check_results: with_health.then(|| {

@@ -24,7 +24,7 @@ pub struct FetchSpec {
 }
 
 /// Fetches every item in order; the first failure aborts with an error naming its URI.
-pub(crate) async fn fetch_all(specs: &[FetchSpec], sandbox: &Path) -> Result<(), LaunchError> {
+pub async fn fetch_all(specs: &[FetchSpec], sandbox: &Path) -> Result<(), LaunchError> {
     for spec in specs {
         fetch_one(spec, sandbox)
             .await

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cgroup::CgroupSupport;
 pub use error::LaunchError;
-pub use fetch::FetchSpec;
+pub use fetch::{FetchSpec, fetch_all};
 pub use logs::{LogChunk, LogStream, MAX_READ};
 pub use nix::sys::signal::Signal;
 pub use proc_fs::{FoundTask, Liveness, ProcIdentity};

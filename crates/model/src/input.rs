@@ -227,6 +227,17 @@ pub fn merge_update(current: &AppDefinition, body: &Value) -> Value {
             }
         }
     }
+    // A 1.4-style `container.docker.network` (what the Jenkins plugin sends) replaces the
+    // stored 1.5+ `networks`.
+    if update
+        .get("container")
+        .and_then(|c| c.get("docker"))
+        .and_then(|d| d.get("network"))
+        .is_some_and(|n| !n.is_null())
+        && !update.contains_key("networks")
+    {
+        base.remove("networks");
+    }
     // Switching between the shell form and the exec form replaces the other one.
     if update.contains_key("cmd") && !update.contains_key("args") && current.cmd.is_none() {
         base.remove("args");

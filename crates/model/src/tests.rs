@@ -215,6 +215,28 @@ fn partial_update_replaces_present_keys_only() {
 }
 
 #[test]
+fn legacy_network_in_an_update_replaces_stored_networks() {
+    let body = json!({"id": "/c", "container": {"docker": {"image": "a:1", "network": "BRIDGE",
+        "portMappings": [{"containerPort": 80, "hostPort": 0}]}}});
+    let def = parse_definition(&serde_json::to_vec(&body).unwrap(), None, V).unwrap();
+    assert_eq!(def.networks[0].mode, "container/bridge");
+    let update = json!({"container": {"docker": {"image": "a:2", "network": "USER",
+        "portMappings": [{"containerPort": 80, "hostPort": 0}]}}, "ipAddress": {"networkName": "n"}});
+    let new = input_from_value(merge_update(&def, &update))
+        .unwrap()
+        .into_definition(None, V)
+        .unwrap();
+    assert_eq!(new.networks[0].mode, "container");
+    assert_eq!(new.networks[0].name.as_deref(), Some("n"));
+    let same = json!({"container": {"docker": {"image": "a:3", "network": "BRIDGE"}}});
+    let new = input_from_value(merge_update(&def, &same))
+        .unwrap()
+        .into_definition(None, V)
+        .unwrap();
+    assert_eq!(new.container.unwrap().docker.unwrap().image, "a:3");
+}
+
+#[test]
 fn canonical_output_is_valid_input() {
     let def = parse_definition(&serde_json::to_vec(&seed_with_cmd()).unwrap(), None, V).unwrap();
     let again = input_from_value(serde_json::to_value(&def).unwrap())

@@ -95,7 +95,10 @@ pub(crate) fn check(def: &AppDefinition, errs: &mut Errors) {
         }
     }
     if let Some(c) = &def.container {
-        let params = c.docker.as_ref().map_or(&[][..], |d| d.parameters.as_slice());
+        let params = c
+            .docker
+            .as_ref()
+            .map_or(&[][..], |d| d.parameters.as_slice());
         for (i, p) in params.iter().enumerate() {
             let key = p.key.trim_start_matches('-');
             if !DOCKER_PARAMETERS.contains(&key) {

@@ -38,9 +38,42 @@ pub(crate) struct UpArgs {
     /// Kill every task when the server stops (by default tasks outlive the server).
     #[arg(long)]
     kill_tasks_on_shutdown: bool,
+    /// Run container apps on the local Docker Engine when a daemon is reachable (`auto`), or
+    /// never (`off`). Process apps always run.
+    #[arg(long, value_enum, default_value_t = DockerMode::Auto, env = "SLIPWAY_DOCKER")]
+    docker: DockerMode,
+    /// Docker daemon address [default: DOCKER_HOST, else unix:///var/run/docker.sock].
+    #[arg(long, env = "DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// Host address that container ports are published on.
+    #[arg(long, default_value = "127.0.0.1")]
+    publish_host: String,
+    /// Registry credentials for image pulls, in Docker's config.json format
+    /// [default: $DOCKER_CONFIG/config.json or ~/.docker/config.json when present].
+    /// A `.docker/config.json` fetched into a task's sandbox (for example from
+    /// `uris: ["file:///etc/docker.tar.gz"]`) takes precedence for that task.
+    #[arg(long, env = "SLIPWAY_REGISTRY_CONFIG")]
+    registry_config: Option<PathBuf>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SLIPWAY_LOG_FORMAT")]
     log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DockerMode {
+    /// Use Docker when a daemon answers; retry while it does not.
+    Auto,
+    /// Never use Docker.
+    Off,
+}
+
+/// The Docker CLI's credentials file, if there is one.
+fn default_registry_config() -> Option<PathBuf> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+    let file = dir.join("config.json");
+    file.exists().then_some(file)
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +162,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     cfg.host_ports = args.task_ports;
     cfg.service_ports = args.service_ports;
     cfg.kill_tasks_on_shutdown = args.kill_tasks_on_shutdown;
+    cfg.docker = engine::DockerOptions {
+        enabled: args.docker == DockerMode::Auto,
+        host: args.docker_host,
+        publish_host: args.publish_host,
+        registry_config: args.registry_config.or_else(default_registry_config),
+    };
     let engine = Engine::open(cfg, Arc::new(store)).context("cannot recover the engine state")?;
     if let engine::CgroupSupport::Unavailable { reason } = engine.cgroup_support() {
         tracing::warn!(%reason, "cpus/mem limits will not be enforced");

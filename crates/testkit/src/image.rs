@@ -127,3 +127,194 @@ pub fn registry_up() -> Option<()> {
     eprintln!("skipping: no registry at {}", registry());
     None
 }
+
+/// Containers carrying `slipway.agent=<agent_id>`: (container id, task id, running).
+pub fn slipway_containers(agent_id: &str) -> Vec<(String, String, bool)> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=slipway.agent={agent_id}"),
+            "--format",
+            "{{.ID}} {{.Label \"slipway.task\"}} {{.State}}",
+        ])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            Some((
+                p.next()?.to_string(),
+                p.next()?.to_string(),
+                p.next()? == "running",
+            ))
+        })
+        .collect()
+}
+
+/// Removes every container and network labelled with `agent_id` (test cleanup).
+pub fn remove_slipway_containers(agent_id: &str) {
+    let ids: Vec<String> = slipway_containers(agent_id)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(&ids)
+            .output();
+    }
+}
+
+/// Kills dockerd with SIGKILL and starts it again, waiting until it answers. Used by the
+/// daemon-restart tests (which run alone in the `docker` test group).
+pub fn restart_dockerd() -> anyhow::Result<()> {
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-x", "dockerd"])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Command::new("pgrep")
+        .args(["-x", "dockerd"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        if std::time::Instant::now() > deadline {
+            bail!("dockerd did not die");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(
+        crate::target_dir()
+            .parent()
+            .context("no target dir")?
+            .join("dockerd.log"),
+    )?;
+    Command::new("setsid")
+        .arg("dockerd")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start dockerd")?;
+    crate::wait_for(
+        "dockerd to answer",
+        std::time::Duration::from_secs(60),
+        || {
+            Command::new("docker")
+                .arg("info")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| ())
+        },
+    )
+}
+
+/// Stops the unauthenticated test registry (port 5000), for outage tests.
+pub fn stop_registry() {
+    let _ = Command::new("pkill")
+        .args(["-f", "docker-registry serve .*scripts/registry.yml"])
+        .status();
+    let _ = crate::wait_for(
+        "the registry to stop",
+        std::time::Duration::from_secs(10),
+        || {
+            crate::http_get(&format!("http://{}/v2/", registry()))
+                .is_err()
+                .then_some(())
+        },
+    );
+}
+
+/// Starts the unauthenticated test registry again.
+pub fn start_registry() -> anyhow::Result<()> {
+    let root = crate::target_dir()
+        .parent()
+        .and_then(|t| t.parent())
+        .context("no workspace dir")?
+        .to_path_buf();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("target/registry-5000.log"))?;
+    Command::new("setsid")
+        .args(["docker-registry", "serve"])
+        .arg(root.join("scripts/registry.yml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start docker-registry")?;
+    crate::wait_for("the registry", std::time::Duration::from_secs(30), || {
+        crate::http_get(&format!("http://{}/v2/", registry()))
+            .ok()
+            .map(|_| ())
+    })
+}
+
+/// Pushes a local image to a registry that needs basic auth, with a throw-away Docker CLI
+/// config (the machine's `~/.docker/config.json` is left alone).
+pub fn push_with_auth(
+    local: &str,
+    registry: &str,
+    repo_tag: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let remote = format!("{registry}/{repo_tag}");
+    let cfg = tempfile::tempdir()?;
+    let run = |args: &[&str], stdin: Option<&str>| -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", cfg.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let (Some(input), Some(mut s)) = (stdin, child.stdin.take()) {
+            s.write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    run(
+        &["login", registry, "-u", user, "--password-stdin"],
+        Some(password),
+    )?;
+    run(&["tag", local, &remote], None)?;
+    run(&["push", &remote], None)?;
+    let _ = Command::new("docker").args(["rmi", &remote]).output();
+    Ok(remote)
+}
+
+/// A Docker `config.json` document with basic-auth credentials for one registry.
+pub fn docker_config_json(registry: &str, user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("{user}:{password}");
+    let mut b64 = String::new();
+    for chunk in raw.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    format!("{{\"auths\":{{\"{registry}\":{{\"auth\":\"{b64}\"}}}}}}")
+}

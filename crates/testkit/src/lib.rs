@@ -5,7 +5,9 @@
 mod image;
 
 pub use image::{
-    TEST_IMAGE_PORT, docker, push_to_registry, registry, registry_up, static_testsrv, test_image,
+    TEST_IMAGE_PORT, docker, docker_config_json, push_to_registry, push_with_auth, registry,
+    registry_up, remove_slipway_containers, restart_dockerd, slipway_containers, start_registry,
+    static_testsrv, stop_registry, test_image,
 };
 
 use anyhow::{Context, bail};

@@ -3,6 +3,7 @@
 
 mod client;
 mod crash;
+mod docker;
 mod rolling;
 
 use serde_json::{Value, json};

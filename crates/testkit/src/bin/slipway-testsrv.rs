@@ -8,6 +8,9 @@
 //! - `GET /sleep?ms=N`  → answers after N ms (for drain tests)
 //! - anything else      → 404
 //!
+//! `slipway-testsrv --check URL` instead does one HTTP GET of `http://host:port/path` and
+//! exits 0 on a 2xx/3xx answer, 1 otherwise: a HEALTHCHECK for images without curl.
+//!
 //! Port: the last `--port N`, else `$TESTSRV_PORT` (set by the test image), else `$PORT0`, else 8080. Binds 0.0.0.0 (inside a container) unless
 //! `--host` says otherwise. Exits 0 on SIGTERM-less EOF of nothing: it runs until killed.
 
@@ -19,6 +22,13 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(url) = args
+        .iter()
+        .position(|a| a == "--check")
+        .and_then(|i| args.get(i + 1))
+    {
+        std::process::exit(if check(url) { 0 } else { 1 });
+    }
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -46,12 +56,66 @@ fn main() {
     let version = std::env::var("VERSION").unwrap_or_else(|_| "unset".into());
     let task = std::env::var("MESOS_TASK_ID").unwrap_or_default();
     println!("slipway-testsrv listening on {host}:{port} version={version}");
+    exit_on_sigterm();
     let failing = Arc::new(AtomicBool::new(std::env::var("START_UNHEALTHY").is_ok()));
     for conn in listener.incoming().flatten() {
         let failing = failing.clone();
         let (version, task) = (version.clone(), task.clone());
         std::thread::spawn(move || serve(conn, &failing, &version, &task, port));
     }
+}
+
+/// Exits on SIGTERM/SIGINT. As PID 1 in a container a process without handlers ignores
+/// SIGTERM, which would turn every stop into a SIGKILL after the grace period.
+fn exit_on_sigterm() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            std::process::exit(0);
+        });
+    });
+}
+
+/// One GET with a 2 s budget; true on a 2xx or 3xx status.
+fn check(url: &str) -> bool {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (hostport, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let Ok(addr) = hostport.parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && matches!(head[9], b'2' | b'3')
 }
 
 fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port: u16) {
