@@ -1,7 +1,11 @@
 //! Slipway's benchmarks. Each scenario starts real servers and processes on loopback,
 //! prints its figures next to the targets, and cleans up after itself.
 //!
-//!   cargo build --release -p slipway -p testkit && cargo run --release -p bench -- control-plane
+//!   cargo build --release -p slipway -p testkit -p bench
+//!   target/release/slipway-bench control-plane
+//!   target/release/slipway-bench rolling-vs-swarm
+
+mod swarm;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -29,12 +33,19 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
+    RollingVsSwarm {
+        /// Alternating runs of each (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.scenario {
         Scenario::ControlPlane { requests } => control_plane(&args.slipway, requests),
+        Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
     }
 }
 

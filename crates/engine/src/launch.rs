@@ -64,6 +64,28 @@ impl ProbeJob {
     }
 }
 
+/// How often a task that has never passed is probed while its grace period protects it.
+const STARTUP_PROBE_MS: i64 = 100;
+
+/// When a check is next due. Marathon's schedule, except that a task still inside its grace
+/// period that has never passed is probed every [`STARTUP_PROBE_MS`]: failures there are not
+/// counted anyway, and noticing the first success early is what makes deployments fast.
+pub(crate) fn probe_due(
+    state: &health::HealthState,
+    started_ms: i64,
+    last_ms: Option<i64>,
+    params: &CheckParams,
+    now: i64,
+) -> i64 {
+    let normal = health::next_due(started_ms, last_ms, params);
+    match last_ms {
+        Some(last) if state.first_success.is_none() && params.within_grace(now, started_ms) => {
+            normal.min(last + STARTUP_PROBE_MS)
+        }
+        _ => normal,
+    }
+}
+
 /// Marathon health check settings as state machine parameters.
 pub(crate) fn check_params(hc: &HealthCheck) -> CheckParams {
     let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -591,11 +613,13 @@ impl Engine {
         self.wake();
     }
 
-    /// Picks health probes that are due, marking them in flight.
-    pub(crate) fn due_probes(&self, st: &mut State, now: i64) -> Vec<ProbeJob> {
+    /// Picks health probes that are due, marking them in flight. Also returns when the next
+    /// probe falls due, so the loop can wake exactly then.
+    pub(crate) fn due_probes(&self, st: &mut State, now: i64) -> (Vec<ProbeJob>, Option<i64>) {
         let State { apps, tasks, .. } = st;
         let host = &self.inner.cfg.host;
         let mut jobs = Vec::new();
+        let mut next: Option<i64> = None;
         for t in tasks.values_mut() {
             let (Some(app), Some(started)) = (apps.get(&t.app_id), t.started_at) else {
                 continue;
@@ -613,9 +637,18 @@ impl Engine {
             t.probing.resize(checks.len(), false);
             for (i, hc) in checks.iter().enumerate() {
                 let params = check_params(hc);
-                if t.probing[i]
-                    || now < health::next_due(started.millis(), t.last_probe[i], &params)
-                {
+                if t.probing[i] {
+                    continue;
+                }
+                let due = probe_due(
+                    &t.health[i],
+                    started.millis(),
+                    t.last_probe[i],
+                    &params,
+                    now,
+                );
+                if now < due {
+                    next = Some(next.map_or(due, |n| n.min(due)));
                     continue;
                 }
                 t.probing[i] = true;
@@ -660,7 +693,7 @@ impl Engine {
                 });
             }
         }
-        jobs
+        (jobs, next)
     }
 
     /// Applies a probe result: health transitions, events, and kills of unhealthy tasks.

@@ -148,6 +148,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: tokio_util::task::TaskTracker,
     pub(crate) docker: Mutex<containers::DockerLink>,
     pub(crate) docker_connecting: Mutex<bool>,
+    /// When the next health probe falls due (ms), for precise wake-ups.
+    pub(crate) next_probe: Mutex<Option<i64>>,
 }
 
 /// Handle to the engine; clones share one engine.
@@ -190,6 +192,7 @@ impl Engine {
                 tracker: tokio_util::task::TaskTracker::new(),
                 docker: Mutex::new(containers::DockerLink::Unknown),
                 docker_connecting: Mutex::new(false),
+                next_probe: Mutex::new(None),
             }),
         };
         engine.recover()?;

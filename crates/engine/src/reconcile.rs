@@ -48,6 +48,7 @@ impl Engine {
                 }
                 _ = ticker.tick() => {}
                 _ = self.inner.wake.notified() => {}
+                _ = self.probe_timer() => {}
             }
             if now_ms() - last_poll >= POLL_ADOPTED_EVERY_MS {
                 last_poll = now_ms();
@@ -67,6 +68,22 @@ impl Engine {
         // Probes and launches in flight are abandoned; tasks keep running and are re-adopted.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.tracker.wait()).await;
         tracing::info!("engine stopped");
+    }
+
+    /// Sleeps until the next health probe is due (forever when none is scheduled).
+    async fn probe_timer(&self) {
+        let at = *self
+            .inner
+            .next_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match at {
+            Some(ms) => {
+                let wait = (ms - now_ms()).max(0) as u64;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
     }
 
     fn handle(&self, msg: Msg) {
@@ -108,8 +125,13 @@ impl Engine {
         self.kill_tasks_without_app(&mut st, now);
         self.plan_apps(&mut st, now);
         self.advance_deployments(&mut st);
-        let probes = self.due_probes(&mut st, now);
+        let (probes, next_probe) = self.due_probes(&mut st, now);
         drop(st);
+        *self
+            .inner
+            .next_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = next_probe;
         for job in probes {
             let tx = self.inner.tx.clone();
             self.inner.tracker.spawn(async move {

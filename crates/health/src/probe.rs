@@ -31,7 +31,8 @@ pub async fn probe_tcp(host: &str, port: u16, timeout: Duration) -> ProbeOutcome
 /// Exit status 0 is healthy, anything else unhealthy. When `timeout`
 /// elapses (or the returned future is dropped) the whole process group is
 /// killed with SIGKILL and the shell is reaped. Background processes the
-/// command leaves in its group are killed too once the shell exits.
+/// command leaves in its group are killed too, before the shell is reaped (while its
+/// zombie still reserves the group id, so an unrelated group can never be hit).
 pub async fn probe_command(
     command: &str,
     env: &[(String, String)],
@@ -65,30 +66,50 @@ pub async fn probe_command(
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw),
     );
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => {
-            // Background leftovers keep the group id reserved, so this only
-            // reaches our own stragglers (ESRCH when there are none).
-            guard.kill();
-            guard.disarm();
-            exit_outcome(status)
+    let Some(pid) = guard.0 else {
+        return ProbeOutcome::unhealthy("failed to spawn command: no pid");
+    };
+    if tokio::time::timeout(timeout, exited(pid)).await.is_ok() {
+        // The shell has exited but is not reaped: as a zombie it still holds its pid and so
+        // the group id, and killing the group reaches only what the command left behind.
+        guard.kill();
+        let status = child.wait().await;
+        guard.disarm();
+        return match status {
+            Ok(status) => exit_outcome(status),
+            Err(e) => ProbeOutcome::unhealthy(format!("failed to wait for command: {}", lower(&e))),
+        };
+    }
+    tracing::debug!(
+        command,
+        ?timeout,
+        "health check command timed out, killing its process group"
+    );
+    guard.kill();
+    if let Ok(Ok(_)) = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
+        guard.disarm();
+    }
+    timed_out(timeout)
+}
+
+/// Resolves once `pid` has exited (is a zombie or gone), without reaping it, so its pid and
+/// process group id stay reserved. Polls `/proc`, which is cheap at health-check rates.
+async fn exited(pid: Pid) {
+    let path = format!("/proc/{pid}/stat");
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let state = std::fs::read_to_string(&path).ok().and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        });
+        match state.as_deref() {
+            Some("Z") | Some("X") | None => return,
+            _ => {}
         }
-        Ok(Err(e)) => {
-            guard.kill();
-            ProbeOutcome::unhealthy(format!("failed to wait for command: {}", lower(&e)))
-        }
-        Err(_) => {
-            tracing::debug!(
-                command,
-                ?timeout,
-                "health check command timed out, killing its process group"
-            );
-            guard.kill();
-            if let Ok(Ok(_)) = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
-                guard.disarm();
-            }
-            timed_out(timeout)
-        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(20));
     }
 }
 

@@ -198,7 +198,20 @@ fn docker_image_change_rolls_without_losing_health_and_kill_is_replaced() {
         );
     }
 
+    // Container output goes through the same task-log API as process output.
     let victim = tasks[0]["id"].as_str().unwrap().to_string();
+    let log = wait_for("the container's stdout", Duration::from_secs(30), || {
+        let l = get_json(&format!("{}/api/v1/tasks/{victim}/logs", s.url)).ok()?;
+        l["data"]
+            .as_str()?
+            .contains("slipway-testsrv listening")
+            .then_some(l)
+    })
+    .unwrap();
+    assert!(
+        log["data"].as_str().unwrap().contains("version=v2"),
+        "{log}"
+    );
     let out = Command::new("docker")
         .args(["kill", &format!("slipway-{victim}")])
         .output()
