@@ -308,6 +308,15 @@ async fn cancelling_a_deployment_rolls_back_to_the_previous_definition() {
         s.get("/v2/deployments").await == json!([])
     })
     .await;
+    // The v2 tasks were killed by the rollback; wait until they are gone.
+    s.wait_for("2 tasks left", async |s| {
+        s.get("/v2/apps/rb").await["app"]["tasks"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    })
+    .await;
     let app = s.get("/v2/apps/rb").await["app"].clone();
     assert_eq!(app["tasks"].as_array().unwrap().len(), 2);
     assert!(

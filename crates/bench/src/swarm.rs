@@ -36,7 +36,7 @@ fn build_images() -> anyhow::Result<()> {
         dir.path().join("Dockerfile"),
         format!(
             "FROM scratch\nCOPY testsrv /testsrv\nENV TESTSRV_PORT={p}\nEXPOSE {p}\n\
-             HEALTHCHECK --interval=1s --timeout=1s --start-period=0s --retries=3 \
+             HEALTHCHECK --interval=1s --timeout=1s --retries=3 \
              CMD [\"/testsrv\", \"--check\", \"http://127.0.0.1:{p}/health\"]\n\
              ENTRYPOINT [\"/testsrv\"]\n",
             p = TEST_IMAGE_PORT

@@ -65,7 +65,7 @@ impl ProbeJob {
 }
 
 /// How often a task that has never passed is probed while its grace period protects it.
-const STARTUP_PROBE_MS: i64 = 100;
+const STARTUP_PROBE_MS: i64 = 50;
 
 /// When a check is next due. Marathon's schedule, except that a task still inside its grace
 /// period that has never passed is probed every [`STARTUP_PROBE_MS`]: failures there are not

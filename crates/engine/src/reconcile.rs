@@ -410,16 +410,21 @@ fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
             };
             let checks = !app.def.health_checks.is_empty();
             let mut count = 0;
+            let restart = action == ActionKind::RestartApplication;
             for t in st.tasks_of(app_id) {
+                // Marathon: a restart is done when N new instances are healthy and no old
+                // instance still has goal Running; old tasks being killed do not hold it open.
+                // A scale waits until killed tasks are gone.
+                if restart && t.kill.is_some() {
+                    continue;
+                }
                 if t.kill.is_some() || t.state != TaskState::TaskRunning {
                     return false;
                 }
                 if checks && t.health() != TaskHealth::Healthy {
                     return false;
                 }
-                if action == ActionKind::RestartApplication
-                    && t.config_version != app.def.version_info.last_config_change_at
-                {
+                if restart && t.config_version != app.def.version_info.last_config_change_at {
                     return false;
                 }
                 count += 1;

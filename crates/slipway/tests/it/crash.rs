@@ -45,14 +45,9 @@ fn server_kill9_during_rolling_deployment_converges_without_duplicates() {
     wait_no_deployments(&s, Duration::from_secs(120));
 
     let a = app(&s, "/svc");
-    assert_eq!(healthy_tasks(&a).len(), 3, "{a}");
-    assert!(
-        a["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t["version"] == new_version)
-    );
+    let healthy = healthy_tasks(&a);
+    assert_eq!(healthy.len(), 3, "{a}");
+    assert!(healthy.iter().all(|t| t["version"] == new_version));
     // The processes on the machine are exactly the tasks the API knows: no duplicates, no orphans.
     wait_for("old tasks to exit", Duration::from_secs(30), || {
         let procs: BTreeSet<String> = task_processes(&s.data_dir)

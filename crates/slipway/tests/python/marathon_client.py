@@ -53,6 +53,8 @@ c.scale_app("/pyapp", delta=-1)
 wait("2 tasks", lambda: len(c.list_tasks("/pyapp")) == 2 and not c.list_deployments())
 c.restart_app("/pyapp")
 wait("restart done", lambda: not c.list_deployments())
+# Old tasks may still be shutting down (TASK_KILLING) when the deployment is done.
+wait("old tasks gone", lambda: len(c.list_tasks("/pyapp")) == 2)
 c.kill_given_tasks([c.list_tasks("/pyapp")[0].id], scale=True)
 wait("1 task after kill with scale", lambda: c.get_app("/pyapp").instances == 1 and len(c.list_tasks("/pyapp")) == 1)
 
