@@ -6,8 +6,8 @@ use crate::{
     params,
 };
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
-    PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
+    NetworkingConfig, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
 };
 use std::collections::HashMap;
 
@@ -80,6 +80,10 @@ pub(crate) fn build(
         user: spec.user.clone().filter(|u| !u.is_empty()),
         entrypoint,
         cmd,
+        healthcheck: spec.disable_image_healthcheck.then(|| HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let mut aliases = Vec::new();

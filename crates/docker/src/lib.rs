@@ -146,6 +146,9 @@ pub struct ContainerSpec {
     pub parameters: Vec<(String, String)>,
     /// Credentials for the image's registry.
     pub registry_auth: Option<RegistryAuth>,
+    /// Turn off the image's own Docker HEALTHCHECK (the orchestrator checks health itself;
+    /// the daemon's exec-based checks would only duplicate them and load the daemon).
+    pub disable_image_healthcheck: bool,
 }
 
 /// A started container.

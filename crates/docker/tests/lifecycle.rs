@@ -25,6 +25,7 @@ async fn bridge_launch_publishes_port_labels_env_and_limits() {
     spec.env.push(("GREETING".into(), "hello world".into()));
     spec.cpus = 0.5;
     spec.mem_mib = 64.0;
+    spec.disable_image_healthcheck = true;
     let started = d.launch(&spec).await.expect("launch");
     assert!(started.ip.is_some(), "a bridge container has an IP");
 
@@ -34,6 +35,11 @@ async fn bridge_launch_publishes_port_labels_env_and_limits() {
 
     let info = inspect("container", &started.container_id).expect("inspect");
     assert_eq!(info["Name"], format!("/slipway-{}", spec.task_id));
+    assert_eq!(
+        info["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["NONE"]),
+        "the image's HEALTHCHECK is off when the orchestrator checks health"
+    );
     let labels = &info["Config"]["Labels"];
     assert_eq!(labels["slipway.agent"], scope.agent.as_str());
     assert_eq!(labels["slipway.task"], spec.task_id.as_str());

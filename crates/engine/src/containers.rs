@@ -509,6 +509,9 @@ pub(crate) fn container_spec(
             .map(|p| (p.key.trim_start_matches('-').to_string(), p.value.clone()))
             .collect(),
         registry_auth: None,
+        // Slipway checks health itself when the app defines checks; the image's Docker
+        // HEALTHCHECK would run the same work again as daemon execs.
+        disable_image_healthcheck: !def.health_checks.is_empty(),
     })
 }
 
