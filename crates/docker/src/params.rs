@@ -5,33 +5,9 @@ use crate::DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use std::collections::HashMap;
 
-/// `parameters` keys (without dashes) that [`crate::Docker::launch`] understands.
-pub const SUPPORTED_PARAMETERS: &[&str] = &[
-    "add-host",
-    "cap-add",
-    "cap-drop",
-    "dns",
-    "dns-search",
-    "entrypoint",
-    "env",
-    "hostname",
-    "init",
-    "label",
-    "memory-reservation",
-    "memory-swap",
-    "network-alias",
-    "oom-score-adj",
-    "pids-limit",
-    "read-only",
-    "security-opt",
-    "shm-size",
-    "stop-signal",
-    "sysctl",
-    "tmpfs",
-    "ulimit",
-    "user",
-    "workdir",
-];
+/// `parameters` keys (without dashes) that [`crate::Docker::launch`] understands: the list
+/// the API validates against, kept in one place.
+pub use model::DOCKER_PARAMETERS as SUPPORTED_PARAMETERS;
 
 /// Resource names `--ulimit` accepts.
 const ULIMITS: &[&str] = &[

@@ -5,15 +5,6 @@ use crate::*;
 use std::collections::BTreeSet;
 use testkit::{task_processes, wait_for};
 
-fn api_task_ids(s: &SlipwayProcess) -> BTreeSet<String> {
-    get_json(&format!("{}/v2/tasks", s.url)).unwrap()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn server_kill9_during_rolling_deployment_converges_without_duplicates() {
     let (mut s, _dir) = server();

@@ -43,15 +43,6 @@ fn container_app(id: &str, instances: u32, image: &str) -> Value {
     })
 }
 
-fn api_tasks(s: &SlipwayProcess) -> BTreeSet<String> {
-    get_json(&format!("{}/v2/tasks", s.url)).unwrap()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn running_containers(agent: &Containers) -> BTreeSet<String> {
     slipway_containers(&agent.0)
         .into_iter()
@@ -255,7 +246,7 @@ fn docker_daemon_restart_converges_without_duplicates() {
                 .map(|t| t["id"].as_str().unwrap().to_string())
                 .collect();
             (healthy.len() == 2
-                && healthy == api_tasks(&s)
+                && healthy == api_task_ids(&s)
                 && running_containers(&cleanup) == healthy)
                 .then_some(())
         },
@@ -308,13 +299,13 @@ fn docker_server_kill9_mid_deployment_leaves_no_orphans() {
             .into_iter()
             .map(|(_, t, _)| t)
             .collect();
-        (all == api_tasks(&s) && all.len() == 3).then_some(())
+        (all == api_task_ids(&s) && all.len() == 3).then_some(())
     })
     .unwrap_or_else(|e| {
         panic!(
             "{e}: containers {:?} tasks {:?}",
             slipway_containers(&cleanup.0),
-            api_tasks(&s)
+            api_task_ids(&s)
         )
     });
     assert!(

@@ -63,6 +63,16 @@ pub(crate) fn healthy_tasks(app: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Ids of all tasks the API knows.
+pub(crate) fn api_task_ids(s: &SlipwayProcess) -> std::collections::BTreeSet<String> {
+    get_json(&format!("{}/v2/tasks", s.url)).unwrap()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub(crate) fn send(
     s: &SlipwayProcess,
     method: &str,
