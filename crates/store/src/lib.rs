@@ -7,7 +7,10 @@
 //! (WAL with `synchronous=NORMAL` is durable across process crashes; only a power loss
 //! can drop the last commits).
 
+mod auth;
 mod migrate;
+
+pub use auth::{AuditQuery, AuditRow, SecretMeta, TokenRow, UserRow};
 
 use model::{AppDefinition, PathId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -93,7 +96,7 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+    pub(crate) fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 
@@ -198,7 +201,7 @@ impl Store {
 
 /// Write operations inside one transaction.
 pub struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    pub(crate) tx: &'a rusqlite::Transaction<'a>,
 }
 
 impl Tx<'_> {

@@ -4,7 +4,10 @@ use crate::{Result, StoreError};
 use rusqlite::Connection;
 
 /// Migration scripts in order; index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/001_init.sql"),
+    include_str!("../migrations/002_auth.sql"),
+];
 
 /// Brings the database to the latest schema, one transaction per step.
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -107,3 +107,119 @@ fn refuses_newer_schema() {
         Err(StoreError::TooNew { found: 99, .. })
     ));
 }
+
+#[test]
+fn audit_log_is_append_only() {
+    let store = Store::open_in_memory().unwrap();
+    let row = AuditRow {
+        seq: 0,
+        at: 5,
+        user: "alice".into(),
+        action: "PUT /v2/apps/web".into(),
+        target: "app:/web".into(),
+        app: Some("/web".into()),
+        source: "127.0.0.1".into(),
+        status: 200,
+        outcome: "allowed".into(),
+        detail: None,
+    };
+    let seq = store.append_audit(&row).unwrap();
+    store
+        .append_audit(&AuditRow {
+            user: "bob".into(),
+            app: None,
+            at: 6,
+            ..row.clone()
+        })
+        .unwrap();
+    let conn = store.conn().unwrap();
+    assert!(
+        conn.execute("UPDATE audit SET user = 'mallory'", [])
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM audit", []).is_err());
+    drop(conn);
+    let all = store
+        .audit(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(),
+        ["bob", "alice"],
+        "newest first"
+    );
+    let alice = store
+        .audit(&AuditQuery {
+            user: Some("alice".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0].seq, seq);
+    let web = store
+        .audit(&AuditQuery {
+            app: Some("/web".into()),
+            since: Some(5),
+            until: Some(5),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(web.len(), 1);
+}
+
+#[test]
+fn tokens_are_found_by_hash_and_revoked_with_their_user() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .put_user(&UserRow {
+            name: "alice".into(),
+            password_hash: None,
+            role: "developer".into(),
+            created_at: 1,
+            disabled: false,
+        })
+        .unwrap();
+    let t = TokenRow {
+        id: "t1".into(),
+        user: "alice".into(),
+        name: "ci".into(),
+        created_at: 1,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store.insert_token(&t, "h1").unwrap();
+    let (found, user) = store.token_by_hash("h1").unwrap().unwrap();
+    assert_eq!(found, t);
+    assert_eq!(user.unwrap().role, "developer");
+    assert!(store.token_by_hash("h2").unwrap().is_none());
+    assert!(store.delete_user("alice", 9).unwrap());
+    let (found, user) = store.token_by_hash("h1").unwrap().unwrap();
+    assert_eq!(found.revoked_at, Some(9));
+    assert!(user.is_none());
+    assert!(!store.revoke_token("t1", 10).unwrap(), "already revoked");
+}
+
+#[test]
+fn secrets_keep_only_sealed_bytes() {
+    let store = Store::open_in_memory().unwrap();
+    store.put_secret("db", b"sealed-1", 1, "admin").unwrap();
+    store.put_secret("db", b"sealed-2", 2, "ops").unwrap();
+    assert_eq!(store.sealed_secret("db").unwrap().unwrap(), b"sealed-2");
+    let meta = store.secrets().unwrap();
+    assert_eq!(meta.len(), 1);
+    assert_eq!(
+        (
+            meta[0].created_at,
+            meta[0].updated_at,
+            meta[0].updated_by.as_str()
+        ),
+        (1, 2, "ops")
+    );
+    assert!(store.delete_secret("db").unwrap());
+    assert!(store.sealed_secret("db").unwrap().is_none());
+}
