@@ -56,6 +56,12 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        EngineError::Store(e).into()
+    }
+}
+
 impl From<DefinitionError> for ApiError {
     fn from(d: DefinitionError) -> Self {
         match d {

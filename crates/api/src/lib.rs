@@ -1,19 +1,22 @@
 //! Slipway's HTTP surface: the Marathon v2 API (`/v2`, `/ping`, `/metrics`), the native
 //! API (`/api/v1`) and, later, the web UI. The only crate that knows routes and status codes.
 
+mod admin;
 mod error;
+pub mod identity;
 mod marathon;
 mod native;
 mod params;
 mod sse;
 
 pub use error::ApiError;
+pub use identity::{AuthMode, Identity};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Router, ServiceExt};
 use engine::Engine;
 use std::net::SocketAddr;
@@ -33,6 +36,12 @@ pub struct Ctx {
     pub listen: SocketAddr,
     /// Server start time.
     pub started: Instant,
+    /// Users, tokens, policies and the audit log.
+    pub identity: std::sync::Arc<Identity>,
+    /// The store (identity endpoints read and write it directly).
+    pub store: std::sync::Arc<store::Store>,
+    /// Key sealing secrets at rest.
+    pub secret_key: std::sync::Arc<auth::SecretKey>,
 }
 
 /// JSON bytes as a response.
@@ -45,38 +54,95 @@ pub(crate) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     resp
 }
 
-/// All routes.
+/// Every route the server has: path pattern and methods. The router is built from this
+/// table, so the route scan in the tests sees every route there is.
+pub const ROUTES: &[(&str, &[Method])] = &[
+    ("/ping", &[Method::GET]),
+    ("/metrics", &[Method::GET]),
+    ("/v2/info", &[Method::GET]),
+    ("/v2/leader", &[Method::GET, Method::DELETE]),
+    ("/v2/apps", &[Method::GET, Method::POST]),
+    (
+        "/v2/apps/{*rest}",
+        &[
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ],
+    ),
+    ("/v2/tasks", &[Method::GET]),
+    ("/v2/tasks/delete", &[Method::POST]),
+    ("/v2/deployments", &[Method::GET]),
+    ("/v2/deployments/{id}", &[Method::DELETE]),
+    ("/v2/groups", &[Method::GET]),
+    ("/v2/groups/{*id}", &[Method::GET]),
+    ("/v2/queue", &[Method::GET]),
+    ("/v2/queue/{*rest}", &[Method::DELETE]),
+    ("/v2/events", &[Method::GET]),
+    ("/api/v1/tasks/{id}/logs", &[Method::GET]),
+    ("/api/v1/deployments", &[Method::GET]),
+    ("/api/v1/deployments/{id}", &[Method::GET]),
+    ("/api/v1/apps/{*rest}", &[Method::GET]),
+    ("/api/v1/whoami", &[Method::GET]),
+    ("/api/v1/users", &[Method::GET, Method::POST]),
+    ("/api/v1/users/{name}", &[Method::PUT, Method::DELETE]),
+    ("/api/v1/tokens", &[Method::GET, Method::POST]),
+    ("/api/v1/tokens/{id}", &[Method::DELETE]),
+    ("/api/v1/policies", &[Method::GET, Method::PUT]),
+    ("/api/v1/audit", &[Method::GET]),
+    ("/api/v1/secrets", &[Method::GET]),
+    ("/api/v1/secrets/{name}", &[Method::PUT, Method::DELETE]),
+];
+
+/// The handlers of one route of [`ROUTES`].
+fn handlers(path: &str) -> MethodRouter<Ctx> {
+    use axum::routing::{any, put};
+    match path {
+        "/ping" => get(marathon::ping),
+        "/metrics" => get(marathon::metrics),
+        "/v2/info" => get(marathon::info),
+        "/v2/leader" => get(marathon::leader).delete(marathon::abdicate),
+        "/v2/apps" => get(marathon::list_apps).post(marathon::create_app),
+        "/v2/apps/{*rest}" => any(marathon::app_resource),
+        "/v2/tasks" => get(marathon::list_tasks),
+        "/v2/tasks/delete" => post(marathon::delete_tasks),
+        "/v2/deployments" => get(marathon::list_deployments),
+        "/v2/deployments/{id}" => delete(marathon::cancel_deployment),
+        "/v2/groups" | "/v2/groups/{*id}" => get(marathon::get_group),
+        "/v2/queue" => get(marathon::queue),
+        "/v2/queue/{*rest}" => delete(marathon::reset_delay),
+        "/v2/events" => get(sse::events),
+        "/api/v1/tasks/{id}/logs" => get(native::task_logs),
+        "/api/v1/deployments" => get(native::deployment_history),
+        "/api/v1/deployments/{id}" => get(native::deployment),
+        "/api/v1/apps/{*rest}" => get(native::app_status),
+        "/api/v1/whoami" => get(admin::whoami),
+        "/api/v1/users" => get(admin::list_users).post(admin::create_user),
+        "/api/v1/users/{name}" => put(admin::update_user).delete(admin::delete_user),
+        "/api/v1/tokens" => get(admin::list_tokens).post(admin::create_token),
+        "/api/v1/tokens/{id}" => delete(admin::revoke_token),
+        "/api/v1/policies" => get(admin::get_policies).put(admin::put_policies),
+        "/api/v1/audit" => get(admin::audit),
+        "/api/v1/secrets" => get(admin::list_secrets),
+        "/api/v1/secrets/{name}" => put(admin::put_secret).delete(admin::delete_secret),
+        // Every entry of ROUTES has an arm above (the route table test checks it).
+        _ => any(not_found),
+    }
+}
+
+/// All routes, authenticated and audited.
 pub fn router(ctx: Ctx) -> Router {
-    Router::new()
-        .route("/ping", get(marathon::ping))
-        .route("/metrics", get(marathon::metrics))
-        .route("/v2/info", get(marathon::info))
-        .route(
-            "/v2/leader",
-            get(marathon::leader).delete(marathon::abdicate),
-        )
-        .route(
-            "/v2/apps",
-            get(marathon::list_apps).post(marathon::create_app),
-        )
-        .route(
-            "/v2/apps/{*rest}",
-            axum::routing::any(marathon::app_resource),
-        )
-        .route("/v2/tasks", get(marathon::list_tasks))
-        .route("/v2/tasks/delete", post(marathon::delete_tasks))
-        .route("/v2/deployments", get(marathon::list_deployments))
-        .route("/v2/deployments/{id}", delete(marathon::cancel_deployment))
-        .route("/v2/groups", get(marathon::get_group))
-        .route("/v2/groups/{*id}", get(marathon::get_group))
-        .route("/v2/queue", get(marathon::queue))
-        .route("/v2/queue/{*rest}", delete(marathon::reset_delay))
-        .route("/v2/events", get(sse::events))
-        .route("/api/v1/tasks/{id}/logs", get(native::task_logs))
-        .route("/api/v1/deployments", get(native::deployment_history))
-        .route("/api/v1/deployments/{id}", get(native::deployment))
-        .route("/api/v1/apps/{*rest}", get(native::app_status))
-        .fallback(not_found)
+    let mut r = Router::new();
+    for (path, _) in ROUTES {
+        r = r.route(path, handlers(path));
+    }
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            identity::guard,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(ctx)
 }
@@ -150,3 +216,5 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;

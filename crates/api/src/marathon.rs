@@ -2,8 +2,11 @@
 //! `/v2/queue`, `/v2/info`, `/v2/leader`, `/ping` and `/metrics`.
 
 use crate::error::ApiError;
+use crate::identity::AuditNote;
 use crate::params::Params;
 use crate::{Ctx, json_bytes};
+use auth::Principal;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -11,9 +14,41 @@ use axum::response::{IntoResponse, Response};
 use engine::{AppsQuery, DeploymentResult, Embed, KillResult};
 use model::{PathId, Selector, Timestamp};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 type ApiResult = Result<Response, ApiError>;
+
+/// Labels given in a request body, if the body is a JSON object with `labels`.
+fn body_labels(body: &[u8]) -> Option<BTreeMap<String, String>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    serde_json::from_value(v.get("labels")?.clone()).ok()
+}
+
+/// Checks that `who` may change `id` under its current labels and, when the request sets
+/// labels, under the new ones too (no moving an app out of an environment's policy).
+fn check_app(
+    ctx: &Ctx,
+    who: &Principal,
+    id: &PathId,
+    new_labels: Option<&BTreeMap<String, String>>,
+) -> Result<(), ApiError> {
+    let current = ctx.engine.app_labels(id).unwrap_or_default();
+    ctx.identity.check_deploy(who, id, &current)?;
+    if let Some(labels) = new_labels {
+        ctx.identity.check_deploy(who, id, labels)?;
+    }
+    Ok(())
+}
+
+/// Attaches the app to the audit record of a response.
+fn noted(mut resp: Response, app: &PathId) -> Response {
+    resp.extensions_mut().insert(AuditNote {
+        app: Some(app.to_string()),
+        detail: None,
+    });
+    resp
+}
 
 /// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
 fn deployment_response(status: StatusCode, d: &DeploymentResult) -> Response {
@@ -50,12 +85,22 @@ pub(crate) async fn list_apps(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> 
 /// `POST /v2/apps`.
 pub(crate) async fn create_app(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
     let p = Params::parse(q.as_deref());
+    let claimed = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(PathId::parse));
+    if let Some(id) = &claimed {
+        let labels = body_labels(&body).unwrap_or_default();
+        if let Err(e) = ctx.identity.check_deploy(&who, id, &labels) {
+            return Ok(noted(e.into_response(), id));
+        }
+    }
     let (app, d) = ctx.engine.create_app(&body, p.flag("force", false))?;
     let app_value: Value = serde_json::from_slice(&app).unwrap_or(Value::Null);
     post_event(&ctx, peer, &uri, &app_value);
@@ -71,7 +116,7 @@ pub(crate) async fn create_app(
     if let Ok(v) = HeaderValue::from_str(&d.deployment_id) {
         resp.headers_mut().insert("Marathon-Deployment-Id", v);
     }
-    Ok(resp)
+    Ok(noted(resp, &PathId::parse(&id)))
 }
 
 fn post_event(ctx: &Ctx, peer: SocketAddr, uri: &axum::http::Uri, app: &Value) {
@@ -91,6 +136,21 @@ enum AppPath {
     Task(PathId, String),
     Versions(PathId),
     Version(PathId, String),
+}
+
+impl AppPath {
+    /// The app the path names.
+    fn app(&self) -> Option<&PathId> {
+        match self {
+            AppPath::App(id)
+            | AppPath::Restart(id)
+            | AppPath::Tasks(id)
+            | AppPath::Task(id, _)
+            | AppPath::Versions(id)
+            | AppPath::Version(id, _) => Some(id),
+            AppPath::Group(_) => None,
+        }
+    }
 }
 
 /// Longest-match routing of the rest of the path, as Marathon does.
@@ -120,8 +180,11 @@ fn parse_app_path(rest: &str) -> AppPath {
 }
 
 /// Everything under `/v2/apps/{...}`.
+// Axum handlers take one argument per extractor; this one needs them all.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn app_resource(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     method: Method,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     OriginalUri(uri): OriginalUri,
@@ -135,7 +198,18 @@ pub(crate) async fn app_resource(
     let not_found = |id: &PathId| {
         ApiError::message(StatusCode::NOT_FOUND, format!("App '{id}' does not exist"))
     };
-    match (method, parse_app_path(&rest)) {
+    let target = parse_app_path(&rest);
+    if method != Method::GET
+        && let Some(id) = target.app()
+    {
+        let new_labels = matches!(method, Method::PUT | Method::PATCH)
+            .then(|| body_labels(&body))
+            .flatten();
+        if let Err(e) = check_app(&ctx, &who, id, new_labels.as_ref()) {
+            return Ok(noted(e.into_response(), id));
+        }
+    }
+    match (method, target) {
         (Method::GET, AppPath::App(id)) => {
             let mut embed = Embed::parse(p.all("embed"));
             embed.tasks = true;
@@ -238,6 +312,7 @@ pub(crate) async fn list_tasks(State(ctx): State<Ctx>, RawQuery(q): RawQuery) ->
 /// `POST /v2/tasks/delete`.
 pub(crate) async fn delete_tasks(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
@@ -256,6 +331,11 @@ pub(crate) async fn delete_tasks(
         .iter()
         .filter_map(|x| x.as_str().map(str::to_string))
         .collect();
+    for id in &ids {
+        if let Some(app) = ctx.engine.task_app(id) {
+            check_app(&ctx, &who, &app, None)?;
+        }
+    }
     kill_response(ctx.engine.kill_tasks(
         &ids,
         p.flag("scale", false),
@@ -272,10 +352,14 @@ pub(crate) async fn list_deployments(State(ctx): State<Ctx>) -> Response {
 /// `DELETE /v2/deployments/{id}`.
 pub(crate) async fn cancel_deployment(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let p = Params::parse(q.as_deref());
+    for app in ctx.engine.deployment_apps(&id).unwrap_or_default() {
+        check_app(&ctx, &who, &app, None)?;
+    }
     match ctx.engine.cancel_deployment(&id, p.flag("force", false))? {
         Some(d) => Ok(deployment_response(StatusCode::OK, &d)),
         None => Ok(StatusCode::ACCEPTED.into_response()),
@@ -309,14 +393,20 @@ pub(crate) async fn queue(State(ctx): State<Ctx>) -> Response {
 }
 
 /// `DELETE /v2/queue/{appId}/delay`.
-pub(crate) async fn reset_delay(State(ctx): State<Ctx>, Path(rest): Path<String>) -> ApiResult {
+pub(crate) async fn reset_delay(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path(rest): Path<String>,
+) -> ApiResult {
     let Some(app) = rest.trim_end_matches('/').strip_suffix("/delay") else {
         return Err(ApiError::message(
             StatusCode::NOT_FOUND,
             "use DELETE /v2/queue/{appId}/delay",
         ));
     };
-    ctx.engine.reset_delay(&PathId::parse(app))?;
+    let app = PathId::parse(app);
+    check_app(&ctx, &who, &app, None)?;
+    ctx.engine.reset_delay(&app)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

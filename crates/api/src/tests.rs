@@ -7,22 +7,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// The admin token of test servers.
+pub(crate) const ADMIN: &str = "slw_api-test-admin";
+
 /// A server on an ephemeral loopback port with its own data directory.
-struct Server {
-    url: String,
-    http: reqwest::Client,
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let store = store::Store::open(&dir.path().join("db")).unwrap();
+        let store = Arc::new(store::Store::open(&dir.path().join("db")).unwrap());
         let mut cfg = EngineConfig::new(dir.path().to_path_buf());
         cfg.tick = Duration::from_millis(50);
         cfg.kill_tasks_on_shutdown = true;
-        let engine = Engine::open(cfg, Arc::new(store)).unwrap();
+        cfg.docker.enabled = false;
+        let engine = Engine::open(cfg, store.clone()).unwrap();
+        let identity =
+            Arc::new(crate::Identity::open(store.clone(), crate::AuthMode::On, false).unwrap());
+        identity.bootstrap(Some(ADMIN)).unwrap();
+        let secret_key =
+            Arc::new(auth::SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap());
+        engine.set_secret_resolver(Arc::new(crate::identity::StoreSecrets {
+            store: store.clone(),
+            key: secret_key.clone(),
+        }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let listen = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -31,17 +44,34 @@ impl Server {
             engine,
             listen,
             started: Instant::now(),
+            identity,
+            store,
+            secret_key,
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {ADMIN}").parse().unwrap(),
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
         Server {
             url: format!("http://{listen}"),
-            http: reqwest::Client::new(),
+            http,
             shutdown,
             _dir: dir,
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
             req = req.json(&b);
@@ -55,7 +85,7 @@ impl Server {
         )
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         let (status, body) = self.call(reqwest::Method::GET, path, None).await;
         assert_eq!(status, 200, "GET {path}: {body}");
         body

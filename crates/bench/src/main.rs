@@ -70,6 +70,7 @@ impl Server {
             .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
             .env("SLIPWAY_LOG", "warn")
+            .env("SLIPWAY_ADMIN_TOKEN", testkit::ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

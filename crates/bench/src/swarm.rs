@@ -82,6 +82,7 @@ impl Slipway {
             .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir)
             .env("SLIPWAY_LOG", "warn")
+            .env("SLIPWAY_ADMIN_TOKEN", testkit::ADMIN_TOKEN)
             .stderr(std::fs::File::create(dir.join("server.log"))?)
             .spawn()?;
         wait_for("slipway", Duration::from_secs(30), || {

@@ -177,6 +177,36 @@ pub(crate) fn task_env(
     env
 }
 
+/// Environment variables taken from the secret store (`{"secret": ref}` values), or why
+/// one is not available. Values never leave the task's environment.
+pub(crate) fn secret_env(
+    def: &AppDefinition,
+    resolver: Option<&dyn crate::SecretResolver>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (key, value) in &def.env {
+        let EnvValue::Secret { secret } = value else {
+            continue;
+        };
+        let source = def
+            .secrets
+            .get(secret)
+            .and_then(|s| s.get("source"))
+            .and_then(|s| s.as_str())
+            .unwrap_or(secret);
+        let Some(r) = resolver else {
+            return Err(format!(
+                "env {key}: no secret store is configured for secret '{source}'"
+            ));
+        };
+        let v = r
+            .resolve(source)
+            .map_err(|e| format!("env {key}: secret '{source}' is not available: {e}"))?;
+        out.push((key.clone(), v));
+    }
+    Ok(out)
+}
+
 /// The process to run for a definition.
 fn command_of(def: &AppDefinition) -> Result<TaskCommand, String> {
     if def.container.is_some() {
@@ -225,6 +255,15 @@ impl Engine {
         } else {
             Some(command_of(&def)?)
         };
+        let secrets = {
+            let r = self
+                .inner
+                .secrets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            secret_env(&def, r.as_deref())?
+        };
         let host_ports = self.host_ports_for(st, &def)?;
         let id = format!("{}.{}", def.id.safe_name(), uuid::Uuid::new_v4());
         let sandbox = self.inner.cfg.data_dir.join("sandboxes").join(&id);
@@ -267,7 +306,7 @@ impl Engine {
             Some(command) => LaunchJob::Process(LaunchSpec {
                 task_id: id.clone(),
                 command,
-                env: task_env(&def, &task, &self.inner.cfg.host),
+                env: [task_env(&def, &task, &self.inner.cfg.host), secrets].concat(),
                 sandbox,
                 limits: Some(Limits {
                     cpus: def.cpus,
@@ -277,8 +316,9 @@ impl Engine {
                 user: def.user.clone(),
             }),
             None => {
-                let spec =
+                let mut spec =
                     crate::containers::container_spec(&def, &task, &self.inner.cfg.host, &sandbox)?;
+                spec.env.extend(secrets);
                 LaunchJob::Container(Box::new(crate::containers::ContainerJob {
                     spec,
                     fetch,

@@ -98,6 +98,13 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// Looks up secret values for task environments (`env: {"X": {"secret": "ref"}}` with
+/// `secrets: {"ref": {"source": "name"}}`). Implemented by the server over its sealed store.
+pub trait SecretResolver: Send + Sync {
+    /// The value of the named secret, or why it is not available.
+    fn resolve(&self, name: &str) -> Result<String, String>;
+}
+
 /// Messages from background jobs to the reconcile loop.
 #[derive(Debug)]
 pub(crate) enum Msg {
@@ -150,6 +157,7 @@ pub(crate) struct Inner {
     pub(crate) docker_connecting: Mutex<bool>,
     /// When the next health probe falls due (ms), for precise wake-ups.
     pub(crate) next_probe: Mutex<Option<i64>>,
+    pub(crate) secrets: Mutex<Option<Arc<dyn SecretResolver>>>,
 }
 
 /// Handle to the engine; clones share one engine.
@@ -193,6 +201,7 @@ impl Engine {
                 docker: Mutex::new(containers::DockerLink::Unknown),
                 docker_connecting: Mutex::new(false),
                 next_probe: Mutex::new(None),
+                secrets: Mutex::new(None),
             }),
         };
         engine.recover()?;
@@ -204,6 +213,11 @@ impl Engine {
         // A panic while holding the lock leaves consistent-enough data (every mutation is
         // persisted first); keep serving rather than poisoning the whole server.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs the secret store used for `{"secret": ...}` environment values.
+    pub fn set_secret_resolver(&self, r: Arc<dyn SecretResolver>) {
+        *self.inner.secrets.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     }
 
     /// The event bus.

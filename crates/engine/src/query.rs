@@ -307,3 +307,24 @@ fn group_of(st: &State, id: &PathId, embed: Embed, engine: &Engine) -> Value {
         "version": version,
     })
 }
+
+impl Engine {
+    /// Labels of an app, for policy decisions.
+    pub fn app_labels(&self, id: &PathId) -> Option<std::collections::BTreeMap<String, String>> {
+        self.lock().apps.get(id).map(|a| a.def.labels.clone())
+    }
+
+    /// Apps a running deployment affects.
+    pub fn deployment_apps(&self, id: &str) -> Option<Vec<PathId>> {
+        self.lock()
+            .deployments
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.affected_apps())
+    }
+
+    /// The app of a known task.
+    pub fn task_app(&self, task_id: &str) -> Option<PathId> {
+        self.lock().tasks.get(task_id).map(|t| t.app_id.clone())
+    }
+}

@@ -54,9 +54,32 @@ pub(crate) struct UpArgs {
     /// `uris: ["file:///etc/docker.tar.gz"]`) takes precedence for that task.
     #[arg(long, env = "SLIPWAY_REGISTRY_CONFIG")]
     registry_config: Option<PathBuf>,
+    /// Authentication: `on` (default; HTTP Basic or Bearer tokens on every endpoint) or
+    /// `none` (only allowed when --listen is a loopback address; everyone acts as admin).
+    #[arg(long, value_enum, default_value_t = AuthArg::On, env = "SLIPWAY_AUTH")]
+    auth: AuthArg,
+    /// Let requests without credentials read (GET) as the viewer role.
+    #[arg(long, env = "SLIPWAY_ANONYMOUS_READ")]
+    anonymous_read: bool,
+    /// Admin API token to accept, for automation; created as the first admin's token when
+    /// the server has no users yet (otherwise a one-time password is printed once).
+    #[arg(long, env = "SLIPWAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Key file sealing secrets at rest, kept outside the database
+    /// [default: <data-dir>/secret.key, created with mode 0600].
+    #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SLIPWAY_LOG_FORMAT")]
     log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthArg {
+    /// Every request authenticates.
+    On,
+    /// No authentication (loopback listeners only).
+    None,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,8 +178,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    let store = store::Store::open(&data_dir.join("slipway.db"))
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let store = Arc::new(
+        store::Store::open(&data_dir.join("slipway.db"))
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?,
+    );
     let mut cfg = EngineConfig::new(data_dir.clone());
     cfg.host = args.task_host;
     cfg.host_ports = args.task_ports;
@@ -168,10 +193,56 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         publish_host: args.publish_host,
         registry_config: args.registry_config.or_else(default_registry_config),
     };
-    let engine = Engine::open(cfg, Arc::new(store)).context("cannot recover the engine state")?;
+    let engine = Engine::open(cfg, store.clone()).context("cannot recover the engine state")?;
     if let engine::CgroupSupport::Unavailable { reason } = engine.cgroup_support() {
         tracing::warn!(%reason, "cpus/mem limits will not be enforced");
     }
+    if args.auth == AuthArg::None {
+        if !args.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--auth none is only allowed when --listen is a loopback address (not {})",
+                args.listen
+            );
+        }
+        tracing::warn!(
+            "authentication is OFF (--auth none): anyone who can reach {} acts as admin",
+            args.listen
+        );
+    }
+    let key_path = args
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("secret.key"));
+    let secret_key = Arc::new(
+        auth::SecretKey::load_or_create(&key_path)
+            .with_context(|| format!("cannot load the secret key {}", key_path.display()))?,
+    );
+    let mode = if args.auth == AuthArg::On {
+        api::AuthMode::On
+    } else {
+        api::AuthMode::Off
+    };
+    let identity = Arc::new(
+        api::Identity::open(store.clone(), mode, args.anonymous_read)
+            .map_err(anyhow::Error::msg)?,
+    );
+    if mode == api::AuthMode::On
+        && let Some(password) = identity
+            .bootstrap(args.admin_token.as_deref())
+            .map_err(anyhow::Error::msg)?
+    {
+        // Printed once, on stderr only, never through the logger.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "\n  Slipway created the first user.\n    user:     admin\n    password: {password}\n  It is shown this once. Sign in with `slipway login`, then change it with\n  `slipway users passwd admin`.\n"
+            );
+        }
+    }
+    engine.set_secret_resolver(Arc::new(api::identity::StoreSecrets {
+        store: store.clone(),
+        key: secret_key.clone(),
+    }));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -186,6 +257,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         engine,
         listen,
         started,
+        identity,
+        store,
+        secret_key,
     };
     tracker.spawn(signals(shutdown.clone()));
     tracing::info!(

@@ -51,6 +51,9 @@ pub fn testsrv() -> PathBuf {
     .clone()
 }
 
+/// The admin token test servers accept (`SLIPWAY_ADMIN_TOKEN`); the helpers here send it.
+pub const ADMIN_TOKEN: &str = "slw_test-admin-token-not-a-secret";
+
 /// Free TCP port on loopback (racy by nature; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -100,6 +103,7 @@ impl SlipwayProcess {
             .arg(&self.data_dir)
             .args(&self.extra)
             .env("SLIPWAY_LOG", "info")
+            .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -249,7 +253,7 @@ pub fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<(u1
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     )?;
     let mut raw = Vec::new();
@@ -337,7 +341,7 @@ impl EventCollector {
         let mut s = std::net::TcpStream::connect(&hostport)?;
         write!(
             s,
-            "GET /v2/events HTTP/1.1\r\nHost: {hostport}\r\nAccept: text/event-stream\r\n\r\n"
+            "GET /v2/events HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
         )?;
         s.set_read_timeout(Some(Duration::from_millis(300)))?;
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

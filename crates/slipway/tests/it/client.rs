@@ -14,6 +14,9 @@ fn marathon_python_client_creates_lists_scales_and_deletes() {
         return;
     };
     let (s, _dir) = server();
+    let user = json!({"name": "py", "role": "deployer", "password": "py-password"});
+    let (status, body) = send(&s, "POST", "/api/v1/users", Some(&user));
+    assert_eq!(status, 201, "{body}");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/marathon_client.py"
@@ -21,6 +24,7 @@ fn marathon_python_client_creates_lists_scales_and_deletes() {
     let out = Command::new(python)
         .arg(script)
         .arg(&s.url)
+        .args(["py", "py-password"])
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -42,6 +46,7 @@ fn cli_deploy_waits_for_health_and_reports_failures() {
         Command::new(slipway_bin())
             .args(args)
             .env("SLIPWAY_URL", &s.url)
+            .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
             .env("CI", "true")
             .output()
             .unwrap()

@@ -5,6 +5,7 @@ mod client;
 mod crash;
 mod docker;
 mod rolling;
+mod secrets;
 
 use serde_json::{Value, json};
 use std::path::PathBuf;

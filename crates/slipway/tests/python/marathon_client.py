@@ -1,16 +1,27 @@
 """Drives a Slipway server with the real marathon-python client (PyPI `marathon` 0.13).
 
-Usage: python marathon_client.py URL. Exits non-zero with a message on any mismatch.
+Usage: python marathon_client.py URL USER PASSWORD. Exits non-zero with a message on any
+mismatch. Authenticates with HTTP Basic, and checks that no credentials means 401.
 """
 import sys
 import threading
 import time
 
 from marathon import MarathonClient, MarathonApp
-from marathon.exceptions import NotFoundError
+from marathon.exceptions import MarathonHttpError, NotFoundError
 
-url = sys.argv[1]
-c = MarathonClient(url)
+url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    MarathonClient(url).list_apps()
+    raise SystemExit("listing apps without credentials did not fail")
+except MarathonHttpError as e:
+    assert e.status_code == 401, e
+try:
+    MarathonClient(url, username=user, password="wrong").list_apps()
+    raise SystemExit("listing apps with a wrong password did not fail")
+except MarathonHttpError as e:
+    assert e.status_code == 401, e
+c = MarathonClient(url, username=user, password=password)
 
 
 def wait(what, pred, timeout=60):

@@ -1,0 +1,139 @@
+//! Access decisions: what a principal wants to do ([`Action`]) and the answer ([`Decision`]).
+
+use std::collections::BTreeMap;
+
+use model::{AppDefinition, PathId};
+
+use crate::{Policy, PolicySet, Principal, Role, Subject};
+
+/// Something a principal wants to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Any read-only request (GET on apps, groups, deployments, tasks, info, events).
+    Read,
+    /// Create, update, scale, restart, delete or kill tasks of the app `app` with `labels`.
+    ///
+    /// For updates the server must authorize both the stored and the new definition (else a
+    /// label or id change could move an app out of a strict environment), and for group
+    /// operations every affected app.
+    Deploy {
+        /// The app (or group) id.
+        app: PathId,
+        /// The app's labels (empty for groups).
+        labels: BTreeMap<String, String>,
+    },
+    /// Approve a release into the environment `env` (a [`Policy`] name).
+    Approve {
+        /// The environment name.
+        env: String,
+        /// The user who started the run being approved, if known.
+        started_by: Option<String>,
+    },
+    /// User, token, policy and secret administration.
+    Admin,
+}
+
+impl Action {
+    /// The [`Action::Deploy`] for an app definition (clones its id and labels).
+    pub fn deploy(app: &AppDefinition) -> Self {
+        Action::Deploy {
+            app: app.id.clone(),
+            labels: app.labels.clone(),
+        }
+    }
+}
+
+/// The answer to [`PolicySet::authorize`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// Refused, with a human-readable reason fit for a 403 body, e.g.
+    /// `developer alice may not deploy to prod (needs role:deployer)`.
+    Deny(String),
+}
+
+impl Decision {
+    /// True for [`Decision::Allow`].
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+
+    /// `Ok(())` for allow, `Err(reason)` for deny, for use with `?`.
+    pub fn into_result(self) -> Result<(), String> {
+        match self {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err(reason),
+        }
+    }
+}
+
+impl PolicySet {
+    /// Decides whether `who` may perform `action`:
+    ///
+    /// * admins may do everything — including approving their own runs where the environment
+    ///   forbids self-approval (they could change the policy anyway);
+    /// * [`Action::Read`] needs viewer, i.e. any authenticated user;
+    /// * [`Action::Admin`] needs admin;
+    /// * [`Action::Deploy`] needs a matching `deploy` subject in every environment returned by
+    ///   [`PolicySet::environments_for`] (the label environment and the path environment);
+    /// * [`Action::Approve`] needs a matching `approve` subject of that environment, and when
+    ///   `started_by` is the principal, the environment must allow self-approval. Unknown
+    ///   environments are denied.
+    pub fn authorize(&self, who: &Principal, action: &Action) -> Decision {
+        if who.role == Role::Admin {
+            return Decision::Allow;
+        }
+        match action {
+            // Every role is at least a viewer.
+            Action::Read => Decision::Allow,
+            Action::Admin => deny(who, "administer slipway", &[Subject::Role(Role::Admin)]),
+            Action::Deploy { app, labels } => {
+                for env in self.environments_for(app, labels) {
+                    if !env.may_deploy(who) {
+                        return deny(who, &format!("deploy to {}", env.name), &env.deploy);
+                    }
+                }
+                Decision::Allow
+            }
+            Action::Approve { env, started_by } => {
+                let Some(policy) = self.environment(env) else {
+                    return Decision::Deny(format!("unknown environment {env:?}"));
+                };
+                approve(policy, who, started_by.as_deref())
+            }
+        }
+    }
+}
+
+/// The approval rule of one environment for a non-admin.
+fn approve(policy: &Policy, who: &Principal, started_by: Option<&str>) -> Decision {
+    if !policy.may_approve(who) {
+        let what = format!("approve releases into {}", policy.name);
+        return deny(who, &what, &policy.approve);
+    }
+    if started_by == Some(who.user.as_str()) && !policy.self_approval {
+        return Decision::Deny(format!(
+            "{} started this run and {} does not allow self-approval",
+            who.user, policy.name
+        ));
+    }
+    Decision::Allow
+}
+
+/// `"<role> <user> may not <what> (needs <subjects>)"`; an empty list means admins only.
+fn deny(who: &Principal, what: &str, needs: &[Subject]) -> Decision {
+    let needs = if needs.is_empty() {
+        Subject::Role(Role::Admin).to_string()
+    } else {
+        needs
+            .iter()
+            .map(Subject::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    Decision::Deny(format!(
+        "{} {} may not {what} (needs {needs})",
+        who.role, who.user
+    ))
+}
