@@ -11,6 +11,9 @@ use std::process::ExitCode;
 ///
 /// `slipway up` starts the server (Marathon v2 API on 127.0.0.1:8080 by default).
 /// The other commands talk to a running server, chosen with --server or SLIPWAY_URL.
+/// They authenticate with --token / SLIPWAY_TOKEN, else with the token `slipway login`
+/// stored for that server in $XDG_CONFIG_HOME/slipway/credentials.json
+/// (~/.config/slipway/credentials.json).
 #[derive(Parser)]
 #[command(name = "slipway", version, about, long_about)]
 struct Cli {
@@ -28,6 +31,32 @@ enum Command {
     /// List and cancel deployments.
     #[command(subcommand_required = true)]
     Deployments(cli::DeploymentsArgs),
+    /// Log in with user and password; store an API token for the server.
+    ///
+    /// Creates a token named `slipway-cli@<hostname>` (POST /api/v1/tokens with HTTP Basic
+    /// auth) and stores it, mode 0600, in $XDG_CONFIG_HOME/slipway/credentials.json
+    /// (else ~/.config/slipway/credentials.json) under the server URL. Later commands for
+    /// the same --server use it unless --token or SLIPWAY_TOKEN is set. Logging in again
+    /// replaces (and revokes) the previous token for that server.
+    Login(cli::admin::LoginArgs),
+    /// Revoke the stored token of the server and remove it from the credentials file.
+    Logout(cli::admin::PlainArgs),
+    /// Show the user and role the server sees for your credentials.
+    Whoami(cli::admin::PlainArgs),
+    /// Manage users and their roles (admins; anyone may change their own password).
+    #[command(subcommand_required = true)]
+    Users(cli::admin::UsersArgs),
+    /// List, create and revoke API tokens.
+    #[command(subcommand_required = true)]
+    Tokens(cli::admin::TokensArgs),
+    /// Show the audit log of changes and denied requests, newest first.
+    Audit(cli::admin::AuditArgs),
+    /// Manage secrets injected into task environments (values are write-only).
+    #[command(subcommand_required = true)]
+    Secrets(cli::admin::SecretsArgs),
+    /// Show or replace the environment policies (who may deploy where).
+    #[command(subcommand_required = true)]
+    Policies(cli::admin::PoliciesArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +91,14 @@ fn main() -> ExitCode {
             Command::Up(args) => up::run(args).await,
             Command::Apps(args) => cli::apps(args).await,
             Command::Deployments(args) => cli::deployments(args).await,
+            Command::Login(args) => cli::admin::login(args).await,
+            Command::Logout(args) => cli::admin::logout(args).await,
+            Command::Whoami(args) => cli::admin::whoami(args).await,
+            Command::Users(args) => cli::admin::users(args).await,
+            Command::Tokens(args) => cli::admin::tokens(args).await,
+            Command::Audit(args) => cli::admin::audit(args).await,
+            Command::Secrets(args) => cli::admin::secrets(args).await,
+            Command::Policies(args) => cli::admin::policies(args).await,
         }
     })
 }

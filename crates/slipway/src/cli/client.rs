@@ -3,9 +3,11 @@
 use anyhow::Context;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ClientOpts;
+use super::creds::{self, Chosen, ServerEntry, normalize_server};
 use super::error::{ApiError, Exit, coded};
 use super::ids::{AppId, segment};
 
@@ -25,30 +27,62 @@ pub(crate) struct DeploymentResult {
     pub(crate) body: Value,
 }
 
+/// The credentials a client sends, and where they came from (for the 401 hint).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// No credentials.
+    None,
+    /// `--token` or `SLIPWAY_TOKEN`.
+    FlagToken(String),
+    /// The token stored by `slipway login` in this credentials file.
+    StoredToken(String, PathBuf),
+    /// User and password (`slipway login` only).
+    Basic(String, String),
+}
+
 /// A connection to one Slipway server.
 pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    auth: Auth,
 }
 
 impl Client {
-    /// A client for the server and credentials in `opts`.
+    /// A client for the server in `opts` with credentials by precedence: `--token` /
+    /// `SLIPWAY_TOKEN`, else the credentials file entry for the server, else none.
     pub(crate) fn new(opts: &ClientOpts) -> anyhow::Result<Client> {
-        let base = opts.server.trim().trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(coded(
-                Exit::Failed,
-                format!("invalid server url {base:?}: expected http://HOST:PORT"),
-            ));
-        }
+        let base = server_url(opts)?;
+        let flag = opts.token.as_deref();
+        // The file is only read when no token was given.
+        let stored = match creds::choose(flag, None) {
+            Chosen::Nothing => stored_entry(&base),
+            Chosen::Flag(_) | Chosen::Stored(_) => None,
+        };
+        let auth = match (creds::choose(flag, stored.as_ref().map(|s| &s.0)), stored) {
+            (Chosen::Flag(t), _) => Auth::FlagToken(t),
+            (Chosen::Stored(t), Some((_, path))) => Auth::StoredToken(t, path),
+            (Chosen::Stored(_) | Chosen::Nothing, _) => Auth::None,
+        };
+        Client::with_auth(&base, auth)
+    }
+
+    /// A client for `base` (already normalised) with these credentials.
+    pub(crate) fn with_auth(base: &str, auth: Auth) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot create the http client")?;
-        let token = opts.token.clone().filter(|t| !t.trim().is_empty());
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base: base.to_string(),
+            auth,
+        })
+    }
+
+    /// The normalised server URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     /// A request for `path` (starting with `/`) with auth and a timeout.
@@ -58,9 +92,27 @@ impl Client {
             .request(method, format!("{}{path}", self.base))
             .timeout(REQUEST_TIMEOUT)
             .header(reqwest::header::ACCEPT, "application/json");
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
+        match &self.auth {
+            Auth::FlagToken(t) | Auth::StoredToken(t, _) => rb.bearer_auth(t),
+            Auth::Basic(user, password) => rb.basic_auth(user, Some(password)),
+            Auth::None => rb,
+        }
+    }
+
+    /// What to suggest when the server answers 401.
+    fn unauthorized_hint(&self) -> Option<String> {
+        const LOGIN: &str = "run `slipway login` or set SLIPWAY_TOKEN";
+        match &self.auth {
+            Auth::None => Some(format!("not logged in to {}: {LOGIN}", self.base)),
+            Auth::FlagToken(_) => Some(format!(
+                "the token from --token/SLIPWAY_TOKEN was rejected (expired or revoked?): {LOGIN}"
+            )),
+            Auth::StoredToken(_, path) => Some(format!(
+                "the token stored for {} in {} was rejected (expired or revoked?): {LOGIN}",
+                self.base,
+                path.display()
+            )),
+            Auth::Basic(..) => None,
         }
     }
 
@@ -72,13 +124,20 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
+        let marathon = resp.url().path().starts_with("/v2/");
         let body = resp.text().await.unwrap_or_default();
-        Err(ApiError::from_body(
+        let mut err = ApiError::from_body(
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             &body,
-        )
-        .into())
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            err.hint = self.unauthorized_hint();
+        } else if status == StatusCode::CONFLICT && !marathon {
+            // `--force` is about deployments; a user that already exists is not.
+            err.hint = None;
+        }
+        Err(err.into())
     }
 
     /// Sends a request and parses the JSON answer (`null` for an empty body).
@@ -177,6 +236,24 @@ impl Client {
             return coded(Exit::Server, format!("request to {} timed out", self.base));
         }
         anyhow::Error::new(e).context(format!("request to {} failed", self.base))
+    }
+}
+
+/// The normalised `--server` URL (exit code 1 when it is not an http(s) URL).
+pub(crate) fn server_url(opts: &ClientOpts) -> anyhow::Result<String> {
+    normalize_server(&opts.server).map_err(|e| coded(Exit::Failed, e))
+}
+
+/// The credentials file's entry for `base` and the file's path; an unreadable file is a
+/// warning, not an error.
+fn stored_entry(base: &str) -> Option<(ServerEntry, PathBuf)> {
+    let path = creds::default_path()?;
+    match creds::load(&path) {
+        Ok(mut file) => file.servers.remove(base).map(|e| (e, path)),
+        Err(e) => {
+            eprintln!("warning: ignoring stored credentials: {e:#}");
+            None
+        }
     }
 }
 

@@ -127,7 +127,7 @@ pub(crate) async fn delete(
 }
 
 /// The file contents, or standard input for `-`.
-async fn read_input(file: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_input(file: &Path) -> std::io::Result<Vec<u8>> {
     if file == Path::new("-") {
         tokio::task::spawn_blocking(|| {
             let mut buf = Vec::new();

@@ -36,6 +36,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// One line per `details` entry (`path: error`).
     pub(crate) details: Vec<String>,
+    /// What the user may do about it (set by the client, e.g. how to log in after a 401).
+    pub(crate) hint: Option<String>,
 }
 
 impl ApiError {
@@ -60,10 +62,15 @@ impl ApiError {
             .and_then(|v| v.get("details"))
             .map(detail_lines)
             .unwrap_or_default();
+        // A conflict with a running deployment can be forced; the client drops this hint
+        // for conflicts that are not about deployments.
+        let hint = (status == 409)
+            .then(|| "retry with --force to cancel the deployments in the way".to_string());
         ApiError {
             status,
             message,
             details,
+            hint,
         }
     }
 
@@ -157,8 +164,8 @@ pub(crate) fn report_lines(err: &anyhow::Error) -> Vec<String> {
     let mut lines = vec![format!("error: {err:#}")];
     if let Some(api) = err.chain().find_map(|c| c.downcast_ref::<ApiError>()) {
         lines.extend(api.details.iter().map(|d| format!("  {d}")));
-        if api.status == 409 {
-            lines.push("hint: retry with --force to cancel the deployments in the way".to_string());
+        if let Some(hint) = &api.hint {
+            lines.push(format!("hint: {hint}"));
         }
     }
     lines
@@ -254,5 +261,23 @@ mod tests {
         assert!(lines[1].starts_with("hint: "));
         assert_eq!(exit_code(&coded(Exit::Invalid, "bad file")), Exit::Invalid);
         assert_eq!(exit_code(&anyhow::anyhow!("no running task")), Exit::Failed);
+    }
+
+    #[test]
+    fn unauthorized_and_forbidden_exit_3_with_hints() {
+        let mut e = api(401, r#"{"message":"authentication required"}"#);
+        e.hint = Some("run `slipway login` or set SLIPWAY_TOKEN".into());
+        let err = anyhow::Error::new(e).context("cannot list apps");
+        assert_eq!(exit_code(&err), Exit::Server);
+        assert_eq!(
+            report_lines(&err),
+            [
+                "error: cannot list apps: authentication required",
+                "hint: run `slipway login` or set SLIPWAY_TOKEN"
+            ]
+        );
+        let err = anyhow::Error::new(api(403, r#"{"message":"only admins create users"}"#));
+        assert_eq!(exit_code(&err), Exit::Server);
+        assert_eq!(report_lines(&err), ["error: only admins create users"]);
     }
 }

@@ -1,10 +1,14 @@
-//! Client commands (`slipway apps ...`, `slipway deployments ...`): clap arguments and dispatch.
+//! Client commands (`slipway apps ...`, `slipway deployments ...`, and the identity commands
+//! in [`admin`]): clap arguments and dispatch.
 //!
 //! Every command talks to a running server over HTTP. Results go to stdout, progress and
 //! errors to stderr; the process exit code tells what happened (see [`Exit`]).
 
+pub(crate) mod admin;
 mod apps;
+mod audit;
 mod client;
+mod creds;
 mod deploy;
 mod deployments;
 mod error;
@@ -13,8 +17,13 @@ mod ids;
 mod logs;
 mod out;
 mod progress;
+mod prompt;
+mod secrets;
+mod session;
 mod show;
 mod table;
+mod tokens;
+mod users;
 
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -39,7 +48,8 @@ pub(crate) struct ClientOpts {
     /// Output format of results on stdout.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
-    /// API token, sent as `Authorization: Bearer <TOKEN>` when set.
+    /// API token, sent as `Authorization: Bearer <TOKEN>`; without it the token stored by
+    /// `slipway login` for the server is used.
     #[arg(
         long,
         global = true,

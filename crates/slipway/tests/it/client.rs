@@ -99,3 +99,81 @@ fn cli_deploy_waits_for_health_and_reports_failures() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn cli_login_stores_a_token_that_later_commands_use() {
+    let (s, dir) = server();
+    let user = json!({"name": "dana", "role": "developer", "password": "dana-password"});
+    let (status, body) = send(&s, "POST", "/api/v1/users", Some(&user));
+    assert_eq!(status, 201, "{body}");
+    let config = dir.path().join("config");
+    let cli = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(slipway_bin())
+            .args(args)
+            .env("SLIPWAY_URL", &s.url)
+            .env_remove("SLIPWAY_TOKEN")
+            .env("XDG_CONFIG_HOME", &config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = cli(&["whoami"], "");
+    assert_eq!(out.status.code(), Some(3), "no credentials yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("slipway login"));
+    let out = cli(
+        &["login", "--user", "dana", "--password-stdin"],
+        "dana-password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["whoami", "--output", "json"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let me: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (me["user"].as_str(), me["role"].as_str()),
+        (Some("dana"), Some("developer"))
+    );
+    // The stored token is a token, not the password.
+    let creds = std::fs::read_to_string(config.join("slipway/credentials.json")).unwrap();
+    assert!(creds.contains("slw_") && !creds.contains("dana-password"));
+    // A developer is refused in prod (exit 3, the server's reason) and the attempt is audited.
+    std::fs::write(
+        dir.path().join("p.json"),
+        json!({"id": "/prod/x", "cmd": "sleep 1"}).to_string(),
+    )
+    .unwrap();
+    let p = dir.path().join("p.json");
+    let out = cli(
+        &["apps", "deploy", "-f", p.to_str().unwrap(), "--no-wait"],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Forbidden"));
+    let audit = get_json(&format!("{}/api/v1/audit?user=dana", s.url)).unwrap();
+    assert_eq!(audit["records"][0]["outcome"], "denied");
+    let out = cli(&["logout"], "");
+    assert!(out.status.success());
+    assert_eq!(cli(&["whoami"], "").status.code(), Some(3), "logged out");
+}
