@@ -37,6 +37,9 @@ pub struct Identity {
     anonymous_read: bool,
     policies: RwLock<PolicySet>,
     logins: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// When each token's `last_used_at` was last written (written at most once a minute,
+    /// so reads do not turn into database writes).
+    touched: Mutex<HashMap<String, Instant>>,
 }
 
 /// What a handler tells the audit record about its request.
@@ -70,6 +73,7 @@ impl Identity {
             anonymous_read,
             policies: RwLock::new(policies),
             logins: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,8 +217,20 @@ impl Identity {
             .role
             .parse()
             .map_err(|_| "the user has an unknown role".to_string())?;
-        // Last-used bookkeeping is best effort.
-        let _ = self.store.touch_token(&t.id, now);
+        // Last-used bookkeeping is best effort, and written at most once a minute per token.
+        let due = {
+            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = touched
+                .get(&t.id)
+                .is_some_and(|at| at.elapsed() < LOGIN_CACHE);
+            if !fresh {
+                touched.insert(t.id.clone(), Instant::now());
+            }
+            !fresh
+        };
+        if due {
+            let _ = self.store.touch_token(&t.id, now);
+        }
         Ok(Principal {
             user: user.name,
             role,

@@ -504,16 +504,13 @@ impl Engine {
         }
         for c in changes {
             match c.after {
-                Some(def) => {
-                    let entry =
-                        st.apps
-                            .entry(c.id.clone())
-                            .or_insert_with(|| crate::state::AppEntry {
-                                def: def.clone(),
-                                rt: Default::default(),
-                            });
-                    entry.def = def;
-                }
+                Some(def) => match st.apps.get_mut(&c.id) {
+                    Some(entry) => entry.set_def(def),
+                    None => {
+                        let entry = crate::state::AppEntry::new(def, Default::default());
+                        st.apps.insert(c.id.clone(), entry);
+                    }
+                },
                 None => {
                     st.apps.remove(&c.id);
                 }

@@ -2,10 +2,9 @@
 //! plus Slipway's native status documents.
 
 use crate::state::{Outcome, State, TaskState};
-use crate::views::{AppInfo, Counts, Embed, TaskJson, deployment_json};
+use crate::views::{AppInfo, Counts, Embed, TaskJson, deployment_json, write_app_info};
 use crate::{CgroupSupport, Engine, EngineError, now_ms};
 use model::{AppDefinition, PathId, Selector, Timestamp};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Filters of `GET /v2/apps`.
@@ -21,11 +20,6 @@ pub struct AppsQuery {
     pub under: Option<PathId>,
     /// Embedded parts.
     pub embed: Embed,
-}
-
-#[derive(Serialize)]
-struct AppsBody<'a> {
-    apps: Vec<AppInfo<'a>>,
 }
 
 impl AppsQuery {
@@ -49,13 +43,18 @@ impl Engine {
     pub fn apps_json(&self, q: &AppsQuery) -> Vec<u8> {
         let st = self.lock();
         let host = self.host();
-        let apps = st
-            .apps
-            .values()
-            .filter(|a| q.matches(&a.def))
-            .map(|a| AppInfo::of(&st, a, q.embed, host))
-            .collect();
-        serde_json::to_vec(&AppsBody { apps }).unwrap_or_default()
+        let mut out = Vec::with_capacity(st.apps.len() * 1024 + 16);
+        out.extend_from_slice(b"{\"apps\":[");
+        let mut first = true;
+        for a in st.apps.values().filter(|a| q.matches(&a.def)) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_app_info(&mut out, &st, a, q.embed, host);
+        }
+        out.extend_from_slice(b"]}");
+        out
     }
 
     /// `GET /v2/apps/grp/*` body: `{"*": [AppInfo...]}`.
@@ -75,8 +74,11 @@ impl Engine {
     pub fn app_json(&self, id: &PathId, embed: Embed) -> Option<Vec<u8>> {
         let st = self.lock();
         let app = st.apps.get(id)?;
-        let info = AppInfo::of(&st, app, embed, self.host());
-        Some(serde_json::to_vec(&json!({ "app": info })).unwrap_or_default())
+        let mut out = Vec::with_capacity(2048);
+        out.extend_from_slice(b"{\"app\":");
+        write_app_info(&mut out, &st, app, embed, self.host());
+        out.push(b'}');
+        Some(out)
     }
 
     /// One stored version of an app (bare App JSON).

@@ -19,7 +19,7 @@ impl Engine {
         for def in snap.apps {
             st.last_version = st.last_version.max(def.version.millis());
             let rt = runtimes.remove(&def.id.to_string()).unwrap_or_default();
-            st.apps.insert(def.id.clone(), AppEntry { def, rt });
+            st.apps.insert(def.id.clone(), AppEntry::new(def, rt));
         }
         for (id, body) in snap.deployments {
             match serde_json::from_value::<Deployment>(body) {

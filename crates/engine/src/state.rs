@@ -254,6 +254,27 @@ pub struct AppEntry {
     pub def: AppDefinition,
     /// Runtime state.
     pub rt: AppRuntime,
+    /// The definition serialised once per change, spliced into listings.
+    pub json: std::sync::Arc<str>,
+}
+
+impl AppEntry {
+    /// An entry for a definition.
+    pub fn new(def: AppDefinition, rt: AppRuntime) -> Self {
+        let json = def_json(&def);
+        AppEntry { def, rt, json }
+    }
+
+    /// Replaces the definition (and its cached JSON).
+    pub fn set_def(&mut self, def: AppDefinition) {
+        self.json = def_json(&def);
+        self.def = def;
+    }
+}
+
+fn def_json(def: &AppDefinition) -> std::sync::Arc<str> {
+    // Serialising our own plain data cannot fail.
+    std::sync::Arc::from(serde_json::to_string(def).unwrap_or_else(|_| "{}".into()))
 }
 
 /// Marathon deployment action names.

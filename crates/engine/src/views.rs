@@ -232,6 +232,52 @@ impl<'a> AppInfo<'a> {
     }
 }
 
+/// The parts of AppInfo beyond the definition, serialised after it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppExtras<'a> {
+    #[serde(flatten)]
+    counts: Counts,
+    deployments: Vec<DeploymentRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<Vec<TaskJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_task_failure: Option<&'a TaskFailure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    readiness_check_results: Option<[(); 0]>,
+}
+
+/// Writes one AppInfo object to `out`: the definition's cached JSON with the counts,
+/// deployments and embeds spliced in. Same bytes as serialising [`AppInfo`], without
+/// re-serialising the definition on every listing.
+pub(crate) fn write_app_info(
+    out: &mut Vec<u8>,
+    st: &State,
+    app: &AppEntry,
+    embed: Embed,
+    host: Host<'_>,
+) {
+    let info = AppInfo::of(st, app, embed, host);
+    let extras = AppExtras {
+        counts: info.counts,
+        deployments: info.deployments,
+        tasks: info.tasks,
+        last_task_failure: info.last_task_failure,
+        readiness_check_results: info.readiness_check_results,
+    };
+    let def = app.json.as_bytes();
+    // `{...}` + `{...}` → `{...,...}`; both are non-empty objects.
+    out.extend_from_slice(&def[..def.len().saturating_sub(1)]);
+    out.push(b',');
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, &extras).is_ok() && out.len() > start {
+        out.remove(start);
+    } else {
+        out.truncate(start - 1);
+        out.push(b'}');
+    }
+}
+
 /// Marathon's deployment JSON (`currentStep` is 1-based).
 pub fn deployment_json(d: &Deployment) -> Value {
     let current: Vec<Value> = d
