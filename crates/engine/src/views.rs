@@ -190,10 +190,17 @@ impl Counts {
 
 /// Marathon's AppInfo: the definition plus counts, deployments and embeds.
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct AppInfo<'a> {
     #[serde(flatten)]
     def: &'a AppDefinition,
+    #[serde(flatten)]
+    extras: AppExtras<'a>,
+}
+
+/// The parts of AppInfo beyond the definition.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppExtras<'a> {
     #[serde(flatten)]
     counts: Counts,
     deployments: Vec<DeploymentRef<'a>>,
@@ -210,8 +217,7 @@ impl<'a> AppInfo<'a> {
     pub fn of(st: &'a State, app: &'a AppEntry, embed: Embed, host: Host<'a>) -> Self {
         let id = &app.def.id;
         let with_health = !app.def.health_checks.is_empty();
-        AppInfo {
-            def: &app.def,
+        let extras = AppExtras {
             counts: Counts::of(st.tasks_of(id)),
             deployments: st
                 .deployments_of(id)
@@ -228,23 +234,12 @@ impl<'a> AppInfo<'a> {
                 None
             },
             readiness_check_results: embed.readiness.then_some([]),
+        };
+        AppInfo {
+            def: &app.def,
+            extras,
         }
     }
-}
-
-/// The parts of AppInfo beyond the definition, serialised after it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AppExtras<'a> {
-    #[serde(flatten)]
-    counts: Counts,
-    deployments: Vec<DeploymentRef<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tasks: Option<Vec<TaskJson<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_task_failure: Option<&'a TaskFailure>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    readiness_check_results: Option<[(); 0]>,
 }
 
 /// Writes one AppInfo object to `out`: the definition's cached JSON with the counts,
@@ -257,14 +252,7 @@ pub(crate) fn write_app_info(
     embed: Embed,
     host: Host<'_>,
 ) {
-    let info = AppInfo::of(st, app, embed, host);
-    let extras = AppExtras {
-        counts: info.counts,
-        deployments: info.deployments,
-        tasks: info.tasks,
-        last_task_failure: info.last_task_failure,
-        readiness_check_results: info.readiness_check_results,
-    };
+    let extras = AppInfo::of(st, app, embed, host).extras;
     let def = app.json.as_bytes();
     // `{...}` + `{...}` → `{...,...}`; both are non-empty objects.
     out.extend_from_slice(&def[..def.len().saturating_sub(1)]);
