@@ -175,14 +175,28 @@ impl Drop for SlipwayProcess {
     }
 }
 
-/// Kills every task process whose sandbox lives under `data_dir`.
+/// Kills every task process whose sandbox lives under `data_dir`, with its process group.
+///
+/// Signals the group with `killpg(2)` rather than running `kill -KILL -PID`: Debian 12's
+/// procps `kill` reads `-KILL -13100` as signal options and calls `kill(-1, SIGKILL)`,
+/// which kills every process on the machine (this took down whole CI runs).
 pub fn kill_tasks_of(data_dir: &Path) {
     for (pid, _) in task_processes(data_dir) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{pid}"))
-            .status();
+        let _ = kill_group(pid);
     }
+}
+
+/// SIGKILLs the process group `pgid`. Refuses ids that would address more than one group
+/// (`pgid <= 1`: the caller's own group, or every process).
+pub fn kill_group(pgid: i32) -> anyhow::Result<()> {
+    if pgid <= 1 {
+        bail!("refusing to signal process group {pgid}");
+    }
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .with_context(|| format!("killpg({pgid})"))
 }
 
 /// Task leader processes (pid, task id) whose `MESOS_SANDBOX` lies under `data_dir`.
