@@ -186,6 +186,7 @@ pub fn restart_dockerd() -> anyhow::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    settle_containerd()?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(
         crate::target_dir()
             .parent()
@@ -211,6 +212,49 @@ pub fn restart_dockerd() -> anyhow::Result<()> {
                 .map(|_| ())
         },
     )
+}
+
+/// Makes sure dockerd's own containerd is gone before dockerd starts again. It dies with
+/// dockerd (parent-death signal) but may still be exiting, or be an unreaped zombie, when
+/// the new dockerd reads its pid file: dockerd then takes it for running, waits for a
+/// socket that never comes and gives up with "timeout waiting for containerd to start".
+fn settle_containerd() -> anyhow::Result<()> {
+    const PID_FILE: &str = "/var/run/docker/containerd/containerd.pid";
+    let Some(pid) = std::fs::read_to_string(PID_FILE)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 1)
+    else {
+        return Ok(());
+    };
+    // Alive and not a zombie, and still containerd (the pid may have been reused).
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.contains("(containerd)")
+                && stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .is_some_and(|state| state != "Z" && state != "X")
+        })
+    };
+    if running() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    crate::wait_for(
+        "dockerd's containerd to exit",
+        std::time::Duration::from_secs(30),
+        || (!running()).then_some(()),
+    )?;
+    match std::fs::remove_file(PID_FILE) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).context("cannot remove containerd's pid file")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Stops the unauthenticated test registry (port 5000), for outage tests.
