@@ -120,6 +120,7 @@ fn check(url: &str) -> bool {
 
 fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port: u16) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = conn.set_nodelay(true);
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
@@ -183,17 +184,14 @@ fn serve(conn: TcpStream, failing: &AtomicBool, version: &str, task: &str, port:
             404 => "Not Found",
             _ => "Service Unavailable",
         };
-        let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
+        // One write: a head and a body in two small writes meet Nagle's algorithm and the
+        // peer's delayed ACK, adding about 40 ms to every answer.
+        let answer = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if writer
-            .write_all(head.as_bytes())
-            .and_then(|_| writer.write_all(body.as_bytes()))
-            .is_err()
-            || close
-        {
+        if writer.write_all(answer.as_bytes()).is_err() || close {
             return;
         }
     }
