@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 const ROTATE_EVERY_MS: i64 = 10_000;
 /// How often re-adopted tasks (no child handle) are checked for liveness.
 const POLL_ADOPTED_EVERY_MS: i64 = 500;
+/// How often the machine is scanned for task processes that no record owns.
+const SWEEP_ORPHANS_EVERY_MS: i64 = 3_000;
 
 impl Engine {
     /// Runs the reconcile loop until `shutdown` is cancelled.
@@ -37,6 +39,7 @@ impl Engine {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rotate = now_ms();
         let mut last_poll = 0;
+        let mut last_sweep = now_ms();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -56,6 +59,10 @@ impl Engine {
                 self.poll_adopted(&mut st, last_poll);
             }
             self.tick();
+            if now_ms() - last_sweep >= SWEEP_ORPHANS_EVERY_MS {
+                last_sweep = now_ms();
+                self.sweep_orphans();
+            }
             if now_ms() - last_rotate > ROTATE_EVERY_MS {
                 last_rotate = now_ms();
                 self.rotate_logs();
@@ -121,6 +128,7 @@ impl Engine {
         let now = now_ms();
         self.maybe_connect_docker(now);
         let mut st = self.lock();
+        self.progress_drains(&mut st, now);
         self.escalate_kills(&mut st, now);
         self.kill_tasks_without_app(&mut st, now);
         self.plan_apps(&mut st, now);

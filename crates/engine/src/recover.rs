@@ -101,12 +101,7 @@ impl Engine {
         let mut orphans = 0;
         for (task_id, identity) in &found {
             if !st.tasks.contains_key(task_id) {
-                tracing::warn!(task = %task_id, pid = identity.pid, "killing orphan task process");
-                let _ = self.inner.launcher.signal(*identity, Signal::SIGKILL);
-                let (launcher, id) = (self.inner.launcher.clone(), task_id.clone());
-                self.inner
-                    .tracker
-                    .spawn_blocking(move || launcher.cleanup(&id));
+                self.kill_orphan(task_id, *identity);
                 orphans += 1;
             }
         }
@@ -119,5 +114,34 @@ impl Engine {
             "state recovered"
         );
         Ok(())
+    }
+
+    /// Kills task processes of this agent that no task record owns. Recovery does it once;
+    /// the reconcile loop repeats it now and then, because a launch cut short by a crash
+    /// can still be between fork and exec (not yet carrying its marker) when recovery
+    /// scans, and only shows up as a task process afterwards.
+    pub(crate) fn sweep_orphans(&self) {
+        // Records are written before a process is spawned, so every process the scan
+        // finds that belongs to this server already has one.
+        let found = self.inner.launcher.scan();
+        let orphans: Vec<_> = {
+            let st = self.lock();
+            found
+                .into_iter()
+                .filter(|f| !st.tasks.contains_key(&f.task_id))
+                .collect()
+        };
+        for f in orphans {
+            self.kill_orphan(&f.task_id, f.identity);
+        }
+    }
+
+    fn kill_orphan(&self, task_id: &str, identity: launcher::ProcIdentity) {
+        tracing::warn!(task = %task_id, pid = identity.pid, "killing orphan task process");
+        let _ = self.inner.launcher.signal(identity, Signal::SIGKILL);
+        let (launcher, id) = (self.inner.launcher.clone(), task_id.to_string());
+        self.inner
+            .tracker
+            .spawn_blocking(move || launcher.cleanup(&id));
     }
 }

@@ -49,9 +49,10 @@ fn server_kill9_during_rolling_deployment_converges_without_duplicates() {
     })
     .unwrap_or_else(|e| {
         panic!(
-            "{e}: processes {:?} vs api {:?}",
+            "{e}: processes {:?} vs api {:?}\n{}",
             task_processes(&s.data_dir),
-            api_task_ids(&s)
+            api_task_ids(&s),
+            s.log()
         )
     });
     assert!(s.log().contains("adopted="), "recovery is logged");
