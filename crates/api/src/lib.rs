@@ -42,6 +42,8 @@ pub struct Ctx {
     pub store: std::sync::Arc<store::Store>,
     /// Key sealing secrets at rest.
     pub secret_key: std::sync::Arc<auth::SecretKey>,
+    /// The edge proxy, when it runs.
+    pub proxy: Option<proxy::Proxy>,
 }
 
 /// JSON bytes as a response.
@@ -59,6 +61,7 @@ pub(crate) fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
 pub const ROUTES: &[(&str, &[Method])] = &[
     ("/ping", &[Method::GET]),
     ("/metrics", &[Method::GET]),
+    ("/metrics/prometheus", &[Method::GET]),
     ("/v2/info", &[Method::GET]),
     ("/v2/leader", &[Method::GET, Method::DELETE]),
     ("/v2/apps", &[Method::GET, Method::POST]),
@@ -94,6 +97,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/api/v1/audit", &[Method::GET]),
     ("/api/v1/secrets", &[Method::GET]),
     ("/api/v1/secrets/{name}", &[Method::PUT, Method::DELETE]),
+    ("/api/v1/lb/haproxy.cfg", &[Method::GET]),
 ];
 
 /// The handlers of one route of [`ROUTES`].
@@ -102,6 +106,7 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
     match path {
         "/ping" => get(marathon::ping),
         "/metrics" => get(marathon::metrics),
+        "/metrics/prometheus" => get(marathon::metrics_prometheus),
         "/v2/info" => get(marathon::info),
         "/v2/leader" => get(marathon::leader).delete(marathon::abdicate),
         "/v2/apps" => get(marathon::list_apps).post(marathon::create_app),
@@ -127,6 +132,7 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
         "/api/v1/audit" => get(admin::audit),
         "/api/v1/secrets" => get(admin::list_secrets),
         "/api/v1/secrets/{name}" => put(admin::put_secret).delete(admin::delete_secret),
+        "/api/v1/lb/haproxy.cfg" => get(marathon::haproxy_config),
         // Every entry of ROUTES has an arm above (the route table test checks it).
         _ => any(not_found),
     }

@@ -487,8 +487,17 @@ pub(crate) async fn ping(headers: HeaderMap) -> Response {
     }
 }
 
-/// `GET /metrics`: Dropwizard-style JSON with a few gauges.
-pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
+/// `GET /metrics`: Marathon's Dropwizard-style JSON (what marathon-python and curl get),
+/// or Prometheus text for a client that asks for it the way Prometheus scrapers do
+/// (`Accept: text/plain` or `application/openmetrics-text`).
+pub(crate) async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let wants_text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/plain") || a.contains("application/openmetrics-text"));
+    if wants_text {
+        return prometheus_text(&ctx);
+    }
     let (apps, tasks, deployments) = ctx
         .engine
         .read(|st| (st.apps.len(), st.tasks.len(), st.deployments.len()));
@@ -506,6 +515,53 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>) -> Response {
         "timers": {}
     });
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// `GET /metrics/prometheus` (Marathon 1.7+'s path): Prometheus text format 0.0.4.
+pub(crate) async fn metrics_prometheus(State(ctx): State<Ctx>) -> Response {
+    prometheus_text(&ctx)
+}
+
+/// Engine gauges and the edge proxy's per-app and per-backend metrics as Prometheus text.
+fn prometheus_text(ctx: &Ctx) -> Response {
+    let (apps, tasks, deployments) = ctx
+        .engine
+        .read(|st| (st.apps.len(), st.tasks.len(), st.deployments.len()));
+    let mut text = format!(
+        "# HELP slipway_apps Apps defined.\n# TYPE slipway_apps gauge\nslipway_apps {apps}\n\
+         # HELP slipway_tasks Tasks known to the engine.\n# TYPE slipway_tasks gauge\nslipway_tasks {tasks}\n\
+         # HELP slipway_deployments Deployments in progress.\n# TYPE slipway_deployments gauge\nslipway_deployments {deployments}\n\
+         # HELP slipway_uptime_seconds Seconds since the server started.\n# TYPE slipway_uptime_seconds gauge\nslipway_uptime_seconds {}\n",
+        ctx.started.elapsed().as_secs()
+    );
+    if let Some(p) = &ctx.proxy {
+        text.push_str(&p.metrics_text());
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/lb/haproxy.cfg`: an HAProxy configuration equivalent to the proxy's routes.
+pub(crate) async fn haproxy_config(State(ctx): State<Ctx>) -> ApiResult {
+    let p = ctx.proxy.as_ref().ok_or_else(|| {
+        ApiError::message(
+            StatusCode::NOT_FOUND,
+            "the edge proxy is off (slipway up --proxy off)",
+        )
+    })?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        p.haproxy_config(),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ impl Server {
             identity,
             store,
             secret_key,
+            proxy: None,
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         let mut headers = reqwest::header::HeaderMap::new();
@@ -453,6 +454,31 @@ async fn info_leader_ping_and_metrics_have_marathon_shapes() {
     assert_eq!(s.get("/v2/leader").await["leader"], info["leader"]);
     assert_eq!(s.get("/ping").await, json!("pong"));
     assert!(s.get("/metrics").await["gauges"].is_object());
+    // Prometheus scrapers ask for text; Marathon 1.7+'s /metrics/prometheus always is.
+    let scrape = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .header("accept", "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = scrape.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE slipway_apps gauge\nslipway_apps 0\n"),
+        "{text}"
+    );
+    let text = s.get("/metrics/prometheus").await;
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("slipway_uptime_seconds")),
+        "{text}"
+    );
     // DC/OS prefix and doubled slashes reach the same routes.
     assert_eq!(s.get("/service/marathon/v2/info").await["name"], "marathon");
     assert_eq!(s.get("/v2//info").await["name"], "marathon");

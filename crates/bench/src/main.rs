@@ -5,6 +5,7 @@
 //!   target/release/slipway-bench control-plane
 //!   target/release/slipway-bench rolling-vs-swarm
 
+mod haproxy;
 mod swarm;
 
 use anyhow::{Context, bail};
@@ -33,6 +34,30 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// wrk through Slipway's edge proxy and through HAProxy 2.6, same two backends.
+    ProxyVsHaproxy {
+        /// Alternating runs of each (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Constant-rate HTTP load with counts of every outcome (2xx, other, errors).
+    Load {
+        /// Target host:port.
+        #[arg(long)]
+        addr: String,
+        /// Request path.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 300)]
+        rate: u32,
+        /// Seconds to run (bounded).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
     /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
     RollingVsSwarm {
         /// Alternating runs of each (the median is reported).
@@ -46,6 +71,32 @@ fn main() -> anyhow::Result<()> {
     match args.scenario {
         Scenario::ControlPlane { requests } => control_plane(&args.slipway, requests),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
+        Scenario::ProxyVsHaproxy { runs, seconds } => {
+            haproxy::proxy_vs_haproxy(&args.slipway, runs, seconds)
+        }
+        Scenario::Load {
+            addr,
+            path,
+            rate,
+            seconds,
+        } => {
+            let report = testkit::load::spawn_load(testkit::load::LoadSpec {
+                host: addr.clone(),
+                addr,
+                path,
+                rate,
+                duration: Duration::from_secs(seconds),
+                max_connections: 256,
+                timeout: Duration::from_secs(10),
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load thread panicked"))?;
+            println!("{report}");
+            if report.non_2xx + report.errors > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

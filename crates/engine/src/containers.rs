@@ -180,7 +180,7 @@ impl Engine {
                         t.watched = true;
                         self.watch_container(&d, &id, &f.container_id, t.sandbox.clone());
                     }
-                    if let Some(k) = &t.kill {
+                    if let Some(k) = t.kill.as_ref().filter(|k| k.sigterm_sent) {
                         let sig = if k.sigkill_sent { "SIGKILL" } else { "SIGTERM" };
                         self.signal_container(Some(&f.container_id), sig);
                     }

@@ -64,6 +64,19 @@ impl ProbeJob {
     }
 }
 
+/// How long a task may take to finish its requests after leaving the proxy's routes, unless
+/// the app's `SLIPWAY_DRAIN_TIMEOUT_SECONDS` label says otherwise.
+const DEFAULT_DRAIN_MS: i64 = 10_000;
+
+/// The drain timeout of an app (label `SLIPWAY_DRAIN_TIMEOUT_SECONDS`).
+fn drain_ms(def: &AppDefinition) -> i64 {
+    def.labels
+        .get("SLIPWAY_DRAIN_TIMEOUT_SECONDS")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map_or(DEFAULT_DRAIN_MS, |v| (v * 1000.0) as i64)
+}
+
 /// How often a task that has never passed is probed while its grace period protects it.
 const STARTUP_PROBE_MS: i64 = 50;
 
@@ -449,29 +462,80 @@ impl Engine {
             return;
         };
         let grace = st.apps.get(&app_id).map_or(3000, |a| a.def.kill_grace_ms()) as i64;
+        let drain_ms = st
+            .apps
+            .get(&app_id)
+            .map_or(DEFAULT_DRAIN_MS, |a| drain_ms(&a.def));
         let Some(task) = st.tasks.get_mut(task_id) else {
             return;
         };
         if task.kill.is_some() {
             return;
         }
-        tracing::info!(task = %task_id, app = %app_id, %reason, "killing task");
+        // Running tasks first leave the proxy's routes and finish their requests; tasks
+        // that never started, and a server shutdown, go straight to SIGTERM.
+        let started = task.proc.is_some() || task.container.is_some();
+        let drain = started && kind != KillKind::Shutdown && self.traffic_gate().is_some();
+        tracing::info!(task = %task_id, app = %app_id, %reason, drain, "killing task");
         task.kill = Some(KillOrder {
             kind,
             reason,
             requested_at: now,
-            sigkill_at: now + grace,
+            drain_until: drain.then_some(now + drain_ms),
+            sigterm_sent: !drain,
+            sigkill_at: now + grace + if drain { drain_ms } else { 0 },
             sigkill_sent: false,
         });
-        if let Some(p) = task.proc {
-            let _ = self.inner.launcher.signal(p, Signal::SIGTERM);
-        }
         let task = task.clone();
-        if task.docker {
-            self.signal_container(task.container.as_deref(), "SIGTERM");
+        if !drain {
+            self.send_sigterm(&task);
         }
         self.persist_task_logged(&task);
         self.publish_status(&task, TaskState::TaskKilling, "");
+    }
+
+    /// SIGTERM to a task's process group or container.
+    fn send_sigterm(&self, task: &TaskRecord) {
+        if let Some(p) = task.proc {
+            let _ = self.inner.launcher.signal(p, Signal::SIGTERM);
+        }
+        if task.docker {
+            self.signal_container(task.container.as_deref(), "SIGTERM");
+        }
+    }
+
+    /// Sends SIGTERM to draining tasks once the proxy has drained them or their drain
+    /// timeout is over.
+    pub(crate) fn progress_drains(&self, st: &mut State, now: i64) {
+        let gate = self.traffic_gate();
+        let waiting: Vec<String> = st
+            .tasks
+            .values()
+            .filter(|t| t.kill.as_ref().is_some_and(|k| !k.sigterm_sent))
+            .map(|t| t.id.clone())
+            .collect();
+        for id in waiting {
+            let Some(app_id) = st.tasks.get(&id).map(|t| t.app_id.clone()) else {
+                continue;
+            };
+            let grace = st.apps.get(&app_id).map_or(3000, |a| a.def.kill_grace_ms()) as i64;
+            let Some(t) = st.tasks.get_mut(&id) else {
+                continue;
+            };
+            let Some(k) = t.kill.as_mut() else { continue };
+            let drained = gate.as_ref().is_none_or(|g| g.drained(&id));
+            if !drained && k.drain_until.is_some_and(|until| now < until) {
+                continue;
+            }
+            if !drained {
+                tracing::warn!(task = %id, "drain timeout: the task still has requests in flight");
+            }
+            k.sigterm_sent = true;
+            k.sigkill_at = now + grace;
+            let task = t.clone();
+            self.send_sigterm(&task);
+            self.persist_task_logged(&task);
+        }
     }
 
     /// Sends SIGKILL to tasks whose grace period has run out.
@@ -481,6 +545,7 @@ impl Engine {
             let started = t.proc.is_some() || t.container.is_some();
             if let Some(k) = &mut t.kill
                 && started
+                && k.sigterm_sent
                 && !k.sigkill_sent
                 && now >= k.sigkill_at
             {

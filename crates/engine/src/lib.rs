@@ -16,6 +16,7 @@ mod ports;
 mod query;
 mod reconcile;
 mod recover;
+mod routes;
 pub mod state;
 mod views;
 
@@ -105,6 +106,13 @@ pub trait SecretResolver: Send + Sync {
     fn resolve(&self, name: &str) -> Result<String, String>;
 }
 
+/// The edge proxy as the engine sees it: before a running task gets SIGTERM, the engine
+/// waits until the proxy no longer routes to it and has nothing in flight on it.
+pub trait TrafficGate: Send + Sync {
+    /// True when no route leads to the task and none of its requests is in flight.
+    fn drained(&self, task_id: &str) -> bool;
+}
+
 /// Messages from background jobs to the reconcile loop.
 #[derive(Debug)]
 pub(crate) enum Msg {
@@ -158,6 +166,7 @@ pub(crate) struct Inner {
     /// When the next health probe falls due (ms), for precise wake-ups.
     pub(crate) next_probe: Mutex<Option<i64>>,
     pub(crate) secrets: Mutex<Option<Arc<dyn SecretResolver>>>,
+    pub(crate) gate: Mutex<Option<Arc<dyn TrafficGate>>>,
 }
 
 /// Handle to the engine; clones share one engine.
@@ -202,6 +211,7 @@ impl Engine {
                 docker_connecting: Mutex::new(false),
                 next_probe: Mutex::new(None),
                 secrets: Mutex::new(None),
+                gate: Mutex::new(None),
             }),
         };
         engine.recover()?;
@@ -218,6 +228,20 @@ impl Engine {
     /// Installs the secret store used for `{"secret": ...}` environment values.
     pub fn set_secret_resolver(&self, r: Arc<dyn SecretResolver>) {
         *self.inner.secrets.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+
+    /// Installs the edge proxy's drain check; from then on running tasks are drained before
+    /// SIGTERM.
+    pub fn set_traffic_gate(&self, g: Arc<dyn TrafficGate>) {
+        *self.inner.gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
+    }
+
+    pub(crate) fn traffic_gate(&self) -> Option<Arc<dyn TrafficGate>> {
+        self.inner
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The event bus.

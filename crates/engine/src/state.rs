@@ -85,12 +85,24 @@ pub struct KillOrder {
     pub kind: KillKind,
     /// Human-readable reason, recorded in events and failures.
     pub reason: String,
-    /// When SIGTERM was sent (ms).
+    /// When the kill was requested (ms).
     pub requested_at: i64,
+    /// While the edge proxy drains the task: SIGTERM follows once it has no requests in
+    /// flight, at the latest at this time (ms). `None`: no drain.
+    #[serde(default)]
+    pub drain_until: Option<i64>,
+    /// SIGTERM has been sent.
+    #[serde(default = "sent")]
+    pub sigterm_sent: bool,
     /// When SIGKILL is due (ms).
     pub sigkill_at: i64,
     /// SIGKILL has been sent.
     pub sigkill_sent: bool,
+}
+
+/// Kill orders written before draining existed had sent SIGTERM at once.
+fn sent() -> bool {
+    true
 }
 
 /// One task the engine has launched and not yet forgotten.

@@ -2,6 +2,7 @@
 //! of a running server.
 
 mod cli;
+mod proxy_sync;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,9 @@ enum Command {
     /// Show or replace the environment policies (who may deploy where).
     #[command(subcommand_required = true)]
     Policies(cli::admin::PoliciesArgs),
+    /// The edge proxy: export its routes as an HAProxy configuration.
+    #[command(subcommand_required = true)]
+    Lb(cli::LbArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             Command::Audit(args) => cli::admin::audit(args).await,
             Command::Secrets(args) => cli::admin::secrets(args).await,
             Command::Policies(args) => cli::admin::policies(args).await,
+            Command::Lb(args) => cli::lb(args).await,
         }
     })
 }

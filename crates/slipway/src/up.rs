@@ -69,9 +69,33 @@ pub(crate) struct UpArgs {
     /// [default: <data-dir>/secret.key, created with mode 0600].
     #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
     secret_key_file: Option<PathBuf>,
+    /// Run the edge proxy (service ports and HTTP vhosts for apps, with drain before kill).
+    #[arg(long, value_enum, default_value_t = OnOff::On, env = "SLIPWAY_PROXY")]
+    proxy: OnOff,
+    /// Address the proxy's service-port listeners bind to.
+    #[arg(long, default_value = "127.0.0.1", env = "SLIPWAY_PROXY_BIND")]
+    proxy_bind: std::net::IpAddr,
+    /// Listener for HTTP virtual hosts (HAPROXY_{n}_VHOST labels); `off` for none.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8000",
+        env = "SLIPWAY_PROXY_VHOST_LISTEN"
+    )]
+    proxy_vhost_listen: String,
+    /// Only route apps whose HAPROXY_GROUP contains one of these (comma list; default all).
+    #[arg(long, value_delimiter = ',', env = "SLIPWAY_PROXY_GROUPS")]
+    proxy_groups: Vec<String>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SLIPWAY_LOG_FORMAT")]
     log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +277,32 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     tracker.spawn(engine.clone().run(shutdown.clone()));
+    let proxy = if args.proxy == OnOff::On {
+        let vhost = match args.proxy_vhost_listen.as_str() {
+            "off" | "" => None,
+            addr => Some(
+                addr.parse()
+                    .with_context(|| format!("--proxy-vhost-listen: '{addr}' is not an address"))?,
+            ),
+        };
+        let proxy = proxy::Proxy::new(proxy::ProxyConfig {
+            bind_ip: args.proxy_bind,
+            vhost_listen: vhost,
+            groups: args.proxy_groups.clone(),
+            connect_timeout: std::time::Duration::from_secs(2),
+            idle_timeout: std::time::Duration::from_secs(60),
+        });
+        engine.set_traffic_gate(Arc::new(crate::proxy_sync::Gate(proxy.clone())));
+        tracker.spawn(proxy.clone().run(shutdown.clone()));
+        tracker.spawn(crate::proxy_sync::run(
+            engine.clone(),
+            proxy.clone(),
+            shutdown.clone(),
+        ));
+        Some(proxy)
+    } else {
+        None
+    };
     let ctx = api::Ctx {
         engine,
         listen,
@@ -260,6 +310,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         identity,
         store,
         secret_key,
+        proxy,
     };
     tracker.spawn(signals(shutdown.clone()));
     tracing::info!(

@@ -3,6 +3,7 @@
 //! an HTTP client with polling helpers, and process inspection for orphan checks.
 
 mod image;
+pub mod load;
 
 pub use image::{
     TEST_IMAGE_PORT, docker, docker_config_json, push_to_registry, push_with_auth, registry,
@@ -72,6 +73,7 @@ pub struct SlipwayProcess {
     bin: PathBuf,
     port: u16,
     extra: Vec<String>,
+    proxy_args: Vec<String>,
 }
 
 impl SlipwayProcess {
@@ -84,10 +86,33 @@ impl SlipwayProcess {
             bin: bin.to_path_buf(),
             port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            proxy_args: Vec::new(),
         };
+        // Servers of parallel tests must not fight over the proxy's listeners: each gets
+        // its own vhost port and a window of service ports (unless the test chose).
+        if !p.extra.iter().any(|a| a == "--proxy-vhost-listen") {
+            p.proxy_args.push("--proxy-vhost-listen".into());
+            p.proxy_args.push(format!("127.0.0.1:{}", free_port()));
+        }
+        if !p.extra.iter().any(|a| a == "--service-ports") {
+            let base = 20_000 + (free_port() % 400) * 100;
+            p.proxy_args.push("--service-ports".into());
+            p.proxy_args.push(format!("{base}-{}", base + 99));
+        }
         p.url = format!("http://127.0.0.1:{}", p.port);
         p.spawn()?;
         Ok(p)
+    }
+
+    /// The address of the proxy's HTTP vhost listener (`--proxy-vhost-listen`), if any.
+    pub fn proxy_vhost_addr(&self) -> Option<String> {
+        self.proxy_args
+            .iter()
+            .chain(&self.extra)
+            .skip_while(|a| *a != "--proxy-vhost-listen")
+            .nth(1)
+            .filter(|a| *a != "off")
+            .cloned()
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -101,6 +126,7 @@ impl SlipwayProcess {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.proxy_args)
             .args(&self.extra)
             .env("SLIPWAY_LOG", "info")
             .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -14,6 +14,7 @@ mod deployments;
 mod error;
 mod follow;
 mod ids;
+mod lb;
 mod logs;
 mod out;
 mod progress;
@@ -215,6 +216,34 @@ pub(crate) async fn apps(args: AppsArgs) -> ExitCode {
     let output = args.opts.output;
     let result = match Client::new(&args.opts) {
         Ok(client) => run_apps(&client, output, args.command).await,
+        Err(e) => Err(e),
+    };
+    error::finish(result).into()
+}
+
+/// `slipway lb ...`: the edge proxy.
+#[derive(Args, Debug)]
+pub(crate) struct LbArgs {
+    #[command(flatten)]
+    opts: ClientOpts,
+    #[command(subcommand)]
+    command: LbCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum LbCommand {
+    /// Print an HAProxy 2.6 configuration equivalent to the proxy's current routes
+    /// (frontends per service port and vhost, backends of the healthy tasks), for teams
+    /// who keep HAProxy in front of or instead of Slipway's proxy.
+    HaproxyConfig,
+}
+
+/// Runs `slipway lb ...`.
+pub(crate) async fn lb(args: LbArgs) -> ExitCode {
+    let result = match Client::new(&args.opts) {
+        Ok(client) => match args.command {
+            LbCommand::HaproxyConfig => lb::haproxy_config(&client).await,
+        },
         Err(e) => Err(e),
     };
     error::finish(result).into()

@@ -4,6 +4,7 @@
 mod client;
 mod crash;
 mod docker;
+mod proxy;
 mod rolling;
 mod secrets;
 

@@ -1,0 +1,248 @@
+//! A constant-rate (open-loop) HTTP/1.1 load generator over keep-alive connections, bounded
+//! in count and time, that counts every outcome: the tool the proxy's zero-failure
+//! scenarios and benchmarks use.
+//!
+//! Requests are scheduled at fixed intervals whatever the answers do (so a stall shows up
+//! as errors or latency, not as a lower rate). Each goes out on an idle pooled connection,
+//! or a new one when none is idle, up to `max_connections`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+/// What to send.
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    /// Target `host:port`.
+    pub addr: String,
+    /// Request path, e.g. `/` or `/sleep?ms=50`.
+    pub path: String,
+    /// `Host` header.
+    pub host: String,
+    /// Requests per second.
+    pub rate: u32,
+    /// How long to send.
+    pub duration: Duration,
+    /// Upper bound of concurrent connections.
+    pub max_connections: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// Counts of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Requests started.
+    pub sent: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// Other statuses.
+    pub non_2xx: u64,
+    /// Connect failures, resets, timeouts, malformed answers.
+    pub errors: u64,
+    /// Median latency, µs.
+    pub p50_us: u64,
+    /// 99th percentile latency, µs.
+    pub p99_us: u64,
+    /// Errors by what went wrong (for the report; `errors` is their sum).
+    pub error_kinds: std::collections::BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} ok {} non-2xx {} errors {} p50 {:.2} ms p99 {:.2} ms",
+            self.sent,
+            self.ok,
+            self.non_2xx,
+            self.errors,
+            self.p50_us as f64 / 1000.0,
+            self.p99_us as f64 / 1000.0
+        )?;
+        for (kind, n) in &self.error_kinds {
+            write!(f, "; {n}× {kind}")?;
+        }
+        Ok(())
+    }
+}
+
+type Conn = BufReader<TcpStream>;
+
+/// One request on a connection; `Ok(status)` or an error (connection not reusable).
+async fn request(conn: &mut Conn, spec: &LoadSpec) -> std::io::Result<u16> {
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: slipway-load\r\n\r\n",
+        spec.path, spec.host
+    );
+    conn.get_mut().write_all(req.as_bytes()).await?;
+    let mut line = String::new();
+    if conn.read_line(&mut line).await? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed before the status line",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })?;
+    let mut length = 0usize;
+    let mut close = false;
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed in the headers",
+            ));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let lower = l.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        } else if lower.starts_with("connection:") && lower.contains("close") {
+            close = true;
+        } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "chunked answers are not supported",
+            ));
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await?;
+    if close {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            format!("status {status} with close"),
+        ));
+    }
+    Ok(status)
+}
+
+/// Runs the load and returns the counts. Never panics on network trouble: it counts it.
+pub async fn run_load(spec: LoadSpec) -> LoadReport {
+    let idle: Arc<Mutex<Vec<Conn>>> = Arc::new(Mutex::new(Vec::new()));
+    let open = Arc::new(AtomicU64::new(0));
+    let (ok, non_2xx, errors) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kinds: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
+    let total = (spec.duration.as_secs_f64() * f64::from(spec.rate)) as u64;
+    let start = tokio::time::Instant::now();
+    let mut handles = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (idle, open, spec) = (idle.clone(), open.clone(), spec.clone());
+        let (ok, non_2xx, errors, latencies, kinds) = (
+            ok.clone(),
+            non_2xx.clone(),
+            errors.clone(),
+            latencies.clone(),
+            kinds.clone(),
+        );
+        let fail = move |kind: String| {
+            errors.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut k) = kinds.lock() {
+                *k.entry(kind).or_default() += 1;
+            }
+        };
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let pooled = idle.lock().await.pop();
+            let conn = match pooled {
+                Some(c) => Ok(c),
+                None if open.load(Ordering::SeqCst) < spec.max_connections as u64 => {
+                    match tokio::time::timeout(spec.timeout, TcpStream::connect(&spec.addr)).await {
+                        Ok(Ok(s)) => {
+                            let _ = s.set_nodelay(true);
+                            open.fetch_add(1, Ordering::SeqCst);
+                            Ok(BufReader::new(s))
+                        }
+                        Ok(Err(e)) => Err(format!("connect: {e}")),
+                        Err(_) => Err("connect: timed out".to_string()),
+                    }
+                }
+                None => Err("all connections busy".to_string()),
+            };
+            let mut conn = match conn {
+                Ok(c) => c,
+                Err(kind) => return fail(kind),
+            };
+            match tokio::time::timeout(spec.timeout, request(&mut conn, &spec)).await {
+                Ok(Ok(status)) => {
+                    if (200..300).contains(&status) {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        non_2xx.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Ok(mut l) = latencies.lock() {
+                        l.push(t.elapsed().as_micros() as u64);
+                    }
+                    idle.lock().await.push(conn);
+                }
+                Ok(Err(e)) => {
+                    fail(format!("request: {e}"));
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(_) => {
+                    fail("request: timed out".to_string());
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    LoadReport {
+        sent: total,
+        ok: ok.load(Ordering::SeqCst),
+        non_2xx: non_2xx.load(Ordering::SeqCst),
+        errors: errors.load(Ordering::SeqCst),
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+        error_kinds: kinds.lock().map(|k| k.clone()).unwrap_or_default(),
+    }
+}
+
+/// Runs the load on its own runtime in a background thread (for synchronous tests).
+pub fn spawn_load(spec: LoadSpec) -> std::thread::JoinHandle<LoadReport> {
+    std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run_load(spec)),
+            Err(_) => LoadReport {
+                errors: 1,
+                ..LoadReport::default()
+            },
+        }
+    })
+}
