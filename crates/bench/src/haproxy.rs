@@ -116,6 +116,8 @@ pub(crate) fn proxy_vs_haproxy(bin: &Path, runs: usize, secs: u64) -> anyhow::Re
         })?;
         let app = json!({"id": "/bench-lb", "cmd": testsrv.to_string_lossy(), "instances": 2, "cpus": 0.5, "mem": 64,
                          "portDefinitions": [{"port": service, "protocol": "tcp"}],
+                         // HTTP mode, like HAProxy's side: requests are balanced, not connections.
+                         "labels": {"HAPROXY_0_MODE": "http"},
                          "healthChecks": [{"protocol": "HTTP", "path": "/health", "intervalSeconds": 2}]});
         let (status, body) = http("POST", &format!("{url}/v2/apps"), Some(&app))?;
         if status != 201 {

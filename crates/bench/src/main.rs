@@ -4,6 +4,8 @@
 //!   cargo build --release -p slipway -p testkit -p bench
 //!   target/release/slipway-bench control-plane
 //!   target/release/slipway-bench rolling-vs-swarm
+//!   target/release/slipway-bench proxy-vs-haproxy
+//!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
 mod haproxy;
 mod swarm;
