@@ -61,7 +61,7 @@ impl Engine {
             self.tick();
             if now_ms() - last_sweep >= SWEEP_ORPHANS_EVERY_MS {
                 last_sweep = now_ms();
-                self.sweep_orphans();
+                self.sweep_orphans().await;
             }
             if now_ms() - last_rotate > ROTATE_EVERY_MS {
                 last_rotate = now_ms();

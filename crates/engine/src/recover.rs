@@ -120,10 +120,14 @@ impl Engine {
     /// the reconcile loop repeats it now and then, because a launch cut short by a crash
     /// can still be between fork and exec (not yet carrying its marker) when recovery
     /// scans, and only shows up as a task process afterwards.
-    pub(crate) fn sweep_orphans(&self) {
+    pub(crate) async fn sweep_orphans(&self) {
         // Records are written before a process is spawned, so every process the scan
-        // finds that belongs to this server already has one.
-        let found = self.inner.launcher.scan();
+        // finds that belongs to this server already has one. The scan reads /proc: off
+        // the runtime's workers.
+        let launcher = self.inner.launcher.clone();
+        let Ok(found) = tokio::task::spawn_blocking(move || launcher.scan()).await else {
+            return;
+        };
         let orphans: Vec<_> = {
             let st = self.lock();
             found
