@@ -1,5 +1,5 @@
 //! Marathon app definitions: types, normalisation of 1.4/1.5+ input, validation with
-//! Marathon's error bodies, path ids and timestamps.
+//! Marathon's error bodies, path ids and timestamps; and pipeline files ([`pipeline`]).
 //!
 //! This crate is pure: no tokio, HTTP, SQL or Docker. Everything that reaches the store has
 //! passed through [`AppInput::into_definition`], so the rest of Slipway works with one
@@ -9,6 +9,7 @@ mod app;
 mod error;
 mod input;
 mod path_id;
+pub mod pipeline;
 mod selector;
 mod timestamp;
 mod validate;
