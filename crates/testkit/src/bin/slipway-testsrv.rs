@@ -11,8 +11,10 @@
 //! `slipway-testsrv --check URL` instead does one HTTP GET of `http://host:port/path` and
 //! exits 0 on a 2xx/3xx answer, 1 otherwise: a HEALTHCHECK for images without curl.
 //!
-//! Port: the last `--port N`, else `$TESTSRV_PORT` (set by the test image), else `$PORT0`, else 8080. Binds 0.0.0.0 (inside a container) unless
-//! `--host` says otherwise. Exits 0 on SIGTERM-less EOF of nothing: it runs until killed.
+//! Port: the last `--port N`, else `$TESTSRV_PORT` (set by the test image), else `$PORT0`,
+//! else 8080. Host: `--host`, else `$TESTSRV_HOST`, else 0.0.0.0 inside the test image (the
+//! container's own network namespace) and 127.0.0.1 everywhere else. It runs until killed
+//! (SIGTERM and SIGINT exit 0).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -45,7 +47,17 @@ fn main() {
         .or_else(|| std::env::var("PORT0").ok())
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(8080);
-    let host = flag("--host").unwrap_or_else(|| "0.0.0.0".into());
+    // Loopback on the host; all of the container's own interfaces inside the test image
+    // (which sets TESTSRV_PORT), where Docker publishes the port on the host's loopback.
+    let host = flag("--host")
+        .or_else(|| std::env::var("TESTSRV_HOST").ok())
+        .unwrap_or_else(|| {
+            if std::env::var_os("TESTSRV_PORT").is_some() {
+                "0.0.0.0".into()
+            } else {
+                "127.0.0.1".into()
+            }
+        });
     let listener = match TcpListener::bind((host.as_str(), port)) {
         Ok(l) => l,
         Err(e) => {
