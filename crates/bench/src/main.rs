@@ -5,9 +5,11 @@
 //!   target/release/slipway-bench control-plane
 //!   target/release/slipway-bench rolling-vs-swarm
 //!   target/release/slipway-bench proxy-vs-haproxy
+//!   target/release/slipway-bench pipeline-vs-shell
 //!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
 mod haproxy;
+mod steps;
 mod swarm;
 
 use anyhow::{Context, bail};
@@ -60,6 +62,15 @@ enum Scenario {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
         seconds: u64,
     },
+    /// Pipeline executor against a plain shell script: per-step overhead, time to first step.
+    PipelineVsShell {
+        /// Sequential steps (and commands in the script).
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Alternating runs of each (medians are reported).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
     /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
     RollingVsSwarm {
         /// Alternating runs of each (the median is reported).
@@ -72,6 +83,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.scenario {
         Scenario::ControlPlane { requests } => control_plane(&args.slipway, requests),
+        Scenario::PipelineVsShell { steps, runs } => steps::pipeline_vs_shell(steps, runs),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
         Scenario::ProxyVsHaproxy { runs, seconds } => {
             haproxy::proxy_vs_haproxy(&args.slipway, runs, seconds)
