@@ -9,8 +9,10 @@
 
 mod auth;
 mod migrate;
+mod runs;
 
 pub use auth::{AuditQuery, AuditRow, SecretMeta, TokenRow, UserRow};
+pub use runs::{LogRow, PipelineRow, RunRow, StepRow};
 
 use model::{AppDefinition, PathId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};

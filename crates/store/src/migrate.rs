@@ -7,6 +7,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/001_init.sql"),
     include_str!("../migrations/002_auth.sql"),
+    include_str!("../migrations/003_pipelines.sql"),
 ];
 
 /// Brings the database to the latest schema, one transaction per step.

@@ -223,3 +223,138 @@ fn secrets_keep_only_sealed_bytes() {
     assert!(store.delete_secret("db").unwrap());
     assert!(store.sealed_secret("db").unwrap().is_none());
 }
+
+fn run(id: &str, pipeline: &str, at: i64) -> crate::RunRow {
+    crate::RunRow {
+        id: id.into(),
+        pipeline: pipeline.into(),
+        number: 0,
+        status: "queued".into(),
+        event: "push".into(),
+        triggered_by: "webhook".into(),
+        branch: "dev".into(),
+        sha: "abc".into(),
+        params: "{}".into(),
+        reason: None,
+        created_at: at,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+#[test]
+fn runs_are_numbered_per_pipeline_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let s = Store::open(&path).unwrap();
+        s.put_pipeline("orders", r#"{"repo":"/r"}"#, 1).unwrap();
+        s.put_pipeline("orders", r#"{"repo":"/r2"}"#, 2).unwrap();
+        assert_eq!(s.create_run(&run("r1", "orders", 10)).unwrap(), 1);
+        assert_eq!(s.create_run(&run("r2", "orders", 11)).unwrap(), 2);
+        assert_eq!(s.create_run(&run("r3", "billing", 12)).unwrap(), 1);
+        assert!(
+            s.set_run_status("r1", "running", None, Some(20), None)
+                .unwrap()
+        );
+        assert!(
+            s.set_run_status("r2", "failed", Some("build failed"), Some(21), Some(30))
+                .unwrap()
+        );
+        assert!(
+            !s.set_run_status("nope", "failed", None, None, None)
+                .unwrap()
+        );
+    }
+    let s = Store::open(&path).unwrap();
+    let p = s.pipelines().unwrap();
+    assert_eq!(
+        (
+            p[0].name.as_str(),
+            p[0].source.as_str(),
+            p[0].created_at,
+            p[0].updated_at
+        ),
+        ("orders", r#"{"repo":"/r2"}"#, 1, 2)
+    );
+    let ids: Vec<String> = s
+        .runs(Some("orders"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["r2", "r1"], "newest first");
+    assert_eq!(s.runs(None, 2).unwrap().len(), 2);
+    let r2 = s.run("r2").unwrap().unwrap();
+    assert_eq!(
+        (
+            r2.number,
+            r2.status.as_str(),
+            r2.reason.as_deref(),
+            r2.finished_at
+        ),
+        (2, "failed", Some("build failed"), Some(30))
+    );
+    let unfinished: Vec<String> = s
+        .unfinished_runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        unfinished,
+        ["r1", "r3"],
+        "running and queued runs, to resume after a restart"
+    );
+}
+
+#[test]
+fn steps_keep_their_first_start_and_logs_are_paged_and_bounded() {
+    let s = Store::open_in_memory().unwrap();
+    s.create_run(&run("r1", "p", 1)).unwrap();
+    let mut step = crate::StepRow {
+        name: "build".into(),
+        status: "running".into(),
+        attempts: 1,
+        outputs: "{}".into(),
+        started_at: Some(5),
+        ..Default::default()
+    };
+    s.put_step("r1", &step).unwrap();
+    step.status = "succeeded".into();
+    step.attempts = 2;
+    step.started_at = Some(9);
+    step.finished_at = Some(12);
+    step.outputs = r#"{"digest":"sha256:0"}"#.into();
+    s.put_step("r1", &step).unwrap();
+    let steps = s.steps("r1").unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        (steps[0].started_at, steps[0].finished_at, steps[0].attempts),
+        (Some(5), Some(12), 2)
+    );
+    assert_eq!(steps[0].outputs, r#"{"digest":"sha256:0"}"#);
+
+    let lines: Vec<(i64, &str, &str)> = (0..8)
+        .map(|i| {
+            (
+                i,
+                "stdout",
+                ["a", "b", "c", "d", "e", "f", "g", "h"][i as usize],
+            )
+        })
+        .collect();
+    assert_eq!(s.append_logs("r1", "build", &lines[..5], 100).unwrap(), 5);
+    assert_eq!(s.append_logs("r1", "build", &lines[5..], 6).unwrap(), 8);
+    let all = s.logs("r1", "build", 0, 100).unwrap();
+    let text: Vec<&str> = all.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(
+        text,
+        ["c", "d", "e", "f", "g", "h"],
+        "only the last 6 lines are kept"
+    );
+    assert_eq!(all[0].seq, 3, "sequence numbers stay stable");
+    let page = s.logs("r1", "build", 4, 2).unwrap();
+    assert_eq!(page.iter().map(|l| l.seq).collect::<Vec<_>>(), [5, 6]);
+    assert!(s.logs("r1", "other", 0, 10).unwrap().is_empty());
+}
