@@ -12,6 +12,7 @@
 
 mod render;
 pub mod runner;
+pub mod service;
 
 pub use render::Values;
 pub use runner::{LogFn, MAX_LINE, Stream};

@@ -151,7 +151,20 @@ impl Run {
     }
 }
 
+/// True when the process whose pid is in `path` is still alive after a short while
+/// (a SIGKILLed process takes a moment to die).
 fn pid_alive(path: &std::path::Path) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pid_alive_now(path) {
+        if std::time::Instant::now() > deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn pid_alive_now(path: &std::path::Path) -> bool {
     let pid: i32 = std::fs::read_to_string(path)
         .unwrap()
         .trim()

@@ -1,0 +1,662 @@
+//! Runs as the server keeps them: pipelines registered from git repositories, runs queued
+//! per pipeline (one at a time, in order), each checked out into its own workspace and
+//! executed with every state change and log line written to the store, approvals that
+//! wait for a decision (or their timeout) without holding a worker, and recovery after a
+//! restart: a run cut off while a step ran is marked interrupted, naming the step; a run
+//! that was only waiting for approvals resumes, and its approvals are pending again.
+
+use crate::{Observer, OtherSteps, Outputs, RunSpec, StepContext, StepState, Stream, Values};
+use futures_util::future::BoxFuture;
+use model::pipeline::{ParamKind, ParamValue, Pipeline, Step, StepKind, parse_pipeline};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use store::{RunRow, StepRow, Store};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Lines kept per step log.
+pub const LOG_LINES_KEPT: usize = 10_000;
+
+/// Where a pipeline's file lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// A git repository: a local path or a URL `git clone` understands.
+    pub repo: String,
+    /// The branch runs check out.
+    pub branch: String,
+    /// The pipeline file in it.
+    #[serde(default = "default_file")]
+    pub file: String,
+}
+
+fn default_file() -> String {
+    ".slipway/pipeline.yaml".into()
+}
+
+/// What can go wrong when asking the service for something.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such pipeline, run or pending approval.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is invalid (parameters, pipeline file).
+    #[error("{0}")]
+    Invalid(String),
+    /// git failed.
+    #[error("git: {0}")]
+    Git(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// A decision on an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Approved (true) or rejected.
+    pub approve: bool,
+    /// Who decided (`user:dana`).
+    pub by: String,
+}
+
+/// Resolves a secret's value by name.
+pub type SecretLookup = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// The pipeline service; cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    runs_dir: PathBuf,
+    secrets: SecretLookup,
+    /// Pending approvals by (run, step).
+    approvals: Mutex<HashMap<(String, String), oneshot::Sender<Decision>>>,
+    /// One run at a time per pipeline, in the order they were queued.
+    queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, ServiceError> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| ServiceError::Git(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(ServiceError::Git(format!(
+            "git {}: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Clones `branch` of `repo` into `dir`; returns the commit.
+async fn checkout(repo: &str, branch: &str, dir: &Path) -> Result<String, ServiceError> {
+    let target = dir.to_string_lossy().to_string();
+    git(
+        &[
+            "clone",
+            "--quiet",
+            "--single-branch",
+            "--branch",
+            branch,
+            repo,
+            &target,
+        ],
+        None,
+    )
+    .await?;
+    git(&["rev-parse", "HEAD"], Some(dir)).await
+}
+
+fn read_pipeline(workspace: &Path, file: &str) -> Result<Pipeline, ServiceError> {
+    let text = std::fs::read_to_string(workspace.join(file))
+        .map_err(|e| ServiceError::Invalid(format!("cannot read {file}: {e}")))?;
+    parse_pipeline(&text).map_err(|e| ServiceError::Invalid(format!("{file}:\n{e}")))
+}
+
+/// Checks raw parameter values against the pipeline's declarations; defaults filled in.
+pub fn check_params(
+    pipeline: &Pipeline,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, ParamValue>, ServiceError> {
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    for name in given.keys() {
+        if !pipeline.params.contains_key(name) {
+            problems.push(format!("unknown parameter `{name}`"));
+        }
+    }
+    for (name, p) in &pipeline.params {
+        let value = match (given.get(name), &p.kind) {
+            (None, _) => match &p.default {
+                Some(d) => d.clone(),
+                None if p.required => {
+                    problems.push(format!("parameter `{name}` is required"));
+                    continue;
+                }
+                None if matches!(p.kind, ParamKind::Bool) => ParamValue::Bool(false),
+                None => ParamValue::Text(String::new()),
+            },
+            (Some(v), ParamKind::Bool) => match v.as_str() {
+                "true" => ParamValue::Bool(true),
+                "false" => ParamValue::Bool(false),
+                _ => {
+                    problems.push(format!("parameter `{name}` is true or false, not `{v}`"));
+                    continue;
+                }
+            },
+            (Some(v), ParamKind::Choice(options)) if !options.contains(v) => {
+                problems.push(format!(
+                    "parameter `{name}` is one of {}, not `{v}`",
+                    options.join(", ")
+                ));
+                continue;
+            }
+            (Some(v), _) => ParamValue::Text(v.clone()),
+        };
+        out.insert(name.clone(), value);
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ServiceError::Invalid(problems.join("; ")))
+    }
+}
+
+impl Service {
+    /// A service keeping runs' workspaces under `runs_dir`.
+    pub fn new(store: Arc<Store>, runs_dir: PathBuf, secrets: SecretLookup) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                runs_dir,
+                secrets,
+                approvals: Mutex::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Registers (or updates) a pipeline after checking that its file parses.
+    pub async fn add_pipeline(
+        &self,
+        name: &str,
+        source: &Source,
+    ) -> Result<Pipeline, ServiceError> {
+        let tmp = self
+            .inner
+            .runs_dir
+            .join(format!(".check-{}", uuid::Uuid::new_v4()));
+        let result = async {
+            checkout(&source.repo, &source.branch, &tmp).await?;
+            read_pipeline(&tmp, &source.file)
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        let pipeline = result?;
+        let json =
+            serde_json::to_string(source).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        self.inner.store.put_pipeline(name, &json, now_ms())?;
+        Ok(pipeline)
+    }
+
+    fn source(&self, name: &str) -> Result<Source, ServiceError> {
+        let row = self
+            .inner
+            .store
+            .pipelines()?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ServiceError::NotFound(format!("no pipeline `{name}`")))?;
+        serde_json::from_str(&row.source)
+            .map_err(|e| ServiceError::Invalid(format!("stored source of `{name}`: {e}")))
+    }
+
+    /// Queues a run; it starts when the pipeline's earlier runs have finished.
+    pub fn trigger(
+        &self,
+        name: &str,
+        event: &str,
+        triggered_by: &str,
+        params: BTreeMap<String, String>,
+    ) -> Result<RunRow, ServiceError> {
+        let source = self.source(name)?;
+        let mut run = RunRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            pipeline: name.to_string(),
+            number: 0,
+            status: "queued".into(),
+            event: event.into(),
+            triggered_by: triggered_by.into(),
+            branch: source.branch.clone(),
+            sha: String::new(),
+            params: serde_json::to_string(&params).unwrap_or_else(|_| "{}".into()),
+            reason: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+        };
+        run.number = self.inner.store.create_run(&run)?;
+        self.spawn_run(run.clone(), source, BTreeMap::new());
+        Ok(run)
+    }
+
+    /// Approves or rejects the pending approval of `step` in `run`.
+    pub fn decide(&self, run: &str, step: &str, decision: Decision) -> Result<(), ServiceError> {
+        let tx = self
+            .inner
+            .approvals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(run.to_string(), step.to_string()))
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("no pending approval `{step}` in run {run}"))
+            })?;
+        tx.send(decision).map_err(|_| {
+            ServiceError::NotFound(format!("the approval `{step}` is no longer pending"))
+        })
+    }
+
+    /// Pending approvals: (run, step).
+    pub fn pending_approvals(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .inner
+            .approvals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// After a restart: resumes runs that only waited for approvals (or had not started),
+    /// marks the others interrupted, naming the steps that were running.
+    pub fn recover(&self) -> Result<(), ServiceError> {
+        for run in self.inner.store.unfinished_runs()? {
+            let steps = self.inner.store.steps(&run.id)?;
+            let running: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.status == "running")
+                .map(|s| s.name.as_str())
+                .collect();
+            if !running.is_empty() {
+                let reason = format!(
+                    "interrupted: Slipway stopped while {} ran",
+                    running
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.inner.store.set_run_status(
+                    &run.id,
+                    "interrupted",
+                    Some(&reason),
+                    None,
+                    Some(now_ms()),
+                )?;
+                for s in steps.iter().filter(|s| s.status == "running") {
+                    let mut row = s.clone();
+                    row.status = "cancelled".into();
+                    row.reason = Some("interrupted by a restart".into());
+                    row.finished_at = Some(now_ms());
+                    self.inner.store.put_step(&run.id, &row)?;
+                }
+                continue;
+            }
+            let done = steps
+                .iter()
+                .filter(|s| s.status == "succeeded")
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        serde_json::from_str(&s.outputs).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            match self.source(&run.pipeline) {
+                Ok(source) => self.spawn_run(run, source, done),
+                Err(e) => {
+                    self.inner.store.set_run_status(
+                        &run.id,
+                        "interrupted",
+                        Some(&e.to_string()),
+                        None,
+                        Some(now_ms()),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops accepting work, cancels running steps and waits for the runs to stop.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    fn spawn_run(&self, run: RunRow, source: Source, done: BTreeMap<String, Outputs>) {
+        let inner = self.inner.clone();
+        let queue = inner
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(run.pipeline.clone())
+            .or_default()
+            .clone();
+        let service = self.clone();
+        inner.tracker.spawn(async move {
+            let _turn = queue.lock().await;
+            let id = run.id.clone();
+            if let Err(e) = service.execute(run, source, done).await {
+                let _ = service.inner.store.set_run_status(
+                    &id,
+                    "failed",
+                    Some(&e.to_string()),
+                    None,
+                    Some(now_ms()),
+                );
+            }
+        });
+    }
+
+    async fn execute(
+        &self,
+        run: RunRow,
+        source: Source,
+        done: BTreeMap<String, Outputs>,
+    ) -> Result<(), ServiceError> {
+        let store = &self.inner.store;
+        store.set_run_status(&run.id, "running", None, Some(now_ms()), None)?;
+        let workspace = self.inner.runs_dir.join(&run.id).join("workspace");
+        let sha = if workspace.join(".git").exists() {
+            git(&["rev-parse", "HEAD"], Some(&workspace)).await?
+        } else {
+            let _ = std::fs::remove_dir_all(&workspace);
+            if let Some(parent) = workspace.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    ServiceError::Invalid(format!("cannot create the workspace: {e}"))
+                })?;
+            }
+            checkout(&source.repo, &source.branch, &workspace).await?
+        };
+        let pipeline = read_pipeline(&workspace, &source.file)?;
+        let given: BTreeMap<String, String> = serde_json::from_str(&run.params).unwrap_or_default();
+        let params = check_params(&pipeline, &given)?;
+        let mut secrets = BTreeMap::new();
+        for step in &pipeline.steps {
+            for name in &step.secrets {
+                let value = (self.inner.secrets)(name).map_err(|e| {
+                    ServiceError::Invalid(format!("secret `{name}` of step `{}`: {e}", step.name))
+                })?;
+                secrets.insert(name.clone(), value);
+            }
+        }
+        let values = Values {
+            params,
+            run: BTreeMap::from([
+                ("id".into(), run.id.clone()),
+                ("number".into(), run.number.to_string()),
+                ("sha".into(), sha),
+                ("branch".into(), run.branch.clone()),
+            ]),
+            secrets,
+            ..Values::default()
+        };
+        let spec = RunSpec {
+            pipeline: pipeline.clone(),
+            workspace,
+            values,
+            branch: run.branch.clone(),
+            event: run.event.clone(),
+            max_parallel: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2),
+            done,
+        };
+        for step in &pipeline.steps {
+            if spec.done.contains_key(&step.name) {
+                continue;
+            }
+            store.put_step(
+                &run.id,
+                &StepRow {
+                    name: step.name.clone(),
+                    status: "pending".into(),
+                    outputs: "{}".into(),
+                    ..StepRow::default()
+                },
+            )?;
+        }
+        let observer = Arc::new(StoreObserver {
+            store: store.clone(),
+            run: run.id.clone(),
+            steps: Mutex::new(BTreeMap::new()),
+        });
+        let approvals = Arc::new(Approvals {
+            service: self.clone(),
+            run: run.id.clone(),
+            observer: observer.clone(),
+        });
+        let result =
+            crate::execute(spec, observer, approvals, self.inner.shutdown.child_token()).await;
+        if self.inner.shutdown.is_cancelled() {
+            // Left for recovery: it resumes or is marked interrupted at the next start.
+            return Ok(());
+        }
+        let (status, reason) = if result.succeeded() {
+            ("succeeded", None)
+        } else {
+            let failed: Vec<String> = result
+                .steps
+                .iter()
+                .filter(|(_, s)| matches!(s, StepState::Failed { .. } | StepState::Cancelled))
+                .map(|(n, _)| format!("`{n}`"))
+                .collect();
+            ("failed", Some(format!("failed: {}", failed.join(", "))))
+        };
+        store.set_run_status(&run.id, status, reason.as_deref(), None, Some(now_ms()))?;
+        Ok(())
+    }
+}
+
+/// Writes a run's steps and logs to the store as they happen.
+struct StoreObserver {
+    store: Arc<Store>,
+    run: String,
+    steps: Mutex<BTreeMap<String, StepRow>>,
+}
+
+impl StoreObserver {
+    fn update(&self, step: &str, f: impl FnOnce(&mut StepRow)) {
+        let mut steps = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        let row = steps.entry(step.to_string()).or_insert_with(|| StepRow {
+            name: step.to_string(),
+            outputs: "{}".into(),
+            ..StepRow::default()
+        });
+        f(row);
+        if let Err(e) = self.store.put_step(&self.run, row) {
+            tracing::error!(run = %self.run, step, error = %e, "cannot record a step");
+        }
+    }
+}
+
+impl Observer for StoreObserver {
+    fn step_started(&self, step: &str, attempt: u32) {
+        self.update(step, |r| {
+            r.status = "running".into();
+            r.attempts = i64::from(attempt);
+            r.started_at = r.started_at.or(Some(now_ms()));
+        });
+    }
+
+    fn step_finished(&self, step: &str, state: &StepState) {
+        self.update(step, |r| {
+            let (status, reason, outputs, attempts) = match state {
+                StepState::Succeeded { outputs, attempts } => (
+                    "succeeded",
+                    None,
+                    serde_json::to_string(outputs).ok(),
+                    *attempts,
+                ),
+                StepState::Failed { reason, attempts } => {
+                    ("failed", Some(reason.clone()), None, *attempts)
+                }
+                StepState::Skipped { reason } => ("skipped", Some(reason.clone()), None, 0),
+                StepState::NotRun { reason } => ("not_run", Some(reason.clone()), None, 0),
+                StepState::Cancelled => ("cancelled", None, None, 0),
+            };
+            r.status = status.into();
+            r.reason = reason;
+            if let Some(o) = outputs {
+                r.outputs = o;
+            }
+            if attempts > 0 {
+                r.attempts = i64::from(attempts);
+            }
+            r.finished_at = Some(now_ms());
+        });
+    }
+
+    fn log(&self, step: &str, stream: Stream, line: String) {
+        let stream = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::System => "system",
+        };
+        if let Err(e) = self.store.append_logs(
+            &self.run,
+            step,
+            &[(now_ms(), stream, &line)],
+            LOG_LINES_KEPT,
+        ) {
+            tracing::error!(run = %self.run, step, error = %e, "cannot store a log line");
+        }
+    }
+}
+
+/// Approvals wait for [`Service::decide`] or their timeout; other kinds are reported as
+/// not available in this build.
+struct Approvals {
+    service: Service,
+    run: String,
+    observer: Arc<StoreObserver>,
+}
+
+impl OtherSteps for Approvals {
+    fn run(&self, step: &Step, cx: StepContext) -> BoxFuture<'static, Result<Outputs, String>> {
+        let StepKind::Approve {
+            message,
+            approvers,
+            timeout,
+            ..
+        } = &step.kind
+        else {
+            let kind = match &step.kind {
+                StepKind::Gate { .. } => "gate",
+                StepKind::Docker { .. } => "docker",
+                StepKind::Deploy { .. } => "deploy",
+                _ => "run with image",
+            };
+            let reason = format!("`{kind}` steps are not supported by this Slipway yet");
+            return Box::pin(async move { Err(reason) });
+        };
+        let (tx, rx) = oneshot::channel();
+        let key = (self.run.clone(), step.name.clone());
+        self.service
+            .inner
+            .approvals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), tx);
+        let message = cx
+            .values
+            .render(message)
+            .unwrap_or_else(|_| message.clone());
+        (cx.log)(
+            Stream::System,
+            format!(
+                "waiting for approval: {message} (approvers: {})",
+                if approvers.is_empty() {
+                    "per the environment policy".to_string()
+                } else {
+                    approvers.join(", ")
+                }
+            ),
+        );
+        self.observer
+            .update(&step.name, |r| r.status = "waiting".into());
+        let (observer, service, name, timeout) = (
+            self.observer.clone(),
+            self.service.clone(),
+            step.name.clone(),
+            *timeout,
+        );
+        Box::pin(async move {
+            let decision = tokio::select! {
+                d = rx => d.ok(),
+                () = tokio::time::sleep(timeout) => None,
+                () = cx.cancel.cancelled() => None,
+            };
+            service
+                .inner
+                .approvals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            match decision {
+                Some(d) => {
+                    observer.update(&name, |r| {
+                        r.decided_by = Some(d.by.clone());
+                        r.decided_at = Some(now_ms());
+                    });
+                    (cx.log)(
+                        Stream::System,
+                        format!(
+                            "{} by {}",
+                            if d.approve { "approved" } else { "rejected" },
+                            d.by
+                        ),
+                    );
+                    if d.approve {
+                        Ok(Outputs::from([("approved_by".into(), d.by)]))
+                    } else {
+                        Err(format!("rejected by {}", d.by))
+                    }
+                }
+                None if cx.cancel.is_cancelled() => Err("cancelled".into()),
+                None => Err(format!(
+                    "nobody decided within {}; rejected",
+                    crate::runner::human(timeout)
+                )),
+            }
+        })
+    }
+}

@@ -1,0 +1,387 @@
+//! The pipeline service with real git repositories and a real store: registration checks
+//! the file, runs are numbered and recorded step by step with their logs, parameters are
+//! checked, approvals wait for a decision or their timeout, and a restart resumes runs that
+//! were waiting and marks interrupted the ones cut off mid-step.
+
+use pipeline::service::{Decision, Service, Source};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{RunRow, StepRow, Store};
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A repository with `file` committed on branch `dev`.
+fn repo(file: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "dev"]);
+    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
+    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), file).unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello from the repo\n").unwrap();
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "first"]);
+    dir
+}
+
+struct Fixture {
+    _data: tempfile::TempDir,
+    repo: tempfile::TempDir,
+    store: Arc<Store>,
+    service: Service,
+    source: Source,
+}
+
+fn fixture(file: &str) -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&data.path().join("db")).unwrap());
+    let service = Service::new(
+        store.clone(),
+        data.path().join("runs"),
+        Arc::new(|name: &str| {
+            if name == "tok" {
+                Ok("s3cret-token-value".to_string())
+            } else {
+                Err("no such secret".into())
+            }
+        }),
+    );
+    let repo = repo(file);
+    let source = Source {
+        repo: repo.path().to_string_lossy().into(),
+        branch: "dev".into(),
+        file: ".slipway/pipeline.yaml".into(),
+    };
+    Fixture {
+        _data: data,
+        repo,
+        store,
+        service,
+        source,
+    }
+}
+
+async fn wait_run(store: &Store, id: &str, statuses: &[&str]) -> RunRow {
+    let start = Instant::now();
+    loop {
+        let run = store.run(id).unwrap().unwrap();
+        if statuses.contains(&run.status.as_str()) {
+            return run;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "run stuck in {}: {:?}",
+            run.status,
+            store.steps(id)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_step(store: &Store, run: &str, step: &str, status: &str) -> StepRow {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = store
+            .steps(run)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == step && s.status == status)
+        {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "step {step} never {status}: {:?}",
+            store.steps(run)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn log_text(store: &Store, run: &str, step: &str) -> Vec<String> {
+    store
+        .logs(run, step, 0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect()
+}
+
+const FLOW: &str = r#"version: 1
+name: demo
+params:
+  Env: { type: choice, options: [qa, prod], default: qa }
+steps:
+  build:
+    secrets: [tok]
+    run: ['cat hello.txt', 'echo "token $tok"', 'echo "sha=$SLIPWAY_RUN_SHA" >> "$SLIPWAY_OUTPUT"']
+  signoff:
+    needs: [build]
+    approve: { message: "Ship ${{ steps.build.outputs.sha }} to ${{ params.Env }}?", approvers: [role:deployer], timeout: 1h }
+  ship:
+    needs: [signoff]
+    run: 'echo "shipped by ${{ steps.signoff.outputs.approved_by }}"'
+"#;
+
+#[tokio::test]
+async fn a_run_is_checked_out_recorded_and_approved() {
+    let f = fixture(FLOW);
+    let p = f.service.add_pipeline("demo", &f.source).await.unwrap();
+    assert_eq!(p.steps.len(), 3);
+    let run = f
+        .service
+        .trigger("demo", "manual", "user:dana", BTreeMap::new())
+        .unwrap();
+    assert_eq!(run.number, 1);
+    let waiting = wait_step(&f.store, &run.id, "signoff", "waiting").await;
+    assert!(waiting.decided_by.is_none());
+    assert_eq!(
+        f.service.pending_approvals(),
+        [(run.id.clone(), "signoff".to_string())]
+    );
+    let build_log = log_text(&f.store, &run.id, "build");
+    assert!(
+        build_log.contains(&"hello from the repo".to_string()),
+        "{build_log:?}"
+    );
+    assert!(
+        build_log.contains(&"token ***".to_string()),
+        "{build_log:?}"
+    );
+    let signoff_log = log_text(&f.store, &run.id, "signoff").join("\n");
+    let sha = f.store.run(&run.id).unwrap().unwrap();
+    assert_eq!(sha.status, "running");
+    assert!(signoff_log.contains(" to qa?"), "{signoff_log}");
+
+    f.service
+        .decide(
+            &run.id,
+            "signoff",
+            Decision {
+                approve: true,
+                by: "user:erin".into(),
+            },
+        )
+        .unwrap();
+    let done = wait_run(&f.store, &run.id, &["succeeded", "failed"]).await;
+    assert_eq!(done.status, "succeeded", "{:?}", f.store.steps(&run.id));
+    let steps = f.store.steps(&run.id).unwrap();
+    let signoff = steps.iter().find(|s| s.name == "signoff").unwrap();
+    assert_eq!(signoff.decided_by.as_deref(), Some("user:erin"));
+    assert!(signoff.decided_at.is_some());
+    assert_eq!(
+        log_text(&f.store, &run.id, "ship"),
+        ["+ echo \"shipped by user:erin\"", "shipped by user:erin"]
+    );
+    let build = steps.iter().find(|s| s.name == "build").unwrap();
+    assert!(build.outputs.contains("\"sha\":\""), "{}", build.outputs);
+    // Secrets are in no stored line.
+    for s in &steps {
+        assert!(
+            log_text(&f.store, &run.id, &s.name)
+                .iter()
+                .all(|l| !l.contains("s3cret"))
+        );
+    }
+    assert!(
+        f.service
+            .decide(
+                &run.id,
+                "signoff",
+                Decision {
+                    approve: true,
+                    by: "user:x".into()
+                }
+            )
+            .is_err(),
+        "decided once"
+    );
+}
+
+#[tokio::test]
+async fn rejections_and_timeouts_fail_the_run_and_name_the_step() {
+    let f = fixture(&FLOW.replace("timeout: 1h", "timeout: 300ms"));
+    f.service.add_pipeline("demo", &f.source).await.unwrap();
+    let timed_out = f
+        .service
+        .trigger("demo", "manual", "user:dana", BTreeMap::new())
+        .unwrap();
+    let run = wait_run(&f.store, &timed_out.id, &["succeeded", "failed"]).await;
+    assert_eq!(
+        (run.status.as_str(), run.reason.as_deref()),
+        ("failed", Some("failed: `signoff`"))
+    );
+    let signoff = f
+        .store
+        .steps(&run.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "signoff")
+        .unwrap();
+    assert_eq!(
+        signoff.reason.as_deref(),
+        Some("nobody decided within 0.3s; rejected")
+    );
+    let ship = f
+        .store
+        .steps(&run.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "ship")
+        .unwrap();
+    assert_eq!(ship.status, "not_run");
+}
+
+#[tokio::test]
+async fn parameters_and_pipeline_files_are_checked() {
+    let f = fixture(FLOW);
+    f.service.add_pipeline("demo", &f.source).await.unwrap();
+    let bad = f
+        .service
+        .trigger(
+            "demo",
+            "manual",
+            "user:dana",
+            BTreeMap::from([("Env".into(), "staging".into())]),
+        )
+        .unwrap();
+    let run = wait_run(&f.store, &bad.id, &["failed"]).await;
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("parameter `Env` is one of qa, prod, not `staging`")
+    );
+    assert!(
+        f.service
+            .trigger("nope", "manual", "user:dana", BTreeMap::new())
+            .is_err()
+    );
+
+    std::fs::write(
+        f.repo.path().join(".slipway/pipeline.yaml"),
+        "version: 1\nname: demo\nsteps:\n  a: { needs: [b], run: x }\n",
+    )
+    .unwrap();
+    git(f.repo.path(), &["commit", "-qam", "break it"]);
+    let err = f
+        .service
+        .add_pipeline("demo", &f.source)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("4:16: unknown step `b` in `needs` of `a`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn runs_of_one_pipeline_queue_in_order() {
+    let f = fixture(
+        "version: 1\nname: q\nsteps:\n  a: { run: 'date +%s%N >> ../../order.log; sleep 0.2' }\n",
+    );
+    f.service.add_pipeline("q", &f.source).await.unwrap();
+    let first = f
+        .service
+        .trigger("q", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    let second = f
+        .service
+        .trigger("q", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    assert_eq!((first.number, second.number), (1, 2));
+    let a = wait_run(&f.store, &first.id, &["succeeded"]).await;
+    let b = wait_run(&f.store, &second.id, &["succeeded"]).await;
+    assert!(
+        b.started_at.unwrap() >= a.finished_at.unwrap(),
+        "the second run waited for the first"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_resumes_waiting_runs_and_marks_cut_off_ones_interrupted() {
+    let f = fixture(FLOW);
+    f.service.add_pipeline("demo", &f.source).await.unwrap();
+    let run = f
+        .service
+        .trigger("demo", "manual", "user:dana", BTreeMap::new())
+        .unwrap();
+    wait_step(&f.store, &run.id, "signoff", "waiting").await;
+    // A second run cut off while a step ran.
+    let cut = RunRow {
+        id: "cut".into(),
+        pipeline: "demo".into(),
+        status: "running".into(),
+        ..run.clone()
+    };
+    f.store.create_run(&cut).unwrap();
+    f.store
+        .put_step(
+            "cut",
+            &StepRow {
+                name: "build".into(),
+                status: "running".into(),
+                attempts: 1,
+                outputs: "{}".into(),
+                ..StepRow::default()
+            },
+        )
+        .unwrap();
+    f.service.shutdown().await;
+
+    // A new service on the same store and workspaces, as after a restart.
+    let data_runs = f._data.path().join("runs");
+    let again = Service::new(
+        f.store.clone(),
+        data_runs,
+        Arc::new(|_: &str| Ok("s3cret-token-value".to_string())),
+    );
+    again.recover().unwrap();
+    let cut = f.store.run("cut").unwrap().unwrap();
+    assert_eq!(
+        (cut.status.as_str(), cut.reason.as_deref()),
+        (
+            "interrupted",
+            Some("interrupted: Slipway stopped while `build` ran")
+        )
+    );
+    wait_step(&f.store, &run.id, "signoff", "waiting").await;
+    assert_eq!(
+        again.pending_approvals(),
+        [(run.id.clone(), "signoff".to_string())],
+        "the approval is pending again"
+    );
+    let build_runs = log_text(&f.store, &run.id, "build")
+        .iter()
+        .filter(|l| l.starts_with("+ cat"))
+        .count();
+    assert_eq!(build_runs, 1, "build was not run again");
+    again
+        .decide(
+            &run.id,
+            "signoff",
+            Decision {
+                approve: true,
+                by: "user:erin".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        wait_run(&f.store, &run.id, &["succeeded", "failed"])
+            .await
+            .status,
+        "succeeded"
+    );
+}
