@@ -7,6 +7,7 @@ pub mod identity;
 mod marathon;
 mod native;
 mod params;
+mod pipelines;
 mod sse;
 
 pub use error::ApiError;
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub secret_key: std::sync::Arc<auth::SecretKey>,
     /// The edge proxy, when it runs.
     pub proxy: Option<proxy::Proxy>,
+    /// Pipeline runs, when enabled.
+    pub pipelines: Option<pipeline::service::Service>,
 }
 
 /// JSON bytes as a response.
@@ -98,6 +101,15 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/api/v1/secrets", &[Method::GET]),
     ("/api/v1/secrets/{name}", &[Method::PUT, Method::DELETE]),
     ("/api/v1/lb/haproxy.cfg", &[Method::GET]),
+    ("/api/v1/pipelines", &[Method::GET]),
+    ("/api/v1/pipelines/{name}", &[Method::PUT]),
+    ("/api/v1/pipelines/{name}/runs", &[Method::POST]),
+    ("/api/v1/pipelines/{name}/hooks/push", &[Method::POST]),
+    ("/api/v1/runs", &[Method::GET]),
+    ("/api/v1/runs/{id}", &[Method::GET]),
+    ("/api/v1/runs/{id}/steps/{step}/logs", &[Method::GET]),
+    ("/api/v1/runs/{id}/steps/{step}/approve", &[Method::POST]),
+    ("/api/v1/runs/{id}/steps/{step}/reject", &[Method::POST]),
 ];
 
 /// The handlers of one route of [`ROUTES`].
@@ -133,6 +145,15 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
         "/api/v1/secrets" => get(admin::list_secrets),
         "/api/v1/secrets/{name}" => put(admin::put_secret).delete(admin::delete_secret),
         "/api/v1/lb/haproxy.cfg" => get(marathon::haproxy_config),
+        "/api/v1/pipelines" => get(pipelines::list),
+        "/api/v1/pipelines/{name}" => put(pipelines::put),
+        "/api/v1/pipelines/{name}/runs" => post(pipelines::start),
+        "/api/v1/pipelines/{name}/hooks/push" => post(pipelines::push_hook),
+        "/api/v1/runs" => get(pipelines::list_runs),
+        "/api/v1/runs/{id}" => get(pipelines::get_run),
+        "/api/v1/runs/{id}/steps/{step}/logs" => get(pipelines::logs),
+        "/api/v1/runs/{id}/steps/{step}/approve" => post(pipelines::approve),
+        "/api/v1/runs/{id}/steps/{step}/reject" => post(pipelines::reject),
         // Every entry of ROUTES has an arm above (the route table test checks it).
         _ => any(not_found),
     }
@@ -224,3 +245,5 @@ pub async fn serve(
 mod tests;
 #[cfg(test)]
 mod tests_auth;
+#[cfg(test)]
+mod tests_pipelines;

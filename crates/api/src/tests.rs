@@ -40,6 +40,11 @@ impl Server {
         let listen = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(engine.clone().run(shutdown.clone()));
+        let pipelines = pipeline::service::Service::new(
+            store.clone(),
+            dir.path().join("runs"),
+            Arc::new(|_: &str| Err("no secrets in these tests".to_string())),
+        );
         let ctx = Ctx {
             engine,
             listen,
@@ -48,6 +53,7 @@ impl Server {
             store,
             secret_key,
             proxy: None,
+            pipelines: Some(pipelines),
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         let mut headers = reqwest::header::HeaderMap::new();

@@ -13,6 +13,7 @@ fn concrete(pattern: &str) -> String {
         .replace("{*id}", "scan")
         .replace("{id}", "scan-id")
         .replace("{name}", "scan-name")
+        .replace("{step}", "scan-step")
 }
 
 fn is_mutation(m: &Method) -> bool {
@@ -20,7 +21,7 @@ fn is_mutation(m: &Method) -> bool {
 }
 
 /// Creates a user with `role` and returns a token for them.
-async fn user_token(s: &Server, name: &str, role: &str) -> String {
+pub(crate) async fn user_token(s: &Server, name: &str, role: &str) -> String {
     let (status, body) = s
         .call(
             reqwest::Method::POST,
@@ -41,7 +42,7 @@ async fn user_token(s: &Server, name: &str, role: &str) -> String {
 }
 
 /// A request with explicit credentials (or none).
-async fn raw(
+pub(crate) async fn raw(
     s: &Server,
     method: &Method,
     path: &str,

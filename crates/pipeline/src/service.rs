@@ -62,6 +62,26 @@ pub struct Decision {
     pub by: String,
 }
 
+/// What an approval asks for, while it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    /// The run.
+    pub run: String,
+    /// The approval step.
+    pub step: String,
+    /// The question, rendered.
+    pub message: String,
+    /// Who may decide according to the file (`role:…`, `user:…`); empty: the policy.
+    pub approvers: Vec<String>,
+    /// The environment whose approval policy applies.
+    pub env: String,
+}
+
+struct Pending {
+    tx: oneshot::Sender<Decision>,
+    info: PendingApproval,
+}
+
 /// Resolves a secret's value by name.
 pub type SecretLookup = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
@@ -76,7 +96,7 @@ struct Inner {
     runs_dir: PathBuf,
     secrets: SecretLookup,
     /// Pending approvals by (run, step).
-    approvals: Mutex<HashMap<(String, String), oneshot::Sender<Decision>>>,
+    approvals: Mutex<HashMap<(String, String), Pending>>,
     /// One run at a time per pipeline, in the order they were queued.
     queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tracker: TaskTracker,
@@ -263,9 +283,10 @@ impl Service {
         Ok(run)
     }
 
-    /// Approves or rejects the pending approval of `step` in `run`.
+    /// Approves or rejects the pending approval of `step` in `run`. The caller has checked
+    /// that the decider may (see [`Service::pending`]).
     pub fn decide(&self, run: &str, step: &str, decision: Decision) -> Result<(), ServiceError> {
-        let tx = self
+        let pending = self
             .inner
             .approvals
             .lock()
@@ -274,9 +295,19 @@ impl Service {
             .ok_or_else(|| {
                 ServiceError::NotFound(format!("no pending approval `{step}` in run {run}"))
             })?;
-        tx.send(decision).map_err(|_| {
+        pending.tx.send(decision).map_err(|_| {
             ServiceError::NotFound(format!("the approval `{step}` is no longer pending"))
         })
+    }
+
+    /// The pending approval of `step` in `run`, if it waits.
+    pub fn pending(&self, run: &str, step: &str) -> Option<PendingApproval> {
+        self.inner
+            .approvals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(run.to_string(), step.to_string()))
+            .map(|p| p.info.clone())
     }
 
     /// Pending approvals: (run, step).
@@ -297,6 +328,12 @@ impl Service {
     /// marks the others interrupted, naming the steps that were running.
     pub fn recover(&self) -> Result<(), ServiceError> {
         for run in self.inner.store.unfinished_runs()? {
+            // Step commands run in process groups of their own and outlive a crashed
+            // server: nothing of the run may keep running before it is resumed or closed.
+            let killed = kill_leftovers(&run.id);
+            if killed > 0 {
+                tracing::warn!(run = %run.id, processes = killed, "killed processes left by a run cut off by a restart");
+            }
             let steps = self.inner.store.steps(&run.id)?;
             let running: Vec<&str> = steps
                 .iter()
@@ -576,7 +613,7 @@ impl OtherSteps for Approvals {
             message,
             approvers,
             timeout,
-            ..
+            env,
         } = &step.kind
         else {
             let kind = match &step.kind {
@@ -590,16 +627,23 @@ impl OtherSteps for Approvals {
         };
         let (tx, rx) = oneshot::channel();
         let key = (self.run.clone(), step.name.clone());
+        let message = cx
+            .values
+            .render(message)
+            .unwrap_or_else(|_| message.clone());
+        let info = PendingApproval {
+            run: self.run.clone(),
+            step: step.name.clone(),
+            message: message.clone(),
+            approvers: approvers.clone(),
+            env: env.clone().unwrap_or_else(|| "default".into()),
+        };
         self.service
             .inner
             .approvals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), tx);
-        let message = cx
-            .values
-            .render(message)
-            .unwrap_or_else(|_| message.clone());
+            .insert(key.clone(), Pending { tx, info });
         (cx.log)(
             Stream::System,
             format!(
@@ -659,4 +703,37 @@ impl OtherSteps for Approvals {
             }
         })
     }
+}
+
+/// SIGKILLs every process whose environment says it belongs to run `id` (each step's
+/// commands get `SLIPWAY_RUN_ID`, and their children inherit it). Returns how many.
+fn kill_leftovers(id: &str) -> usize {
+    let marker = format!("SLIPWAY_RUN_ID={id}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 1 || pid == std::process::id() as i32 {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
+        }
+    }
+    killed
 }

@@ -58,6 +58,12 @@ enum Command {
     /// Show or replace the environment policies (who may deploy where).
     #[command(subcommand_required = true)]
     Policies(cli::admin::PoliciesArgs),
+    /// Pipelines: register one from a git repository, list them, start a run.
+    #[command(subcommand_required = true)]
+    Pipelines(cli::PipelinesArgs),
+    /// Pipeline runs: list, show, follow logs, approve or reject.
+    #[command(subcommand_required = true)]
+    Runs(cli::RunsArgs),
     /// The edge proxy: export its routes as an HAProxy configuration.
     #[command(subcommand_required = true)]
     Lb(cli::LbArgs),
@@ -104,6 +110,8 @@ fn main() -> ExitCode {
             Command::Secrets(args) => cli::admin::secrets(args).await,
             Command::Policies(args) => cli::admin::policies(args).await,
             Command::Lb(args) => cli::lb(args).await,
+            Command::Pipelines(args) => cli::pipelines_cmd(args).await,
+            Command::Runs(args) => cli::runs_cmd(args).await,
         }
     })
 }

@@ -321,6 +321,19 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Pipeline runs: workspaces under <data-dir>/runs; secrets from the same sealed store.
+    let secrets_for_runs = api::identity::StoreSecrets {
+        store: store.clone(),
+        key: secret_key.clone(),
+    };
+    let pipelines = pipeline::service::Service::new(
+        store.clone(),
+        data_dir.join("runs"),
+        Arc::new(move |name: &str| engine::SecretResolver::resolve(&secrets_for_runs, name)),
+    );
+    if let Err(e) = pipelines.recover() {
+        tracing::error!(error = %e, "cannot recover pipeline runs");
+    }
     let ctx = api::Ctx {
         engine,
         listen,
@@ -329,6 +342,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         store,
         secret_key,
         proxy,
+        pipelines: Some(pipelines.clone()),
     };
     tracker.spawn(signals(shutdown.clone()));
     tracing::info!(
@@ -339,6 +353,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     );
     let served = api::serve(listener, ctx, shutdown.clone()).await;
     shutdown.cancel();
+    // Running steps are cancelled; their runs resume or are marked interrupted at the
+    // next start.
+    pipelines.shutdown().await;
     tracker.close();
     tracker.wait().await;
     drop(proxy_rt);

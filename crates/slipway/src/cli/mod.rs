@@ -17,6 +17,7 @@ mod ids;
 mod lb;
 mod logs;
 mod out;
+mod pipelines;
 mod progress;
 mod prompt;
 mod secrets;
@@ -243,6 +244,142 @@ pub(crate) async fn lb(args: LbArgs) -> ExitCode {
     let result = match Client::new(&args.opts) {
         Ok(client) => match args.command {
             LbCommand::HaproxyConfig => lb::haproxy_config(&client).await,
+        },
+        Err(e) => Err(e),
+    };
+    error::finish(result).into()
+}
+
+/// `slipway pipelines ...`.
+#[derive(Args, Debug)]
+pub(crate) struct PipelinesArgs {
+    #[command(flatten)]
+    opts: ClientOpts,
+    #[command(subcommand)]
+    command: PipelinesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum PipelinesCommand {
+    /// List registered pipelines.
+    List,
+    /// Register (or update) a pipeline whose file lives in a git repository; the file is
+    /// checked out and validated first, and errors name their line and column.
+    Add {
+        /// The pipeline's name.
+        name: String,
+        /// The repository: a local path or a URL git can clone.
+        #[arg(long)]
+        repo: String,
+        /// The branch runs check out.
+        #[arg(long, default_value = "dev")]
+        branch: String,
+        /// The pipeline file in the repository [default: .slipway/pipeline.yaml].
+        #[arg(long)]
+        file: Option<String>,
+    },
+    /// Start a run by hand; exit code 0 when it succeeded, 1 when it failed (with --follow).
+    Run {
+        /// The pipeline.
+        name: String,
+        /// A parameter, NAME=VALUE (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Follow the run step by step until it ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+/// `slipway runs ...`.
+#[derive(Args, Debug)]
+pub(crate) struct RunsArgs {
+    #[command(flatten)]
+    opts: ClientOpts,
+    #[command(subcommand)]
+    command: RunsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// A run with its steps: status, attempts, who approved, why a step failed.
+    Show {
+        /// The run id.
+        id: String,
+    },
+    /// A step's log (masked); -f follows it until the step ends.
+    Logs {
+        /// The run id.
+        id: String,
+        /// The step.
+        step: String,
+        /// Keep printing new lines until the step has ended.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Approve a waiting approval step (the environment's policy decides who may).
+    Approve {
+        /// The run id.
+        id: String,
+        /// The approval step.
+        step: String,
+    },
+    /// Reject a waiting approval step; the run fails.
+    Reject {
+        /// The run id.
+        id: String,
+        /// The approval step.
+        step: String,
+    },
+}
+
+/// Runs `slipway pipelines ...`.
+pub(crate) async fn pipelines_cmd(args: PipelinesArgs) -> ExitCode {
+    let output = args.opts.output;
+    let result = match Client::new(&args.opts) {
+        Ok(client) => match args.command {
+            PipelinesCommand::List => pipelines::list(&client, output).await,
+            PipelinesCommand::Add {
+                name,
+                repo,
+                branch,
+                file,
+            } => pipelines::add(&client, output, &name, &repo, &branch, file.as_deref()).await,
+            PipelinesCommand::Run {
+                name,
+                params,
+                follow,
+            } => pipelines::run(&client, output, &name, &params, follow).await,
+        },
+        Err(e) => Err(e),
+    };
+    error::finish(result).into()
+}
+
+/// Runs `slipway runs ...`.
+pub(crate) async fn runs_cmd(args: RunsArgs) -> ExitCode {
+    let output = args.opts.output;
+    let result = match Client::new(&args.opts) {
+        Ok(client) => match args.command {
+            RunsCommand::List { pipeline } => {
+                pipelines::runs(&client, output, pipeline.as_deref()).await
+            }
+            RunsCommand::Show { id } => pipelines::show(&client, output, &id).await,
+            RunsCommand::Logs { id, step, follow } => {
+                pipelines::logs(&client, output, &id, &step, follow).await
+            }
+            RunsCommand::Approve { id, step } => {
+                pipelines::decide(&client, output, &id, &step, true).await
+            }
+            RunsCommand::Reject { id, step } => {
+                pipelines::decide(&client, output, &id, &step, false).await
+            }
         },
         Err(e) => Err(e),
     };

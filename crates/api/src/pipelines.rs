@@ -1,0 +1,293 @@
+//! Native pipeline endpoints: register pipelines from git repositories, start runs (by
+//! hand or from a push webhook), read runs, their steps and paged logs, and decide
+//! approvals under the environment's policy.
+
+use crate::Ctx;
+use crate::error::ApiError;
+use crate::identity::forbidden;
+use crate::params::Params;
+use auth::{Action, Principal, Subject};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use model::Timestamp;
+use pipeline::service::{Decision, Service, ServiceError, Source};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use store::{RunRow, StepRow};
+
+type ApiResult = Result<Response, ApiError>;
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(m) => ApiError::message(StatusCode::NOT_FOUND, m),
+            ServiceError::Invalid(m) | ServiceError::Git(m) => {
+                ApiError::message(StatusCode::UNPROCESSABLE_ENTITY, m)
+            }
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn service(ctx: &Ctx) -> Result<&Service, ApiError> {
+    ctx.pipelines.as_ref().ok_or_else(|| {
+        ApiError::message(
+            StatusCode::NOT_FOUND,
+            "pipelines are not enabled on this server",
+        )
+    })
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| ApiError::message(StatusCode::BAD_REQUEST, e.to_string()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        body: json!({"message": "Invalid JSON", "details": e.to_string()}),
+    })
+}
+
+fn ts(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |m| json!(Timestamp(m)))
+}
+
+fn run_json(r: &RunRow, steps: Option<&[StepRow]>) -> Value {
+    let mut v = json!({
+        "id": r.id, "pipeline": r.pipeline, "number": r.number, "status": r.status,
+        "event": r.event, "triggeredBy": r.triggered_by, "branch": r.branch, "sha": r.sha,
+        "params": serde_json::from_str::<Value>(&r.params).unwrap_or(Value::Null),
+        "reason": r.reason, "createdAt": Timestamp(r.created_at),
+        "startedAt": ts(r.started_at), "finishedAt": ts(r.finished_at),
+    });
+    if let Some(steps) = steps {
+        v["steps"] = steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "status": s.status, "attempts": s.attempts, "reason": s.reason,
+                    "outputs": serde_json::from_str::<Value>(&s.outputs).unwrap_or(Value::Null),
+                    "startedAt": ts(s.started_at), "finishedAt": ts(s.finished_at),
+                    "decidedBy": s.decided_by, "decidedAt": ts(s.decided_at),
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+/// `GET /api/v1/pipelines`.
+pub(crate) async fn list(State(ctx): State<Ctx>) -> ApiResult {
+    service(&ctx)?;
+    let rows = ctx.store.pipelines()?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            json!({"name": p.name, "source": serde_json::from_str::<Value>(&p.source).unwrap_or(Value::Null),
+                   "createdAt": Timestamp(p.created_at), "updatedAt": Timestamp(p.updated_at)})
+        })
+        .collect();
+    Ok(axum::Json(json!({ "pipelines": list })).into_response())
+}
+
+/// `PUT /api/v1/pipelines/{name}`: `{"repo", "branch", "file"}`; the file is checked out
+/// and validated first (422 with `line:column` errors).
+pub(crate) async fn put(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let svc = service(&ctx)?;
+    let source: Source = json_body(&body)?;
+    let p = svc.add_pipeline(&name, &source).await?;
+    let steps: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    let params: Vec<&str> = p.params.keys().map(String::as_str).collect();
+    Ok(axum::Json(json!({"name": name, "steps": steps, "params": params})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    #[serde(default)]
+    params: BTreeMap<String, Value>,
+}
+
+/// `POST /api/v1/pipelines/{name}/runs`: a manual run with `{"params": {...}}`.
+pub(crate) async fn start(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let svc = service(&ctx)?;
+    let req: RunRequest = json_body(&body)?;
+    let params = req
+        .params
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect();
+    let run = svc.trigger(&name, "manual", &format!("user:{}", who.user), params)?;
+    Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
+}
+
+/// `POST /api/v1/pipelines/{name}/hooks/push`: a push webhook (any body); starts a run of
+/// the pipeline's branch.
+pub(crate) async fn push_hook(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let svc = service(&ctx)?;
+    let run = svc.trigger(
+        &name,
+        "push",
+        &format!("webhook:{}", who.user),
+        BTreeMap::new(),
+    )?;
+    Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
+}
+
+/// `GET /api/v1/runs?pipeline=NAME&limit=N`: newest first.
+pub(crate) async fn list_runs(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> ApiResult {
+    service(&ctx)?;
+    let q = Params::parse(q.as_deref());
+    let limit = q
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50usize)
+        .min(1000);
+    let runs = ctx.store.runs(q.get("pipeline"), limit)?;
+    Ok(
+        axum::Json(json!({"runs": runs.iter().map(|r| run_json(r, None)).collect::<Vec<_>>()}))
+            .into_response(),
+    )
+}
+
+/// `GET /api/v1/runs/{id}`: the run with its steps.
+pub(crate) async fn get_run(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
+    service(&ctx)?;
+    let run = ctx
+        .store
+        .run(&id)?
+        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, format!("no run {id}")))?;
+    let steps = ctx.store.steps(&id)?;
+    Ok(axum::Json(run_json(&run, Some(&steps))).into_response())
+}
+
+/// `GET /api/v1/runs/{id}/steps/{step}/logs?after=SEQ&limit=N`: lines after `after`;
+/// `next` is the `after` of the following page.
+pub(crate) async fn logs(
+    State(ctx): State<Ctx>,
+    Path((id, step)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    service(&ctx)?;
+    let q = Params::parse(q.as_deref());
+    let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0i64);
+    let limit = q
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500usize)
+        .min(5000);
+    if ctx.store.run(&id)?.is_none() {
+        return Err(ApiError::message(
+            StatusCode::NOT_FOUND,
+            format!("no run {id}"),
+        ));
+    }
+    let lines = ctx.store.logs(&id, &step, after, limit)?;
+    let next = lines.last().map_or(after, |l| l.seq);
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| json!({"seq": l.seq, "at": Timestamp(l.at), "stream": l.stream, "line": l.line}))
+        .collect();
+    Ok(axum::Json(json!({"lines": lines, "next": next})).into_response())
+}
+
+/// `POST /api/v1/runs/{id}/steps/{step}/approve` and `.../reject`.
+pub(crate) async fn approve(
+    ctx: State<Ctx>,
+    who: Extension<Principal>,
+    path: Path<(String, String)>,
+) -> ApiResult {
+    decide(ctx, who, path, true).await
+}
+
+/// See [`approve`].
+pub(crate) async fn reject(
+    ctx: State<Ctx>,
+    who: Extension<Principal>,
+    path: Path<(String, String)>,
+) -> ApiResult {
+    decide(ctx, who, path, false).await
+}
+
+async fn decide(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path((id, step)): Path<(String, String)>,
+    approve: bool,
+) -> ApiResult {
+    let svc = service(&ctx)?;
+    let pending = svc.pending(&id, &step).ok_or_else(|| {
+        ApiError::message(
+            StatusCode::NOT_FOUND,
+            format!("no pending approval `{step}` in run {id}"),
+        )
+    })?;
+    let run = ctx
+        .store
+        .run(&id)?
+        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, format!("no run {id}")))?;
+    // The environment's policy decides who may approve; the file can only narrow it.
+    let started_by = run.triggered_by.strip_prefix("user:").map(str::to_string);
+    let action = Action::Approve {
+        env: pending.env.clone(),
+        started_by,
+    };
+    if let Err(reason) = ctx
+        .identity
+        .policies()
+        .authorize(&who, &action)
+        .into_result()
+    {
+        return Err(forbidden(reason));
+    }
+    if !pending.approvers.is_empty() {
+        let listed = pending
+            .approvers
+            .iter()
+            .filter_map(|s| s.parse::<Subject>().ok())
+            .any(|s| s.matches(&who));
+        if !listed {
+            return Err(forbidden(format!(
+                "{} is not among the approvers of `{step}` ({})",
+                who.user,
+                pending.approvers.join(", ")
+            )));
+        }
+    }
+    svc.decide(
+        &id,
+        &step,
+        Decision {
+            approve,
+            by: format!("user:{}", who.user),
+        },
+    )?;
+    Ok(
+        axum::Json(json!({"run": id, "step": step, "approved": approve, "by": who.user}))
+            .into_response(),
+    )
+}

@@ -1,0 +1,229 @@
+//! Pipelines over real HTTP with a real git repository: registration reports file errors
+//! with line and column, manual runs with checked parameters, run and step views, paged
+//! logs, and approvals decided under the environment's policy.
+
+use crate::tests::Server;
+use crate::tests_auth::{raw, user_token};
+use axum::http::Method;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const FILE: &str = r#"version: 1
+name: release
+params:
+  Version: { type: string, required: true }
+steps:
+  build:
+    run: ['echo "building ${{ params.Version }}"', 'for i in 1 2 3 4 5; do echo "line $i"; done']
+  go-live:
+    needs: [build]
+    approve: { message: "Release ${{ params.Version }}?", env: prod, approvers: [role:deployer] }
+  after:
+    needs: [go-live]
+    run: echo live
+"#;
+
+fn repo(file: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "dev"]);
+    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
+    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), file).unwrap();
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "first"]);
+    dir
+}
+
+async fn run_where(s: &Server, id: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let run = s.get(&format!("/api/v1/runs/{id}")).await;
+        if f(&run) {
+            return run;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pipelines_run_and_approvals_follow_the_policy() {
+    let s = Server::start().await;
+    let repo = repo(FILE);
+    let source = json!({"repo": repo.path().to_string_lossy(), "branch": "dev"});
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/pipelines/release",
+            Some(source.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["steps"], json!(["build", "go-live", "after"]));
+    assert_eq!(
+        s.get("/api/v1/pipelines").await["pipelines"][0]["name"],
+        "release"
+    );
+
+    // Parameters are checked when the run starts.
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/release/runs",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let missing = body["id"].as_str().unwrap().to_string();
+    let failed = run_where(&s, &missing, |r| r["status"] == "failed").await;
+    assert_eq!(failed["reason"], "parameter `Version` is required");
+
+    let dev = format!("Bearer {}", user_token(&s, "dana", "developer").await);
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        "/api/v1/pipelines/release/runs",
+        Some(&dev),
+        Some(json!({"params": {"Version": "1.2.3"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["number"].as_i64(), body["triggeredBy"].as_str()),
+        (Some(2), Some("user:dana"))
+    );
+    let id = body["id"].as_str().unwrap().to_string();
+    let waiting = run_where(&s, &id, |r| {
+        r["steps"].as_array().is_some_and(|st| {
+            st.iter()
+                .any(|x| x["name"] == "go-live" && x["status"] == "waiting")
+        })
+    })
+    .await;
+    assert_eq!(step(&waiting, "build")["status"], "succeeded");
+    assert_eq!(step(&waiting, "after")["status"], "pending");
+
+    // Paged logs.
+    let page = s
+        .get(&format!("/api/v1/runs/{id}/steps/build/logs?limit=3"))
+        .await;
+    let lines: Vec<&str> = page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines[1], "building 1.2.3", "{page}");
+    assert_eq!(lines.len(), 3);
+    let rest = s
+        .get(&format!(
+            "/api/v1/runs/{id}/steps/build/logs?after={}",
+            page["next"]
+        ))
+        .await;
+    assert_eq!(
+        rest["lines"].as_array().unwrap().last().unwrap()["line"],
+        "line 5"
+    );
+
+    // A developer may not approve a prod release; a deployer may.
+    let approve = format!("/api/v1/runs/{id}/steps/go-live/approve");
+    let (status, body) = raw(&s, &Method::POST, &approve, Some(&dev), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("Forbidden: "),
+        "{body}"
+    );
+    let ops = format!("Bearer {}", user_token(&s, "olga", "deployer").await);
+    let (status, body) = raw(&s, &Method::POST, &approve, Some(&ops), None).await;
+    assert_eq!(status, 200, "{body}");
+    let done = run_where(&s, &id, |r| {
+        r["status"] == "succeeded" || r["status"] == "failed"
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(step(&done, "go-live")["decidedBy"], "user:olga");
+    assert_eq!(
+        step(&done, "go-live")["outputs"]["approved_by"],
+        "user:olga"
+    );
+    let (status, _) = raw(&s, &Method::POST, &approve, Some(&ops), None).await;
+    assert_eq!(status, 404, "nothing is pending any more");
+
+    // The runs list, newest first; the push hook starts a run.
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/release/hooks/push",
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["event"], "push");
+    let runs = s.get("/api/v1/runs?pipeline=release").await;
+    let numbers: Vec<i64> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 2, 1]);
+}
+
+#[tokio::test]
+async fn invalid_pipeline_files_are_422_with_line_and_column() {
+    let s = Server::start().await;
+    let repo = repo("version: 1\nname: x\nsteps:\n  a: { run: x, timeout: soon }\n");
+    let source = json!({"repo": repo.path().to_string_lossy(), "branch": "dev"});
+    let (status, body) = s
+        .call(reqwest::Method::PUT, "/api/v1/pipelines/x", Some(source))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("4:25: invalid duration `soon`"),
+        "{body}"
+    );
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/pipelines/y",
+            Some(json!({"repo": "/nonexistent", "branch": "dev"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("git clone:"),
+        "{body}"
+    );
+    let (status, _) = s
+        .call(reqwest::Method::POST, "/api/v1/pipelines/nope/runs", None)
+        .await;
+    assert_eq!(status, 404);
+}

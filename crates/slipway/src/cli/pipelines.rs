@@ -1,0 +1,302 @@
+//! `slipway pipelines ...` and `slipway runs ...`: register pipelines, start runs and
+//! follow them step by step, read step logs, approve or reject.
+
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Output;
+use super::client::Client;
+use super::error::{Exit, coded};
+use super::ids::segment;
+use super::out::{self, arr_of, or_dash, str_of};
+use super::table::Table;
+
+/// How often a followed run or log is polled.
+const POLL: Duration = Duration::from_millis(250);
+
+/// `pipelines list`.
+pub(crate) async fn list(client: &Client, output: Output) -> anyhow::Result<Exit> {
+    let v = client
+        .get("/api/v1/pipelines", &[])
+        .await
+        .context("cannot list pipelines")?;
+    if output == Output::Json {
+        out::json(&v["pipelines"])?;
+        return Ok(Exit::Success);
+    }
+    let mut t = Table::new(&["NAME", "REPOSITORY", "BRANCH", "FILE"]);
+    for p in arr_of(&v, "pipelines") {
+        let src = &p["source"];
+        t.row(vec![
+            str_of(p, "name").to_string(),
+            or_dash(str_of(src, "repo")),
+            or_dash(str_of(src, "branch")),
+            or_dash(str_of(src, "file")),
+        ]);
+    }
+    out::write_stdout(t.render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
+/// `pipelines add NAME --repo R --branch B [--file F]`.
+pub(crate) async fn add(
+    client: &Client,
+    output: Output,
+    name: &str,
+    repo: &str,
+    branch: &str,
+    file: Option<&str>,
+) -> anyhow::Result<Exit> {
+    let mut body = json!({"repo": repo, "branch": branch});
+    if let Some(f) = file {
+        body["file"] = json!(f);
+    }
+    let v = client
+        .json(
+            client
+                .request(Method::PUT, &format!("/api/v1/pipelines/{}", segment(name)))
+                .json(&body),
+        )
+        .await?;
+    match output {
+        Output::Json => out::json(&v)?,
+        Output::Text => out::line(&format!(
+            "pipeline {name}: steps {}",
+            arr_of(&v, "steps")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?,
+    }
+    Ok(Exit::Success)
+}
+
+/// `pipelines run NAME [-p K=V]... [--follow]`.
+pub(crate) async fn run(
+    client: &Client,
+    output: Output,
+    name: &str,
+    params: &[String],
+    follow_run: bool,
+) -> anyhow::Result<Exit> {
+    let mut map = BTreeMap::new();
+    for p in params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| coded(Exit::Invalid, format!("parameter `{p}` is not NAME=VALUE")))?;
+        map.insert(k.to_string(), v.to_string());
+    }
+    let v = client
+        .json(
+            client
+                .request(
+                    Method::POST,
+                    &format!("/api/v1/pipelines/{}/runs", segment(name)),
+                )
+                .json(&json!({ "params": map })),
+        )
+        .await?;
+    let id = str_of(&v, "id").to_string();
+    if !follow_run {
+        match output {
+            Output::Json => out::json(&v)?,
+            Output::Text => out::line(&format!("run #{} of {name}: {id}", v["number"]))?,
+        }
+        return Ok(Exit::Success);
+    }
+    eprintln!("run #{} of {name}: {id}", v["number"]);
+    follow(client, output, &id).await
+}
+
+/// Polls a run until it ends, printing each step's changes on stderr; the exit code says
+/// how it ended.
+async fn follow(client: &Client, output: Output, id: &str) -> anyhow::Result<Exit> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let run = client
+            .get(&format!("/api/v1/runs/{}", segment(id)), &[])
+            .await?;
+        for s in arr_of(&run, "steps") {
+            let (name, status) = (str_of(s, "name"), str_of(s, "status"));
+            if seen.get(name).map(String::as_str) == Some(status) {
+                continue;
+            }
+            seen.insert(name.to_string(), status.to_string());
+            let detail = match status {
+                "waiting" => format!(" (slipway runs approve {id} {name})"),
+                _ if !str_of(s, "reason").is_empty() => format!(": {}", str_of(s, "reason")),
+                _ => String::new(),
+            };
+            if status != "pending" {
+                eprintln!("  {name}: {status}{detail}");
+            }
+        }
+        let status = str_of(&run, "status");
+        if !matches!(status, "queued" | "running") {
+            match output {
+                Output::Json => out::json(&run)?,
+                Output::Text => out::line(&format!(
+                    "run {id}: {status}{}",
+                    if str_of(&run, "reason").is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", str_of(&run, "reason"))
+                    }
+                ))?,
+            }
+            return Ok(if status == "succeeded" {
+                Exit::Success
+            } else {
+                Exit::Failed
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `runs list [--pipeline P]`.
+pub(crate) async fn runs(
+    client: &Client,
+    output: Output,
+    pipeline: Option<&str>,
+) -> anyhow::Result<Exit> {
+    let mut query = vec![];
+    if let Some(p) = pipeline {
+        query.push(("pipeline", p));
+    }
+    let v = client
+        .get("/api/v1/runs", &query)
+        .await
+        .context("cannot list runs")?;
+    if output == Output::Json {
+        out::json(&v["runs"])?;
+        return Ok(Exit::Success);
+    }
+    let mut t = Table::new(&["ID", "PIPELINE", "#", "STATUS", "EVENT", "BY", "CREATED"]);
+    for r in arr_of(&v, "runs") {
+        t.row(vec![
+            str_of(r, "id").to_string(),
+            str_of(r, "pipeline").to_string(),
+            r["number"].to_string(),
+            str_of(r, "status").to_string(),
+            str_of(r, "event").to_string(),
+            str_of(r, "triggeredBy").to_string(),
+            str_of(r, "createdAt").to_string(),
+        ]);
+    }
+    out::write_stdout(t.render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
+/// `runs show ID`.
+pub(crate) async fn show(client: &Client, output: Output, id: &str) -> anyhow::Result<Exit> {
+    let run = client
+        .get(&format!("/api/v1/runs/{}", segment(id)), &[])
+        .await?;
+    if output == Output::Json {
+        out::json(&run)?;
+        return Ok(Exit::Success);
+    }
+    out::line(&format!(
+        "run #{} of {}: {}{}  ({} by {}, {} {})",
+        run["number"],
+        str_of(&run, "pipeline"),
+        str_of(&run, "status"),
+        if str_of(&run, "reason").is_empty() {
+            String::new()
+        } else {
+            format!(": {}", str_of(&run, "reason"))
+        },
+        str_of(&run, "event"),
+        str_of(&run, "triggeredBy"),
+        str_of(&run, "branch"),
+        str_of(&run, "sha").chars().take(12).collect::<String>(),
+    ))?;
+    let mut t = Table::new(&["STEP", "STATUS", "ATTEMPTS", "DECIDED BY", "REASON"]);
+    for s in arr_of(&run, "steps") {
+        t.row(vec![
+            str_of(s, "name").to_string(),
+            str_of(s, "status").to_string(),
+            s["attempts"].to_string(),
+            or_dash(str_of(s, "decidedBy")),
+            or_dash(str_of(s, "reason")),
+        ]);
+    }
+    out::write_stdout(t.render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
+/// `runs logs ID STEP [-f]`: the step's log; with `-f`, until the step has ended.
+pub(crate) async fn logs(
+    client: &Client,
+    output: Output,
+    id: &str,
+    step: &str,
+    follow_log: bool,
+) -> anyhow::Result<Exit> {
+    let mut after = 0i64;
+    loop {
+        let path = format!("/api/v1/runs/{}/steps/{}/logs", segment(id), segment(step));
+        let after_text = after.to_string();
+        let page = client.get(&path, &[("after", after_text.as_str())]).await?;
+        for l in arr_of(&page, "lines") {
+            match output {
+                Output::Json => out::line(&l.to_string())?,
+                Output::Text => out::line(str_of(l, "line"))?,
+            }
+        }
+        let next = page["next"].as_i64().unwrap_or(after);
+        let got_lines = next != after;
+        after = next;
+        if got_lines {
+            continue;
+        }
+        if !follow_log {
+            return Ok(Exit::Success);
+        }
+        let run = client
+            .get(&format!("/api/v1/runs/{}", segment(id)), &[])
+            .await?;
+        let ended = arr_of(&run, "steps")
+            .iter()
+            .find(|s| str_of(s, "name") == step)
+            .is_none_or(|s| !matches!(str_of(s, "status"), "pending" | "running" | "waiting"));
+        if ended {
+            return Ok(Exit::Success);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `runs approve ID STEP` and `runs reject ID STEP`.
+pub(crate) async fn decide(
+    client: &Client,
+    output: Output,
+    id: &str,
+    step: &str,
+    approve: bool,
+) -> anyhow::Result<Exit> {
+    let verb = if approve { "approve" } else { "reject" };
+    let v = client
+        .json(client.request(
+            Method::POST,
+            &format!(
+                "/api/v1/runs/{}/steps/{}/{verb}",
+                segment(id),
+                segment(step)
+            ),
+        ))
+        .await?;
+    match output {
+        Output::Json => out::json(&v)?,
+        Output::Text => out::line(&format!(
+            "{step} of run {id}: {}",
+            if approve { "approved" } else { "rejected" }
+        ))?,
+    }
+    Ok(Exit::Success)
+}

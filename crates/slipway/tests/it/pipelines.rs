@@ -1,0 +1,248 @@
+//! Pipelines through the real binary: `slipway pipelines add|run --follow`, `slipway runs
+//! approve|logs|show`, and kill -9 of the server while a run waits for an approval (it is
+//! pending again after the restart) or while a step runs (the run is marked interrupted,
+//! naming the step).
+
+use crate::*;
+use std::path::Path;
+use std::process::{Command, Output};
+use testkit::wait_for;
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn repo(file: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "dev"]);
+    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
+    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), file).unwrap();
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "first"]);
+    dir
+}
+
+fn cli(s: &SlipwayProcess, args: &[&str]) -> Output {
+    Command::new(slipway_bin())
+        .args(args)
+        .env("SLIPWAY_URL", &s.url)
+        .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_json(s: &SlipwayProcess, id: &str) -> Value {
+    get_json(&format!("{}/api/v1/runs/{id}", s.url)).unwrap()
+}
+
+fn step_status(run: &Value, step: &str) -> String {
+    run["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| x["name"] == step)
+        .map(|x| x["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn cli_runs_pipelines_and_follows_them() {
+    let (s, _dir) = server();
+    let repo = repo(
+        "version: 1\nname: ok\nsteps:\n  a: { run: echo alpha }\n  b: { needs: [a], run: 'echo beta; exit 4' }\n  c: { needs: [b], run: echo gamma }\n",
+    );
+    ok(&cli(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "ok",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--branch",
+            "dev",
+        ],
+    ));
+    let listed = ok(&cli(&s, &["pipelines", "list", "--output", "json"]));
+    assert!(listed.contains("\"ok\""), "{listed}");
+    let out = cli(&s, &["pipelines", "run", "ok", "--follow"]);
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a: succeeded")
+            && stderr.contains("b: failed: `echo beta; exit 4` exited with status 4")
+            && stderr.contains("c: not_run"),
+        "{stderr}"
+    );
+    let runs: Value =
+        serde_json::from_str(&ok(&cli(&s, &["runs", "list", "--output", "json"]))).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&cli(&s, &["runs", "logs", &id, "b"])),
+        "+ echo beta; exit 4\nbeta\n`echo beta; exit 4` exited with status 4\n"
+    );
+    let shown = ok(&cli(&s, &["runs", "show", &id]));
+    assert!(
+        shown.contains("run #1 of ok: failed: failed: `b`"),
+        "{shown}"
+    );
+    // A file error is reported with its line and column, exit code 4.
+    std::fs::write(
+        repo.path().join(".slipway/pipeline.yaml"),
+        "version: 1\nname: ok\nsteps:\n  a: { run: x, retry: many }\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "break"]);
+    let out = cli(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "ok",
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("4:23:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn approvals_survive_kill9_and_cut_off_steps_are_named() {
+    let (mut s, _dir) = server();
+    let repo = repo(
+        "version: 1\nname: rel\nsteps:\n  build: { run: 'echo built' }\n  ok: { needs: [build], approve: { message: \"Do tests OK?\" } }\n  ship: { needs: [ok], run: 'echo shipped' }\n",
+    );
+    ok(&cli(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "rel",
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
+    ));
+    let started: Value = serde_json::from_str(&ok(&cli(
+        &s,
+        &["pipelines", "run", "rel", "--output", "json"],
+    )))
+    .unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    wait_for("the approval to wait", Duration::from_secs(30), || {
+        (step_status(&run_json(&s, &id), "ok") == "waiting").then_some(())
+    })
+    .unwrap();
+
+    s.kill9();
+    s.restart().unwrap();
+    wait_for(
+        "the approval to wait again",
+        Duration::from_secs(30),
+        || (step_status(&run_json(&s, &id), "ok") == "waiting").then_some(()),
+    )
+    .unwrap();
+    ok(&cli(&s, &["runs", "approve", &id, "ok"]));
+    wait_for("the run to succeed", Duration::from_secs(30), || {
+        (run_json(&s, &id)["status"] == "succeeded").then_some(())
+    })
+    .unwrap();
+    let run = run_json(&s, &id);
+    let ok_step = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "ok")
+        .unwrap();
+    assert_eq!(ok_step["decidedBy"], "user:admin");
+    let build_log = ok(&cli(&s, &["runs", "logs", &id, "build"]));
+    assert_eq!(
+        build_log.lines().filter(|l| *l == "built").count(),
+        1,
+        "build ran once: {build_log}"
+    );
+
+    // kill -9 while a step runs: interrupted, naming it.
+    std::fs::write(
+        repo.path().join(".slipway/pipeline.yaml"),
+        "version: 1\nname: rel\nsteps:\n  slow: { run: 'echo started; sleep 300' }\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "slow"]);
+    ok(&cli(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "rel",
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
+    ));
+    let started: Value = serde_json::from_str(&ok(&cli(
+        &s,
+        &["pipelines", "run", "rel", "--output", "json"],
+    )))
+    .unwrap();
+    let slow = started["id"].as_str().unwrap().to_string();
+    wait_for("the slow step to run", Duration::from_secs(30), || {
+        (step_status(&run_json(&s, &slow), "slow") == "running").then_some(())
+    })
+    .unwrap();
+    s.kill9();
+    let marker = format!("SLIPWAY_RUN_ID={slow}");
+    let leftovers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+            })
+            .count()
+    };
+    assert!(
+        leftovers() > 0,
+        "the step's processes outlive the killed server"
+    );
+    s.restart().unwrap();
+    wait_for(
+        "the step's processes to be killed",
+        Duration::from_secs(10),
+        || (leftovers() == 0).then_some(()),
+    )
+    .unwrap();
+    let run = run_json(&s, &slow);
+    assert_eq!(
+        (run["status"].as_str(), run["reason"].as_str()),
+        (
+            Some("interrupted"),
+            Some("interrupted: Slipway stopped while `slow` ran")
+        )
+    );
+}
