@@ -6,6 +6,7 @@
 //!   target/release/slipway-bench rolling-vs-swarm
 //!   target/release/slipway-bench proxy-vs-haproxy
 //!   target/release/slipway-bench pipeline-vs-shell
+//!   target/release/slipway-bench pipeline-trigger
 //!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
 mod haproxy;
@@ -71,6 +72,12 @@ enum Scenario {
         #[arg(long, default_value_t = 7)]
         runs: usize,
     },
+    /// Time from starting a pipeline run through the API to its first step's command.
+    PipelineTrigger {
+        /// Runs (the median is reported).
+        #[arg(long, default_value_t = 11)]
+        runs: usize,
+    },
     /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
     RollingVsSwarm {
         /// Alternating runs of each (the median is reported).
@@ -84,6 +91,7 @@ fn main() -> anyhow::Result<()> {
     match args.scenario {
         Scenario::ControlPlane { requests } => control_plane(&args.slipway, requests),
         Scenario::PipelineVsShell { steps, runs } => steps::pipeline_vs_shell(steps, runs),
+        Scenario::PipelineTrigger { runs } => steps::trigger_to_first_step(&args.slipway, runs),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
         Scenario::ProxyVsHaproxy { runs, seconds } => {
             haproxy::proxy_vs_haproxy(&args.slipway, runs, seconds)

@@ -113,3 +113,96 @@ pub(crate) fn pipeline_vs_shell(steps: usize, runs: usize) -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// Time from `POST /api/v1/pipelines/NAME/runs` to the first step's command running,
+/// through a real `slipway up` (store write, queue, `git clone` of a local repository,
+/// parse, spawn), median of `runs`.
+pub(crate) fn trigger_to_first_step(bin: &std::path::Path, runs: usize) -> anyhow::Result<()> {
+    use testkit::{get_json, http, http_get, wait_for};
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("repo");
+    let stamp = dir.path().join("stamp");
+    std::fs::create_dir_all(repo.join(".slipway"))?;
+    std::fs::write(
+        repo.join(".slipway/pipeline.yaml"),
+        format!(
+            "version: 1\nname: t\nsteps:\n  first: {{ run: 'date +%s%N > {}' }}\n",
+            stamp.display()
+        ),
+    )?;
+    for args in [
+        vec!["init", "-q", "-b", "dev"],
+        vec!["add", "."],
+        vec![
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "x",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(&args)
+            .current_dir(&repo)
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "git {args:?} failed");
+    }
+    let api = testkit::free_port();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let mut server = std::process::Command::new(bin)
+        .args(["up", "--listen", &format!("127.0.0.1:{api}"), "--data-dir"])
+        .arg(&data)
+        .args(["--proxy", "off"])
+        .env("SLIPWAY_LOG", "warn")
+        .env("SLIPWAY_ADMIN_TOKEN", testkit::ADMIN_TOKEN)
+        .stderr(std::fs::File::create(dir.path().join("server.log"))?)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{api}");
+    let result = (|| -> anyhow::Result<()> {
+        wait_for("slipway", Duration::from_secs(30), || {
+            http_get(&format!("{url}/ping")).ok().map(|_| ())
+        })?;
+        let (status, body) = http(
+            "PUT",
+            &format!("{url}/api/v1/pipelines/t"),
+            Some(&serde_json::json!({"repo": repo.to_string_lossy(), "branch": "dev"})),
+        )?;
+        anyhow::ensure!(status == 200, "register: {status} {body}");
+        let mut delays = Vec::new();
+        for _ in 0..runs {
+            let _ = std::fs::remove_file(&stamp);
+            let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            let (status, body) = http("POST", &format!("{url}/api/v1/pipelines/t/runs"), None)?;
+            anyhow::ensure!(status == 201, "run: {status} {body}");
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let id = v["id"].as_str().unwrap_or_default().to_string();
+            wait_for("the run to end", Duration::from_secs(30), || {
+                let r = get_json(&format!("{url}/api/v1/runs/{id}")).ok()?;
+                (r["status"] == "succeeded").then_some(())
+            })?;
+            let ns: u128 = std::fs::read_to_string(&stamp)?.trim().parse()?;
+            delays.push(Duration::from_nanos(u64::try_from(
+                ns.saturating_sub(before.as_nanos()),
+            )?));
+        }
+        let med = median(delays.clone());
+        println!(
+            "| trigger (POST …/runs) to the first step's command, median of {runs} | {:.1} ms (target ≤ 50 ms) |",
+            med.as_secs_f64() * 1000.0
+        );
+        println!(
+            "| fastest / slowest | {:.1} / {:.1} ms |",
+            delays.iter().min().unwrap_or(&med).as_secs_f64() * 1000.0,
+            delays.iter().max().unwrap_or(&med).as_secs_f64() * 1000.0
+        );
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
