@@ -141,14 +141,28 @@ pub(crate) async fn start(
     Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
 }
 
-/// `POST /api/v1/pipelines/{name}/hooks/push`: a push webhook (any body); starts a run of
-/// the pipeline's branch.
+/// `POST /api/v1/pipelines/{name}/hooks/push`: a push webhook. A body with `ref`
+/// (GitHub, GitLab, Gitea: `refs/heads/BRANCH`) for another branch is ignored (200);
+/// otherwise a run of the pipeline's branch starts (201).
 pub(crate) async fn push_hook(
     State(ctx): State<Ctx>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
+    body: Bytes,
 ) -> ApiResult {
     let svc = service(&ctx)?;
+    let watched = svc.source(&name)?.branch;
+    let pushed = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v["ref"]
+            .as_str()
+            .map(|r| r.trim_start_matches("refs/heads/").to_string())
+    });
+    if let Some(branch) = pushed.filter(|b| *b != watched) {
+        return Ok(axum::Json(
+            json!({"ignored": format!("push to {branch}; {name} watches {watched}")}),
+        )
+        .into_response());
+    }
     let run = svc.trigger(
         &name,
         "push",

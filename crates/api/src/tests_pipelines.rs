@@ -174,12 +174,21 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
     let (status, _) = raw(&s, &Method::POST, &approve, Some(&ops), None).await;
     assert_eq!(status, 404, "nothing is pending any more");
 
-    // The runs list, newest first; the push hook starts a run.
+    // The runs list, newest first; the push hook starts a run for the watched branch only.
     let (status, body) = s
         .call(
             reqwest::Method::POST,
             "/api/v1/pipelines/release/hooks/push",
-            None,
+            Some(json!({"ref": "refs/heads/main"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ignored"], "push to main; release watches dev");
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/release/hooks/push",
+            Some(json!({"ref": "refs/heads/dev", "after": "abc"})),
         )
         .await;
     assert_eq!(status, 201, "{body}");

@@ -30,6 +30,26 @@ pub struct Source {
     /// The pipeline file in it.
     #[serde(default = "default_file")]
     pub file: String,
+    /// How often the branch is polled for new commits (from the file's `on.push.poll`,
+    /// when its branches include this one); set on registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_ms: Option<u64>,
+}
+
+/// Whether `branch` is among `patterns` (`*` matches any run of characters).
+pub fn branch_matches(patterns: &[String], branch: &str) -> bool {
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+            Some((c, rest)) => s
+                .split_first()
+                .is_some_and(|(d, srest)| c == d && glob(rest, srest)),
+        }
+    }
+    patterns
+        .iter()
+        .any(|p| glob(p.as_bytes(), branch.as_bytes()))
 }
 
 fn default_file() -> String {
@@ -101,6 +121,14 @@ struct Inner {
     queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Polling state by pipeline.
+    polls: Mutex<HashMap<String, PollState>>,
+}
+
+/// When a pipeline's branch is polled next, and the last commit a run was started for.
+struct PollState {
+    due: tokio::time::Instant,
+    seen: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -215,6 +243,7 @@ impl Service {
                 queues: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                polls: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -230,19 +259,38 @@ impl Service {
             .runs_dir
             .join(format!(".check-{}", uuid::Uuid::new_v4()));
         let result = async {
-            checkout(&source.repo, &source.branch, &tmp).await?;
-            read_pipeline(&tmp, &source.file)
+            let sha = checkout(&source.repo, &source.branch, &tmp).await?;
+            Ok::<_, ServiceError>((sha, read_pipeline(&tmp, &source.file)?))
         }
         .await;
         let _ = std::fs::remove_dir_all(&tmp);
-        let pipeline = result?;
+        let (sha, pipeline) = result?;
+        let mut source = source.clone();
+        source.poll_ms = pipeline
+            .triggers
+            .poll
+            .filter(|_| branch_matches(&pipeline.triggers.push_branches, &source.branch))
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let json =
-            serde_json::to_string(source).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            serde_json::to_string(&source).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         self.inner.store.put_pipeline(name, &json, now_ms())?;
+        // Polling compares against the commit the pipeline was registered at.
+        self.inner
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                name.to_string(),
+                PollState {
+                    due: tokio::time::Instant::now(),
+                    seen: Some(sha),
+                },
+            );
         Ok(pipeline)
     }
 
-    fn source(&self, name: &str) -> Result<Source, ServiceError> {
+    /// Where a registered pipeline's file lives.
+    pub fn source(&self, name: &str) -> Result<Source, ServiceError> {
         let row = self
             .inner
             .store
@@ -391,6 +439,96 @@ impl Service {
         Ok(())
     }
 
+    /// Polls the branches of pipelines whose file asks for it (`on.push.poll`) and starts a
+    /// `push` run when the branch has a commit no run was started for. Runs until shutdown.
+    pub fn start_polling(&self) {
+        let service = self.clone();
+        self.inner.tracker.spawn(async move {
+            let stop = service.inner.shutdown.clone();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+                if let Err(e) = service.poll_once().await {
+                    tracing::warn!(error = %e, "polling pipelines");
+                }
+            }
+        });
+    }
+
+    async fn poll_once(&self) -> Result<(), ServiceError> {
+        let now = tokio::time::Instant::now();
+        for row in self.inner.store.pipelines()? {
+            let Ok(source) = serde_json::from_str::<Source>(&row.source) else {
+                continue;
+            };
+            let Some(every) = source.poll_ms.map(std::time::Duration::from_millis) else {
+                continue;
+            };
+            let due = {
+                let mut polls = self.inner.polls.lock().unwrap_or_else(|e| e.into_inner());
+                let state = polls.entry(row.name.clone()).or_insert(PollState {
+                    due: now,
+                    seen: None,
+                });
+                if state.due > now {
+                    continue;
+                }
+                state.due = now + every;
+                true
+            };
+            // Runs in progress check out the newest commit anyway.
+            let runs = self.inner.store.runs(Some(&row.name), 1)?;
+            if !due
+                || runs
+                    .first()
+                    .is_some_and(|r| r.status == "queued" || r.status == "running")
+            {
+                continue;
+            }
+            let reference = format!("refs/heads/{}", source.branch);
+            let head = match git(&["ls-remote", &source.repo, &reference], None).await {
+                Ok(out) => out
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                Err(e) => {
+                    tracing::warn!(pipeline = %row.name, error = %e, "cannot poll the repository");
+                    continue;
+                }
+            };
+            if head.is_empty() {
+                continue;
+            }
+            let seen = {
+                let polls = self.inner.polls.lock().unwrap_or_else(|e| e.into_inner());
+                polls.get(&row.name).and_then(|p| p.seen.clone())
+            }
+            .or_else(|| runs.first().map(|r| r.sha.clone()));
+            match seen {
+                Some(seen) if seen == head => {}
+                // First look after a restart, no run yet: remember, do not start one.
+                None => {}
+                Some(_) => {
+                    tracing::info!(pipeline = %row.name, commit = %head, "new commit; starting a run");
+                    self.trigger(&row.name, "push", "poll", BTreeMap::new())?;
+                }
+            }
+            if let Some(p) = self
+                .inner
+                .polls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&row.name)
+            {
+                p.seen = Some(head);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops accepting work, cancels running steps and waits for the runs to stop.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
@@ -443,6 +581,16 @@ impl Service {
             }
             checkout(&source.repo, &source.branch, &workspace).await?
         };
+        // A run for this commit exists now: polling must not start another for it.
+        if let Some(p) = self
+            .inner
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&run.pipeline)
+        {
+            p.seen = Some(sha.clone());
+        }
         let pipeline = read_pipeline(&workspace, &source.file)?;
         let given: BTreeMap<String, String> = serde_json::from_str(&run.params).unwrap_or_default();
         let params = check_params(&pipeline, &given)?;

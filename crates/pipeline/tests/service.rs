@@ -64,6 +64,7 @@ fn fixture(file: &str) -> Fixture {
         repo: repo.path().to_string_lossy().into(),
         branch: "dev".into(),
         file: ".slipway/pipeline.yaml".into(),
+        poll_ms: None,
     };
     Fixture {
         _data: data,
@@ -384,4 +385,50 @@ async fn a_restart_resumes_waiting_runs_and_marks_cut_off_ones_interrupted() {
             .status,
         "succeeded"
     );
+}
+
+#[tokio::test]
+async fn polling_starts_one_run_per_new_commit() {
+    let f = fixture(
+        "version: 1\nname: polled\non: { push: { branches: [dev, 'release/*'], poll: 1s } }\nsteps:\n  a: { run: cat hello.txt }\n",
+    );
+    f.service.add_pipeline("polled", &f.source).await.unwrap();
+    assert_eq!(f.service.source("polled").unwrap().poll_ms, Some(1000));
+    f.service.start_polling();
+    // The registered commit starts nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(f.store.runs(Some("polled"), 10).unwrap().is_empty());
+
+    std::fs::write(f.repo.path().join("hello.txt"), "second\n").unwrap();
+    git(f.repo.path(), &["commit", "-qam", "second"]);
+    let start = Instant::now();
+    let run = loop {
+        if let Some(r) = f.store.runs(Some("polled"), 10).unwrap().into_iter().next() {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no run for the new commit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (run.event.as_str(), run.triggered_by.as_str()),
+        ("push", "poll")
+    );
+    let done = wait_run(&f.store, &run.id, &["succeeded", "failed"]).await;
+    assert_eq!(done.status, "succeeded");
+    assert_eq!(log_text(&f.store, &run.id, "a")[1], "second");
+    // The same commit is not built twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(f.store.runs(Some("polled"), 10).unwrap().len(), 1);
+    f.service.shutdown().await;
+}
+
+#[test]
+fn branch_patterns() {
+    use pipeline::service::branch_matches;
+    let p = vec!["dev".to_string(), "release/*".to_string()];
+    assert!(branch_matches(&p, "dev") && branch_matches(&p, "release/1.2"));
+    assert!(!branch_matches(&p, "main") && !branch_matches(&p, "develop"));
 }

@@ -334,6 +334,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     if let Err(e) = pipelines.recover() {
         tracing::error!(error = %e, "cannot recover pipeline runs");
     }
+    pipelines.start_polling();
     let ctx = api::Ctx {
         engine,
         listen,
