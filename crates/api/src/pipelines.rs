@@ -172,6 +172,18 @@ pub(crate) async fn push_hook(
     Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
 }
 
+/// `POST /api/v1/runs/{id}/retry`: a new run of the same commit and parameters that keeps
+/// the steps that succeeded (and their outputs) and runs the rest.
+pub(crate) async fn retry(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let svc = service(&ctx)?;
+    let run = svc.retry(&id, &format!("user:{}", who.user))?;
+    Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
+}
+
 /// `GET /api/v1/runs?pipeline=NAME&limit=N`: newest first.
 pub(crate) async fn list_runs(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> ApiResult {
     service(&ctx)?;

@@ -331,6 +331,60 @@ impl Service {
         Ok(run)
     }
 
+    /// Runs a failed, cancelled or interrupted run again from where it failed: a new run of
+    /// the same commit and parameters in which the steps that had succeeded are not run
+    /// again (their outputs are kept).
+    pub fn retry(&self, id: &str, triggered_by: &str) -> Result<RunRow, ServiceError> {
+        let old = self
+            .inner
+            .store
+            .run(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no run {id}")))?;
+        if !matches!(old.status.as_str(), "failed" | "cancelled" | "interrupted") {
+            return Err(ServiceError::Invalid(format!(
+                "run {id} is {}; only failed, cancelled or interrupted runs are retried",
+                old.status
+            )));
+        }
+        let source = self.source(&old.pipeline)?;
+        let done: BTreeMap<String, Outputs> = self
+            .inner
+            .store
+            .steps(id)?
+            .into_iter()
+            .filter(|s| s.status == "succeeded")
+            .map(|s| (s.name, serde_json::from_str(&s.outputs).unwrap_or_default()))
+            .collect();
+        let mut run = RunRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            number: 0,
+            status: "queued".into(),
+            event: "retry".into(),
+            triggered_by: triggered_by.into(),
+            reason: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            ..old
+        };
+        run.number = self.inner.store.create_run(&run)?;
+        // The kept steps show in the new run as they ended in the old one.
+        for (name, outputs) in &done {
+            self.inner.store.put_step(
+                &run.id,
+                &StepRow {
+                    name: name.clone(),
+                    status: "succeeded".into(),
+                    reason: Some(format!("kept from run {id}")),
+                    outputs: serde_json::to_string(outputs).unwrap_or_else(|_| "{}".into()),
+                    ..StepRow::default()
+                },
+            )?;
+        }
+        self.spawn_run(run.clone(), source, done);
+        Ok(run)
+    }
+
     /// Approves or rejects the pending approval of `step` in `run`. The caller has checked
     /// that the decider may (see [`Service::pending`]).
     pub fn decide(&self, run: &str, step: &str, decision: Decision) -> Result<(), ServiceError> {
@@ -579,8 +633,20 @@ impl Service {
                     ServiceError::Invalid(format!("cannot create the workspace: {e}"))
                 })?;
             }
-            checkout(&source.repo, &source.branch, &workspace).await?
+            let head = checkout(&source.repo, &source.branch, &workspace).await?;
+            if run.sha.is_empty() || run.sha == head {
+                head
+            } else {
+                // A retry builds the commit of the run it repeats.
+                git(
+                    &["checkout", "--quiet", "--detach", &run.sha],
+                    Some(&workspace),
+                )
+                .await?;
+                run.sha.clone()
+            }
         };
+        store.set_run_sha(&run.id, &sha)?;
         // A run for this commit exists now: polling must not start another for it.
         if let Some(p) = self
             .inner
@@ -642,7 +708,15 @@ impl Service {
         let observer = Arc::new(StoreObserver {
             store: store.clone(),
             run: run.id.clone(),
-            steps: Mutex::new(BTreeMap::new()),
+            // Start from what is recorded (steps kept from an earlier run, approvals decided
+            // before a restart).
+            steps: Mutex::new(
+                store
+                    .steps(&run.id)?
+                    .into_iter()
+                    .map(|s| (s.name.clone(), s))
+                    .collect(),
+            ),
         });
         let approvals = Arc::new(Approvals {
             service: self.clone(),
@@ -719,7 +793,10 @@ impl Observer for StoreObserver {
                 StepState::Cancelled => ("cancelled", None, None, 0),
             };
             r.status = status.into();
-            r.reason = reason;
+            // A step kept from an earlier run (0 attempts here) keeps its note.
+            if attempts > 0 || reason.is_some() {
+                r.reason = reason;
+            }
             if let Some(o) = outputs {
                 r.outputs = o;
             }

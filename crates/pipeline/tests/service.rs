@@ -432,3 +432,67 @@ fn branch_patterns() {
     assert!(branch_matches(&p, "dev") && branch_matches(&p, "release/1.2"));
     assert!(!branch_matches(&p, "main") && !branch_matches(&p, "develop"));
 }
+
+#[tokio::test]
+async fn a_failed_run_is_retried_from_the_failed_step_on_the_same_commit() {
+    let marker = tempfile::tempdir().unwrap();
+    let ok = marker.path().join("ok");
+    let f = fixture(&format!(
+        "version: 1\nname: r\nsteps:\n  build: {{ run: 'echo \"built=$(date +%s%N)\" >> \"$SLIPWAY_OUTPUT\"' }}\n  check:\n    needs: [build]\n    run: ['test -f {}', 'cat hello.txt', 'echo \"using ${{{{ steps.build.outputs.built }}}}\"']\n",
+        ok.display()
+    ));
+    f.service.add_pipeline("r", &f.source).await.unwrap();
+    let first = f
+        .service
+        .trigger("r", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    let failed = wait_run(&f.store, &first.id, &["succeeded", "failed"]).await;
+    assert_eq!(failed.status, "failed");
+    assert!(f.service.retry(&first.id, "user:dana").is_ok());
+    // Meanwhile the branch moved on; the retry still builds the first run's commit.
+    std::fs::write(f.repo.path().join("hello.txt"), "newer\n").unwrap();
+    git(f.repo.path(), &["commit", "-qam", "newer"]);
+    std::fs::write(&ok, "").unwrap();
+    let retried = f.service.retry(&first.id, "user:dana").unwrap();
+    assert_eq!((retried.event.as_str(), retried.number), ("retry", 3));
+    let done = wait_run(&f.store, &retried.id, &["succeeded", "failed"]).await;
+    assert_eq!(done.status, "succeeded", "{:?}", f.store.steps(&retried.id));
+    assert_eq!(done.sha, failed.sha, "same commit");
+    let build = f
+        .store
+        .steps(&retried.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "build")
+        .unwrap();
+    assert_eq!(
+        build.reason.as_deref(),
+        Some(format!("kept from run {}", first.id).as_str())
+    );
+    assert!(
+        log_text(&f.store, &retried.id, "build").is_empty(),
+        "build did not run again"
+    );
+    let built = f
+        .store
+        .steps(&first.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "build")
+        .unwrap()
+        .outputs;
+    let value: serde_json::Value = serde_json::from_str(&built).unwrap();
+    let check = log_text(&f.store, &retried.id, "check");
+    assert!(
+        check.contains(&"hello from the repo".to_string()),
+        "{check:?}"
+    );
+    assert!(
+        check.contains(&format!("using {}", value["built"].as_str().unwrap())),
+        "{check:?}"
+    );
+    assert!(
+        f.service.retry(&retried.id, "user:dana").is_err(),
+        "a succeeded run is not retried"
+    );
+}

@@ -172,6 +172,13 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Records the commit a run checked out.
+    pub fn set_run_sha(&self, id: &str, sha: &str) -> Result<()> {
+        let conn = self.conn()?;
+        conn.execute("UPDATE runs SET sha = ?2 WHERE id = ?1", params![id, sha])?;
+        Ok(())
+    }
+
     /// One run.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>> {
         let conn = self.conn()?;

@@ -323,6 +323,15 @@ enum RunsCommand {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Run a failed, cancelled or interrupted run again from the step that failed (same
+    /// commit and parameters; steps that succeeded keep their outputs).
+    Retry {
+        /// The run id.
+        id: String,
+        /// Follow the new run until it ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Approve a waiting approval step (the environment's policy decides who may).
     Approve {
         /// The run id.
@@ -371,6 +380,9 @@ pub(crate) async fn runs_cmd(args: RunsArgs) -> ExitCode {
                 pipelines::runs(&client, output, pipeline.as_deref()).await
             }
             RunsCommand::Show { id } => pipelines::show(&client, output, &id).await,
+            RunsCommand::Retry { id, follow } => {
+                pipelines::retry(&client, output, &id, follow).await
+            }
             RunsCommand::Logs { id, step, follow } => {
                 pipelines::logs(&client, output, &id, &step, follow).await
             }

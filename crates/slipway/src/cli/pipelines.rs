@@ -112,6 +112,36 @@ pub(crate) async fn run(
     follow(client, output, &id).await
 }
 
+/// `runs retry ID [--follow]`.
+pub(crate) async fn retry(
+    client: &Client,
+    output: Output,
+    id: &str,
+    follow_run: bool,
+) -> anyhow::Result<Exit> {
+    let v = client
+        .json(client.request(Method::POST, &format!("/api/v1/runs/{}/retry", segment(id))))
+        .await?;
+    let new_id = str_of(&v, "id").to_string();
+    if !follow_run {
+        match output {
+            Output::Json => out::json(&v)?,
+            Output::Text => out::line(&format!(
+                "run #{} of {}: {new_id}",
+                v["number"],
+                str_of(&v, "pipeline")
+            ))?,
+        }
+        return Ok(Exit::Success);
+    }
+    eprintln!(
+        "run #{} of {}: {new_id}",
+        v["number"],
+        str_of(&v, "pipeline")
+    );
+    follow(client, output, &new_id).await
+}
+
 /// Polls a run until it ends, printing each step's changes on stderr; the exit code says
 /// how it ended.
 async fn follow(client: &Client, output: Output, id: &str) -> anyhow::Result<Exit> {

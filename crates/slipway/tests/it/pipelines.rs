@@ -107,6 +107,22 @@ fn cli_runs_pipelines_and_follows_them() {
         shown.contains("run #1 of ok: failed: failed: `b`"),
         "{shown}"
     );
+    // A retry keeps `a` and runs `b` again (still failing: exit 1).
+    let out = cli(&s, &["runs", "retry", &id, "--follow"]);
+    assert_eq!(out.status.code(), Some(1));
+    let runs: Value =
+        serde_json::from_str(&ok(&cli(&s, &["runs", "list", "--output", "json"]))).unwrap();
+    assert_eq!(
+        (runs[0]["number"].as_i64(), runs[0]["event"].as_str()),
+        (Some(2), Some("retry"))
+    );
+    let retried = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&cli(&s, &["runs", "logs", &retried, "a"])),
+        "",
+        "a was kept, not run"
+    );
+    assert!(ok(&cli(&s, &["runs", "logs", &retried, "b"])).contains("beta"));
     // A file error is reported with its line and column, exit code 4.
     std::fs::write(
         repo.path().join(".slipway/pipeline.yaml"),
