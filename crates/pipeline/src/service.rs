@@ -34,6 +34,9 @@ pub struct Source {
     /// when its branches include this one); set on registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_ms: Option<u64>,
+    /// Cron schedules (UTC) from the file's `on.cron`; set on registration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cron: Vec<String>,
 }
 
 /// Whether `branch` is among `patterns` (`*` matches any run of characters).
@@ -271,6 +274,7 @@ impl Service {
             .poll
             .filter(|_| branch_matches(&pipeline.triggers.push_branches, &source.branch))
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        source.cron = pipeline.triggers.cron.clone();
         let json =
             serde_json::to_string(&source).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         self.inner.store.put_pipeline(name, &json, now_ms())?;
@@ -517,6 +521,7 @@ impl Service {
             let Ok(source) = serde_json::from_str::<Source>(&row.source) else {
                 continue;
             };
+            self.cron_tick(&row.name, &source.cron, now_ms())?;
             let Some(every) = source.poll_ms.map(std::time::Duration::from_millis) else {
                 continue;
             };
@@ -579,6 +584,33 @@ impl Service {
             {
                 p.seen = Some(head);
             }
+        }
+        Ok(())
+    }
+
+    /// Starts a `cron` run when one of `schedules` fires in the current minute and no cron
+    /// run was started in it yet (also across a restart: the last run says).
+    fn cron_tick(&self, name: &str, schedules: &[String], now_ms: i64) -> Result<(), ServiceError> {
+        if schedules.is_empty() {
+            return Ok(());
+        }
+        let minute_start = now_ms.div_euclid(60_000) * 60_000;
+        let fires = schedules
+            .iter()
+            .filter_map(|c| model::pipeline::Cron::parse(c).ok())
+            .any(|c| c.matches(minute_start / 1000));
+        if !fires {
+            return Ok(());
+        }
+        let already = self
+            .inner
+            .store
+            .runs(Some(name), 20)?
+            .iter()
+            .any(|r| r.event == "cron" && r.created_at >= minute_start);
+        if !already {
+            tracing::info!(pipeline = %name, "cron schedule fired; starting a run");
+            self.trigger(name, "cron", "cron", BTreeMap::new())?;
         }
         Ok(())
     }

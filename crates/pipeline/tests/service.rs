@@ -65,6 +65,7 @@ fn fixture(file: &str) -> Fixture {
         branch: "dev".into(),
         file: ".slipway/pipeline.yaml".into(),
         poll_ms: None,
+        cron: Vec::new(),
     };
     Fixture {
         _data: data,
@@ -495,4 +496,53 @@ async fn a_failed_run_is_retried_from_the_failed_step_on_the_same_commit() {
         f.service.retry(&retried.id, "user:dana").is_err(),
         "a succeeded run is not retried"
     );
+}
+
+#[tokio::test]
+async fn a_cron_schedule_starts_one_run_per_minute() {
+    let f = fixture(
+        "version: 1\nname: nightly\non: { cron: ['* * * * *'] }\nsteps:\n  a: { run: echo tick }\n",
+    );
+    f.service.add_pipeline("nightly", &f.source).await.unwrap();
+    assert_eq!(f.service.source("nightly").unwrap().cron, ["* * * * *"]);
+    f.service.start_polling();
+    let start = Instant::now();
+    let run = loop {
+        if let Some(r) = f
+            .store
+            .runs(Some("nightly"), 10)
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the schedule never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (run.event.as_str(), run.triggered_by.as_str()),
+        ("cron", "cron")
+    );
+    assert_eq!(
+        wait_run(&f.store, &run.id, &["succeeded", "failed"])
+            .await
+            .status,
+        "succeeded"
+    );
+    // Within the same minute nothing else starts (a second look a little later).
+    let minute = run.created_at / 60_000;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let same_minute = f
+        .store
+        .runs(Some("nightly"), 10)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.created_at / 60_000 == minute)
+        .count();
+    assert_eq!(same_minute, 1);
+    f.service.shutdown().await;
 }

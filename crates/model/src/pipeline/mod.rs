@@ -30,10 +30,12 @@
 //!     approve: { message: "Do tests OK?", approvers: [role:deployer], timeout: 72h }
 //! ```
 
+mod cron;
 mod expr;
 mod raw;
 mod validate;
 
+pub use cron::Cron;
 pub use expr::{Condition, ExprError, Operand, ParamValue, WhenContext};
 
 use std::collections::BTreeMap;

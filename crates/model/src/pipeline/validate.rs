@@ -247,14 +247,8 @@ pub(crate) fn validate(raw: RawFile, text: &str) -> Result<Pipeline, PipelineErr
             triggers.manual_allowed = m.allowed.iter().map(|a| a.value.clone()).collect();
         }
         for c in &t.value.cron {
-            if c.value.split_whitespace().count() != 5 {
-                p.at(
-                    &c.referenced,
-                    format!(
-                        "cron schedule `{}` needs five fields (minute hour day month weekday)",
-                        c.value
-                    ),
-                );
+            if let Err(e) = super::Cron::parse(&c.value) {
+                p.at(&c.referenced, format!("cron schedule: {e}"));
             }
             triggers.cron.push(c.value.clone());
         }
