@@ -12,6 +12,7 @@
 
 mod render;
 pub mod runner;
+pub mod sarif;
 pub mod service;
 
 pub use render::Values;

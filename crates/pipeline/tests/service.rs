@@ -546,3 +546,114 @@ async fn a_cron_schedule_starts_one_run_per_minute() {
     assert_eq!(same_minute, 1);
     f.service.shutdown().await;
 }
+
+fn sarif(results: &[(&str, &str, &str)]) -> String {
+    let results: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(rule, level, file)| {
+            serde_json::json!({"ruleId": rule, "level": level, "message": {"text": format!("{rule} in {file}")},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": file}, "region": {"startLine": 1}}}]})
+        })
+        .collect();
+    serde_json::json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "lint"}}, "results": results}]}).to_string()
+}
+
+#[tokio::test]
+async fn the_gate_passes_on_the_baseline_and_fails_on_a_new_error() {
+    let f = fixture(
+        "version: 1\nname: g\nsteps:\n  lint: { run: 'cp lint.sarif out.sarif' }\n  quality:\n    needs: [lint]\n    gate: { sarif: out.sarif, max_new: { error: 0, warning: 5 } }\n",
+    );
+    let commit = |results: &[(&str, &str, &str)], msg: &str| {
+        std::fs::write(f.repo.path().join("lint.sarif"), sarif(results)).unwrap();
+        git(f.repo.path(), &["add", "."]);
+        git(f.repo.path(), &["commit", "-qm", msg]);
+    };
+    commit(
+        &[("W1", "warning", "a.rs"), ("E0", "error", "old.rs")],
+        "baseline",
+    );
+    f.service.add_pipeline("g", &f.source).await.unwrap();
+    // No baseline yet: every finding is new, and one error is over the limit.
+    let first = f
+        .service
+        .trigger("g", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    let run = wait_run(&f.store, &first.id, &["succeeded", "failed"]).await;
+    assert_eq!(run.status, "failed");
+    let quality = |id: &str| {
+        f.store
+            .steps(id)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "quality")
+            .unwrap()
+    };
+    assert_eq!(
+        quality(&first.id).reason.as_deref(),
+        Some("quality gate failed: 1 new error-level finding(s) (at most 0)")
+    );
+
+    // The error is fixed: the run passes and becomes the baseline.
+    commit(&[("W1", "warning", "a.rs")], "fix");
+    let second = f
+        .service
+        .trigger("g", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    assert_eq!(
+        wait_run(&f.store, &second.id, &["succeeded", "failed"])
+            .await
+            .status,
+        "succeeded"
+    );
+    // The known warning stays; a new error fails the gate and is named in the log.
+    commit(
+        &[("W1", "warning", "a.rs"), ("E1", "error", "b.rs")],
+        "regress",
+    );
+    let third = f
+        .service
+        .trigger("g", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    assert_eq!(
+        wait_run(&f.store, &third.id, &["succeeded", "failed"])
+            .await
+            .status,
+        "failed"
+    );
+    assert_eq!(
+        quality(&third.id).reason.as_deref(),
+        Some("quality gate failed: 1 new error-level finding(s) (at most 0)")
+    );
+    let log = log_text(&f.store, &third.id, "quality");
+    assert!(
+        log.iter().any(|l| l.starts_with("baseline: run #2 of dev")),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"  new error E1 at b.rs:1: E1 in b.rs".to_string()),
+        "{log:?}"
+    );
+    assert!(log.contains(&"0 new warning(s)".to_string()), "{log:?}");
+    // New warnings within the limit pass.
+    commit(
+        &[("W1", "warning", "a.rs"), ("W2", "warning", "c.rs")],
+        "warn",
+    );
+    let fourth = f
+        .service
+        .trigger("g", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    assert_eq!(
+        wait_run(&f.store, &fourth.id, &["succeeded", "failed"])
+            .await
+            .status,
+        "succeeded"
+    );
+    assert!(
+        quality(&fourth.id)
+            .outputs
+            .contains("\"new_warning\":\"1\""),
+        "{}",
+        quality(&fourth.id).outputs
+    );
+}
