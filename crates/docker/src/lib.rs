@@ -6,6 +6,7 @@
 //! them. Only this crate names bollard types; the API below uses plain types.
 
 mod auth;
+mod build;
 mod client;
 mod config;
 mod launch;
@@ -13,6 +14,7 @@ mod logs;
 mod params;
 
 pub use auth::{credentials_for, registry_of};
+pub use build::{Pushed, split_reference, tar_context};
 pub use client::Docker;
 pub use logs::SINCE_FILE;
 pub use params::SUPPORTED_PARAMETERS;

@@ -126,6 +126,17 @@ struct Inner {
     shutdown: CancellationToken,
     /// Polling state by pipeline.
     polls: Mutex<HashMap<String, PollState>>,
+    /// Where `docker` steps build and push, when Docker is enabled.
+    docker: Mutex<Option<DockerSetup>>,
+}
+
+/// How `docker` steps reach the Engine API and the registry.
+#[derive(Clone, Debug)]
+pub struct DockerSetup {
+    /// The daemon.
+    pub config: docker::DockerConfig,
+    /// A Docker `config.json` with registry credentials, if any.
+    pub registry_config: Option<PathBuf>,
 }
 
 /// When a pipeline's branch is polled next, and the last commit a run was started for.
@@ -247,8 +258,14 @@ impl Service {
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 polls: Mutex::new(HashMap::new()),
+                docker: Mutex::new(None),
             }),
         }
+    }
+
+    /// Lets `docker` steps build and push through this daemon.
+    pub fn set_docker(&self, setup: DockerSetup) {
+        *self.inner.docker.lock().unwrap_or_else(|e| e.into_inner()) = Some(setup);
     }
 
     /// Registers (or updates) a pipeline after checking that its file parses.
@@ -970,6 +987,30 @@ impl OtherSteps for Approvals {
             let result = self.gate(step, &cx);
             return Box::pin(async move { result });
         }
+        if let StepKind::Docker {
+            context,
+            dockerfile,
+            push,
+            tags,
+        } = &step.kind
+        {
+            let setup = self
+                .service
+                .inner
+                .docker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let (context, dockerfile, push, tags) = (
+                context.clone(),
+                dockerfile.clone(),
+                push.clone(),
+                tags.clone(),
+            );
+            return Box::pin(async move {
+                docker_step(setup, &cx, &context, dockerfile.as_deref(), &push, &tags).await
+            });
+        }
         let StepKind::Approve {
             message,
             approvers,
@@ -978,7 +1019,6 @@ impl OtherSteps for Approvals {
         } = &step.kind
         else {
             let kind = match &step.kind {
-                StepKind::Docker { .. } => "docker",
                 StepKind::Deploy { .. } => "deploy",
                 _ => "run with image",
             };
@@ -1096,4 +1136,60 @@ fn kill_leftovers(id: &str) -> usize {
         }
     }
     killed
+}
+
+/// The `docker` step: `docker build` of the context through the Engine API, then a push;
+/// outputs `digest`, `reference` and `image` (`repo@digest`, what deploys should run).
+async fn docker_step(
+    setup: Option<DockerSetup>,
+    cx: &StepContext,
+    context: &str,
+    dockerfile: Option<&str>,
+    push: &str,
+    tags: &[String],
+) -> Result<Outputs, String> {
+    let setup = setup.ok_or("Docker is not enabled on this server (slipway up --docker auto)")?;
+    let push = cx.values.render(push)?;
+    let context = cx.values.render(context)?;
+    let tags: Vec<String> = tags
+        .iter()
+        .map(|t| cx.values.render(t))
+        .collect::<Result<_, _>>()?;
+    let dir = cx.workspace.join(&context);
+    if !dir.starts_with(&cx.workspace) || context.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "the build context `{context}` is outside the workspace"
+        ));
+    }
+    let d = docker::Docker::connect(setup.config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let auth = setup
+        .registry_config
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|json| docker::credentials_for(&push, &json));
+    (cx.log)(Stream::System, format!("building {push} from {context}"));
+    let log = cx.log.clone();
+    let pushed = d
+        .build_and_push(
+            &dir,
+            dockerfile.unwrap_or("Dockerfile"),
+            &push,
+            &tags,
+            auth.as_ref(),
+            &move |l| log(Stream::Stdout, l),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (repo, _) = docker::split_reference(&push);
+    (cx.log)(
+        Stream::System,
+        format!("pushed {push} as {repo}@{}", pushed.digest),
+    );
+    Ok(Outputs::from([
+        ("digest".to_string(), pushed.digest.clone()),
+        ("reference".to_string(), push.clone()),
+        ("image".to_string(), format!("{repo}@{}", pushed.digest)),
+    ]))
 }

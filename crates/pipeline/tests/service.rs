@@ -657,3 +657,68 @@ async fn the_gate_passes_on_the_baseline_and_fails_on_a_new_error() {
         quality(&fourth.id).outputs
     );
 }
+
+#[tokio::test]
+async fn docker_step_builds_pushes_and_hands_the_digest_on() {
+    let Some(()) = testkit::docker() else { return };
+    testkit::registry_up().expect("the test registry");
+    let repo_name = format!("slipway-pipe-{}", std::process::id());
+    let file = format!(
+        "version: 1\nname: img\nsteps:\n  image:\n    docker: {{ build: app, push: \"{}/{repo_name}:${{{{ run.number }}}}\" }}\n  use:\n    needs: [image]\n    run: 'echo \"deploy ${{{{ steps.image.outputs.image }}}}\"'\n",
+        testkit::registry()
+    );
+    let f = fixture(&file);
+    std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
+    std::fs::copy(
+        testkit::static_testsrv().unwrap(),
+        f.repo.path().join("app/testsrv"),
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.path().join("app/Dockerfile"),
+        "FROM scratch\nCOPY testsrv /testsrv\nENTRYPOINT [\"/testsrv\"]\n",
+    )
+    .unwrap();
+    git(f.repo.path(), &["add", "."]);
+    git(f.repo.path(), &["commit", "-qm", "app"]);
+    f.service.set_docker(pipeline::service::DockerSetup {
+        config: docker::DockerConfig::default(),
+        registry_config: None,
+    });
+    f.service.add_pipeline("img", &f.source).await.unwrap();
+    let run = f
+        .service
+        .trigger("img", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    let done = wait_run(&f.store, &run.id, &["succeeded", "failed"]).await;
+    assert_eq!(
+        done.status,
+        "succeeded",
+        "{:?} {:?}",
+        f.store.steps(&run.id),
+        log_text(&f.store, &run.id, "image")
+    );
+    let image = f
+        .store
+        .steps(&run.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "image")
+        .unwrap();
+    let outputs: serde_json::Value = serde_json::from_str(&image.outputs).unwrap();
+    let digest = outputs["digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:"), "{outputs}");
+    assert_eq!(
+        outputs["reference"],
+        format!("{}/{repo_name}:1", testkit::registry())
+    );
+    let line = format!("deploy {}/{repo_name}@{digest}", testkit::registry());
+    assert!(
+        log_text(&f.store, &run.id, "use").contains(&line),
+        "{:?}",
+        log_text(&f.store, &run.id, "use")
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &format!("{}/{repo_name}:1", testkit::registry())])
+        .output();
+}

@@ -211,11 +211,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     cfg.host_ports = args.task_ports;
     cfg.service_ports = args.service_ports;
     cfg.kill_tasks_on_shutdown = args.kill_tasks_on_shutdown;
+    let registry_config = args.registry_config.or_else(default_registry_config);
+    let pipeline_docker = (args.docker == DockerMode::Auto).then(|| docker::DockerConfig {
+        host: args.docker_host.clone(),
+        publish_host: args.publish_host.clone(),
+        ..docker::DockerConfig::default()
+    });
     cfg.docker = engine::DockerOptions {
         enabled: args.docker == DockerMode::Auto,
         host: args.docker_host,
         publish_host: args.publish_host,
-        registry_config: args.registry_config.or_else(default_registry_config),
+        registry_config: registry_config.clone(),
     };
     let engine = Engine::open(cfg, store.clone()).context("cannot recover the engine state")?;
     if let engine::CgroupSupport::Unavailable { reason } = engine.cgroup_support() {
@@ -331,6 +337,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         data_dir.join("runs"),
         Arc::new(move |name: &str| engine::SecretResolver::resolve(&secrets_for_runs, name)),
     );
+    if let Some(config) = pipeline_docker {
+        pipelines.set_docker(pipeline::service::DockerSetup {
+            config,
+            registry_config: registry_config.clone(),
+        });
+    }
     if let Err(e) = pipelines.recover() {
         tracing::error!(error = %e, "cannot recover pipeline runs");
     }
