@@ -11,12 +11,14 @@ mod client;
 mod config;
 mod launch;
 mod logs;
+mod oneshot;
 mod params;
 
 pub use auth::{credentials_for, registry_of};
 pub use build::{Pushed, split_reference, tar_context};
 pub use client::Docker;
 pub use logs::SINCE_FILE;
+pub use oneshot::{WORKSPACE_MOUNT, plain_words};
 pub use params::SUPPORTED_PARAMETERS;
 
 use std::collections::BTreeMap;

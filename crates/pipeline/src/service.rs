@@ -987,6 +987,24 @@ impl OtherSteps for Approvals {
             let result = self.gate(step, &cx);
             return Box::pin(async move { result });
         }
+        if let StepKind::Run {
+            commands,
+            image: Some(image),
+        } = &step.kind
+        {
+            let setup = self
+                .service
+                .inner
+                .docker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let (commands, image, step) = (commands.clone(), image.clone(), step.clone());
+            let run_id = self.run.clone();
+            return Box::pin(async move {
+                container_step(setup, &cx, &run_id, &step, &image, &commands).await
+            });
+        }
         if let StepKind::Docker {
             context,
             dockerfile,
@@ -1018,11 +1036,8 @@ impl OtherSteps for Approvals {
             env,
         } = &step.kind
         else {
-            let kind = match &step.kind {
-                StepKind::Deploy { .. } => "deploy",
-                _ => "run with image",
-            };
-            let reason = format!("`{kind}` steps are not supported by this Slipway yet");
+            // Only `deploy` is left: it arrives with the release job (issue 7).
+            let reason = "`deploy` steps are not supported by this Slipway yet".to_string();
             return Box::pin(async move { Err(reason) });
         };
         let (tx, rx) = oneshot::channel();
@@ -1192,4 +1207,95 @@ async fn docker_step(
         ("reference".to_string(), push.clone()),
         ("image".to_string(), format!("{repo}@{}", pushed.digest)),
     ]))
+}
+
+/// A `run` step with `image:`: each command in a one-shot container of the image, the
+/// workspace at `/workspace`, host networking; the step's env, secrets and run facts as
+/// the container's environment. The executor's timeout and cancel end it; the container
+/// is removed either way.
+async fn container_step(
+    setup: Option<DockerSetup>,
+    cx: &StepContext,
+    run_id: &str,
+    step: &Step,
+    image: &str,
+    commands: &[String],
+) -> Result<Outputs, String> {
+    let setup = setup.ok_or("Docker is not enabled on this server (slipway up --docker auto)")?;
+    let image = cx.values.render(image)?;
+    let d = docker::Docker::connect(setup.config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut env: Vec<(String, String)> = vec![
+        ("CI".into(), "true".into()),
+        ("SLIPWAY_STEP".into(), step.name.clone()),
+    ];
+    for (k, v) in &cx.values.run {
+        env.push((format!("SLIPWAY_RUN_{}", k.to_uppercase()), v.clone()));
+    }
+    for (k, v) in &cx.values.vars {
+        env.push((k.clone(), v.clone()));
+    }
+    for name in &step.secrets {
+        let v = cx
+            .values
+            .secrets
+            .get(name)
+            .ok_or_else(|| format!("secret `{name}` is not in the secret store"))?;
+        env.push((name.clone(), v.clone()));
+    }
+    for (k, v) in &step.env {
+        env.push((k.clone(), cx.values.render(v)?));
+    }
+    for (i, command) in commands.iter().enumerate() {
+        let command = cx.values.render(command)?;
+        (cx.log)(Stream::System, format!("+ [{image}] {command}"));
+        let name = format!(
+            "slipway-step-{run_id}-{}-{i}-{}",
+            step.name,
+            uuid::Uuid::new_v4().simple()
+        );
+        let id = d
+            .start_oneshot(&image, &command, &env, &cx.workspace, &name)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Removed whatever ends this: exit, timeout or cancel (then the future is dropped
+        // and the guard removes the container in the background).
+        let _guard = RemoveContainer(Some((d.clone(), id.clone())));
+        let log = cx.log.clone();
+        let exit = d
+            .output_until_exit(&id, &move |is_err, line| {
+                log(
+                    if is_err {
+                        Stream::Stderr
+                    } else {
+                        Stream::Stdout
+                    },
+                    line,
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if exit.code != Some(0) {
+            let why = format!("`{command}` in {image}: {}", exit.message);
+            (cx.log)(Stream::System, why.clone());
+            return Err(why);
+        }
+    }
+    Ok(Outputs::new())
+}
+
+/// Removes a step's container when dropped.
+struct RemoveContainer(Option<(docker::Docker, String)>);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        if let Some((d, id)) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = d.remove(&id).await;
+            });
+        }
+    }
 }

@@ -722,3 +722,74 @@ async fn docker_step_builds_pushes_and_hands_the_digest_on() {
         .args(["rmi", &format!("{}/{repo_name}:1", testkit::registry())])
         .output();
 }
+
+#[tokio::test]
+async fn docker_run_steps_with_an_image_run_in_containers_against_the_host() {
+    let Some(()) = testkit::docker() else { return };
+    let image = testkit::test_image("pipeline-step").unwrap();
+    // A service on the host's loopback for the "automated tests" to check.
+    let port = testkit::free_port();
+    let mut service = std::process::Command::new(testkit::testsrv())
+        .arg("--port")
+        .arg(port.to_string())
+        .spawn()
+        .unwrap();
+    let closed = testkit::free_port();
+    let file = format!(
+        "version: 1\nname: e2e\nsteps:\n  api-tests:\n    image: {image}\n    run: /testsrv --check http://127.0.0.1:{port}/health\n  broken:\n    image: {image}\n    run: /testsrv --check http://127.0.0.1:{closed}/health\n"
+    );
+    let f = fixture(&file);
+    f.service.set_docker(pipeline::service::DockerSetup {
+        config: docker::DockerConfig::default(),
+        registry_config: None,
+    });
+    f.service.add_pipeline("e2e", &f.source).await.unwrap();
+    testkit::wait_for("the service", Duration::from_secs(10), || {
+        testkit::http_get(&format!("http://127.0.0.1:{port}/health"))
+            .ok()
+            .map(|_| ())
+    })
+    .unwrap();
+    let run = f
+        .service
+        .trigger("e2e", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    let done = wait_run(&f.store, &run.id, &["succeeded", "failed"]).await;
+    let _ = service.kill();
+    let _ = service.wait();
+    let steps = f.store.steps(&run.id).unwrap();
+    let status = |n: &str| steps.iter().find(|s| s.name == n).unwrap().clone();
+    assert_eq!(
+        status("api-tests").status,
+        "succeeded",
+        "{:?}",
+        log_text(&f.store, &run.id, "api-tests")
+    );
+    let broken = status("broken");
+    assert_eq!(broken.status, "failed");
+    assert!(
+        broken
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("exited with status 1"),
+        "{broken:?}"
+    );
+    assert_eq!(done.status, "failed");
+    // The step containers are gone.
+    testkit::wait_for(
+        "the step containers to be removed",
+        Duration::from_secs(10),
+        || {
+            let out = std::process::Command::new("docker")
+                .args(["ps", "-aq", "--filter", "label=slipway.step"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .unwrap();
+}
