@@ -6,23 +6,7 @@ use crate::tests::Server;
 use crate::tests_auth::{raw, user_token};
 use axum::http::Method;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 const FILE: &str = r#"version: 1
 name: release
@@ -40,13 +24,7 @@ steps:
 "#;
 
 fn repo(file: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "dev"]);
-    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
-    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), file).unwrap();
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "first"]);
-    dir
+    testkit::git_repo(file, &[])
 }
 
 async fn run_where(s: &Server, id: &str, f: impl Fn(&Value) -> bool) -> Value {

@@ -263,6 +263,14 @@ impl Service {
         }
     }
 
+    fn docker_setup(&self) -> Option<DockerSetup> {
+        self.inner
+            .docker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Lets `docker` steps build and push through this daemon.
     pub fn set_docker(&self, setup: DockerSetup) {
         *self.inner.docker.lock().unwrap_or_else(|e| e.into_inner()) = Some(setup);
@@ -992,13 +1000,7 @@ impl OtherSteps for Approvals {
             image: Some(image),
         } = &step.kind
         {
-            let setup = self
-                .service
-                .inner
-                .docker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let setup = self.service.docker_setup();
             let (commands, image, step) = (commands.clone(), image.clone(), step.clone());
             let run_id = self.run.clone();
             return Box::pin(async move {
@@ -1012,13 +1014,7 @@ impl OtherSteps for Approvals {
             tags,
         } = &step.kind
         {
-            let setup = self
-                .service
-                .inner
-                .docker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let setup = self.service.docker_setup();
             let (context, dockerfile, push, tags) = (
                 context.clone(),
                 dockerfile.clone(),

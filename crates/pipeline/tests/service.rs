@@ -5,36 +5,15 @@
 
 use pipeline::service::{Decision, Service, Source};
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{RunRow, StepRow, Store};
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use testkit::git;
 
-/// A repository with `file` committed on branch `dev`.
+/// A repository with `file` committed on branch `dev`, and `hello.txt`.
 fn repo(file: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "dev"]);
-    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
-    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), file).unwrap();
-    std::fs::write(dir.path().join("hello.txt"), "hello from the repo\n").unwrap();
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "first"]);
-    dir
+    testkit::git_repo(file, &[("hello.txt", "hello from the repo\n")])
 }
 
 struct Fixture {
@@ -111,6 +90,15 @@ async fn wait_step(store: &Store, run: &str, step: &str, status: &str) -> StepRo
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Starts a push run of `pipeline` and waits for its end.
+async fn run_to_end(f: &Fixture, pipeline: &str) -> RunRow {
+    let run = f
+        .service
+        .trigger(pipeline, "push", "webhook", BTreeMap::new())
+        .unwrap();
+    wait_run(&f.store, &run.id, &["succeeded", "failed"]).await
 }
 
 fn log_text(store: &Store, run: &str, step: &str) -> Vec<String> {
@@ -595,31 +583,15 @@ async fn the_gate_passes_on_the_baseline_and_fails_on_a_new_error() {
 
     // The error is fixed: the run passes and becomes the baseline.
     commit(&[("W1", "warning", "a.rs")], "fix");
-    let second = f
-        .service
-        .trigger("g", "push", "webhook", BTreeMap::new())
-        .unwrap();
-    assert_eq!(
-        wait_run(&f.store, &second.id, &["succeeded", "failed"])
-            .await
-            .status,
-        "succeeded"
-    );
+    let second = run_to_end(&f, "g").await;
+    assert_eq!(second.status, "succeeded");
     // The known warning stays; a new error fails the gate and is named in the log.
     commit(
         &[("W1", "warning", "a.rs"), ("E1", "error", "b.rs")],
         "regress",
     );
-    let third = f
-        .service
-        .trigger("g", "push", "webhook", BTreeMap::new())
-        .unwrap();
-    assert_eq!(
-        wait_run(&f.store, &third.id, &["succeeded", "failed"])
-            .await
-            .status,
-        "failed"
-    );
+    let third = run_to_end(&f, "g").await;
+    assert_eq!(third.status, "failed");
     assert_eq!(
         quality(&third.id).reason.as_deref(),
         Some("quality gate failed: 1 new error-level finding(s) (at most 0)")
@@ -639,16 +611,8 @@ async fn the_gate_passes_on_the_baseline_and_fails_on_a_new_error() {
         &[("W1", "warning", "a.rs"), ("W2", "warning", "c.rs")],
         "warn",
     );
-    let fourth = f
-        .service
-        .trigger("g", "push", "webhook", BTreeMap::new())
-        .unwrap();
-    assert_eq!(
-        wait_run(&f.store, &fourth.id, &["succeeded", "failed"])
-            .await
-            .status,
-        "succeeded"
-    );
+    let fourth = run_to_end(&f, "g").await;
+    assert_eq!(fourth.status, "succeeded");
     assert!(
         quality(&fourth.id)
             .outputs

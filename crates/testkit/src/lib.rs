@@ -448,3 +448,38 @@ pub fn marathon_python() -> Option<PathBuf> {
     let venv = target_dir().parent()?.join("marathon-venv/bin/python");
     venv.exists().then_some(venv)
 }
+
+/// Runs `git` in `dir` (with a throw-away identity), panicking with git's message on failure.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A git repository on branch `dev` whose first commit holds `pipeline` as
+/// `.slipway/pipeline.yaml` and the given other files.
+pub fn git_repo(pipeline: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    git(dir.path(), &["init", "-q", "-b", "dev"]);
+    std::fs::create_dir_all(dir.path().join(".slipway")).expect("mkdir");
+    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), pipeline).expect("write");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "first"]);
+    dir
+}

@@ -4,32 +4,13 @@
 //! naming the step).
 
 use crate::*;
-use std::path::Path;
 use std::process::{Command, Output};
 use testkit::wait_for;
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use testkit::git;
 
 fn repo(file: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "dev"]);
-    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
-    std::fs::write(dir.path().join(".slipway/pipeline.yaml"), file).unwrap();
-    git(dir.path(), &["add", "."]);
-    git(dir.path(), &["commit", "-q", "-m", "first"]);
-    dir
+    testkit::git_repo(file, &[])
 }
 
 fn cli(s: &SlipwayProcess, args: &[&str]) -> Output {
