@@ -101,6 +101,18 @@ async fn run_to_end(f: &Fixture, pipeline: &str) -> RunRow {
     wait_run(&f.store, &run.id, &["succeeded", "failed"]).await
 }
 
+/// The first run of `pipeline` that appears (started by a trigger, not the test).
+async fn first_run(store: &Store, pipeline: &str, what: &str) -> RunRow {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = store.runs(Some(pipeline), 10).unwrap().into_iter().next() {
+            return r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn log_text(store: &Store, run: &str, step: &str) -> Vec<String> {
     store
         .logs(run, step, 0, 1000)
@@ -390,17 +402,7 @@ async fn polling_starts_one_run_per_new_commit() {
 
     std::fs::write(f.repo.path().join("hello.txt"), "second\n").unwrap();
     git(f.repo.path(), &["commit", "-qam", "second"]);
-    let start = Instant::now();
-    let run = loop {
-        if let Some(r) = f.store.runs(Some("polled"), 10).unwrap().into_iter().next() {
-            break r;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no run for the new commit"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = first_run(&f.store, "polled", "no run for the new commit").await;
     assert_eq!(
         (run.event.as_str(), run.triggered_by.as_str()),
         ("push", "poll")
@@ -494,23 +496,7 @@ async fn a_cron_schedule_starts_one_run_per_minute() {
     f.service.add_pipeline("nightly", &f.source).await.unwrap();
     assert_eq!(f.service.source("nightly").unwrap().cron, ["* * * * *"]);
     f.service.start_polling();
-    let start = Instant::now();
-    let run = loop {
-        if let Some(r) = f
-            .store
-            .runs(Some("nightly"), 10)
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            break r;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the schedule never fired"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = first_run(&f.store, "nightly", "the schedule never fired").await;
     assert_eq!(
         (run.event.as_str(), run.triggered_by.as_str()),
         ("cron", "cron")

@@ -33,6 +33,16 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `slipway pipelines run NAME`; the new run's id.
+fn start_run(s: &SlipwayProcess, pipeline: &str) -> String {
+    let started: Value = serde_json::from_str(&ok(&cli(
+        s,
+        &["pipelines", "run", pipeline, "--output", "json"],
+    )))
+    .unwrap();
+    started["id"].as_str().unwrap().to_string()
+}
+
 fn run_json(s: &SlipwayProcess, id: &str) -> Value {
     get_json(&format!("{}/api/v1/runs/{id}", s.url)).unwrap()
 }
@@ -145,12 +155,7 @@ fn approvals_survive_kill9_and_cut_off_steps_are_named() {
             repo.path().to_str().unwrap(),
         ],
     ));
-    let started: Value = serde_json::from_str(&ok(&cli(
-        &s,
-        &["pipelines", "run", "rel", "--output", "json"],
-    )))
-    .unwrap();
-    let id = started["id"].as_str().unwrap().to_string();
+    let id = start_run(&s, "rel");
     wait_for("the approval to wait", Duration::from_secs(30), || {
         (step_status(&run_json(&s, &id), "ok") == "waiting").then_some(())
     })
@@ -201,12 +206,7 @@ fn approvals_survive_kill9_and_cut_off_steps_are_named() {
             repo.path().to_str().unwrap(),
         ],
     ));
-    let started: Value = serde_json::from_str(&ok(&cli(
-        &s,
-        &["pipelines", "run", "rel", "--output", "json"],
-    )))
-    .unwrap();
-    let slow = started["id"].as_str().unwrap().to_string();
+    let slow = start_run(&s, "rel");
     wait_for("the slow step to run", Duration::from_secs(30), || {
         (step_status(&run_json(&s, &slow), "slow") == "running").then_some(())
     })
