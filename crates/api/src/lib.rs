@@ -12,6 +12,7 @@ mod sse;
 
 pub use error::ApiError;
 pub use identity::{AuthMode, Identity};
+pub use pipelines::EngineDeployer;
 
 use axum::body::Body;
 use axum::extract::Request;

@@ -317,3 +317,131 @@ async fn decide(
             .into_response(),
     )
 }
+
+/// Pipelines' `deploy` steps through the engine, under the environment policy of the
+/// user who started the run (runs started by polling or cron deploy as a developer), and
+/// recorded in the audit log like any other deploy.
+pub struct EngineDeployer {
+    /// The engine.
+    pub engine: engine::Engine,
+    /// Policies and the audit log.
+    pub identity: std::sync::Arc<crate::Identity>,
+    /// Users (for the role of the run's starter).
+    pub store: std::sync::Arc<store::Store>,
+}
+
+impl EngineDeployer {
+    fn principal(&self, who: &str) -> Principal {
+        let user = who
+            .strip_prefix("user:")
+            .or_else(|| who.strip_prefix("webhook:"))
+            .map(str::to_string);
+        match user.and_then(|u| self.store.user(&u).ok().flatten()) {
+            Some(row) if !row.disabled => Principal {
+                role: row.role.parse().unwrap_or(auth::Role::Viewer),
+                user: row.name,
+            },
+            _ => Principal {
+                user: format!("pipeline ({who})"),
+                role: auth::Role::Developer,
+            },
+        }
+    }
+}
+
+impl pipeline::service::Deployer for EngineDeployer {
+    fn deploy(&self, who: &str, app: Value) -> Result<String, String> {
+        let principal = self.principal(who);
+        let id = model::PathId::parse(app["id"].as_str().ok_or("the app definition has no id")?);
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(app["labels"].clone()).unwrap_or_default();
+        let current = self.engine.app_labels(&id).unwrap_or_default();
+        let checked = self
+            .identity
+            .check_deploy(&principal, &id, &current)
+            .and_then(|()| self.identity.check_deploy(&principal, &id, &labels));
+        let body = serde_json::to_vec(&app).map_err(|e| e.to_string())?;
+        let result = checked.and_then(|()| {
+            self.engine
+                .update_app(&id, &body, true, false, false)
+                .map_err(ApiError::from)
+        });
+        let (status, outcome, detail) = match &result {
+            Ok(_) => (200, "allowed", None),
+            Err(e) if e.status == StatusCode::FORBIDDEN => (
+                403,
+                "denied",
+                e.body["message"].as_str().map(str::to_string),
+            ),
+            Err(e) => (
+                e.status.as_u16(),
+                "failed",
+                e.body["message"].as_str().map(str::to_string),
+            ),
+        };
+        let _ = self.store.append_audit(&store::AuditRow {
+            seq: 0,
+            at: Timestamp::now().millis(),
+            user: principal.user.clone(),
+            action: format!("deploy step {who}"),
+            target: format!("app:{id}"),
+            app: Some(id.to_string()),
+            source: "pipeline".into(),
+            status,
+            outcome: outcome.into(),
+            detail,
+        });
+        match result {
+            Ok((d, _)) => Ok(d.deployment_id),
+            Err(e) => {
+                let message = e.body["message"].as_str().unwrap_or("refused").to_string();
+                let details = e.body["details"].as_array().map(|d| {
+                    d.iter()
+                        .map(|x| format!("{}: {}", x["path"].as_str().unwrap_or(""), x["errors"]))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                });
+                Err(match details {
+                    Some(d) if !d.is_empty() => format!("{message} ({d})"),
+                    _ => message,
+                })
+            }
+        }
+    }
+
+    fn status(
+        &self,
+        deployment: &str,
+    ) -> Result<Option<pipeline::service::DeploymentStatus>, String> {
+        let Some(v) = self
+            .engine
+            .deployment_status(deployment)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let actions: Vec<String> = v["currentActions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a["action"].as_str().unwrap_or(""),
+                    a["app"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let progress = match (v["currentStep"].as_u64(), v["totalSteps"].as_u64()) {
+            (Some(c), Some(t)) if !actions.is_empty() => {
+                format!("step {c}/{t}: {}", actions.join(", "))
+            }
+            _ => String::new(),
+        };
+        Ok(Some(pipeline::service::DeploymentStatus {
+            status: v["status"].as_str().unwrap_or("running").to_string(),
+            reason: v["reason"].as_str().map(str::to_string),
+            progress,
+        }))
+    }
+}

@@ -45,6 +45,11 @@ impl Server {
             dir.path().join("runs"),
             Arc::new(|_: &str| Err("no secrets in these tests".to_string())),
         );
+        pipelines.set_deployer(Arc::new(crate::EngineDeployer {
+            engine: engine.clone(),
+            identity: identity.clone(),
+            store: store.clone(),
+        }));
         let ctx = Ctx {
             engine,
             listen,

@@ -214,3 +214,89 @@ async fn invalid_pipeline_files_are_422_with_line_and_column() {
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
+    let s = Server::start().await;
+    let app = json!({
+        "id": "/shop/web", "cmd": testkit::testsrv().to_string_lossy(), "instances": 1, "cpus": 0.1, "mem": 32,
+        "env": {"VERSION": "base"},
+        "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 1, "gracePeriodSeconds": 30}]
+    });
+    let file = "version: 1\nname: ship\nsteps:\n  qa:\n    deploy: { env: qa, app: deploy/app.json, overlay: deploy/qa.json, timeout: 60s }\n  prod:\n    needs: [qa]\n    deploy: { env: prod, app: deploy/app.json, overlay: deploy/prod.json }\n";
+    let repo = testkit::git_repo(file, &[]);
+    std::fs::create_dir_all(repo.path().join("deploy")).unwrap();
+    std::fs::write(repo.path().join("deploy/app.json"), app.to_string()).unwrap();
+    std::fs::write(
+        repo.path().join("deploy/qa.json"),
+        json!({"id": "/qa/web", "instances": 2, "env": {"VERSION": "qa-${{ run.number }}"}})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("deploy/prod.json"),
+        json!({"id": "/prod/web"}).to_string(),
+    )
+    .unwrap();
+    testkit::git(repo.path(), &["add", "."]);
+    testkit::git(repo.path(), &["commit", "-qm", "defs"]);
+    let source = json!({"repo": repo.path().to_string_lossy(), "branch": "dev"});
+    let (status, body) = s
+        .call(reqwest::Method::PUT, "/api/v1/pipelines/ship", Some(source))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A developer's run deploys to qa and is refused prod by the policy.
+    let dev = format!("Bearer {}", user_token(&s, "dana", "developer").await);
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        "/api/v1/pipelines/ship/runs",
+        Some(&dev),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let done = run_where(&s, &id, |r| {
+        r["status"] == "succeeded" || r["status"] == "failed"
+    })
+    .await;
+    assert_eq!(step(&done, "qa")["status"], "succeeded", "{done}");
+    assert!(
+        step(&done, "prod")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Forbidden"),
+        "{done}"
+    );
+    let qa = s.get("/v2/apps/qa/web").await;
+    assert_eq!(qa["app"]["instances"], 2);
+    assert_eq!(qa["app"]["env"]["VERSION"], "qa-1");
+    assert_eq!(qa["app"]["labels"]["SLIPWAY_ENV"], "qa");
+    assert_eq!(
+        qa["app"]["tasksHealthy"], 2,
+        "the step waited for the deployment"
+    );
+    let (status, _) = s
+        .call(reqwest::Method::GET, "/v2/apps/prod/web", None)
+        .await;
+    assert_eq!(status, 404);
+    let logs = s.get(&format!("/api/v1/runs/{id}/steps/qa/logs")).await;
+    let text: Vec<&str> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert!(
+        text.iter()
+            .any(|l| l.starts_with("deploying /qa/web to qa: deployment ")),
+        "{text:?}"
+    );
+    let audit = s.get("/api/v1/audit?user=dana").await;
+    assert!(
+        audit.to_string().contains("deploy step user:dana"),
+        "{audit}"
+    );
+}

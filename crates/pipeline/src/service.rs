@@ -128,6 +128,33 @@ struct Inner {
     polls: Mutex<HashMap<String, PollState>>,
     /// Where `docker` steps build and push, when Docker is enabled.
     docker: Mutex<Option<DockerSetup>>,
+    /// Where `deploy` steps deploy.
+    deployer: Mutex<Option<Arc<dyn Deployer>>>,
+    /// One deploy at a time per environment, in the order they asked (tokio's mutex is
+    /// fair), so deploys to one environment land in commit order.
+    env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// How `deploy` steps reach the control plane (the server provides it).
+pub trait Deployer: Send + Sync {
+    /// Deploys the app definition `app` (Marathon JSON) as `who` (`user:NAME`,
+    /// `webhook:NAME`, `poll`, `cron`) under the environment policy, replacing the app's
+    /// definition; `Ok(deployment id)`, or `Err(reason)` when refused or invalid.
+    fn deploy(&self, who: &str, app: serde_json::Value) -> Result<String, String>;
+    /// A deployment's status: `running`, `success` or `failed`, with the reason and the
+    /// current step (`current/total`), or `None` when unknown.
+    fn status(&self, deployment: &str) -> Result<Option<DeploymentStatus>, String>;
+}
+
+/// What [`Deployer::status`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentStatus {
+    /// `running`, `success` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// `step i/n: action app, ...`, for progress lines.
+    pub progress: String,
 }
 
 /// How `docker` steps reach the Engine API and the registry.
@@ -259,6 +286,8 @@ impl Service {
                 shutdown: CancellationToken::new(),
                 polls: Mutex::new(HashMap::new()),
                 docker: Mutex::new(None),
+                deployer: Mutex::new(None),
+                env_locks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -268,6 +297,25 @@ impl Service {
             .docker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lets `deploy` steps deploy through the control plane.
+    pub fn set_deployer(&self, deployer: Arc<dyn Deployer>) {
+        *self
+            .inner
+            .deployer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(deployer);
+    }
+
+    fn env_lock(&self, env: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .env_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(env.to_string())
+            .or_default()
             .clone()
     }
 
@@ -781,6 +829,7 @@ impl Service {
             observer: observer.clone(),
             pipeline: run.pipeline.clone(),
             branch: run.branch.clone(),
+            triggered_by: run.triggered_by.clone(),
         });
         let result =
             crate::execute(spec, observer, approvals, self.inner.shutdown.child_token()).await;
@@ -891,6 +940,7 @@ struct Approvals {
     observer: Arc<StoreObserver>,
     pipeline: String,
     branch: String,
+    triggered_by: String,
 }
 
 impl Approvals {
@@ -1032,9 +1082,22 @@ impl OtherSteps for Approvals {
             env,
         } = &step.kind
         else {
-            // Only `deploy` is left: it arrives with the release job (issue 7).
-            let reason = "`deploy` steps are not supported by this Slipway yet".to_string();
-            return Box::pin(async move { Err(reason) });
+            // Only `deploy` is left.
+            let deployer = self
+                .service
+                .inner
+                .deployer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let (service, step, who) = (
+                self.service.clone(),
+                step.clone(),
+                self.triggered_by.clone(),
+            );
+            return Box::pin(
+                async move { deploy_step(&service, deployer, &cx, &step, &who).await },
+            );
         };
         let (tx, rx) = oneshot::channel();
         let key = (self.run.clone(), step.name.clone());
@@ -1292,6 +1355,128 @@ impl Drop for RemoveContainer {
             rt.spawn(async move {
                 let _ = d.remove(&id).await;
             });
+        }
+    }
+}
+
+/// Merges `overlay` into `base`: objects key by key, everything else replaced.
+pub fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
+    match (base, overlay) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_json(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// The `deploy` step: the app definition for the environment (base file, overlay, the
+/// image pinned to what the pipeline built), deployed through the control plane as whoever
+/// started the run, under the environment's policy; waits for the deployment and reports
+/// its progress. One deploy at a time per environment.
+async fn deploy_step(
+    service: &Service,
+    deployer: Option<Arc<dyn Deployer>>,
+    cx: &StepContext,
+    step: &Step,
+    who: &str,
+) -> Result<Outputs, String> {
+    let StepKind::Deploy {
+        env,
+        app,
+        overlay,
+        image,
+        timeout,
+    } = &step.kind
+    else {
+        return Err("not a deploy step".into());
+    };
+    let deployer = deployer.ok_or("deploys are not enabled on this server")?;
+    let read = |file: &str| -> Result<serde_json::Value, String> {
+        let path = cx.workspace.join(file);
+        if file.split('/').any(|p| p == "..") || !path.starts_with(&cx.workspace) {
+            return Err(format!("`{file}` is outside the workspace"));
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let text = cx.values.render(&text)?;
+        serde_json::from_str(&text).map_err(|e| format!("{file}: not JSON: {e}"))
+    };
+    let env = cx.values.render(env)?;
+    let mut def = read(&cx.values.render(app)?)?;
+    if let Some(o) = overlay {
+        merge_json(&mut def, read(&cx.values.render(o)?)?);
+    }
+    if let Some(image) = image {
+        let image = cx.values.render(image)?;
+        let docker = def
+            .get_mut("container")
+            .and_then(|c| c.get_mut("docker"))
+            .and_then(serde_json::Value::as_object_mut)
+            .ok_or("`image` is set but the app definition has no container.docker")?;
+        docker.insert("image".into(), serde_json::Value::String(image.clone()));
+        (cx.log)(Stream::System, format!("image: {image}"));
+    }
+    // The app belongs to the step's environment (a label cannot loosen a stricter path).
+    if let Some(obj) = def.as_object_mut() {
+        let labels = obj.entry("labels").or_insert_with(|| serde_json::json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.entry("SLIPWAY_ENV")
+                .or_insert_with(|| serde_json::Value::String(env.clone()));
+        }
+    }
+    let app_id = def["id"].as_str().unwrap_or("").to_string();
+    (cx.log)(
+        Stream::System,
+        format!("waiting for the {env} environment (one deploy at a time)"),
+    );
+    let lock = service.env_lock(&env);
+    let _turn = lock.lock().await;
+    let deployment = deployer.deploy(who, def)?;
+    (cx.log)(
+        Stream::System,
+        format!("deploying {app_id} to {env}: deployment {deployment}"),
+    );
+    let limit = timeout.unwrap_or(std::time::Duration::from_secs(600));
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    loop {
+        match deployer.status(&deployment)? {
+            Some(s) if s.status == "success" => {
+                (cx.log)(Stream::System, format!("{app_id} is deployed to {env}"));
+                return Ok(Outputs::from([
+                    ("deployment".to_string(), deployment),
+                    ("app".to_string(), app_id),
+                    ("env".to_string(), env),
+                ]));
+            }
+            Some(s) if s.status == "failed" => {
+                let why = s.reason.unwrap_or_else(|| "the deployment failed".into());
+                return Err(format!("deployment of {app_id} to {env} failed: {why}"));
+            }
+            Some(s) => {
+                if s.progress != last && !s.progress.is_empty() {
+                    (cx.log)(Stream::System, s.progress.clone());
+                    last = s.progress;
+                }
+            }
+            None => return Err(format!("deployment {deployment} vanished")),
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "deployment of {app_id} to {env} did not finish within {}",
+                crate::runner::human(limit)
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            () = cx.cancel.cancelled() => return Err("cancelled".into()),
         }
     }
 }

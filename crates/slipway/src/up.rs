@@ -343,6 +343,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             registry_config: registry_config.clone(),
         });
     }
+    pipelines.set_deployer(Arc::new(api::EngineDeployer {
+        engine: engine.clone(),
+        identity: identity.clone(),
+        store: store.clone(),
+    }));
     if let Err(e) = pipelines.recover() {
         tracing::error!(error = %e, "cannot recover pipeline runs");
     }
