@@ -184,6 +184,21 @@ pub(crate) async fn retry(
     Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
 }
 
+/// `POST /api/v1/runs/{id}/cancel`: kills the run's running steps and ends it.
+pub(crate) async fn cancel(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let svc = service(&ctx)?;
+    svc.cancel(&id, &format!("user:{}", who.user))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"run": id, "cancelled": true})),
+    )
+        .into_response())
+}
+
 /// `GET /api/v1/runs?pipeline=NAME&limit=N`: newest first.
 pub(crate) async fn list_runs(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> ApiResult {
     service(&ctx)?;

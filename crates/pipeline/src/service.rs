@@ -130,6 +130,8 @@ struct Inner {
     docker: Mutex<Option<DockerSetup>>,
     /// Where `deploy` steps deploy.
     deployer: Mutex<Option<Arc<dyn Deployer>>>,
+    /// Running runs' cancel tokens, and who cancelled.
+    cancels: Mutex<HashMap<String, (CancellationToken, Option<String>)>>,
     /// One deploy at a time per environment, in the order they asked (tokio's mutex is
     /// fair), so deploys to one environment land in commit order.
     env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -287,6 +289,7 @@ impl Service {
                 polls: Mutex::new(HashMap::new()),
                 docker: Mutex::new(None),
                 deployer: Mutex::new(None),
+                cancels: Mutex::new(HashMap::new()),
                 env_locks: Mutex::new(HashMap::new()),
             }),
         }
@@ -298,6 +301,42 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Cancels a queued or running run: running steps' process trees are killed, pending
+    /// approvals end, the rest does not run; the run ends `cancelled`.
+    pub fn cancel(&self, id: &str, by: &str) -> Result<(), ServiceError> {
+        let run = self
+            .inner
+            .store
+            .run(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no run {id}")))?;
+        if let Some((token, who)) = self
+            .inner
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
+            *who = Some(by.to_string());
+            token.cancel();
+            return Ok(());
+        }
+        if run.status == "queued" {
+            // Not started: it never will.
+            self.inner.store.set_run_status(
+                id,
+                "cancelled",
+                Some(&format!("cancelled by {by}")),
+                None,
+                Some(now_ms()),
+            )?;
+            return Ok(());
+        }
+        Err(ServiceError::Invalid(format!(
+            "run {id} is {}, not queued or running",
+            run.status
+        )))
     }
 
     /// Lets `deploy` steps deploy through the control plane.
@@ -708,6 +747,16 @@ impl Service {
         inner.tracker.spawn(async move {
             let _turn = queue.lock().await;
             let id = run.id.clone();
+            if service
+                .inner
+                .store
+                .run(&id)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == "cancelled")
+            {
+                return;
+            }
             if let Err(e) = service.execute(run, source, done).await {
                 let _ = service.inner.store.set_run_status(
                     &id,
@@ -810,6 +859,12 @@ impl Service {
                 },
             )?;
         }
+        let cancel = self.inner.shutdown.child_token();
+        self.inner
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.id.clone(), (cancel.clone(), None));
         let observer = Arc::new(StoreObserver {
             store: store.clone(),
             run: run.id.clone(),
@@ -831,14 +886,22 @@ impl Service {
             branch: run.branch.clone(),
             triggered_by: run.triggered_by.clone(),
         });
-        let result =
-            crate::execute(spec, observer, approvals, self.inner.shutdown.child_token()).await;
+        let result = crate::execute(spec, observer, approvals, cancel.clone()).await;
         if self.inner.shutdown.is_cancelled() {
             // Left for recovery: it resumes or is marked interrupted at the next start.
             return Ok(());
         }
+        let cancelled_by = self
+            .inner
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run.id)
+            .and_then(|(_, by)| by);
         let (status, reason) = if result.succeeded() {
             ("succeeded", None)
+        } else if let Some(by) = cancelled_by {
+            ("cancelled", Some(format!("cancelled by {by}")))
         } else {
             let failed: Vec<String> = result
                 .steps

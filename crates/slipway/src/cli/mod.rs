@@ -332,6 +332,11 @@ enum RunsCommand {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Cancel a queued or running run: its running steps' process trees are killed.
+    Cancel {
+        /// The run id.
+        id: String,
+    },
     /// Approve a waiting approval step (the environment's policy decides who may).
     Approve {
         /// The run id.
@@ -380,6 +385,7 @@ pub(crate) async fn runs_cmd(args: RunsArgs) -> ExitCode {
                 pipelines::runs(&client, output, pipeline.as_deref()).await
             }
             RunsCommand::Show { id } => pipelines::show(&client, output, &id).await,
+            RunsCommand::Cancel { id } => pipelines::cancel(&client, output, &id).await,
             RunsCommand::Retry { id, follow } => {
                 pipelines::retry(&client, output, &id, follow).await
             }

@@ -330,3 +330,18 @@ pub(crate) async fn decide(
     }
     Ok(Exit::Success)
 }
+
+/// `runs cancel ID`.
+pub(crate) async fn cancel(client: &Client, output: Output, id: &str) -> anyhow::Result<Exit> {
+    let v = client
+        .json(client.request(
+            Method::POST,
+            &format!("/api/v1/runs/{}/cancel", segment(id)),
+        ))
+        .await?;
+    match output {
+        Output::Json => out::json(&v)?,
+        Output::Text => out::line(&format!("run {id}: cancelling"))?,
+    }
+    Ok(Exit::Success)
+}

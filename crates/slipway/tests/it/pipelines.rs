@@ -243,3 +243,64 @@ fn approvals_survive_kill9_and_cut_off_steps_are_named() {
         )
     );
 }
+
+#[test]
+fn cli_cancel_kills_the_running_step_and_ends_the_run() {
+    let (s, _dir) = server();
+    let repo = repo(
+        "version: 1\nname: long\nsteps:\n  wait: { run: 'echo $$ > \"$SLIPWAY_RUN_ID.pid\"; sleep 300' }\n  after: { needs: [wait], run: echo never }\n",
+    );
+    ok(&cli(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "long",
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
+    ));
+    let id = start_run(&s, "long");
+    wait_for("the step to run", Duration::from_secs(30), || {
+        (step_status(&run_json(&s, &id), "wait") == "running").then_some(())
+    })
+    .unwrap();
+    ok(&cli(&s, &["runs", "cancel", &id]));
+    wait_for("the run to end", Duration::from_secs(30), || {
+        (run_json(&s, &id)["status"] == "cancelled").then_some(())
+    })
+    .unwrap();
+    let run = run_json(&s, &id);
+    assert_eq!(run["reason"], "cancelled by user:admin");
+    assert_eq!(step_status(&run, "wait"), "cancelled");
+    assert_eq!(step_status(&run, "after"), "cancelled");
+    let pid_file = s
+        .data_dir
+        .join("runs")
+        .join(&id)
+        .join("workspace")
+        .join(format!("{id}.pid"));
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    wait_for(
+        "the step's shell to be gone",
+        Duration::from_secs(10),
+        || {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            (stat.is_empty()
+                || stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next())
+                    == Some("Z"))
+            .then_some(())
+        },
+    )
+    .unwrap();
+    let out = cli(&s, &["runs", "cancel", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "an ended run cannot be cancelled"
+    );
+}
