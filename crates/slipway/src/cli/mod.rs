@@ -278,6 +278,11 @@ enum PipelinesCommand {
         #[arg(long)]
         file: Option<String>,
     },
+    /// A pipeline's source (repository, branch, file, polling and cron) and its last runs.
+    Show {
+        /// The pipeline.
+        name: String,
+    },
     /// Start a run by hand; exit code 0 when it succeeded, 1 when it failed (with --follow).
     Run {
         /// The pipeline.
@@ -359,6 +364,9 @@ pub(crate) async fn pipelines_cmd(args: PipelinesArgs) -> ExitCode {
     let result = match Client::new(&args.opts) {
         Ok(client) => match args.command {
             PipelinesCommand::List => pipelines::list(&client, output).await,
+            PipelinesCommand::Show { name } => {
+                pipelines::show_pipeline(&client, output, &name).await
+            }
             PipelinesCommand::Add {
                 name,
                 repo,

@@ -41,6 +41,56 @@ pub(crate) async fn list(client: &Client, output: Output) -> anyhow::Result<Exit
     Ok(Exit::Success)
 }
 
+/// `pipelines show NAME`: its source and its last ten runs.
+pub(crate) async fn show_pipeline(
+    client: &Client,
+    output: Output,
+    name: &str,
+) -> anyhow::Result<Exit> {
+    let v = client
+        .get("/api/v1/pipelines", &[])
+        .await
+        .context("cannot list pipelines")?;
+    let p = arr_of(&v, "pipelines")
+        .iter()
+        .find(|p| str_of(p, "name") == name)
+        .cloned()
+        .ok_or_else(|| coded(Exit::Failed, format!("no pipeline `{name}`")))?;
+    let runs = client
+        .get("/api/v1/runs", &[("pipeline", name), ("limit", "10")])
+        .await?;
+    if output == Output::Json {
+        out::json(&json!({"pipeline": p, "runs": runs["runs"]}))?;
+        return Ok(Exit::Success);
+    }
+    let src = &p["source"];
+    out::line(&format!(
+        "{name}: {} branch {} file {}",
+        str_of(src, "repo"),
+        str_of(src, "branch"),
+        str_of(src, "file")
+    ))?;
+    if let Some(ms) = src["poll_ms"].as_u64() {
+        out::line(&format!("polled every {:.1}s", ms as f64 / 1000.0))?;
+    }
+    for c in arr_of(src, "cron") {
+        out::line(&format!("cron {}", c.as_str().unwrap_or("")))?;
+    }
+    let mut t = Table::new(&["#", "ID", "STATUS", "EVENT", "BY", "CREATED"]);
+    for r in arr_of(&runs, "runs") {
+        t.row(vec![
+            r["number"].to_string(),
+            str_of(r, "id").to_string(),
+            str_of(r, "status").to_string(),
+            str_of(r, "event").to_string(),
+            str_of(r, "triggeredBy").to_string(),
+            str_of(r, "createdAt").to_string(),
+        ]);
+    }
+    out::write_stdout(t.render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
 /// `pipelines add NAME --repo R --branch B [--file F]`.
 pub(crate) async fn add(
     client: &Client,

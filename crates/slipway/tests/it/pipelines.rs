@@ -93,6 +93,11 @@ fn cli_runs_pipelines_and_follows_them() {
         ok(&cli(&s, &["runs", "logs", &id, "b"])),
         "+ echo beta; exit 4\nbeta\n`echo beta; exit 4` exited with status 4\n"
     );
+    let pipeline = ok(&cli(&s, &["pipelines", "show", "ok"]));
+    assert!(
+        pipeline.contains("branch dev file .slipway/pipeline.yaml") && pipeline.contains(&id),
+        "{pipeline}"
+    );
     let shown = ok(&cli(&s, &["runs", "show", &id]));
     assert!(
         shown.contains("run #1 of ok: failed: failed: `b`"),
