@@ -219,8 +219,23 @@ async fn checkout(repo: &str, branch: &str, dir: &Path) -> Result<String, Servic
     git(&["rev-parse", "HEAD"], Some(dir)).await
 }
 
+/// `rel` inside `workspace`, refusing absolute paths and `..` (a file named in a pipeline
+/// or a request must not reach outside the run's checkout).
+pub fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
+    let path = Path::new(rel);
+    if path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!("`{rel}` is outside the workspace"));
+    }
+    Ok(workspace.join(path))
+}
+
 fn read_pipeline(workspace: &Path, file: &str) -> Result<Pipeline, ServiceError> {
-    let text = std::fs::read_to_string(workspace.join(file))
+    let path = in_workspace(workspace, file).map_err(ServiceError::Invalid)?;
+    let text = std::fs::read_to_string(path)
         .map_err(|e| ServiceError::Invalid(format!("cannot read {file}: {e}")))?;
     parse_pipeline(&text).map_err(|e| ServiceError::Invalid(format!("{file}:\n{e}")))
 }
@@ -1020,7 +1035,7 @@ impl Approvals {
         };
         let mut current = Vec::new();
         for file in sarif {
-            let path = cx.workspace.join(file);
+            let path = in_workspace(&cx.workspace, file)?;
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
             current.extend(crate::sarif::findings(&text).map_err(|e| format!("{file}: {e}"))?);
@@ -1292,12 +1307,7 @@ async fn docker_step(
         .iter()
         .map(|t| cx.values.render(t))
         .collect::<Result<_, _>>()?;
-    let dir = cx.workspace.join(&context);
-    if !dir.starts_with(&cx.workspace) || context.split('/').any(|p| p == "..") {
-        return Err(format!(
-            "the build context `{context}` is outside the workspace"
-        ));
-    }
+    let dir = in_workspace(&cx.workspace, &context)?;
     let d = docker::Docker::connect(setup.config.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -1462,10 +1472,7 @@ async fn deploy_step(
     };
     let deployer = deployer.ok_or("deploys are not enabled on this server")?;
     let read = |file: &str| -> Result<serde_json::Value, String> {
-        let path = cx.workspace.join(file);
-        if file.split('/').any(|p| p == "..") || !path.starts_with(&cx.workspace) {
-            return Err(format!("`{file}` is outside the workspace"));
-        }
+        let path = in_workspace(&cx.workspace, file)?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
         let text = cx.values.render(&text)?;

@@ -5,6 +5,7 @@
 
 use pipeline::service::{Decision, Service, Source};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{RunRow, StepRow, Store};
@@ -742,4 +743,28 @@ async fn docker_run_steps_with_an_image_run_in_containers_against_the_host() {
         },
     )
     .unwrap();
+}
+
+#[tokio::test]
+async fn files_named_in_pipelines_stay_inside_the_workspace() {
+    use pipeline::service::in_workspace;
+    let ws = Path::new("/srv/ws");
+    assert_eq!(
+        in_workspace(ws, "deploy/app.json").unwrap(),
+        Path::new("/srv/ws/deploy/app.json")
+    );
+    assert!(in_workspace(ws, "/etc/passwd").is_err());
+    assert!(in_workspace(ws, "deploy/../../etc/passwd").is_err());
+    let f = fixture("version: 1\nname: x\nsteps:\n  a: { run: 'true' }\n");
+    let outside = Source {
+        file: "/etc/passwd".into(),
+        ..f.source.clone()
+    };
+    let err = f
+        .service
+        .add_pipeline("x", &outside)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "`/etc/passwd` is outside the workspace");
 }
