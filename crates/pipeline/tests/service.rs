@@ -768,3 +768,19 @@ async fn files_named_in_pipelines_stay_inside_the_workspace() {
         .to_string();
     assert_eq!(err, "`/etc/passwd` is outside the workspace");
 }
+
+#[tokio::test]
+async fn chatty_steps_keep_the_newest_lines_in_order() {
+    let f = fixture("version: 1\nname: chatty\nsteps:\n  a: { run: 'seq 1 20000' }\n");
+    f.service.add_pipeline("chatty", &f.source).await.unwrap();
+    let run = run_to_end(&f, "chatty").await;
+    assert_eq!(run.status, "succeeded");
+    // The command line and 20,000 output lines were written; the last 10,000 are kept,
+    // with their sequence numbers.
+    let lines = f.store.logs(&run.id, "a", 0, 30_000).unwrap();
+    assert_eq!(lines.len(), pipeline::service::LOG_LINES_KEPT);
+    assert_eq!((lines[0].seq, lines[0].line.as_str()), (10_002, "10001"));
+    let last = lines.last().unwrap();
+    assert_eq!((last.seq, last.line.as_str()), (20_001, "20000"));
+    assert!(lines.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+}
