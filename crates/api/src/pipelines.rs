@@ -424,6 +424,10 @@ impl pipeline::service::Deployer for EngineDeployer {
         }
     }
 
+    fn is_admin(&self, who: &str) -> bool {
+        self.principal(who).role == auth::Role::Admin
+    }
+
     fn status(
         &self,
         deployment: &str,

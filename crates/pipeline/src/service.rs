@@ -146,6 +146,8 @@ pub trait Deployer: Send + Sync {
     /// A deployment's status: `running`, `success` or `failed`, with the reason and the
     /// current step (`current/total`), or `None` when unknown.
     fn status(&self, deployment: &str) -> Result<Option<DeploymentStatus>, String>;
+    /// Whether `who` (as in [`Deployer::deploy`]) is an admin (who may force promotions).
+    fn is_admin(&self, who: &str) -> bool;
 }
 
 /// What [`Deployer::status`] reports.
@@ -1135,6 +1137,43 @@ impl OtherSteps for Approvals {
                 container_step(setup, &cx, &run_id, &step, &image, &commands).await
             });
         }
+        if let StepKind::Promote {
+            image,
+            to,
+            require_approval,
+            force,
+        } = &step.kind
+        {
+            let deployer = self
+                .service
+                .inner
+                .deployer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let setup = self.service.docker_setup();
+            let (image, to, approval, force) = (
+                image.clone(),
+                to.clone(),
+                require_approval.clone(),
+                force.clone(),
+            );
+            let (service, who) = (self.service.clone(), self.triggered_by.clone());
+            return Box::pin(async move {
+                promote_step(
+                    &service,
+                    deployer,
+                    setup,
+                    &cx,
+                    &who,
+                    &image,
+                    &to,
+                    approval.as_deref(),
+                    force.as_deref(),
+                )
+                .await
+            });
+        }
         if let StepKind::Docker {
             context,
             dockerfile,
@@ -1549,4 +1588,142 @@ async fn deploy_step(
             () = cx.cancel.cancelled() => return Err("cancelled".into()),
         }
     }
+}
+
+/// Splits `host[:port]/repo@sha256:…` or `host[:port]/repo:tag` into (registry, repo,
+/// reference).
+fn registry_parts(image: &str) -> Result<(String, String, String), String> {
+    let (name, reference) = match image.split_once('@') {
+        Some((n, d)) => (n.to_string(), d.to_string()),
+        None => docker::split_reference(image),
+    };
+    let (registry, repo) = name
+        .split_once('/')
+        .filter(|(r, _)| r.contains('.') || r.contains(':') || *r == "localhost")
+        .ok_or_else(|| format!("`{image}` names no registry (host:port/repo)"))?;
+    Ok((registry.to_string(), repo.to_string(), reference))
+}
+
+const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
+
+/// The `promote` step: tags an image already in the registry by digest, through the
+/// registry API (no rebuild), after checking that the digest passed the named approval in
+/// an earlier run (an admin may force it).
+#[allow(clippy::too_many_arguments)]
+async fn promote_step(
+    service: &Service,
+    deployer: Option<Arc<dyn Deployer>>,
+    setup: Option<DockerSetup>,
+    cx: &StepContext,
+    who: &str,
+    image: &str,
+    to: &str,
+    require_approval: Option<&str>,
+    force: Option<&str>,
+) -> Result<Outputs, String> {
+    let (image, to) = (cx.values.render(image)?, cx.values.render(to)?);
+    let (registry, repo, reference) = registry_parts(&image)?;
+    let (to_registry, to_repo, tag) = registry_parts(&to)?;
+    if (to_registry.as_str(), to_repo.as_str()) != (registry.as_str(), repo.as_str()) {
+        return Err(format!(
+            "`{to}` is not in {registry}/{repo}: promotion only adds a tag"
+        ));
+    }
+    let auth = setup
+        .and_then(|s| s.registry_config)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|json| docker::credentials_for(&image, &json));
+    let http = reqwest::Client::new();
+    let with_auth = |rb: reqwest::RequestBuilder| match &auth {
+        Some(a) => rb.basic_auth(&a.username, Some(&a.password)),
+        None => rb,
+    };
+    let url = |r: &str| format!("http://{registry}/v2/{repo}/manifests/{r}");
+    let got = with_auth(http.get(url(&reference)).header("Accept", MANIFEST_TYPES))
+        .send()
+        .await
+        .map_err(|e| format!("registry {registry}: {e}"))?;
+    if !got.status().is_success() {
+        return Err(format!("{image}: the registry answered {}", got.status()));
+    }
+    let header = |name: &str| {
+        got.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type")
+        .unwrap_or_else(|| "application/vnd.docker.distribution.manifest.v2+json".into());
+    let digest = header("docker-content-digest").ok_or("the registry gave no digest")?;
+    let manifest = got.bytes().await.map_err(|e| e.to_string())?;
+    if let Some(approval) = require_approval {
+        let approved = digest_passed(service, &digest, approval).map_err(|e| e.to_string())?;
+        if !approved {
+            let forced = force
+                .map(|f| cx.values.render(f))
+                .transpose()?
+                .is_some_and(|f| f == "true");
+            let admin = deployer.as_ref().is_some_and(|d| d.is_admin(who));
+            if !(forced && admin) {
+                return Err(format!(
+                    "{repo}@{digest} never passed the approval `{approval}`{}",
+                    if forced {
+                        " (forcing it takes an admin)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            (cx.log)(
+                Stream::System,
+                format!("{digest} never passed `{approval}`; promoted anyway, forced by {who}"),
+            );
+        }
+    }
+    let put = with_auth(
+        http.put(url(&tag))
+            .header("Content-Type", content_type)
+            .body(manifest),
+    )
+    .send()
+    .await
+    .map_err(|e| format!("registry {registry}: {e}"))?;
+    if !put.status().is_success() {
+        return Err(format!(
+            "tagging {to}: the registry answered {}",
+            put.status()
+        ));
+    }
+    (cx.log)(
+        Stream::System,
+        format!("promoted {repo}@{digest} to {to} (no rebuild)"),
+    );
+    Ok(Outputs::from([
+        ("digest".to_string(), digest.clone()),
+        ("image".to_string(), format!("{registry}/{repo}@{digest}")),
+        ("reference".to_string(), to),
+    ]))
+}
+
+/// Whether `digest` was an output of a run in which the step `approval` succeeded.
+fn digest_passed(
+    service: &Service,
+    digest: &str,
+    approval: &str,
+) -> Result<bool, store::StoreError> {
+    let store = &service.inner.store;
+    for run in store.runs(None, 2000)? {
+        let steps = store.steps(&run.id)?;
+        let approved = steps
+            .iter()
+            .any(|s| s.name == approval && s.status == "succeeded");
+        let built = steps.iter().any(|s| {
+            serde_json::from_str::<Outputs>(&s.outputs)
+                .is_ok_and(|o| o.get("digest").map(String::as_str) == Some(digest))
+        });
+        if approved && built {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -784,3 +784,192 @@ async fn chatty_steps_keep_the_newest_lines_in_order() {
     assert_eq!((last.seq, last.line.as_str()), (20_001, "20000"));
     assert!(lines.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 }
+
+#[tokio::test]
+async fn docker_promotion_tags_an_approved_digest_and_refuses_others() {
+    let Some(()) = testkit::docker() else { return };
+    testkit::registry_up().expect("the test registry");
+    let reg = testkit::registry();
+    let repo_name = format!("slipway-promote-{}", std::process::id());
+    let main = format!(
+        "version: 1\nname: main\nsteps:\n  image:\n    docker: {{ build: app, push: \"{reg}/{repo_name}:build-${{{{ run.number }}}}\" }}\n  qa-signoff:\n    needs: [image]\n    approve: {{ message: ok? }}\n"
+    );
+    let f = fixture(&main);
+    std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
+    std::fs::copy(
+        testkit::static_testsrv().unwrap(),
+        f.repo.path().join("app/testsrv"),
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.path().join("app/Dockerfile"),
+        "FROM scratch\nCOPY testsrv /testsrv\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.path().join(".slipway/release.yaml"),
+        format!("version: 1\nname: release\nparams:\n  Image: {{ type: string, required: true }}\n  Version: {{ type: string, required: true }}\nsteps:\n  promote:\n    promote: {{ image: \"${{{{ params.Image }}}}\", to: \"{reg}/{repo_name}:${{{{ params.Version }}}}\", require_approval: qa-signoff }}\n"),
+    )
+    .unwrap();
+    git(f.repo.path(), &["add", "."]);
+    git(f.repo.path(), &["commit", "-qm", "app"]);
+    f.service.set_docker(pipeline::service::DockerSetup {
+        config: docker::DockerConfig::default(),
+        registry_config: None,
+    });
+    f.service.add_pipeline("main", &f.source).await.unwrap();
+    let release_source = Source {
+        file: ".slipway/release.yaml".into(),
+        ..f.source.clone()
+    };
+    f.service
+        .add_pipeline("release", &release_source)
+        .await
+        .unwrap();
+
+    let built = f
+        .service
+        .trigger("main", "push", "webhook", BTreeMap::new())
+        .unwrap();
+    wait_step(&f.store, &built.id, "qa-signoff", "waiting").await;
+    f.service
+        .decide(
+            &built.id,
+            "qa-signoff",
+            Decision {
+                approve: true,
+                by: "user:qa".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        wait_run(&f.store, &built.id, &["succeeded", "failed"])
+            .await
+            .status,
+        "succeeded"
+    );
+    let image_step = f
+        .store
+        .steps(&built.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "image")
+        .unwrap();
+    let outputs: serde_json::Value = serde_json::from_str(&image_step.outputs).unwrap();
+    let approved_image = outputs["image"].as_str().unwrap().to_string();
+    let digest = outputs["digest"].as_str().unwrap().to_string();
+
+    let params = |image: &str, version: &str| {
+        BTreeMap::from([
+            ("Image".to_string(), image.to_string()),
+            ("Version".to_string(), version.to_string()),
+        ])
+    };
+    let ok = f
+        .service
+        .trigger(
+            "release",
+            "manual",
+            "user:lead",
+            params(&approved_image, "1.0.0"),
+        )
+        .unwrap();
+    let done = wait_run(&f.store, &ok.id, &["succeeded", "failed"]).await;
+    assert_eq!(
+        done.status,
+        "succeeded",
+        "{:?}",
+        log_text(&f.store, &ok.id, "promote")
+    );
+    let promoted = f
+        .store
+        .steps(&ok.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "promote")
+        .unwrap();
+    assert!(promoted.outputs.contains(&digest), "{}", promoted.outputs);
+    assert!(
+        log_text(&f.store, &ok.id, "promote")
+            .iter()
+            .any(|l| l.contains("(no rebuild)"))
+    );
+    // The registry serves the new tag as the same manifest (pull it back by tag).
+    let pulled = std::process::Command::new("docker")
+        .args(["pull", "-q", &format!("{reg}/{repo_name}:1.0.0")])
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &format!("{reg}/{repo_name}:1.0.0"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&inspect.stdout).contains(&digest),
+        "{}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
+
+    // An image that never passed qa-signoff is refused.
+    let d = docker::Docker::connect(docker::DockerConfig::default())
+        .await
+        .unwrap();
+    std::fs::write(
+        f.repo.path().join("app/Dockerfile.other"),
+        "FROM scratch\nCOPY testsrv /other\n",
+    )
+    .unwrap();
+    let other = d
+        .build_and_push(
+            &f.repo.path().join("app"),
+            "Dockerfile.other",
+            &format!("{reg}/{repo_name}:unapproved"),
+            &[],
+            None,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    let refused = f
+        .service
+        .trigger(
+            "release",
+            "manual",
+            "user:lead",
+            params(&format!("{reg}/{repo_name}@{}", other.digest), "1.0.1"),
+        )
+        .unwrap();
+    let run = wait_run(&f.store, &refused.id, &["succeeded", "failed"]).await;
+    assert_eq!(run.status, "failed");
+    let step = f
+        .store
+        .steps(&refused.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "promote")
+        .unwrap();
+    assert_eq!(
+        step.reason.as_deref(),
+        Some(
+            format!(
+                "{repo_name}@{} never passed the approval `qa-signoff`",
+                other.digest
+            )
+            .as_str()
+        )
+    );
+    for t in ["build-1", "1.0.0", "unapproved"] {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &format!("{reg}/{repo_name}:{t}")])
+            .output();
+    }
+}

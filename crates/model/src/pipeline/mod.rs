@@ -3,8 +3,9 @@
 //!
 //! A pipeline is a DAG of named steps. A step is exactly one of `run` (shell commands,
 //! on the host or with `image:` in a container), `gate` (SARIF findings against a
-//! baseline), `docker` (build and push an image), `deploy` (an app definition for an
-//! environment) or `approve` (a human decision). Strings may refer to
+//! baseline), `docker` (build and push an image), `promote` (tag a pushed image by
+//! digest), `deploy` (an app definition for an environment) or `approve` (a human
+//! decision). Strings may refer to
 //! `${{ params.NAME }}`, `${{ vars.NAME }}`, `${{ run.sha }}`/`run.branch`/`run.number`
 //! and `${{ steps.STEP.outputs.KEY }}` of a step it depends on; every reference is
 //! checked here.
@@ -151,6 +152,21 @@ pub enum StepKind {
         push: String,
         /// More tags pushed for the same image.
         tags: Vec<String>,
+    },
+    /// Tags an image already in the registry (`repo@sha256:…` or `repo:tag`) as `to`
+    /// through the registry API, by digest and without rebuilding; outputs `digest`.
+    Promote {
+        /// What to promote.
+        image: String,
+        /// The new reference, `repo:tag` in the same registry and repository.
+        to: String,
+        /// The name of an approval step (of any pipeline, e.g. the main flow's
+        /// `qa-signoff`) that must have succeeded in a run that produced this digest;
+        /// `None`: no such check.
+        require_approval: Option<String>,
+        /// A condition-free override: when it renders to `true` and the run was started
+        /// by an admin, an unapproved digest is promoted anyway.
+        force: Option<String>,
     },
     /// Deploys an app definition to an environment through the control plane.
     Deploy {

@@ -148,6 +148,8 @@ pub(crate) struct RawStep {
     #[serde(default)]
     pub(crate) docker: Option<Spanned<RawDocker>>,
     #[serde(default)]
+    pub(crate) promote: Option<Spanned<RawPromote>>,
+    #[serde(default)]
     pub(crate) deploy: Option<Spanned<RawDeploy>>,
     #[serde(default)]
     pub(crate) approve: Option<Spanned<RawApprove>>,
@@ -172,6 +174,17 @@ pub(crate) struct RawDocker {
     pub(crate) push: Spanned<String>,
     #[serde(default)]
     pub(crate) tags: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPromote {
+    pub(crate) image: Spanned<String>,
+    pub(crate) to: Spanned<String>,
+    #[serde(default)]
+    pub(crate) require_approval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) force: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

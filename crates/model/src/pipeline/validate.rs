@@ -346,6 +346,7 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
         rs.run.as_ref().map(|_| "run"),
         rs.gate.as_ref().map(|_| "gate"),
         rs.docker.as_ref().map(|_| "docker"),
+        rs.promote.as_ref().map(|_| "promote"),
         rs.deploy.as_ref().map(|_| "deploy"),
         rs.approve.as_ref().map(|_| "approve"),
     ]
@@ -358,7 +359,7 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
         } else {
             kinds.join(", ")
         };
-        p.at(&s.referenced, format!("step `{name}` needs exactly one of run, gate, docker, deploy, approve (found {found})"));
+        p.at(&s.referenced, format!("step `{name}` needs exactly one of run, gate, docker, promote, deploy, approve (found {found})"));
         return None;
     }
     if rs.image.is_some() && rs.run.is_none() {
@@ -453,6 +454,28 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
             dockerfile: d.value.dockerfile.as_ref().map(|f| f.value.clone()),
             push: d.value.push.value.clone(),
             tags: d.value.tags.iter().map(|t| t.value.clone()).collect(),
+        }
+    } else if let Some(pr) = &rs.promote {
+        let pv = &pr.value;
+        for x in [Some(&pv.image), Some(&pv.to), pv.force.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            check_refs(p, x, scope);
+        }
+        if let Some(a) = &pv.require_approval
+            && !valid_name(&a.value)
+        {
+            p.at(
+                &a.referenced,
+                format!("invalid step name `{}` in `require_approval`", a.value),
+            );
+        }
+        StepKind::Promote {
+            image: pv.image.value.clone(),
+            to: pv.to.value.clone(),
+            require_approval: pv.require_approval.as_ref().map(|a| a.value.clone()),
+            force: pv.force.as_ref().map(|f| f.value.clone()),
         }
     } else if let Some(d) = &rs.deploy {
         let dv = &d.value;
