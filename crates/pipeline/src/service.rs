@@ -312,6 +312,14 @@ impl Service {
         }
     }
 
+    fn deployer(&self) -> Option<Arc<dyn Deployer>> {
+        self.inner
+            .deployer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn docker_setup(&self) -> Option<DockerSetup> {
         self.inner
             .docker
@@ -1144,13 +1152,7 @@ impl OtherSteps for Approvals {
             force,
         } = &step.kind
         {
-            let deployer = self
-                .service
-                .inner
-                .deployer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let deployer = self.service.deployer();
             let setup = self.service.docker_setup();
             let (image, to, approval, force) = (
                 image.clone(),
@@ -1200,13 +1202,7 @@ impl OtherSteps for Approvals {
         } = &step.kind
         else {
             // Only `deploy` is left.
-            let deployer = self
-                .service
-                .inner
-                .deployer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let deployer = self.service.deployer();
             let (service, step, who) = (
                 self.service.clone(),
                 step.clone(),

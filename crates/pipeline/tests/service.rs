@@ -93,6 +93,24 @@ async fn wait_step(store: &Store, run: &str, step: &str, status: &str) -> StepRo
     }
 }
 
+/// Puts the static `slipway-testsrv` and a Dockerfile (`FROM scratch`, with `extra` lines)
+/// under `app/` in the fixture's repository and commits them.
+fn commit_app(f: &Fixture, extra: &str) {
+    std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
+    std::fs::copy(
+        testkit::static_testsrv().unwrap(),
+        f.repo.path().join("app/testsrv"),
+    )
+    .unwrap();
+    std::fs::write(
+        f.repo.path().join("app/Dockerfile"),
+        format!("FROM scratch\nCOPY testsrv /testsrv\n{extra}"),
+    )
+    .unwrap();
+    git(f.repo.path(), &["add", "."]);
+    git(f.repo.path(), &["commit", "-qm", "app"]);
+}
+
 /// Starts a push run of `pipeline` and waits for its end.
 async fn run_to_end(f: &Fixture, pipeline: &str) -> RunRow {
     let run = f
@@ -619,19 +637,7 @@ async fn docker_step_builds_pushes_and_hands_the_digest_on() {
         testkit::registry()
     );
     let f = fixture(&file);
-    std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
-    std::fs::copy(
-        testkit::static_testsrv().unwrap(),
-        f.repo.path().join("app/testsrv"),
-    )
-    .unwrap();
-    std::fs::write(
-        f.repo.path().join("app/Dockerfile"),
-        "FROM scratch\nCOPY testsrv /testsrv\nENTRYPOINT [\"/testsrv\"]\n",
-    )
-    .unwrap();
-    git(f.repo.path(), &["add", "."]);
-    git(f.repo.path(), &["commit", "-qm", "app"]);
+    commit_app(&f, "ENTRYPOINT [\"/testsrv\"]\n");
     f.service.set_docker(pipeline::service::DockerSetup {
         config: docker::DockerConfig::default(),
         registry_config: None,
@@ -795,17 +801,7 @@ async fn docker_promotion_tags_an_approved_digest_and_refuses_others() {
         "version: 1\nname: main\nsteps:\n  image:\n    docker: {{ build: app, push: \"{reg}/{repo_name}:build-${{{{ run.number }}}}\" }}\n  qa-signoff:\n    needs: [image]\n    approve: {{ message: ok? }}\n"
     );
     let f = fixture(&main);
-    std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
-    std::fs::copy(
-        testkit::static_testsrv().unwrap(),
-        f.repo.path().join("app/testsrv"),
-    )
-    .unwrap();
-    std::fs::write(
-        f.repo.path().join("app/Dockerfile"),
-        "FROM scratch\nCOPY testsrv /testsrv\n",
-    )
-    .unwrap();
+    commit_app(&f, "");
     std::fs::write(
         f.repo.path().join(".slipway/release.yaml"),
         format!("version: 1\nname: release\nparams:\n  Image: {{ type: string, required: true }}\n  Version: {{ type: string, required: true }}\nsteps:\n  promote:\n    promote: {{ image: \"${{{{ params.Image }}}}\", to: \"{reg}/{repo_name}:${{{{ params.Version }}}}\", require_approval: qa-signoff }}\n"),
