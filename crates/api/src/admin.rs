@@ -26,14 +26,16 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::message(StatusCode::UNPROCESSABLE_ENTITY, msg)
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+/// The request body as `T`; malformed JSON is a 400 with Marathon's body.
+pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
         body: json!({"message": "Invalid JSON", "details": e.to_string()}),
     })
 }
 
-fn ts(ms: Option<i64>) -> Value {
+/// A time in ms as Marathon's timestamp, or `null`.
+pub(crate) fn ts(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |m| json!(Timestamp(m)))
 }
 

@@ -3,6 +3,7 @@
 //! approvals under the environment's policy.
 
 use crate::Ctx;
+use crate::admin::ts;
 use crate::error::ApiError;
 use crate::identity::forbidden;
 use crate::params::Params;
@@ -42,19 +43,14 @@ fn service(ctx: &Ctx) -> Result<&Service, ApiError> {
     })
 }
 
+/// The request body as `T`; an empty body reads as `{}` (a run without parameters).
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_slice(b"{}")
-            .map_err(|e| ApiError::message(StatusCode::BAD_REQUEST, e.to_string()));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        body: json!({"message": "Invalid JSON", "details": e.to_string()}),
-    })
-}
-
-fn ts(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |m| json!(Timestamp(m)))
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    crate::admin::json_body(body)
 }
 
 fn run_json(r: &RunRow, steps: Option<&[StepRow]>) -> Value {

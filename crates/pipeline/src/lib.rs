@@ -346,6 +346,26 @@ async fn run_attempt(
             Err(e) => return Attempt::Failed(e),
         }
     }
+    let env = match step_env(step, values) {
+        Ok(env) => env,
+        Err(e) => return Attempt::Failed(e),
+    };
+    let outputs_file = workspace.join(format!(".slipway-output-{}", step.name));
+    let run = RunCommands {
+        commands: &rendered,
+        workspace,
+        env: &env,
+        timeout: step.timeout,
+        secrets,
+        outputs_file,
+    };
+    run.run(log, cancel).await
+}
+
+/// The environment of a step's commands, on the host or in a container: `CI=true`,
+/// `SLIPWAY_STEP`, `SLIPWAY_RUN_*` facts, `SLIPWAY_PARAM_*`, the pipeline's variables, the
+/// step's secrets under their names and its rendered `env`.
+pub fn step_env(step: &Step, values: &Values) -> Result<Vec<(String, String)>, String> {
     let mut env: Vec<(String, String)> = vec![
         ("CI".into(), "true".into()),
         ("SLIPWAY_STEP".into(), step.name.clone()),
@@ -364,25 +384,14 @@ async fn run_attempt(
         env.push((k.clone(), v.clone()));
     }
     for name in &step.secrets {
-        match values.secrets.get(name) {
-            Some(v) => env.push((name.clone(), v.clone())),
-            None => return Attempt::Failed(format!("secret `{name}` is not in the secret store")),
-        }
+        let v = values
+            .secrets
+            .get(name)
+            .ok_or_else(|| format!("secret `{name}` is not in the secret store"))?;
+        env.push((name.clone(), v.clone()));
     }
     for (k, v) in &step.env {
-        match values.render(v) {
-            Ok(r) => env.push((k.clone(), r)),
-            Err(e) => return Attempt::Failed(e),
-        }
+        env.push((k.clone(), values.render(v)?));
     }
-    let outputs_file = workspace.join(format!(".slipway-output-{}", step.name));
-    let run = RunCommands {
-        commands: &rendered,
-        workspace,
-        env: &env,
-        timeout: step.timeout,
-        secrets,
-        outputs_file,
-    };
-    run.run(log, cancel).await
+    Ok(env)
 }

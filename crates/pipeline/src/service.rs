@@ -177,9 +177,7 @@ struct PollState {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    model::Timestamp::now().millis()
 }
 
 async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, ServiceError> {
@@ -570,13 +568,14 @@ impl Service {
     /// After a restart: resumes runs that only waited for approvals (or had not started),
     /// marks the others interrupted, naming the steps that were running.
     pub fn recover(&self) -> Result<(), ServiceError> {
-        for run in self.inner.store.unfinished_runs()? {
-            // Step commands run in process groups of their own and outlive a crashed
-            // server: nothing of the run may keep running before it is resumed or closed.
-            let killed = kill_leftovers(&run.id);
-            if killed > 0 {
-                tracing::warn!(run = %run.id, processes = killed, "killed processes left by a run cut off by a restart");
-            }
+        let unfinished = self.inner.store.unfinished_runs()?;
+        // Step commands run in process groups of their own and outlive a crashed server:
+        // nothing of these runs may keep running before they are resumed or closed.
+        let ids: Vec<String> = unfinished.iter().map(|r| r.id.clone()).collect();
+        for (run, processes) in kill_leftovers(&ids) {
+            tracing::warn!(%run, processes, "killed processes left by a run cut off by a restart");
+        }
+        for run in unfinished {
             let steps = self.inner.store.steps(&run.id)?;
             let running: Vec<&str> = steps
                 .iter()
@@ -903,7 +902,7 @@ impl Service {
                     .collect(),
             ),
         });
-        let approvals = Arc::new(Approvals {
+        let server_steps = Arc::new(ServerSteps {
             service: self.clone(),
             run: run.id.clone(),
             observer: observer.clone(),
@@ -911,7 +910,7 @@ impl Service {
             branch: run.branch.clone(),
             triggered_by: run.triggered_by.clone(),
         });
-        let result = crate::execute(spec, observer, approvals, cancel.clone()).await;
+        let result = crate::execute(spec, observer, server_steps, cancel.clone()).await;
         if self.inner.shutdown.is_cancelled() {
             // Left for recovery: it resumes or is marked interrupted at the next start.
             return Ok(());
@@ -1020,9 +1019,10 @@ impl Observer for StoreObserver {
     }
 }
 
-/// Approvals wait for [`Service::decide`] or their timeout; other kinds are reported as
-/// not available in this build.
-struct Approvals {
+/// The step kinds the server carries out (everything but host `run` steps): approvals
+/// waiting for [`Service::decide`] or their timeout, gates, image builds, promotions,
+/// containerised `run` steps and deploys.
+struct ServerSteps {
     service: Service,
     run: String,
     observer: Arc<StoreObserver>,
@@ -1031,7 +1031,7 @@ struct Approvals {
     triggered_by: String,
 }
 
-impl Approvals {
+impl ServerSteps {
     /// The `gate` step: SARIF findings of this run against the last good run of the
     /// baseline branch (this pipeline's gate step of the same name).
     fn gate(&self, step: &Step, cx: &StepContext) -> Result<Outputs, String> {
@@ -1127,7 +1127,7 @@ impl Approvals {
     }
 }
 
-impl OtherSteps for Approvals {
+impl OtherSteps for ServerSteps {
     fn run(&self, step: &Step, cx: StepContext) -> BoxFuture<'static, Result<Outputs, String>> {
         if matches!(step.kind, StepKind::Gate { .. }) {
             let result = self.gate(step, &cx);
@@ -1292,14 +1292,21 @@ impl OtherSteps for Approvals {
     }
 }
 
-/// SIGKILLs every process whose environment says it belongs to run `id` (each step's
-/// commands get `SLIPWAY_RUN_ID`, and their children inherit it). Returns how many.
-fn kill_leftovers(id: &str) -> usize {
-    let marker = format!("SLIPWAY_RUN_ID={id}");
+/// SIGKILLs every process whose environment says it belongs to one of the runs `ids`
+/// (each step's commands get `SLIPWAY_RUN_ID`, and their children inherit it), in one pass
+/// over `/proc`. Returns how many were killed per run.
+fn kill_leftovers(ids: &[String]) -> HashMap<String, usize> {
+    let mut killed = HashMap::new();
+    if ids.is_empty() {
+        return killed;
+    }
+    let markers: Vec<(String, Vec<u8>)> = ids
+        .iter()
+        .map(|id| (id.clone(), format!("SLIPWAY_RUN_ID={id}").into_bytes()))
+        .collect();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return killed;
     };
-    let mut killed = 0;
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -1314,12 +1321,15 @@ fn kill_leftovers(id: &str) -> usize {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+        let owner = env
+            .split(|b| *b == 0)
+            .find_map(|kv| markers.iter().find(|(_, m)| kv == m.as_slice()));
+        if let Some((id, _)) = owner {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            killed += 1;
+            *killed.entry(id.clone()).or_insert(0) += 1;
         }
     }
     killed
@@ -1393,27 +1403,7 @@ async fn container_step(
     let d = docker::Docker::connect(setup.config.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let mut env: Vec<(String, String)> = vec![
-        ("CI".into(), "true".into()),
-        ("SLIPWAY_STEP".into(), step.name.clone()),
-    ];
-    for (k, v) in &cx.values.run {
-        env.push((format!("SLIPWAY_RUN_{}", k.to_uppercase()), v.clone()));
-    }
-    for (k, v) in &cx.values.vars {
-        env.push((k.clone(), v.clone()));
-    }
-    for name in &step.secrets {
-        let v = cx
-            .values
-            .secrets
-            .get(name)
-            .ok_or_else(|| format!("secret `{name}` is not in the secret store"))?;
-        env.push((name.clone(), v.clone()));
-    }
-    for (k, v) in &step.env {
-        env.push((k.clone(), cx.values.render(v)?));
-    }
+    let env = crate::step_env(step, &cx.values)?;
     for (i, command) in commands.iter().enumerate() {
         let command = cx.values.render(command)?;
         (cx.log)(Stream::System, format!("+ [{image}] {command}"));

@@ -76,18 +76,7 @@ pub(crate) async fn show_pipeline(
     for c in arr_of(src, "cron") {
         out::line(&format!("cron {}", c.as_str().unwrap_or("")))?;
     }
-    let mut t = Table::new(&["#", "ID", "STATUS", "EVENT", "BY", "CREATED"]);
-    for r in arr_of(&runs, "runs") {
-        t.row(vec![
-            r["number"].to_string(),
-            str_of(r, "id").to_string(),
-            str_of(r, "status").to_string(),
-            str_of(r, "event").to_string(),
-            str_of(r, "triggeredBy").to_string(),
-            str_of(r, "createdAt").to_string(),
-        ]);
-    }
-    out::write_stdout(t.render().as_bytes())?;
+    out::write_stdout(runs_table(arr_of(&runs, "runs")).render().as_bytes())?;
     Ok(Exit::Success)
 }
 
@@ -150,16 +139,7 @@ pub(crate) async fn run(
                 .json(&json!({ "params": map })),
         )
         .await?;
-    let id = str_of(&v, "id").to_string();
-    if !follow_run {
-        match output {
-            Output::Json => out::json(&v)?,
-            Output::Text => out::line(&format!("run #{} of {name}: {id}", v["number"]))?,
-        }
-        return Ok(Exit::Success);
-    }
-    eprintln!("run #{} of {name}: {id}", v["number"]);
-    follow(client, output, &id).await
+    started(client, output, &v, follow_run).await
 }
 
 /// `runs retry ID [--follow]`.
@@ -172,24 +152,32 @@ pub(crate) async fn retry(
     let v = client
         .json(client.request(Method::POST, &format!("/api/v1/runs/{}/retry", segment(id))))
         .await?;
-    let new_id = str_of(&v, "id").to_string();
-    if !follow_run {
-        match output {
-            Output::Json => out::json(&v)?,
-            Output::Text => out::line(&format!(
-                "run #{} of {}: {new_id}",
-                v["number"],
-                str_of(&v, "pipeline")
-            ))?,
-        }
-        return Ok(Exit::Success);
-    }
-    eprintln!(
-        "run #{} of {}: {new_id}",
-        v["number"],
-        str_of(&v, "pipeline")
+    started(client, output, &v, follow_run).await
+}
+
+/// Reports a run that was just started (`run #N of P: ID`); with `follow_run`, on stderr,
+/// and then follows it to its end.
+async fn started(
+    client: &Client,
+    output: Output,
+    run: &Value,
+    follow_run: bool,
+) -> anyhow::Result<Exit> {
+    let id = str_of(run, "id");
+    let line = format!(
+        "run #{} of {}: {id}",
+        run["number"],
+        str_of(run, "pipeline")
     );
-    follow(client, output, &new_id).await
+    if follow_run {
+        eprintln!("{line}");
+        return follow(client, output, id).await;
+    }
+    match output {
+        Output::Json => out::json(run)?,
+        Output::Text => out::line(&line)?,
+    }
+    Ok(Exit::Success)
 }
 
 /// Polls a run until it ends, printing each step's changes on stderr; the exit code says
@@ -256,8 +244,14 @@ pub(crate) async fn runs(
         out::json(&v["runs"])?;
         return Ok(Exit::Success);
     }
+    out::write_stdout(runs_table(arr_of(&v, "runs")).render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
+/// The runs table of `runs list` and `pipelines show`.
+fn runs_table(runs: &[Value]) -> Table {
     let mut t = Table::new(&["ID", "PIPELINE", "#", "STATUS", "EVENT", "BY", "CREATED"]);
-    for r in arr_of(&v, "runs") {
+    for r in runs {
         t.row(vec![
             str_of(r, "id").to_string(),
             str_of(r, "pipeline").to_string(),
@@ -268,8 +262,7 @@ pub(crate) async fn runs(
             str_of(r, "createdAt").to_string(),
         ]);
     }
-    out::write_stdout(t.render().as_bytes())?;
-    Ok(Exit::Success)
+    t
 }
 
 /// `runs show ID`.
