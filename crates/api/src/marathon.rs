@@ -43,9 +43,13 @@ fn check_app(
 
 /// Attaches the app to the audit record of a response.
 fn noted(mut resp: Response, app: &PathId) -> Response {
+    let detail = resp
+        .extensions()
+        .get::<AuditNote>()
+        .and_then(|n| n.detail.clone());
     resp.extensions_mut().insert(AuditNote {
         app: Some(app.to_string()),
-        detail: None,
+        detail,
     });
     resp
 }
@@ -242,6 +246,30 @@ pub(crate) async fn app_resource(
             if created && let Ok(v) = HeaderValue::from_str(&format!("/v2/apps{id}")) {
                 resp.headers_mut().insert(header::LOCATION, v);
             }
+            // The audit log says what a change made: a rollback names the version it
+            // restored; any other change the version it created and its image.
+            let rollback_to = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_string));
+            let image = engine
+                .app_json(&id, Embed::default())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| {
+                    v.pointer("/app/container/docker/image")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            let mut detail = match rollback_to {
+                Some(v) => format!("rollback to version {v}"),
+                None => format!("version {}", d.version),
+            };
+            if let Some(image) = image {
+                detail.push_str(&format!(", image {image}"));
+            }
+            resp.extensions_mut().insert(AuditNote {
+                app: Some(id.to_string()),
+                detail: Some(detail),
+            });
             Ok(resp)
         }
         (Method::DELETE, AppPath::App(id)) => {

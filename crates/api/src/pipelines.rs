@@ -5,7 +5,7 @@
 use crate::Ctx;
 use crate::admin::ts;
 use crate::error::ApiError;
-use crate::identity::forbidden;
+use crate::identity::{AuditNote, forbidden};
 use crate::params::Params;
 use auth::{Action, Principal, Subject};
 use axum::Extension;
@@ -84,7 +84,12 @@ pub(crate) async fn list(State(ctx): State<Ctx>) -> ApiResult {
     let list: Vec<Value> = rows
         .iter()
         .map(|p| {
-            json!({"name": p.name, "source": serde_json::from_str::<Value>(&p.source).unwrap_or(Value::Null),
+            let mut source = serde_json::from_str::<Value>(&p.source).unwrap_or(Value::Null);
+            // The file's text is kept for checks before runs; it is not part of the source.
+            if let Some(o) = source.as_object_mut() {
+                o.remove("file_text");
+            }
+            json!({"name": p.name, "source": source,
                    "createdAt": Timestamp(p.created_at), "updatedAt": Timestamp(p.updated_at)})
         })
         .collect();
@@ -111,6 +116,9 @@ pub(crate) async fn put(
 struct RunRequest {
     #[serde(default)]
     params: BTreeMap<String, Value>,
+    /// The caller confirmed a run that deploys to an environment asking for confirmation.
+    #[serde(default)]
+    confirm: bool,
 }
 
 /// `POST /api/v1/pipelines/{name}/runs`: a manual run with `{"params": {...}}`.
@@ -133,8 +141,78 @@ pub(crate) async fn start(
             (k, text)
         })
         .collect();
+    let plan = svc.plan(&name, &params)?;
+    // Who may start it: the file's list (if any), and for every environment it deploys
+    // to, the environment policy (so a developer cannot run a release job for prod).
+    if !plan.manual_allowed.is_empty()
+        && !plan
+            .manual_allowed
+            .iter()
+            .filter_map(|s| s.parse::<Subject>().ok())
+            .any(|s| s.matches(&who))
+    {
+        return Err(forbidden(format!(
+            "{} may not start {name} (allowed: {})",
+            who.user,
+            plan.manual_allowed.join(", ")
+        )));
+    }
+    let mut confirm = Vec::new();
+    for env in &plan.deploy_envs {
+        let (id, labels) = env_target(env);
+        ctx.identity.check_deploy(&who, &id, &labels)?;
+        if ctx
+            .identity
+            .policies()
+            .environments_for(&id, &labels)
+            .iter()
+            .any(|p| p.confirm)
+        {
+            confirm.push(env.clone());
+        }
+    }
+    if !confirm.is_empty() && !req.confirm {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            body: json!({
+                "message": format!(
+                    "this run deploys to {}, which asks for confirmation: repeat with \"confirm\": true (slipway pipelines run --yes)",
+                    confirm.join(", ")
+                ),
+                "confirm": confirm,
+            }),
+        });
+    }
     let run = svc.trigger(&name, "manual", &format!("user:{}", who.user), params)?;
-    Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
+    let mut resp = (StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response();
+    if !plan.deploy_envs.is_empty() {
+        let given: Vec<String> = serde_json::from_str::<BTreeMap<String, String>>(&run.params)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        resp.extensions_mut().insert(AuditNote {
+            app: None,
+            detail: Some(format!(
+                "run #{} of {name} deploying to {}{}{}",
+                run.number,
+                plan.deploy_envs.join(", "),
+                if given.is_empty() { "" } else { " with " },
+                given.join(" ")
+            )),
+        });
+    }
+    Ok(resp)
+}
+
+/// The app id and labels that stand for "an app in `env`" (`qa`, `prod`, `BB/prod`) when
+/// applying the environment policy before the real app definition is known.
+fn env_target(env: &str) -> (model::PathId, BTreeMap<String, String>) {
+    let name = env.rsplit('/').next().unwrap_or(env);
+    (
+        model::PathId::parse(&format!("/{}", env.trim_matches('/'))),
+        BTreeMap::from([("SLIPWAY_ENV".to_string(), name.to_string())]),
+    )
 }
 
 /// `POST /api/v1/pipelines/{name}/hooks/push`: a push webhook. A body with `ref`

@@ -37,6 +37,21 @@ pub struct Source {
     /// Cron schedules (UTC) from the file's `on.cron`; set on registration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cron: Vec<String>,
+    /// The pipeline file as last read (at registration or by the newest run), for checks
+    /// before a run starts: its parameters, who may start it, where it deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_text: Option<String>,
+}
+
+/// What a manual run would do, checked before it is queued (see [`Service::plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Who may start manual runs according to the file (`role:…`, `user:…`); empty: the
+    /// environment policy alone decides.
+    pub manual_allowed: Vec<String>,
+    /// The environments its `deploy` steps deploy to with these parameters (steps whose
+    /// environment depends on other steps' outputs are left out; `when` is not evaluated).
+    pub deploy_envs: Vec<String>,
 }
 
 /// Whether `branch` is among `patterns` (`*` matches any run of characters).
@@ -181,23 +196,9 @@ fn now_ms() -> i64 {
 }
 
 async fn git(args: &[&str], cwd: Option<&Path>) -> Result<String, ServiceError> {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0");
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let out = cmd
-        .output()
+    crate::repos::git(args, cwd, None, Path::new("/nonexistent"))
         .await
-        .map_err(|e| ServiceError::Git(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        return Err(ServiceError::Git(format!(
-            "git {}: {}",
-            args.first().unwrap_or(&""),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .map_err(ServiceError::Git)
 }
 
 /// Clones `branch` of `repo` into `dir`; returns the commit.
@@ -233,11 +234,22 @@ pub fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(workspace.join(path))
 }
 
-fn read_pipeline(workspace: &Path, file: &str) -> Result<Pipeline, ServiceError> {
+fn read_pipeline(workspace: &Path, file: &str) -> Result<(Pipeline, String), ServiceError> {
     let path = in_workspace(workspace, file).map_err(ServiceError::Invalid)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServiceError::Invalid(format!("cannot read {file}: {e}")))?;
-    parse_pipeline(&text).map_err(|e| ServiceError::Invalid(format!("{file}:\n{e}")))
+    let pipeline =
+        parse_pipeline(&text).map_err(|e| ServiceError::Invalid(format!("{file}:\n{e}")))?;
+    Ok((pipeline, text))
+}
+
+/// The pipeline's variables rendered with `values` (parameters and run facts).
+fn with_vars(pipeline: &Pipeline, mut values: Values) -> Values {
+    for (name, text) in &pipeline.vars {
+        let rendered = values.render(text).unwrap_or_else(|_| text.clone());
+        values.vars.insert(name.clone(), rendered);
+    }
+    values
 }
 
 /// Checks raw parameter values against the pipeline's declarations; defaults filled in.
@@ -402,8 +414,9 @@ impl Service {
         }
         .await;
         let _ = std::fs::remove_dir_all(&tmp);
-        let (sha, pipeline) = result?;
+        let (sha, (pipeline, text)) = result?;
         let mut source = source.clone();
+        source.file_text = Some(text);
         source.poll_ms = pipeline
             .triggers
             .poll
@@ -439,6 +452,44 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("no pipeline `{name}`")))?;
         serde_json::from_str(&row.source)
             .map_err(|e| ServiceError::Invalid(format!("stored source of `{name}`: {e}")))
+    }
+
+    /// What a manual run with `given` parameters would do, from the pipeline file as last
+    /// read: the parameters are checked (an error names every problem), and the
+    /// environments its deploy steps target are rendered, so the caller can apply the
+    /// environment policy and ask for confirmation before anything is queued.
+    pub fn plan(&self, name: &str, given: &BTreeMap<String, String>) -> Result<Plan, ServiceError> {
+        let source = self.source(name)?;
+        let Some(text) = source.file_text else {
+            return Ok(Plan {
+                manual_allowed: Vec::new(),
+                deploy_envs: Vec::new(),
+            });
+        };
+        let pipeline = parse_pipeline(&text)
+            .map_err(|e| ServiceError::Invalid(format!("{}:\n{e}", source.file)))?;
+        let params = check_params(&pipeline, given)?;
+        let values = with_vars(
+            &pipeline,
+            Values {
+                params,
+                ..Values::default()
+            },
+        );
+        let mut deploy_envs = Vec::new();
+        for step in &pipeline.steps {
+            if let StepKind::Deploy { env, .. } = &step.kind
+                && let Ok(env) = values.render(env)
+                && !env.is_empty()
+                && !deploy_envs.contains(&env)
+            {
+                deploy_envs.push(env);
+            }
+        }
+        Ok(Plan {
+            manual_allowed: pipeline.triggers.manual_allowed.clone(),
+            deploy_envs,
+        })
     }
 
     /// Queues a run; it starts when the pipeline's earlier runs have finished.
@@ -835,7 +886,15 @@ impl Service {
         {
             p.seen = Some(sha.clone());
         }
-        let pipeline = read_pipeline(&workspace, &source.file)?;
+        let (pipeline, text) = read_pipeline(&workspace, &source.file)?;
+        if source.file_text.as_deref() != Some(text.as_str()) {
+            // Trigger-time checks follow the file as the newest run read it.
+            let mut newer = source.clone();
+            newer.file_text = Some(text);
+            if let Ok(json) = serde_json::to_string(&newer) {
+                store.put_pipeline(&run.pipeline, &json, now_ms())?;
+            }
+        }
         let given: BTreeMap<String, String> = serde_json::from_str(&run.params).unwrap_or_default();
         let params = check_params(&pipeline, &given)?;
         let mut secrets = BTreeMap::new();
@@ -858,6 +917,9 @@ impl Service {
             secrets,
             ..Values::default()
         };
+        let repos = self
+            .checkout_repos(&run.id, &source, &pipeline, &values)
+            .await?;
         let spec = RunSpec {
             pipeline: pipeline.clone(),
             workspace,
@@ -909,6 +971,8 @@ impl Service {
             pipeline: run.pipeline.clone(),
             branch: run.branch.clone(),
             triggered_by: run.triggered_by.clone(),
+            number: run.number,
+            repos,
         });
         let result = crate::execute(spec, observer, server_steps, cancel.clone()).await;
         if self.inner.shutdown.is_cancelled() {
@@ -938,6 +1002,61 @@ impl Service {
         store.set_run_status(&run.id, status, reason.as_deref(), None, Some(now_ms()))?;
         Ok(())
     }
+}
+
+impl Service {
+    /// Checks out the pipeline's other repositories (`repos`) for the run, each with its
+    /// own credentials, next to the workspace; kept when the run resumes after a restart.
+    async fn checkout_repos(
+        &self,
+        run: &str,
+        source: &Source,
+        pipeline: &Pipeline,
+        values: &Values,
+    ) -> Result<BTreeMap<String, RepoCheckout>, ServiceError> {
+        let values = with_vars(pipeline, values.clone());
+        let base = self.inner.runs_dir.join(run);
+        let mut out = BTreeMap::new();
+        for (name, repo) in &pipeline.repos {
+            let fail = |e: String| ServiceError::Git(format!("repository `{name}`: {e}"));
+            let url = values.render(&repo.url).map_err(fail)?;
+            let url = crate::repos::resolve_url(&source.repo, &url);
+            let branch = repo
+                .branch
+                .as_ref()
+                .map(|b| values.render(b))
+                .transpose()
+                .map_err(fail)?;
+            let creds = match &repo.secret {
+                Some(secret) => Some(crate::repos::Credentials::from_secret(
+                    &(self.inner.secrets)(secret)
+                        .map_err(|e| fail(format!("secret `{secret}`: {e}")))?,
+                )),
+                None => None,
+            };
+            let dir = base.join("repos").join(name);
+            let sha = if dir.join(".git").exists() {
+                git(&["rev-parse", "HEAD"], Some(&dir)).await?
+            } else {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(base.join("repos"))
+                    .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+                crate::repos::clone(&url, branch.as_deref(), &dir, creds.as_ref(), &base)
+                    .await
+                    .map_err(fail)?
+            };
+            out.insert(name.clone(), RepoCheckout { dir, sha, url });
+        }
+        Ok(out)
+    }
+}
+
+/// Another repository as checked out for a run.
+#[derive(Debug, Clone)]
+struct RepoCheckout {
+    dir: PathBuf,
+    sha: String,
+    url: String,
 }
 
 /// Writes a run's steps and logs to the store as they happen.
@@ -1029,6 +1148,8 @@ struct ServerSteps {
     pipeline: String,
     branch: String,
     triggered_by: String,
+    number: i64,
+    repos: BTreeMap<String, RepoCheckout>,
 }
 
 impl ServerSteps {
@@ -1194,6 +1315,81 @@ impl OtherSteps for ServerSteps {
                 docker_step(setup, &cx, &context, dockerfile.as_deref(), &push, &tags).await
             });
         }
+        if let StepKind::Merge {
+            from,
+            into,
+            fast_forward_only,
+            secret,
+        } = &step.kind
+        {
+            let (from, into, ff, secret) = (
+                from.clone(),
+                into.clone(),
+                *fast_forward_only,
+                secret.clone(),
+            );
+            let (service, pipeline, run, number, step_name) = (
+                self.service.clone(),
+                self.pipeline.clone(),
+                self.run.clone(),
+                self.number,
+                step.name.clone(),
+            );
+            return Box::pin(async move {
+                let from = match from {
+                    Some(f) => cx.values.render(&f)?,
+                    None => cx.values.run.get("sha").cloned().unwrap_or_default(),
+                };
+                let into = cx.values.render(&into)?;
+                let url = service.source(&pipeline).map_err(|e| e.to_string())?.repo;
+                let creds = match &secret {
+                    Some(name) => Some(crate::repos::Credentials::from_secret(
+                        &(service.inner.secrets)(name)
+                            .map_err(|e| format!("secret `{name}`: {e}"))?,
+                    )),
+                    None => None,
+                };
+                let short: String = from.chars().take(12).collect();
+                (cx.log)(
+                    Stream::System,
+                    format!("merging {short} into {into} of {url}"),
+                );
+                let dir = service
+                    .inner
+                    .runs_dir
+                    .join(&run)
+                    .join(format!("merge-{step_name}"));
+                let message =
+                    format!("Merge {short} into {into} (released by {pipeline} #{number})");
+                let merged = crate::repos::merge_and_push(
+                    &url,
+                    &from,
+                    &into,
+                    ff,
+                    &message,
+                    &dir,
+                    creds.as_ref(),
+                )
+                .await;
+                let _ = std::fs::remove_dir_all(&dir);
+                let merged = merged?;
+                (cx.log)(
+                    Stream::System,
+                    if merged.up_to_date {
+                        format!("{into} already contains {short}; nothing to push")
+                    } else if merged.fast_forward {
+                        format!("fast-forwarded {into} to {} and pushed", merged.sha)
+                    } else {
+                        format!("merged into {into} as {} and pushed", merged.sha)
+                    },
+                );
+                Ok(Outputs::from([
+                    ("sha".to_string(), merged.sha),
+                    ("before".to_string(), merged.before),
+                    ("fast_forward".to_string(), merged.fast_forward.to_string()),
+                ]))
+            });
+        }
         let StepKind::Approve {
             message,
             approvers,
@@ -1203,14 +1399,16 @@ impl OtherSteps for ServerSteps {
         else {
             // Only `deploy` is left.
             let deployer = self.service.deployer();
-            let (service, step, who) = (
+            let setup = self.service.docker_setup();
+            let (service, step, who, repos) = (
                 self.service.clone(),
                 step.clone(),
                 self.triggered_by.clone(),
+                self.repos.clone(),
             );
-            return Box::pin(
-                async move { deploy_step(&service, deployer, &cx, &step, &who).await },
-            );
+            return Box::pin(async move {
+                deploy_step(&service, deployer, setup, &cx, &step, &who, &repos).await
+            });
         };
         let (tx, rx) = oneshot::channel();
         let key = (self.run.clone(), step.name.clone());
@@ -1223,7 +1421,12 @@ impl OtherSteps for ServerSteps {
             step: step.name.clone(),
             message: message.clone(),
             approvers: approvers.clone(),
-            env: env.clone().unwrap_or_else(|| "default".into()),
+            // `BB/prod` asks `prod`'s approvers.
+            env: env
+                .as_ref()
+                .map(|e| cx.values.render(e).unwrap_or_else(|_| e.clone()))
+                .map(|e| e.rsplit('/').next().unwrap_or(&e).to_string())
+                .unwrap_or_else(|| "default".into()),
         };
         self.service
             .inner
@@ -1481,12 +1684,15 @@ pub fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
 async fn deploy_step(
     service: &Service,
     deployer: Option<Arc<dyn Deployer>>,
+    setup: Option<DockerSetup>,
     cx: &StepContext,
     step: &Step,
     who: &str,
+    repos: &BTreeMap<String, RepoCheckout>,
 ) -> Result<Outputs, String> {
     let StepKind::Deploy {
         env,
+        repo,
         app,
         overlay,
         image,
@@ -1496,8 +1702,21 @@ async fn deploy_step(
         return Err("not a deploy step".into());
     };
     let deployer = deployer.ok_or("deploys are not enabled on this server")?;
+    let root = match repo {
+        Some(name) => {
+            let r = repos
+                .get(name)
+                .ok_or_else(|| format!("repository `{name}` is not checked out"))?;
+            (cx.log)(
+                Stream::System,
+                format!("app definitions from {name} ({}) at {}", r.url, r.sha),
+            );
+            r.dir.clone()
+        }
+        None => cx.workspace.clone(),
+    };
     let read = |file: &str| -> Result<serde_json::Value, String> {
-        let path = in_workspace(&cx.workspace, file)?;
+        let path = in_workspace(&root, file)?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
         let text = cx.values.render(&text)?;
@@ -1509,7 +1728,15 @@ async fn deploy_step(
         merge_json(&mut def, read(&cx.values.render(o)?)?);
     }
     if let Some(image) = image {
-        let image = cx.values.render(image)?;
+        let mut image = cx.values.render(image)?;
+        if !image.contains('@') && registry_parts(&image).is_ok() {
+            // A tag is pinned to the digest it names now: what runs is what was tested,
+            // whatever the tag points at later.
+            let (digest, _, _) = manifest(setup.as_ref(), &image).await?;
+            let (registry, repo, _) = registry_parts(&image)?;
+            (cx.log)(Stream::System, format!("{image} is {digest}"));
+            image = format!("{registry}/{repo}@{digest}");
+        }
         let docker = def
             .get_mut("container")
             .and_then(|c| c.get_mut("docker"))
@@ -1522,11 +1749,17 @@ async fn deploy_step(
     if let Some(obj) = def.as_object_mut() {
         let labels = obj.entry("labels").or_insert_with(|| serde_json::json!({}));
         if let Some(l) = labels.as_object_mut() {
+            // `BB/prod` is the environment `prod` (in datacenter BB, which the id names).
+            let name = env.rsplit('/').next().unwrap_or(&env).to_string();
             l.entry("SLIPWAY_ENV")
-                .or_insert_with(|| serde_json::Value::String(env.clone()));
+                .or_insert_with(|| serde_json::Value::String(name));
         }
     }
     let app_id = def["id"].as_str().unwrap_or("").to_string();
+    let pinned = def
+        .pointer("/container/docker/image")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
     (cx.log)(
         Stream::System,
         format!("waiting for the {env} environment (one deploy at a time)"),
@@ -1545,11 +1778,18 @@ async fn deploy_step(
         match deployer.status(&deployment)? {
             Some(s) if s.status == "success" => {
                 (cx.log)(Stream::System, format!("{app_id} is deployed to {env}"));
-                return Ok(Outputs::from([
+                let mut out = Outputs::from([
                     ("deployment".to_string(), deployment),
                     ("app".to_string(), app_id),
                     ("env".to_string(), env),
-                ]));
+                ]);
+                if let Some(image) = pinned {
+                    if let Some((_, digest)) = image.split_once('@') {
+                        out.insert("digest".into(), digest.to_string());
+                    }
+                    out.insert("image".into(), image);
+                }
+                return Ok(out);
             }
             Some(s) if s.status == "failed" => {
                 let why = s.reason.unwrap_or_else(|| "the deployment failed".into());
@@ -1592,6 +1832,46 @@ fn registry_parts(image: &str) -> Result<(String, String, String), String> {
 
 const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
 
+fn registry_auth(setup: Option<&DockerSetup>, image: &str) -> Option<docker::RegistryAuth> {
+    setup
+        .and_then(|s| s.registry_config.as_ref())
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|json| docker::credentials_for(image, &json))
+}
+
+/// The manifest `image` (`registry/repo:tag` or `@digest`) names, through the registry
+/// API: (digest, content type, bytes).
+async fn manifest(
+    setup: Option<&DockerSetup>,
+    image: &str,
+) -> Result<(String, String, Vec<u8>), String> {
+    let (registry, repo, reference) = registry_parts(image)?;
+    let mut get = reqwest::Client::new()
+        .get(format!("http://{registry}/v2/{repo}/manifests/{reference}"))
+        .header("Accept", MANIFEST_TYPES);
+    if let Some(a) = registry_auth(setup, image) {
+        get = get.basic_auth(&a.username, Some(&a.password));
+    }
+    let got = get
+        .send()
+        .await
+        .map_err(|e| format!("registry {registry}: {e}"))?;
+    if !got.status().is_success() {
+        return Err(format!("{image}: the registry answered {}", got.status()));
+    }
+    let header = |name: &str| {
+        got.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type")
+        .unwrap_or_else(|| "application/vnd.docker.distribution.manifest.v2+json".into());
+    let digest = header("docker-content-digest").ok_or("the registry gave no digest")?;
+    let bytes = got.bytes().await.map_err(|e| e.to_string())?.to_vec();
+    Ok((digest, content_type, bytes))
+}
+
 /// The `promote` step: tags an image already in the registry by digest, through the
 /// registry API (no rebuild), after checking that the digest passed the named approval in
 /// an earlier run (an admin may force it).
@@ -1608,40 +1888,14 @@ async fn promote_step(
     force: Option<&str>,
 ) -> Result<Outputs, String> {
     let (image, to) = (cx.values.render(image)?, cx.values.render(to)?);
-    let (registry, repo, reference) = registry_parts(&image)?;
+    let (registry, repo, _) = registry_parts(&image)?;
     let (to_registry, to_repo, tag) = registry_parts(&to)?;
     if (to_registry.as_str(), to_repo.as_str()) != (registry.as_str(), repo.as_str()) {
         return Err(format!(
             "`{to}` is not in {registry}/{repo}: promotion only adds a tag"
         ));
     }
-    let auth = setup
-        .and_then(|s| s.registry_config)
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|json| docker::credentials_for(&image, &json));
-    let http = reqwest::Client::new();
-    let with_auth = |rb: reqwest::RequestBuilder| match &auth {
-        Some(a) => rb.basic_auth(&a.username, Some(&a.password)),
-        None => rb,
-    };
-    let url = |r: &str| format!("http://{registry}/v2/{repo}/manifests/{r}");
-    let got = with_auth(http.get(url(&reference)).header("Accept", MANIFEST_TYPES))
-        .send()
-        .await
-        .map_err(|e| format!("registry {registry}: {e}"))?;
-    if !got.status().is_success() {
-        return Err(format!("{image}: the registry answered {}", got.status()));
-    }
-    let header = |name: &str| {
-        got.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let content_type = header("content-type")
-        .unwrap_or_else(|| "application/vnd.docker.distribution.manifest.v2+json".into());
-    let digest = header("docker-content-digest").ok_or("the registry gave no digest")?;
-    let manifest = got.bytes().await.map_err(|e| e.to_string())?;
+    let (digest, content_type, manifest) = manifest(setup.as_ref(), &image).await?;
     if let Some(approval) = require_approval {
         let approved = digest_passed(service, &digest, approval).map_err(|e| e.to_string())?;
         if !approved {
@@ -1666,14 +1920,18 @@ async fn promote_step(
             );
         }
     }
-    let put = with_auth(
-        http.put(url(&tag))
-            .header("Content-Type", content_type)
-            .body(manifest),
-    )
-    .send()
-    .await
-    .map_err(|e| format!("registry {registry}: {e}"))?;
+    let auth = registry_auth(setup.as_ref(), &image);
+    let mut put = reqwest::Client::new()
+        .put(format!("http://{registry}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", content_type)
+        .body(manifest);
+    if let Some(a) = &auth {
+        put = put.basic_auth(&a.username, Some(&a.password));
+    }
+    let put = put
+        .send()
+        .await
+        .map_err(|e| format!("registry {registry}: {e}"))?;
     if !put.status().is_success() {
         return Err(format!(
             "tagging {to}: the registry answered {}",

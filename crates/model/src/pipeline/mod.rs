@@ -4,8 +4,8 @@
 //! A pipeline is a DAG of named steps. A step is exactly one of `run` (shell commands,
 //! on the host or with `image:` in a container), `gate` (SARIF findings against a
 //! baseline), `docker` (build and push an image), `promote` (tag a pushed image by
-//! digest), `deploy` (an app definition for an environment) or `approve` (a human
-//! decision). Strings may refer to
+//! digest), `deploy` (an app definition for an environment), `approve` (a human
+//! decision) or `merge` (merge the run's commit into another branch and push). Strings may refer to
 //! `${{ params.NAME }}`, `${{ vars.NAME }}`, `${{ run.sha }}`/`run.branch`/`run.number`
 //! and `${{ steps.STEP.outputs.KEY }}` of a step it depends on; every reference is
 //! checked here.
@@ -56,6 +56,9 @@ pub struct Pipeline {
     pub params: BTreeMap<String, Param>,
     /// Variables, by name (values may refer to parameters and the run).
     pub vars: BTreeMap<String, String>,
+    /// More git repositories checked out for each run (e.g. ops' deploy configuration),
+    /// by name.
+    pub repos: BTreeMap<String, Repo>,
     /// The steps in an order where every step comes after the steps it needs.
     pub steps: Vec<Step>,
 }
@@ -73,6 +76,20 @@ pub struct Triggers {
     pub manual_allowed: Vec<String>,
     /// Cron schedules (five fields).
     pub cron: Vec<String>,
+}
+
+/// A git repository a run checks out besides its own, such as a deploy-config repository
+/// owned by ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    /// A URL or path git can clone; `./x` and `../x` are relative to the pipeline's own
+    /// repository (like git submodules' relative URLs).
+    pub url: String,
+    /// The branch (default: the repository's default branch).
+    pub branch: Option<String>,
+    /// The secret holding its credentials: `user:password` (or a token) for HTTP(S), or an
+    /// SSH private key. Never in a URL, a command line or a log.
+    pub secret: Option<String>,
 }
 
 /// A run parameter.
@@ -172,6 +189,9 @@ pub enum StepKind {
     Deploy {
         /// The environment whose policy applies (`qa`, `prod`, `AA/prod`, ...).
         env: String,
+        /// Read `app` and `overlay` from this repository of `repos` instead of the
+        /// workspace.
+        repo: Option<String>,
         /// Marathon app definition (workspace path).
         app: String,
         /// A JSON overlay merged over it for this environment.
@@ -192,6 +212,18 @@ pub enum StepKind {
         env: Option<String>,
         /// Rejected when nobody decided by then.
         timeout: Duration,
+    },
+    /// Merges (or fast-forwards) a commit into a branch of the pipeline's repository and
+    /// pushes it: the seed's "merge dev into master" after a release.
+    Merge {
+        /// What to merge (default: the run's commit).
+        from: Option<String>,
+        /// The branch merged into.
+        into: String,
+        /// Refuse anything but a fast-forward.
+        fast_forward_only: bool,
+        /// The secret with push credentials (as for `repos`).
+        secret: Option<String>,
     },
 }
 

@@ -79,6 +79,8 @@ pub(crate) struct RawFile {
     pub(crate) params: BTreeMap<String, Spanned<RawParam>>,
     #[serde(default)]
     pub(crate) vars: BTreeMap<String, Spanned<Scalar>>,
+    #[serde(default)]
+    pub(crate) repos: BTreeMap<String, Spanned<RawRepo>>,
     pub(crate) steps: Spanned<BTreeMap<String, Spanned<RawStep>>>,
 }
 
@@ -153,6 +155,30 @@ pub(crate) struct RawStep {
     pub(crate) deploy: Option<Spanned<RawDeploy>>,
     #[serde(default)]
     pub(crate) approve: Option<Spanned<RawApprove>>,
+    #[serde(default)]
+    pub(crate) merge: Option<Spanned<RawMerge>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRepo {
+    pub(crate) url: Spanned<String>,
+    #[serde(default)]
+    pub(crate) branch: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) secret: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMerge {
+    #[serde(default)]
+    pub(crate) from: Option<Spanned<String>>,
+    pub(crate) into: Spanned<String>,
+    #[serde(default)]
+    pub(crate) fast_forward_only: bool,
+    #[serde(default)]
+    pub(crate) secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +217,8 @@ pub(crate) struct RawPromote {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDeploy {
     pub(crate) env: Spanned<String>,
+    #[serde(default)]
+    pub(crate) repo: Option<Spanned<String>>,
     pub(crate) app: Spanned<String>,
     #[serde(default)]
     pub(crate) overlay: Option<Spanned<String>>,

@@ -83,6 +83,7 @@ struct Scope<'a> {
     /// Steps this string's step (transitively) depends on; `None` outside steps.
     ancestors: Option<&'a BTreeSet<String>>,
     steps: &'a BTreeSet<String>,
+    repos: &'a BTreeMap<String, Spanned<super::raw::RawRepo>>,
     secrets_allowed: bool,
 }
 
@@ -263,6 +264,7 @@ pub(crate) fn validate(raw: RawFile, text: &str) -> Result<Pipeline, PipelineErr
         vars: None,
         ancestors: None,
         steps: &no_steps,
+        repos: &raw.repos,
         secrets_allowed: false,
     };
     let mut vars = BTreeMap::new();
@@ -273,6 +275,44 @@ pub(crate) fn validate(raw: RawFile, text: &str) -> Result<Pipeline, PipelineErr
         let text = v.value.as_text();
         check_text_refs(&mut p, &v.referenced, &text, &var_scope);
         vars.insert(name.clone(), text);
+    }
+
+    // Other repositories: their fields may refer to parameters and variables.
+    let repo_scope = Scope {
+        vars: Some(&raw.vars),
+        ..var_scope
+    };
+    let mut repos = BTreeMap::new();
+    for (name, r) in &raw.repos {
+        if !valid_name(name) {
+            p.at(&r.referenced, format!("invalid repository name `{name}`"));
+        }
+        let rv = &r.value;
+        for x in [Some(&rv.url), rv.branch.as_ref()].into_iter().flatten() {
+            check_refs(&mut p, x, &repo_scope);
+        }
+        if rv.url.value.trim().is_empty() {
+            p.at(
+                &rv.url.referenced,
+                format!("repository `{name}` needs a `url`"),
+            );
+        }
+        if let Some(sec) = &rv.secret
+            && !valid_name(&sec.value)
+        {
+            p.at(
+                &sec.referenced,
+                format!("invalid secret name `{}`", sec.value),
+            );
+        }
+        repos.insert(
+            name.clone(),
+            super::Repo {
+                url: rv.url.value.clone(),
+                branch: rv.branch.as_ref().map(|b| b.value.clone()),
+                secret: rv.secret.as_ref().map(|s| s.value.clone()),
+            },
+        );
     }
 
     // The DAG.
@@ -318,6 +358,7 @@ pub(crate) fn validate(raw: RawFile, text: &str) -> Result<Pipeline, PipelineErr
             vars: Some(&raw.vars),
             ancestors: ancestors.get(name),
             steps: &step_names,
+            repos: &raw.repos,
             secrets_allowed: false,
         };
         if let Some(step) = step(&mut p, name, s, &scope) {
@@ -332,6 +373,7 @@ pub(crate) fn validate(raw: RawFile, text: &str) -> Result<Pipeline, PipelineErr
             triggers,
             params,
             vars,
+            repos,
             steps,
         })
     } else {
@@ -349,6 +391,7 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
         rs.promote.as_ref().map(|_| "promote"),
         rs.deploy.as_ref().map(|_| "deploy"),
         rs.approve.as_ref().map(|_| "approve"),
+        rs.merge.as_ref().map(|_| "merge"),
     ]
     .into_iter()
     .flatten()
@@ -359,7 +402,7 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
         } else {
             kinds.join(", ")
         };
-        p.at(&s.referenced, format!("step `{name}` needs exactly one of run, gate, docker, promote, deploy, approve (found {found})"));
+        p.at(&s.referenced, format!("step `{name}` needs exactly one of run, gate, docker, promote, deploy, approve, merge (found {found})"));
         return None;
     }
     if rs.image.is_some() && rs.run.is_none() {
@@ -490,8 +533,20 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
         {
             check_refs(p, x, scope);
         }
+        if let Some(r) = &dv.repo
+            && !scope.repos.contains_key(&r.value)
+        {
+            p.at(
+                &r.referenced,
+                format!(
+                    "unknown repository `{}` (declare it under `repos`)",
+                    r.value
+                ),
+            );
+        }
         StepKind::Deploy {
             env: dv.env.value.clone(),
+            repo: dv.repo.as_ref().map(|r| r.value.clone()),
             app: dv.app.value.clone(),
             overlay: dv.overlay.as_ref().map(|o| o.value.clone()),
             image: dv.image.as_ref().map(|i| i.value.clone()),
@@ -520,6 +575,28 @@ fn step(p: &mut Problems<'_>, name: &str, s: &Spanned<RawStep>, scope: &Scope<'_
                 .as_ref()
                 .and_then(|t| duration(p, t))
                 .unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
+        }
+    } else if let Some(m) = &rs.merge {
+        let mv = &m.value;
+        for x in [mv.from.as_ref(), Some(&mv.into)].into_iter().flatten() {
+            check_refs(p, x, scope);
+        }
+        if mv.into.value.trim().is_empty() {
+            p.at(&mv.into.referenced, "`into` names a branch");
+        }
+        if let Some(sec) = &mv.secret
+            && !valid_name(&sec.value)
+        {
+            p.at(
+                &sec.referenced,
+                format!("invalid secret name `{}`", sec.value),
+            );
+        }
+        StepKind::Merge {
+            from: mv.from.as_ref().map(|f| f.value.clone()),
+            into: mv.into.value.clone(),
+            fast_forward_only: mv.fast_forward_only,
+            secret: mv.secret.as_ref().map(|s| s.value.clone()),
         }
     } else {
         return None;

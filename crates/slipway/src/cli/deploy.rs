@@ -35,6 +35,10 @@ const RESTART: Change = Change {
     verb: "restarting",
     done: "restarted",
 };
+const ROLLBACK: Change = Change {
+    verb: "rolling back",
+    done: "rolled back",
+};
 const DELETE: Change = Change {
     verb: "deleting",
     done: "deleted",
@@ -108,6 +112,146 @@ pub(crate) async fn restart(
         .await
         .with_context(|| format!("cannot restart {id}"))?;
     finish_change(client, output, &id, result, RESTART, wait).await
+}
+
+/// One version of an app, as `apps versions` shows it.
+struct Version {
+    version: String,
+    config_at: String,
+    image: String,
+    instances: String,
+}
+
+/// The app's versions, newest first, each with its definition's image and instances.
+async fn app_versions(client: &Client, id: &AppId, limit: usize) -> anyhow::Result<Vec<Version>> {
+    let list = client
+        .get(&format!("/v2/apps/{}/versions", id.path()), &[])
+        .await
+        .with_context(|| format!("cannot read the versions of {id}"))?;
+    let mut versions: Vec<String> = list["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    // RFC 3339 timestamps of one format sort by time.
+    versions.sort_by(|a, b| b.cmp(a));
+    versions.truncate(limit);
+    let mut out = Vec::new();
+    for v in versions {
+        let def = client
+            .get(&format!("/v2/apps/{}/versions/{v}", id.path()), &[])
+            .await?;
+        out.push(Version {
+            config_at: def
+                .pointer("/versionInfo/lastConfigChangeAt")
+                .and_then(Value::as_str)
+                .unwrap_or(&v)
+                .to_string(),
+            image: def
+                .pointer("/container/docker/image")
+                .and_then(Value::as_str)
+                .map_or_else(
+                    || def["cmd"].as_str().unwrap_or("-").to_string(),
+                    str::to_string,
+                ),
+            instances: def["instances"].to_string(),
+            version: v,
+        });
+    }
+    Ok(out)
+}
+
+/// `apps versions ID`.
+pub(crate) async fn versions(
+    client: &Client,
+    output: Output,
+    id: &str,
+    limit: usize,
+) -> anyhow::Result<Exit> {
+    let id = AppId::new(id);
+    let current = client.app(&id).await?;
+    let current = current
+        .pointer("/version")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let list = app_versions(client, &id, limit).await?;
+    if output == Output::Json {
+        let v: Vec<Value> = list
+            .iter()
+            .map(|v| {
+                json!({"version": v.version, "lastConfigChangeAt": v.config_at,
+                       "image": v.image, "instances": v.instances.parse::<u64>().ok(),
+                       "current": v.version == current})
+            })
+            .collect();
+        out::json(&json!({ "versions": v }))?;
+        return Ok(Exit::Success);
+    }
+    let mut t =
+        super::table::Table::new(&["VERSION", "CONFIG CHANGED", "INSTANCES", "IMAGE / CMD", ""]);
+    for v in &list {
+        t.row(vec![
+            v.version.clone(),
+            v.config_at.clone(),
+            v.instances.clone(),
+            v.image.clone(),
+            if v.version == current {
+                "current".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    out::write_stdout(t.render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
+/// `apps rollback ID [--to VERSION]`: PUT `{"version": V}`.
+pub(crate) async fn rollback(
+    client: &Client,
+    output: Output,
+    id: &str,
+    to: Option<&str>,
+    force: bool,
+    wait: WaitOpts,
+) -> anyhow::Result<Exit> {
+    let id = AppId::new(id);
+    let target = match to {
+        Some(v) => v.to_string(),
+        None => {
+            let app = client.app(&id).await?;
+            let current_config = app
+                .pointer("/versionInfo/lastConfigChangeAt")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            app_versions(client, &id, 100)
+                .await?
+                .into_iter()
+                .find(|v| v.config_at != current_config)
+                .map(|v| v.version)
+                .ok_or_else(|| {
+                    coded(
+                        Exit::Failed,
+                        format!("{id} has no earlier configuration to roll back to"),
+                    )
+                })?
+        }
+    };
+    if output == Output::Text {
+        eprintln!("rolling {id} back to version {target}");
+    }
+    let rb = client
+        .request(Method::PUT, &format!("/v2/apps/{}", id.path()))
+        .query(&[("force", force)])
+        .json(&json!({ "version": target }));
+    let result = client
+        .start_deployment(rb)
+        .await
+        .with_context(|| format!("cannot roll {id} back to {target}"))?;
+    finish_change(client, output, &id, result, ROLLBACK, wait).await
 }
 
 /// `apps delete`: DELETE `/v2/apps/{id}`.

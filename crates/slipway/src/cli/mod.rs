@@ -153,6 +153,32 @@ enum AppsCommand {
         #[command(flatten)]
         wait: WaitOpts,
     },
+    /// The app's versions, newest first: when, image, instances (its deployment history,
+    /// GET /v2/apps/{id}/versions).
+    Versions {
+        /// App id.
+        id: String,
+        /// Show at most this many versions.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Roll an app back to an earlier version of its definition and follow the deployment.
+    ///
+    /// Without --to, the version before the current configuration (scale-only changes do
+    /// not count). Sends PUT /v2/apps/{id} with `{"version": V}`, so the server's policy and
+    /// audit log see it like any other change. Exit codes as for `deploy`.
+    Rollback {
+        /// App id.
+        id: String,
+        /// The version to restore (a timestamp from `slipway apps versions`).
+        #[arg(long)]
+        to: Option<String>,
+        /// Cancel deployments that already affect the app instead of failing with a conflict.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: WaitOpts,
+    },
     /// Delete an app and stop its tasks.
     ///
     /// Prints the deployment id; with --wait follows it until the tasks are gone.
@@ -293,6 +319,11 @@ enum PipelinesCommand {
         /// Follow the run step by step until it ends.
         #[arg(short, long)]
         follow: bool,
+        /// Confirm a run that deploys to an environment asking for confirmation (prod)
+        /// without being asked; without it the command asks on a terminal and refuses
+        /// otherwise.
+        #[arg(short, long)]
+        yes: bool,
     },
 }
 
@@ -377,7 +408,8 @@ pub(crate) async fn pipelines_cmd(args: PipelinesArgs) -> ExitCode {
                 name,
                 params,
                 follow,
-            } => pipelines::run(&client, output, &name, &params, follow).await,
+                yes,
+            } => pipelines::run(&client, output, &name, &params, follow, yes).await,
         },
         Err(e) => Err(e),
     };
@@ -456,6 +488,13 @@ async fn run_apps(client: &Client, output: Output, cmd: AppsCommand) -> anyhow::
             deploy::restart(client, output, &id, force, wait).await
         }
         AppsCommand::Delete { id, wait } => deploy::delete(client, output, &id, wait).await,
+        AppsCommand::Versions { id, limit } => deploy::versions(client, output, &id, limit).await,
+        AppsCommand::Rollback {
+            id,
+            to,
+            force,
+            wait,
+        } => deploy::rollback(client, output, &id, to.as_deref(), force, wait).await,
         AppsCommand::Logs {
             id,
             task,

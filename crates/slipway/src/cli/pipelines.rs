@@ -114,13 +114,16 @@ pub(crate) async fn add(
     Ok(Exit::Success)
 }
 
-/// `pipelines run NAME [-p K=V]... [--follow]`.
+/// `pipelines run NAME [-p K=V]... [--follow] [--yes]`. A run that deploys to an
+/// environment whose policy asks for confirmation (prod) is confirmed by `--yes` or by
+/// typing the environment's name at the prompt.
 pub(crate) async fn run(
     client: &Client,
     output: Output,
     name: &str,
     params: &[String],
     follow_run: bool,
+    yes: bool,
 ) -> anyhow::Result<Exit> {
     let mut map = BTreeMap::new();
     for p in params {
@@ -129,17 +132,42 @@ pub(crate) async fn run(
             .ok_or_else(|| coded(Exit::Invalid, format!("parameter `{p}` is not NAME=VALUE")))?;
         map.insert(k.to_string(), v.to_string());
     }
-    let v = client
-        .json(
+    let path = format!("/api/v1/pipelines/{}/runs", segment(name));
+    let start = |confirm: bool| {
+        client.json(
             client
-                .request(
-                    Method::POST,
-                    &format!("/api/v1/pipelines/{}/runs", segment(name)),
-                )
-                .json(&json!({ "params": map })),
+                .request(Method::POST, &path)
+                .json(&json!({ "params": map, "confirm": confirm })),
         )
-        .await?;
+    };
+    let v = match start(yes).await {
+        Err(e) if !yes && confirmation_asked(&e) => {
+            let envs = e
+                .downcast_ref::<super::error::ApiError>()
+                .map(|a| a.message.clone())
+                .unwrap_or_default();
+            if !super::prompt::stdin_is_terminal() {
+                return Err(coded(
+                    Exit::Conflict,
+                    format!("{envs}; not a terminal, so nothing was started"),
+                ));
+            }
+            let answer =
+                super::prompt::ask(&format!("{envs}.\nType `yes` to start the run: ")).await?;
+            if answer.trim() != "yes" {
+                return Err(coded(Exit::Failed, "not confirmed; nothing was started"));
+            }
+            start(true).await?
+        }
+        other => other?,
+    };
     started(client, output, &v, follow_run).await
+}
+
+/// Whether the server asked for confirmation (409 "... asks for confirmation ...").
+fn confirmation_asked(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<super::error::ApiError>()
+        .is_some_and(|a| a.status == 409 && a.message.contains("asks for confirmation"))
 }
 
 /// `runs retry ID [--follow]`.
