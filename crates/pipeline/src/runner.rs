@@ -86,6 +86,7 @@ impl RunCommands<'_> {
             .arg("-c")
             .arg(command)
             .current_dir(self.workspace)
+            .env("PATH", search_path())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SLIPWAY_OUTPUT", &self.outputs_file)
             .stdin(Stdio::null())
@@ -235,4 +236,22 @@ pub(crate) fn human(d: Duration) -> String {
     } else {
         format!("{}m{}s", d.as_secs() / 60, d.as_secs() % 60)
     }
+}
+
+/// The server's `PATH` with the directory of the running `slipway` binary first, so steps
+/// can call `slipway` (e.g. `slipway sarif cargo`) without installing it.
+fn search_path() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let inherited =
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        match std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.to_string_lossy().to_string()))
+        {
+            Some(dir) if !inherited.split(':').any(|p| p == dir) => format!("{dir}:{inherited}"),
+            _ => inherited,
+        }
+    })
+    .clone()
 }

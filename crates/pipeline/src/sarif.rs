@@ -162,3 +162,101 @@ mod tests {
         assert!(v.over.is_empty() && v.new.is_empty());
     }
 }
+
+/// A SARIF 2.1.0 document from cargo's JSON diagnostics (`cargo clippy
+/// --message-format=json`, `cargo build --message-format=json`): one result per
+/// `compiler-message` with a primary span, deduplicated (cargo repeats a message for every
+/// target that compiles the file). Other lines (artifacts, build-finished, plain text) are
+/// skipped, so a tool's output can be piped in as it is.
+pub fn from_cargo_json(text: &str) -> String {
+    let mut results = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut rules = BTreeSet::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["reason"] != "compiler-message" {
+            continue;
+        }
+        let m = &v["message"];
+        let level = match m["level"].as_str() {
+            Some("error" | "error: internal compiler error") => "error",
+            Some("warning") => "warning",
+            Some("note" | "help") => "note",
+            _ => continue,
+        };
+        let Some(span) = m["spans"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["is_primary"] == true))
+        else {
+            continue;
+        };
+        let rule = m["code"]["code"].as_str().unwrap_or("rustc").to_string();
+        let message = m["message"].as_str().unwrap_or("").to_string();
+        let file = span["file_name"].as_str().unwrap_or("").to_string();
+        let (line_no, col) = (
+            span["line_start"].as_u64().unwrap_or(1),
+            span["column_start"].as_u64().unwrap_or(1),
+        );
+        if !seen.insert((rule.clone(), file.clone(), line_no, col, message.clone())) {
+            continue;
+        }
+        rules.insert(rule.clone());
+        results.push(serde_json::json!({
+            "ruleId": rule,
+            "level": level,
+            "message": {"text": message},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": file},
+                "region": {"startLine": line_no, "startColumn": col},
+            }}],
+        }));
+    }
+    let rules: Vec<Value> = rules
+        .into_iter()
+        .map(|r| serde_json::json!({"id": r}))
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "cargo", "informationUri": "https://doc.rust-lang.org/cargo/", "rules": rules}},
+            "results": results,
+        }],
+    }))
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod cargo_tests {
+    use super::*;
+
+    #[test]
+    fn cargo_diagnostics_become_sarif_findings_once_each() {
+        let warning = r#"{"reason":"compiler-message","package_id":"x","target":{},"message":{"message":"unused variable: `x`","code":{"code":"unused_variables","explanation":null},"level":"warning","spans":[{"file_name":"src/main.rs","line_start":3,"column_start":9,"is_primary":true}],"children":[]}}"#;
+        let lint = r#"{"reason":"compiler-message","message":{"message":"used `unwrap()` on a `Result` value","code":{"code":"clippy::unwrap_used"},"level":"error","spans":[{"file_name":"src/lib.rs","line_start":10,"column_start":5,"is_primary":false},{"file_name":"src/lib.rs","line_start":12,"column_start":7,"is_primary":true}]}}"#;
+        let summary = r#"{"reason":"compiler-message","message":{"message":"1 warning emitted","code":null,"level":"warning","spans":[]}}"#;
+        let input = [
+            warning,
+            warning,
+            lint,
+            summary,
+            r#"{"reason":"build-finished","success":true}"#,
+            "    Checking orders v0.1.0",
+        ]
+        .join("\n");
+        let doc = from_cargo_json(&input);
+        let found = findings(&doc).unwrap();
+        assert_eq!(found.len(), 2, "{doc}");
+        let lint = found
+            .iter()
+            .find(|f| f.rule == "clippy::unwrap_used")
+            .unwrap();
+        assert_eq!(lint.level, SarifLevel::Error);
+        assert_eq!(lint.location, "src/lib.rs:12");
+        let w = found.iter().find(|f| f.rule == "unused_variables").unwrap();
+        assert_eq!(w.level, SarifLevel::Warning);
+        assert!(findings(&from_cargo_json("")).unwrap().is_empty());
+    }
+}

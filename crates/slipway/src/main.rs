@@ -67,6 +67,9 @@ enum Command {
     /// The edge proxy: export its routes as an HAProxy configuration.
     #[command(subcommand_required = true)]
     Lb(cli::LbArgs),
+    /// Convert tool output to SARIF 2.1.0 for pipelines' `gate` steps.
+    #[command(subcommand_required = true)]
+    Sarif(cli::SarifArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
             Command::Secrets(args) => cli::admin::secrets(args).await,
             Command::Policies(args) => cli::admin::policies(args).await,
             Command::Lb(args) => cli::lb(args).await,
+            Command::Sarif(args) => cli::sarif(args).await,
             Command::Pipelines(args) => cli::pipelines_cmd(args).await,
             Command::Runs(args) => cli::runs_cmd(args).await,
         }

@@ -276,6 +276,44 @@ pub(crate) async fn lb(args: LbArgs) -> ExitCode {
     error::finish(result).into()
 }
 
+/// `slipway sarif ...`.
+#[derive(Args, Debug)]
+pub(crate) struct SarifArgs {
+    #[command(subcommand)]
+    command: SarifCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SarifCommand {
+    /// Read cargo's JSON diagnostics on stdin (`cargo clippy --message-format=json`) and
+    /// write SARIF 2.1.0 on stdout: one result per diagnostic with its rule (lint name),
+    /// level, file, line and column; other lines are ignored.
+    ///
+    /// Example step: `cargo clippy --message-format=json | slipway sarif cargo > clippy.sarif`
+    Cargo,
+}
+
+/// Runs `slipway sarif ...`.
+pub(crate) async fn sarif(args: SarifArgs) -> ExitCode {
+    match args.command {
+        SarifCommand::Cargo => {
+            let result = tokio::task::spawn_blocking(|| {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text).map(|_| text)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(|e| anyhow::anyhow!("cannot read standard input: {e}")))
+            .and_then(|text| {
+                out::write_stdout(pipeline::sarif::from_cargo_json(&text).as_bytes())?;
+                out::write_stdout(b"\n")?;
+                Ok(error::Exit::Success)
+            });
+            error::finish(result).into()
+        }
+    }
+}
+
 /// `slipway pipelines ...`.
 #[derive(Args, Debug)]
 pub(crate) struct PipelinesArgs {
