@@ -293,3 +293,48 @@ proptest::proptest! {
         let _ = parse_pipeline(&replaced.into_iter().collect::<String>());
     }
 }
+
+#[test]
+fn the_bundled_example_pipelines_validate() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/orders/.slipway");
+    for file in ["pipeline.yaml", "release.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let p = parse_pipeline(&text).unwrap_or_else(|e| panic!("{file}:\n{e}"));
+        assert!(p.repos.contains_key("deploy"), "{file}");
+    }
+    let flow =
+        parse_pipeline(&std::fs::read_to_string(dir.join("pipeline.yaml")).unwrap()).unwrap();
+    let names: Vec<&str> = flow.steps.iter().map(|s| s.name.as_str()).collect();
+    // The seed's order: build, analysis, image, QA, tests beside the approval, prod, merge.
+    let at = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(at("build") < at("quality-gate") && at("quality-gate") < at("image"));
+    assert!(at("deploy-qa") < at("automated-tests") && at("deploy-qa") < at("qa-signoff"));
+    assert!(at("qa-signoff") < at("deploy-prod") && at("deploy-prod") < at("merge-master"));
+    let release =
+        parse_pipeline(&std::fs::read_to_string(dir.join("release.yaml")).unwrap()).unwrap();
+    for p in [
+        "ReleaseVersion",
+        "ApplicationModule",
+        "GenDockerVersion",
+        "DeployDC",
+        "DeployEnv",
+    ] {
+        assert!(release.params.contains_key(p), "{p}");
+    }
+}
+
+#[test]
+fn repos_and_merge_steps_are_checked_with_locations() {
+    let text = "version: 1\nname: x\nrepos:\n  ops: { url: ../ops.git, secret: ops-cred }\nsteps:\n  d:\n    deploy: { env: qa, repo: nope, app: a.json }\n  m:\n    needs: [d]\n    merge: { into: master, fast_forward_only: true }\n";
+    let e = parse_pipeline(text).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert!(e.0[0].message.contains("unknown repository `nope`"), "{e}");
+    assert_eq!(e.0[0].line, 7);
+    let ok = parse_pipeline(&text.replace("repo: nope", "repo: ops")).unwrap();
+    assert_eq!(ok.repos["ops"].secret.as_deref(), Some("ops-cred"));
+    assert!(matches!(
+        &ok.steps[1].kind,
+        StepKind::Merge { into, fast_forward_only: true, from: None, .. } if into == "master"
+    ));
+}
