@@ -86,7 +86,14 @@ struct Parked {
     since: Instant,
 }
 
-/// One task's address for one port: health, balancing count and connection pool.
+/// An idle raw connection of the fast path, parked by a client connection that ended.
+struct RawParked {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// One task's address for one port: health, balancing count and connection pools (hyper
+/// connections of the hyper path, raw sockets of the fast path).
 pub(crate) struct Endpoint {
     /// Where the task listens.
     pub(crate) addr: SocketAddr,
@@ -99,6 +106,7 @@ pub(crate) struct Endpoint {
     /// `now_ms()` until which the endpoint is skipped; 0 = up.
     down_until: AtomicU64,
     pool: Mutex<Vec<Parked>>,
+    raw: Mutex<Vec<RawParked>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -118,6 +126,7 @@ impl Endpoint {
             active: AtomicUsize::new(0),
             down_until: AtomicU64::new(0),
             pool: Mutex::new(Vec::new()),
+            raw: Mutex::new(Vec::new()),
             connect_timeout,
             idle_timeout,
         }
@@ -164,6 +173,38 @@ impl Endpoint {
     pub(crate) fn clear_pool(&self) {
         let idle = std::mem::take(&mut *self.pool.lock().unwrap_or_else(PoisonError::into_inner));
         drop(idle);
+        let raw = std::mem::take(&mut *self.raw.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(raw);
+    }
+
+    /// A parked raw connection that is not too old, if any (it may have been closed by
+    /// the backend meanwhile: the caller checks).
+    pub(crate) fn take_raw(&self) -> Option<TcpStream> {
+        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(RawParked { stream, since }) = raw.pop() {
+            if since.elapsed() <= self.idle_timeout {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Parks an idle raw connection whose client connection ended.
+    pub(crate) fn park_raw(&self, stream: TcpStream) {
+        if !self.routed.load(Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        if raw
+            .first()
+            .is_some_and(|old| now.duration_since(old.since) > self.idle_timeout)
+        {
+            raw.remove(0);
+        }
+        if raw.len() < MAX_IDLE {
+            raw.push(RawParked { stream, since: now });
+        }
     }
 
     /// A parked connection that is not too old, if any.

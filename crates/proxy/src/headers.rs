@@ -117,8 +117,16 @@ pub(crate) fn vhost_route<'t>(table: &'t Table, head: &Parts) -> Option<&'t Arc<
         Some(value) => value.as_bytes(),
         None => head.uri.host()?.as_bytes(),
     };
+    route_by_host(table, raw, head.uri.path())
+}
+
+/// The vhost route for a raw `Host` value and a path.
+pub(crate) fn route_by_host<'t>(
+    table: &'t Table,
+    raw: &[u8],
+    path: &str,
+) -> Option<&'t Arc<Route>> {
     let host = std::str::from_utf8(host_only(raw)).ok()?;
-    let path = head.uri.path();
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         table.vhost(&host.to_ascii_lowercase(), path)
     } else {

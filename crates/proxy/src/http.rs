@@ -1,6 +1,7 @@
-//! HTTP mode: a keep-alive HTTP/1.1 server per client connection that forwards each
-//! request to a backend over a pooled keep-alive connection, streaming bodies both ways,
-//! retrying on another backend when that is safe.
+//! HTTP mode's hyper path: a keep-alive HTTP/1.1 server per client connection that
+//! forwards each request to a backend over a pooled keep-alive connection, streaming
+//! bodies both ways, retrying on another backend when that is safe. It serves what the
+//! fast path (`fast`) leaves to it: upgrades, `Expect`, HTTP/1.0 and anything unusual.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,13 +17,13 @@ use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Endpoint, Flight};
 use crate::body::{Done, ProxyBody};
 use crate::drive::{Outcome, Turns};
+use crate::fast::Rewind;
 use crate::headers;
 use crate::listener::Target;
 use crate::metrics::{AppStats, ErrorKind};
@@ -34,12 +35,11 @@ use crate::table::{Route, Table};
 /// in progress finishes first) or the proxy's grace period ends.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Rewind,
     peer: SocketAddr,
     target: Target,
     token: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
     let local = Arc::new(LocalPool::default());
     let idle = shared.cfg.idle_timeout;
     let mut driver = Driver::new(Arc::clone(&local), token, shared.abort.clone(), idle);

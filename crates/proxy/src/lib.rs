@@ -59,6 +59,7 @@
 mod backend;
 mod body;
 mod drive;
+mod fast;
 mod haproxy;
 mod headers;
 mod http;

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::http;
+use crate::fast;
 use crate::labels::Mode;
 use crate::proxy::Shared;
 
@@ -100,7 +100,7 @@ async fn accept_loop(
         };
         match (mode, target) {
             (Some(Mode::Http), _) => {
-                shared.tracker.spawn(http::serve(
+                shared.tracker.spawn(fast::serve(
                     Arc::clone(&shared),
                     stream,
                     peer,

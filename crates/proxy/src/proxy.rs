@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) unrouted: AtomicU64,
     /// Settings of the client-facing HTTP/1.1 server.
     pub(crate) http: hyper::server::conn::http1::Builder,
+    /// New client connections start on the fast path (see `fast`).
+    pub(crate) fast_path: AtomicBool,
 }
 
 impl Shared {
@@ -81,8 +83,16 @@ impl Proxy {
                 abort: CancellationToken::new(),
                 unrouted: AtomicU64::new(0),
                 http,
+                fast_path: AtomicBool::new(true),
             }),
         }
+    }
+
+    /// Whether new HTTP client connections start on the fast path (the default): plain
+    /// HTTP/1.1 relayed without hyper, everything else handed to hyper. With `false`
+    /// hyper serves every request (for comparison and as a way out).
+    pub fn set_fast_path(&self, on: bool) {
+        self.shared.fast_path.store(on, Relaxed);
     }
 
     /// Replaces the route table atomically: opens new listeners, closes vanished ones,

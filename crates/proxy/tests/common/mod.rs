@@ -1,5 +1,6 @@
-//! Test helpers: tiny backends (HTTP, raw TCP echo, and one that breaks connections), a
-//! keep-alive client, free ports and polling with deadlines. Everything binds 127.0.0.1.
+//! Test helpers: tiny backends (HTTP, raw TCP echo, one that breaks connections, and raw
+//! scripted ones), a keep-alive client, a raw byte-level client, free ports and polling
+//! with deadlines. Everything binds 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -222,4 +223,202 @@ impl Client {
             .await
             .expect("GET through the proxy")
     }
+}
+
+/// A backend whose connections are handed, raw, to `script`; counts its connections.
+pub async fn raw_backend<F, Fut>(script: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw backend");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, SeqCst);
+            tokio::spawn(script(stream));
+        }
+    });
+    (addr, count)
+}
+
+/// One response as a raw client saw it.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Decoded (chunked bodies are de-chunked).
+    pub body: Vec<u8>,
+    /// The body came chunked.
+    pub chunked: bool,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A client speaking raw bytes, reading responses with their framing checked.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    return RawClient {
+                        stream,
+                        buf: Vec::new(),
+                    };
+                }
+                Err(e) => assert!(Instant::now() < deadline, "connect {addr}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .await
+            .expect("write to the proxy");
+    }
+
+    /// Reads more; false at EOF.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+            .await
+            .expect("read in time")
+            .unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// Whether the proxy closed the connection (within 5 s).
+    pub async fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    /// Reads one response to a request of `method`.
+    pub async fn response(&mut self, method: &str) -> RawResponse {
+        let (status, headers, len) = loop {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut slots);
+            match resp.parse(&self.buf).expect("a valid response head") {
+                httparse::Status::Complete(len) => {
+                    let headers = resp
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect::<Vec<_>>();
+                    break (resp.code.expect("status"), headers, len);
+                }
+                httparse::Status::Partial => {
+                    assert!(
+                        self.fill().await,
+                        "closed in a response head: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
+                }
+            }
+        };
+        self.buf.drain(..len);
+        let mut resp = RawResponse {
+            status,
+            headers,
+            body: Vec::new(),
+            chunked: false,
+        };
+        if method == "HEAD" || status < 200 || status == 204 || status == 304 {
+            return resp;
+        }
+        if resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            resp.chunked = true;
+            loop {
+                let line = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    assert!(self.fill().await, "closed in a chunk size");
+                };
+                let size = std::str::from_utf8(&self.buf[..line]).expect("ascii size");
+                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                    .expect("hex size");
+                self.buf.drain(..line + 2);
+                if size == 0 {
+                    // No trailers in these tests: the final CRLF.
+                    while self.buf.len() < 2 {
+                        assert!(self.fill().await, "closed before the last CRLF");
+                    }
+                    assert_eq!(&self.buf[..2], b"\r\n");
+                    self.buf.drain(..2);
+                    return resp;
+                }
+                while self.buf.len() < size + 2 {
+                    assert!(self.fill().await, "closed in a chunk");
+                }
+                resp.body.extend_from_slice(&self.buf[..size]);
+                assert_eq!(&self.buf[size..size + 2], b"\r\n");
+                self.buf.drain(..size + 2);
+            }
+        }
+        match resp.header("content-length") {
+            Some(n) => {
+                let n: usize = n.trim().parse().expect("content-length");
+                while self.buf.len() < n {
+                    assert!(self.fill().await, "closed in a body");
+                }
+                resp.body = self.buf.drain(..n).collect();
+            }
+            None => {
+                while self.fill().await {}
+                resp.body = std::mem::take(&mut self.buf);
+            }
+        }
+        resp
+    }
+}
+
+/// Reads one request head from `stream` (and whatever followed it).
+pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    got
 }
