@@ -26,6 +26,11 @@ struct Cli {
 enum Command {
     /// Run the Slipway server in the foreground.
     Up(up::UpArgs),
+    /// The main job: set up the bundled example (a service, its pipeline, ops' deploy
+    /// configuration) as git repositories, start a server on embedded defaults and take
+    /// the first commit through build, analysis, image, QA and tests to the approval
+    /// "Do tests OK?"; then say how to approve, release and roll back.
+    Demo(cli::demo::DemoArgs),
     /// Manage apps: list, show, deploy, scale, restart, delete, tasks, logs.
     #[command(subcommand_required = true)]
     Apps(cli::AppsArgs),
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
+            Command::Demo(args) => cli::demo::run(args).await,
             Command::Apps(args) => cli::apps(args).await,
             Command::Deployments(args) => cli::deployments(args).await,
             Command::Login(args) => cli::admin::login(args).await,

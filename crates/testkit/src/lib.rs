@@ -280,8 +280,18 @@ pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     http("GET", url, None)
 }
 
-/// Minimal blocking HTTP/1.1 request (no TLS, no chunked bodies in requests).
+/// Minimal blocking HTTP/1.1 request as the admin (no TLS, no chunked bodies in requests).
 pub fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<(u16, String)> {
+    http_as(ADMIN_TOKEN, method, url, body)
+}
+
+/// [`http`] with the bearer token `token`.
+pub fn http_as(
+    token: &str,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").context("only http:// urls")?;
     let (hostport, path) = rest
@@ -293,7 +303,7 @@ pub fn http(method: &str, url: &str, body: Option<&Value>) -> anyhow::Result<(u1
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     )?;
     let mut raw = Vec::new();

@@ -9,6 +9,7 @@ mod apps;
 mod audit;
 mod client;
 mod creds;
+pub(crate) mod demo;
 mod deploy;
 mod deployments;
 mod error;

@@ -4,6 +4,7 @@
 mod client;
 mod crash;
 mod docker;
+mod example;
 mod pipelines;
 mod proxy;
 mod rolling;
