@@ -973,6 +973,7 @@ impl Service {
             triggered_by: run.triggered_by.clone(),
             number: run.number,
             repos,
+            definition: Arc::new(pipeline.clone()),
         });
         let result = crate::execute(spec, observer, server_steps, cancel.clone()).await;
         if self.inner.shutdown.is_cancelled() {
@@ -1150,9 +1151,42 @@ struct ServerSteps {
     triggered_by: String,
     number: i64,
     repos: BTreeMap<String, RepoCheckout>,
+    definition: Arc<Pipeline>,
 }
 
 impl ServerSteps {
+    /// Who a `deploy` step deploys as: whoever approved the nearest approval it depends on
+    /// (the person who let the release through, e.g. a deployer for prod), else whoever
+    /// started the run (a push, poll or cron run deploys as a developer).
+    fn deployer_of(&self, step: &Step, cx: &StepContext) -> String {
+        let by_name: HashMap<&str, &Step> = self
+            .definition
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let mut queue: std::collections::VecDeque<&str> =
+            step.needs.iter().map(String::as_str).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = queue.pop_front() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let Some(s) = by_name.get(name) else { continue };
+            if matches!(s.kind, StepKind::Approve { .. })
+                && let Some(by) = cx
+                    .values
+                    .outputs
+                    .get(name)
+                    .and_then(|o| o.get("approved_by"))
+            {
+                return by.clone();
+            }
+            queue.extend(s.needs.iter().map(String::as_str));
+        }
+        self.triggered_by.clone()
+    }
+
     /// The `gate` step: SARIF findings of this run against the last good run of the
     /// baseline branch (this pipeline's gate step of the same name).
     fn gate(&self, step: &Step, cx: &StepContext) -> Result<Outputs, String> {
@@ -1400,12 +1434,12 @@ impl OtherSteps for ServerSteps {
             // Only `deploy` is left.
             let deployer = self.service.deployer();
             let setup = self.service.docker_setup();
-            let (service, step, who, repos) = (
+            let (service, who, repos) = (
                 self.service.clone(),
-                step.clone(),
-                self.triggered_by.clone(),
+                self.deployer_of(step, &cx),
                 self.repos.clone(),
             );
+            let step = step.clone();
             return Box::pin(async move {
                 deploy_step(&service, deployer, setup, &cx, &step, &who, &repos).await
             });
@@ -1678,9 +1712,9 @@ pub fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
 }
 
 /// The `deploy` step: the app definition for the environment (base file, overlay, the
-/// image pinned to what the pipeline built), deployed through the control plane as whoever
-/// started the run, under the environment's policy; waits for the deployment and reports
-/// its progress. One deploy at a time per environment.
+/// image pinned to what the pipeline built), deployed through the control plane as `who`
+/// (see [`ServerSteps::deployer_of`]), under the environment's policy; waits for the
+/// deployment and reports its progress. One deploy at a time per environment.
 async fn deploy_step(
     service: &Service,
     deployer: Option<Arc<dyn Deployer>>,
@@ -1769,7 +1803,7 @@ async fn deploy_step(
     let deployment = deployer.deploy(who, def)?;
     (cx.log)(
         Stream::System,
-        format!("deploying {app_id} to {env}: deployment {deployment}"),
+        format!("deploying {app_id} to {env} as {who}: deployment {deployment}"),
     );
     let limit = timeout.unwrap_or(std::time::Duration::from_secs(600));
     let deadline = tokio::time::Instant::now() + limit;
