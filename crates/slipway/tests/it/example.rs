@@ -456,3 +456,69 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
     // Promotion tagged in the registry; nothing was built for the releases.
     assert_eq!(images_before, image_ids(), "a release builds no image");
 }
+
+/// Without Docker the main job still reaches "Do tests OK?", with process apps, and says
+/// so; approving it puts the binary QA tested into prod. (Named for the `docker` group:
+/// it uses the example's fixed QA port like the container test, so they must not overlap.)
+#[test]
+fn example_without_docker_runs_process_apps_to_prod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let home = tmp.path().join("config");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let vhost = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let mut demo = Demo::start(&dir, &listen, &vhost, &home, "off");
+    demo.until("process apps", Duration::from_secs(30));
+    demo.until("Do tests OK?", Duration::from_secs(600));
+    let run = demo
+        .until("runs approve", Duration::from_secs(5))
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    let admin = std::fs::read_to_string(dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    struct Tasks(std::path::PathBuf);
+    impl Drop for Tasks {
+        fn drop(&mut self) {
+            testkit::kill_tasks_of(&self.0);
+        }
+    }
+    let _tasks = Tasks(dir.join("data"));
+    let (status, body) = testkit::http_get("http://127.0.0.1:10101/").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"profile\":\"qa\""), "{body}");
+    let (code, out, err) = cli(
+        &base,
+        &admin,
+        &home,
+        &["runs", "approve", &run, "qa-signoff"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r = wait_run(&base, &admin, &run, None, Duration::from_secs(120));
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let binary = output(&r, "build", "binary");
+    let prod = get(&format!("{base}/v2/apps/AA/prod/orders"), &admin);
+    let cmd = prod["app"]["cmd"].as_str().unwrap();
+    assert!(
+        cmd.contains(&binary) && cmd.contains("--profile=prod"),
+        "{cmd}"
+    );
+    let answer = wait_for("prod through the vhost", Duration::from_secs(30), || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&vhost).ok()?;
+        write!(
+            s,
+            "GET / HTTP/1.1\r\nHost: orders.prod.aa.localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.contains("\"profile\":\"prod\"").then_some(text)
+    })
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
