@@ -67,7 +67,7 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
         "release"
     );
 
-    // Parameters are checked when the run starts.
+    // Parameters are checked before a run is queued.
     let (status, body) = s
         .call(
             reqwest::Method::POST,
@@ -75,10 +75,14 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
             Some(json!({})),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let missing = body["id"].as_str().unwrap().to_string();
-    let failed = run_where(&s, &missing, |r| r["status"] == "failed").await;
-    assert_eq!(failed["reason"], "parameter `Version` is required");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["message"], "parameter `Version` is required");
+    assert!(
+        s.get("/api/v1/runs").await["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let dev = format!("Bearer {}", user_token(&s, "dana", "developer").await);
     let (status, body) = raw(
@@ -92,7 +96,7 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         (body["number"].as_i64(), body["triggeredBy"].as_str()),
-        (Some(2), Some("user:dana"))
+        (Some(1), Some("user:dana"))
     );
     let id = body["id"].as_str().unwrap().to_string();
     let waiting = run_where(&s, &id, |r| {
@@ -178,7 +182,7 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
         .iter()
         .map(|r| r["number"].as_i64().unwrap())
         .collect();
-    assert_eq!(numbers, [3, 2, 1]);
+    assert_eq!(numbers, [2, 1]);
 }
 
 #[tokio::test]
@@ -246,12 +250,28 @@ async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
         .await;
     assert_eq!(status, 200, "{body}");
 
-    // A developer's run deploys to qa and is refused prod by the policy.
+    // A developer may not start it by hand: it deploys to prod.
     let dev = format!("Bearer {}", user_token(&s, "dana", "developer").await);
     let (status, body) = raw(
         &s,
         &Method::POST,
         "/api/v1/pipelines/ship/runs",
+        Some(&dev),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not deploy to prod")
+    );
+    // A push (as the developer's webhook) runs: qa deploys, prod is refused by the policy.
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        "/api/v1/pipelines/ship/hooks/push",
         Some(&dev),
         None,
     )
@@ -291,12 +311,12 @@ async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
         .collect();
     assert!(
         text.iter()
-            .any(|l| l.starts_with("deploying /qa/web to qa: deployment ")),
+            .any(|l| l.starts_with("deploying /qa/web to qa as webhook:dana: deployment ")),
         "{text:?}"
     );
     let audit = s.get("/api/v1/audit?user=dana").await;
     assert!(
-        audit.to_string().contains("deploy step user:dana"),
+        audit.to_string().contains("deploy step webhook:dana"),
         "{audit}"
     );
 }

@@ -46,6 +46,7 @@ fn fixture(file: &str) -> Fixture {
         file: ".slipway/pipeline.yaml".into(),
         poll_ms: None,
         cron: Vec::new(),
+        file_text: None,
     };
     Fixture {
         _data: data,

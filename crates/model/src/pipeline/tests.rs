@@ -119,7 +119,7 @@ fn yaml_and_type_errors_have_line_and_column() {
     );
     check_error(
         "version: 1\nname: x\nsteps:\n  a:\n    runn: [x]\n",
-        "5:5: unknown field `runn`, expected one of needs, when, timeout, retry, env, secrets, image, run, gate, docker, promote, deploy, approve",
+        "5:5: unknown field `runn`, expected one of needs, when, timeout, retry, env, secrets, image, run, gate, docker, promote, deploy, approve, merge",
     );
     check_error(
         "version: 1\nname: x\nsteps:\n  a: {run: x}\n  a: {run: y}\n",
@@ -168,7 +168,7 @@ steps:
         "2:7: a pipeline name is 1-63 letters, digits, `-` or `_`, starting with a letter or digit",
         "4:16: choice parameter `Env` needs `options`",
         "5:32: the default of bool parameter `Flag` must be true or false",
-        "8:5: step `a` needs exactly one of run, gate, docker, promote, deploy, approve (found run, docker)",
+        "8:5: step `a` needs exactly one of run, gate, docker, promote, deploy, approve, merge (found run, docker)",
         "11:19: in `when`: unexpected character `=`",
         "12:14: invalid duration `5 minutes` (use e.g. 500ms, 45s, 30m, 2h, 1h30m)",
         "13:16: unknown parameter `Nope`",
