@@ -320,3 +320,66 @@ async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn manual_runs_are_checked_against_the_file_and_the_target_environments() {
+    let s = Server::start().await;
+    let file = "version: 1\nname: rel\non: { manual: { allowed: [role:deployer, user:dana] } }\nparams:\n  Env: { type: choice, options: [yz, prod], default: yz }\n  DC: { type: choice, options: [AA, BB], default: AA }\nsteps:\n  d:\n    deploy: { env: '${{ params.DC }}/${{ params.Env }}', app: a.json }\n";
+    let repo = repo(file);
+    let source = json!({"repo": repo.path().to_string_lossy(), "branch": "dev"});
+    let (status, body) = s
+        .call(reqwest::Method::PUT, "/api/v1/pipelines/rel", Some(source))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let start = "/api/v1/pipelines/rel/runs";
+    let runs = || async {
+        s.get("/api/v1/runs").await["runs"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Not among `allowed`: 403, whatever the environment.
+    let eve = format!("Bearer {}", user_token(&s, "eve", "developer").await);
+    let (status, body) = raw(&s, &Method::POST, start, Some(&eve), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not start rel"),
+        "{body}"
+    );
+    // Allowed by the file, but the policy keeps developers out of yz and prod.
+    let dana = format!("Bearer {}", user_token(&s, "dana", "developer").await);
+    let prod = json!({"params": {"Env": "prod", "DC": "BB"}});
+    let (status, body) = raw(&s, &Method::POST, start, Some(&dana), Some(prod.clone())).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("prod"), "{body}");
+    // A deployer: prod asks for confirmation (409, nothing queued), then runs.
+    let olga = format!("Bearer {}", user_token(&s, "olga", "deployer").await);
+    let (status, body) = raw(&s, &Method::POST, start, Some(&olga), Some(prod.clone())).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["confirm"], json!(["BB/prod"]));
+    assert_eq!(runs().await, 0);
+    let mut confirmed = prod.clone();
+    confirmed["confirm"] = json!(true);
+    let (status, body) = raw(&s, &Method::POST, start, Some(&olga), Some(confirmed)).await;
+    assert_eq!(status, 201, "{body}");
+    // yz needs no confirmation.
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        start,
+        Some(&olga),
+        Some(json!({"params": {"Env": "yz"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(runs().await, 2);
+    let audit = s.get("/api/v1/audit?user=olga").await.to_string();
+    assert!(
+        audit.contains("deploying to BB/prod with DC=BB Env=prod"),
+        "{audit}"
+    );
+}

@@ -920,6 +920,24 @@ impl Service {
         let repos = self
             .checkout_repos(&run.id, &source, &pipeline, &values)
             .await?;
+        let mut values = values;
+        for (name, r) in &repos {
+            // Commands find each checkout as $SLIPWAY_REPO_<NAME>.
+            let var: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            values.vars.insert(
+                format!("SLIPWAY_REPO_{var}"),
+                r.dir.to_string_lossy().to_string(),
+            );
+        }
         let spec = RunSpec {
             pipeline: pipeline.clone(),
             workspace,

@@ -970,3 +970,195 @@ async fn docker_promotion_tags_an_approved_digest_and_refuses_others() {
             .output();
     }
 }
+
+/// A bare repository `name.git` under `root` with `files` on `master`.
+fn bare_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "-q", "-b", "master"]);
+    for (path, text) in files {
+        let p = work.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-qm", "ops"]);
+    let bare = root.join(format!("{name}.git"));
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &work.path().to_string_lossy(),
+            &bare.to_string_lossy(),
+        ],
+    );
+    bare
+}
+
+#[tokio::test]
+async fn other_repositories_are_checked_out_with_their_own_credentials() {
+    let root = tempfile::tempdir().unwrap();
+    bare_repo(
+        root.path(),
+        "ops",
+        &[("orders/app.json", "{\"id\": \"/orders\"}\n")],
+    );
+    // The fixture's secret `tok` is the token; the server wants it as user git's password.
+    let server = testkit::GitHttpServer::start(root.path(), "git", "s3cret-token-value").unwrap();
+    let file = format!(
+        "version: 1\nname: x\nrepos:\n  ops: {{ url: '{}/ops.git', secret: tok }}\nsteps:\n  show:\n    run: 'cat \"$SLIPWAY_REPO_OPS/orders/app.json\"'\n",
+        server.url
+    );
+    let f = fixture(&file);
+    f.service.add_pipeline("x", &f.source).await.unwrap();
+    let run = run_to_end(&f, "x").await;
+    assert_eq!(run.status, "succeeded", "{:?}", f.store.steps(&run.id));
+    assert!(log_text(&f.store, &run.id, "show").contains(&"{\"id\": \"/orders\"}".to_string()));
+
+    // Without the right credentials the run fails at checkout, naming the repository and
+    // never the secret.
+    let other = testkit::GitHttpServer::start(root.path(), "git", "another-password").unwrap();
+    let refused_before = other.refused.load(std::sync::atomic::Ordering::SeqCst);
+    let file = file.replace(&server.url, &other.url);
+    std::fs::write(f.repo.path().join(".slipway/pipeline.yaml"), file).unwrap();
+    git(f.repo.path(), &["commit", "-qam", "other server"]);
+    let run = run_to_end(&f, "x").await;
+    assert_eq!(run.status, "failed");
+    let reason = run.reason.unwrap_or_default();
+    assert!(reason.contains("repository `ops`"), "{reason}");
+    assert!(!reason.contains("s3cret-token-value"), "{reason}");
+    assert!(other.refused.load(std::sync::atomic::Ordering::SeqCst) > refused_before);
+}
+
+#[tokio::test]
+async fn merge_steps_fast_forward_or_merge_and_push() {
+    let f = fixture("version: 1\nname: m\nsteps:\n  release:\n    merge: { into: master }\n");
+    // The fixture's repository is non-bare with dev checked out; its clone is the origin
+    // the step pushes to, so push into a bare copy and run the pipeline from that.
+    let root = tempfile::tempdir().unwrap();
+    let bare = root.path().join("app.git");
+    git(
+        root.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &f.repo.path().to_string_lossy(),
+            &bare.to_string_lossy(),
+        ],
+    );
+    let dev = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["rev-parse", "dev"])
+            .current_dir(&bare)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let head = |branch: &str| {
+        String::from_utf8(
+            std::process::Command::new("git")
+                .args(["rev-parse", branch])
+                .current_dir(&bare)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    // master starts where dev is.
+    git(&bare, &["branch", "-f", "master", &dev]);
+    let source = Source {
+        repo: bare.to_string_lossy().into(),
+        ..f.source.clone()
+    };
+    f.service.add_pipeline("m", &source).await.unwrap();
+
+    // Equal branches: nothing to do.
+    let run = run_to_end(&f, "m").await;
+    assert_eq!(run.status, "succeeded", "{:?}", f.store.steps(&run.id));
+    assert!(
+        log_text(&f.store, &run.id, "release")
+            .iter()
+            .any(|l| l.contains("already contains")),
+        "{:?}",
+        log_text(&f.store, &run.id, "release")
+    );
+
+    // dev ahead: a fast-forward.
+    let work = tempfile::tempdir().unwrap();
+    git(
+        work.path(),
+        &["clone", "-q", "-b", "dev", &bare.to_string_lossy(), "."],
+    );
+    std::fs::write(work.path().join("new.txt"), "new\n").unwrap();
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-qm", "feature"]);
+    git(work.path(), &["push", "-q", "origin", "dev"]);
+    let run = run_to_end(&f, "m").await;
+    assert_eq!(run.status, "succeeded", "{:?}", f.store.steps(&run.id));
+    assert_eq!(head("master"), head("dev"), "fast-forwarded");
+    assert_eq!(head("master"), run.sha);
+
+    // master diverged (a hotfix): a merge commit with both parents.
+    git(
+        work.path(),
+        &["checkout", "-q", "-b", "hotfix", "origin/master"],
+    );
+    git(work.path(), &["pull", "-q", "origin", "master"]);
+    std::fs::write(work.path().join("hotfix.txt"), "fix\n").unwrap();
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-qm", "hotfix"]);
+    git(work.path(), &["push", "-q", "origin", "hotfix:master"]);
+    git(work.path(), &["checkout", "-q", "dev"]);
+    std::fs::write(work.path().join("more.txt"), "more\n").unwrap();
+    git(work.path(), &["add", "."]);
+    git(work.path(), &["commit", "-qm", "more"]);
+    git(work.path(), &["push", "-q", "origin", "dev"]);
+    let hotfix = head("master");
+    let run = run_to_end(&f, "m").await;
+    assert_eq!(run.status, "succeeded", "{:?}", f.store.steps(&run.id));
+    let parents = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["rev-list", "--parents", "-n", "1", "master"])
+            .current_dir(&bare)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        parents.contains(&hotfix) && parents.contains(&run.sha),
+        "{parents}"
+    );
+}
+
+#[tokio::test]
+async fn plans_check_parameters_and_name_the_environments_a_run_deploys_to() {
+    let f = fixture(
+        "version: 1\nname: r\non: { manual: { allowed: [role:deployer] } }\nparams:\n  DC: { type: choice, options: [AA, BB] , default: AA }\n  Env: { type: choice, options: [yz, prod], default: yz }\nvars:\n  WHERE: ${{ params.DC }}/${{ params.Env }}\nsteps:\n  d:\n    deploy: { env: '${{ vars.WHERE }}', app: a.json }\n  e:\n    needs: [d]\n    deploy: { env: qa, app: a.json }\n",
+    );
+    f.service.add_pipeline("r", &f.source).await.unwrap();
+    let plan = f
+        .service
+        .plan(
+            "r",
+            &BTreeMap::from([("DC".into(), "BB".into()), ("Env".into(), "prod".into())]),
+        )
+        .unwrap();
+    assert_eq!(plan.deploy_envs, ["BB/prod", "qa"]);
+    assert_eq!(plan.manual_allowed, ["role:deployer"]);
+    let err = f
+        .service
+        .plan("r", &BTreeMap::from([("Env".into(), "moon".into())]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "parameter `Env` is one of yz, prod, not `moon`");
+    assert!(f.service.plan("nope", &BTreeMap::new()).is_err());
+}

@@ -344,21 +344,6 @@ pub fn push_with_auth(
 
 /// A Docker `config.json` document with basic-auth credentials for one registry.
 pub fn docker_config_json(registry: &str, user: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let raw = format!("{user}:{password}");
-    let mut b64 = String::new();
-    for chunk in raw.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
+    let b64 = crate::git_http::base64(&format!("{user}:{password}"));
     format!("{{\"auths\":{{\"{registry}\":{{\"auth\":\"{b64}\"}}}}}}")
 }

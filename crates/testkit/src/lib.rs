@@ -2,7 +2,9 @@
 //! binary, a real `slipway up` process on an ephemeral port with its own data directory,
 //! an HTTP client with polling helpers, and process inspection for orphan checks.
 
+mod git_http;
 mod image;
+pub use git_http::GitHttpServer;
 pub mod load;
 
 pub use image::{
