@@ -298,7 +298,7 @@ proptest::proptest! {
 fn the_bundled_example_pipelines_validate() {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/orders/.slipway");
-    for file in ["pipeline.yaml", "release.yaml"] {
+    for file in ["pipeline.yaml", "pipeline-process.yaml", "release.yaml"] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let p = parse_pipeline(&text).unwrap_or_else(|e| panic!("{file}:\n{e}"));
         assert!(p.repos.contains_key("deploy"), "{file}");

@@ -484,6 +484,9 @@ async fn create_repositories(dir: &Path) -> anyhow::Result<()> {
             &tree,
         )
         .await?;
+        // Commits made in the clone need an identity even where git has none configured.
+        git(&["config", "user.name", "Slipway demo"], &tree).await?;
+        git(&["config", "user.email", "demo@slipway.localhost"], &tree).await?;
         let bare_path = bare.to_string_lossy().to_string();
         git(&["remote", "add", "origin", &bare_path], &tree).await?;
         git(&["push", "--quiet", "origin", "master"], &tree).await?;
