@@ -1781,13 +1781,24 @@ async fn deploy_step(
     }
     if let Some(image) = image {
         let mut image = cx.values.render(image)?;
-        if !image.contains('@') && registry_parts(&image).is_ok() {
+        if !image.contains('@')
+            && let Ok((registry, repo, _)) = registry_parts(&image)
+        {
             // A tag is pinned to the digest it names now: what runs is what was tested,
-            // whatever the tag points at later.
-            let (digest, _, _) = manifest(setup.as_ref(), &image).await?;
-            let (registry, repo, _) = registry_parts(&image)?;
-            (cx.log)(Stream::System, format!("{image} is {digest}"));
-            image = format!("{registry}/{repo}@{digest}");
+            // whatever the tag points at later. A registry this server cannot ask (TLS,
+            // unreachable) leaves the tag as it is, said in the log.
+            match manifest(setup.as_ref(), &image).await {
+                Ok((digest, _, _)) => {
+                    (cx.log)(Stream::System, format!("{image} is {digest}"));
+                    image = format!("{registry}/{repo}@{digest}");
+                }
+                // The registry answered: the tag is not there (or not for us).
+                Err(ManifestError::Refused(e)) => return Err(e),
+                Err(ManifestError::Unreachable(e)) => (cx.log)(
+                    Stream::System,
+                    format!("warning: {image} not pinned to a digest ({e}); deploying the tag"),
+                ),
+            }
         }
         let docker = def
             .get_mut("container")
@@ -1896,8 +1907,8 @@ fn registry_auth(setup: Option<&DockerSetup>, image: &str) -> Option<docker::Reg
 async fn manifest(
     setup: Option<&DockerSetup>,
     image: &str,
-) -> Result<(String, String, Vec<u8>), String> {
-    let (registry, repo, reference) = registry_parts(image)?;
+) -> Result<(String, String, Vec<u8>), ManifestError> {
+    let (registry, repo, reference) = registry_parts(image).map_err(ManifestError::Refused)?;
     let mut get = reqwest::Client::new()
         .get(format!("http://{registry}/v2/{repo}/manifests/{reference}"))
         .header("Accept", MANIFEST_TYPES);
@@ -1907,9 +1918,12 @@ async fn manifest(
     let got = get
         .send()
         .await
-        .map_err(|e| format!("registry {registry}: {e}"))?;
+        .map_err(|e| ManifestError::Unreachable(format!("registry {registry}: {e}")))?;
     if !got.status().is_success() {
-        return Err(format!("{image}: the registry answered {}", got.status()));
+        return Err(ManifestError::Refused(format!(
+            "{image}: the registry answered {}",
+            got.status()
+        )));
     }
     let header = |name: &str| {
         got.headers()
@@ -1919,9 +1933,30 @@ async fn manifest(
     };
     let content_type = header("content-type")
         .unwrap_or_else(|| "application/vnd.docker.distribution.manifest.v2+json".into());
-    let digest = header("docker-content-digest").ok_or("the registry gave no digest")?;
-    let bytes = got.bytes().await.map_err(|e| e.to_string())?.to_vec();
+    let digest = header("docker-content-digest")
+        .ok_or_else(|| ManifestError::Refused("the registry gave no digest".into()))?;
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| ManifestError::Unreachable(e.to_string()))?
+        .to_vec();
     Ok((digest, content_type, bytes))
+}
+
+/// Why [`manifest`] failed.
+enum ManifestError {
+    /// No answer from the registry (down, TLS only, unreachable).
+    Unreachable(String),
+    /// The registry answered, but not with the manifest.
+    Refused(String),
+}
+
+impl From<ManifestError> for String {
+    fn from(e: ManifestError) -> String {
+        match e {
+            ManifestError::Unreachable(m) | ManifestError::Refused(m) => m,
+        }
+    }
 }
 
 /// The `promote` step: tags an image already in the registry by digest, through the
