@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use crate::body::ProxyBody;
 use crate::metrics::{AppStats, ErrorCounts, ErrorKind, StatusCounts};
 use crate::pool::Pooled;
+use crate::shard;
 
 /// How long a backend that refused a connection is skipped.
 pub(crate) const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -105,28 +106,31 @@ pub(crate) struct Endpoint {
     active: AtomicUsize,
     /// `now_ms()` until which the endpoint is skipped; 0 = up.
     down_until: AtomicU64,
-    pool: Mutex<Vec<Parked>>,
-    raw: Mutex<Vec<RawParked>>,
+    /// Parked connections, per data-plane thread (a socket stays with its reactor).
+    pool: Box<[Mutex<Vec<Parked>>]>,
+    raw: Box<[Mutex<Vec<RawParked>>]>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
 
 impl Endpoint {
-    /// A routed endpoint with no connection yet.
+    /// A routed endpoint with no connection yet, pooling for `shards` threads.
     pub(crate) fn new(
         addr: SocketAddr,
         task: Arc<TaskStats>,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        shards: usize,
     ) -> Endpoint {
+        let shards = shards.max(1);
         Endpoint {
             addr,
             task,
             routed: AtomicBool::new(true),
             active: AtomicUsize::new(0),
             down_until: AtomicU64::new(0),
-            pool: Mutex::new(Vec::new()),
-            raw: Mutex::new(Vec::new()),
+            pool: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
+            raw: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
             connect_timeout,
             idle_timeout,
         }
@@ -169,18 +173,37 @@ impl Endpoint {
         self.routed.load(SeqCst).then_some(flight)
     }
 
-    /// Drops the parked connections (the endpoint left the table or failed).
+    /// The calling thread's pool of hyper connections.
+    fn pool(&self) -> MutexGuard<'_, Vec<Parked>> {
+        self.pool[shard::current() % self.pool.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The calling thread's pool of raw sockets.
+    fn raw(&self) -> MutexGuard<'_, Vec<RawParked>> {
+        self.raw[shard::current() % self.raw.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops the parked connections of every thread (the endpoint left the table or
+    /// failed).
     pub(crate) fn clear_pool(&self) {
-        let idle = std::mem::take(&mut *self.pool.lock().unwrap_or_else(PoisonError::into_inner));
-        drop(idle);
-        let raw = std::mem::take(&mut *self.raw.lock().unwrap_or_else(PoisonError::into_inner));
-        drop(raw);
+        for pool in &self.pool {
+            let idle = std::mem::take(&mut *pool.lock().unwrap_or_else(PoisonError::into_inner));
+            drop(idle);
+        }
+        for raw in &self.raw {
+            let idle = std::mem::take(&mut *raw.lock().unwrap_or_else(PoisonError::into_inner));
+            drop(idle);
+        }
     }
 
     /// A parked raw connection that is not too old, if any (it may have been closed by
     /// the backend meanwhile: the caller checks).
     pub(crate) fn take_raw(&self) -> Option<TcpStream> {
-        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut raw = self.raw();
         while let Some(RawParked { stream, since }) = raw.pop() {
             if since.elapsed() <= self.idle_timeout {
                 return Some(stream);
@@ -195,7 +218,7 @@ impl Endpoint {
             return;
         }
         let now = Instant::now();
-        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut raw = self.raw();
         if raw
             .first()
             .is_some_and(|old| now.duration_since(old.since) > self.idle_timeout)
@@ -209,7 +232,7 @@ impl Endpoint {
 
     /// A parked connection that is not too old, if any.
     pub(crate) fn take_parked(&self) -> Option<(SendRequest<ProxyBody>, Pooled)> {
-        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pool = self.pool();
         while let Some(Parked {
             sender,
             conn,
@@ -229,7 +252,7 @@ impl Endpoint {
             return;
         }
         let now = Instant::now();
-        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pool = self.pool();
         if pool
             .first()
             .is_some_and(|old| now.duration_since(old.since) > self.idle_timeout)

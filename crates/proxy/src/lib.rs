@@ -68,6 +68,7 @@ mod listener;
 mod metrics;
 mod pool;
 mod proxy;
+mod shard;
 mod table;
 
 use std::collections::BTreeMap;

@@ -100,13 +100,14 @@ async fn accept_loop(
         };
         match (mode, target) {
             (Some(Mode::Http), _) => {
-                shared.tracker.spawn(fast::serve(
-                    Arc::clone(&shared),
-                    stream,
-                    peer,
-                    target,
-                    token.clone(),
-                ));
+                // Served on a data-plane thread: the socket moves to its reactor.
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
+                let job = fast::serve(Arc::clone(&shared), stream, peer, target, token.clone());
+                shared
+                    .shards
+                    .spawn(Box::pin(shared.tracker.track_future(job)));
             }
             (Some(Mode::Tcp), Target::Port(port)) => {
                 shared

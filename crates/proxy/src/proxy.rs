@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::listener::{self, Listener, Target};
+use crate::shard::Shards;
 use crate::table::{Registry, Table};
 use crate::{AppEndpoints, ProxyConfig, ProxyError, haproxy, metrics};
 
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) http: hyper::server::conn::http1::Builder,
     /// New client connections start on the fast path (see `fast`).
     pub(crate) fast_path: AtomicBool,
+    /// The threads HTTP client connections are served on.
+    pub(crate) shards: Shards,
 }
 
 impl Shared {
@@ -72,11 +75,13 @@ impl Proxy {
         // wheel updates; idle connections are closed by their own idle check instead.
         http.keep_alive(true).writev(false).auto_date_header(false);
         let (table, _) = watch::channel(Arc::new(Table::default()));
+        let shards = Shards::start();
+        let registry = Registry::new(shards.count());
         Proxy {
             shared: Arc::new(Shared {
                 cfg,
                 table,
-                registry: Mutex::new(Registry::default()),
+                registry: Mutex::new(registry),
                 listeners: tokio::sync::Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
                 stop: CancellationToken::new(),
@@ -84,6 +89,7 @@ impl Proxy {
                 unrouted: AtomicU64::new(0),
                 http,
                 fast_path: AtomicBool::new(true),
+                shards,
             }),
         }
     }

@@ -92,16 +92,27 @@ impl Table {
 }
 
 /// Endpoints and counters by identity; only touched by updates and by queries.
-#[derive(Default)]
 pub(crate) struct Registry {
     /// Per-task counters by task id.
     pub(crate) tasks: BTreeMap<String, Arc<TaskStats>>,
     /// Per-app counters by app id.
     pub(crate) apps: BTreeMap<String, Arc<AppStats>>,
     endpoints: HashMap<(String, SocketAddr), Arc<Endpoint>>,
+    /// Data-plane threads, each with connection pools of its own per endpoint.
+    shards: usize,
 }
 
 impl Registry {
+    /// An empty registry for a proxy with `shards` data-plane threads.
+    pub(crate) fn new(shards: usize) -> Registry {
+        Registry {
+            tasks: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            endpoints: HashMap::new(),
+            shards,
+        }
+    }
+
     /// Builds the table for `apps`, reusing known endpoints (and their pools) and marking
     /// new ones routed. Returns the endpoints that are no longer in it.
     pub(crate) fn build(
@@ -143,6 +154,7 @@ impl Registry {
                             Arc::clone(task),
                             cfg.connect_timeout,
                             cfg.idle_timeout,
+                            self.shards,
                         ))
                     });
                     ep.routed.store(true, SeqCst);

@@ -46,15 +46,22 @@ use crate::metrics::{AppStats, ErrorKind};
 use crate::proxy::Shared;
 use crate::table::{Route, Table};
 
-/// Serves one client connection: on the fast path while its requests allow, then (if
-/// one does not) on the hyper path.
+/// Serves one client connection (on the thread this runs on, see `shard`): on the fast
+/// path while its requests allow, then (if one does not) on the hyper path.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     peer: SocketAddr,
     target: Target,
     token: CancellationToken,
 ) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot register a client connection");
+            return;
+        }
+    };
     let _ = stream.set_nodelay(true);
     if !shared.fast_path.load(Relaxed) {
         let io = Rewind::new(Vec::new(), stream);
