@@ -49,12 +49,20 @@
 //!
 //! # Hot path
 //!
-//! Per request: one atomic version check of the connection's table snapshot, a round
-//! robin counter (or a scan of in-flight counts), in-flight counters, and lock-free
-//! metrics. Each client connection drives its own backend keep-alive connections in its
-//! own task (see `pool` and `drive`), so a request is served without cross-task hops;
-//! idle backend connections outlive their client connection parked in a shared pool.
-//! Idle client connections are closed after one to two idle timeouts without a request.
+//! HTTP client connections are served on the proxy's own data-plane threads (`shard`:
+//! one single-threaded runtime per core, at most 8), each connection and its backend
+//! sockets on one thread, so a request never crosses threads. Plain HTTP/1.1 takes the
+//! fast path (`fast`): request heads parsed with `httparse` and rewritten as the hyper path
+//! would, relayed with their bodies (as framed: `Content-Length`, chunked, or until close,
+//! then re-chunked) over raw keep-alive backend sockets. Anything else (upgrades,
+//! `Expect`, HTTP/1.0, odd framing, malformed or huge heads) is handed, with the bytes
+//! already read, to the hyper path (`http`), which keeps the connection from then on. Per
+//! request: one atomic version check of the connection's table snapshot, a round robin
+//! counter (or a scan of in-flight counts), in-flight counters, and lock-free metrics.
+//! Idle backend connections outlive their client connection parked in a pool per
+//! endpoint and thread ([`Proxy::set_fast_path`] turns the fast path off). Idle client
+//! connections are closed after one to two idle timeouts without a request; one that
+//! closes its side while its request is answered gives the request up, as hyper does.
 
 mod backend;
 mod body;

@@ -149,6 +149,24 @@ async fn a_client_leaving_mid_response_ends_the_request() {
 }
 
 #[tokio::test]
+async fn a_client_leaving_while_the_backend_thinks_gives_up_its_request() {
+    let a = backend("a").await;
+    let (proxy, listen) = proxy_for(&[("a", a.addr)]).await;
+    let mut client = RawClient::connect(listen).await;
+    client.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let p = proxy.clone();
+    eventually(5, "the slow request in flight", || p.in_flight("a") == 1).await;
+    let left = std::time::Instant::now();
+    drop(client);
+    eventually(5, "the request to end", || p.in_flight("a") == 0).await;
+    assert!(
+        left.elapsed() < Duration::from_millis(400),
+        "ended when the client left, not when the backend answered: {:?}",
+        left.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn the_hyper_path_serves_everything_when_the_fast_path_is_off() {
     let (a, b) = (backend("a").await, backend("b").await);
     let (proxy, listen) = proxy_for(&[("a", a.addr), ("b", b.addr)]).await;

@@ -70,6 +70,15 @@ async fn pipelined_requests_are_answered_in_order() {
     }
     assert_eq!(bodies, ["a", "b", "a:5", "b"]);
     assert_eq!(a.hits.load(SeqCst) + b.hits.load(SeqCst), 4);
+
+    // The next request arrives while the backend is still busy with the first.
+    client.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client
+        .send(b"GET /headers HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    assert_eq!(client.response("GET").await.text(), "a");
+    assert_eq!(client.response("GET").await.text(), "127.0.0.1|http|x");
 }
 
 #[tokio::test]

@@ -72,6 +72,25 @@ impl Buf {
         &mut self.data[self.end..]
     }
 
+    /// Whether no more bytes fit.
+    pub(crate) fn is_full(&self) -> bool {
+        self.end - self.start >= self.max
+    }
+
+    /// Appends what `read` (a non-blocking read) puts in the room left; 0 when full.
+    pub(crate) fn fill_with(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let spare = self.spare();
+        if spare.is_empty() {
+            return Ok(0);
+        }
+        let n = read(spare)?.min(spare.len());
+        self.end += n;
+        Ok(n)
+    }
+
     /// One read from `io` into the buffer (nothing is read when it is full); 0 at EOF.
     pub(crate) async fn read_from<R: AsyncRead + Unpin>(
         &mut self,

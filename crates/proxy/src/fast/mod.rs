@@ -18,6 +18,8 @@
 mod buf;
 mod chunked;
 mod head;
+#[cfg(test)]
+mod props;
 mod relay;
 mod rewind;
 
@@ -26,7 +28,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -361,29 +363,39 @@ impl Conn {
         close: bool,
         task: &TaskStats,
     ) -> Result<(Answer, bool), Failure> {
+        let (mut crd, mut cwr) = self.client.split();
         if left.is_done() {
-            // No body (the common case): one write, then the answer.
+            // No body (the common case): one write, then the answer, unless the client
+            // gives up first.
             if tokio::io::AsyncWriteExt::write_all(backend, &self.out)
                 .await
                 .is_err()
             {
                 return Err(Failure::Backend);
             }
-            let answer = relay::respond(
+            let down = relay::respond(
                 backend,
-                &mut self.client,
+                &mut cwr,
                 &mut self.bbuf,
                 &mut self.rout,
                 head,
                 close,
                 task,
-            )
-            .await?;
-            return Ok((answer, true));
+            );
+            return tokio::select! {
+                biased;
+                answer = down => answer.map(|a| (a, true)),
+                () = relay::client_gone(&crd, &mut self.cbuf) => Err(Failure::Client),
+            };
         }
         let (mut brd, mut bwr) = backend.split();
-        let (mut crd, mut cwr) = self.client.split();
-        let up = relay::send_request(&mut crd, &mut bwr, &mut self.cbuf, &mut self.out, left);
+        let sent = AtomicBool::new(false);
+        let up = async {
+            relay::send_request(&mut crd, &mut bwr, &mut self.cbuf, &mut self.out, left).await?;
+            sent.store(true, Relaxed);
+            relay::client_gone(&crd, &mut self.cbuf).await;
+            Err::<(), _>(Failure::Client)
+        };
         let down = relay::respond(
             &mut brd,
             &mut cwr,
@@ -394,16 +406,17 @@ impl Conn {
             task,
         );
         tokio::pin!(up, down);
-        let mut sent = None;
+        let mut sending = true;
         loop {
             tokio::select! {
                 biased;
-                answer = &mut down => return answer.map(|a| (a, sent == Some(true))),
-                res = &mut up, if sent.is_none() => match res {
-                    Ok(()) => sent = Some(true),
-                    Err(Failure::Client) => return Err(Failure::Client),
-                    // The backend stopped reading; its answer (or failure) tells the rest.
-                    Err(_) => sent = Some(false),
+                answer = &mut down => return answer.map(|a| (a, sent.load(Relaxed))),
+                res = &mut up, if sending => match res {
+                    Err(Failure::Backend) => {
+                        // The backend stopped reading; its answer (or failure) tells the rest.
+                        sending = false;
+                    }
+                    _ => return Err(Failure::Client),
                 },
             }
         }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::ReadHalf;
 
 use super::buf::Buf;
 use super::chunked::{BadChunk, Chunked};
@@ -134,6 +135,27 @@ where
         buf.consume(n);
     }
     Ok(())
+}
+
+/// Returns when the client closed its connection (or it failed) while its request is
+/// being answered; what it sends meanwhile (a pipelined request) is kept in `buf`. Like
+/// hyper's server, a client that closes its side gives up its request.
+pub(crate) async fn client_gone(client: &ReadHalf<'_>, buf: &mut Buf) {
+    loop {
+        if buf.is_full() {
+            // Nothing more is read until the exchange ends.
+            return std::future::pending().await;
+        }
+        if client.readable().await.is_err() {
+            return;
+        }
+        match buf.fill_with(|room| client.try_read(room)) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads the response to a request (`head`: it was a `HEAD`) from the backend and relays
