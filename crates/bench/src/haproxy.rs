@@ -183,6 +183,10 @@ pub(crate) fn proxy_vs_haproxy(bin: &Path, runs: usize, secs: u64) -> anyhow::Re
                 .then_some(())
             })?;
             let (slipway_pid, haproxy_pid) = (server_pid, haproxy.id());
+            // Warm-up, not measured: keep-alive pools filled and caches warm on every path.
+            for port in [backends[0], backends[1], service, haproxy_port] {
+                wrk(port, 2)?;
+            }
             let (mut direct, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
             for i in 0..runs {
