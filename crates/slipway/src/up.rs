@@ -283,9 +283,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     tracker.spawn(engine.clone().run(shutdown.clone()));
-    // The data plane gets threads of its own: the engine's reconcile loop does blocking
-    // work (SQLite writes, /proc scans) on its runtime's workers, which would otherwise
-    // stall proxied requests behind it (p99 at 2,000 req/s: 1.05 ms shared, see perf.md).
+    // The proxy gets threads of its own: the engine's reconcile loop does blocking work
+    // (SQLite writes, /proc scans) on its runtime's workers, which would otherwise stall
+    // proxied traffic behind it (p99 at 2,000 req/s: 1.05 ms shared, see perf.md). This
+    // runtime runs the listeners, TCP-mode relays and route updates; HTTP connections are
+    // served on the proxy's single-threaded data-plane threads (its `shard.rs`).
     let mut proxy_rt = None;
     let proxy = if args.proxy == OnOff::On {
         let rt = tokio::runtime::Builder::new_multi_thread()
