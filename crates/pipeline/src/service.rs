@@ -887,11 +887,15 @@ impl Service {
             p.seen = Some(sha.clone());
         }
         let (pipeline, text) = read_pipeline(&workspace, &source.file)?;
-        if source.file_text.as_deref() != Some(text.as_str()) {
-            // Trigger-time checks follow the file as the newest run read it.
-            let mut newer = source.clone();
-            newer.file_text = Some(text);
-            if let Ok(json) = serde_json::to_string(&newer) {
+        // Trigger-time checks follow the file as the newest run read it, unless the
+        // pipeline was registered anew (another repository, branch or file) meanwhile.
+        if let Ok(mut current) = self.source(&run.pipeline)
+            && (&current.repo, &current.branch, &current.file)
+                == (&source.repo, &source.branch, &source.file)
+            && current.file_text.as_deref() != Some(text.as_str())
+        {
+            current.file_text = Some(text);
+            if let Ok(json) = serde_json::to_string(&current) {
                 store.put_pipeline(&run.pipeline, &json, now_ms())?;
             }
         }
