@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) fast_path: AtomicBool,
     /// The threads HTTP client connections are served on.
     pub(crate) shards: Shards,
+    /// The vhost listener when [`Proxy::open_vhost`] bound it ahead of [`Proxy::run`].
+    vhost_bound: Mutex<Option<tokio::net::TcpListener>>,
 }
 
 impl Shared {
@@ -90,6 +92,7 @@ impl Proxy {
                 http,
                 fast_path: AtomicBool::new(true),
                 shards,
+                vhost_bound: Mutex::new(None),
             }),
         }
     }
@@ -150,14 +153,34 @@ impl Proxy {
         errors
     }
 
+    /// Binds the vhost listener (if configured) now, so that an address in use fails the
+    /// caller's start-up instead of only being logged by [`Proxy::run`]. Call it on the
+    /// runtime that will run the proxy.
+    pub async fn open_vhost(&self) -> std::io::Result<()> {
+        if let Some(addr) = self.shared.cfg.vhost_listen {
+            let l = listener::bind(addr)?;
+            *self
+                .shared
+                .vhost_bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(l);
+        }
+        Ok(())
+    }
+
     /// Runs the vhost listener (if configured) until `shutdown`; service listeners run as
     /// tracked tasks. Shutdown stops accepting everywhere and lets in-flight requests and
     /// connections finish for at most [`SHUTDOWN_GRACE`].
     pub async fn run(self, shutdown: CancellationToken) {
         let shared = &self.shared;
+        let bound = shared
+            .vhost_bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let vhost = match shared.cfg.vhost_listen {
             None => None,
-            Some(addr) => match listener::bind(addr) {
+            Some(addr) => match bound.map_or_else(|| listener::bind(addr), Ok) {
                 Ok(l) => Some(listener::start(
                     shared,
                     l,

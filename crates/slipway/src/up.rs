@@ -319,6 +319,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         // Listeners register with the runtime that binds them, so the route updates that
         // open them run there too.
         let handle = rt.handle();
+        let opening = proxy.clone();
+        handle
+            .spawn(async move { opening.open_vhost().await })
+            .await
+            .context("the proxy's runtime stopped")?
+            .with_context(|| {
+                format!(
+                    "cannot listen on --proxy-vhost-listen {} (another address, or `off`)",
+                    args.proxy_vhost_listen
+                )
+            })?;
         tracker.spawn_on(proxy.clone().run(shutdown.clone()), &handle);
         tracker.spawn_on(
             crate::proxy_sync::run(engine.clone(), proxy.clone(), shutdown.clone()),

@@ -65,6 +65,31 @@ pub fn free_port() -> u16 {
         .unwrap_or(18080)
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (from
+/// `/proc/net/tcp` and the process's file descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let want = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local address, state 0A = LISTEN, inode
+            (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == i.as_str()))
+    })
+}
+
 /// A `slipway up` child process.
 pub struct SlipwayProcess {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -81,29 +106,47 @@ pub struct SlipwayProcess {
 impl SlipwayProcess {
     /// Starts `bin up` on a free port with `data_dir`, waiting for `/ping`.
     pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<SlipwayProcess> {
-        let mut p = SlipwayProcess {
-            url: String::new(),
-            data_dir: data_dir.to_path_buf(),
-            child: None,
-            bin: bin.to_path_buf(),
-            port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            proxy_args: Vec::new(),
-        };
-        // Servers of parallel tests must not fight over the proxy's listeners: each gets
-        // its own vhost port and a window of service ports (unless the test chose).
-        if !p.extra.iter().any(|a| a == "--proxy-vhost-listen") {
-            p.proxy_args.push("--proxy-vhost-listen".into());
-            p.proxy_args.push(format!("127.0.0.1:{}", free_port()));
+        // A free port can be taken by another test's server between `free_port` and the
+        // bind: a server that exits while starting gets new ports, a few times.
+        let mut attempt = 0;
+        loop {
+            let mut p = SlipwayProcess {
+                url: String::new(),
+                data_dir: data_dir.to_path_buf(),
+                child: None,
+                bin: bin.to_path_buf(),
+                port: free_port(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                proxy_args: Vec::new(),
+            };
+            // Servers of parallel tests must not fight over the proxy's listeners: each
+            // gets its own vhost port and a window of service ports (unless the test chose).
+            if !p.extra.iter().any(|a| a == "--proxy-vhost-listen") {
+                p.proxy_args.push("--proxy-vhost-listen".into());
+                p.proxy_args.push(format!("127.0.0.1:{}", free_port()));
+            }
+            if !p.extra.iter().any(|a| a == "--service-ports") {
+                let base = 20_000 + (free_port() % 400) * 100;
+                p.proxy_args.push("--service-ports".into());
+                p.proxy_args.push(format!("{base}-{}", base + 99));
+            }
+            p.url = format!("http://127.0.0.1:{}", p.port);
+            match p.spawn() {
+                Ok(()) => return Ok(p),
+                Err(e) if attempt < 3 && p.exited() => {
+                    attempt += 1;
+                    eprintln!("slipway exited while starting ({e:#}); new ports");
+                }
+                Err(e) => return Err(e),
+            }
         }
-        if !p.extra.iter().any(|a| a == "--service-ports") {
-            let base = 20_000 + (free_port() % 400) * 100;
-            p.proxy_args.push("--service-ports".into());
-            p.proxy_args.push(format!("{base}-{}", base + 99));
-        }
-        p.url = format!("http://127.0.0.1:{}", p.port);
-        p.spawn()?;
-        Ok(p)
+    }
+
+    /// Whether the server process has exited (and reaps it).
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     /// The address of the proxy's HTTP vhost listener (`--proxy-vhost-listen`), if any.
@@ -140,7 +183,13 @@ impl SlipwayProcess {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if http_get(&format!("{}/ping", self.url)).is_ok() {
+            if self.exited() {
+                bail!("slipway exited while starting; log: {}", self.log());
+            }
+            // Answered by this server: another one could hold the port if ours failed.
+            if http_get(&format!("{}/ping", self.url)).is_ok()
+                && self.pid().is_some_and(|pid| listens_on(pid, self.port))
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

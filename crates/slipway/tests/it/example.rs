@@ -61,24 +61,46 @@ impl Demo {
         }
     }
 
-    /// Reads output until a line contains `text`; returns that line.
-    fn until(&mut self, text: &str, timeout: Duration) -> String {
+    /// Starts the demo on fresh free ports until its server is up (a port can be taken by
+    /// another test between choosing and binding it); returns it with its API and vhost
+    /// addresses.
+    fn start_up(dir: &Path, config_home: &Path, docker: &str) -> (Demo, String, String) {
+        for _ in 0..3 {
+            let listen = format!("127.0.0.1:{}", free_port());
+            let vhost = format!("127.0.0.1:{}", free_port());
+            let mut demo = Demo::start(dir, &listen, &vhost, config_home, docker);
+            if demo
+                .try_until("  server: ", Duration::from_secs(120))
+                .is_some()
+            {
+                return (demo, listen, vhost);
+            }
+        }
+        panic!("slipway demo did not start its server in 3 attempts");
+    }
+
+    /// Reads output until a line contains `text`; returns that line, or `None` when the
+    /// output ends or `timeout` passes first.
+    fn try_until(&mut self, text: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.out.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no `{text}` from slipway demo within {timeout:?}; output:\n{}",
-                    self.out.join("\n")
-                ),
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.out.push(line.clone());
+            if line.contains(text) {
+                return Some(line);
             }
         }
+    }
+
+    /// [`Demo::try_until`], failing the test with the output so far.
+    fn until(&mut self, text: &str, timeout: Duration) -> String {
+        self.try_until(text, timeout).unwrap_or_else(|| {
+            panic!(
+                "no `{text}` from slipway demo within {timeout:?}; output:\n{}",
+                self.out.join("\n")
+            )
+        })
     }
 }
 
@@ -215,11 +237,13 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let home = tmp.path().join("config");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let vhost = format!("127.0.0.1:{}", free_port());
+    let (mut demo, listen, _vhost) = Demo::start_up(&dir, &home, "auto");
     let base = format!("http://{listen}");
-    let mut demo = Demo::start(&dir, &listen, &vhost, &home, "auto");
-    demo.until("Docker: yes", Duration::from_secs(30));
+    assert!(
+        demo.out.iter().any(|l| l.contains("Docker: yes")),
+        "{:?}",
+        demo.out
+    );
     let ask = demo.until("Do tests OK?", Duration::from_secs(600));
     assert!(ask.contains("waits for the approval"), "{ask}");
     let approve_line = demo.until("runs approve", Duration::from_secs(5));
@@ -465,11 +489,13 @@ fn example_without_docker_runs_process_apps_to_prod() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let home = tmp.path().join("config");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let vhost = format!("127.0.0.1:{}", free_port());
+    let (mut demo, listen, vhost) = Demo::start_up(&dir, &home, "off");
     let base = format!("http://{listen}");
-    let mut demo = Demo::start(&dir, &listen, &vhost, &home, "off");
-    demo.until("process apps", Duration::from_secs(30));
+    assert!(
+        demo.out.iter().any(|l| l.contains("process apps")),
+        "{:?}",
+        demo.out
+    );
     demo.until("Do tests OK?", Duration::from_secs(600));
     let run = demo
         .until("runs approve", Duration::from_secs(5))
