@@ -231,9 +231,12 @@ pub(crate) async fn app_resource(
             let patch = m == Method::PATCH;
             let partial = patch || p.flag("partialUpdate", true);
             let (d, created) = engine.update_app(&id, &body, force, partial, patch)?;
-            if let Some(app) = engine.app_json(&id, Embed::default()) {
-                let v: Value = serde_json::from_slice(&app).unwrap_or(Value::Null);
-                post_event(&ctx, peer, &uri, v.get("app").unwrap_or(&Value::Null));
+            let app: Value = engine
+                .app_json(&id, Embed::default())
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            if !app.is_null() {
+                post_event(&ctx, peer, &uri, app.get("app").unwrap_or(&Value::Null));
             }
             let mut resp = deployment_response(
                 if created {
@@ -251,14 +254,9 @@ pub(crate) async fn app_resource(
             let rollback_to = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_string));
-            let image = engine
-                .app_json(&id, Embed::default())
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| {
-                    v.pointer("/app/container/docker/image")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                });
+            let image = app
+                .pointer("/app/container/docker/image")
+                .and_then(Value::as_str);
             let mut detail = match rollback_to {
                 Some(v) => format!("rollback to version {v}"),
                 None => format!("version {}", d.version),

@@ -208,7 +208,7 @@ pub(crate) async fn start(
 /// The app id and labels that stand for "an app in `env`" (`qa`, `prod`, `BB/prod`) when
 /// applying the environment policy before the real app definition is known.
 fn env_target(env: &str) -> (model::PathId, BTreeMap<String, String>) {
-    let name = env.rsplit('/').next().unwrap_or(env);
+    let name = auth::environment_name(env);
     (
         model::PathId::parse(&format!("/{}", env.trim_matches('/'))),
         BTreeMap::from([("SLIPWAY_ENV".to_string(), name.to_string())]),

@@ -90,6 +90,12 @@ impl Policy {
     }
 }
 
+/// The environment a deploy target names: `prod` for `prod` and for `BB/prod` (a
+/// datacenter, then the environment), the policy whose approvers and label apply.
+pub fn environment_name(target: &str) -> &str {
+    target.rsplit('/').next().unwrap_or(target)
+}
+
 /// Used when a (not validated) set lacks a `default` environment: fail closed, admins only.
 static FALLBACK: LazyLock<Policy> = LazyLock::new(|| Policy {
     name: DEFAULT_ENV.to_string(),

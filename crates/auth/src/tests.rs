@@ -367,3 +367,9 @@ proptest! {
         prop_assert_eq!(&set.environment_for(&app, &labels).name, env);
     }
 }
+
+#[test]
+fn deploy_targets_name_their_environment() {
+    assert_eq!(crate::environment_name("prod"), "prod");
+    assert_eq!(crate::environment_name("BB/prod"), "prod");
+}

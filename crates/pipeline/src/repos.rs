@@ -103,11 +103,24 @@ pub async fn git(
     if !out.status.success() {
         return Err(format!(
             "git {}: {}",
-            args.first().unwrap_or(&""),
+            subcommand(args),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The git command `args` run (`clone` in `-c k=v clone …`), for messages.
+fn subcommand<'a>(args: &[&'a str]) -> &'a str {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if matches!(*a, "-c" | "-C") {
+            it.next();
+        } else if !a.starts_with('-') {
+            return a;
+        }
+    }
+    ""
 }
 
 struct RemoveOnDrop(PathBuf);
@@ -349,6 +362,16 @@ mod tests {
             resolve_url("/a/b", "https://elsewhere/x.git"),
             "https://elsewhere/x.git"
         );
+    }
+
+    #[test]
+    fn messages_name_the_git_command() {
+        assert_eq!(
+            subcommand(&["-c", "user.name=x", "commit", "-m", "m"]),
+            "commit"
+        );
+        assert_eq!(subcommand(&["--quiet", "clone", "u"]), "clone");
+        assert_eq!(subcommand(&[]), "");
     }
 
     #[test]

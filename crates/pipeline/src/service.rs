@@ -1481,7 +1481,7 @@ impl OtherSteps for ServerSteps {
             env: env
                 .as_ref()
                 .map(|e| cx.values.render(e).unwrap_or_else(|_| e.clone()))
-                .map(|e| e.rsplit('/').next().unwrap_or(&e).to_string())
+                .map(|e| auth::environment_name(&e).to_string())
                 .unwrap_or_else(|| "default".into()),
         };
         self.service
@@ -1817,7 +1817,7 @@ async fn deploy_step(
         let labels = obj.entry("labels").or_insert_with(|| serde_json::json!({}));
         if let Some(l) = labels.as_object_mut() {
             // `BB/prod` is the environment `prod` (in datacenter BB, which the id names).
-            let name = env.rsplit('/').next().unwrap_or(&env).to_string();
+            let name = auth::environment_name(&env).to_string();
             l.entry("SLIPWAY_ENV")
                 .or_insert_with(|| serde_json::Value::String(name));
         }

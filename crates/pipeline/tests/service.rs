@@ -1048,17 +1048,6 @@ async fn merge_steps_fast_forward_or_merge_and_push() {
             &bare.to_string_lossy(),
         ],
     );
-    let dev = String::from_utf8(
-        std::process::Command::new("git")
-            .args(["rev-parse", "dev"])
-            .current_dir(&bare)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
     let head = |branch: &str| {
         String::from_utf8(
             std::process::Command::new("git")
@@ -1073,7 +1062,7 @@ async fn merge_steps_fast_forward_or_merge_and_push() {
         .to_string()
     };
     // master starts where dev is.
-    git(&bare, &["branch", "-f", "master", &dev]);
+    git(&bare, &["branch", "-f", "master", &head("dev")]);
     let source = Source {
         repo: bare.to_string_lossy().into(),
         ..f.source.clone()

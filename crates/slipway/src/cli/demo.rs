@@ -424,30 +424,21 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// git in `cwd` with the demo's identity (commits work where git has none configured).
 async fn git(args: &[&str], cwd: &Path) -> anyhow::Result<()> {
-    let out = tokio::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=Slipway demo",
-            "-c",
-            "user.email=demo@slipway.localhost",
-            "-c",
-            "init.defaultBranch=master",
-        ])
-        .args(args)
-        .current_dir(cwd)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
+    let mut all = vec![
+        "-c",
+        "user.name=Slipway demo",
+        "-c",
+        "user.email=demo@slipway.localhost",
+        "-c",
+        "init.defaultBranch=master",
+    ];
+    all.extend_from_slice(args);
+    pipeline::repos::git(&all, Some(cwd), None, cwd)
         .await
-        .context("cannot run git (apt-get install git)")?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+        .map(drop)
+        .map_err(anyhow::Error::msg)
 }
 
 /// Bare repositories `git/orders.git` (branches master and dev) and

@@ -130,6 +130,38 @@ fn cli(url: &str, token: &str, home: &Path, args: &[&str]) -> (i32, String, Stri
     )
 }
 
+/// `slipway runs approve RUN qa-signoff` as `token`.
+fn approve(url: &str, token: &str, home: &Path, run: &str) -> (i32, String, String) {
+    cli(url, token, home, &["runs", "approve", run, "qa-signoff"])
+}
+
+/// The release job for datacenter BB's prod, confirmed, followed to its end.
+fn release_to_bb_prod(
+    url: &str,
+    token: &str,
+    home: &Path,
+    version: &str,
+    from: &str,
+) -> (i32, String, String) {
+    let (version, from) = (format!("ReleaseVersion={version}"), format!("From={from}"));
+    let args = [
+        "pipelines",
+        "run",
+        "orders-release",
+        "-p",
+        &version,
+        "-p",
+        "DeployDC=BB",
+        "-p",
+        "DeployEnv=prod",
+        "-p",
+        &from,
+        "--yes",
+        "--follow",
+    ];
+    cli(url, token, home, &args)
+}
+
 fn get(url: &str, token: &str) -> Value {
     let (status, body) = http_as(token, "GET", url, None).unwrap();
     assert!((200..300).contains(&status), "GET {url}: {status} {body}");
@@ -288,20 +320,10 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
     );
 
     // A developer may not approve prod; a deployer may, and prod gets the QA digest.
-    let (code, _, err) = cli(
-        &base,
-        &dana,
-        &home,
-        &["runs", "approve", &run1, "qa-signoff"],
-    );
+    let (code, _, err) = approve(&base, &dana, &home, &run1);
     assert_ne!(code, 0);
     assert!(err.contains("Forbidden"), "{err}");
-    let (code, out, err) = cli(
-        &base,
-        &lee,
-        &home,
-        &["runs", "approve", &run1, "qa-signoff"],
-    );
+    let (code, out, err) = approve(&base, &lee, &home, &run1);
     assert_eq!(code, 0, "{out}{err}");
     let r1 = wait_run(&base, &admin, &run1, None, Duration::from_secs(180));
     assert_eq!(r1["status"], "succeeded", "{r1}");
@@ -379,26 +401,7 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
 
     // Promote the approved first commit's image (pushed as orders:<sha>) as 1.0.0.
     let sha1 = r1["sha"].as_str().unwrap().to_string();
-    let (code, out, err) = cli(
-        &base,
-        &lee,
-        &home,
-        &[
-            "pipelines",
-            "run",
-            "orders-release",
-            "-p",
-            "ReleaseVersion=1.0.0",
-            "-p",
-            "DeployDC=BB",
-            "-p",
-            "DeployEnv=prod",
-            "-p",
-            &format!("From={sha1}"),
-            "--yes",
-            "--follow",
-        ],
-    );
+    let (code, out, err) = release_to_bb_prod(&base, &lee, &home, "1.0.0", &sha1);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         registry_digest("orders", "1.0.0"),
@@ -417,12 +420,7 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
 
     // Approve the second commit, release it as 1.1.0 to BB, then roll BB back: one
     // command, in the audit log, and BB runs the first digest again.
-    let (code, out, err) = cli(
-        &base,
-        &admin,
-        &home,
-        &["runs", "approve", &run2, "qa-signoff"],
-    );
+    let (code, out, err) = approve(&base, &admin, &home, &run2);
     assert_eq!(code, 0, "{out}{err}");
     let r2 = wait_run(&base, &admin, &run2, None, Duration::from_secs(180));
     assert_eq!(r2["status"], "succeeded", "{r2}");
@@ -437,26 +435,7 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
         sha2,
         "the release merged dev into master"
     );
-    let (code, out, err) = cli(
-        &base,
-        &lee,
-        &home,
-        &[
-            "pipelines",
-            "run",
-            "orders-release",
-            "-p",
-            "ReleaseVersion=1.1.0",
-            "-p",
-            "DeployDC=BB",
-            "-p",
-            "DeployEnv=prod",
-            "-p",
-            &format!("From={sha2}"),
-            "--yes",
-            "--follow",
-        ],
-    );
+    let (code, out, err) = release_to_bb_prod(&base, &lee, &home, "1.1.0", &sha2);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         healthy_image(&base, &admin, "/BB/prod/orders"),
@@ -517,12 +496,7 @@ fn example_without_docker_runs_process_apps_to_prod() {
     let (status, body) = testkit::http_get("http://127.0.0.1:10101/").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("\"profile\":\"qa\""), "{body}");
-    let (code, out, err) = cli(
-        &base,
-        &admin,
-        &home,
-        &["runs", "approve", &run, "qa-signoff"],
-    );
+    let (code, out, err) = approve(&base, &admin, &home, &run);
     assert_eq!(code, 0, "{out}{err}");
     let r = wait_run(&base, &admin, &run, None, Duration::from_secs(120));
     assert_eq!(r["status"], "succeeded", "{r}");
