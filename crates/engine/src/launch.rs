@@ -401,10 +401,14 @@ impl Engine {
     /// Starts a launch in the background; the result comes back as [`Msg::Launched`].
     pub(crate) fn spawn_launch(&self, spec: LaunchSpec) {
         let inner = self.inner.clone();
+        let engine = self.clone();
         self.inner.tracker.spawn(async move {
+            let task_id = spec.task_id.clone();
             let result = inner
                 .launcher
-                .launch(&spec)
+                .launch_with(&spec, move |identity| {
+                    engine.record_identity(&task_id, identity)
+                })
                 .await
                 .map_err(|e| e.to_string());
             let _ = inner.tx.send(Msg::Launched {
@@ -412,6 +416,26 @@ impl Engine {
                 result,
             });
         });
+    }
+
+    /// Stores the identity of a task's held process before it may exec the task's command:
+    /// the task invariant is that no user code runs without its (pid, start time) on disk.
+    fn record_identity(
+        &self,
+        task_id: &str,
+        identity: launcher::ProcIdentity,
+    ) -> Result<(), String> {
+        let mut st = self.lock();
+        let Some(task) = st.tasks.get_mut(task_id) else {
+            return Err("the task was removed before it started".into());
+        };
+        if task.kill.is_some() {
+            return Err("the task was killed before it started".into());
+        }
+        task.proc = Some(identity);
+        let task = task.clone();
+        self.persist_task(&task)
+            .map_err(|e| format!("cannot record the task's process: {e}"))
     }
 
     /// Writes a task record; errors are logged (the reconcile loop converges anyway).
@@ -705,10 +729,10 @@ impl Engine {
             remove.push(task.sandbox.clone());
         }
         let launcher = self.inner.launcher.clone();
-        let id = task.id.clone();
+        let (id, leader) = (task.id.clone(), task.proc);
         self.inner.tracker.spawn(async move {
             let _ = tokio::task::spawn_blocking(move || {
-                launcher.cleanup(&id);
+                launcher.cleanup(&id, leader);
                 for dir in remove {
                     let _ = launcher::Launcher::remove_sandbox(&dir);
                 }

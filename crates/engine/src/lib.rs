@@ -188,7 +188,9 @@ impl Engine {
         };
         let launcher = launcher::Launcher::new(launcher::LauncherConfig {
             agent_id: agent_id.clone(),
-            cgroup_parent: "slipway".into(),
+            // One subtree per installation: its task cgroups are its tasks, and nothing
+            // another server (or a test beside it) runs is ever mistaken for an orphan.
+            cgroup_parent: format!("slipway/{agent_id}"),
             log_max_bytes: cfg.log_max_bytes,
         });
         let (tx, rx) = mpsc::unbounded_channel();

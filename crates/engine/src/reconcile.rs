@@ -159,7 +159,7 @@ impl Engine {
         let gone: Vec<String> = st
             .tasks
             .values()
-            .filter(|t| !t.watched)
+            .filter(|t| !t.watched && !t.launching)
             .filter(|t| {
                 t.proc
                     .is_some_and(|p| self.inner.launcher.liveness(p) == launcher::Liveness::Gone)

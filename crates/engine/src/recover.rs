@@ -1,5 +1,7 @@
 //! Start-up recovery: rebuild state from the store, re-adopt tasks that are still running
-//! (pid plus start time), forget launches that never started, and kill orphan processes.
+//! (the pid plus start time recorded before the task could run any code of its own),
+//! forget launches that never started, and kill orphan processes (task cgroups without a
+//! record; without cgroups, marked processes without a record, a hint only).
 
 use crate::state::{AppEntry, AppRuntime, Deployment, TaskRecord, TaskState};
 use crate::{Engine, EngineError, now_ms};
@@ -29,14 +31,8 @@ impl Engine {
                 }
             }
         }
-        let found: BTreeMap<String, launcher::ProcIdentity> = self
-            .inner
-            .launcher
-            .scan()
-            .into_iter()
-            .map(|f| (f.task_id, f.identity))
-            .collect();
         let mut adopted = 0;
+        let mut unknown = 0;
         let mut gone = Vec::new();
         for (id, body) in snap.tasks {
             let mut task: TaskRecord = match serde_json::from_value(body) {
@@ -59,27 +55,30 @@ impl Engine {
                 continue;
             }
             match task.proc {
-                Some(p) if self.inner.launcher.liveness(p) == Liveness::Alive => adopted += 1,
-                Some(_) => gone.push(id.clone()),
-                None => match found.get(&id) {
-                    // Started just before the last crash, never recorded: adopt it now.
-                    Some(identity) => {
-                        task.proc = Some(*identity);
-                        task.state = TaskState::TaskRunning;
-                        task.started_at = Some(model::Timestamp(now));
+                Some(p) => match self.inner.launcher.liveness(p) {
+                    Liveness::Alive => {
+                        if task.state == TaskState::TaskStaging {
+                            // Recorded and released just before the crash.
+                            task.state = TaskState::TaskRunning;
+                            task.started_at = Some(model::Timestamp(now));
+                            if let Err(e) = self.persist_task(&task) {
+                                tracing::error!(task = %id, error = %e, "cannot persist adopted task");
+                            }
+                        }
                         adopted += 1;
-                        if let Err(e) = self.persist_task(&task) {
-                            tracing::error!(task = %id, error = %e, "cannot persist adopted task");
-                        }
                     }
-                    // The launch never produced a process: forget it; the planner relaunches.
-                    None => {
-                        if let Err(e) = self.inner.store.write(|tx| tx.delete_task(&id)) {
-                            tracing::error!(task = %id, error = %e, "cannot delete task record");
-                        }
-                        continue;
-                    }
+                    // Kept and looked at again by the liveness poll: never killed for it.
+                    Liveness::Unknown => unknown += 1,
+                    Liveness::Gone => gone.push(id.clone()),
                 },
+                // The launch never recorded a process, so none ran the task's command (a
+                // held wrapper ends when its server does): forget it; the planner relaunches.
+                None => {
+                    if let Err(e) = self.inner.store.write(|tx| tx.delete_task(&id)) {
+                        tracing::error!(task = %id, error = %e, "cannot delete task record");
+                    }
+                    continue;
+                }
             }
             st.tasks.insert(id, task);
         }
@@ -98,17 +97,15 @@ impl Engine {
             };
             self.on_terminated(&mut st, &id, state, msg, !killed, now);
         }
-        let mut orphans = 0;
-        for (task_id, identity) in &found {
-            if !st.tasks.contains_key(task_id) {
-                self.kill_orphan(task_id, *identity);
-                orphans += 1;
-            }
-        }
+        drop(st);
+        // Launches that never started left at most a held wrapper in their cgroup: orphans.
+        let orphans = self.kill_orphans();
+        let st = self.lock();
         tracing::info!(
             apps = st.apps.len(),
             tasks = st.tasks.len(),
             adopted,
+            unknown,
             orphans,
             deployments = st.deployments.len(),
             "state recovered"
@@ -118,34 +115,46 @@ impl Engine {
 
     /// Kills task processes of this agent that no task record owns. Recovery does it once;
     /// the reconcile loop repeats it now and then, because a launch cut short by a crash
-    /// can still be between fork and exec (not yet carrying its marker) when recovery
-    /// scans, and only shows up as a task process afterwards.
+    /// can leave a held wrapper behind for a moment.
     pub(crate) async fn sweep_orphans(&self) {
-        // Records are written before a process is spawned, so every process the scan
-        // finds that belongs to this server already has one. The scan reads /proc: off
-        // the runtime's workers.
-        let launcher = self.inner.launcher.clone();
-        let Ok(found) = tokio::task::spawn_blocking(move || launcher.scan()).await else {
-            return;
-        };
+        // Records are written before a task's cgroup or process exists, so everything the
+        // scan finds that belongs to this server already has one. The scan reads /proc and
+        // cgroupfs: off the runtime's workers.
+        let engine = self.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.kill_orphans()).await;
+    }
+
+    /// Kills (and cleans up) every task cgroup and every marked task process of this agent
+    /// that no task record owns; returns how many tasks were orphans. Blocking; must not be
+    /// called with the state locked.
+    fn kill_orphans(&self) -> usize {
+        let launcher = &self.inner.launcher;
+        let mut found: BTreeMap<String, Option<launcher::ProcIdentity>> = BTreeMap::new();
+        match launcher.task_cgroups() {
+            Ok(groups) => found.extend(groups.into_iter().map(|(task_id, _)| (task_id, None))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list task cgroups; orphans are looked for later")
+            }
+        }
+        // Without cgroups a process's environment is the only mark it has: a hint.
+        for f in launcher.scan() {
+            found.insert(f.task_id, Some(f.identity));
+        }
+        // Looked up after the scan: a launch that began meanwhile already has its record.
         let orphans: Vec<_> = {
             let st = self.lock();
             found
                 .into_iter()
-                .filter(|f| !st.tasks.contains_key(&f.task_id))
+                .filter(|(id, _)| !st.tasks.contains_key(id))
                 .collect()
         };
-        for f in orphans {
-            self.kill_orphan(&f.task_id, f.identity);
+        for (task_id, identity) in &orphans {
+            tracing::warn!(task = %task_id, pid = identity.map(|i| i.pid), "killing orphan task");
+            if let Some(identity) = identity {
+                let _ = launcher.signal(*identity, Signal::SIGKILL);
+            }
+            launcher.cleanup(task_id, *identity);
         }
-    }
-
-    fn kill_orphan(&self, task_id: &str, identity: launcher::ProcIdentity) {
-        tracing::warn!(task = %task_id, pid = identity.pid, "killing orphan task process");
-        let _ = self.inner.launcher.signal(identity, Signal::SIGKILL);
-        let (launcher, id) = (self.inner.launcher.clone(), task_id.to_string());
-        self.inner
-            .tracker
-            .spawn_blocking(move || launcher.cleanup(&id));
+        orphans.len()
     }
 }

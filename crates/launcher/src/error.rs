@@ -77,6 +77,14 @@ pub enum LaunchError {
         /// What was observed.
         reason: String,
     },
+    /// `/proc` could not be read while observing a task: the outcome is unknown.
+    #[error("cannot observe process {pid}: {source}")]
+    Observe {
+        /// The process looked at.
+        pid: i32,
+        /// The I/O error from `/proc` (e.g. too many open files).
+        source: io::Error,
+    },
     /// Sending a signal failed for a reason other than the group being gone.
     #[error("cannot signal process group {pid}: {source}")]
     Signal {

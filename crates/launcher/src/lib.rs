@@ -186,10 +186,22 @@ impl Launcher {
         Some(base.join(&self.cfg.cgroup_parent).join(task_id))
     }
 
-    /// Prepares the sandbox, fetches artifacts, creates cgroups and starts the task in its
-    /// own session. Returns once the task is a session leader inside its cgroups (or has
-    /// already exited), so [`Launcher::scan`] and [`Launcher::signal`] work immediately.
+    /// [`Launcher::launch_with`] without a record to write.
     pub async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        self.launch_with(spec, |_| Ok(())).await
+    }
+
+    /// Prepares the sandbox, fetches artifacts, creates the task's cgroups (every task has
+    /// its own when cgroups are available, with or without limits) and starts the task in
+    /// its own session, held before it execs the command. `record` then gets the task's
+    /// identity (pid plus start time) and must store it durably: only when it returns `Ok`
+    /// is the command released, so a task never runs user code unrecorded. An `Err` from
+    /// `record` kills the held process (nothing of the task ran) and fails the launch.
+    pub async fn launch_with(
+        &self,
+        spec: &LaunchSpec,
+        record: impl FnOnce(ProcIdentity) -> Result<(), String> + Send,
+    ) -> Result<Launched, LaunchError> {
         check_task_id(&spec.task_id)?;
         let sandbox_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -217,17 +229,22 @@ impl Launcher {
             program: "setsid".into(),
             source: io::Error::new(io::ErrorKind::NotFound, "setsid (util-linux) not found"),
         })?;
-        let cg = match (&spec.limits, self.support.is_available()) {
-            (Some(limits), true) => cgroup::create_task(
+        let cg = if self.support.is_available() {
+            let none = Limits {
+                cpus: 0.0,
+                mem_mib: 0.0,
+            };
+            cgroup::create_task(
                 &self.support,
                 &self.cfg.cgroup_parent,
                 &spec.task_id,
-                limits,
-            )?,
-            _ => cgroup::TaskCgroup::default(),
+                spec.limits.as_ref().unwrap_or(&none),
+            )?
+        } else {
+            cgroup::TaskCgroup::default()
         };
         let result = self
-            .start(&setsid, spec, &sandbox, &cg, user.as_ref(), env)
+            .start(&setsid, spec, &sandbox, &cg, user.as_ref(), env, record)
             .await;
         if result.is_err() {
             cgroup::remove_dirs(&cg.dirs);
@@ -235,7 +252,9 @@ impl Launcher {
         result
     }
 
-    /// Spawns the prepared command and waits until it is a session leader.
+    /// Spawns the prepared command, waits until it is a held session leader in its
+    /// cgroups, has `record` store its identity, then releases it.
+    #[allow(clippy::too_many_arguments)]
     async fn start(
         &self,
         setsid: &Path,
@@ -244,6 +263,7 @@ impl Launcher {
         cg: &cgroup::TaskCgroup,
         user: Option<&spawn::UserInfo>,
         env: Vec<(String, String)>,
+        record: impl FnOnce(ProcIdentity) -> Result<(), String> + Send,
     ) -> Result<Launched, LaunchError> {
         let mut cmd = spawn::build_command(setsid, spec, sandbox, cg, user, env)?;
         let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
@@ -258,9 +278,25 @@ impl Launcher {
             .id()
             .and_then(|p| i32::try_from(p).ok())
             .ok_or_else(|| startup("spawned process has no pid".into()))?;
-        let identity = ProcIdentity::of(pid)
-            .ok_or_else(|| startup(format!("process {pid} vanished before it was observed")))?;
-        spawn::wait_started(&mut child, pid, cg, &spec.task_id).await?;
+        if let Err(e) = spawn::wait_started(&mut child, pid, cg, &spec.task_id).await {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(e);
+        }
+        // The wrapper is held: read its identity now, before anything can change it.
+        let held = ProcIdentity::of(pid)
+            .ok_or_else(|| startup(format!("process {pid} vanished before it was observed")));
+        let recorded =
+            held.and_then(|identity| record(identity).map(|()| identity).map_err(startup));
+        let identity = match recorded {
+            Ok(identity) => identity,
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(e);
+            }
+        };
+        spawn::release(&mut child, &spec.task_id).await?;
         tracing::info!(task_id = %spec.task_id, pid, "task launched");
         Ok(Launched {
             identity,
@@ -273,9 +309,17 @@ impl Launcher {
     /// Sends `sig` to the task's whole process group, only if `id` still names the same
     /// process (start time matches). A zombie leader still matches (its pid cannot be reused),
     /// so leftover group members are reached. `ESRCH` yields [`SignalOutcome::Gone`].
+    /// A failure to read `/proc` is an error ([`LaunchError::Observe`]), never `Gone`.
     pub fn signal(&self, id: ProcIdentity, sig: Signal) -> Result<SignalOutcome, LaunchError> {
-        let Some(stat) = proc_fs::read_stat(id.pid) else {
-            return Ok(SignalOutcome::Gone);
+        let stat = match proc_fs::try_read_stat(id.pid) {
+            Ok(Some(stat)) => stat,
+            Ok(None) => return Ok(SignalOutcome::Gone),
+            Err(source) => {
+                return Err(LaunchError::Observe {
+                    pid: id.pid,
+                    source,
+                });
+            }
         };
         if stat.start_time != id.start_time {
             return Ok(SignalOutcome::Gone);
@@ -296,14 +340,49 @@ impl Launcher {
         }
     }
 
-    /// `Alive` if the process exists with the same start time and is not a zombie.
+    /// `Alive` if the process exists with the same start time and is not a zombie, `Gone`
+    /// if it does not, `Unknown` if `/proc` could not be read (look again later).
     pub fn liveness(&self, id: ProcIdentity) -> Liveness {
         proc_fs::liveness(id)
     }
 
-    /// All live task leaders (session leaders) on the machine carrying this agent's marker.
+    /// Live session leaders on the machine whose environment carries this agent's marker.
+    ///
+    /// Only a hint: a program that sets its process title (nginx, PostgreSQL, setproctitle)
+    /// overwrites the memory `/proc/PID/environ` shows. Tasks are identified by their
+    /// cgroup ([`Launcher::task_cgroups`]) and by the identity recorded at launch.
     pub fn scan(&self) -> Vec<FoundTask> {
         proc_fs::scan(&self.cfg.agent_id)
+    }
+
+    /// Every task cgroup of this launcher (`<hierarchy>/<cgroup_parent>/<task-id>`) with the
+    /// processes in it: a task's processes are exactly its cgroup's, whatever they do to
+    /// their title or environment. `Err` when a directory could not be listed (unknown,
+    /// look again). Empty when cgroups are unavailable.
+    pub fn task_cgroups(&self) -> io::Result<Vec<(String, Vec<i32>)>> {
+        let mut out: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+        for h in self.support.hierarchies() {
+            let parent = h.join(&self.cfg.cgroup_parent);
+            let entries = match std::fs::read_dir(&parent) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if !entry.file_type()?.is_dir() {
+                    continue;
+                }
+                let Some(task_id) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let pids = out.entry(task_id).or_default();
+                pids.extend(cgroup::procs_in(&entry.path()));
+                pids.sort_unstable();
+                pids.dedup();
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Bounds `stdout`/`stderr` in `sandbox`: a stream larger than `log_max_bytes` is copied
@@ -326,11 +405,13 @@ impl Launcher {
         logs::read_log(sandbox, stream, offset, limit)
     }
 
-    /// Call after the task leader is gone: SIGKILLs any straggler still in the task's cgroups
-    /// or carrying its `SLIPWAY_TASK_ID` (e.g. daemonized children), then removes the task's
-    /// cgroup directories. Keeps the sandbox. Failures are logged, never returned.
-    /// May block up to about two seconds while stragglers die.
-    pub fn cleanup(&self, task_id: &str) {
+    /// Call after the task leader is gone: SIGKILLs every straggler of the task (e.g.
+    /// daemonized children) — the processes in its cgroups, those still in the leader's
+    /// session when `leader` is known, and, as a hint only, those carrying its
+    /// `SLIPWAY_TASK_ID` — then removes the task's cgroup directories. Keeps the sandbox.
+    /// Failures are logged, never returned. May block up to about two seconds while
+    /// stragglers die.
+    pub fn cleanup(&self, task_id: &str, leader: Option<ProcIdentity>) {
         if check_task_id(task_id).is_err() {
             return;
         }
@@ -343,6 +424,9 @@ impl Launcher {
                     .into_iter()
                     .map(|m| m.pid),
             );
+            if let Some(leader) = leader {
+                pids.extend(proc_fs::session_members(leader));
+            }
             pids.sort_unstable();
             pids.dedup();
             for pid in &pids {

@@ -34,6 +34,9 @@ pub enum Liveness {
     Alive,
     /// The pid is absent, was reused by another process, or is a zombie.
     Gone,
+    /// `/proc` could not be read (descriptor exhaustion, memory pressure, ...): nothing is
+    /// known, look again later. Never a reason to declare a task dead.
+    Unknown,
 }
 
 /// A task leader of this agent found on the machine by [`crate::Launcher::scan`].
@@ -89,19 +92,39 @@ pub(crate) fn parse_stat(content: &str) -> Option<ProcStat> {
 }
 
 /// Reads and parses `/proc/PID/stat`; `None` if the process does not exist.
+///
+/// Every error, including a failure to read, is folded into `None`: use
+/// [`try_read_stat`] where "gone" and "could not look" must be told apart.
 pub(crate) fn read_stat(pid: i32) -> Option<ProcStat> {
-    if pid <= 0 {
-        return None;
-    }
-    let content = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&content)
+    try_read_stat(pid).ok().flatten()
 }
 
-/// Liveness of `id`: alive only if the pid exists, is not a zombie and has the same start time.
+/// Reads and parses `/proc/PID/stat`: `Ok(None)` when the process does not exist (or its
+/// stat line cannot be parsed, which only happens for a process that is going away), and
+/// `Err` when `/proc` could not be read at all (`EMFILE`, `ENOMEM`, ...): unknown.
+pub(crate) fn try_read_stat(pid: i32) -> std::io::Result<Option<ProcStat>> {
+    if pid <= 0 {
+        return Ok(None);
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(content) => Ok(parse_stat(&content)),
+        // ENOENT: no such process; ESRCH: it exited while we read.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Liveness of `id`: alive only if the pid exists, is not a zombie and has the same start
+/// time; unknown when `/proc` cannot be read.
 pub(crate) fn liveness(id: ProcIdentity) -> Liveness {
-    match read_stat(id.pid) {
-        Some(s) if s.start_time == id.start_time && !s.is_dead() => Liveness::Alive,
-        _ => Liveness::Gone,
+    match try_read_stat(id.pid) {
+        Ok(Some(s)) if s.start_time == id.start_time && !s.is_dead() => Liveness::Alive,
+        Ok(_) => Liveness::Gone,
+        Err(e) => {
+            tracing::debug!(pid = id.pid, error = %e, "cannot read /proc: liveness unknown");
+            Liveness::Unknown
+        }
     }
 }
 
@@ -117,13 +140,6 @@ pub(crate) fn read_environ(pid: i32) -> Option<Vec<(String, String)>> {
             })
             .collect(),
     )
-}
-
-/// True if the environment of `pid` carries `SLIPWAY_LEADER_PID=<pid>` (set by the wrapper
-/// just before it execs the task command).
-pub(crate) fn is_leader_env(pid: i32) -> bool {
-    read_environ(pid)
-        .is_some_and(|env| env_get(&env, crate::ENV_LEADER_PID) == Some(pid.to_string().as_str()))
 }
 
 /// Returns the value of `key` in an environment list.
@@ -196,6 +212,26 @@ pub(crate) fn task_members(agent_id: &str, task_id: &str) -> Vec<ProcIdentity> {
             ours.then_some(ProcIdentity {
                 pid,
                 start_time: stat.start_time,
+            })
+        })
+        .collect()
+}
+
+/// Pids of live processes in the session `leader` started (session id == its pid), started
+/// no earlier than the leader itself (a reused pid's session is somebody else's).
+pub(crate) fn session_members(leader: ProcIdentity) -> Vec<i32> {
+    // A session id stays allocated while any process of the session lives, so a pid that
+    // now names another process means the session is empty (and its id is somebody else's).
+    if let Some(s) = read_stat(leader.pid)
+        && s.start_time != leader.start_time
+    {
+        return Vec::new();
+    }
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            read_stat(*pid).is_some_and(|s| {
+                s.session == leader.pid && s.start_time >= leader.start_time && !s.is_dead()
             })
         })
         .collect()

@@ -12,10 +12,14 @@ use crate::proc_fs;
 use crate::{LaunchError, LaunchSpec, TaskCommand};
 
 /// Shell wrapper run as the task leader: writes its own pid (`$$`) into every file given
-/// before `--` (the task's `cgroup.procs` files), exports `SLIPWAY_LEADER_PID=$$`, then execs
-/// the remaining arguments, so the user command starts inside its cgroups with the same pid.
+/// before `--` (the task's `cgroup.procs` files), then waits on its standard input for the
+/// server's `go` line, which the server writes only once it has durably recorded the
+/// task's identity (pid plus start time). Only then does it exec the remaining arguments,
+/// with `/dev/null` as standard input, so the user command starts inside its cgroups with
+/// the same pid, and no user code ever runs unrecorded. End of input (the server died
+/// before recording) ends the wrapper with status 126 before anything of the task ran.
 /// Exit status 125 = join failed.
-pub(crate) const WRAPPER: &str = r#"for f; do [ "$f" = -- ] && break; echo $$ > "$f" || { echo "slipway-task: cannot join cgroup $f" >&2; exit 125; }; shift; done; shift; SLIPWAY_LEADER_PID=$$; export SLIPWAY_LEADER_PID; exec "$@""#;
+pub(crate) const WRAPPER: &str = r#"for f; do [ "$f" = -- ] && break; echo $$ > "$f" || { echo "slipway-task: cannot join cgroup $f" >&2; exit 125; }; shift; done; shift; read -r go || exit 126; [ "$go" = go ] || exit 126; SLIPWAY_LEADER_PID=$$; export SLIPWAY_LEADER_PID; exec "$@" </dev/null"#;
 
 /// Exit status of the wrapper when it cannot join a cgroup.
 pub(crate) const JOIN_FAILED: i32 = 125;
@@ -173,7 +177,7 @@ pub(crate) fn build_command(
         .env_clear()
         .envs(env)
         .current_dir(sandbox)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .kill_on_drop(false);
@@ -186,11 +190,11 @@ fn open_log(sandbox: &Path, name: &str) -> Result<std::fs::File, LaunchError> {
     crate::logs::open_append(&path).map_err(|source| LaunchError::Sandbox { path, source })
 }
 
-/// Waits until `pid` is its own session leader, is in every task cgroup and has exec'd the
-/// task command (its environment carries `SLIPWAY_LEADER_PID=<pid>`), or has exited.
+/// Waits until `pid` is its own session leader and is in every task cgroup. The wrapper
+/// then waits for the server's `go`: nothing of the task has run yet, so nothing the
+/// program does to itself (a new process title, a cleared environment) can hide it.
 ///
-/// Returns `Ok(())` also when the task already exited (its status stays cached in `child`),
-/// except when the wrapper reported a cgroup join failure.
+/// A wrapper that exits before it was released failed: its status says why.
 pub(crate) async fn wait_started(
     child: &mut Child,
     pid: i32,
@@ -199,12 +203,15 @@ pub(crate) async fn wait_started(
 ) -> Result<(), LaunchError> {
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(1);
+    let startup = |reason: String| LaunchError::Startup {
+        task_id: task_id.to_owned(),
+        reason,
+    };
     loop {
         if let Some(stat) = proc_fs::read_stat(pid)
             && stat.session == pid
             && !stat.is_dead()
             && cg.dirs.iter().all(|d| cgroup::procs_in(d).contains(&pid))
-            && proc_fs::is_leader_env(pid)
         {
             return Ok(());
         }
@@ -214,28 +221,42 @@ pub(crate) async fn wait_started(
                     task_id: task_id.to_owned(),
                 });
             }
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(LaunchError::Startup {
-                    task_id: task_id.to_owned(),
-                    reason: format!("cannot wait for process {pid}: {e}"),
-                });
+            Ok(Some(status)) => {
+                return Err(startup(format!(
+                    "the task's wrapper ended before the task started ({})",
+                    ExitInfo::from_status(status).message.to_lowercase()
+                )));
             }
+            Ok(None) => {}
+            Err(e) => return Err(startup(format!("cannot wait for process {pid}: {e}"))),
         }
         if started.elapsed() > START_TIMEOUT {
             let _ = child.start_kill();
-            return Err(LaunchError::Startup {
-                task_id: task_id.to_owned(),
-                reason: format!(
-                    "process {pid} did not become a session leader within {}s",
-                    START_TIMEOUT.as_secs()
-                ),
-            });
+            return Err(startup(format!(
+                "process {pid} did not become a session leader within {}s",
+                START_TIMEOUT.as_secs()
+            )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Lets the gated wrapper exec the task command (writes `go` and closes its input).
+pub(crate) async fn release(child: &mut Child, task_id: &str) -> Result<(), LaunchError> {
+    use tokio::io::AsyncWriteExt;
+    let Some(mut stdin) = child.stdin.take() else {
+        return Err(LaunchError::Startup {
+            task_id: task_id.to_owned(),
+            reason: "the task's wrapper has no input to release it through".into(),
+        });
+    };
+    let result = stdin.write_all(b"go\n").await;
+    drop(stdin);
+    result.map_err(|e| LaunchError::Startup {
+        task_id: task_id.to_owned(),
+        reason: format!("cannot release the task's wrapper: {e}"),
+    })
 }
 
 /// How a task process ended, with a Mesos-style message.

@@ -79,7 +79,7 @@ async fn limits_are_applied_and_cleanup_removes_dirs() {
     l.signal(launched.identity, Signal::SIGKILL)
         .expect("signal");
     wait_exit(&mut launched.child).await;
-    l.cleanup("limited");
+    l.cleanup("limited", None);
     for d in &dirs {
         assert!(!d.exists(), "{} still exists", d.display());
     }
@@ -114,7 +114,7 @@ async fn tiny_cpu_share_gets_minimum_quota() {
     l.signal(launched.identity, Signal::SIGKILL)
         .expect("signal");
     wait_exit(&mut launched.child).await;
-    l.cleanup("tiny");
+    l.cleanup("tiny", None);
     assert!(!cpu.exists());
     remove_parents(&l);
 }
@@ -144,7 +144,7 @@ async fn cleanup_kills_stragglers_that_left_the_group() {
     assert!(pid_running(pid));
     // A daemonized child is a session leader with the task's env, yet not a task leader.
     assert!(l.scan().is_empty(), "{:?}", l.scan());
-    l.cleanup("leaver");
+    l.cleanup("leaver", None);
     assert!(wait_for(|| l.liveness(id) == Liveness::Gone));
     if let Some(d) = l.cgroup_dir("leaver", "memory") {
         assert!(!d.exists());

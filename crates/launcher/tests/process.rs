@@ -135,6 +135,7 @@ fn task_outlives_the_launcher_and_runtime_and_is_rescanned() {
     };
     assert!(pid_running(identity.pid), "task died with its runtime");
     let l2 = Launcher::new(cfg);
+    assert!(wait_for(|| l2.scan().len() == 1));
     let found = l2.scan();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].task_id, "survivor");
@@ -193,6 +194,8 @@ fn task_survives_kill_9_of_the_server() {
     server.wait().expect("reap server");
     let l = Launcher::new(cfg);
     assert!(pid_running(identity.pid), "task died with the server");
+    // The environment mark (a hint) shows once the released wrapper has exec'd.
+    assert!(wait_for(|| l.scan().len() == 1));
     let found = l.scan();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(
