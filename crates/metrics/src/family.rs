@@ -1,0 +1,210 @@
+//! The exposition data model: label sets, samples, metric families, and the [`Sink`] collectors write into.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::desc::Desc;
+
+/// An immutable, cheaply cloned label set (one allocation shared by every sample of a target).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Arc<[(String, String)]>);
+
+impl Labels {
+    /// Builds a label set; pairs keep their order.
+    pub fn new(pairs: Vec<(String, String)>) -> Labels {
+        Labels(pairs.into())
+    }
+
+    /// The pairs, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Labels {
+        Labels::new(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// Which series of a family a sample belongs to (histograms have three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SampleSuffix {
+    /// The family's own name (counters: already ending in `_total`).
+    None,
+    /// `<name>_bucket` with an `le` label in `extra`.
+    Bucket,
+    /// `<name>_sum`.
+    Sum,
+    /// `<name>_count`.
+    Count,
+}
+
+impl SampleSuffix {
+    /// The text appended to the family name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleSuffix::None => "",
+            SampleSuffix::Bucket => "_bucket",
+            SampleSuffix::Sum => "_sum",
+            SampleSuffix::Count => "_count",
+        }
+    }
+}
+
+/// One sample: shared labels, sample-specific labels (`cpu`, `interface`, `le`, ...), value, optional timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Which series of the family.
+    pub suffix: SampleSuffix,
+    /// Labels shared with other samples (a target's `app`, `task`, `id`, `name`, `image`, ...).
+    pub labels: Labels,
+    /// Labels of this sample only, written after `labels`.
+    pub extra: Vec<(Cow<'static, str>, String)>,
+    /// The value.
+    pub value: f64,
+    /// Milliseconds since the Unix epoch, if the sample carries an explicit timestamp.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Sample {
+    /// All label pairs of the sample, shared ones first.
+    pub fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(self.extra.iter().map(|(k, v)| (k.as_ref(), v.as_str())))
+    }
+}
+
+/// A metric family: its description and its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily {
+    /// Name, type, help and unit.
+    pub desc: Desc,
+    /// Samples; the encoder writes them in this order.
+    pub samples: Vec<Sample>,
+}
+
+/// Where collectors write samples. Implement it to feed a store directly; [`Families`] builds families for exposition.
+pub trait Sink {
+    /// One sample of `desc` with the shared `labels` plus `extra` pairs.
+    fn emit(
+        &mut self,
+        desc: &'static Desc,
+        labels: &Labels,
+        extra: &[(&'static str, &str)],
+        value: f64,
+    );
+}
+
+/// A [`Sink`] that groups samples into [`MetricFamily`]s in first-seen order.
+#[derive(Debug, Default)]
+pub struct Families {
+    families: Vec<MetricFamily>,
+    index: HashMap<String, usize>,
+    timestamp_ms: Option<i64>,
+}
+
+impl Families {
+    /// An empty set.
+    pub fn new() -> Families {
+        Families::default()
+    }
+
+    /// Timestamp given to samples emitted from now on (`None`: no explicit timestamp).
+    pub fn set_timestamp_ms(&mut self, ts: Option<i64>) {
+        self.timestamp_ms = ts;
+    }
+
+    /// Adds a sample to the family `desc` (created on first use; a later `desc` with the same name joins it).
+    pub fn push(&mut self, desc: &Desc, sample: Sample) {
+        let i = match self.index.get(desc.name.as_ref()) {
+            Some(&i) => i,
+            None => {
+                self.families.push(MetricFamily {
+                    desc: desc.clone(),
+                    samples: Vec::new(),
+                });
+                self.index
+                    .insert(desc.name.to_string(), self.families.len() - 1);
+                self.families.len() - 1
+            }
+        };
+        self.families[i].samples.push(sample);
+    }
+
+    /// Appends whole families (for example from [`crate::Registry::collect`]), merging by name.
+    pub fn extend(&mut self, families: impl IntoIterator<Item = MetricFamily>) {
+        for f in families {
+            for s in f.samples.iter().cloned() {
+                self.push(&f.desc, s);
+            }
+            if !self.index.contains_key(f.desc.name.as_ref()) {
+                self.index
+                    .insert(f.desc.name.to_string(), self.families.len());
+                self.families.push(MetricFamily {
+                    desc: f.desc,
+                    samples: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// The families collected so far.
+    pub fn families(&self) -> &[MetricFamily] {
+        &self.families
+    }
+
+    /// Takes the families, leaving the set empty.
+    pub fn into_families(self) -> Vec<MetricFamily> {
+        self.families
+    }
+
+    /// Total number of samples.
+    pub fn sample_count(&self) -> usize {
+        self.families.iter().map(|f| f.samples.len()).sum()
+    }
+
+    /// Removes all families (keeping allocations for the next round is not attempted: families move out).
+    pub fn clear(&mut self) {
+        self.families.clear();
+        self.index.clear();
+    }
+}
+
+impl Sink for Families {
+    fn emit(
+        &mut self,
+        desc: &'static Desc,
+        labels: &Labels,
+        extra: &[(&'static str, &str)],
+        value: f64,
+    ) {
+        let sample = Sample {
+            suffix: SampleSuffix::None,
+            labels: labels.clone(),
+            extra: extra
+                .iter()
+                .map(|&(k, v)| (Cow::Borrowed(k), v.to_owned()))
+                .collect(),
+            value,
+            timestamp_ms: self.timestamp_ms,
+        };
+        self.push(desc, sample);
+    }
+}

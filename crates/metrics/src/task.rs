@@ -1,0 +1,491 @@
+//! Per-task collection from cgroup v1/v2 files and `/proc/PID/net/dev`, under cAdvisor's metric names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{CgroupPaths, V1Dirs};
+use crate::family::{Labels, Sink};
+use crate::files::{CollectStats, FileReader, clock_ticks};
+use crate::names as n;
+use crate::parse;
+
+/// v1 reports "no limit" as a page-rounded `i64::MAX`; anything this large is unlimited.
+const V1_UNLIMITED: u64 = 1 << 62;
+
+/// One task to collect.
+#[derive(Debug, Clone)]
+pub struct TaskTarget {
+    /// Labels on every series of the task: Slipway's `app`, `task`, `env`, `version` and cAdvisor's `id`, `name`, `image`.
+    pub labels: Labels,
+    /// The task's cgroup directories.
+    pub cgroups: CgroupPaths,
+    /// A process of the task, for `/proc/PID/net/dev` of its network namespace and its start time.
+    pub pid: Option<i32>,
+    /// Start time in seconds since the epoch when known (recorded at launch); else read from `/proc/PID/stat`.
+    pub start_time: Option<f64>,
+}
+
+impl TaskTarget {
+    /// A target from label pairs, cgroup directories and an optional pid.
+    pub fn new(
+        labels: Vec<(String, String)>,
+        cgroups: CgroupPaths,
+        pid: Option<i32>,
+    ) -> TaskTarget {
+        TaskTarget {
+            labels: Labels::new(labels),
+            cgroups,
+            pid,
+            start_time: None,
+        }
+    }
+}
+
+/// Collects tasks' cgroup and network metrics, reusing its buffers between samples.
+///
+/// Series are only emitted for files that could be read: on a missing, unreadable or garbled file the
+/// affected series are absent this round and [`CollectStats`] counts why.
+#[derive(Debug)]
+pub struct TaskCollector {
+    proc_root: PathBuf,
+    files: FileReader,
+    clk_tck: f64,
+    btime: Option<u64>,
+    own_netns: Option<Vec<u8>>,
+    devices: HashMap<(u32, u32), String>,
+    io: Vec<((u32, u32), [u64; 4])>,
+    label: String,
+}
+
+impl Default for TaskCollector {
+    fn default() -> Self {
+        TaskCollector::new()
+    }
+}
+
+/// Emits one sample without extra labels.
+fn emit<S: Sink + ?Sized>(sink: &mut S, desc: &'static crate::Desc, labels: &Labels, v: f64) {
+    sink.emit(desc, labels, &[], v);
+}
+
+impl TaskCollector {
+    /// A collector reading `/proc`.
+    pub fn new() -> TaskCollector {
+        TaskCollector::with_proc_root("/proc")
+    }
+
+    /// A collector reading another procfs mount (tests use fixture directories).
+    pub fn with_proc_root(proc_root: impl Into<PathBuf>) -> TaskCollector {
+        let proc_root = proc_root.into();
+        let clk_tck = clock_ticks();
+        let own_netns = std::fs::read_link(proc_root.join("self/ns/net"))
+            .ok()
+            .map(|p| p.into_os_string().into_encoded_bytes());
+        let mut c = TaskCollector {
+            proc_root,
+            files: FileReader::new(),
+            clk_tck,
+            btime: None,
+            own_netns,
+            devices: HashMap::new(),
+            io: Vec::new(),
+            label: String::new(),
+        };
+        if c.files.read(&c.proc_root, "stat") {
+            let mut btime = None;
+            parse::proc_stat(c.files.data(), |_, _| {}, |b| btime = Some(b));
+            c.btime = btime;
+        }
+        c
+    }
+
+    /// The collector's counters so far.
+    pub fn stats(&self) -> CollectStats {
+        self.files.stats
+    }
+
+    /// Collects one task at time `now` (seconds since the epoch) into `sink`.
+    pub fn collect<S: Sink + ?Sized>(&mut self, target: &TaskTarget, now: f64, sink: &mut S) {
+        self.files.stats.targets += 1;
+        let labels = &target.labels;
+        match &target.cgroups {
+            CgroupPaths::V1(d) => self.collect_v1(d, labels, sink),
+            CgroupPaths::V2(d) => self.collect_v2(d, labels, sink),
+        }
+        if let Some(pid) = target.pid.filter(|&p| p > 0) {
+            self.collect_network(pid, labels, sink);
+        }
+        let start = target.start_time.or_else(|| self.start_time(target.pid?));
+        if let Some(start) = start {
+            emit(sink, &n::START_TIME, labels, start);
+        }
+        emit(sink, &n::LAST_SEEN, labels, now);
+    }
+
+    fn collect_v1<S: Sink + ?Sized>(&mut self, d: &V1Dirs, labels: &Labels, sink: &mut S) {
+        if let Some(dir) = &d.cpuacct {
+            if let Some(ns) = self.files.read_u64(dir, "cpuacct.usage") {
+                sink.emit(&n::CPU_USAGE, labels, &[("cpu", "total")], ns as f64 / 1e9);
+            }
+            if self.files.read(dir, "cpuacct.stat") {
+                let (mut user, mut system) = (None, None);
+                parse::key_values(self.files.data(), |k, v| match k {
+                    b"user" => user = Some(v),
+                    b"system" => system = Some(v),
+                    _ => {}
+                });
+                if let Some(u) = user {
+                    emit(sink, &n::CPU_USER, labels, u as f64 / self.clk_tck);
+                }
+                if let Some(s) = system {
+                    emit(sink, &n::CPU_SYSTEM, labels, s as f64 / self.clk_tck);
+                }
+            }
+        }
+        if let Some(dir) = &d.cpu {
+            let quota = self.files.read_i64(dir, "cpu.cfs_quota_us");
+            if let Some(period) = self.files.read_u64(dir, "cpu.cfs_period_us") {
+                emit(sink, &n::SPEC_CPU_PERIOD, labels, period as f64);
+            }
+            if let Some(shares) = self.files.read_u64(dir, "cpu.shares") {
+                emit(sink, &n::SPEC_CPU_SHARES, labels, shares as f64);
+            }
+            if let Some(q) = quota.filter(|&q| q > 0) {
+                emit(sink, &n::SPEC_CPU_QUOTA, labels, q as f64);
+                if self.files.read(dir, "cpu.stat") {
+                    let mut t = [None; 3];
+                    parse::key_values(self.files.data(), |k, v| match k {
+                        b"nr_periods" => t[0] = Some(v),
+                        b"nr_throttled" => t[1] = Some(v),
+                        b"throttled_time" => t[2] = Some(v),
+                        _ => {}
+                    });
+                    self.emit_throttling(t, 1e9, labels, sink);
+                }
+            }
+        }
+        if let Some(dir) = &d.memory {
+            let usage = self.files.read_u64(dir, "memory.usage_in_bytes");
+            let mut m = [None; 5];
+            if self.files.read(dir, "memory.stat") {
+                parse::key_values(self.files.data(), |k, v| match k {
+                    b"total_inactive_file" => m[0] = Some(v),
+                    b"total_rss" => m[1] = Some(v),
+                    b"total_cache" => m[2] = Some(v),
+                    b"total_swap" => m[3] = Some(v),
+                    b"total_mapped_file" => m[4] = Some(v),
+                    _ => {}
+                });
+            }
+            self.emit_memory(usage, m, labels, sink);
+            if let Some(v) = self.files.read_u64(dir, "memory.max_usage_in_bytes") {
+                emit(sink, &n::MEMORY_MAX_USAGE, labels, v as f64);
+            }
+            if let Some(v) = self.files.read_u64(dir, "memory.failcnt") {
+                emit(sink, &n::MEMORY_FAILCNT, labels, v as f64);
+            }
+            if let Some(v) = self.files.read_u64(dir, "memory.limit_in_bytes") {
+                let limit = if v >= V1_UNLIMITED { 0 } else { v };
+                emit(sink, &n::SPEC_MEMORY_LIMIT, labels, limit as f64);
+            }
+            if self.files.read(dir, "memory.oom_control") {
+                let mut kills = None;
+                parse::key_values(self.files.data(), |k, v| {
+                    if k == b"oom_kill" {
+                        kills = Some(v);
+                    }
+                });
+                if let Some(k) = kills {
+                    emit(sink, &n::OOM_EVENTS, labels, k as f64);
+                }
+            }
+        }
+        let threads = match &d.pids {
+            Some(dir) => self.files.read_u64(dir, "pids.current"),
+            None => None,
+        };
+        let procs_dir = d.pids.as_ref().or(d.memory.as_ref()).or(d.cpuacct.as_ref());
+        if let Some(dir) = procs_dir {
+            let threads = match threads {
+                Some(t) => Some(t),
+                None => self
+                    .files
+                    .read(dir, "tasks")
+                    .then(|| parse::count_lines(self.files.data())),
+            };
+            if let Some(t) = threads {
+                emit(sink, &n::THREADS, labels, t as f64);
+            }
+            if self.files.read(dir, "cgroup.procs") {
+                let p = parse::count_lines(self.files.data());
+                emit(sink, &n::PROCESSES, labels, p as f64);
+            }
+        }
+        if let Some(dir) = &d.blkio {
+            self.io.clear();
+            if self
+                .files
+                .read(dir, "blkio.throttle.io_service_bytes_recursive")
+            {
+                let io = &mut self.io;
+                parse::blkio_v1(self.files.data(), |dev, r, w| io.push((dev, [r, w, 0, 0])));
+            }
+            if self.files.read(dir, "blkio.throttle.io_serviced_recursive") {
+                let io = &mut self.io;
+                parse::blkio_v1(self.files.data(), |dev, r, w| {
+                    match io.iter_mut().find(|(d, _)| *d == dev) {
+                        Some((_, v)) => {
+                            v[2] = r;
+                            v[3] = w;
+                        }
+                        None => io.push((dev, [0, 0, r, w])),
+                    }
+                });
+            }
+            self.emit_io(labels, sink);
+        }
+    }
+
+    fn collect_v2<S: Sink + ?Sized>(&mut self, dir: &Path, labels: &Labels, sink: &mut S) {
+        if self.files.read(dir, "cpu.stat") {
+            let mut c = [None; 6];
+            parse::key_values(self.files.data(), |k, v| match k {
+                b"usage_usec" => c[0] = Some(v),
+                b"user_usec" => c[1] = Some(v),
+                b"system_usec" => c[2] = Some(v),
+                b"nr_periods" => c[3] = Some(v),
+                b"nr_throttled" => c[4] = Some(v),
+                b"throttled_usec" => c[5] = Some(v),
+                _ => {}
+            });
+            if let Some(u) = c[0] {
+                sink.emit(&n::CPU_USAGE, labels, &[("cpu", "total")], u as f64 / 1e6);
+            }
+            if let Some(u) = c[1] {
+                emit(sink, &n::CPU_USER, labels, u as f64 / 1e6);
+            }
+            if let Some(s) = c[2] {
+                emit(sink, &n::CPU_SYSTEM, labels, s as f64 / 1e6);
+            }
+            // cpu.max is read after cpu.stat; keep the throttling figures until we know a quota exists.
+            let throttling = [c[3], c[4], c[5]];
+            let max = if self.files.read(dir, "cpu.max") {
+                let m = parse::cpu_max(self.files.data());
+                if m.is_none() {
+                    self.files.stats.parse_errors += 1;
+                }
+                m
+            } else {
+                None
+            };
+            if let Some((quota, period)) = max {
+                emit(sink, &n::SPEC_CPU_PERIOD, labels, period as f64);
+                if let Some(q) = quota {
+                    emit(sink, &n::SPEC_CPU_QUOTA, labels, q as f64);
+                    self.emit_throttling(throttling, 1e6, labels, sink);
+                }
+            }
+        }
+        if let Some(w) = self.files.read_u64(dir, "cpu.weight") {
+            // The inverse of runc's shares-to-weight conversion, as cAdvisor does.
+            let shares = 2 + (w.clamp(1, 10_000) - 1) * 262_142 / 9_999;
+            emit(sink, &n::SPEC_CPU_SHARES, labels, shares as f64);
+        }
+        let usage = self.files.read_u64(dir, "memory.current");
+        let mut m = [None; 5];
+        if self.files.read(dir, "memory.stat") {
+            parse::key_values(self.files.data(), |k, v| match k {
+                b"inactive_file" => m[0] = Some(v),
+                b"anon" => m[1] = Some(v),
+                b"file" => m[2] = Some(v),
+                b"file_mapped" => m[4] = Some(v),
+                _ => {}
+            });
+        }
+        m[3] = self.files.read_u64(dir, "memory.swap.current");
+        self.emit_memory(usage, m, labels, sink);
+        if let Some(v) = self.files.read_u64(dir, "memory.peak") {
+            emit(sink, &n::MEMORY_MAX_USAGE, labels, v as f64);
+        }
+        if self.files.read(dir, "memory.max") {
+            let limit = match parse::trim(self.files.data()) {
+                b"max" => Some(0),
+                other => parse::parse_u64(other),
+            };
+            match limit {
+                Some(l) => emit(sink, &n::SPEC_MEMORY_LIMIT, labels, l as f64),
+                None => self.files.stats.parse_errors += 1,
+            }
+        }
+        if self.files.read(dir, "memory.events") {
+            let (mut max, mut oom_kill) = (None, None);
+            parse::key_values(self.files.data(), |k, v| match k {
+                b"max" => max = Some(v),
+                b"oom_kill" => oom_kill = Some(v),
+                _ => {}
+            });
+            if let Some(v) = max {
+                emit(sink, &n::MEMORY_FAILCNT, labels, v as f64);
+            }
+            if let Some(v) = oom_kill {
+                emit(sink, &n::OOM_EVENTS, labels, v as f64);
+            }
+        }
+        if let Some(t) = self.files.read_u64(dir, "pids.current") {
+            emit(sink, &n::THREADS, labels, t as f64);
+        }
+        if self.files.read(dir, "cgroup.procs") {
+            let p = parse::count_lines(self.files.data());
+            emit(sink, &n::PROCESSES, labels, p as f64);
+        }
+        self.io.clear();
+        if self.files.read(dir, "io.stat") {
+            let io = &mut self.io;
+            parse::io_stat(self.files.data(), |dev, s| {
+                io.push((dev, [s.rbytes, s.wbytes, s.rios, s.wios]));
+            });
+        }
+        self.emit_io(labels, sink);
+    }
+
+    /// Emits the three CFS throttling counters; `per_second` converts the throttled time to seconds.
+    fn emit_throttling<S: Sink + ?Sized>(
+        &mut self,
+        t: [Option<u64>; 3],
+        per_second: f64,
+        labels: &Labels,
+        sink: &mut S,
+    ) {
+        if let Some(v) = t[0] {
+            emit(sink, &n::CFS_PERIODS, labels, v as f64);
+        }
+        if let Some(v) = t[1] {
+            emit(sink, &n::CFS_THROTTLED_PERIODS, labels, v as f64);
+        }
+        if let Some(v) = t[2] {
+            emit(
+                sink,
+                &n::CFS_THROTTLED_SECONDS,
+                labels,
+                v as f64 / per_second,
+            );
+        }
+    }
+
+    /// Emits usage, working set and the memory.stat breakdown `[inactive_file, rss, cache, swap, mapped_file]`.
+    fn emit_memory<S: Sink + ?Sized>(
+        &mut self,
+        usage: Option<u64>,
+        m: [Option<u64>; 5],
+        labels: &Labels,
+        sink: &mut S,
+    ) {
+        if let Some(u) = usage {
+            emit(sink, &n::MEMORY_USAGE, labels, u as f64);
+            if let Some(inactive) = m[0] {
+                emit(
+                    sink,
+                    &n::MEMORY_WORKING_SET,
+                    labels,
+                    u.saturating_sub(inactive) as f64,
+                );
+            }
+        }
+        for (v, desc) in m[1..].iter().zip([
+            &n::MEMORY_RSS,
+            &n::MEMORY_CACHE,
+            &n::MEMORY_SWAP,
+            &n::MEMORY_MAPPED_FILE,
+        ]) {
+            if let Some(v) = v {
+                emit(sink, desc, labels, *v as f64);
+            }
+        }
+    }
+
+    /// Emits the block I/O gathered in `self.io` with a `device` label.
+    fn emit_io<S: Sink + ?Sized>(&mut self, labels: &Labels, sink: &mut S) {
+        for i in 0..self.io.len() {
+            let (dev, v) = self.io[i];
+            if !self.devices.contains_key(&dev) {
+                let name = self.device_name(dev);
+                self.devices.insert(dev, name);
+            }
+            let name = self.devices.get(&dev).map_or("", String::as_str);
+            let extra = [("device", name)];
+            sink.emit(&n::FS_READ_BYTES, labels, &extra, v[0] as f64);
+            sink.emit(&n::FS_WRITE_BYTES, labels, &extra, v[1] as f64);
+            sink.emit(&n::FS_READS, labels, &extra, v[2] as f64);
+            sink.emit(&n::FS_WRITES, labels, &extra, v[3] as f64);
+        }
+    }
+
+    /// `/dev/<name>` of a block device from `/sys/dev/block/MAJ:MIN/uevent`, else `MAJ:MIN`.
+    fn device_name(&mut self, (maj, min): (u32, u32)) -> String {
+        let dir = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
+        if self.files.read(&dir, "uevent") {
+            for line in parse::lines(self.files.data()) {
+                if let Some(name) = line.strip_prefix(b"DEVNAME=")
+                    && let Ok(name) = std::str::from_utf8(parse::trim(name))
+                {
+                    return format!("/dev/{name}");
+                }
+            }
+        }
+        format!("{maj}:{min}")
+    }
+
+    /// Network counters of the pid's namespace, unless it is the collector's own (host) namespace.
+    fn collect_network<S: Sink + ?Sized>(&mut self, pid: i32, labels: &Labels, sink: &mut S) {
+        self.label.clear();
+        use std::fmt::Write;
+        let _ = write!(self.label, "{pid}");
+        let pid_dir = self.proc_root.join(&self.label);
+        match std::fs::read_link(pid_dir.join("ns/net")) {
+            Ok(ns) => {
+                if self.own_netns.as_deref() == Some(ns.as_os_str().as_encoded_bytes()) {
+                    return;
+                }
+            }
+            Err(e) => {
+                self.files.count_error(&e);
+                return;
+            }
+        }
+        if !self.files.read(&pid_dir, "net/dev") {
+            return;
+        }
+        parse::net_dev(self.files.data(), |iface, v| {
+            if iface == "lo" {
+                return;
+            }
+            let extra = [("interface", iface)];
+            for (desc, i) in [
+                (&n::NET_RX_BYTES, 0),
+                (&n::NET_RX_PACKETS, 1),
+                (&n::NET_RX_ERRORS, 2),
+                (&n::NET_RX_DROPPED, 3),
+                (&n::NET_TX_BYTES, 8),
+                (&n::NET_TX_PACKETS, 9),
+                (&n::NET_TX_ERRORS, 10),
+                (&n::NET_TX_DROPPED, 11),
+            ] {
+                sink.emit(desc, labels, &extra, v[i] as f64);
+            }
+        });
+    }
+
+    /// Start time of `pid` in seconds since the epoch from `/proc/PID/stat` and the boot time.
+    fn start_time(&mut self, pid: i32) -> Option<f64> {
+        let btime = self.btime?;
+        let dir = self.proc_root.join(pid.to_string());
+        if !self.files.read(&dir, "stat") {
+            return None;
+        }
+        let ticks = parse::proc_start_ticks(self.files.data());
+        if ticks.is_none() {
+            self.files.stats.parse_errors += 1;
+        }
+        Some(btime as f64 + ticks? as f64 / self.clk_tck)
+    }
+}
