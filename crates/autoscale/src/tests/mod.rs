@@ -1,0 +1,1 @@
+//! Tests of the policy parser, the labels, the decision rules, properties and a simulation.
