@@ -326,6 +326,42 @@ pub fn task_processes(data_dir: &Path) -> Vec<(i32, String)> {
     out
 }
 
+/// Every process on the machine in a task cgroup of the server whose agent id (Marathon
+/// `frameworkId`) is `agent_id`, as (pid, task id): the tasks as the kernel sees them,
+/// whatever the programs did to their titles and environments. Zombies excluded.
+pub fn cgroup_task_processes(agent_id: &str) -> Vec<(i32, String)> {
+    let marker = format!("/slipway/{agent_id}/");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(groups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let task = groups.lines().find_map(|l| {
+            let rest = &l[l.find(&marker)? + marker.len()..];
+            Some(rest.split('/').next()?.to_string())
+        });
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            .is_some_and(|s| s == "Z" || s == "X");
+        if let Some(task) = task.filter(|t| !t.is_empty())
+            && !zombie
+        {
+            out.push((pid, task));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Minimal blocking HTTP GET on loopback returning (status, body).
 pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     http("GET", url, None)
