@@ -1,0 +1,94 @@
+//! The storage interface the evaluator reads from, plus an in-memory implementation for tests and benches.
+
+use crate::labels::{Labels, Matcher};
+
+/// One time series: its labels and its samples as (unix milliseconds, value), in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels including `__name__`.
+    pub labels: Labels,
+    /// Samples sorted by timestamp.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// Failure reported by a [`Storage`] implementation.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(pub String);
+
+/// Where the evaluator gets raw samples from.
+pub trait Storage {
+    /// Every series matching all `matchers`, with the samples whose timestamps lie in
+    /// `start_ms..=end_ms` (samples outside are allowed and ignored). Series without
+    /// samples in the window may be omitted.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, StorageError>;
+}
+
+/// A storage holding every series in memory; meant for tests, examples and small data.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    series: Vec<Series>,
+}
+
+impl MemoryStorage {
+    /// An empty storage.
+    pub fn new() -> MemoryStorage {
+        MemoryStorage::default()
+    }
+
+    /// Appends a sample to the series with these labels, creating it if needed.
+    /// Samples must be appended in time order per series.
+    pub fn push(&mut self, labels: &Labels, t_ms: i64, v: f64) {
+        match self.series.iter_mut().find(|s| &s.labels == labels) {
+            Some(s) => s.samples.push((t_ms, v)),
+            None => self.series.push(Series {
+                labels: labels.clone(),
+                samples: vec![(t_ms, v)],
+            }),
+        }
+    }
+
+    /// Adds a whole series (samples are sorted by time).
+    pub fn add(&mut self, labels: Labels, mut samples: Vec<(i64, f64)>) {
+        samples.sort_by_key(|s| s.0);
+        self.series.push(Series { labels, samples });
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, StorageError> {
+        Ok(self
+            .series
+            .iter()
+            .filter(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)))
+            .filter_map(|s| {
+                let lo = s.samples.partition_point(|p| p.0 < start_ms);
+                let hi = s.samples.partition_point(|p| p.0 <= end_ms);
+                (lo < hi).then(|| Series {
+                    labels: s.labels.clone(),
+                    samples: s.samples[lo..hi].to_vec(),
+                })
+            })
+            .collect())
+    }
+}
