@@ -1,0 +1,185 @@
+//! A small capacity-model simulation: each instance serves `capacity` at the target, the proxy
+//! spreads the load over ready instances, new instances start and warm up, the controller
+//! calls `decide` every sync period and applies its target at once.
+
+use super::{BASE_MS, at};
+use crate::policy::secs_to_ms;
+use crate::{
+    Action, Behavior, ControllerState, Input, Instance, Metric, Policy, Preset, Readiness, Sample,
+};
+
+/// One simulated app.
+pub(super) struct Sim {
+    pub(super) input: Input,
+    pub(super) state: ControllerState,
+    /// Load served by one instance at the metric's target.
+    pub(super) capacity: f64,
+    /// Seconds an instance stays `Starting`.
+    pub(super) starting_s: u32,
+    /// Seconds it then stays in `GracePeriod` before `Ready`.
+    pub(super) grace_s: u32,
+    /// What an unready instance reports (its start-up burn); ready ones report their load.
+    pub(super) unready_value: f64,
+    /// Start times (seconds) of the app's instances, oldest first.
+    started: Vec<i64>,
+    next_id: u32,
+    ids: Vec<u32>,
+    /// Every change: (second, from, to, panic).
+    pub(super) changes: Vec<(u32, u32, u32, bool)>,
+}
+
+impl Sim {
+    pub(super) fn new(policy: Policy, instances: u32, capacity: f64) -> Self {
+        let mut sim = Sim {
+            input: Input::new(policy, instances),
+            state: ControllerState::default(),
+            capacity,
+            starting_s: 1,
+            grace_s: 1,
+            unready_value: 0.0,
+            started: Vec::new(),
+            next_id: 0,
+            ids: Vec::new(),
+            changes: Vec::new(),
+        };
+        // The initial instances started an hour before the run.
+        for _ in 0..instances {
+            sim.launch(-3600);
+        }
+        sim
+    }
+
+    fn launch(&mut self, now: i64) {
+        self.started.push(now);
+        self.ids.push(self.next_id);
+        self.next_id += 1;
+    }
+
+    fn readiness(&self, started: i64, now: i64) -> (Readiness, Option<i64>) {
+        let age = now - started;
+        let (starting, grace) = (i64::from(self.starting_s), i64::from(self.grace_s));
+        if age < starting {
+            (Readiness::Starting, None)
+        } else if age < starting + grace {
+            (Readiness::GracePeriod, None)
+        } else {
+            (Readiness::Ready, Some(started + starting + grace))
+        }
+    }
+
+    /// Simulates second `now` with `load`; `decide` runs when the sync period says so.
+    pub(super) fn step(&mut self, now: u32, load: f64) {
+        let now_s = i64::from(now);
+        // The engine converges to the desired count (newest instances go first).
+        while self.started.len() < self.input.current as usize {
+            self.launch(now_s);
+        }
+        self.started.truncate(self.input.current as usize);
+        self.ids.truncate(self.input.current as usize);
+        let states: Vec<(Readiness, Option<i64>)> = self
+            .started
+            .iter()
+            .map(|s| self.readiness(*s, now_s))
+            .collect();
+        let n_ready = states.iter().filter(|s| s.0 == Readiness::Ready).count();
+        let metric = &self.input.policy.metrics[0];
+        let signal = metric.signal().expect("per-instance metric");
+        let per_ready = if n_ready == 0 {
+            0.0
+        } else {
+            metric.target() * load / self.capacity / n_ready as f64
+        };
+        let resolution = self.input.policy.behavior.metric_resolution_seconds;
+        let keep_from = at(f64::from(now) - resolution);
+        let mut instances = std::mem::take(&mut self.input.instances);
+        instances.truncate(self.started.len());
+        for (k, &(readiness, ready_since)) in states.iter().enumerate() {
+            let id = format!("t{}", self.ids[k]);
+            if instances.len() <= k {
+                instances.push(Instance {
+                    id: id.clone(),
+                    readiness,
+                    started_at: at(self.started[k] as f64),
+                    ready_since: None,
+                    samples: Vec::new(),
+                });
+            }
+            let inst = &mut instances[k];
+            inst.readiness = readiness;
+            inst.ready_since = ready_since.map(|r| at(r as f64));
+            let value = if readiness == Readiness::Ready {
+                per_ready
+            } else {
+                self.unready_value
+            };
+            if readiness != Readiness::Starting {
+                inst.samples.push(Sample {
+                    signal,
+                    at: at(f64::from(now)),
+                    value,
+                });
+            }
+            inst.samples.retain(|s| s.at > keep_from);
+        }
+        self.input.instances = instances;
+        let sync = self.input.policy.behavior.sync_period_seconds;
+        let now_ts = at(f64::from(now));
+        if (now_ts.0 - BASE_MS) % secs_to_ms(sync) != 0 {
+            return;
+        }
+        let (d, next) = crate::decide(&self.input, &self.state, now_ts);
+        self.state = next;
+        if d.action != Action::Hold {
+            self.changes.push((now, d.current, d.target, d.panic));
+            self.input.current = d.target;
+        }
+    }
+
+    /// Runs seconds `from..=to` with `load(t)`.
+    pub(super) fn run(&mut self, from: u32, to: u32, load: impl Fn(u32) -> f64) {
+        for t in from..=to {
+            self.step(t, load(t));
+        }
+    }
+}
+
+/// 1× → 3× → 1× for `policy`: returns the changes.
+fn step_trace(policy: Policy) -> Vec<(u32, u32, u32, bool)> {
+    let capacity = 30.0;
+    let mut sim = Sim::new(policy, 2, capacity);
+    sim.run(1, 700, |t| match t {
+        0..100 => 60.0,
+        100..200 => 180.0,
+        _ => 60.0,
+    });
+    sim.changes
+}
+
+#[test]
+fn default_policy_scales_up_one_second_after_the_step_and_down_once_after_the_window() {
+    let policy = Policy::new(1, 10, vec![Metric::Rps { target: 30.0 }]);
+    let changes = step_trace(policy);
+    // Up: panic (3× ≥ 2×), breach held 1 s: one decision, to exactly 6.
+    // Down: the last recommendation of 6 was at 199; the 120 s window clears it at 320.
+    assert_eq!(changes, vec![(101, 2, 6, true), (320, 6, 2, false)]);
+}
+
+#[test]
+fn hpa_preset_reacts_in_15_s_steps_and_waits_300_s_to_scale_down() {
+    let mut policy = Policy::new(1, 10, vec![Metric::Rps { target: 30.0 }]);
+    policy.behavior = Behavior::preset(Some(Preset::Hpa));
+    let changes = step_trace(policy);
+    // At 105 the 15 s bucket (90, 105] is 40 % stepped load: ratio 1.8, 2 → 4. At 120 the new
+    // instances' samples straddle their readiness, so they count as 0 and the direction
+    // flips: keep 4. At 135, 4 → 6. The drop at 200 lands in the (195, 210] bucket as 4, then
+    // 2; the 300 s window keeps 6 until 510 (4) and 525 (2).
+    assert_eq!(
+        changes,
+        vec![
+            (105, 2, 4, false),
+            (135, 4, 6, false),
+            (510, 6, 4, false),
+            (525, 4, 2, false)
+        ]
+    );
+}
