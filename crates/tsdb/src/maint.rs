@@ -1,0 +1,336 @@
+//! Maintenance the server drives from its own task: flushing closed chunks to
+//! segments (then checkpointing the WAL), compaction, retention, and [`Db::tick`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::bits::{ByteReader, put_bytes};
+use crate::chunk;
+use crate::db::{Db, id_of, lock, shard_of, write};
+use crate::error::{Result, io_err};
+use crate::head::{ClosedChunk, DiskRef, MemSeries};
+use crate::index::SeriesId;
+use crate::labels::Labels;
+use crate::rollup::{self, Resolution};
+use crate::segment::{SegKind, SegmentFile, SegmentWriter, sync_dir};
+use crate::types::{Value, ValueKind};
+
+struct FlushItem {
+    id: SeriesId,
+    labels: Labels,
+    kind: ValueKind,
+    chunks: Vec<ClosedChunk>,
+}
+
+/// What one maintenance call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintReport {
+    /// Segment files written.
+    pub segments_written: usize,
+    /// Segment files deleted (merged or expired).
+    pub segments_deleted: usize,
+    /// Series dropped because all their data expired.
+    pub series_dropped: usize,
+}
+
+fn refs_of(s: &mut MemSeries, kind: SegKind) -> &mut Vec<DiskRef> {
+    match kind {
+        SegKind::Raw => &mut s.raw,
+        SegKind::Rollup(res) => &mut s.rollups[res.index()],
+    }
+}
+
+/// Decodes a raw blob (`len chunk` repeated) into samples.
+pub(crate) fn decode_raw_blob(blob: &[u8], start: i64, end: i64, out: &mut Vec<(i64, u64)>) -> Result<()> {
+    let mut r = ByteReader::new(blob);
+    while !r.is_empty() {
+        crate::head::decode_range(r.len_bytes()?, start, end, out)?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Writes every closed chunk to a raw segment plus 1 m and 1 h rollup segments
+    /// (all fsynced), drops them from memory, then checkpoints the WAL so it holds only
+    /// what is still in memory. Open chunks stay in memory (and in the WAL).
+    pub fn flush(&self) -> Result<MaintReport> {
+        let mut m = lock(&self.maint);
+        m.last_flush = Instant::now();
+        let mut items = Vec::new();
+        for (si, shard) in self.shards.iter().enumerate() {
+            let sh = lock(shard);
+            for (slot, s) in sh.iter() {
+                if !s.closed.is_empty() {
+                    items.push(FlushItem {
+                        id: id_of(si, slot),
+                        labels: s.labels.clone(),
+                        kind: s.kind,
+                        chunks: s.closed.clone(),
+                    });
+                }
+            }
+        }
+        let mut report = MaintReport::default();
+        if !items.is_empty() {
+            items.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let mut written = Vec::new();
+            for kind in SegKind::ALL {
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                let mut w = SegmentWriter::create(&self.dir, kind, seq, seq, Vec::new())?;
+                let mut samples = Vec::new();
+                let mut buckets = Vec::new();
+                for it in &items {
+                    match kind {
+                        SegKind::Raw => {
+                            let mut blob = Vec::new();
+                            for c in &it.chunks {
+                                put_bytes(&mut blob, &c.bytes);
+                            }
+                            let (mint, maxt) = (it.chunks[0].mint, it.chunks[it.chunks.len() - 1].maxt);
+                            w.add(&it.labels, it.kind, mint, maxt, &blob)?;
+                        }
+                        SegKind::Rollup(res) => {
+                            samples.clear();
+                            buckets.clear();
+                            for c in &it.chunks {
+                                chunk::decode_into(&c.bytes, &mut samples)?;
+                            }
+                            let vals = samples.iter().map(|&(t, b)| (t, Value::from_bits(it.kind, b).as_f64()));
+                            rollup::aggregate(vals, res.ms(), &mut buckets);
+                            let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+                                continue;
+                            };
+                            let (mint, maxt) = (first.first_t, last.last_t);
+                            w.add(&it.labels, it.kind, mint, maxt, &rollup::encode(&buckets))?;
+                        }
+                    }
+                }
+                written.push(w.finish()?);
+            }
+            report.segments_written = written.len();
+            // Per item, its entry in each segment (rollups skip series without buckets).
+            let mut per_item: Vec<Vec<(Arc<SegmentFile>, crate::segment::IndexEntry)>> =
+                (0..items.len()).map(|_| Vec::new()).collect();
+            let mut files = Vec::new();
+            for (seg, entries) in written {
+                let seg = Arc::new(seg);
+                let mut e_iter = entries.into_iter().peekable();
+                for (slot, it) in per_item.iter_mut().zip(&items) {
+                    if let Some(e) = e_iter.next_if(|e| e.labels == it.labels) {
+                        slot.push((seg.clone(), e));
+                    }
+                }
+                files.push(seg);
+            }
+            // Install all refs of a series under one lock, so queries never see a gap.
+            for (it, refs) in items.iter().zip(per_item) {
+                let mut sh = lock(&self.shards[shard_of(it.id)]);
+                let Some(s) = sh.get_mut(it.id) else { continue };
+                let n = it.chunks.len().min(s.closed.len());
+                s.closed.drain(..n);
+                for (seg, e) in refs {
+                    refs_of(s, seg.kind).push(DiskRef {
+                        file: seg,
+                        offset: e.offset,
+                        len: e.len,
+                        crc: e.crc,
+                        mint: e.mint,
+                        maxt: e.maxt,
+                    });
+                }
+            }
+            lock(&self.segments).extend(files);
+        }
+        let mut ws = lock(&self.wal);
+        self.checkpoint(&mut ws)?;
+        drop(m);
+        Ok(report)
+    }
+
+    /// Closes every open chunk, then [`Db::flush`]es: everything ends up in segments.
+    /// For shutdown and measurements; regular operation only needs [`Db::flush`].
+    pub fn flush_all(&self) -> Result<MaintReport> {
+        {
+            let _ws = lock(&self.wal);
+            for shard in self.shards.iter() {
+                let mut sh = lock(shard);
+                for s in sh.series.iter_mut().flatten() {
+                    s.cut();
+                }
+            }
+        }
+        self.flush()
+    }
+
+    /// Merges runs of segments of the same kind that are neighbours in flush order and
+    /// whose start falls into the same compaction window
+    /// ([`crate::Options::compaction_windows_ms`]). Only neighbours are merged, so a
+    /// series' data in the merged segment stays between its data in other segments.
+    pub fn compact(&self) -> Result<MaintReport> {
+        let _m = lock(&self.maint);
+        let mut report = MaintReport::default();
+        let segs = lock(&self.segments).clone();
+        for (ki, kind) in SegKind::ALL.into_iter().enumerate() {
+            let window = self.opts.compaction_windows_ms[ki];
+            let mut of_kind: Vec<&Arc<SegmentFile>> = segs.iter().filter(|s| s.kind == kind).collect();
+            of_kind.sort_by_key(|s| s.order);
+            let mut groups: Vec<Vec<Arc<SegmentFile>>> = Vec::new();
+            let mut last_window = None;
+            for s in of_kind {
+                let w = s.mint.div_euclid(window);
+                match groups.last_mut() {
+                    Some(g) if last_window == Some(w) => g.push(s.clone()),
+                    _ => groups.push(vec![s.clone()]),
+                }
+                last_window = Some(w);
+            }
+            for group in groups {
+                if group.len() >= 2 {
+                    self.merge(kind, group)?;
+                    report.segments_written += 1;
+                }
+            }
+        }
+        report.segments_deleted = segs.len() + report.segments_written - lock(&self.segments).len();
+        Ok(report)
+    }
+
+    fn merge(&self, kind: SegKind, group: Vec<Arc<SegmentFile>>) -> Result<()> {
+        let seqs: HashSet<u64> = group.iter().map(|s| s.seq).collect();
+        let mut items: Vec<(SeriesId, Labels, ValueKind, Vec<DiskRef>)> = Vec::new();
+        for (si, shard) in self.shards.iter().enumerate() {
+            let mut sh = lock(shard);
+            for (slot, s) in sh.series.iter_mut().enumerate() {
+                let Some(s) = s else { continue };
+                let refs: Vec<DiskRef> =
+                    refs_of(s, kind).iter().filter(|r| seqs.contains(&r.file.seq)).cloned().collect();
+                if !refs.is_empty() {
+                    items.push((id_of(si, slot as SeriesId), s.labels.clone(), s.kind, refs));
+                }
+            }
+        }
+        items.sort_by(|a, b| a.1.cmp(&b.1));
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut replaces: Vec<u64> = seqs.iter().copied().collect();
+        replaces.sort_unstable();
+        let order = group.iter().map(|s| s.order).min().unwrap_or(seq);
+        let mut w = SegmentWriter::create(&self.dir, kind, seq, order, replaces)?;
+        for (_, labels, vkind, refs) in &items {
+            let mut blob = Vec::new();
+            let mut buckets = Vec::new();
+            for r in refs {
+                let b = r.file.read_blob(r.offset, r.len, r.crc)?;
+                match kind {
+                    SegKind::Raw => blob.extend_from_slice(&b),
+                    SegKind::Rollup(_) => buckets.extend(rollup::decode(&b)?),
+                }
+            }
+            if let SegKind::Rollup(_) = kind {
+                blob = rollup::encode(&rollup::merge_adjacent(buckets));
+            }
+            let mint = refs.iter().map(|r| r.mint).min().unwrap_or(0);
+            let maxt = refs.iter().map(|r| r.maxt).max().unwrap_or(0);
+            w.add(labels, *vkind, mint, maxt, &blob)?;
+        }
+        let (seg, entries) = w.finish()?;
+        let seg = Arc::new(seg);
+        for ((id, _, _, _), e) in items.iter().zip(entries) {
+            let mut sh = lock(&self.shards[shard_of(*id)]);
+            let Some(s) = sh.get_mut(*id) else { continue };
+            let list = refs_of(s, kind);
+            list.retain(|r| !seqs.contains(&r.file.seq));
+            list.push(DiskRef {
+                file: seg.clone(),
+                offset: e.offset,
+                len: e.len,
+                crc: e.crc,
+                mint: e.mint,
+                maxt: e.maxt,
+            });
+            list.sort_by_key(|r| r.file.order);
+        }
+        {
+            let mut segs = lock(&self.segments);
+            segs.retain(|s| !seqs.contains(&s.seq));
+            segs.push(seg);
+        }
+        for s in &group {
+            std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes whole segments past their retention (raw, 1 m and 1 h separately),
+    /// raises the floor below which appends are rejected, and forgets series left
+    /// without data. `now_ms` is the current time in ms since the epoch.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<MaintReport> {
+        let _m = lock(&self.maint);
+        let o = &self.opts;
+        let floor = now_ms.saturating_sub(o.retention_ms);
+        self.retention_floor.fetch_max(floor, Ordering::Relaxed);
+        let limit = |k: SegKind| match k {
+            SegKind::Raw => floor,
+            SegKind::Rollup(Resolution::Minute) => now_ms.saturating_sub(o.rollup_minute_retention_ms),
+            SegKind::Rollup(Resolution::Hour) => now_ms.saturating_sub(o.rollup_hour_retention_ms),
+        };
+        let expired: Vec<Arc<SegmentFile>> =
+            lock(&self.segments).iter().filter(|s| s.maxt < limit(s.kind)).cloned().collect();
+        let mut report = MaintReport::default();
+        let seqs: HashSet<u64> = expired.iter().map(|s| s.seq).collect();
+        let _ws = lock(&self.wal);
+        let mut reg = write(&self.registry);
+        for (si, shard) in self.shards.iter().enumerate() {
+            let mut sh = lock(shard);
+            for slot in 0..sh.series.len() {
+                let Some(s) = sh.series[slot].as_mut() else { continue };
+                if !seqs.is_empty() {
+                    for kind in SegKind::ALL {
+                        refs_of(s, kind).retain(|r| !seqs.contains(&r.file.seq));
+                    }
+                }
+                if s.is_empty() && s.last_t < floor {
+                    let labels = s.labels.clone();
+                    let id = id_of(si, slot as SeriesId);
+                    sh.series[slot] = None;
+                    reg.by_labels.remove(&labels);
+                    reg.index.remove(id, &labels);
+                    report.series_dropped += 1;
+                }
+            }
+        }
+        drop(reg);
+        lock(&self.segments).retain(|s| !seqs.contains(&s.seq));
+        for s in &expired {
+            std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
+            report.segments_deleted += 1;
+        }
+        if !expired.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(report)
+    }
+
+    /// Periodic work in one call: fsync the WAL if [`crate::Options::sync_interval`]
+    /// passed; and every [`crate::Options::flush_interval`], flush, compact and apply retention.
+    pub fn tick(&self, now_ms: i64) -> Result<MaintReport> {
+        {
+            let mut ws = lock(&self.wal);
+            if ws.wal.last_sync.elapsed() >= self.opts.sync_interval {
+                ws.wal.sync()?;
+            }
+        }
+        let due = lock(&self.maint).last_flush.elapsed() >= self.opts.flush_interval;
+        if !due {
+            return Ok(MaintReport::default());
+        }
+        let mut r = self.flush()?;
+        let c = self.compact()?;
+        let d = self.apply_retention(now_ms)?;
+        r.segments_written += c.segments_written;
+        r.segments_deleted += c.segments_deleted + d.segments_deleted;
+        r.series_dropped += d.series_dropped;
+        Ok(r)
+    }
+}

@@ -1,0 +1,175 @@
+//! Read side: selecting series by matchers, raw samples, rollup buckets, and label listings.
+
+use std::collections::BTreeSet;
+
+use crate::db::{Db, lock, read, shard_of};
+use crate::error::Result;
+use crate::head::{DiskRef, MemSeries};
+use crate::index::SeriesId;
+use crate::labels::{Labels, Matcher};
+use crate::maint::decode_raw_blob;
+use crate::rollup::{self, Bucket, Resolution};
+use crate::types::{Sample, Series, Value, ValueKind};
+
+/// A series with rollup buckets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollupSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// The series' value kind (bucket values are floats).
+    pub kind: ValueKind,
+    /// Buckets in time order; a bucket is whole even where it sticks out of the range.
+    pub buckets: Vec<Bucket>,
+}
+
+/// The answer of [`Db::select_step`]: raw samples or rollup buckets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Selection {
+    /// Raw samples.
+    Raw(Vec<Series>),
+    /// Rollup buckets of the given resolution.
+    Rollup(Resolution, Vec<RollupSeries>),
+}
+
+fn overlaps(s: &MemSeries, start: i64, end: i64) -> bool {
+    s.overlaps(start, end) || s.rollups.iter().flatten().any(|r| r.maxt >= start && r.mint <= end)
+}
+
+fn refs_in(refs: &[DiskRef], start: i64, end: i64) -> Vec<DiskRef> {
+    refs.iter().filter(|r| r.maxt >= start && r.mint <= end).cloned().collect()
+}
+
+impl Db {
+    fn ids(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        read(&self.registry).index.select(matchers)
+    }
+
+    /// Raw samples with timestamps in `[start, end]` (ms, inclusive) of every series
+    /// matching all `matchers`, sorted by labels. Series without samples there are left out.
+    pub fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Series>> {
+        let mut out = Vec::new();
+        for id in self.ids(matchers) {
+            let mut head = Vec::new();
+            let (labels, kind, refs) = {
+                let sh = lock(&self.shards[shard_of(id)]);
+                let Some(s) = sh.get(id) else { continue };
+                if !s.overlaps(start, end) {
+                    continue;
+                }
+                s.head_samples(start, end, &mut head)?;
+                (s.labels.clone(), s.kind, refs_in(&s.raw, start, end))
+            };
+            let mut raw = Vec::new();
+            for r in &refs {
+                let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
+                decode_raw_blob(&blob, start, end, &mut raw)?;
+            }
+            raw.extend(head);
+            let mut samples: Vec<Sample> = Vec::with_capacity(raw.len());
+            for (t, bits) in raw {
+                if samples.last().is_none_or(|l| l.t < t) {
+                    samples.push(Sample {
+                        t,
+                        v: Value::from_bits(kind, bits),
+                    });
+                }
+            }
+            if !samples.is_empty() {
+                out.push(Series { labels, kind, samples });
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Rollup buckets of `res` whose start lies in `[start, end]` after aligning `start`
+    /// down to the resolution. Buckets combine stored rollups with the head's samples.
+    pub fn select_rollup(&self, matchers: &[Matcher], start: i64, end: i64, res: Resolution) -> Result<Vec<RollupSeries>> {
+        let w = res.ms();
+        let b_start = start.div_euclid(w).saturating_mul(w);
+        let s_end = end.div_euclid(w).saturating_mul(w).saturating_add(w - 1);
+        let mut out = Vec::new();
+        for id in self.ids(matchers) {
+            let mut head = Vec::new();
+            let (labels, kind, refs) = {
+                let sh = lock(&self.shards[shard_of(id)]);
+                let Some(s) = sh.get(id) else { continue };
+                if !overlaps(s, b_start, s_end) {
+                    continue;
+                }
+                s.head_samples(b_start, s_end, &mut head)?;
+                (s.labels.clone(), s.kind, refs_in(&s.rollups[res.index()], b_start, s_end))
+            };
+            let mut buckets = Vec::new();
+            for r in &refs {
+                let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
+                buckets.extend(rollup::decode(&blob)?.into_iter().filter(|b| b.start >= b_start && b.start <= end));
+            }
+            let vals = head.into_iter().map(|(t, b)| (t, Value::from_bits(kind, b).as_f64()));
+            rollup::aggregate(vals, w, &mut buckets);
+            let buckets = rollup::merge_adjacent(buckets);
+            if !buckets.is_empty() {
+                out.push(RollupSeries { labels, kind, buckets });
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// Picks the coarsest resolution not finer than `step_ms`: hour rollups for steps of
+    /// an hour or more, minute rollups for a minute or more, raw samples otherwise.
+    pub fn select_step(&self, matchers: &[Matcher], start: i64, end: i64, step_ms: i64) -> Result<Selection> {
+        for res in [Resolution::Hour, Resolution::Minute] {
+            if step_ms >= res.ms() {
+                return Ok(Selection::Rollup(res, self.select_rollup(matchers, start, end, res)?));
+            }
+        }
+        Ok(Selection::Raw(self.select(matchers, start, end)?))
+    }
+
+    fn visit(&self, matchers: &[Matcher], start: i64, end: i64, mut f: impl FnMut(&Labels)) {
+        for id in self.ids(matchers) {
+            let sh = lock(&self.shards[shard_of(id)]);
+            if let Some(s) = sh.get(id)
+                && overlaps(s, start, end)
+            {
+                f(&s.labels);
+            }
+        }
+    }
+
+    /// Label sets of the series matching `matchers` that hold data overlapping
+    /// `[start, end]` (by chunk and segment time ranges), sorted.
+    pub fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Labels> {
+        let mut out = Vec::new();
+        self.visit(matchers, start, end, |l| out.push(l.clone()));
+        out.sort();
+        out
+    }
+
+    /// Sorted label names of the matching series (all series when `matchers` is empty).
+    pub fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        let mut set = BTreeSet::new();
+        self.visit(matchers, start, end, |l| {
+            for (k, _) in l.iter() {
+                if !set.contains(k) {
+                    set.insert(k.to_string());
+                }
+            }
+        });
+        set.into_iter().collect()
+    }
+
+    /// Sorted values of label `name` among the matching series.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        let mut set = BTreeSet::new();
+        self.visit(matchers, start, end, |l| {
+            if let Some(v) = l.get(name)
+                && !set.contains(v)
+            {
+                set.insert(v.to_string());
+            }
+        });
+        set.into_iter().collect()
+    }
+}

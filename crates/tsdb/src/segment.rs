@@ -1,0 +1,349 @@
+//! Immutable segment files: raw chunks or rollup buckets of many series, written
+//! once (temp file, fsync, rename, directory fsync) and read with positioned reads.
+//!
+//! Layout: `magic(8) kind(1)`, then one data blob per series, then the index, then a
+//! 28-byte footer `index_offset(u64) index_len(u64) index_crc(u32) magic(8)`.
+//! The index lists the segments this one replaces (set by compaction, so a crash
+//! after the rename but before the sources are deleted cannot double data), the
+//! time range, and per series its labels, value kind, blob position, blob CRC and
+//! time range. Every blob is checked against its CRC when read.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::bits::{ByteReader, put_uvarint, put_varint};
+use crate::crc::crc32c;
+use crate::error::{Error, Result, io_err};
+use crate::labels::Labels;
+use crate::rollup::Resolution;
+use crate::types::ValueKind;
+
+const MAGIC: &[u8; 8] = b"SLWSEG01";
+const FOOTER: u64 = 28;
+
+/// What a segment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum SegKind {
+    Raw,
+    Rollup(Resolution),
+}
+
+impl SegKind {
+    pub(crate) const ALL: [SegKind; 3] = [
+        SegKind::Raw,
+        SegKind::Rollup(Resolution::Minute),
+        SegKind::Rollup(Resolution::Hour),
+    ];
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Raw => 0,
+            Self::Rollup(Resolution::Minute) => 1,
+            Self::Rollup(Resolution::Hour) => 2,
+        }
+    }
+
+    fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Raw),
+            1 => Some(Self::Rollup(Resolution::Minute)),
+            2 => Some(Self::Rollup(Resolution::Hour)),
+            _ => None,
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Rollup(Resolution::Minute) => "1m",
+            Self::Rollup(Resolution::Hour) => "1h",
+        }
+    }
+}
+
+/// An open segment file.
+#[derive(Debug)]
+pub(crate) struct SegmentFile {
+    pub(crate) path: PathBuf,
+    file: File,
+    pub(crate) kind: SegKind,
+    pub(crate) seq: u64,
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+    pub(crate) size: u64,
+    pub(crate) replaces: Vec<u64>,
+    /// Position in flush order: its own seq when flushed, the smallest source order when
+    /// merged. Per series, data in a lower-order segment is older.
+    pub(crate) order: u64,
+}
+
+impl SegmentFile {
+    /// Reads one series blob and checks its CRC.
+    pub(crate) fn read_blob(&self, offset: u64, len: u32, crc: u32) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, offset).map_err(io_err(&self.path))?;
+        if crc32c(&buf) != crc {
+            return Err(self.corrupt("blob checksum mismatch"));
+        }
+        Ok(buf)
+    }
+
+    fn corrupt(&self, detail: &str) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// One series in a segment's index.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexEntry {
+    pub(crate) labels: Labels,
+    pub(crate) kind: ValueKind,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+}
+
+/// The file name of segment `seq` of `kind`.
+pub(crate) fn file_name(kind: SegKind, seq: u64) -> String {
+    format!("{}-{seq:016}.seg", kind.prefix())
+}
+
+/// Parses a segment file name into `(kind, seq)`.
+pub(crate) fn parse_name(name: &str) -> Option<(SegKind, u64)> {
+    let stem = name.strip_suffix(".seg")?;
+    let (prefix, seq) = stem.split_once('-')?;
+    let kind = SegKind::ALL.into_iter().find(|k| k.prefix() == prefix)?;
+    Some((kind, seq.parse().ok()?))
+}
+
+/// Writes a new segment.
+pub(crate) struct SegmentWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    pos: u64,
+    kind: SegKind,
+    seq: u64,
+    replaces: Vec<u64>,
+    order: u64,
+    entries: Vec<IndexEntry>,
+}
+
+impl SegmentWriter {
+    pub(crate) fn create(dir: &Path, kind: SegKind, seq: u64, order: u64, replaces: Vec<u64>) -> Result<Self> {
+        let tmp = dir.join(format!("{}.tmp", file_name(kind, seq)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        let mut out = BufWriter::with_capacity(1 << 16, file);
+        out.write_all(MAGIC).map_err(io_err(&tmp))?;
+        out.write_all(&[kind.to_u8()]).map_err(io_err(&tmp))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            tmp,
+            out,
+            pos: 9,
+            kind,
+            seq,
+            replaces,
+            order,
+            entries: Vec::new(),
+        })
+    }
+
+    pub(crate) fn add(&mut self, labels: &Labels, kind: ValueKind, mint: i64, maxt: i64, blob: &[u8]) -> Result<()> {
+        let len = u32::try_from(blob.len()).map_err(|_| Error::CorruptChunk("series blob over 4 GiB"))?;
+        self.out.write_all(blob).map_err(io_err(&self.tmp))?;
+        self.entries.push(IndexEntry {
+            labels: labels.clone(),
+            kind,
+            offset: self.pos,
+            len,
+            crc: crc32c(blob),
+            mint,
+            maxt,
+        });
+        self.pos += blob.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the index and footer, fsyncs, renames into place and fsyncs the directory.
+    pub(crate) fn finish(mut self) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+        let mint = self.entries.iter().map(|e| e.mint).min().unwrap_or(0);
+        let maxt = self.entries.iter().map(|e| e.maxt).max().unwrap_or(0);
+        let mut ix = Vec::new();
+        ix.push(self.kind.to_u8());
+        put_uvarint(&mut ix, self.order);
+        put_uvarint(&mut ix, self.replaces.len() as u64);
+        for &r in &self.replaces {
+            put_uvarint(&mut ix, r);
+        }
+        put_varint(&mut ix, mint);
+        put_varint(&mut ix, maxt);
+        put_uvarint(&mut ix, self.entries.len() as u64);
+        for e in &self.entries {
+            e.labels.encode(&mut ix);
+            ix.push(e.kind.to_u8());
+            put_uvarint(&mut ix, e.offset);
+            put_uvarint(&mut ix, u64::from(e.len));
+            ix.extend_from_slice(&e.crc.to_le_bytes());
+            put_varint(&mut ix, e.mint);
+            put_varint(&mut ix, e.maxt);
+        }
+        let mut footer = Vec::with_capacity(FOOTER as usize);
+        footer.extend_from_slice(&self.pos.to_le_bytes());
+        footer.extend_from_slice(&(ix.len() as u64).to_le_bytes());
+        footer.extend_from_slice(&crc32c(&ix).to_le_bytes());
+        footer.extend_from_slice(MAGIC);
+        let tmp = self.tmp.clone();
+        self.out.write_all(&ix).map_err(io_err(&tmp))?;
+        self.out.write_all(&footer).map_err(io_err(&tmp))?;
+        let file = self.out.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let path = self.dir.join(file_name(self.kind, self.seq));
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        let size = self.pos + ix.len() as u64 + FOOTER;
+        Ok((
+            SegmentFile {
+                path,
+                file,
+                kind: self.kind,
+                seq: self.seq,
+                mint,
+                maxt,
+                size,
+                replaces: self.replaces,
+                order: self.order,
+            },
+            self.entries,
+        ))
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Opens a segment and decodes its index.
+pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+    let corrupt = |detail: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    };
+    let file = File::open(path).map_err(io_err(path))?;
+    let size = file.metadata().map_err(io_err(path))?.len();
+    if size < 9 + FOOTER {
+        return Err(corrupt("file too short"));
+    }
+    let mut footer = [0u8; FOOTER as usize];
+    file.read_exact_at(&mut footer, size - FOOTER).map_err(io_err(path))?;
+    let mut fr = ByteReader::new(&footer);
+    let ix_off = fr.u64_le()?;
+    let ix_len = fr.u64_le()?;
+    let ix_crc = fr.u32_le()?;
+    if fr.bytes(8)? != MAGIC {
+        return Err(corrupt("bad footer magic"));
+    }
+    if ix_off < 9 || ix_off.checked_add(ix_len) != Some(size - FOOTER) {
+        return Err(corrupt("bad index position"));
+    }
+    let mut ix = vec![0u8; ix_len as usize];
+    file.read_exact_at(&mut ix, ix_off).map_err(io_err(path))?;
+    if crc32c(&ix) != ix_crc {
+        return Err(corrupt("index checksum mismatch"));
+    }
+    let parse = || -> Result<_> {
+        let mut r = ByteReader::new(&ix);
+        let kind = SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
+        let order = r.uvarint()?;
+        let nrep = r.len()?;
+        let mut replaces = Vec::with_capacity(nrep);
+        for _ in 0..nrep {
+            replaces.push(r.uvarint()?);
+        }
+        let mint = r.varint()?;
+        let maxt = r.varint()?;
+        let n = r.len()?;
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let labels = Labels::decode(&mut r)?;
+            let kind = ValueKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad value kind"))?;
+            let offset = r.uvarint()?;
+            let len = u32::try_from(r.uvarint()?).map_err(|_| Error::CorruptChunk("bad blob length"))?;
+            let crc = r.u32_le()?;
+            let (emint, emaxt) = (r.varint()?, r.varint()?);
+            if offset < 9 || offset.saturating_add(u64::from(len)) > ix_off {
+                return Err(Error::CorruptChunk("blob outside the data section"));
+            }
+            entries.push(IndexEntry {
+                labels,
+                kind,
+                offset,
+                len,
+                crc,
+                mint: emint,
+                maxt: emaxt,
+            });
+        }
+        Ok((kind, order, replaces, mint, maxt, entries))
+    };
+    let (kind, order, replaces, mint, maxt, entries) = parse().map_err(|e| corrupt(&e.to_string()))?;
+    Ok((
+        SegmentFile {
+            path: path.to_path_buf(),
+            file,
+            kind,
+            seq,
+            mint,
+            maxt,
+            size,
+            replaces,
+            order,
+        },
+        entries,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_open_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::create(dir.path(), SegKind::Raw, 7, 3, vec![3, 4]).unwrap();
+        let l = Labels::with_name("up", [("job", "a")]).unwrap();
+        w.add(&l, ValueKind::Float, 10, 20, b"hello").unwrap();
+        let (seg, entries) = w.finish().unwrap();
+        assert_eq!(seg.path.file_name().unwrap(), "raw-0000000000000007.seg");
+        let (seg2, entries2) = open(&seg.path, 7).unwrap();
+        assert_eq!(seg2.replaces, vec![3, 4]);
+        assert_eq!((seg2.mint, seg2.maxt), (10, 20));
+        assert_eq!(entries2[0].labels, entries[0].labels);
+        let e = &entries2[0];
+        assert_eq!(seg2.read_blob(e.offset, e.len, e.crc).unwrap(), b"hello");
+        assert!(seg2.read_blob(e.offset, e.len, e.crc ^ 1).is_err());
+        // Truncated or garbage files give errors.
+        let bytes = std::fs::read(&seg.path).unwrap();
+        for cut in [0, 5, 20, bytes.len() - 1] {
+            std::fs::write(&seg.path, &bytes[..cut]).unwrap();
+            assert!(open(&seg.path, 7).is_err());
+        }
+        assert_eq!(parse_name("1h-0000000000000012.seg"), Some((SegKind::Rollup(Resolution::Hour), 12)));
+    }
+}

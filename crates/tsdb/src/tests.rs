@@ -1,0 +1,383 @@
+//! Database-level tests: behaviour checks and a proptest model check against a naive
+//! in-memory model across appends, syncs, flushes, compactions and crashes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::rollup::{self, Bucket};
+use crate::*;
+
+fn opts() -> Options {
+    Options {
+        max_series: 3,
+        sync_interval: Duration::from_secs(3600),
+        chunk_samples: 3,
+        compaction_windows_ms: [60_000, 120_000, 3_600_000],
+        ..Options::default()
+    }
+}
+
+fn labels(i: usize) -> Labels {
+    match i {
+        0 => Labels::with_name("a", [("job", "x")]),
+        1 => Labels::with_name("a", [("job", "y")]),
+        2 => Labels::with_name("b", [("job", "x")]),
+        _ => Labels::with_name("b", []),
+    }
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn pt(i: usize, t: i64, v: Value) -> Point {
+    Point { labels: labels(i), t, v }
+}
+
+#[test]
+fn db_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Db>();
+}
+
+#[test]
+fn append_select_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let r = db
+        .append(&[
+            pt(0, 1000, Value::Float(1.5)),
+            pt(0, 2000, Value::Float(2.5)),
+            pt(0, 1500, Value::Float(9.0)),
+            pt(0, 2000, Value::Float(2.5)),
+            pt(0, 2000, Value::Float(3.0)),
+            pt(0, 3000, Value::Int(1)),
+            pt(1, 1000, Value::Int(7)),
+            pt(2, 1000, Value::Bool(true)),
+            pt(3, 1000, Value::Float(0.0)),
+        ])
+        .unwrap();
+    assert_eq!(r.accepted, 4);
+    assert_eq!(r.duplicates, 1);
+    let kinds: Vec<_> = r.errors.iter().map(|(i, e)| (*i, std::mem::discriminant(e))).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (2, std::mem::discriminant(&Error::OutOfOrder { t: 0, last: 0 })),
+            (4, std::mem::discriminant(&Error::DuplicateTimestamp { t: 0 })),
+            (5, std::mem::discriminant(&Error::TypeConflict { labels: String::new(), existing: ValueKind::Float, got: ValueKind::Float })),
+            (8, std::mem::discriminant(&Error::TooManySeries { limit: 0 })),
+        ]
+    );
+    let st = db.stats();
+    assert_eq!((st.rejected_out_of_order, st.rejected_type_conflict, st.rejected_too_many_series), (1, 1, 1));
+    db.set_metadata("a", Metadata { metric_type: MetricType::Counter, help: "A things".into(), unit: "".into() }).unwrap();
+    let check = |db: &Db| {
+        let s = db.select(&[Matcher::metric("a")], 0, 10_000).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].samples, vec![Sample { t: 1000, v: Value::Float(1.5) }, Sample { t: 2000, v: Value::Float(2.5) }]);
+        assert_eq!(s[1].samples, vec![Sample { t: 1000, v: Value::Int(7) }]);
+        assert_eq!(db.label_values("job", &[], 0, 10_000), vec!["x", "y"]);
+        assert_eq!(db.label_names(&[], 0, 10_000), vec!["__name__", "job"]);
+        assert_eq!(db.series(&[Matcher::new("job", MatchOp::Re, "x").unwrap()], 0, 10_000).len(), 2);
+        assert_eq!(db.metadata(Some("a"))[0].1.help, "A things");
+    };
+    check(&db);
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    check(&db);
+    db.flush_all().unwrap();
+    db.compact().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    check(&db);
+    // The kind survives a reopen from segments only.
+    let r = db.append(&[pt(0, 5000, Value::Int(1))]).unwrap();
+    assert!(matches!(r.errors[0].1, Error::TypeConflict { .. }));
+}
+
+#[test]
+fn garbage_wal_tail_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for t in 0..10 {
+        db.append(&[pt(0, t * 1000, Value::Float(t as f64))]).unwrap();
+    }
+    drop(db);
+    let wal = dir.path().join("wal");
+    let full = std::fs::read(&wal).unwrap();
+    // Torn at every length, and with garbage appended: opens, keeps a prefix.
+    for cut in (0..full.len()).step_by(7).chain([full.len()]) {
+        let mut bytes = full[..cut].to_vec();
+        bytes.extend_from_slice(&[0x5a; 13]);
+        std::fs::write(&wal, &bytes).unwrap();
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let n = db.select(&[], 0, i64::MAX).unwrap().first().map_or(0, |s| s.samples.len());
+        assert!(n <= 10);
+        if cut == full.len() {
+            assert_eq!(n, 10);
+        }
+        drop(db);
+        std::fs::write(&wal, &full).unwrap();
+    }
+}
+
+#[test]
+fn corrupt_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for t in 0..10 {
+        db.append(&[pt(0, t * 1000, Value::Float(t as f64))]).unwrap();
+    }
+    db.flush_all().unwrap();
+    drop(db);
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("raw-"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // A flipped bit in the data is found when the blob is read.
+    bytes[12] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert!(db.select(&[], 0, i64::MAX).is_err());
+    drop(db);
+    // A truncated segment fails the open with a clear error.
+    std::fs::write(&seg, &bytes[..bytes.len() - 3]).unwrap();
+    let err = Db::open(dir.path(), opts()).err().unwrap();
+    assert!(err.to_string().contains("corrupt file"), "{err}");
+}
+
+#[test]
+fn retention_drops_old_segments_and_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options { retention_ms: 10_000, rollup_minute_retention_ms: 20_000, rollup_hour_retention_ms: 20_000, ..opts() };
+    let db = Db::open(dir.path(), o).unwrap();
+    for t in 0..6 {
+        db.append(&[pt(0, t * 1000, Value::Float(1.0)), pt(1, 100_000 + t * 1000, Value::Float(1.0))]).unwrap();
+    }
+    db.flush_all().unwrap();
+    let r = db.apply_retention(50_000).unwrap();
+    assert_eq!(r.segments_deleted, 0, "segments span both series");
+    let r = db.apply_retention(200_000).unwrap();
+    assert_eq!(r.segments_deleted, 3);
+    assert_eq!(r.series_dropped, 2);
+    let r = db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
+    assert!(matches!(r.errors[0].1, Error::TooOld { .. }));
+    assert_eq!(db.stats().series, 1, "the rejected sample still created its series");
+}
+
+#[test]
+fn concurrent_appends_and_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(Db::open(dir.path(), Options { chunk_samples: 16, ..Options::default() }).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let l = Labels::with_name("m", [("w", w.to_string().as_str())]).unwrap();
+                for t in 0..200 {
+                    db.append(&[Point { labels: l.clone(), t, v: Value::Float(t as f64) }]).unwrap();
+                    if t % 50 == 0 {
+                        db.select(&[Matcher::metric("m")], 0, 1000).unwrap();
+                        db.flush().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = db.select(&[Matcher::metric("m")], 0, 1000).unwrap();
+    assert_eq!(s.len(), 4);
+    assert!(s.iter().all(|s| s.samples.len() == 200));
+}
+
+// ---- model check ----
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// (series, time step in s relative to that series' cursor, kind selector, value)
+    Append(Vec<(usize, i64, u8, i8)>),
+    Sync,
+    Flush,
+    FlushAll,
+    Compact,
+    /// Process killed: everything written survives.
+    Kill,
+    /// Power cut: only fsynced data survives.
+    PowerLoss,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec((0usize..4, -2i64..12, 0u8..12, any::<i8>()), 1..8).prop_map(Op::Append),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Flush),
+        1 => Just(Op::FlushAll),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Kill),
+        1 => Just(Op::PowerLoss),
+    ]
+}
+
+type ModelSeries = (ValueKind, BTreeMap<i64, Value>);
+
+#[derive(Clone, Default)]
+struct Model {
+    series: BTreeMap<usize, ModelSeries>,
+}
+
+impl Model {
+    /// Applies one sample; returns "stored", "dup" or "rejected".
+    fn append(&mut self, s: usize, t: i64, v: Value, max_series: usize) -> &'static str {
+        if !self.series.contains_key(&s) {
+            if self.series.len() >= max_series {
+                return "rejected";
+            }
+            self.series.insert(s, (v.kind(), BTreeMap::new()));
+        }
+        let Some((kind, samples)) = self.series.get_mut(&s) else { return "rejected" };
+        if *kind != v.kind() {
+            return "rejected";
+        }
+        match samples.last_key_value() {
+            Some((&lt, lv)) if t < lt || (t == lt && *lv != v) => "rejected",
+            Some((&lt, _)) if t == lt => "dup",
+            _ => {
+                samples.insert(t, v);
+                "stored"
+            }
+        }
+    }
+
+    fn select(&self, m: &[Matcher], start: i64, end: i64) -> Vec<Series> {
+        let mut out: Vec<Series> = self
+            .series
+            .iter()
+            .filter(|(i, _)| m.iter().all(|m| m.matches_labels(&labels(**i))))
+            .map(|(i, (kind, s))| Series {
+                labels: labels(*i),
+                kind: *kind,
+                samples: s.range(start..=end).map(|(&t, &v)| Sample { t, v }).collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+}
+
+fn matcher_sets() -> Vec<Vec<Matcher>> {
+    vec![
+        vec![],
+        vec![Matcher::metric("a")],
+        vec![Matcher::new("job", MatchOp::Ne, "x").unwrap()],
+        vec![Matcher::new("job", MatchOp::Re, "x|y").unwrap(), Matcher::new("__name__", MatchOp::Nre, "b").unwrap()],
+        vec![Matcher::new("job", MatchOp::Eq, "").unwrap()],
+    ]
+}
+
+fn check_queries(db: &Db, model: &Model, start: i64, end: i64) -> Result<(), TestCaseError> {
+    for m in matcher_sets() {
+        let got = db.select(&m, start, end).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&got, &model.select(&m, start, end), "matchers {:?}", m);
+        let all = model.select(&m, i64::MIN, i64::MAX);
+        let want: Vec<Labels> = all.iter().map(|s| s.labels.clone()).collect();
+        prop_assert_eq!(db.series(&m, i64::MIN, i64::MAX), want);
+        let rolled = db.select_rollup(&m, i64::MIN, i64::MAX, Resolution::Minute).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let want: Vec<(Labels, Vec<Bucket>)> = all
+            .iter()
+            .map(|s| {
+                let mut b = Vec::new();
+                rollup::aggregate(s.samples.iter().map(|x| (x.t, x.v.as_f64())), 60_000, &mut b);
+                (s.labels.clone(), b)
+            })
+            .collect();
+        let got: Vec<(Labels, Vec<Bucket>)> = rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
+        prop_assert_eq!(got, want);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn model_check(ops in proptest::collection::vec(op(), 1..25), start in 0i64..60, len in 0i64..120) {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts();
+        let mut db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut cur = Model::default();
+        let mut durable = Model::default();
+        let mut cursor = [0i64; 4];
+        for op in ops {
+            match op {
+                Op::Append(items) => {
+                    let mut points = Vec::new();
+                    let mut want = (0, 0, 0);
+                    for (s, step, ksel, val) in items {
+                        let t = cursor[s] + step * 1000;
+                        cursor[s] = cursor[s].max(t);
+                        let v = if ksel == 0 || s == 3 { Value::Int(i64::from(val)) } else { Value::Float(f64::from(val)) };
+                        match cur.append(s, t, v, o.max_series) {
+                            "stored" => want.0 += 1,
+                            "dup" => want.1 += 1,
+                            _ => want.2 += 1,
+                        }
+                        points.push(pt(s, t, v));
+                    }
+                    let r = db.append(&points).unwrap();
+                    prop_assert_eq!((r.accepted, r.duplicates, r.errors.len()), want);
+                }
+                Op::Sync => {
+                    db.sync().unwrap();
+                    durable = cur.clone();
+                }
+                Op::Flush => {
+                    db.flush().unwrap();
+                    durable = cur.clone();
+                }
+                Op::FlushAll => {
+                    db.flush_all().unwrap();
+                    durable = cur.clone();
+                }
+                Op::Compact => {
+                    db.compact().unwrap();
+                }
+                Op::Kill => {
+                    drop(db);
+                    db = Db::open(dir.path(), o.clone()).unwrap();
+                    durable = cur.clone();
+                }
+                Op::PowerLoss => {
+                    db.simulate_power_loss().unwrap();
+                    db = Db::open(dir.path(), o.clone()).unwrap();
+                    cur = durable.clone();
+                }
+            }
+            check_queries(&db, &cur, start * 1000, (start + len) * 1000)?;
+        }
+    }
+}
+
+/// Regression: compaction once merged non-neighbouring segments, so a series' partial
+/// buckets came back out of order.
+#[test]
+fn compaction_merges_only_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for t in [0, 1000, 2000] {
+        db.append(&[pt(2, t, Value::Float(t as f64))]).unwrap();
+    }
+    db.flush().unwrap();
+    db.append(&[pt(2, 3000, Value::Float(1.0)), pt(0, -1000, Value::Float(0.0))]).unwrap();
+    db.flush_all().unwrap();
+    db.append(&[pt(2, 4000, Value::Float(2.0))]).unwrap();
+    db.flush_all().unwrap();
+    let before = db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute).unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute).unwrap(), before);
+    assert_eq!(before[1].buckets[0].last_t, 4000);
+    assert_eq!(before[1].buckets[0].increase, 2000.0 + 1.0 + 1.0);
+}
