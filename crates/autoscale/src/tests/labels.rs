@@ -65,7 +65,13 @@ fn min_defaults_to_one_and_a_preset_can_be_named() {
 #[test]
 fn errors_name_the_label() {
     check_errors(
-        &[("MIN", "two"), ("MAX", "8"), ("CPU", "lots"), ("MODE", "xor"), ("GPU", "1")],
+        &[
+            ("MIN", "two"),
+            ("MAX", "8"),
+            ("CPU", "lots"),
+            ("MODE", "xor"),
+            ("GPU", "1"),
+        ],
         &[
             "/labels/SLIPWAY_AUTOSCALE_CPU: expected a number, got 'lots'",
             "/labels/SLIPWAY_AUTOSCALE_GPU: unknown autoscale label: expected one of SLIPWAY_AUTOSCALE_MIN, SLIPWAY_AUTOSCALE_MAX, SLIPWAY_AUTOSCALE_CPU, SLIPWAY_AUTOSCALE_MEM, SLIPWAY_AUTOSCALE_RPS, SLIPWAY_AUTOSCALE_MODE, SLIPWAY_AUTOSCALE_PRESET",
@@ -85,7 +91,13 @@ fn errors_name_the_label() {
 #[test]
 fn policy_rules_are_reported_on_the_labels() {
     check_errors(
-        &[("MIN", "5"), ("MAX", "3"), ("CPU", "150"), ("RPS", "0"), ("PRESET", "keda")],
+        &[
+            ("MIN", "5"),
+            ("MAX", "3"),
+            ("CPU", "150"),
+            ("RPS", "0"),
+            ("PRESET", "keda"),
+        ],
         &[
             "/labels/SLIPWAY_AUTOSCALE_MIN: min (5) is greater than max (3)",
             "/labels/SLIPWAY_AUTOSCALE_CPU: must be in (0, 100], got 150",

@@ -19,11 +19,6 @@ fn at(s: f64) -> Timestamp {
     Timestamp(BASE_MS + (s * 1000.0).round() as i64)
 }
 
-/// Seconds since the base.
-fn secs(t: Timestamp) -> f64 {
-    (t.0 - BASE_MS) as f64 / 1000.0
-}
-
 /// A ready instance (started long ago) with one sample of `signal` at `now`.
 fn ready(id: &str, signal: Signal, now: f64, value: f64) -> Instance {
     Instance {
@@ -40,7 +35,14 @@ fn ready(id: &str, signal: Signal, now: f64, value: f64) -> Instance {
 }
 
 /// An instance in `readiness`, started `age` seconds before `now`, with one sample.
-fn young(id: &str, readiness: Readiness, now: f64, age: f64, signal: Signal, value: f64) -> Instance {
+fn young(
+    id: &str,
+    readiness: Readiness,
+    now: f64,
+    age: f64,
+    signal: Signal,
+    value: f64,
+) -> Instance {
     Instance {
         id: id.into(),
         readiness,

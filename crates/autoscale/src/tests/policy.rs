@@ -81,7 +81,11 @@ fn the_hpa_preset_is_hpas_default_timing_and_fields_override_it() {
     let b = &p.behavior;
     assert_eq!(b.preset, Some(Preset::Hpa));
     assert_eq!(
-        (b.sync_period_seconds, b.metric_resolution_seconds, b.tolerance),
+        (
+            b.sync_period_seconds,
+            b.metric_resolution_seconds,
+            b.tolerance
+        ),
         (15.0, 15.0, 0.1)
     );
     assert_eq!(b.scale_up.breach_seconds, 0.0);
@@ -117,7 +121,11 @@ fn serialized_policies_parse_back_to_themselves() {
     custom.behavior.panic = None;
     let mut hpa = Policy::new(1, 4, vec![Metric::LatencyP95 { target: 200.0 }]);
     hpa.behavior = Behavior::preset(Some(Preset::Hpa));
-    for p in [Policy::new(1, 10, vec![Metric::Cpu { target: 50.0 }]), hpa, custom] {
+    for p in [
+        Policy::new(1, 10, vec![Metric::Cpu { target: 50.0 }]),
+        hpa,
+        custom,
+    ] {
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(parse(v.clone()).unwrap(), p, "{v}");
         let back: Policy = serde_json::from_value(v).unwrap();
@@ -127,9 +135,16 @@ fn serialized_policies_parse_back_to_themselves() {
 
 #[test]
 fn the_json_shape_is_camel_case() {
-    let v = serde_json::to_value(Policy::new(1, 3, vec![Metric::LatencyP95 { target: 100.0 }]))
-        .unwrap();
-    assert_eq!(v["metrics"][0], json!({"type": "latencyP95", "target": 100.0}));
+    let v = serde_json::to_value(Policy::new(
+        1,
+        3,
+        vec![Metric::LatencyP95 { target: 100.0 }],
+    ))
+    .unwrap();
+    assert_eq!(
+        v["metrics"][0],
+        json!({"type": "latencyP95", "target": 100.0})
+    );
     assert_eq!(v["mode"], "any");
     assert_eq!(v["behavior"]["scaleDown"]["stabilizationSeconds"], 120.0);
     assert_eq!(
@@ -215,8 +230,8 @@ fn malformed_json_is_a_400_not_a_422() {
 
 #[test]
 fn invalid_policies_convert_to_the_apis_422() {
-    let err = parse(json!({"min": 3, "max": 1, "metrics": [{"type": "cpu", "target": 50}]}))
-        .unwrap_err();
+    let err =
+        parse(json!({"min": 3, "max": 1, "metrics": [{"type": "cpu", "target": 50}]})).unwrap_err();
     assert_eq!(
         err.to_string(),
         "policy is not valid: /min: min (3) is greater than max (1)"
@@ -227,18 +242,29 @@ fn invalid_policies_convert_to_the_apis_422() {
 
 #[test]
 fn validate_checks_policies_built_in_code() {
-    let mut p = Policy::new(4, 2, vec![Metric::Promql {
-        query: "rate(x[1m]".into(),
-        target: 0.0,
-    }]);
+    let mut p = Policy::new(
+        4,
+        2,
+        vec![Metric::Promql {
+            query: "rate(x[1m]".into(),
+            target: 0.0,
+        }],
+    );
     p.behavior.tolerance = 1.5;
     let err = p.validate(&promql_check).unwrap_err();
     let paths: Vec<&str> = err.fields().iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
-        ["/min", "/metrics(0)/target", "/metrics(0)/query", "/behavior/tolerance"]
+        [
+            "/min",
+            "/metrics(0)/target",
+            "/metrics(0)/query",
+            "/behavior/tolerance"
+        ]
     );
-    assert!(Policy::new(1, 2, vec![Metric::Cpu { target: 50.0 }])
-        .validate(&promql_check)
-        .is_ok());
+    assert!(
+        Policy::new(1, 2, vec![Metric::Cpu { target: 50.0 }])
+            .validate(&promql_check)
+            .is_ok()
+    );
 }
