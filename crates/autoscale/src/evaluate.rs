@@ -78,7 +78,7 @@ pub(crate) fn evaluate(input: &Input, metric: &Metric, now: Timestamp) -> Metric
         None => app_wide(input, metric, window, &mut report),
     }
     if let (Some(p), Some(ratio)) = (&b.panic, report.effective_ratio()) {
-        report.panic = ratio >= p.threshold;
+        report.panic = ratio >= p.threshold - EPS;
     }
     report
 }
