@@ -28,7 +28,7 @@ pub use cgroup::{CgroupMounts, CgroupPaths, V1Dirs, docker_cgroup};
 pub use desc::{Desc, MetricType};
 pub use expo::{Format, encode, escape_label_value, sanitize_label_name};
 pub use family::{Families, Labels, MetricFamily, Sample, SampleSuffix, Sink};
-pub use files::CollectStats;
+pub use files::{CollectStats, raise_fd_limit};
 pub use host::{HostCollector, HostPaths};
 pub use registry::{
     Counter, CounterVec, DEFAULT_BUCKETS, Gauge, GaugeVec, Histogram, HistogramVec, Registry,

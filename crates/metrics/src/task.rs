@@ -4,16 +4,38 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{CgroupPaths, V1Dirs};
+use crate::desc::Desc;
 use crate::family::{Labels, Sink};
-use crate::files::{CollectStats, FileReader, clock_ticks};
+use crate::files::{CollectStats, FileCache, FileReader, clock_ticks, default_budget};
 use crate::names as n;
 use crate::parse;
 
 /// v1 reports "no limit" as a page-rounded `i64::MAX`; anything this large is unlimited.
 const V1_UNLIMITED: u64 = 1 << 62;
 
-/// One task to collect.
-#[derive(Debug, Clone)]
+/// Cache slot of `/proc/PID/net/dev` (slots 0..17 are the cgroup files of `collect_v1`/`collect_v2`).
+const NET_DEV_SLOT: usize = 17;
+
+/// What the collector remembers about a target between rounds.
+#[derive(Debug, Default)]
+struct TargetState {
+    /// Cgroup and net/dev files kept open, files known missing.
+    files: FileCache,
+    /// Whether the pid lives in the collector's own network namespace (then network is not collected).
+    host_netns: Option<bool>,
+    /// The start time read from `/proc/PID/stat`, once.
+    start_time: Option<Option<f64>>,
+    /// When the slowly changing files were last read (`now` of that round).
+    slow_at: Option<f64>,
+    /// Their samples, repeated until the next slow read.
+    slow: Vec<(&'static Desc, f64)>,
+    /// Whether a CPU quota was set at the last slow read (throttling is only read and emitted then).
+    has_quota: bool,
+}
+
+/// One task to collect, with the files the collector keeps open for it (dropped with the target:
+/// drop the target when the task is gone).
+#[derive(Debug)]
 pub struct TaskTarget {
     /// Labels on every series of the task: Slipway's `app`, `task`, `env`, `version` and cAdvisor's `id`, `name`, `image`.
     pub labels: Labels,
@@ -23,6 +45,20 @@ pub struct TaskTarget {
     pub pid: Option<i32>,
     /// Start time in seconds since the epoch when known (recorded at launch); else read from `/proc/PID/stat`.
     pub start_time: Option<f64>,
+    state: TargetState,
+}
+
+impl Clone for TaskTarget {
+    /// A copy that starts without kept-open files.
+    fn clone(&self) -> TaskTarget {
+        TaskTarget {
+            labels: self.labels.clone(),
+            cgroups: self.cgroups.clone(),
+            pid: self.pid,
+            start_time: self.start_time,
+            state: TargetState::default(),
+        }
+    }
 }
 
 impl TaskTarget {
@@ -37,7 +73,13 @@ impl TaskTarget {
             cgroups,
             pid,
             start_time: None,
+            state: TargetState::default(),
         }
+    }
+
+    /// Number of files the collector keeps open for this target.
+    pub fn open_files(&self) -> usize {
+        self.state.files.open_files()
     }
 }
 
@@ -55,6 +97,7 @@ pub struct TaskCollector {
     devices: HashMap<(u32, u32), String>,
     io: Vec<((u32, u32), [u64; 4])>,
     label: String,
+    slow_period: f64,
 }
 
 impl Default for TaskCollector {
@@ -64,7 +107,7 @@ impl Default for TaskCollector {
 }
 
 /// Emits one sample without extra labels.
-fn emit<S: Sink + ?Sized>(sink: &mut S, desc: &'static crate::Desc, labels: &Labels, v: f64) {
+fn emit<S: Sink + ?Sized>(sink: &mut S, desc: &'static Desc, labels: &Labels, v: f64) {
     sink.emit(desc, labels, &[], v);
 }
 
@@ -81,15 +124,18 @@ impl TaskCollector {
         let own_netns = std::fs::read_link(proc_root.join("self/ns/net"))
             .ok()
             .map(|p| p.into_os_string().into_encoded_bytes());
+        let mut files = FileReader::new();
+        files.budget = default_budget();
         let mut c = TaskCollector {
             proc_root,
-            files: FileReader::new(),
+            files,
             clk_tck,
             btime: None,
             own_netns,
             devices: HashMap::new(),
             io: Vec::new(),
             label: String::new(),
+            slow_period: 10.0,
         };
         if c.files.read(&c.proc_root, "stat") {
             let mut btime = None;
@@ -104,30 +150,137 @@ impl TaskCollector {
         self.files.stats
     }
 
+    /// Files kept open for all targets of all collectors of the process.
+    pub fn open_files(&self) -> usize {
+        crate::files::open_files()
+    }
+
+    /// How many files all targets together may keep open (default: half the soft `RLIMIT_NOFILE`, see
+    /// [`crate::raise_fd_limit`]); beyond it files are opened and closed on every read, which costs about
+    /// twice as much CPU. Zero keeps nothing open.
+    pub fn set_fd_budget(&mut self, files: usize) {
+        self.files.budget = files;
+    }
+
+    /// How often the slowly changing files are read again, in seconds of the `now` passed to
+    /// [`TaskCollector::collect`] (default 10): the limits (`container_spec_*`), peak usage, failcnt, OOM
+    /// count and process count. In between their last values are repeated, which at a 1 s interval saves
+    /// about half the reads. Zero reads them every round.
+    pub fn set_slow_period(&mut self, seconds: f64) {
+        self.slow_period = seconds;
+    }
+
     /// Collects one task at time `now` (seconds since the epoch) into `sink`.
-    pub fn collect<S: Sink + ?Sized>(&mut self, target: &TaskTarget, now: f64, sink: &mut S) {
+    pub fn collect<S: Sink + ?Sized>(&mut self, target: &mut TaskTarget, now: f64, sink: &mut S) {
         self.files.stats.targets += 1;
+        let state = &mut target.state;
+        std::mem::swap(&mut self.files.cache, &mut state.files);
+        self.files.cache.round += 1;
         let labels = &target.labels;
+        let slow_due = state
+            .slow_at
+            .is_none_or(|t| now - t >= self.slow_period || now < t);
+        if slow_due {
+            state.slow.clear();
+            state.has_quota = match &target.cgroups {
+                CgroupPaths::V1(d) => self.slow_v1(d, &mut state.slow),
+                CgroupPaths::V2(d) => self.slow_v2(d, &mut state.slow),
+            };
+            state.slow_at = Some(now);
+        }
+        let read_before = self.files.stats.files_read;
         match &target.cgroups {
-            CgroupPaths::V1(d) => self.collect_v1(d, labels, sink),
-            CgroupPaths::V2(d) => self.collect_v2(d, labels, sink),
+            CgroupPaths::V1(d) => self.fast_v1(d, state.has_quota, labels, sink),
+            CgroupPaths::V2(d) => self.fast_v2(d, state.has_quota, labels, sink),
+        }
+        if self.files.stats.files_read > read_before {
+            for &(desc, v) in &state.slow {
+                emit(sink, desc, labels, v);
+            }
+        } else {
+            // The cgroup is gone (or unreadable): repeat nothing, and read everything once it is back.
+            state.slow.clear();
+            state.slow_at = None;
         }
         if let Some(pid) = target.pid.filter(|&p| p > 0) {
-            self.collect_network(pid, labels, sink);
+            self.collect_network(pid, &mut state.host_netns, labels, sink);
         }
-        let start = target.start_time.or_else(|| self.start_time(target.pid?));
+        let start = match (target.start_time, target.pid) {
+            (Some(t), _) => Some(t),
+            (None, Some(pid)) => *state.start_time.get_or_insert_with(|| self.start_time(pid)),
+            (None, None) => None,
+        };
         if let Some(start) = start {
             emit(sink, &n::START_TIME, labels, start);
         }
         emit(sink, &n::LAST_SEEN, labels, now);
+        std::mem::swap(&mut self.files.cache, &mut state.files);
     }
 
-    fn collect_v1<S: Sink + ?Sized>(&mut self, d: &V1Dirs, labels: &Labels, sink: &mut S) {
+    /// The slowly changing v1 files into `out`; true if a CFS quota is set.
+    fn slow_v1(&mut self, d: &V1Dirs, out: &mut Vec<(&'static Desc, f64)>) -> bool {
+        let mut has_quota = false;
+        if let Some(dir) = &d.cpu {
+            if let Some(q) = self.files.read_i64(Some(2), dir, "cpu.cfs_quota_us")
+                && q > 0
+            {
+                out.push((&n::SPEC_CPU_QUOTA, q as f64));
+                has_quota = true;
+            }
+            if let Some(period) = self.files.read_u64(Some(3), dir, "cpu.cfs_period_us") {
+                out.push((&n::SPEC_CPU_PERIOD, period as f64));
+            }
+            if let Some(shares) = self.files.read_u64(Some(4), dir, "cpu.shares") {
+                out.push((&n::SPEC_CPU_SHARES, shares as f64));
+            }
+        }
+        if let Some(dir) = &d.memory {
+            if let Some(v) = self
+                .files
+                .read_u64(Some(8), dir, "memory.max_usage_in_bytes")
+            {
+                out.push((&n::MEMORY_MAX_USAGE, v as f64));
+            }
+            if let Some(v) = self.files.read_u64(Some(9), dir, "memory.failcnt") {
+                out.push((&n::MEMORY_FAILCNT, v as f64));
+            }
+            if let Some(v) = self.files.read_u64(Some(10), dir, "memory.limit_in_bytes") {
+                let limit = if v >= V1_UNLIMITED { 0 } else { v };
+                out.push((&n::SPEC_MEMORY_LIMIT, limit as f64));
+            }
+            if self.files.read_slot(Some(11), dir, "memory.oom_control") {
+                let mut kills = None;
+                parse::key_values(self.files.data(), |k, v| {
+                    if k == b"oom_kill" {
+                        kills = Some(v);
+                    }
+                });
+                if let Some(k) = kills {
+                    out.push((&n::OOM_EVENTS, k as f64));
+                }
+            }
+        }
+        if let Some(dir) = d.pids.as_ref().or(d.memory.as_ref()).or(d.cpuacct.as_ref())
+            && self.files.read_slot(Some(14), dir, "cgroup.procs")
+        {
+            out.push((&n::PROCESSES, parse::count_lines(self.files.data()) as f64));
+        }
+        has_quota
+    }
+
+    /// The v1 files read every round.
+    fn fast_v1<S: Sink + ?Sized>(
+        &mut self,
+        d: &V1Dirs,
+        has_quota: bool,
+        labels: &Labels,
+        sink: &mut S,
+    ) {
         if let Some(dir) = &d.cpuacct {
-            if let Some(ns) = self.files.read_u64(dir, "cpuacct.usage") {
+            if let Some(ns) = self.files.read_u64(Some(0), dir, "cpuacct.usage") {
                 sink.emit(&n::CPU_USAGE, labels, &[("cpu", "total")], ns as f64 / 1e9);
             }
-            if self.files.read(dir, "cpuacct.stat") {
+            if self.files.read_slot(Some(1), dir, "cpuacct.stat") {
                 let (mut user, mut system) = (None, None);
                 parse::key_values(self.files.data(), |k, v| match k {
                     b"user" => user = Some(v),
@@ -142,32 +295,23 @@ impl TaskCollector {
                 }
             }
         }
-        if let Some(dir) = &d.cpu {
-            let quota = self.files.read_i64(dir, "cpu.cfs_quota_us");
-            if let Some(period) = self.files.read_u64(dir, "cpu.cfs_period_us") {
-                emit(sink, &n::SPEC_CPU_PERIOD, labels, period as f64);
-            }
-            if let Some(shares) = self.files.read_u64(dir, "cpu.shares") {
-                emit(sink, &n::SPEC_CPU_SHARES, labels, shares as f64);
-            }
-            if let Some(q) = quota.filter(|&q| q > 0) {
-                emit(sink, &n::SPEC_CPU_QUOTA, labels, q as f64);
-                if self.files.read(dir, "cpu.stat") {
-                    let mut t = [None; 3];
-                    parse::key_values(self.files.data(), |k, v| match k {
-                        b"nr_periods" => t[0] = Some(v),
-                        b"nr_throttled" => t[1] = Some(v),
-                        b"throttled_time" => t[2] = Some(v),
-                        _ => {}
-                    });
-                    self.emit_throttling(t, 1e9, labels, sink);
-                }
-            }
+        if has_quota
+            && let Some(dir) = &d.cpu
+            && self.files.read_slot(Some(5), dir, "cpu.stat")
+        {
+            let mut t = [None; 3];
+            parse::key_values(self.files.data(), |k, v| match k {
+                b"nr_periods" => t[0] = Some(v),
+                b"nr_throttled" => t[1] = Some(v),
+                b"throttled_time" => t[2] = Some(v),
+                _ => {}
+            });
+            self.emit_throttling(t, 1e9, labels, sink);
         }
         if let Some(dir) = &d.memory {
-            let usage = self.files.read_u64(dir, "memory.usage_in_bytes");
+            let usage = self.files.read_u64(Some(6), dir, "memory.usage_in_bytes");
             let mut m = [None; 5];
-            if self.files.read(dir, "memory.stat") {
+            if self.files.read_slot(Some(7), dir, "memory.stat") {
                 parse::key_values(self.files.data(), |k, v| match k {
                     b"total_inactive_file" => m[0] = Some(v),
                     b"total_rss" => m[1] = Some(v),
@@ -178,59 +322,31 @@ impl TaskCollector {
                 });
             }
             self.emit_memory(usage, m, labels, sink);
-            if let Some(v) = self.files.read_u64(dir, "memory.max_usage_in_bytes") {
-                emit(sink, &n::MEMORY_MAX_USAGE, labels, v as f64);
-            }
-            if let Some(v) = self.files.read_u64(dir, "memory.failcnt") {
-                emit(sink, &n::MEMORY_FAILCNT, labels, v as f64);
-            }
-            if let Some(v) = self.files.read_u64(dir, "memory.limit_in_bytes") {
-                let limit = if v >= V1_UNLIMITED { 0 } else { v };
-                emit(sink, &n::SPEC_MEMORY_LIMIT, labels, limit as f64);
-            }
-            if self.files.read(dir, "memory.oom_control") {
-                let mut kills = None;
-                parse::key_values(self.files.data(), |k, v| {
-                    if k == b"oom_kill" {
-                        kills = Some(v);
-                    }
-                });
-                if let Some(k) = kills {
-                    emit(sink, &n::OOM_EVENTS, labels, k as f64);
-                }
-            }
         }
-        let threads = match &d.pids {
-            Some(dir) => self.files.read_u64(dir, "pids.current"),
-            None => None,
+        let threads = match (&d.pids, d.memory.as_ref().or(d.cpuacct.as_ref())) {
+            (Some(dir), _) => self.files.read_u64(Some(12), dir, "pids.current"),
+            (None, Some(dir)) => self
+                .files
+                .read_slot(Some(13), dir, "tasks")
+                .then(|| parse::count_lines(self.files.data())),
+            (None, None) => None,
         };
-        let procs_dir = d.pids.as_ref().or(d.memory.as_ref()).or(d.cpuacct.as_ref());
-        if let Some(dir) = procs_dir {
-            let threads = match threads {
-                Some(t) => Some(t),
-                None => self
-                    .files
-                    .read(dir, "tasks")
-                    .then(|| parse::count_lines(self.files.data())),
-            };
-            if let Some(t) = threads {
-                emit(sink, &n::THREADS, labels, t as f64);
-            }
-            if self.files.read(dir, "cgroup.procs") {
-                let p = parse::count_lines(self.files.data());
-                emit(sink, &n::PROCESSES, labels, p as f64);
-            }
+        if let Some(t) = threads {
+            emit(sink, &n::THREADS, labels, t as f64);
         }
         if let Some(dir) = &d.blkio {
             self.io.clear();
             if self
                 .files
-                .read(dir, "blkio.throttle.io_service_bytes_recursive")
+                .read_slot(Some(15), dir, "blkio.throttle.io_service_bytes_recursive")
             {
                 let io = &mut self.io;
                 parse::blkio_v1(self.files.data(), |dev, r, w| io.push((dev, [r, w, 0, 0])));
             }
-            if self.files.read(dir, "blkio.throttle.io_serviced_recursive") {
+            if self
+                .files
+                .read_slot(Some(16), dir, "blkio.throttle.io_serviced_recursive")
+            {
                 let io = &mut self.io;
                 parse::blkio_v1(self.files.data(), |dev, r, w| {
                     match io.iter_mut().find(|(d, _)| *d == dev) {
@@ -246,8 +362,68 @@ impl TaskCollector {
         }
     }
 
-    fn collect_v2<S: Sink + ?Sized>(&mut self, dir: &Path, labels: &Labels, sink: &mut S) {
-        if self.files.read(dir, "cpu.stat") {
+    /// The slowly changing v2 files into `out`; true if a CPU quota is set.
+    fn slow_v2(&mut self, dir: &Path, out: &mut Vec<(&'static Desc, f64)>) -> bool {
+        let mut has_quota = false;
+        if self.files.read_slot(Some(1), dir, "cpu.max") {
+            match parse::cpu_max(self.files.data()) {
+                Some((quota, period)) => {
+                    out.push((&n::SPEC_CPU_PERIOD, period as f64));
+                    if let Some(q) = quota {
+                        out.push((&n::SPEC_CPU_QUOTA, q as f64));
+                        has_quota = true;
+                    }
+                }
+                None => self.files.stats.parse_errors += 1,
+            }
+        }
+        if let Some(w) = self.files.read_u64(Some(2), dir, "cpu.weight") {
+            // The inverse of runc's shares-to-weight conversion, as cAdvisor does.
+            let shares = 2 + (w.clamp(1, 10_000) - 1) * 262_142 / 9_999;
+            out.push((&n::SPEC_CPU_SHARES, shares as f64));
+        }
+        if let Some(v) = self.files.read_u64(Some(6), dir, "memory.peak") {
+            out.push((&n::MEMORY_MAX_USAGE, v as f64));
+        }
+        if self.files.read_slot(Some(7), dir, "memory.max") {
+            let limit = match parse::trim(self.files.data()) {
+                b"max" => Some(0),
+                other => parse::parse_u64(other),
+            };
+            match limit {
+                Some(l) => out.push((&n::SPEC_MEMORY_LIMIT, l as f64)),
+                None => self.files.stats.parse_errors += 1,
+            }
+        }
+        if self.files.read_slot(Some(8), dir, "memory.events") {
+            let (mut max, mut oom_kill) = (None, None);
+            parse::key_values(self.files.data(), |k, v| match k {
+                b"max" => max = Some(v),
+                b"oom_kill" => oom_kill = Some(v),
+                _ => {}
+            });
+            if let Some(v) = max {
+                out.push((&n::MEMORY_FAILCNT, v as f64));
+            }
+            if let Some(v) = oom_kill {
+                out.push((&n::OOM_EVENTS, v as f64));
+            }
+        }
+        if self.files.read_slot(Some(10), dir, "cgroup.procs") {
+            out.push((&n::PROCESSES, parse::count_lines(self.files.data()) as f64));
+        }
+        has_quota
+    }
+
+    /// The v2 files read every round.
+    fn fast_v2<S: Sink + ?Sized>(
+        &mut self,
+        dir: &Path,
+        has_quota: bool,
+        labels: &Labels,
+        sink: &mut S,
+    ) {
+        if self.files.read_slot(Some(0), dir, "cpu.stat") {
             let mut c = [None; 6];
             parse::key_values(self.files.data(), |k, v| match k {
                 b"usage_usec" => c[0] = Some(v),
@@ -267,33 +443,13 @@ impl TaskCollector {
             if let Some(s) = c[2] {
                 emit(sink, &n::CPU_SYSTEM, labels, s as f64 / 1e6);
             }
-            // cpu.max is read after cpu.stat; keep the throttling figures until we know a quota exists.
-            let throttling = [c[3], c[4], c[5]];
-            let max = if self.files.read(dir, "cpu.max") {
-                let m = parse::cpu_max(self.files.data());
-                if m.is_none() {
-                    self.files.stats.parse_errors += 1;
-                }
-                m
-            } else {
-                None
-            };
-            if let Some((quota, period)) = max {
-                emit(sink, &n::SPEC_CPU_PERIOD, labels, period as f64);
-                if let Some(q) = quota {
-                    emit(sink, &n::SPEC_CPU_QUOTA, labels, q as f64);
-                    self.emit_throttling(throttling, 1e6, labels, sink);
-                }
+            if has_quota {
+                self.emit_throttling([c[3], c[4], c[5]], 1e6, labels, sink);
             }
         }
-        if let Some(w) = self.files.read_u64(dir, "cpu.weight") {
-            // The inverse of runc's shares-to-weight conversion, as cAdvisor does.
-            let shares = 2 + (w.clamp(1, 10_000) - 1) * 262_142 / 9_999;
-            emit(sink, &n::SPEC_CPU_SHARES, labels, shares as f64);
-        }
-        let usage = self.files.read_u64(dir, "memory.current");
+        let usage = self.files.read_u64(Some(3), dir, "memory.current");
         let mut m = [None; 5];
-        if self.files.read(dir, "memory.stat") {
+        if self.files.read_slot(Some(4), dir, "memory.stat") {
             parse::key_values(self.files.data(), |k, v| match k {
                 b"inactive_file" => m[0] = Some(v),
                 b"anon" => m[1] = Some(v),
@@ -302,44 +458,13 @@ impl TaskCollector {
                 _ => {}
             });
         }
-        m[3] = self.files.read_u64(dir, "memory.swap.current");
+        m[3] = self.files.read_u64(Some(5), dir, "memory.swap.current");
         self.emit_memory(usage, m, labels, sink);
-        if let Some(v) = self.files.read_u64(dir, "memory.peak") {
-            emit(sink, &n::MEMORY_MAX_USAGE, labels, v as f64);
-        }
-        if self.files.read(dir, "memory.max") {
-            let limit = match parse::trim(self.files.data()) {
-                b"max" => Some(0),
-                other => parse::parse_u64(other),
-            };
-            match limit {
-                Some(l) => emit(sink, &n::SPEC_MEMORY_LIMIT, labels, l as f64),
-                None => self.files.stats.parse_errors += 1,
-            }
-        }
-        if self.files.read(dir, "memory.events") {
-            let (mut max, mut oom_kill) = (None, None);
-            parse::key_values(self.files.data(), |k, v| match k {
-                b"max" => max = Some(v),
-                b"oom_kill" => oom_kill = Some(v),
-                _ => {}
-            });
-            if let Some(v) = max {
-                emit(sink, &n::MEMORY_FAILCNT, labels, v as f64);
-            }
-            if let Some(v) = oom_kill {
-                emit(sink, &n::OOM_EVENTS, labels, v as f64);
-            }
-        }
-        if let Some(t) = self.files.read_u64(dir, "pids.current") {
+        if let Some(t) = self.files.read_u64(Some(9), dir, "pids.current") {
             emit(sink, &n::THREADS, labels, t as f64);
         }
-        if self.files.read(dir, "cgroup.procs") {
-            let p = parse::count_lines(self.files.data());
-            emit(sink, &n::PROCESSES, labels, p as f64);
-        }
         self.io.clear();
-        if self.files.read(dir, "io.stat") {
+        if self.files.read_slot(Some(11), dir, "io.stat") {
             let io = &mut self.io;
             parse::io_stat(self.files.data(), |dev, s| {
                 io.push((dev, [s.rbytes, s.wbytes, s.rios, s.wios]));
@@ -436,23 +561,36 @@ impl TaskCollector {
     }
 
     /// Network counters of the pid's namespace, unless it is the collector's own (host) namespace.
-    fn collect_network<S: Sink + ?Sized>(&mut self, pid: i32, labels: &Labels, sink: &mut S) {
+    fn collect_network<S: Sink + ?Sized>(
+        &mut self,
+        pid: i32,
+        host_netns: &mut Option<bool>,
+        labels: &Labels,
+        sink: &mut S,
+    ) {
         self.label.clear();
         use std::fmt::Write;
         let _ = write!(self.label, "{pid}");
         let pid_dir = self.proc_root.join(&self.label);
-        match std::fs::read_link(pid_dir.join("ns/net")) {
-            Ok(ns) => {
-                if self.own_netns.as_deref() == Some(ns.as_os_str().as_encoded_bytes()) {
+        if host_netns.is_none() {
+            match std::fs::read_link(pid_dir.join("ns/net")) {
+                Ok(ns) => {
+                    *host_netns =
+                        Some(self.own_netns.as_deref() == Some(ns.as_os_str().as_encoded_bytes()));
+                }
+                Err(e) => {
+                    self.files.count_error(&e);
                     return;
                 }
             }
-            Err(e) => {
-                self.files.count_error(&e);
-                return;
-            }
         }
-        if !self.files.read(&pid_dir, "net/dev") {
+        if *host_netns == Some(true) {
+            return;
+        }
+        if !self
+            .files
+            .read_slot(Some(NET_DEV_SLOT), &pid_dir, "net/dev")
+        {
             return;
         }
         parse::net_dev(self.files.data(), |iface, v| {

@@ -87,11 +87,11 @@ proptest! {
         std::os::unix::fs::symlink("net:[2]", proc.join("77/ns/net")).expect("symlink");
         let mut c = TaskCollector::with_proc_root(&proc);
         let mut f = Families::new();
-        c.collect(&TaskTarget::new(vec![], CgroupPaths::V2(d2), Some(77)), 1.0, &mut f);
+        c.collect(&mut TaskTarget::new(vec![], CgroupPaths::V2(d2), Some(77)), 1.0, &mut f);
         let v1 = metrics::V1Dirs {
             cpu: Some(d1.clone()), cpuacct: Some(d1.clone()), memory: Some(d1.clone()), pids: Some(d1.clone()), blkio: Some(d1),
         };
-        c.collect(&TaskTarget::new(vec![], CgroupPaths::V1(v1), Some(77)), 1.0, &mut f);
+        c.collect(&mut TaskTarget::new(vec![], CgroupPaths::V1(v1), Some(77)), 1.0, &mut f);
         HostCollector::with_paths(HostPaths { proc_root: proc, filesystems: false }).collect(1.0, &mut f);
         for format in [Format::Prometheus, Format::OpenMetrics] {
             let mut out = String::new();

@@ -87,7 +87,7 @@ fn v2_fixture_gives_cadvisor_series() {
     let proc = tmp.path().join("proc");
     proc_fixture(&proc);
     let mut c = TaskCollector::with_proc_root(&proc);
-    let target = TaskTarget::new(
+    let mut target = TaskTarget::new(
         vec![
             ("app".into(), "/web".into()),
             ("task".into(), "t1".into()),
@@ -97,7 +97,7 @@ fn v2_fixture_gives_cadvisor_series() {
         Some(4242),
     );
     let mut f = Families::new();
-    c.collect(&target, 1_700_000_100.0, &mut f);
+    c.collect(&mut target, 1_700_000_100.0, &mut f);
     let fams = roundtrip(&f);
     let v = |name: &str| value(&fams, name, &[]);
     assert_eq!(
@@ -220,7 +220,7 @@ fn v2_unlimited_and_missing_files() {
     let mut c = TaskCollector::with_proc_root(tmp.path().join("no-proc"));
     let mut f = Families::new();
     c.collect(
-        &TaskTarget::new(vec![], CgroupPaths::V2(cg), None),
+        &mut TaskTarget::new(vec![], CgroupPaths::V2(cg), None),
         1.0,
         &mut f,
     );
@@ -255,7 +255,7 @@ fn v2_unlimited_and_missing_files() {
     // A directory that vanished (task gone): nothing but last_seen, no panic.
     let mut f = Families::new();
     c.collect(
-        &TaskTarget::new(
+        &mut TaskTarget::new(
             vec![],
             CgroupPaths::V2(tmp.path().join("gone")),
             Some(999_999_999),
@@ -265,4 +265,50 @@ fn v2_unlimited_and_missing_files() {
     );
     let fams = roundtrip(&f);
     assert_eq!(fams.len(), 1, "{fams:?}");
+}
+
+#[test]
+fn slow_files_are_repeated_between_reads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cg = tmp.path().join("cg");
+    v2_fixture(&cg);
+    let mut c = TaskCollector::with_proc_root(tmp.path().join("no-proc"));
+    let mut target = TaskTarget::new(vec![], CgroupPaths::V2(cg.clone()), None);
+    let round = |c: &mut TaskCollector, target: &mut TaskTarget, now: f64| {
+        let mut f = Families::new();
+        c.collect(target, now, &mut f);
+        let fams = roundtrip(&f);
+        (
+            value(&fams, "container_spec_memory_limit_bytes", &[]),
+            value(&fams, "container_cpu_usage_seconds_total", &[]),
+            value(&fams, "container_cpu_cfs_throttled_periods_total", &[]),
+        )
+    };
+    assert_eq!(
+        round(&mut c, &mut target, 100.0),
+        (Some(268_435_456.0), Some(2.5), Some(30.0))
+    );
+    write(&cg, "memory.max", "536870912\n");
+    write(&cg, "cpu.max", "max 100000\n");
+    write(
+        &cg,
+        "cpu.stat",
+        "usage_usec 3000000\nuser_usec 1\nsystem_usec 1\nnr_periods 200\nnr_throttled 31\nthrottled_usec 1\n",
+    );
+    // Within the slow period: the limit and quota are repeated, usage is fresh.
+    assert_eq!(
+        round(&mut c, &mut target, 105.0),
+        (Some(268_435_456.0), Some(3.0), Some(31.0))
+    );
+    // After it: the new limit, and without a quota no throttling series.
+    assert_eq!(
+        round(&mut c, &mut target, 110.0),
+        (Some(536_870_912.0), Some(3.0), None)
+    );
+    c.set_slow_period(0.0);
+    write(&cg, "memory.max", "max\n");
+    assert_eq!(
+        round(&mut c, &mut target, 110.5),
+        (Some(0.0), Some(3.0), None)
+    );
 }

@@ -1,0 +1,245 @@
+//! Collection cost: CPU time per container sample over N real cgroups, and per host round.
+//!
+//! Run as root on a cgroup v1 or v2 machine: `cargo run --release -p metrics --example cost [N] [ROUNDS]`.
+//! It creates N cgroups under `slipway-metrics-cost-<pid>/` with a sleeping process each (in its own network
+//! namespace when `unshare` works, so `/proc/PID/net/dev` is read as for a container), collects them ROUNDS times,
+//! and removes everything again, also when a step fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use metrics::{
+    CgroupMounts, CgroupPaths, Desc, Families, Format, HostCollector, Labels, Sink, TaskCollector,
+    TaskTarget, encode,
+};
+use nix::sys::resource::{UsageWho, getrusage};
+
+/// Counts samples without keeping them: the collection cost alone.
+struct CountingSink(u64);
+
+impl Sink for CountingSink {
+    fn emit(&mut self, _: &'static Desc, _: &Labels, _: &[(&'static str, &str)], _: f64) {
+        self.0 += 1;
+    }
+}
+
+/// The processes and cgroup directories created; removed on drop.
+#[derive(Default)]
+struct Fixture {
+    children: Vec<Child>,
+    /// Task directories first, parents last.
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+        for d in &self.dirs {
+            for _ in 0..100 {
+                match std::fs::remove_dir(d) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
+            if d.exists() {
+                eprintln!("could not remove {}", d.display());
+            }
+        }
+    }
+}
+
+/// CPU time (user, system) of this process, in seconds.
+fn cpu_times() -> (f64, f64) {
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            (t(u.user_time()), t(u.system_time()))
+        }
+        Err(_) => (f64::NAN, f64::NAN),
+    }
+}
+
+/// CPU time (user + system) of this process, in seconds.
+fn cpu_seconds() -> f64 {
+    let (u, s) = cpu_times();
+    u + s
+}
+
+fn dirs_of(paths: &CgroupPaths) -> Vec<PathBuf> {
+    match paths {
+        CgroupPaths::V1(d) => {
+            let mut out: Vec<PathBuf> = Vec::new();
+            for p in [&d.cpu, &d.cpuacct, &d.memory, &d.pids, &d.blkio]
+                .into_iter()
+                .flatten()
+            {
+                if !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+            out
+        }
+        CgroupPaths::V2(p) => vec![p.clone()],
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map_or(Ok(200), |a| a.parse())?;
+    let rounds: usize = args.next().map_or(Ok(50), |a| a.parse())?;
+    let fd_limit = metrics::raise_fd_limit();
+    let mounts = CgroupMounts::detect()?;
+    let parent = format!("slipway-metrics-cost-{}", std::process::id());
+    let netns = Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+
+    let mut fx = Fixture::default();
+    let parent_dirs = dirs_of(&mounts.paths(&parent));
+    for d in &parent_dirs {
+        std::fs::create_dir(d)?;
+    }
+    let mut targets = Vec::with_capacity(n);
+    let mut task_dirs = Vec::new();
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        for i in 0..n {
+            let rel = format!("{parent}/task-{i}");
+            let paths = mounts.paths(&rel);
+            for d in dirs_of(&paths) {
+                std::fs::create_dir(&d)?;
+                task_dirs.push(d);
+            }
+            let mut cmd = if netns {
+                let mut c = Command::new("unshare");
+                c.args(["--net", "sleep", "3600"]);
+                c
+            } else {
+                let mut c = Command::new("sleep");
+                c.arg("3600");
+                c
+            };
+            let child = cmd.stdin(Stdio::null()).spawn()?;
+            let pid = child.id();
+            fx.children.push(child);
+            for d in dirs_of(&paths) {
+                std::fs::write(d.join("cgroup.procs"), pid.to_string())?;
+            }
+            let labels = vec![
+                ("app".to_owned(), "/bench".to_owned()),
+                ("task".to_owned(), format!("task-{i}")),
+                ("env".to_owned(), "qa".to_owned()),
+                ("version".to_owned(), "2026-12-06T07:00:00Z".to_owned()),
+                ("id".to_owned(), format!("/{rel}")),
+                ("name".to_owned(), format!("bench-{i}")),
+                ("image".to_owned(), "registry/bench@sha256:0123".to_owned()),
+            ];
+            targets.push(TaskTarget::new(labels, paths, Some(pid as i32)));
+        }
+        // `unshare` execs sleep in place; give it a moment to do so before the pid's namespace is read.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut c = TaskCollector::new();
+        // Warm-up round (device names, page cache of dentries).
+        let mut sink = CountingSink(0);
+        for t in &mut targets {
+            c.collect(t, 0.0, &mut sink);
+        }
+        let per_round = sink.0 as f64 / n as f64;
+
+        let ((u0, s0), wall0) = (cpu_times(), Instant::now());
+        let mut sink = CountingSink(0);
+        for r in 0..rounds {
+            for t in &mut targets {
+                c.collect(t, r as f64, &mut sink);
+            }
+        }
+        let (u1, s1) = cpu_times();
+        let (cpu_collect, wall_collect) = (u1 - u0 + s1 - s0, wall0.elapsed().as_secs_f64());
+
+        let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+        let mut text = String::new();
+        let mut om = String::new();
+        for r in 0..rounds {
+            let mut f = Families::new();
+            f.set_timestamp_ms(Some(r as i64 * 1000));
+            for t in &mut targets {
+                c.collect(t, r as f64, &mut f);
+            }
+            text.clear();
+            encode(f.families(), Format::Prometheus, &mut text);
+            if r == 0 {
+                encode(f.families(), Format::OpenMetrics, &mut om);
+            }
+        }
+        let (cpu_full, wall_full) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+        let samples = (rounds * n) as f64;
+        let stats = c.stats();
+        println!(
+            "tasks: {n} ({}, network namespace per task: {netns}), rounds: {rounds}, series per task: {per_round:.1}",
+            match mounts {
+                CgroupMounts::V1 { .. } => "cgroup v1",
+                CgroupMounts::V2 { .. } => "cgroup v2",
+            }
+        );
+        let us = |cpu: f64| cpu / samples * 1e6;
+        println!(
+            "collect only:            {:6.1} us CPU per container sample (user {:.1}, system {:.1}; {:5.1} us wall); 200 tasks at 1 s = {:.2}% of one core",
+            us(cpu_collect),
+            us(u1 - u0),
+            us(s1 - s0),
+            wall_collect / samples * 1e6,
+            us(cpu_collect) * 200.0 / 1e6 * 100.0
+        );
+        println!(
+            "collect + families + 0.0.4 text: {:6.1} us CPU per container sample ({:5.1} us wall); 200 tasks at 1 s = {:.2}% of one core; {} bytes of text per round",
+            us(cpu_full),
+            wall_full / samples * 1e6,
+            us(cpu_full) * 200.0 / 1e6 * 100.0,
+            text.len()
+        );
+        println!(
+            "collector stats: files read {}, missing {}, I/O errors {}, parse errors {}; files kept open {} (fd limit {fd_limit:?})",
+            stats.files_read,
+            stats.missing,
+            stats.io_errors,
+            stats.parse_errors,
+            c.open_files()
+        );
+
+        let mut h = HostCollector::new();
+        let mut sink = CountingSink(0);
+        h.collect(0.0, &mut sink);
+        let host_series = sink.0;
+        let host_rounds = rounds * 20;
+        let cpu0 = cpu_seconds();
+        for r in 0..host_rounds {
+            h.collect(r as f64, &mut sink);
+        }
+        let host_cpu = (cpu_seconds() - cpu0) / host_rounds as f64 * 1e6;
+        println!(
+            "host: {host_series} series per round, {host_cpu:.1} us CPU per round; at 1 s = {:.3}% of one core",
+            host_cpu / 1e6 * 100.0
+        );
+        Ok(())
+    })();
+    fx.dirs.extend(task_dirs);
+    fx.dirs.extend(parent_dirs);
+    drop(fx);
+    result
+}
