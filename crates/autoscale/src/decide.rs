@@ -4,7 +4,8 @@
 //! Order of the rules:
 //! 1. every metric is evaluated (also while waiting, so the reasons always carry the numbers);
 //! 2. a deployment in progress: hold, record nothing, and start watching afresh afterwards;
-//! 3. the combined recommendation (mode any / all), clamped to `[min, max]`, is recorded;
+//! 3. the combined recommendation (mode any / all), clamped to `[min, max]`, is recorded; after
+//!    a gap of more than three loop periods (or buckets) without one, watching starts afresh;
 //! 4. a count outside `[min, max]` is corrected at once (this beats the manual pause);
 //! 5. a manual scale pauses everything else for `manualPauseSeconds`;
 //! 6. scale-up: once every recommendation of the breach window (`breachSeconds`, or panic's) is
@@ -65,11 +66,19 @@ pub fn decide(
         }
         d.recommendation = Some(clamped);
         next.recommendations.retain(|r| r.at != now);
+        // A gap in the data (or a fresh state) restarts the watch: the scale-down window must
+        // then fill with new recommendations before it may act.
+        let gap = next
+            .recommendations
+            .last()
+            .is_none_or(|last| now.0 - last.at.0 > gap_ms(policy));
+        if gap || next.watching_since.is_none() {
+            next.watching_since = Some(now);
+        }
         next.recommendations.push(Recommendation {
             at: now,
             instances: clamped,
         });
-        next.watching_since.get_or_insert(now);
     }
 
     if current < policy.min || current > policy.max {
@@ -124,6 +133,13 @@ pub fn decide(
             None => (d, next),
         }
     }
+}
+
+/// The longest pause between recommendations that still counts as watching without a gap:
+/// three loop periods or three metric buckets, whichever is longer.
+fn gap_ms(policy: &Policy) -> i64 {
+    let b = &policy.behavior;
+    3 * secs_to_ms(b.sync_period_seconds.max(b.metric_resolution_seconds))
 }
 
 /// Sets the target and action, and records a change.

@@ -100,7 +100,7 @@ pub struct ControllerState {
     pub recommendations: Vec<Recommendation>,
     /// The autoscaler's own changes, oldest first (for step limits and cooldown).
     pub changes: Vec<Change>,
-    /// Since when recommendations were recorded without a gap (no deployment in between).
+    /// Since when recommendations were recorded without a gap (no deployment, no data outage).
     pub watching_since: Option<Timestamp>,
 }
 

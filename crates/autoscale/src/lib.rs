@@ -52,6 +52,8 @@
 //!   recommendation; HPA-style step limits; min/max always hold.
 //! * A deployment in progress: wait (and watch a fresh window afterwards). A manual scale: pause.
 
+#![warn(missing_docs)]
+
 mod decide;
 mod error;
 mod evaluate;

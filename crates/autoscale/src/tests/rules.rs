@@ -194,9 +194,9 @@ fn scale_down_step_limits_apply() {
         5,
         &["scale down 6 → 5", "limited to 5 by pods 1 / 60 s"],
     );
-    let mut i2 = input(i.policy.clone(), 530.0, &[5.0; 5]);
+    let mut i2 = input(i.policy.clone(), 501.0, &[5.0; 5]);
     i2.current = 5;
-    let (d, _) = decide(&i2, &next, at(530.0));
+    let (d, _) = decide(&i2, &next, at(501.0));
     check(&d, 5, &["limited to 5 by pods 1 / 60 s"]);
 }
 
@@ -307,6 +307,23 @@ fn a_metric_without_data_blocks_scale_down_but_not_scale_up() {
     }
     let (d, _) = decide(&i, &watched(4, 500.0), at(500.0));
     check(&d, 8, &["scale up 4 → 8"]);
+}
+
+#[test]
+fn a_data_outage_restarts_the_scale_down_window() {
+    // The last recommendation is 11 s old: more than three 1 s loops.
+    let i = input(rps_policy(1, 10, 30.0), 511.0, &[5.0; 6]);
+    let (d, next) = decide(&i, &watched(6, 500.0), at(511.0));
+    check(
+        &d,
+        6,
+        &["scale-down waits: watched 0 s of the 120 s window"],
+    );
+    assert_eq!(next.watching_since, Some(at(511.0)));
+    // A short gap does not.
+    let i = input(rps_policy(1, 10, 30.0), 502.0, &[5.0; 6]);
+    let (d, _) = decide(&i, &watched(6, 500.0), at(502.0));
+    check(&d, 6, &["highest recommendation in the last 120 s is 6"]);
 }
 
 #[test]
@@ -439,16 +456,22 @@ fn cooldown_delays_a_reversal() {
     let mut p = rps_policy(1, 10, 30.0);
     p.behavior.cooldown_seconds = 60.0;
     p.behavior.scale_down.stabilization_seconds = 10.0;
-    let mut state = watched(2, 500.0);
+    let mut state = watched(1, 500.0);
     state.changes.push(crate::Change {
         at: at(480.0),
         from: 1,
         to: 4,
     });
-    state.recommendations.retain(|r| r.at < at(480.0));
     let i = input(p, 500.0, &[5.0; 4]);
     let (d, _) = decide(&i, &state, at(500.0));
-    check(&d, 4, &["cooldown after the last change: 40 s left"]);
+    check(
+        &d,
+        4,
+        &[
+            "highest recommendation in the last 10 s is 1",
+            "cooldown after the last change: 40 s left",
+        ],
+    );
 }
 
 #[test]

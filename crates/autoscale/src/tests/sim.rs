@@ -20,6 +20,8 @@ pub(super) struct Sim {
     pub(super) grace_s: u32,
     /// What an unready instance reports (its start-up burn); ready ones report their load.
     pub(super) unready_value: f64,
+    /// The most a ready instance can report (CPU saturates at its quota); `None`: no cap.
+    pub(super) cap: Option<f64>,
     /// Start times (seconds) of the app's instances, oldest first.
     started: Vec<i64>,
     next_id: u32,
@@ -37,6 +39,7 @@ impl Sim {
             starting_s: 1,
             grace_s: 1,
             unready_value: 0.0,
+            cap: None,
             started: Vec::new(),
             next_id: 0,
             ids: Vec::new(),
@@ -87,7 +90,8 @@ impl Sim {
         let per_ready = if n_ready == 0 {
             0.0
         } else {
-            metric.target() * load / self.capacity / n_ready as f64
+            let demand = metric.target() * load / self.capacity / n_ready as f64;
+            self.cap.map_or(demand, |cap| demand.min(cap))
         };
         let resolution = self.input.policy.behavior.metric_resolution_seconds;
         let keep_from = at(f64::from(now) - resolution);
@@ -182,4 +186,17 @@ fn hpa_preset_reacts_in_15_s_steps_and_waits_300_s_to_scale_down() {
             (525, 4, 2, false)
         ]
     );
+}
+
+#[test]
+fn cpu_capped_at_the_quota_needs_two_decisions_for_a_3x_step() {
+    // 60 % target, CPU cannot show more than 100 %: the step looks like 1.67×, below panic.
+    let policy = Policy::new(1, 10, vec![Metric::Cpu { target: 60.0 }]);
+    let mut sim = Sim::new(policy, 2, 30.0);
+    sim.cap = Some(100.0);
+    sim.run(1, 200, |t| if t < 100 { 60.0 } else { 180.0 });
+    // 103: ceil(2 × 100/60) = 4 after the 3 s breach window. The two new instances launch at
+    // 104, are ready at 106 and count from 107 (before that they count as 0 and the direction
+    // flips); at 4 × 90 % the breach holds from 107 to 110: 4 → 6.
+    assert_eq!(sim.changes, vec![(103, 2, 4, false), (110, 4, 6, false)]);
 }
