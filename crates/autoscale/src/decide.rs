@@ -47,15 +47,19 @@ pub fn decide(
         reasons: Vec::new(),
     };
 
+    let combined = combine(policy.mode, &d.metrics, current);
     if let Some(dep) = input.deployment {
+        // Shown, not recorded: instances come and go during a deployment. A caller that merges
+        // scaling into deployments may use it as the deployment's count.
+        d.recommendation = combined
+            .recommendation
+            .map(|r| r.clamp(policy.min, policy.max));
         d.reasons.push(Reason::Deployment {
             target_instances: dep.target_instances,
         });
         next.watching_since = None;
         return (d, next);
     }
-
-    let combined = combine(policy.mode, &d.metrics, current);
     if let Some(rec) = combined.recommendation {
         let clamped = rec.clamp(policy.min, policy.max);
         if clamped != rec && rec != current {

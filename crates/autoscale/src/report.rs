@@ -393,7 +393,7 @@ impl fmt::Display for Decision {
             Action::ScaleUp => write!(f, "scale up {} → {}", self.current, self.target)?,
             Action::ScaleDown => write!(f, "scale down {} → {}", self.current, self.target)?,
         }
-        if self.panic {
+        if self.panic && self.action != Action::Hold {
             write!(f, " (panic)")?;
         }
         let reasons: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();

@@ -424,6 +424,8 @@ fn a_deployment_in_progress_is_never_fought() {
         ],
     );
     assert_eq!(next.watching_since, None);
+    assert_eq!(d.recommendation, Some(6));
+    assert!(next.recommendations.iter().all(|r| r.at < at(500.0)));
     // Afterwards a scale-down waits for a fresh window.
     let i = input(rps_policy(1, 10, 30.0), 501.0, &[5.0, 5.0, 5.0]);
     let (d, _) = decide(&i, &next, at(501.0));
