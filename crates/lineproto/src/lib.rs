@@ -1,0 +1,114 @@
+//! InfluxDB line protocol for Slipway: a fast borrowing parser that reports every bad line,
+//! a writer for exporting to a real InfluxDB, and the VictoriaMetrics-style mapping to
+//! Prometheus series.
+//!
+//! ```ignore
+//! let batch = lineproto::parse_batch("cpu,host=a usage=0.5 1700000000\nbad line\n", lineproto::Precision::Seconds);
+//! assert_eq!(batch.points.len(), 1);
+//! assert_eq!(batch.errors[0].to_string(), "unable to parse 'bad line': missing fields");
+//! ```
+
+mod mapping;
+mod parse;
+mod write;
+
+use std::borrow::Cow;
+
+pub use mapping::{MappingOptions, PromSample, to_prometheus};
+pub use parse::{Batch, parse_batch, parse_line};
+pub use write::{WriteOptions, write_line, write_lines};
+
+/// Everything that can go wrong with line protocol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// One line could not be parsed; `line` is 1-based within the batch.
+    #[error("unable to parse '{text}': {reason}")]
+    Line {
+        line: usize,
+        text: String,
+        reason: String,
+    },
+    /// The `precision` parameter is not one InfluxDB accepts.
+    #[error("invalid precision {0:?}")]
+    Precision(String),
+}
+
+impl Error {
+    /// The InfluxDB 2.x / 3.x style message, `line 3: missing fields`.
+    pub fn line_message(&self) -> String {
+        match self {
+            Error::Line { line, reason, .. } => format!("line {line}: {reason}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A field value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue<'a> {
+    Float(f64),
+    /// Written with an `i` suffix.
+    Integer(i64),
+    /// Written with a `u` suffix (InfluxDB 2.x only).
+    UInteger(u64),
+    String(Cow<'a, str>),
+    Boolean(bool),
+}
+
+/// One parsed line: measurement, tags, fields and timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point<'a> {
+    pub measurement: Cow<'a, str>,
+    /// Tags in the order written.
+    pub tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Fields in the order written (at least one).
+    pub fields: Vec<(Cow<'a, str>, FieldValue<'a>)>,
+    /// Unix nanoseconds; `None` when the line has no timestamp (the server's clock applies).
+    pub timestamp: Option<i64>,
+}
+
+/// Timestamp precision of a write request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    Nanoseconds,
+    Microseconds,
+    Milliseconds,
+    Seconds,
+    /// 1.x only.
+    Minutes,
+    /// 1.x only.
+    Hours,
+}
+
+impl Precision {
+    /// Reads the `precision` query parameter: 1.x names (`n u ms s m h`) and 2.x names (`ns us ms s`).
+    pub fn parse(s: &str) -> Result<Precision, Error> {
+        Ok(match s {
+            "" | "n" | "ns" => Precision::Nanoseconds,
+            "u" | "us" | "µ" | "µs" => Precision::Microseconds,
+            "ms" => Precision::Milliseconds,
+            "s" => Precision::Seconds,
+            "m" => Precision::Minutes,
+            "h" => Precision::Hours,
+            other => return Err(Error::Precision(other.to_string())),
+        })
+    }
+
+    /// Nanoseconds per unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Precision::Nanoseconds => 1,
+            Precision::Microseconds => 1_000,
+            Precision::Milliseconds => 1_000_000,
+            Precision::Seconds => 1_000_000_000,
+            Precision::Minutes => 60_000_000_000,
+            Precision::Hours => 3_600_000_000_000,
+        }
+    }
+}
+
+/// Smallest timestamp InfluxDB accepts, in nanoseconds.
+pub const MIN_NANOS: i64 = i64::MIN + 2;
+/// Largest timestamp InfluxDB accepts, in nanoseconds.
+pub const MAX_NANOS: i64 = i64::MAX - 1;
