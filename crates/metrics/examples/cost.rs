@@ -91,6 +91,87 @@ fn dirs_of(paths: &CgroupPaths) -> Vec<PathBuf> {
     }
 }
 
+/// CPU seconds (utime + stime) of another process from `/proc/PID/stat`, assuming 100 ticks per second.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Scrapes Debian's prometheus-node-exporter (if installed), limited to the collectors matching ours,
+/// `rounds` times and prints its CPU time per scrape.
+fn node_exporter(rounds: usize) {
+    use std::io::{Read, Write};
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let Ok(child) = Command::new("prometheus-node-exporter")
+        .args([
+            "--collector.disable-defaults",
+            "--collector.cpu",
+            "--collector.loadavg",
+            "--collector.meminfo",
+            "--collector.filesystem",
+            "--collector.diskstats",
+            "--collector.netdev",
+            "--collector.stat",
+            "--collector.time",
+            &format!("--web.listen-address={addr}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        println!("node-exporter: not installed");
+        return;
+    };
+    let mut fx = Fixture {
+        children: vec![child],
+        dirs: Vec::new(),
+    };
+    let pid = fx.children[0].id();
+    let scrape = || -> Option<usize> {
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).ok()?;
+        Some(body.len())
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if scrape().is_some() {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !ready {
+        println!("node-exporter: did not start");
+        return;
+    }
+    for _ in 0..10 {
+        scrape();
+    }
+    let before = process_cpu_seconds(pid);
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        bytes = scrape().unwrap_or(0);
+    }
+    if let (Some(a), Some(b)) = (before, process_cpu_seconds(pid)) {
+        println!(
+            "node-exporter 1.x (same collectors): {:.1} us CPU per scrape ({bytes} bytes); at 1 s = {:.3}% of one core",
+            (b - a) / rounds as f64 * 1e6,
+            (b - a) / rounds as f64 * 100.0
+        );
+    }
+    fx.children.iter_mut().for_each(|c| {
+        let _ = c.kill();
+    });
+    drop(fx);
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -232,10 +313,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             h.collect(r as f64, &mut sink);
         }
         let host_cpu = (cpu_seconds() - cpu0) / host_rounds as f64 * 1e6;
+        let cpu0 = cpu_seconds();
+        let mut text = String::new();
+        for r in 0..host_rounds {
+            let mut f = Families::new();
+            h.collect(r as f64, &mut f);
+            text.clear();
+            encode(f.families(), Format::Prometheus, &mut text);
+        }
+        let host_full = (cpu_seconds() - cpu0) / host_rounds as f64 * 1e6;
         println!(
-            "host: {host_series} series per round, {host_cpu:.1} us CPU per round; at 1 s = {:.3}% of one core",
-            host_cpu / 1e6 * 100.0
+            "host: {host_series} series per round, {host_cpu:.1} us CPU per round ({host_full:.1} us with families + 0.0.4 text); at 1 s = {:.3}% of one core",
+            host_full / 1e6 * 100.0
         );
+        node_exporter(host_rounds);
         Ok(())
     })();
     fx.dirs.extend(task_dirs);

@@ -81,7 +81,8 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
 }
 
 /// Turns any string into a valid label name, as cAdvisor does for `container_label_<key>`:
-/// every character outside `[a-zA-Z0-9_]` becomes `_`, and a leading digit gets a `_` prefix.
+/// every character outside `[a-zA-Z0-9_]` becomes `_`, a leading digit gets a `_` prefix, and the reserved
+/// `__` prefix is cut to one `_`.
 pub fn sanitize_label_name(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 1);
     if raw.is_empty() || raw.starts_with(|c: char| c.is_ascii_digit()) {
@@ -91,6 +92,9 @@ pub fn sanitize_label_name(raw: &str) -> String {
         raw.chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
     );
+    while out.starts_with("__") {
+        out.remove(0);
+    }
     out
 }
 

@@ -10,7 +10,29 @@
 //!
 //! Collectors write into a [`Sink`]; [`Families`] is the sink that groups samples into families for exposition,
 //! and a storage engine can implement [`Sink`] itself to avoid the intermediate families.
-//! A file that is missing or unreadable makes its series absent for that round; it never panics or fails the round.
+//! A file that is missing or unreadable makes its series absent for that round; it never panics or fails the round
+//! ([`CollectStats`] counts why). [`names`] lists every series with its type, unit and help for the metadata API.
+//!
+//! A collection loop (reads are of cgroupfs and procfs and do not block on I/O; run it on a blocking thread):
+//!
+//! ```text
+//! metrics::raise_fd_limit();                       // once at start: targets keep their files open
+//! let mounts = CgroupMounts::detect()?;
+//! let mut tasks = TaskCollector::new();
+//! let mut host = HostCollector::new();
+//! // per launched task (launcher: "slipway/<task-id>"; Docker: metrics::docker_cgroup(&mounts, id)):
+//! let target = TaskTarget::new(labels /* app, task, env, version, id, name, image */, mounts.paths(rel), Some(pid));
+//! loop {                                           // every --metrics-interval
+//!     let mut fams = Families::new();              // or the store's own Sink
+//!     fams.set_timestamp_ms(Some(now_ms));
+//!     for t in &mut targets { tasks.collect(t, now_s, &mut fams); }
+//!     host.collect(now_s, &mut fams);
+//!     fams.extend(registry.collect());
+//!     // store the samples; for GET /metrics:
+//!     let format = Format::negotiate(accept_header);
+//!     encode(fams.families(), format, &mut body);  // Content-Type: format.content_type()
+//! }
+//! ```
 
 mod cgroup;
 mod desc;

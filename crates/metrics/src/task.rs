@@ -63,11 +63,20 @@ impl Clone for TaskTarget {
 
 impl TaskTarget {
     /// A target from label pairs, cgroup directories and an optional pid.
+    ///
+    /// Label names that are not valid Prometheus names (`com.docker.compose.project`) are sanitized as
+    /// cAdvisor does ([`crate::sanitize_label_name`]). The names `cpu`, `interface` and `device` are taken by
+    /// the series' own labels and must not be used.
     pub fn new(
-        labels: Vec<(String, String)>,
+        mut labels: Vec<(String, String)>,
         cgroups: CgroupPaths,
         pid: Option<i32>,
     ) -> TaskTarget {
+        for (name, _) in &mut labels {
+            if !crate::expo::valid_label_name(name) {
+                *name = crate::expo::sanitize_label_name(name);
+            }
+        }
         TaskTarget {
             labels: Labels::new(labels),
             cgroups,

@@ -128,6 +128,13 @@ proptest! {
     }
 
     #[test]
+    fn sanitized_label_names_are_valid(raw in any::<String>()) {
+        let name = metrics::sanitize_label_name(&raw);
+        let text = format!("x{{{name}=\"v\"}} 1\n");
+        prop_assert!(metrics::reader::parse(&text, Format::Prometheus).is_ok(), "{}", text);
+    }
+
+    #[test]
     fn reader_never_panics(text in "[ -~\n]{0,200}") {
         let _ = metrics::reader::parse(&text, Format::Prometheus);
         let _ = metrics::reader::parse(&text, Format::OpenMetrics);
