@@ -6,7 +6,8 @@
 //! - a `Starting` instance is unready, whatever it reports;
 //! - an instance without a sample in the bucket is missing;
 //! - while younger than `initializationSeconds`, an instance is unready unless it is `Ready` and
-//!   its bucket starts after it became ready (so start-up CPU never counts); afterwards it is
+//!   its bucket starts after it became ready (plus `warmupSeconds`: 5 s by default, 0 in the `hpa`
+//!   preset; a Slipway extension for apps that burn CPU after their health check passes); afterwards it is
 //!   unready only if it is not `Ready` and never was (an overloaded instance failing its checks
 //!   still counts, or overload would hide itself);
 //! - the ratio is taken over ready instances; inside the tolerance nothing changes;
@@ -57,12 +58,18 @@ fn instance_value(i: &Instance, signal: Signal, (start, end): (i64, i64)) -> Opt
     )
 }
 
-fn is_unready(i: &Instance, now: Timestamp, bucket_start: i64, init_ms: i64) -> bool {
+fn is_unready(
+    i: &Instance,
+    now: Timestamp,
+    bucket_start: i64,
+    (init_ms, warmup_ms): (i64, i64),
+) -> bool {
     if i.readiness == Readiness::Starting {
         return true;
     }
-    if now.0 - i.started_at.0 < init_ms {
-        i.readiness != Readiness::Ready || i.ready_since.is_none_or(|r| bucket_start < r.0)
+    if now.0 - i.started_at.0 < init_ms.max(warmup_ms) {
+        i.readiness != Readiness::Ready
+            || i.ready_since.is_none_or(|r| bucket_start < r.0 + warmup_ms)
     } else {
         i.readiness != Readiness::Ready && i.ready_since.is_none()
     }
@@ -94,14 +101,17 @@ fn per_instance(
     let b = &input.policy.behavior;
     let target = metric.target();
     let current = input.current;
-    let init_ms = crate::policy::secs_to_ms(b.initialization_seconds);
+    let periods = (
+        crate::policy::secs_to_ms(b.initialization_seconds),
+        crate::policy::secs_to_ms(b.warmup_seconds),
+    );
     for i in &input.instances {
         let value = instance_value(i, signal, window);
         let counted = if i.readiness == Readiness::Starting {
             Counted::Unready
         } else if value.is_none() {
             Counted::Missing
-        } else if is_unready(i, now, window.0, init_ms) {
+        } else if is_unready(i, now, window.0, periods) {
             Counted::Unready
         } else {
             Counted::Ready

@@ -342,6 +342,7 @@ impl Walker<'_> {
                 "scaleDown",
                 "panic",
                 "initializationSeconds",
+                "warmupSeconds",
                 "manualPauseSeconds",
                 "cooldownSeconds",
             ],
@@ -384,6 +385,9 @@ impl Walker<'_> {
         let long = (0.0, false, DAY);
         if let Some(s) = self.ranged(map, base, "initializationSeconds", long) {
             b.initialization_seconds = s;
+        }
+        if let Some(s) = self.ranged(map, base, "warmupSeconds", (0.0, false, HOUR)) {
+            b.warmup_seconds = s;
         }
         if let Some(s) = self.ranged(map, base, "manualPauseSeconds", long) {
             b.manual_pause_seconds = s;

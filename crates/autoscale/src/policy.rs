@@ -164,6 +164,10 @@ pub struct Behavior {
     /// HPA's `cpu-initialization-period`: while an instance is younger than this, samples taken
     /// before it became ready (plus one resolution bucket) do not count.
     pub initialization_seconds: f64,
+    /// For this long after an instance became ready its samples still count as unready (GCE's
+    /// initialization period, for apps that burn CPU after their health check passes). Default
+    /// 5 s; the `hpa` preset has 0, as HPA.
+    pub warmup_seconds: f64,
     /// After a person scales the app, the autoscaler changes nothing for this long.
     pub manual_pause_seconds: f64,
     /// After an autoscaler change, a change in the opposite direction waits this long.
@@ -254,7 +258,8 @@ pub struct Panic {
 
 impl Default for Behavior {
     /// Slipway's defaults: 1 s samples and loop, act on a breach held 3 s (1 s in panic),
-    /// scale down after 120 s at the highest recommendation of the window.
+    /// scale down after 120 s at the highest recommendation of the window, new instances count
+    /// 5 s after they become ready.
     fn default() -> Self {
         Behavior {
             preset: None,
@@ -277,6 +282,7 @@ impl Default for Behavior {
                 max_scale_up_rate: 10.0,
             }),
             initialization_seconds: 300.0,
+            warmup_seconds: 5.0,
             manual_pause_seconds: 300.0,
             cooldown_seconds: 0.0,
         }
@@ -304,6 +310,7 @@ impl Behavior {
                     select_policy: SelectPolicy::Max,
                 },
                 panic: None,
+                warmup_seconds: 0.0,
                 ..Behavior::default()
             },
         }

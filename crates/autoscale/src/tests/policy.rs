@@ -58,7 +58,7 @@ fn every_metric_type_and_field_parses() {
             "scaleUp": {"breachSeconds": 5, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 30}], "selectPolicy": "Min"},
             "scaleDown": {"stabilizationSeconds": 60, "policies": [], "selectPolicy": "disabled"},
             "panic": {"threshold": 3, "breachSeconds": 0, "maxScaleUpRate": 4},
-            "initializationSeconds": 60, "manualPauseSeconds": 600, "cooldownSeconds": 30
+            "initializationSeconds": 60, "warmupSeconds": 5, "manualPauseSeconds": 600, "cooldownSeconds": 30
         }
     }))
     .unwrap();
@@ -71,6 +71,7 @@ fn every_metric_type_and_field_parses() {
     assert!(b.scale_down.policies.is_empty());
     assert_eq!(b.panic.as_ref().map(|p| p.max_scale_up_rate), Some(4.0));
     assert_eq!(b.cooldown_seconds, 30.0);
+    assert_eq!(b.warmup_seconds, 5.0);
 }
 
 #[test]
@@ -187,7 +188,7 @@ fn every_error_is_reported_at_once_with_its_path() {
             "/metrics(4)/target: must be in (0, 100], got 120",
             "/metrics(5)/type: metric type is required: one of cpu, memory, rps, latencyP95, promql",
             "/mode: unknown value 'some': expected one of any, all",
-            "/behavior/bogus: unknown field: expected one of preset, syncPeriodSeconds, metricResolutionSeconds, tolerance, scaleUp, scaleDown, panic, initializationSeconds, manualPauseSeconds, cooldownSeconds",
+            "/behavior/bogus: unknown field: expected one of preset, syncPeriodSeconds, metricResolutionSeconds, tolerance, scaleUp, scaleDown, panic, initializationSeconds, warmupSeconds, manualPauseSeconds, cooldownSeconds",
             "/behavior/preset: unknown value 'keda': expected one of hpa",
             "/behavior/tolerance: must be in [0, 1), got 2",
             "/behavior/scaleUp/breachSeconds: expected a number",

@@ -20,6 +20,8 @@ pub(super) struct Sim {
     pub(super) grace_s: u32,
     /// What an unready instance reports (its start-up burn); ready ones report their load.
     pub(super) unready_value: f64,
+    /// Seconds after readiness during which an instance still reports at least `unready_value`.
+    pub(super) burn_after_ready_s: u32,
     /// The most a ready instance can report (CPU saturates at its quota); `None`: no cap.
     pub(super) cap: Option<f64>,
     /// Start times (seconds) of the app's instances, oldest first.
@@ -40,6 +42,7 @@ impl Sim {
             grace_s: 1,
             unready_value: 0.0,
             cap: None,
+            burn_after_ready_s: 0,
             started: Vec::new(),
             next_id: 0,
             ids: Vec::new(),
@@ -111,7 +114,11 @@ impl Sim {
             let inst = &mut instances[k];
             inst.readiness = readiness;
             inst.ready_since = ready_since.map(|r| at(r as f64));
-            let value = if readiness == Readiness::Ready {
+            let burning =
+                ready_since.is_some_and(|r| now_s - r < i64::from(self.burn_after_ready_s));
+            let value = if burning {
+                per_ready.max(self.unready_value)
+            } else if readiness == Readiness::Ready {
                 per_ready
             } else {
                 self.unready_value
@@ -196,7 +203,31 @@ fn cpu_capped_at_the_quota_needs_two_decisions_for_a_3x_step() {
     sim.cap = Some(100.0);
     sim.run(1, 200, |t| if t < 100 { 60.0 } else { 180.0 });
     // 103: ceil(2 × 100/60) = 4 after the 3 s breach window. The two new instances launch at
-    // 104, are ready at 106 and count from 107 (before that they count as 0 and the direction
-    // flips); at 4 × 90 % the breach holds from 107 to 110: 4 → 6.
-    assert_eq!(sim.changes, vec![(103, 2, 4, false), (110, 4, 6, false)]);
+    // 104, are ready at 106 and count from 112 after the 5 s warm-up (before that they count
+    // as 0 and the direction flips); at 4 × 90 % the breach holds from 112 to 115: 4 → 6.
+    // Without the warm-up it would be 110: the cost of the protection in a CPU-capped ramp.
+    assert_eq!(sim.changes, vec![(103, 2, 4, false), (115, 4, 6, false)]);
+}
+
+#[test]
+fn warmup_keeps_cpu_burnt_after_readiness_from_adding_a_second_scale_up() {
+    let trace = |warmup: f64| {
+        let mut policy = Policy::new(1, 10, vec![Metric::Cpu { target: 50.0 }]);
+        policy.behavior.warmup_seconds = warmup;
+        let mut sim = Sim::new(policy, 2, 10.0);
+        sim.unready_value = 100.0;
+        sim.burn_after_ready_s = 5;
+        sim.run(1, 120, |t| if t < 30 { 20.0 } else { 40.0 });
+        sim.changes
+    };
+    // HPA's rule alone: the new instances count from 35 while still burning (75 % on average),
+    // and the next ones cascade the same way.
+    assert_eq!(
+        trace(0.0),
+        vec![(31, 2, 4, true), (38, 4, 6, false), (45, 6, 7, false)]
+    );
+    assert_eq!(
+        trace(Behavior::default().warmup_seconds),
+        vec![(31, 2, 4, true)]
+    );
 }
