@@ -94,7 +94,10 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     pub(crate) fn read_bit(&mut self) -> Result<bool> {
-        let byte = *self.data.get(self.pos / 8).ok_or(EOF)?;
+        // `let else`, not `ok_or`: an eagerly built error costs a drop call per bit.
+        let Some(&byte) = self.data.get(self.pos / 8) else {
+            return Err(EOF);
+        };
         let bit = (byte >> (7 - (self.pos % 8))) & 1;
         self.pos += 1;
         Ok(bit == 1)
@@ -108,7 +111,9 @@ impl<'a> BitReader<'a> {
         }
         let mut v: u64 = 0;
         while n > 0 {
-            let byte = *self.data.get(self.pos / 8).ok_or(EOF)?;
+            let Some(&byte) = self.data.get(self.pos / 8) else {
+                return Err(EOF);
+            };
             let off = (self.pos % 8) as u32;
             let avail = 8 - off;
             let take = avail.min(n);
@@ -210,7 +215,9 @@ impl<'a> ByteReader<'a> {
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8> {
-        let b = *self.data.get(self.pos).ok_or(BYTES_EOF)?;
+        let Some(&b) = self.data.get(self.pos) else {
+            return Err(BYTES_EOF);
+        };
         self.pos += 1;
         Ok(b)
     }
@@ -242,8 +249,14 @@ impl<'a> ByteReader<'a> {
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or(BYTES_EOF)?;
-        let s = self.data.get(self.pos..end).ok_or(BYTES_EOF)?;
+        let Some(s) = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.data.get(self.pos..end))
+        else {
+            return Err(BYTES_EOF);
+        };
+        let end = self.pos + n;
         self.pos = end;
         Ok(s)
     }

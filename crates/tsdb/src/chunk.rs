@@ -1,23 +1,26 @@
-//! Compressed chunks of samples: Gorilla XOR while a chunk is open, and at
-//! close the smaller of XOR and a decimal-integer delta or delta-of-delta encoding.
+//! Compressed chunks of samples: Gorilla while a chunk is open, a columnar
+//! encoding at close when it is smaller.
 //!
-//! Timestamps always use delta-of-delta with prefix-coded widths (`bits::write_varbit`),
-//! so a regular scrape interval costs one bit per sample. Values:
+//! * tag 1, open-chunk format: interleaved delta-of-delta timestamps (prefix-coded
+//!   widths, `bits::write_varbit`) and Gorilla float XOR with leading/trailing-zero
+//!   windows. Appending costs a few nanoseconds.
+//! * tag 2, columnar, chosen at close when smaller: timestamps as an integer column
+//!   (`intcol.rs`: delta, delta-of-delta or frame-of-reference packing, so a regular
+//!   interval costs 0 bits); values as an integer column when the series is integer or
+//!   bool, or when every float is exactly `m / 10^k` for a small `k` (whole numbers,
+//!   counters in bytes, nanoseconds as seconds, percentages with few decimals);
+//!   otherwise Gorilla XOR.
 //!
-//! * tag 1, XOR: Gorilla's float XOR with leading/trailing-zero windows.
-//! * tag 2, integer: values that are exactly `m / 10^k` for small `k` (all integers,
-//!   counters in bytes or nanoseconds, percentages with few decimals) are stored as
-//!   the integers `m` with delta (gauges) or delta-of-delta (steady counters) coding.
-//!
-//! Samples are `(timestamp ms, value bits)`; the series' [`ValueKind`] says how to read the bits.
-//! [`decode`] never panics on arbitrary bytes.
+//! Samples are `(timestamp ms, value bits)`; the series' [`ValueKind`] says how to read
+//! the bits. [`decode`] never panics on arbitrary bytes.
 
 use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint, read_varbit, write_varbit};
 use crate::error::{Error, Result};
+use crate::intcol;
 use crate::types::ValueKind;
 
 const TAG_XOR: u8 = 1;
-const TAG_INT: u8 = 2;
+const TAG_COLUMNAR: u8 = 2;
 const MAX_SAMPLES: u64 = 1 << 20;
 
 const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
@@ -66,7 +69,7 @@ impl TsEnc {
 
 /// Gorilla XOR state.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct XorEnc {
+struct XorEnc {
     last: u64,
     leading: u32,
     trailing: u32,
@@ -126,24 +129,20 @@ impl XorEnc {
             self.leading = leading;
             self.trailing = 64 - leading - sig;
         } else if self.leading == u32::MAX {
-            return Err(Error::CorruptChunk("xor reuses a window before defining one"));
+            return Err(Error::CorruptChunk(
+                "xor reuses a window before defining one",
+            ));
         }
         let sig = 64 - self.leading - self.trailing;
         let bits = r.read_bits(sig)?;
-        let x = if self.trailing >= 64 { 0 } else { bits << self.trailing };
+        let x = if self.trailing >= 64 {
+            0
+        } else {
+            bits << self.trailing
+        };
         self.last ^= x;
         Ok(self.last)
     }
-}
-
-pub(crate) type XorState = XorEnc;
-
-pub(crate) fn xor_put(x: &mut XorEnc, w: &mut BitWriter, first: bool, v: u64) {
-    x.put(w, first, v);
-}
-
-pub(crate) fn xor_get(x: &mut XorEnc, r: &mut BitReader<'_>, first: bool) -> Result<u64> {
-    x.get(r, first)
 }
 
 /// The open chunk of a series: streaming Gorilla encoding.
@@ -202,18 +201,16 @@ impl Appender {
         let Ok(samples) = decode(&xor) else {
             return xor;
         };
-        match encode_int(&samples, kind) {
-            Some(int) if int.len() < xor.len() => int,
-            _ => xor,
-        }
+        let col = encode_columnar(&samples, kind);
+        if col.len() < xor.len() { col } else { xor }
     }
 }
 
 /// The decimal scale `k` such that every value is exactly `m / 10^k`, if any.
-fn decimal_scale(samples: &[(i64, u64)]) -> Option<usize> {
+fn decimal_scale(vals: &[u64]) -> Option<usize> {
     'scales: for k in SCALES {
         let p = POW10[k];
-        for &(_, bits) in samples {
+        for &bits in vals {
             let v = f64::from_bits(bits);
             let x = v * p;
             if !x.is_finite() || x.abs() >= 9.007_199_254_740_992e15 {
@@ -229,53 +226,103 @@ fn decimal_scale(samples: &[(i64, u64)]) -> Option<usize> {
     None
 }
 
-fn encode_int(samples: &[(i64, u64)], kind: ValueKind) -> Option<Vec<u8>> {
-    let (mode, k) = match kind {
-        ValueKind::Integer | ValueKind::Bool => (0u8, 0usize),
-        ValueKind::Float => (1u8, decimal_scale(samples)?),
+const VALUES_INT: u8 = 0;
+const VALUES_DECIMAL: u8 = 1;
+const VALUES_XOR: u8 = 2;
+
+/// Encodes a value column (bits of `kind` values): header bytes into `head`, bits into `w`.
+pub(crate) fn encode_values(vals: &[u64], kind: ValueKind, head: &mut Vec<u8>, w: &mut BitWriter) {
+    let ints = match kind {
+        ValueKind::Integer | ValueKind::Bool => Some((VALUES_INT, 0)),
+        ValueKind::Float => decimal_scale(vals).map(|k| (VALUES_DECIMAL, k)),
     };
-    let ints: Vec<i64> = samples
-        .iter()
-        .map(|&(_, bits)| {
-            if mode == 0 {
-                bits as i64
-            } else {
-                (f64::from_bits(bits) * POW10[k]).round() as i64
-            }
-        })
-        .collect();
-    let mut best: Option<Vec<u8>> = None;
-    for order in [1u8, 2] {
-        let mut w = BitWriter::new();
-        let mut ts = TsEnc::default();
-        for (i, &(t, _)) in samples.iter().enumerate() {
-            ts.put(&mut w, i as u32, t);
+    match ints {
+        Some((mode, k)) => {
+            head.extend_from_slice(&[mode, k as u8]);
+            let ints: Vec<i64> = vals
+                .iter()
+                .map(|&bits| {
+                    if mode == VALUES_INT {
+                        bits as i64
+                    } else {
+                        (f64::from_bits(bits) * POW10[k]).round() as i64
+                    }
+                })
+                .collect();
+            intcol::encode(&ints, head, w);
         }
-        let mut last = 0i64;
-        let mut delta = 0i64;
-        for (i, &m) in ints.iter().enumerate() {
-            if i == 0 {
-                w.write_bits(m as u64, 64);
-            } else {
-                let d = m.wrapping_sub(last);
-                if order == 1 || i == 1 {
-                    write_varbit(&mut w, d);
-                } else {
-                    write_varbit(&mut w, d.wrapping_sub(delta));
-                }
-                delta = d;
+        None => {
+            head.extend_from_slice(&[VALUES_XOR, 0]);
+            let mut x = XorEnc::default();
+            for (i, &bits) in vals.iter().enumerate() {
+                x.put(w, i == 0, bits);
             }
-            last = m;
-        }
-        let mut out = vec![TAG_INT];
-        put_uvarint(&mut out, samples.len() as u64);
-        out.extend_from_slice(&[mode, k as u8, order]);
-        out.extend_from_slice(&w.into_bytes());
-        if best.as_ref().is_none_or(|b| out.len() < b.len()) {
-            best = Some(out);
         }
     }
-    best
+}
+
+/// A decoded value column header.
+pub(crate) struct ValuesHeader {
+    mode: u8,
+    k: usize,
+    col: Option<intcol::Column>,
+}
+
+impl ValuesHeader {
+    pub(crate) fn read(br: &mut ByteReader<'_>) -> Result<Self> {
+        let mode = br.u8()?;
+        let k = br.u8()? as usize;
+        if mode > VALUES_XOR || k >= POW10.len() {
+            return Err(Error::CorruptChunk("bad value column header"));
+        }
+        let col = if mode == VALUES_XOR {
+            None
+        } else {
+            Some(intcol::Column::read_header(br)?)
+        };
+        Ok(Self { mode, k, col })
+    }
+
+    /// Decodes `n` value bits, calling `f(i, bits)`.
+    pub(crate) fn decode(
+        &self,
+        r: &mut BitReader<'_>,
+        n: usize,
+        mut f: impl FnMut(usize, u64),
+    ) -> Result<()> {
+        match &self.col {
+            Some(col) => col.decode(r, n, |i, m| {
+                f(
+                    i,
+                    if self.mode == VALUES_INT {
+                        m as u64
+                    } else {
+                        (m as f64 / POW10[self.k]).to_bits()
+                    },
+                )
+            }),
+            None => {
+                let mut x = XorEnc::default();
+                for i in 0..n {
+                    f(i, x.get(r, i == 0)?);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Columnar encoding: timestamps as an integer column, then a value column.
+fn encode_columnar(samples: &[(i64, u64)], kind: ValueKind) -> Vec<u8> {
+    let mut out = vec![TAG_COLUMNAR];
+    put_uvarint(&mut out, samples.len() as u64);
+    let mut w = BitWriter::new();
+    let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+    intcol::encode(&ts, &mut out, &mut w);
+    let vals: Vec<u64> = samples.iter().map(|s| s.1).collect();
+    encode_values(&vals, kind, &mut out, &mut w);
+    out.extend_from_slice(&w.into_bytes());
+    out
 }
 
 /// Decodes a chunk into `(timestamp, value bits)` pairs.
@@ -311,42 +358,21 @@ pub(crate) fn decode_into(bytes: &[u8], out: &mut Vec<(i64, u64)>) -> Result<()>
             }
             Ok(())
         }
-        TAG_INT => {
-            let mode = br.u8()?;
-            let k = br.u8()? as usize;
-            let order = br.u8()?;
-            if mode > 1 || k >= POW10.len() || !(1..=2).contains(&order) {
-                return Err(Error::CorruptChunk("bad integer chunk header"));
-            }
+        TAG_COLUMNAR => {
+            let ts_col = intcol::Column::read_header(&mut br)?;
+            let vh = ValuesHeader::read(&mut br)?;
             let rest = br.bytes(br.remaining())?;
-            if n > rest.len() * 4 {
-                return Err(Error::CorruptChunk("sample count past the end"));
-            }
-            let mut r = BitReader::new(rest);
-            let mut ts = TsEnc::default();
+            // Zero-width columns cost no bits, so the count is only bounded by MAX_SAMPLES.
             let start = out.len();
-            out.reserve(n);
-            for i in 0..n {
-                out.push((ts.get(&mut r, i)?, 0));
-            }
-            let mut last = 0i64;
-            let mut delta = 0i64;
-            for (i, slot) in out[start..].iter_mut().enumerate() {
-                let m = if i == 0 {
-                    r.read_bits(64)? as i64
-                } else {
-                    let x = read_varbit(&mut r)?;
-                    delta = if order == 1 || i == 1 { x } else { delta.wrapping_add(x) };
-                    last.wrapping_add(delta)
-                };
-                last = m;
-                slot.1 = if mode == 0 {
-                    m as u64
-                } else {
-                    (m as f64 / POW10[k]).to_bits()
-                };
-            }
-            Ok(())
+            out.reserve(n.min(1 << 16));
+            let mut r = BitReader::new(rest);
+            ts_col.decode(&mut r, n, |_, t| out.push((t, 0)))?;
+            let vals = &mut out[start..];
+            vh.decode(&mut r, n, |i, bits| {
+                if let Some(slot) = vals.get_mut(i) {
+                    slot.1 = bits;
+                }
+            })
         }
         _ => Err(Error::CorruptChunk("unknown chunk encoding")),
     }
@@ -371,7 +397,14 @@ mod tests {
 
     #[test]
     fn regular_counter_is_tiny() {
-        let s: Vec<_> = (0..240).map(|i| (1_700_000_000_000 + i * 10_000, ((i * 4096) as f64).to_bits())).collect();
+        let s: Vec<_> = (0..240)
+            .map(|i| {
+                (
+                    1_700_000_000_000 + i * 10_000,
+                    ((i * 4096) as f64).to_bits(),
+                )
+            })
+            .collect();
         let (xor, best) = roundtrip(&s, ValueKind::Float);
         assert!(best < xor);
         assert!(best < 100, "{best} bytes for 240 samples");
@@ -380,9 +413,17 @@ mod tests {
     #[test]
     fn decimal_and_special_values() {
         let vals = [0.25, -0.0, f64::NAN, f64::INFINITY, 1e300, 12.5];
-        let s: Vec<_> = vals.iter().enumerate().map(|(i, v)| (i as i64, v.to_bits())).collect();
+        let s: Vec<_> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64, v.to_bits()))
+            .collect();
         roundtrip(&s, ValueKind::Float);
-        let s: Vec<_> = [i64::MIN, i64::MAX, 0, -1].iter().enumerate().map(|(i, &v)| (i as i64 * 7, v as u64)).collect();
+        let s: Vec<_> = [i64::MIN, i64::MAX, 0, -1]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * 7, v as u64))
+            .collect();
         roundtrip(&s, ValueKind::Integer);
     }
 

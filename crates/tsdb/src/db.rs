@@ -72,10 +72,17 @@ impl Options {
         if self.compaction_windows_ms.iter().any(|&w| w <= 0) {
             errs.push("compaction windows must be positive");
         }
-        if self.retention_ms <= 0 || self.rollup_minute_retention_ms <= 0 || self.rollup_hour_retention_ms <= 0 {
+        if self.retention_ms <= 0
+            || self.rollup_minute_retention_ms <= 0
+            || self.rollup_hour_retention_ms <= 0
+        {
             errs.push("retention periods must be positive");
         }
-        if errs.is_empty() { Ok(()) } else { Err(Error::InvalidOptions(errs.join("; "))) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidOptions(errs.join("; ")))
+        }
     }
 
     pub(crate) fn cut(&self) -> CutPolicy {
@@ -256,8 +263,10 @@ impl Db {
         for (seq, path) in &found {
             opened.push(segment::open(path, *seq)?);
         }
-        let superseded: std::collections::HashSet<u64> =
-            opened.iter().flat_map(|(s, _)| s.replaces.iter().copied()).collect();
+        let superseded: std::collections::HashSet<u64> = opened
+            .iter()
+            .flat_map(|(s, _)| s.replaces.iter().copied())
+            .collect();
         let max_seq = found.iter().map(|(s, _)| *s).max().unwrap_or(0);
         let wal_path = dir.join(wal::WAL_FILE);
         let (records, _) = wal::read(&wal_path)?;
@@ -332,7 +341,12 @@ impl Db {
         self.create_series(&mut reg, labels, kind).ok()
     }
 
-    fn create_series(&self, reg: &mut Registry, labels: &Labels, kind: ValueKind) -> Result<SeriesId> {
+    fn create_series(
+        &self,
+        reg: &mut Registry,
+        labels: &Labels,
+        kind: ValueKind,
+    ) -> Result<SeriesId> {
         if reg.by_labels.len() >= self.opts.max_series {
             return Err(Error::TooManySeries {
                 limit: self.opts.max_series,
@@ -504,7 +518,9 @@ impl Db {
                     report.errors.push((i, Error::TooOld { t: p.t, floor }));
                     continue;
                 }
-                let Some(series) = sh.get_mut(id) else { continue };
+                let Some(series) = sh.get_mut(id) else {
+                    continue;
+                };
                 let bits = p.v.to_bits();
                 match series.append(p.t, p.v.kind(), bits, cut) {
                     Ok(Appended::Stored) => {
@@ -525,8 +541,12 @@ impl Db {
             }
         }
         ws.frames.end_samples();
-        self.counters.appended.fetch_add(report.accepted as u64, Ordering::Relaxed);
-        self.counters.dups.fetch_add(report.duplicates as u64, Ordering::Relaxed);
+        self.counters
+            .appended
+            .fetch_add(report.accepted as u64, Ordering::Relaxed);
+        self.counters
+            .dups
+            .fetch_add(report.duplicates as u64, Ordering::Relaxed);
         ws.wal.write(&ws.frames.buf)?;
         if ws.wal.last_sync.elapsed() >= self.opts.sync_interval {
             ws.wal.sync()?;
@@ -546,7 +566,9 @@ impl Db {
         let ws = &mut *guard;
         ws.frames.clear();
         ws.frames.meta(metric, &meta);
-        write(&self.registry).metadata.insert(metric.to_string(), meta);
+        write(&self.registry)
+            .metadata
+            .insert(metric.to_string(), meta);
         ws.wal.write(&ws.frames.buf)
     }
 
@@ -554,8 +576,17 @@ impl Db {
     pub fn metadata(&self, metric: Option<&str>) -> Vec<(String, Metadata)> {
         let reg = read(&self.registry);
         match metric {
-            Some(m) => reg.metadata.get(m).map(|md| (m.to_string(), md.clone())).into_iter().collect(),
-            None => reg.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Some(m) => reg
+                .metadata
+                .get(m)
+                .map(|md| (m.to_string(), md.clone()))
+                .into_iter()
+                .collect(),
+            None => reg
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -563,7 +594,10 @@ impl Db {
     pub fn stats(&self) -> Stats {
         let (series, index_mem) = {
             let reg = read(&self.registry);
-            (reg.by_labels.len(), reg.index.mem_size() + reg.by_labels.capacity() * 24)
+            (
+                reg.by_labels.len(),
+                reg.index.mem_size() + reg.by_labels.capacity() * 24,
+            )
         };
         let mut head_samples = 0;
         let mut mem = index_mem as u64;
@@ -589,8 +623,16 @@ impl Db {
             rejected_too_old: get(&c.too_old),
             duplicates_ignored: get(&c.dups),
             segments: segs.len(),
-            raw_bytes_on_disk: segs.iter().filter(|s| s.kind == SegKind::Raw).map(|s| s.size).sum(),
-            rollup_bytes_on_disk: segs.iter().filter(|s| s.kind != SegKind::Raw).map(|s| s.size).sum(),
+            raw_bytes_on_disk: segs
+                .iter()
+                .filter(|s| s.kind == SegKind::Raw)
+                .map(|s| s.size)
+                .sum(),
+            rollup_bytes_on_disk: segs
+                .iter()
+                .filter(|s| s.kind != SegKind::Raw)
+                .map(|s| s.size)
+                .sum(),
             wal_bytes: lock(&self.wal).wal.len,
             bytes_in_memory: mem,
         }

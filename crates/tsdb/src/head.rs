@@ -71,7 +71,13 @@ impl MemSeries {
     }
 
     #[inline]
-    pub(crate) fn append(&mut self, t: i64, kind: ValueKind, bits: u64, cut: CutPolicy) -> Result<Appended> {
+    pub(crate) fn append(
+        &mut self,
+        t: i64,
+        kind: ValueKind,
+        bits: u64,
+        cut: CutPolicy,
+    ) -> Result<Appended> {
         if kind != self.kind {
             return Err(Error::TypeConflict {
                 labels: self.labels.to_string(),
@@ -86,7 +92,10 @@ impl MemSeries {
                 }
                 return Err(Error::DuplicateTimestamp { t });
             }
-            return Err(Error::OutOfOrder { t, last: self.last_t });
+            return Err(Error::OutOfOrder {
+                t,
+                last: self.last_t,
+            });
         }
         if self.open.len() > 0 && t.saturating_sub(self.open.mint()) >= cut.max_span_ms {
             self.cut();
@@ -118,15 +127,28 @@ impl MemSeries {
 
     /// In-memory chunks (closed then open), as encoded bytes, oldest first.
     pub(crate) fn head_chunks(&self) -> Vec<(Arc<[u8]>, i64, i64)> {
-        let mut v: Vec<_> = self.closed.iter().map(|c| (c.bytes.clone(), c.mint, c.maxt)).collect();
+        let mut v: Vec<_> = self
+            .closed
+            .iter()
+            .map(|c| (c.bytes.clone(), c.mint, c.maxt))
+            .collect();
         if self.open.len() > 0 {
-            v.push((self.open.to_bytes().into(), self.open.mint(), self.open.maxt()));
+            v.push((
+                self.open.to_bytes().into(),
+                self.open.mint(),
+                self.open.maxt(),
+            ));
         }
         v
     }
 
     /// Decodes head samples with timestamps in `[start, end]`.
-    pub(crate) fn head_samples(&self, start: i64, end: i64, out: &mut Vec<(i64, u64)>) -> Result<()> {
+    pub(crate) fn head_samples(
+        &self,
+        start: i64,
+        end: i64,
+        out: &mut Vec<(i64, u64)>,
+    ) -> Result<()> {
         for c in &self.closed {
             if c.maxt >= start && c.mint <= end {
                 decode_range(&c.bytes, start, end, out)?;
@@ -150,20 +172,33 @@ impl MemSeries {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.raw.is_empty() && self.closed.is_empty() && self.open.len() == 0 && self.rollups.iter().all(Vec::is_empty)
+        self.raw.is_empty()
+            && self.closed.is_empty()
+            && self.open.len() == 0
+            && self.rollups.iter().all(Vec::is_empty)
     }
 
     pub(crate) fn mem_size(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.labels.heap_size()
             + self.open.mem_size()
-            + self.closed.iter().map(|c| c.bytes.len() + 48).sum::<usize>()
-            + (self.raw.len() + self.rollups[0].len() + self.rollups[1].len()) * std::mem::size_of::<DiskRef>()
+            + self
+                .closed
+                .iter()
+                .map(|c| c.bytes.len() + 48)
+                .sum::<usize>()
+            + (self.raw.len() + self.rollups[0].len() + self.rollups[1].len())
+                * std::mem::size_of::<DiskRef>()
     }
 }
 
 /// Decodes one chunk, keeping samples in `[start, end]`.
-pub(crate) fn decode_range(bytes: &[u8], start: i64, end: i64, out: &mut Vec<(i64, u64)>) -> Result<()> {
+pub(crate) fn decode_range(
+    bytes: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<(i64, u64)>,
+) -> Result<()> {
     let from = out.len();
     chunk::decode_into(bytes, out)?;
     let mut w = from;
@@ -190,11 +225,26 @@ mod tests {
             max_samples: 3,
             max_span_ms: 1000,
         };
-        assert_eq!(s.append(10, ValueKind::Float, 1, cut).unwrap(), Appended::Stored);
-        assert_eq!(s.append(10, ValueKind::Float, 1, cut).unwrap(), Appended::Duplicate);
-        assert!(matches!(s.append(10, ValueKind::Float, 2, cut), Err(Error::DuplicateTimestamp { t: 10 })));
-        assert!(matches!(s.append(5, ValueKind::Float, 2, cut), Err(Error::OutOfOrder { t: 5, last: 10 })));
-        assert!(matches!(s.append(11, ValueKind::Integer, 2, cut), Err(Error::TypeConflict { .. })));
+        assert_eq!(
+            s.append(10, ValueKind::Float, 1, cut).unwrap(),
+            Appended::Stored
+        );
+        assert_eq!(
+            s.append(10, ValueKind::Float, 1, cut).unwrap(),
+            Appended::Duplicate
+        );
+        assert!(matches!(
+            s.append(10, ValueKind::Float, 2, cut),
+            Err(Error::DuplicateTimestamp { t: 10 })
+        ));
+        assert!(matches!(
+            s.append(5, ValueKind::Float, 2, cut),
+            Err(Error::OutOfOrder { t: 5, last: 10 })
+        ));
+        assert!(matches!(
+            s.append(11, ValueKind::Integer, 2, cut),
+            Err(Error::TypeConflict { .. })
+        ));
         for t in 11..20 {
             s.append(t, ValueKind::Float, t as u64, cut).unwrap();
         }

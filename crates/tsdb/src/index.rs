@@ -62,7 +62,10 @@ fn union(lists: Vec<&Vec<SeriesId>>) -> Vec<SeriesId> {
 }
 
 fn subtract(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
-    a.iter().copied().filter(|id| b.binary_search(id).is_err()).collect()
+    a.iter()
+        .copied()
+        .filter(|id| b.binary_search(id).is_err())
+        .collect()
 }
 
 impl Index {
@@ -122,7 +125,13 @@ impl Index {
             let Some(values) = values else {
                 return self.all.clone();
             };
-            let excluded = union(values.iter().filter(|(v, _)| !m.matches(v)).map(|(_, p)| p).collect());
+            let excluded = union(
+                values
+                    .iter()
+                    .filter(|(v, _)| !m.matches(v))
+                    .map(|(_, p)| p)
+                    .collect(),
+            );
             subtract(&self.all, &excluded)
         } else {
             let Some(values) = values else {
@@ -131,7 +140,13 @@ impl Index {
             if m.op == MatchOp::Eq {
                 return values.get(&m.value).cloned().unwrap_or_default();
             }
-            union(values.iter().filter(|(v, _)| m.matches(v)).map(|(_, p)| p).collect())
+            union(
+                values
+                    .iter()
+                    .filter(|(v, _)| m.matches(v))
+                    .map(|(_, p)| p)
+                    .collect(),
+            )
         }
     }
 
@@ -165,14 +180,28 @@ mod tests {
         ix.add(1, &a);
         ix.add(2, &b);
         ix.add(3, &c);
-        let sel = |ms: Vec<Matcher>| ix.select(&ms);
-        assert_eq!(sel(vec![Matcher::metric("up")]), vec![1, 2]);
-        assert_eq!(sel(vec![Matcher::new("job", MatchOp::Ne, "api").unwrap()]), vec![2, 3]);
-        assert_eq!(sel(vec![Matcher::new("zone", MatchOp::Eq, "").unwrap()]), vec![1, 3]);
-        assert_eq!(sel(vec![Matcher::new("job", MatchOp::Re, "a.*|d.").unwrap()]), vec![1, 2]);
-        assert_eq!(sel(vec![Matcher::new("job", MatchOp::Nre, "a.*").unwrap()]), vec![2, 3]);
-        assert_eq!(sel(vec![]), vec![1, 2, 3]);
-        let mut ix = ix;
+        let sel = |ms: Vec<Matcher>, ix: &Index| ix.select(&ms);
+        assert_eq!(sel(vec![Matcher::metric("up")], &ix), vec![1, 2]);
+        assert_eq!(
+            sel(vec![Matcher::new("job", MatchOp::Ne, "api").unwrap()], &ix),
+            vec![2, 3]
+        );
+        assert_eq!(
+            sel(vec![Matcher::new("zone", MatchOp::Eq, "").unwrap()], &ix),
+            vec![1, 3]
+        );
+        assert_eq!(
+            sel(
+                vec![Matcher::new("job", MatchOp::Re, "a.*|d.").unwrap()],
+                &ix
+            ),
+            vec![1, 2]
+        );
+        assert_eq!(
+            sel(vec![Matcher::new("job", MatchOp::Nre, "a.*").unwrap()], &ix),
+            vec![2, 3]
+        );
+        assert_eq!(sel(vec![], &ix), vec![1, 2, 3]);
         ix.remove(2, &b);
         assert_eq!(ix.select(&[Matcher::metric("up")]), vec![1]);
         assert_eq!(ix.len(), 2);

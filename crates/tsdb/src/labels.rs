@@ -38,7 +38,10 @@ impl Labels {
         v.sort_unstable();
         for w in v.windows(2) {
             if w[0].0 == w[1].0 {
-                return Err(Error::InvalidLabels(format!("duplicate label name {:?}", w[0].0)));
+                return Err(Error::InvalidLabels(format!(
+                    "duplicate label name {:?}",
+                    w[0].0
+                )));
             }
         }
         if let Some((k, _)) = v.iter().find(|(k, _)| k.is_empty()) {
@@ -48,12 +51,17 @@ impl Labels {
     }
 
     /// Builds `name{pairs...}`.
-    pub fn with_name<'a>(name: &'a str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+    pub fn with_name<'a>(
+        name: &'a str,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
         Self::new(std::iter::once((METRIC_NAME, name)).chain(pairs))
     }
 
     fn from_sorted(v: Vec<(String, String)>) -> Self {
-        let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        let mut h =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
         for (k, val) in &v {
             k.hash(&mut h);
             val.hash(&mut h);
@@ -121,7 +129,8 @@ impl Labels {
 
 impl PartialEq for Labels {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.pairs, &other.pairs) || self.pairs == other.pairs)
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.pairs, &other.pairs) || self.pairs == other.pairs)
     }
 }
 
@@ -220,12 +229,12 @@ impl Matcher {
     pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self> {
         let value = value.into();
         let re = match op {
-            MatchOp::Re | MatchOp::Nre => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                Error::InvalidRegex {
+            MatchOp::Re | MatchOp::Nre => Some(Regex::new(&format!("^(?:{value})$")).map_err(
+                |e| Error::InvalidRegex {
                     pattern: value.clone(),
                     reason: e.to_string(),
-                }
-            })?),
+                },
+            )?),
             MatchOp::Eq | MatchOp::Ne => None,
         };
         Ok(Self {
@@ -291,7 +300,10 @@ mod tests {
         assert_eq!(l.iter().collect::<Vec<_>>(), vec![("a", "1"), ("b", "2")]);
         assert_eq!(l, Labels::new([("a", "1"), ("b", "2")]).unwrap());
         assert!(Labels::new([("a", "1"), ("a", "2")]).is_err());
-        assert_eq!(Labels::with_name("up", [("job", "x")]).unwrap().to_string(), "up{job=\"x\"}");
+        assert_eq!(
+            Labels::with_name("up", [("job", "x")]).unwrap().to_string(),
+            "up{job=\"x\"}"
+        );
     }
 
     #[test]
@@ -303,7 +315,10 @@ mod tests {
         assert!(m("job", MatchOp::Re, "a.i"));
         assert!(!m("job", MatchOp::Re, "a"), "regex is anchored");
         assert!(m("job", MatchOp::Nre, "a"));
-        assert!(m("zone", MatchOp::Eq, ""), "missing label is the empty string");
+        assert!(
+            m("zone", MatchOp::Eq, ""),
+            "missing label is the empty string"
+        );
         assert!(m("zone", MatchOp::Re, ".*"));
         assert!(!m("zone", MatchOp::Re, ".+"));
         assert!(m("job", MatchOp::Re, "x|api"));

@@ -68,6 +68,7 @@ mod db;
 mod error;
 mod head;
 mod index;
+mod intcol;
 mod labels;
 mod maint;
 mod query;

@@ -43,7 +43,12 @@ fn refs_of(s: &mut MemSeries, kind: SegKind) -> &mut Vec<DiskRef> {
 }
 
 /// Decodes a raw blob (`len chunk` repeated) into samples.
-pub(crate) fn decode_raw_blob(blob: &[u8], start: i64, end: i64, out: &mut Vec<(i64, u64)>) -> Result<()> {
+pub(crate) fn decode_raw_blob(
+    blob: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<(i64, u64)>,
+) -> Result<()> {
     let mut r = ByteReader::new(blob);
     while !r.is_empty() {
         crate::head::decode_range(r.len_bytes()?, start, end, out)?;
@@ -88,7 +93,8 @@ impl Db {
                             for c in &it.chunks {
                                 put_bytes(&mut blob, &c.bytes);
                             }
-                            let (mint, maxt) = (it.chunks[0].mint, it.chunks[it.chunks.len() - 1].maxt);
+                            let (mint, maxt) =
+                                (it.chunks[0].mint, it.chunks[it.chunks.len() - 1].maxt);
                             w.add(&it.labels, it.kind, mint, maxt, &blob)?;
                         }
                         SegKind::Rollup(res) => {
@@ -97,9 +103,12 @@ impl Db {
                             for c in &it.chunks {
                                 chunk::decode_into(&c.bytes, &mut samples)?;
                             }
-                            let vals = samples.iter().map(|&(t, b)| (t, Value::from_bits(it.kind, b).as_f64()));
+                            let vals = samples
+                                .iter()
+                                .map(|&(t, b)| (t, Value::from_bits(it.kind, b).as_f64()));
                             rollup::aggregate(vals, res.ms(), &mut buckets);
-                            let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+                            let (Some(first), Some(last)) = (buckets.first(), buckets.last())
+                            else {
                                 continue;
                             };
                             let (mint, maxt) = (first.first_t, last.last_t);
@@ -174,7 +183,8 @@ impl Db {
         let segs = lock(&self.segments).clone();
         for (ki, kind) in SegKind::ALL.into_iter().enumerate() {
             let window = self.opts.compaction_windows_ms[ki];
-            let mut of_kind: Vec<&Arc<SegmentFile>> = segs.iter().filter(|s| s.kind == kind).collect();
+            let mut of_kind: Vec<&Arc<SegmentFile>> =
+                segs.iter().filter(|s| s.kind == kind).collect();
             of_kind.sort_by_key(|s| s.order);
             let mut groups: Vec<Vec<Arc<SegmentFile>>> = Vec::new();
             let mut last_window = None;
@@ -204,8 +214,11 @@ impl Db {
             let mut sh = lock(shard);
             for (slot, s) in sh.series.iter_mut().enumerate() {
                 let Some(s) = s else { continue };
-                let refs: Vec<DiskRef> =
-                    refs_of(s, kind).iter().filter(|r| seqs.contains(&r.file.seq)).cloned().collect();
+                let refs: Vec<DiskRef> = refs_of(s, kind)
+                    .iter()
+                    .filter(|r| seqs.contains(&r.file.seq))
+                    .cloned()
+                    .collect();
                 if !refs.is_empty() {
                     items.push((id_of(si, slot as SeriesId), s.labels.clone(), s.kind, refs));
                 }
@@ -272,11 +285,16 @@ impl Db {
         self.retention_floor.fetch_max(floor, Ordering::Relaxed);
         let limit = |k: SegKind| match k {
             SegKind::Raw => floor,
-            SegKind::Rollup(Resolution::Minute) => now_ms.saturating_sub(o.rollup_minute_retention_ms),
+            SegKind::Rollup(Resolution::Minute) => {
+                now_ms.saturating_sub(o.rollup_minute_retention_ms)
+            }
             SegKind::Rollup(Resolution::Hour) => now_ms.saturating_sub(o.rollup_hour_retention_ms),
         };
-        let expired: Vec<Arc<SegmentFile>> =
-            lock(&self.segments).iter().filter(|s| s.maxt < limit(s.kind)).cloned().collect();
+        let expired: Vec<Arc<SegmentFile>> = lock(&self.segments)
+            .iter()
+            .filter(|s| s.maxt < limit(s.kind))
+            .cloned()
+            .collect();
         let mut report = MaintReport::default();
         let seqs: HashSet<u64> = expired.iter().map(|s| s.seq).collect();
         let _ws = lock(&self.wal);
@@ -284,7 +302,9 @@ impl Db {
         for (si, shard) in self.shards.iter().enumerate() {
             let mut sh = lock(shard);
             for slot in 0..sh.series.len() {
-                let Some(s) = sh.series[slot].as_mut() else { continue };
+                let Some(s) = sh.series[slot].as_mut() else {
+                    continue;
+                };
                 if !seqs.is_empty() {
                     for kind in SegKind::ALL {
                         refs_of(s, kind).retain(|r| !seqs.contains(&r.file.seq));

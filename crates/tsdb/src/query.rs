@@ -32,11 +32,18 @@ pub enum Selection {
 }
 
 fn overlaps(s: &MemSeries, start: i64, end: i64) -> bool {
-    s.overlaps(start, end) || s.rollups.iter().flatten().any(|r| r.maxt >= start && r.mint <= end)
+    s.overlaps(start, end)
+        || s.rollups
+            .iter()
+            .flatten()
+            .any(|r| r.maxt >= start && r.mint <= end)
 }
 
 fn refs_in(refs: &[DiskRef], start: i64, end: i64) -> Vec<DiskRef> {
-    refs.iter().filter(|r| r.maxt >= start && r.mint <= end).cloned().collect()
+    refs.iter()
+        .filter(|r| r.maxt >= start && r.mint <= end)
+        .cloned()
+        .collect()
 }
 
 impl Db {
@@ -75,7 +82,11 @@ impl Db {
                 }
             }
             if !samples.is_empty() {
-                out.push(Series { labels, kind, samples });
+                out.push(Series {
+                    labels,
+                    kind,
+                    samples,
+                });
             }
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -84,7 +95,13 @@ impl Db {
 
     /// Rollup buckets of `res` whose start lies in `[start, end]` after aligning `start`
     /// down to the resolution. Buckets combine stored rollups with the head's samples.
-    pub fn select_rollup(&self, matchers: &[Matcher], start: i64, end: i64, res: Resolution) -> Result<Vec<RollupSeries>> {
+    pub fn select_rollup(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        res: Resolution,
+    ) -> Result<Vec<RollupSeries>> {
         let w = res.ms();
         let b_start = start.div_euclid(w).saturating_mul(w);
         let s_end = end.div_euclid(w).saturating_mul(w).saturating_add(w - 1);
@@ -98,18 +115,32 @@ impl Db {
                     continue;
                 }
                 s.head_samples(b_start, s_end, &mut head)?;
-                (s.labels.clone(), s.kind, refs_in(&s.rollups[res.index()], b_start, s_end))
+                (
+                    s.labels.clone(),
+                    s.kind,
+                    refs_in(&s.rollups[res.index()], b_start, s_end),
+                )
             };
             let mut buckets = Vec::new();
             for r in &refs {
                 let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
-                buckets.extend(rollup::decode(&blob)?.into_iter().filter(|b| b.start >= b_start && b.start <= end));
+                buckets.extend(
+                    rollup::decode(&blob)?
+                        .into_iter()
+                        .filter(|b| b.start >= b_start && b.start <= end),
+                );
             }
-            let vals = head.into_iter().map(|(t, b)| (t, Value::from_bits(kind, b).as_f64()));
+            let vals = head
+                .into_iter()
+                .map(|(t, b)| (t, Value::from_bits(kind, b).as_f64()));
             rollup::aggregate(vals, w, &mut buckets);
             let buckets = rollup::merge_adjacent(buckets);
             if !buckets.is_empty() {
-                out.push(RollupSeries { labels, kind, buckets });
+                out.push(RollupSeries {
+                    labels,
+                    kind,
+                    buckets,
+                });
             }
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -118,10 +149,19 @@ impl Db {
 
     /// Picks the coarsest resolution not finer than `step_ms`: hour rollups for steps of
     /// an hour or more, minute rollups for a minute or more, raw samples otherwise.
-    pub fn select_step(&self, matchers: &[Matcher], start: i64, end: i64, step_ms: i64) -> Result<Selection> {
+    pub fn select_step(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        step_ms: i64,
+    ) -> Result<Selection> {
         for res in [Resolution::Hour, Resolution::Minute] {
             if step_ms >= res.ms() {
-                return Ok(Selection::Rollup(res, self.select_rollup(matchers, start, end, res)?));
+                return Ok(Selection::Rollup(
+                    res,
+                    self.select_rollup(matchers, start, end, res)?,
+                ));
             }
         }
         Ok(Selection::Raw(self.select(matchers, start, end)?))
@@ -161,7 +201,13 @@ impl Db {
     }
 
     /// Sorted values of label `name` among the matching series.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
         let mut set = BTreeSet::new();
         self.visit(matchers, start, end, |l| {
             if let Some(v) = l.get(name)

@@ -7,9 +7,11 @@
 //! reset-adjusted steps between neighbouring buckets, which is exactly what the raw
 //! samples would give.
 
-use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint, read_varbit, write_varbit};
-use crate::chunk::{XorState, xor_get, xor_put};
+use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint};
+use crate::chunk;
 use crate::error::{Error, Result};
+use crate::intcol;
+use crate::types::ValueKind;
 
 /// A rollup resolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,7 +127,11 @@ pub fn increase(buckets: &[Bucket]) -> f64 {
 }
 
 /// Aggregates time-ordered samples into buckets of `res_ms`.
-pub(crate) fn aggregate(samples: impl IntoIterator<Item = (i64, f64)>, res_ms: i64, out: &mut Vec<Bucket>) {
+pub(crate) fn aggregate(
+    samples: impl IntoIterator<Item = (i64, f64)>,
+    res_ms: i64,
+    out: &mut Vec<Bucket>,
+) {
     for (t, v) in samples {
         let start = t.div_euclid(res_ms).saturating_mul(res_ms);
         match out.last_mut() {
@@ -147,75 +153,113 @@ pub(crate) fn merge_adjacent(buckets: Vec<Bucket>) -> Vec<Bucket> {
     out
 }
 
-/// Encodes buckets compactly (delta timestamps, XOR floats).
+/// Encodes buckets column by column: integer columns for start, count and the
+/// first/last offsets, value columns (decimal-integer or XOR) for the six floats.
 pub(crate) fn encode(buckets: &[Bucket]) -> Vec<u8> {
     let mut out = Vec::new();
     put_uvarint(&mut out, buckets.len() as u64);
     let mut w = BitWriter::new();
-    let mut xs = [XorState::default(); 6];
-    let mut prev_start = 0i64;
-    let mut prev_count = 0i64;
-    for (i, b) in buckets.iter().enumerate() {
-        if i == 0 {
-            w.write_bits(b.start as u64, 64);
-        } else {
-            write_varbit(&mut w, b.start.wrapping_sub(prev_start));
+    let int_cols: [fn(&Bucket) -> i64; 4] = [
+        |b| b.start,
+        |b| b.count as i64,
+        |b| b.first_t.wrapping_sub(b.start),
+        |b| b.last_t.wrapping_sub(b.first_t),
+    ];
+    for f in int_cols {
+        let col: Vec<i64> = buckets.iter().map(f).collect();
+        intcol::encode(&col, &mut out, &mut w);
+    }
+    // A column equal to an earlier one (min = first and max = last for counters) is
+    // stored as a reference to it.
+    let cols: Vec<Vec<u64>> = FLOAT_COLS
+        .iter()
+        .map(|f| buckets.iter().map(|b| f(b).to_bits()).collect())
+        .collect();
+    for (c, col) in cols.iter().enumerate() {
+        match cols[..c].iter().position(|earlier| earlier == col) {
+            Some(j) => out.push(j as u8),
+            None => {
+                out.push(OWN_DATA);
+                chunk::encode_values(col, ValueKind::Float, &mut out, &mut w);
+            }
         }
-        write_varbit(&mut w, (b.count as i64).wrapping_sub(prev_count));
-        write_varbit(&mut w, b.first_t.wrapping_sub(b.start));
-        write_varbit(&mut w, b.last_t.wrapping_sub(b.first_t));
-        for (x, v) in xs.iter_mut().zip([b.sum, b.min, b.max, b.first, b.last, b.increase]) {
-            xor_put(x, &mut w, i == 0, v.to_bits());
-        }
-        prev_start = b.start;
-        prev_count = b.count as i64;
     }
     out.extend_from_slice(&w.into_bytes());
     out
 }
 
+const OWN_DATA: u8 = 0xff;
+
+const FLOAT_COLS: [fn(&Bucket) -> f64; 6] = [
+    |b| b.sum,
+    |b| b.min,
+    |b| b.max,
+    |b| b.first,
+    |b| b.last,
+    |b| b.increase,
+];
+
 /// Decodes [`encode`]d buckets; never panics.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Bucket>> {
     let mut br = ByteReader::new(bytes);
     let n = br.uvarint()?;
-    let rest = br.bytes(br.remaining())?;
-    if n > rest.len() as u64 {
-        return Err(Error::CorruptChunk("bucket count past the end"));
+    // A day of minutes or 30 days of hours per series and segment; far below this cap.
+    if n > 1 << 18 {
+        return Err(Error::CorruptChunk("bucket count too large"));
     }
-    let mut r = BitReader::new(rest);
-    let mut xs = [XorState::default(); 6];
-    let mut out = Vec::with_capacity(n as usize);
-    let mut prev_start = 0i64;
-    let mut prev_count = 0i64;
-    for i in 0..n {
-        let start = if i == 0 {
-            r.read_bits(64)? as i64
+    let n = n as usize;
+    let mut int_heads = Vec::with_capacity(4);
+    for _ in 0..4 {
+        int_heads.push(intcol::Column::read_header(&mut br)?);
+    }
+    // Per float column: its own header, or the index of an earlier column it copies.
+    let mut float_heads: Vec<Result<chunk::ValuesHeader, usize>> = Vec::with_capacity(6);
+    for c in 0..6 {
+        let src = br.u8()?;
+        if src == OWN_DATA {
+            float_heads.push(Ok(chunk::ValuesHeader::read(&mut br)?));
+        } else if (src as usize) < c {
+            float_heads.push(Err(src as usize));
         } else {
-            prev_start.wrapping_add(read_varbit(&mut r)?)
-        };
-        let count = prev_count.wrapping_add(read_varbit(&mut r)?);
-        let first_t = start.wrapping_add(read_varbit(&mut r)?);
-        let last_t = first_t.wrapping_add(read_varbit(&mut r)?);
-        let mut f = [0f64; 6];
-        for (x, slot) in xs.iter_mut().zip(f.iter_mut()) {
-            *slot = f64::from_bits(xor_get(x, &mut r, i == 0)?);
+            return Err(Error::CorruptChunk("bad column reference"));
         }
-        out.push(Bucket {
-            start,
-            count: count as u64,
-            sum: f[0],
-            min: f[1],
-            max: f[2],
-            first_t,
-            first: f[3],
-            last_t,
-            last: f[4],
-            increase: f[5],
-        });
-        prev_start = start;
-        prev_count = count;
     }
-    Ok(out)
+    let rest = br.bytes(br.remaining())?;
+    let mut r = BitReader::new(rest);
+    let mut ints = vec![[0i64; 4]; n];
+    for (c, h) in int_heads.iter().enumerate() {
+        h.decode(&mut r, n, |i, v| ints[i][c] = v)?;
+    }
+    let mut floats = vec![[0f64; 6]; n];
+    for (c, h) in float_heads.iter().enumerate() {
+        match h {
+            Ok(h) => h.decode(&mut r, n, |i, v| floats[i][c] = f64::from_bits(v))?,
+            Err(src) => {
+                for f in floats.iter_mut() {
+                    f[c] = f[*src];
+                }
+            }
+        }
+    }
+    Ok(ints
+        .iter()
+        .zip(&floats)
+        .map(|(iv, f)| {
+            let first_t = iv[0].wrapping_add(iv[2]);
+            Bucket {
+                start: iv[0],
+                count: iv[1] as u64,
+                sum: f[0],
+                min: f[1],
+                max: f[2],
+                first_t,
+                first: f[3],
+                last_t: first_t.wrapping_add(iv[3]),
+                last: f[4],
+                increase: f[5],
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -83,7 +83,9 @@ impl SegmentFile {
     /// Reads one series blob and checks its CRC.
     pub(crate) fn read_blob(&self, offset: u64, len: u32, crc: u32) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len as usize];
-        self.file.read_exact_at(&mut buf, offset).map_err(io_err(&self.path))?;
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(io_err(&self.path))?;
         if crc32c(&buf) != crc {
             return Err(self.corrupt("blob checksum mismatch"));
         }
@@ -137,7 +139,13 @@ pub(crate) struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    pub(crate) fn create(dir: &Path, kind: SegKind, seq: u64, order: u64, replaces: Vec<u64>) -> Result<Self> {
+    pub(crate) fn create(
+        dir: &Path,
+        kind: SegKind,
+        seq: u64,
+        order: u64,
+        replaces: Vec<u64>,
+    ) -> Result<Self> {
         let tmp = dir.join(format!("{}.tmp", file_name(kind, seq)));
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -162,8 +170,16 @@ impl SegmentWriter {
         })
     }
 
-    pub(crate) fn add(&mut self, labels: &Labels, kind: ValueKind, mint: i64, maxt: i64, blob: &[u8]) -> Result<()> {
-        let len = u32::try_from(blob.len()).map_err(|_| Error::CorruptChunk("series blob over 4 GiB"))?;
+    pub(crate) fn add(
+        &mut self,
+        labels: &Labels,
+        kind: ValueKind,
+        mint: i64,
+        maxt: i64,
+        blob: &[u8],
+    ) -> Result<()> {
+        let len =
+            u32::try_from(blob.len()).map_err(|_| Error::CorruptChunk("series blob over 4 GiB"))?;
         self.out.write_all(blob).map_err(io_err(&self.tmp))?;
         self.entries.push(IndexEntry {
             labels: labels.clone(),
@@ -236,7 +252,9 @@ impl SegmentWriter {
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Opens a segment and decodes its index.
@@ -251,7 +269,8 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
         return Err(corrupt("file too short"));
     }
     let mut footer = [0u8; FOOTER as usize];
-    file.read_exact_at(&mut footer, size - FOOTER).map_err(io_err(path))?;
+    file.read_exact_at(&mut footer, size - FOOTER)
+        .map_err(io_err(path))?;
     let mut fr = ByteReader::new(&footer);
     let ix_off = fr.u64_le()?;
     let ix_len = fr.u64_le()?;
@@ -284,7 +303,8 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             let labels = Labels::decode(&mut r)?;
             let kind = ValueKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad value kind"))?;
             let offset = r.uvarint()?;
-            let len = u32::try_from(r.uvarint()?).map_err(|_| Error::CorruptChunk("bad blob length"))?;
+            let len =
+                u32::try_from(r.uvarint()?).map_err(|_| Error::CorruptChunk("bad blob length"))?;
             let crc = r.u32_le()?;
             let (emint, emaxt) = (r.varint()?, r.varint()?);
             if offset < 9 || offset.saturating_add(u64::from(len)) > ix_off {
@@ -302,7 +322,8 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
         }
         Ok((kind, order, replaces, mint, maxt, entries))
     };
-    let (kind, order, replaces, mint, maxt, entries) = parse().map_err(|e| corrupt(&e.to_string()))?;
+    let (kind, order, replaces, mint, maxt, entries) =
+        parse().map_err(|e| corrupt(&e.to_string()))?;
     Ok((
         SegmentFile {
             path: path.to_path_buf(),
@@ -344,6 +365,9 @@ mod tests {
             std::fs::write(&seg.path, &bytes[..cut]).unwrap();
             assert!(open(&seg.path, 7).is_err());
         }
-        assert_eq!(parse_name("1h-0000000000000012.seg"), Some((SegKind::Rollup(Resolution::Hour), 12)));
+        assert_eq!(
+            parse_name("1h-0000000000000012.seg"),
+            Some((SegKind::Rollup(Resolution::Hour), 12))
+        );
     }
 }

@@ -30,7 +30,11 @@ fn labels(i: usize) -> Labels {
 }
 
 fn pt(i: usize, t: i64, v: Value) -> Point {
-    Point { labels: labels(i), t, v }
+    Point {
+        labels: labels(i),
+        t,
+        v,
+    }
 }
 
 #[test]
@@ -58,27 +62,84 @@ fn append_select_reopen() {
         .unwrap();
     assert_eq!(r.accepted, 4);
     assert_eq!(r.duplicates, 1);
-    let kinds: Vec<_> = r.errors.iter().map(|(i, e)| (*i, std::mem::discriminant(e))).collect();
+    let kinds: Vec<_> = r
+        .errors
+        .iter()
+        .map(|(i, e)| (*i, std::mem::discriminant(e)))
+        .collect();
     assert_eq!(
         kinds,
         vec![
-            (2, std::mem::discriminant(&Error::OutOfOrder { t: 0, last: 0 })),
-            (4, std::mem::discriminant(&Error::DuplicateTimestamp { t: 0 })),
-            (5, std::mem::discriminant(&Error::TypeConflict { labels: String::new(), existing: ValueKind::Float, got: ValueKind::Float })),
-            (8, std::mem::discriminant(&Error::TooManySeries { limit: 0 })),
+            (
+                2,
+                std::mem::discriminant(&Error::OutOfOrder { t: 0, last: 0 })
+            ),
+            (
+                4,
+                std::mem::discriminant(&Error::DuplicateTimestamp { t: 0 })
+            ),
+            (
+                5,
+                std::mem::discriminant(&Error::TypeConflict {
+                    labels: String::new(),
+                    existing: ValueKind::Float,
+                    got: ValueKind::Float
+                })
+            ),
+            (
+                8,
+                std::mem::discriminant(&Error::TooManySeries { limit: 0 })
+            ),
         ]
     );
     let st = db.stats();
-    assert_eq!((st.rejected_out_of_order, st.rejected_type_conflict, st.rejected_too_many_series), (1, 1, 1));
-    db.set_metadata("a", Metadata { metric_type: MetricType::Counter, help: "A things".into(), unit: "".into() }).unwrap();
+    assert_eq!(
+        (
+            st.rejected_out_of_order,
+            st.rejected_type_conflict,
+            st.rejected_too_many_series
+        ),
+        (1, 1, 1)
+    );
+    db.set_metadata(
+        "a",
+        Metadata {
+            metric_type: MetricType::Counter,
+            help: "A things".into(),
+            unit: "".into(),
+        },
+    )
+    .unwrap();
     let check = |db: &Db| {
         let s = db.select(&[Matcher::metric("a")], 0, 10_000).unwrap();
         assert_eq!(s.len(), 2);
-        assert_eq!(s[0].samples, vec![Sample { t: 1000, v: Value::Float(1.5) }, Sample { t: 2000, v: Value::Float(2.5) }]);
-        assert_eq!(s[1].samples, vec![Sample { t: 1000, v: Value::Int(7) }]);
+        assert_eq!(
+            s[0].samples,
+            vec![
+                Sample {
+                    t: 1000,
+                    v: Value::Float(1.5)
+                },
+                Sample {
+                    t: 2000,
+                    v: Value::Float(2.5)
+                }
+            ]
+        );
+        assert_eq!(
+            s[1].samples,
+            vec![Sample {
+                t: 1000,
+                v: Value::Int(7)
+            }]
+        );
         assert_eq!(db.label_values("job", &[], 0, 10_000), vec!["x", "y"]);
         assert_eq!(db.label_names(&[], 0, 10_000), vec!["__name__", "job"]);
-        assert_eq!(db.series(&[Matcher::new("job", MatchOp::Re, "x").unwrap()], 0, 10_000).len(), 2);
+        assert_eq!(
+            db.series(&[Matcher::new("job", MatchOp::Re, "x").unwrap()], 0, 10_000)
+                .len(),
+            2
+        );
         assert_eq!(db.metadata(Some("a"))[0].1.help, "A things");
     };
     check(&db);
@@ -100,7 +161,8 @@ fn garbage_wal_tail_opens() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
     for t in 0..10 {
-        db.append(&[pt(0, t * 1000, Value::Float(t as f64))]).unwrap();
+        db.append(&[pt(0, t * 1000, Value::Float(t as f64))])
+            .unwrap();
     }
     drop(db);
     let wal = dir.path().join("wal");
@@ -111,7 +173,11 @@ fn garbage_wal_tail_opens() {
         bytes.extend_from_slice(&[0x5a; 13]);
         std::fs::write(&wal, &bytes).unwrap();
         let db = Db::open(dir.path(), opts()).unwrap();
-        let n = db.select(&[], 0, i64::MAX).unwrap().first().map_or(0, |s| s.samples.len());
+        let n = db
+            .select(&[], 0, i64::MAX)
+            .unwrap()
+            .first()
+            .map_or(0, |s| s.samples.len());
         assert!(n <= 10);
         if cut == full.len() {
             assert_eq!(n, 10);
@@ -126,7 +192,8 @@ fn corrupt_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
     for t in 0..10 {
-        db.append(&[pt(0, t * 1000, Value::Float(t as f64))]).unwrap();
+        db.append(&[pt(0, t * 1000, Value::Float(t as f64))])
+            .unwrap();
     }
     db.flush_all().unwrap();
     drop(db);
@@ -151,10 +218,19 @@ fn corrupt_segment_is_an_error() {
 #[test]
 fn retention_drops_old_segments_and_series() {
     let dir = tempfile::tempdir().unwrap();
-    let o = Options { retention_ms: 10_000, rollup_minute_retention_ms: 20_000, rollup_hour_retention_ms: 20_000, ..opts() };
+    let o = Options {
+        retention_ms: 10_000,
+        rollup_minute_retention_ms: 20_000,
+        rollup_hour_retention_ms: 20_000,
+        ..opts()
+    };
     let db = Db::open(dir.path(), o).unwrap();
     for t in 0..6 {
-        db.append(&[pt(0, t * 1000, Value::Float(1.0)), pt(1, 100_000 + t * 1000, Value::Float(1.0))]).unwrap();
+        db.append(&[
+            pt(0, t * 1000, Value::Float(1.0)),
+            pt(1, 100_000 + t * 1000, Value::Float(1.0)),
+        ])
+        .unwrap();
     }
     db.flush_all().unwrap();
     let r = db.apply_retention(50_000).unwrap();
@@ -164,20 +240,38 @@ fn retention_drops_old_segments_and_series() {
     assert_eq!(r.series_dropped, 2);
     let r = db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
     assert!(matches!(r.errors[0].1, Error::TooOld { .. }));
-    assert_eq!(db.stats().series, 1, "the rejected sample still created its series");
+    assert_eq!(
+        db.stats().series,
+        1,
+        "the rejected sample still created its series"
+    );
 }
 
 #[test]
 fn concurrent_appends_and_queries() {
     let dir = tempfile::tempdir().unwrap();
-    let db = std::sync::Arc::new(Db::open(dir.path(), Options { chunk_samples: 16, ..Options::default() }).unwrap());
+    let db = std::sync::Arc::new(
+        Db::open(
+            dir.path(),
+            Options {
+                chunk_samples: 16,
+                ..Options::default()
+            },
+        )
+        .unwrap(),
+    );
     let threads: Vec<_> = (0..4)
         .map(|w| {
             let db = db.clone();
             std::thread::spawn(move || {
                 let l = Labels::with_name("m", [("w", w.to_string().as_str())]).unwrap();
                 for t in 0..200 {
-                    db.append(&[Point { labels: l.clone(), t, v: Value::Float(t as f64) }]).unwrap();
+                    db.append(&[Point {
+                        labels: l.clone(),
+                        t,
+                        v: Value::Float(t as f64),
+                    }])
+                    .unwrap();
                     if t % 50 == 0 {
                         db.select(&[Matcher::metric("m")], 0, 1000).unwrap();
                         db.flush().unwrap();
@@ -238,7 +332,9 @@ impl Model {
             }
             self.series.insert(s, (v.kind(), BTreeMap::new()));
         }
-        let Some((kind, samples)) = self.series.get_mut(&s) else { return "rejected" };
+        let Some((kind, samples)) = self.series.get_mut(&s) else {
+            return "rejected";
+        };
         if *kind != v.kind() {
             return "rejected";
         }
@@ -260,7 +356,10 @@ impl Model {
             .map(|(i, (kind, s))| Series {
                 labels: labels(*i),
                 kind: *kind,
-                samples: s.range(start..=end).map(|(&t, &v)| Sample { t, v }).collect(),
+                samples: s
+                    .range(start..=end)
+                    .map(|(&t, &v)| Sample { t, v })
+                    .collect(),
             })
             .filter(|s| !s.samples.is_empty())
             .collect();
@@ -274,28 +373,40 @@ fn matcher_sets() -> Vec<Vec<Matcher>> {
         vec![],
         vec![Matcher::metric("a")],
         vec![Matcher::new("job", MatchOp::Ne, "x").unwrap()],
-        vec![Matcher::new("job", MatchOp::Re, "x|y").unwrap(), Matcher::new("__name__", MatchOp::Nre, "b").unwrap()],
+        vec![
+            Matcher::new("job", MatchOp::Re, "x|y").unwrap(),
+            Matcher::new("__name__", MatchOp::Nre, "b").unwrap(),
+        ],
         vec![Matcher::new("job", MatchOp::Eq, "").unwrap()],
     ]
 }
 
 fn check_queries(db: &Db, model: &Model, start: i64, end: i64) -> Result<(), TestCaseError> {
     for m in matcher_sets() {
-        let got = db.select(&m, start, end).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = db
+            .select(&m, start, end)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&got, &model.select(&m, start, end), "matchers {:?}", m);
         let all = model.select(&m, i64::MIN, i64::MAX);
         let want: Vec<Labels> = all.iter().map(|s| s.labels.clone()).collect();
         prop_assert_eq!(db.series(&m, i64::MIN, i64::MAX), want);
-        let rolled = db.select_rollup(&m, i64::MIN, i64::MAX, Resolution::Minute).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let rolled = db
+            .select_rollup(&m, i64::MIN, i64::MAX, Resolution::Minute)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want: Vec<(Labels, Vec<Bucket>)> = all
             .iter()
             .map(|s| {
                 let mut b = Vec::new();
-                rollup::aggregate(s.samples.iter().map(|x| (x.t, x.v.as_f64())), 60_000, &mut b);
+                rollup::aggregate(
+                    s.samples.iter().map(|x| (x.t, x.v.as_f64())),
+                    60_000,
+                    &mut b,
+                );
                 (s.labels.clone(), b)
             })
             .collect();
-        let got: Vec<(Labels, Vec<Bucket>)> = rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
+        let got: Vec<(Labels, Vec<Bucket>)> =
+            rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
         prop_assert_eq!(got, want);
     }
     Ok(())
@@ -371,13 +482,23 @@ fn compaction_merges_only_neighbours() {
         db.append(&[pt(2, t, Value::Float(t as f64))]).unwrap();
     }
     db.flush().unwrap();
-    db.append(&[pt(2, 3000, Value::Float(1.0)), pt(0, -1000, Value::Float(0.0))]).unwrap();
+    db.append(&[
+        pt(2, 3000, Value::Float(1.0)),
+        pt(0, -1000, Value::Float(0.0)),
+    ])
+    .unwrap();
     db.flush_all().unwrap();
     db.append(&[pt(2, 4000, Value::Float(2.0))]).unwrap();
     db.flush_all().unwrap();
-    let before = db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute).unwrap();
+    let before = db
+        .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+        .unwrap();
     db.compact().unwrap();
-    assert_eq!(db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute).unwrap(), before);
+    assert_eq!(
+        db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+            .unwrap(),
+        before
+    );
     assert_eq!(before[1].buckets[0].last_t, 4000);
     assert_eq!(before[1].buckets[0].increase, 2000.0 + 1.0 + 1.0);
 }

@@ -24,7 +24,11 @@ const MAX_RECORD: u32 = 1 << 30;
 #[derive(Debug)]
 pub(crate) enum Record {
     /// A series definition: WAL-local reference, kind, labels.
-    Series { r: u64, kind: ValueKind, labels: Labels },
+    Series {
+        r: u64,
+        kind: ValueKind,
+        labels: Labels,
+    },
     /// Samples: `(series ref, t, value bits)`.
     Samples(Vec<(u64, i64, u64)>),
     /// A chunk of samples of one series (written by checkpoints).
@@ -43,6 +47,8 @@ const T_META: u8 = 4;
 pub(crate) struct Frames {
     pub(crate) buf: Vec<u8>,
     start: usize,
+    /// Timestamp of the previous sample in the open samples record.
+    prev_t: i64,
 }
 
 impl Frames {
@@ -91,12 +97,15 @@ impl Frames {
     /// Starts a samples record; call [`Frames::sample`] then [`Frames::end_samples`].
     pub(crate) fn begin_samples(&mut self) {
         self.begin(T_SAMPLES);
+        self.prev_t = 0;
     }
 
+    /// Adds a sample; its timestamp is stored as a delta to the previous one.
     #[inline]
     pub(crate) fn sample(&mut self, r: u64, t: i64, bits: u64) {
         put_uvarint(&mut self.buf, r);
-        put_varint(&mut self.buf, t);
+        put_varint(&mut self.buf, t.wrapping_sub(self.prev_t));
+        self.prev_t = t;
         self.buf.extend_from_slice(&bits.to_le_bytes());
     }
 
@@ -117,12 +126,19 @@ fn decode(payload: &[u8]) -> Result<Record> {
             let re = r.uvarint()?;
             let kind = ValueKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad value kind"))?;
             let labels = Labels::decode(&mut r)?;
-            Ok(Record::Series { r: re, kind, labels })
+            Ok(Record::Series {
+                r: re,
+                kind,
+                labels,
+            })
         }
         T_SAMPLES => {
             let mut v = Vec::with_capacity(r.remaining() / 10);
+            let mut t = 0i64;
             while !r.is_empty() {
-                v.push((r.uvarint()?, r.varint()?, r.u64_le()?));
+                let re = r.uvarint()?;
+                t = t.wrapping_add(r.varint()?);
+                v.push((re, t, r.u64_le()?));
             }
             Ok(Record::Samples(v))
         }
@@ -132,12 +148,17 @@ fn decode(payload: &[u8]) -> Result<Record> {
         }),
         T_META => {
             let name = r.string()?;
-            let metric_type = MetricType::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad metric type"))?;
+            let metric_type =
+                MetricType::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad metric type"))?;
             let help = r.string()?;
             let unit = r.string()?;
             Ok(Record::Meta {
                 name,
-                meta: Metadata { metric_type, help, unit },
+                meta: Metadata {
+                    metric_type,
+                    help,
+                    unit,
+                },
             })
         }
         _ => Err(Error::CorruptChunk("unknown wal record type")),
@@ -189,7 +210,10 @@ pub(crate) struct Wal {
 
 impl Wal {
     /// Atomically replaces the log with `frames` (temp file, fsync, rename, dir fsync).
-    pub(crate) fn checkpoint(dir: &Path, write: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>) -> Result<Wal> {
+    pub(crate) fn checkpoint(
+        dir: &Path,
+        write: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+    ) -> Result<Wal> {
         let tmp = dir.join("wal.tmp");
         let path = dir.join(WAL_FILE);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -206,7 +230,10 @@ impl Wal {
         file.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         crate::segment::sync_dir(dir)?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         Ok(Wal {
             path,
             file,
@@ -219,7 +246,11 @@ impl Wal {
     /// Opens (creating) the log for appending.
     pub(crate) fn open(dir: &Path) -> Result<Wal> {
         let path = dir.join(WAL_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         let len = file.metadata().map_err(io_err(&path))?.len();
         Ok(Wal {
             path,
@@ -253,7 +284,9 @@ impl Wal {
     #[cfg(test)]
     /// Test hook: loses everything written since the last fsync, as a power cut would.
     pub(crate) fn lose_unsynced(&self) -> Result<()> {
-        self.file.set_len(self.synced_len).map_err(io_err(&self.path))
+        self.file
+            .set_len(self.synced_len)
+            .map_err(io_err(&self.path))
     }
 }
 
