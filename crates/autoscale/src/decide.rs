@@ -274,14 +274,15 @@ fn scale_up(
         _ => (b.scale_up.breach_seconds, None),
     };
     let window = secs_to_ms(window_s);
-    // The breach began with the oldest recommendation of the trailing run above the count.
-    let run_start = state
-        .recommendations
-        .iter()
-        .rev()
-        .take_while(|r| r.instances > current)
-        .last()
-        .map_or(now.0, |r| r.at.0);
+    // The breach began with the oldest recommendation of the trailing run above the count; a
+    // gap in the recommendations (a deployment, a data outage) ends the run.
+    let mut run_start = now.0;
+    for r in state.recommendations.iter().rev() {
+        if r.instances <= current || run_start - r.at.0 > gap_ms(policy) {
+            break;
+        }
+        run_start = r.at.0;
+    }
     let held = now.0 - run_start;
     if held < window {
         d.reasons.push(Reason::BreachNotHeld {

@@ -6,7 +6,7 @@
 //!   takes it. [`Policy::from_json`] reports every problem with its field path
 //!   ([`AutoscaleError::Invalid`], which converts into `model::DefinitionError` for the API's
 //!   422); [`Policy::from_labels`] reads `SLIPWAY_AUTOSCALE_*` labels into the same type.
-//! * [`decide`]: `(Input, ControllerState, now) -> (Decision, ControllerState)`. The
+//! * [`decide`]: `(&Input, &ControllerState, now) -> (Decision, ControllerState)`. The
 //!   [`Decision`] says what to do and why ([`Reason`], per-metric [`MetricReport`]), serializes
 //!   to JSON and prints as one line.
 //!
@@ -41,16 +41,40 @@
 //! }
 //! ```
 //!
+//! Call `decide` every `syncPeriodSeconds` (1 s; 15 s with the `hpa` preset), right after the
+//! collector's samples of that period are in. Leave out tasks that are being killed.
+//! `ControllerState::default()` is always safe (after a restart, scale-down waits one window).
+//!
 //! # Rules (details in `decide.rs` and `evaluate.rs`)
 //!
-//! * Per metric, HPA's `ceil(ready × value/target)` with a tolerance and HPA's substitution of
-//!   unready instances (0 on a scale-up, left out otherwise) and missing ones (0 up, 100 % or the
-//!   target down); a warming instance never adds a second scale-up.
-//! * Mode any takes the highest recommendation; mode all moves only when every metric agrees.
-//! * Up after the breach window (3 s; panic at 2× capacity: 1 s and up to 10× in one step), to
-//!   the lowest recommendation in it; down after the 120 s stabilisation window, to its highest
-//!   recommendation; HPA-style step limits; min/max always hold.
-//! * A deployment in progress: wait (and watch a fresh window afterwards). A manual scale: pause.
+//! * Per metric, HPA's `ceil(ready × value/target)` with a tolerance (10 %), over each instance's
+//!   mean in the last complete `metricResolutionSeconds` bucket.
+//! * Unready instances (starting, in their grace period, unhealthy since start, or ready for less
+//!   than one bucket plus `warmupSeconds`) count as 0 when the ratio says "up" and are left out
+//!   otherwise; missing ones count as 0 up and as 100 % (or the target) down; if that flips the
+//!   direction or lands inside the tolerance, the count stays. So the start-up CPU of the
+//!   instances a scale-up just added never adds a second scale-up. HPA does this for CPU only;
+//!   here it applies to every per-instance metric.
+//! * Mode any takes the highest recommendation, so a "down" never outvotes an "up"; a metric
+//!   without data blocks scale-down (HPA). Mode all (the seed's AND) scales up only when every
+//!   metric asks for more, to the lowest of their counts, and scales down only when every
+//!   metric asks for fewer, to the highest of them (so no metric is pushed past its target);
+//!   otherwise, or when a metric has no data, it holds.
+//! * Up once every recommendation in the breach window (3 s) is above the count, to the lowest
+//!   of them, within the step limits (100 % or 4 instances per 10 s). Panic, when load is at
+//!   least 2× the capacity (unready instances counted as 0): a 1 s window and up to 10× the
+//!   count in one decision, so a 3× step is one decision 1 s after it shows.
+//! * Down once the autoscaler has watched a whole stabilisation window (120 s) without a gap
+//!   and the highest recommendation in it is below the count, to that highest, within the step
+//!   limits (100 % per 15 s). So a scale-down never follows a scale-up within the window; a
+//!   scale-up can follow a scale-down within it only when load exceeds everything the window
+//!   saw (set `cooldownSeconds` to the window to forbid even that).
+//! * min/max always hold, checked before anything else except a deployment.
+//! * Deployments: the autoscaler waits. It records nothing while one runs (surge and new
+//!   instances make the samples meaningless, the cause of HPA's inflated rollouts), shows what
+//!   it would ask for in `Decision::recommendation`, and afterwards watches a fresh window before
+//!   any scale-down; a breach that outlasts the deployment scales up 3 s after it.
+//! * A manual scale pauses the autoscaler for `manualPauseSeconds` (5 min), said in the reasons.
 
 #![warn(missing_docs)]
 

@@ -426,7 +426,19 @@ fn a_deployment_in_progress_is_never_fought() {
     assert_eq!(next.watching_since, None);
     assert_eq!(d.recommendation, Some(6));
     assert!(next.recommendations.iter().all(|r| r.at < at(500.0)));
-    // Afterwards a scale-down waits for a fresh window.
+    // Afterwards a breach must hold again (the recommendations before it do not count)...
+    let mut i = Input::new(rps_policy(1, 10, 30.0), 2);
+    let mut after = next.clone();
+    after.recommendations = (0..5)
+        .map(|k| Recommendation {
+            at: at(480.0 + f64::from(k)),
+            instances: 6,
+        })
+        .collect();
+    let ds = run(&mut i, &mut after, 501, 504, |_| 45.0);
+    check(&ds[0], 2, &["breach held 0 s of 3 s"]);
+    check(&ds[3], 3, &["scale up 2 → 3"]);
+    // ...and a scale-down waits for a fresh window.
     let i = input(rps_policy(1, 10, 30.0), 501.0, &[5.0, 5.0, 5.0]);
     let (d, _) = decide(&i, &next, at(501.0));
     check(&d, 3, &["watched 0 s of the 120 s window"]);
