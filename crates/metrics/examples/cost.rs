@@ -1,9 +1,10 @@
 //! Collection cost: CPU time per container sample over N real cgroups, and per host round.
 //!
 //! Run as root on a cgroup v1 or v2 machine: `cargo run --release -p metrics --example cost [N] [ROUNDS]`.
-//! It creates N cgroups under `slipway-metrics-cost-<pid>/` with a sleeping process each (in its own network
-//! namespace when `unshare` works, so `/proc/PID/net/dev` is read as for a container), collects them ROUNDS times,
-//! and removes everything again, also when a step fails.
+//! It creates N cgroups under `slipway-metrics-cost-<pid>/` with limits (0.5 cpu, 256 MiB) and a sleeping
+//! process each (in its own network namespace when `unshare` works, so `/proc/PID/net/dev` is read as for a
+//! container), collects them ROUNDS times, and removes everything again, also when a step fails.
+//! Then it times host collection, and Debian's prometheus-node-exporter on the same collectors if installed.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -206,6 +207,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for d in dirs_of(&paths) {
                 std::fs::create_dir(&d)?;
                 task_dirs.push(d);
+            }
+            // Limits as the launcher writes them (0.5 cpu, 256 MiB), so throttling is read too.
+            match &paths {
+                CgroupPaths::V1(d) => {
+                    if let Some(cpu) = &d.cpu {
+                        std::fs::write(cpu.join("cpu.cfs_period_us"), "100000")?;
+                        std::fs::write(cpu.join("cpu.cfs_quota_us"), "50000")?;
+                    }
+                    if let Some(mem) = &d.memory {
+                        std::fs::write(mem.join("memory.limit_in_bytes"), "268435456")?;
+                    }
+                }
+                CgroupPaths::V2(d) => {
+                    std::fs::write(d.join("cpu.max"), "50000 100000")?;
+                    std::fs::write(d.join("memory.max"), "268435456")?;
+                }
             }
             let mut cmd = if netns {
                 let mut c = Command::new("unshare");

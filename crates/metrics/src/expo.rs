@@ -100,6 +100,10 @@ pub fn sanitize_label_name(raw: &str) -> String {
 
 /// Escapes a label value (`\` `"` and newline) into `out`.
 pub fn escape_label_value(value: &str, out: &mut String) {
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -352,9 +352,11 @@ impl TaskCollector {
                 let io = &mut self.io;
                 parse::blkio_v1(self.files.data(), |dev, r, w| io.push((dev, [r, w, 0, 0])));
             }
-            if self
-                .files
-                .read_slot(Some(16), dir, "blkio.throttle.io_serviced_recursive")
+            // Both files list the same devices; a task without block I/O needs only the first read.
+            if !self.io.is_empty()
+                && self
+                    .files
+                    .read_slot(Some(16), dir, "blkio.throttle.io_serviced_recursive")
             {
                 let io = &mut self.io;
                 parse::blkio_v1(self.files.data(), |dev, r, w| {
