@@ -231,3 +231,45 @@ fn warmup_keeps_cpu_burnt_after_readiness_from_adding_a_second_scale_up() {
         vec![(31, 2, 4, true)]
     );
 }
+
+/// A deterministic ±`spread` multiplicative noise source (an LCG; no dependency).
+fn noise(seed: u64, spread: f64) -> impl FnMut() -> f64 {
+    let mut x = seed | 1;
+    move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        1.0 + spread * (2.0 * u - 1.0)
+    }
+}
+
+#[test]
+fn a_noisy_plateau_between_two_counts_changes_once_and_never_reverses() {
+    // The reference's S2: 30 min at 2.5 instances' worth of load, ±15 % per second.
+    for seed in 1..=5 {
+        let mut n = noise(seed, 0.15);
+        let loads: Vec<f64> = (0..=1800).map(|_| 75.0 * n()).collect();
+        let mut sim = Sim::new(
+            Policy::new(1, 10, vec![Metric::Rps { target: 30.0 }]),
+            2,
+            30.0,
+        );
+        sim.run(1, 1800, |t| loads[t as usize]);
+        assert_eq!(sim.changes.len(), 1, "seed {seed}: {:?}", sim.changes);
+        assert_eq!(sim.changes[0].2, 3);
+    }
+}
+
+#[test]
+fn a_square_wave_around_the_target_changes_nothing() {
+    // The reference's S3: 60 req/s ± 20 %, 10 s period, 15 min, on 3 instances (30 req/s each
+    // at the target would be 2 instances; 3 is where it settles).
+    let mut sim = Sim::new(
+        Policy::new(1, 10, vec![Metric::Rps { target: 30.0 }]),
+        3,
+        30.0,
+    );
+    sim.run(1, 900, |t| if t % 10 < 5 { 72.0 } else { 48.0 });
+    assert_eq!(sim.changes, vec![]);
+}
