@@ -544,3 +544,40 @@ fn decisions_serialize_with_structured_reasons() {
         Reason::BreachHeld { lowest: 12, .. }
     ));
 }
+
+#[test]
+fn the_decision_json_shape() {
+    let mut i = input(rps_policy(1, 10, 30.0), 500.0, &[45.0]);
+    i.instances[0].id = "app.t1".into();
+    let (d, _) = decide(&i, &watched(1, 500.0), at(500.0));
+    assert_eq!(
+        serde_json::to_value(&d).unwrap(),
+        serde_json::json!({
+            "at": "2027-01-15T08:08:20.000Z",
+            "current": 1,
+            "target": 1,
+            "action": "hold",
+            "panic": false,
+            "mode": "any",
+            "recommendation": 2,
+            "metrics": [{
+                "metric": "rps",
+                "unit": " req/s",
+                "target": 30.0,
+                "instances": [{"id": "app.t1", "value": 45.0, "counted": "ready", "used": 45.0}],
+                "ratio": 1.5,
+                "adjustedRatio": null,
+                "formula": "ceil(1 ready × 45/30) = ceil(1 × 1.50) = 2",
+                "recommendation": 2,
+                "withinTolerance": false,
+                "panic": false
+            }],
+            "reasons": [{"kind": "breachNotHeld", "heldSeconds": 0.0, "windowSeconds": 3.0, "panic": false}]
+        })
+    );
+    assert_eq!(
+        d.to_string(),
+        "no change at 1: breach held 0 s of 3 s | rps [45] target 30 req/s: \
+         ceil(1 ready × 45/30) = ceil(1 × 1.50) = 2"
+    );
+}
