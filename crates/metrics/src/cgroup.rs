@@ -101,17 +101,21 @@ impl CgroupMounts {
                 }
             }
         });
-        if let Some(root) = v2 {
-            let c = controllers(&root);
+        if let Some(root) = &v2 {
+            let c = controllers(root);
             let has = |name: &str| c.split_ascii_whitespace().any(|w| w == name);
             if has("cpu") && has("memory") {
-                return Ok(CgroupMounts::V2 { root });
+                return Ok(CgroupMounts::V2 { root: root.clone() });
             }
         }
         if cpu.is_none() && cpuacct.is_none() && memory.is_none() {
-            return Err(MetricsError::NoCgroups(
-                "neither a cgroup2 mount with cpu and memory nor v1 cpu, cpuacct or memory hierarchies".to_owned(),
-            ));
+            // A v2-only machine whose root lacks a controller still has cpu.stat and memory files to read.
+            return match v2 {
+                Some(root) => Ok(CgroupMounts::V2 { root }),
+                None => Err(MetricsError::NoCgroups(
+                    "neither a cgroup2 mount nor v1 cpu, cpuacct or memory hierarchies".to_owned(),
+                )),
+            };
         }
         Ok(CgroupMounts::V1 {
             cpu,
@@ -226,6 +230,10 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
         };
         assert_eq!(d.cpu, d.cpuacct);
         assert!(CgroupMounts::from_mounts(b"proc /proc proc rw 0 0\n", |_| String::new()).is_err());
+        let partial = CgroupMounts::from_mounts(b"cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n", |_| {
+            "memory pids".to_owned()
+        });
+        assert!(matches!(partial, Ok(CgroupMounts::V2 { .. })));
     }
 
     #[test]

@@ -148,19 +148,17 @@ impl Families {
         self.families[i].samples.push(sample);
     }
 
-    /// Appends whole families (for example from [`crate::Registry::collect`]), merging by name.
+    /// Appends whole families (for example from [`crate::Registry::collect`]); a family whose name is already
+    /// present has its samples appended to that family.
     pub fn extend(&mut self, families: impl IntoIterator<Item = MetricFamily>) {
         for f in families {
-            for s in f.samples.iter().cloned() {
-                self.push(&f.desc, s);
-            }
-            if !self.index.contains_key(f.desc.name.as_ref()) {
-                self.index
-                    .insert(f.desc.name.to_string(), self.families.len());
-                self.families.push(MetricFamily {
-                    desc: f.desc,
-                    samples: Vec::new(),
-                });
+            match self.index.get(f.desc.name.as_ref()) {
+                Some(&i) => self.families[i].samples.extend(f.samples),
+                None => {
+                    self.index
+                        .insert(f.desc.name.to_string(), self.families.len());
+                    self.families.push(f);
+                }
             }
         }
     }
@@ -180,7 +178,7 @@ impl Families {
         self.families.iter().map(|f| f.samples.len()).sum()
     }
 
-    /// Removes all families (keeping allocations for the next round is not attempted: families move out).
+    /// Removes all families.
     pub fn clear(&mut self) {
         self.families.clear();
         self.index.clear();

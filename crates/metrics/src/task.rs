@@ -106,6 +106,7 @@ pub struct TaskCollector {
     devices: HashMap<(u32, u32), String>,
     io: Vec<((u32, u32), [u64; 4])>,
     label: String,
+    pid_dir: PathBuf,
     slow_period: f64,
 }
 
@@ -144,6 +145,7 @@ impl TaskCollector {
             devices: HashMap::new(),
             io: Vec::new(),
             label: String::new(),
+            pid_dir: PathBuf::new(),
             slow_period: 10.0,
         };
         if c.files.read(&c.proc_root, "stat") {
@@ -582,7 +584,22 @@ impl TaskCollector {
         self.label.clear();
         use std::fmt::Write;
         let _ = write!(self.label, "{pid}");
-        let pid_dir = self.proc_root.join(&self.label);
+        let mut pid_dir = std::mem::take(&mut self.pid_dir);
+        pid_dir.as_mut_os_string().clear();
+        pid_dir.push(&self.proc_root);
+        pid_dir.push(&self.label);
+        self.read_network(&pid_dir, host_netns, labels, sink);
+        self.pid_dir = pid_dir;
+    }
+
+    /// Network counters from `<pid_dir>/net/dev`, unless the pid is in the collector's own network namespace.
+    fn read_network<S: Sink + ?Sized>(
+        &mut self,
+        pid_dir: &Path,
+        host_netns: &mut Option<bool>,
+        labels: &Labels,
+        sink: &mut S,
+    ) {
         if host_netns.is_none() {
             match std::fs::read_link(pid_dir.join("ns/net")) {
                 Ok(ns) => {
@@ -598,10 +615,7 @@ impl TaskCollector {
         if *host_netns == Some(true) {
             return;
         }
-        if !self
-            .files
-            .read_slot(Some(NET_DEV_SLOT), &pid_dir, "net/dev")
-        {
+        if !self.files.read_slot(Some(NET_DEV_SLOT), pid_dir, "net/dev") {
             return;
         }
         parse::net_dev(self.files.data(), |iface, v| {
