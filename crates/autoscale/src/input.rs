@@ -13,7 +13,7 @@ pub struct Input {
     pub policy: Policy,
     /// The app's desired instance count now (what the store says, not what runs).
     pub current: u32,
-    /// The app's tasks with their recent samples.
+    /// The app's tasks with their recent samples; leave out tasks being killed or drained.
     pub instances: Vec<Instance>,
     /// Values of the policy's PromQL metrics, matched by query text.
     #[serde(default)]

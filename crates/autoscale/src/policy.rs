@@ -108,7 +108,9 @@ impl Metric {
 )]
 #[serde(rename_all = "camelCase")]
 pub enum Signal {
-    /// Percent of the app's `cpus` (1 core used with `cpus: 0.5` is 200).
+    /// Percent of the app's `cpus` (1 core used with `cpus: 0.5` is 200). Usage saturates at the
+    /// quota, so a 3× step shows as at most 100/target; a collector that adds throttled time
+    /// (demand, not usage) lets CPU policies solve big steps in one decision too.
     Cpu,
     /// Percent of the app's `mem`.
     Memory,
