@@ -619,7 +619,11 @@ impl TaskCollector {
             return;
         }
         parse::net_dev(self.files.data(), |iface, v| {
-            if iface == "lo" {
+            // cAdvisor's ignored devices: loopback and the host ends of container links.
+            if ["lo", "veth", "docker", "nerdctl"]
+                .iter()
+                .any(|p| iface.starts_with(p))
+            {
                 return;
             }
             let extra = [("interface", iface)];
