@@ -25,26 +25,26 @@ fn main() {
     let engine = Engine::default();
     let queries = ["x", "rate(x[5m])", "sum by (app) (rate(x[5m]))"];
     println!(
-        "{:<30} {:>8} {:>8} {:>10} {:>10}",
+        "{:<28} {:>6} {:>7} {:>8} {:>8}",
         "query (1h, step 10s)", "series", "points", "mean ms", "min ms"
     );
     for q in queries {
-        let mut times = Vec::new();
+        let mut wall = Vec::new();
         let mut shape = (0, 0);
         for _ in 0..20 {
             let t0 = Instant::now();
             let v = engine
                 .range_query(&db, q, start, start + hour, 10_000)
                 .expect("query runs");
-            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            wall.push(t0.elapsed().as_secs_f64() * 1000.0);
             if let QueryValue::Matrix(m) = &v {
                 shape = (m.len(), m.iter().map(|s| s.samples.len()).sum::<usize>());
             }
         }
-        let mean = times.iter().sum::<f64>() / times.len() as f64;
-        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean = wall.iter().sum::<f64>() / wall.len() as f64;
+        let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
         println!(
-            "{q:<30} {:>8} {:>8} {mean:>10.2} {min:>10.2}",
+            "{q:<28} {:>6} {:>7} {mean:>8.2} {min:>8.2}",
             shape.0, shape.1
         );
     }
@@ -60,7 +60,7 @@ fn main() {
         .expect("query runs");
     let body = promql::render_success(&v);
     println!(
-        "render_success of the sum-by result: {} bytes in {:.2} ms (incl. query)",
+        "query + render_success of the sum-by result: {} bytes in {:.2} ms",
         body.len(),
         t0.elapsed().as_secs_f64() * 1000.0
     );

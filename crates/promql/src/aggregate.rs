@@ -22,7 +22,7 @@ struct Group {
 }
 
 /// Evaluates an aggregation at `ts`.
-pub(crate) fn eval(ctx: &Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<Value, Error> {
+pub(crate) fn eval<'a>(ctx: &'a Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<Value<'a>, Error> {
     let v = match ctx.eval(&a.expr, ts)? {
         Value::Vector(v) => v,
         _ => {

@@ -33,7 +33,12 @@ fn drops_name(op: BinOp) -> bool {
 }
 
 /// Evaluates a binary expression given its evaluated operands.
-pub(crate) fn eval(b: &BinaryExpr, lhs: Value, rhs: Value, ts: i64) -> Result<Value, Error> {
+pub(crate) fn eval<'a>(
+    b: &BinaryExpr,
+    lhs: Value<'a>,
+    rhs: Value<'a>,
+    ts: i64,
+) -> Result<Value<'a>, Error> {
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(apply(b.op, l, r).0)),
         (Value::Vector(v), Value::Scalar(s)) => {

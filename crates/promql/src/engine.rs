@@ -1,12 +1,13 @@
 //! Query evaluation: instant and range queries over a [`Storage`], with Prometheus' lookback and limits.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::ast::{Expr, ValueType, VectorSelector};
 use crate::labels::Labels;
-use crate::storage::{Series, Storage};
+use crate::storage::{Series, Storage, is_stale_marker};
 use crate::{aggregate, binary, functions, parser};
 
 /// One element of an instant vector.
@@ -27,13 +28,28 @@ pub enum QueryValue {
     Matrix(Vec<Series>),
 }
 
-/// An intermediate value during evaluation.
+/// An intermediate value during evaluation; range vectors borrow loaded samples where they can.
 #[derive(Clone, Debug)]
-pub(crate) enum Value {
+pub(crate) enum Value<'a> {
     Scalar(f64),
     String(String),
     Vector(Vec<Sample>),
-    Matrix(Vec<Series>),
+    Matrix(Vec<RangeSeries<'a>>),
+}
+
+/// One series of a range vector during evaluation.
+#[derive(Clone, Debug)]
+pub(crate) struct RangeSeries<'a> {
+    pub(crate) labels: Labels,
+    /// `labels` without `__name__`, computed once per loaded series.
+    pub(crate) unnamed: Labels,
+    pub(crate) samples: Cow<'a, [(i64, f64)]>,
+}
+
+/// A series loaded from storage, with its labels minus the metric name precomputed.
+struct Loaded {
+    series: Series,
+    unnamed: Labels,
 }
 
 /// Evaluation settings; `Engine::default()` matches Prometheus' defaults.
@@ -107,7 +123,14 @@ impl Engine {
                 }
                 QueryValue::Vector(v)
             }
-            Value::Matrix(mut m) => {
+            Value::Matrix(m) => {
+                let mut m: Vec<Series> = m
+                    .into_iter()
+                    .map(|r| Series {
+                        labels: r.labels,
+                        samples: r.samples.into_owned(),
+                    })
+                    .collect();
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
                 QueryValue::Matrix(m)
             }
@@ -140,10 +163,13 @@ impl Engine {
             ctx.check_deadline()?;
             match ctx.eval(expr, ts)? {
                 Value::Scalar(v) => out.entry(Labels::default()).or_default().push((ts, v)),
-                Value::Vector(mut v) => {
-                    check_unique(&mut v, true)?;
+                Value::Vector(v) => {
                     for s in v {
-                        out.entry(s.labels).or_default().push((ts, s.v));
+                        let points = out.entry(s.labels).or_default();
+                        if points.last().is_some_and(|p| p.0 == ts) {
+                            return Err(duplicate_labelset());
+                        }
+                        points.push((ts, s.v));
                     }
                 }
                 Value::String(_) | Value::Matrix(_) => {
@@ -221,17 +247,19 @@ fn check_unique(v: &mut [Sample], sort: bool) -> Result<(), Error> {
         !v.iter().all(|s| seen.insert(&s.labels))
     };
     if dup {
-        return Err(Error::Execution(
-            "vector cannot contain metrics with the same labelset".to_string(),
-        ));
+        return Err(duplicate_labelset());
     }
     Ok(())
+}
+
+fn duplicate_labelset() -> Error {
+    Error::Execution("vector cannot contain metrics with the same labelset".to_string())
 }
 
 /// Data loaded for one query, and the evaluation itself.
 pub(crate) struct Ctx<'a> {
     pub(crate) engine: &'a Engine,
-    data: HashMap<usize, Vec<Series>>,
+    data: HashMap<usize, Vec<Loaded>>,
     deadline: Option<Instant>,
 }
 
@@ -282,7 +310,14 @@ impl<'a> Ctx<'a> {
                         .to_string(),
                 ));
             }
-            self.data.insert(key(vs), series);
+            let loaded = series
+                .into_iter()
+                .map(|s| Loaded {
+                    unnamed: s.labels.without_metric_name(),
+                    series: s,
+                })
+                .collect();
+            self.data.insert(key(vs), loaded);
             Ok(())
         };
         match e {
@@ -325,12 +360,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn series(&self, vs: &VectorSelector) -> &[Series] {
+    fn series(&self, vs: &VectorSelector) -> &[Loaded] {
         self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
     }
 
     /// Evaluates `e` at `ts`.
-    pub(crate) fn eval(&self, e: &Expr, ts: i64) -> Result<Value, Error> {
+    pub(crate) fn eval(&self, e: &Expr, ts: i64) -> Result<Value<'_>, Error> {
         match e {
             Expr::Number(v) => Ok(Value::Scalar(*v)),
             Expr::String(s) => Ok(Value::String(s.clone())),
@@ -339,9 +374,10 @@ impl<'a> Ctx<'a> {
                 let t_end = ts - vs.offset_ms;
                 let t_start = t_end - self.engine.lookback_delta_ms;
                 let mut out = Vec::new();
-                for s in self.series(vs) {
+                for Loaded { series: s, .. } in self.series(vs) {
                     let i = s.samples.partition_point(|p| p.0 <= t_end);
-                    if i > 0 && s.samples[i - 1].0 > t_start {
+                    if i > 0 && s.samples[i - 1].0 > t_start && !is_stale_marker(s.samples[i - 1].1)
+                    {
                         let (t, v) = s.samples[i - 1];
                         out.push(Sample {
                             labels: s.labels.clone(),
@@ -356,13 +392,26 @@ impl<'a> Ctx<'a> {
                 let t_end = ts - ms.selector.offset_ms;
                 let t_start = t_end - ms.range_ms;
                 let mut out = Vec::new();
-                for s in self.series(&ms.selector) {
-                    let lo = s.samples.partition_point(|p| p.0 <= t_start);
-                    let hi = s.samples.partition_point(|p| p.0 <= t_end);
-                    if lo < hi {
-                        out.push(Series {
-                            labels: s.labels.clone(),
-                            samples: s.samples[lo..hi].to_vec(),
+                for l in self.series(&ms.selector) {
+                    let all = &l.series.samples;
+                    let window = &all[all.partition_point(|p| p.0 <= t_start)
+                        ..all.partition_point(|p| p.0 <= t_end)];
+                    let samples = if window.iter().any(|p| is_stale_marker(p.1)) {
+                        Cow::Owned(
+                            window
+                                .iter()
+                                .filter(|p| !is_stale_marker(p.1))
+                                .copied()
+                                .collect(),
+                        )
+                    } else {
+                        Cow::Borrowed(window)
+                    };
+                    if !samples.is_empty() {
+                        out.push(RangeSeries {
+                            labels: l.series.labels.clone(),
+                            unnamed: l.unnamed.clone(),
+                            samples,
                         });
                     }
                 }
@@ -398,11 +447,14 @@ impl<'a> Ctx<'a> {
                     }
                     t += step;
                 }
-                let mut m: Vec<Series> = out
+                let m = out
                     .into_iter()
-                    .map(|(labels, samples)| Series { labels, samples })
+                    .map(|(labels, samples)| RangeSeries {
+                        unnamed: labels.without_metric_name(),
+                        labels,
+                        samples: Cow::Owned(samples),
+                    })
                     .collect();
-                m.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Ok(Value::Matrix(m))
             }
             Expr::Neg(inner) => Ok(match self.eval(inner, ts)? {

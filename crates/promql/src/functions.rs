@@ -2,9 +2,8 @@
 
 use crate::Error;
 use crate::ast::{Call, Expr, ValueType};
-use crate::engine::{Ctx, Sample, Value};
+use crate::engine::{Ctx, RangeSeries, Sample, Value};
 use crate::labels::{Labels, METRIC_NAME, anchored_regex};
-use crate::storage::Series;
 
 /// Argument and return types of a function.
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +154,7 @@ fn vector_arg(ctx: &Ctx<'_>, e: &Expr, ts: i64) -> Result<Vec<Sample>, Error> {
     }
 }
 
-fn matrix_arg(ctx: &Ctx<'_>, e: &Expr, ts: i64) -> Result<Vec<Series>, Error> {
+fn matrix_arg<'a>(ctx: &'a Ctx<'_>, e: &Expr, ts: i64) -> Result<Vec<RangeSeries<'a>>, Error> {
     match ctx.eval(e, ts)? {
         Value::Matrix(m) => Ok(m),
         _ => Err(Error::Execution(
@@ -165,7 +164,7 @@ fn matrix_arg(ctx: &Ctx<'_>, e: &Expr, ts: i64) -> Result<Vec<Series>, Error> {
 }
 
 /// Evaluates a function call at `ts`.
-pub(crate) fn call(ctx: &Ctx<'_>, c: &Call, ts: i64) -> Result<Value, Error> {
+pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>, Error> {
     let arg = |i: usize| {
         c.args
             .get(i)
@@ -226,7 +225,7 @@ pub(crate) fn call(ctx: &Ctx<'_>, c: &Call, ts: i64) -> Result<Value, Error> {
                     let labels = if name == "last_over_time" {
                         s.labels
                     } else {
-                        s.labels.without_metric_name()
+                        s.unnamed
                     };
                     out.push(Sample { labels, t: ts, v });
                 }

@@ -1,6 +1,7 @@
 //! Label sets and label matchers, the vocabulary shared by the parser, the evaluator and storage.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::Error;
 
@@ -8,8 +9,9 @@ use crate::Error;
 pub const METRIC_NAME: &str = "__name__";
 
 /// A set of labels, sorted by name, with unique names and no empty values (as in Prometheus).
+/// Cloning is cheap (shared, copied on write).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(String, String)>>);
 
 impl Labels {
     /// Builds a label set; later duplicates win and empty values are dropped.
@@ -40,18 +42,18 @@ impl Labels {
     pub fn set(&mut self, name: String, value: String) {
         match self.position(&name) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].1 = value,
+            Ok(i) => Arc::make_mut(&mut self.0)[i].1 = value,
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name, value)),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name, value)),
         }
     }
 
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.position(name) {
-            self.0.remove(i);
+            Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
@@ -62,24 +64,24 @@ impl Labels {
 
     /// A copy without `names` and without the metric name.
     pub fn without(&self, names: &[String]) -> Labels {
-        Labels(
+        Labels(Arc::new(
             self.0
                 .iter()
                 .filter(|(k, _)| k != METRIC_NAME && !names.iter().any(|n| n == k))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     /// A copy keeping only `names`.
     pub fn only(&self, names: &[String]) -> Labels {
-        Labels(
+        Labels(Arc::new(
             self.0
                 .iter()
                 .filter(|(k, _)| names.iter().any(|n| n == k))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     /// The (name, value) pairs in name order.

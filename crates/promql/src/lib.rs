@@ -29,8 +29,8 @@ pub use json::{
     write_timestamp,
 };
 pub use labels::{Labels, METRIC_NAME, MatchOp, Matcher};
-pub use parser::parse;
-pub use storage::{MemoryStorage, Series, Storage, StorageError};
+pub use parser::{parse, parse_metric_selector};
+pub use storage::{MemoryStorage, STALE_NAN_BITS, Series, Storage, StorageError, is_stale_marker};
 
 /// Everything that can go wrong parsing or evaluating a query.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,17 @@ pub fn parse(input: &str) -> Result<Expr, Error> {
     Ok(expr)
 }
 
+/// Parses a series selector such as the API's `match[]` parameter (`up{job="api"}`) into matchers.
+pub fn parse_metric_selector(input: &str) -> Result<Vec<Matcher>, Error> {
+    match parse(input)? {
+        Expr::Vector(vs) if vs.offset_ms == 0 => Ok(vs.all_matchers()),
+        _ => Err(Error::Parse {
+            pos: 0,
+            msg: format!("expected a series selector, got {input:?}"),
+        }),
+    }
+}
+
 struct Parser {
     toks: Vec<Token>,
     i: usize,
@@ -572,23 +583,18 @@ impl Parser {
         } else {
             sig.args.len()
         };
-        if args.len() < min || args.len() > max {
-            let expected = if sig.optional > 0 || sig.variadic {
+        let n = args.len();
+        if n < min || n > max {
+            let expected = if min == max {
+                min.to_string()
+            } else if n < min {
                 format!("at least {min}")
             } else {
-                min.to_string()
-            };
-            let expected = if sig.optional > 0 && !sig.variadic {
-                format!("{min} to {}", sig.args.len())
-            } else {
-                expected
+                format!("at most {max}")
             };
             return Err(self.err_at(
                 pos,
-                format!(
-                    "expected {expected} argument(s) in call to {func:?}, got {}",
-                    args.len()
-                ),
+                format!("expected {expected} argument(s) in call to {func:?}, got {n}"),
             ));
         }
         for (i, a) in args.iter().enumerate() {

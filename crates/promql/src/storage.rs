@@ -11,6 +11,14 @@ pub struct Series {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// Prometheus' staleness marker: a NaN with this bit pattern ends a series at its timestamp.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether a sample value is Prometheus' staleness marker (not an ordinary NaN).
+pub fn is_stale_marker(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
 /// Failure reported by a [`Storage`] implementation.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

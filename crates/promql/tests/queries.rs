@@ -131,6 +131,14 @@ fn check_parse_err(input: &str, want: &str) {
 #[test]
 fn parser_errors() {
     check_parse_err(
+        "round(x, 1, 2)",
+        "parse error at char 1: expected at most 2 argument(s) in call to \"round\", got 3",
+    );
+    check_parse_err(
+        "label_join(x, \"a\")",
+        "parse error at char 1: expected at least 3 argument(s) in call to \"label_join\", got 2",
+    );
+    check_parse_err(
         "foo(x)",
         "parse error at char 1: unknown function with name \"foo\"",
     );
@@ -263,6 +271,12 @@ fn storage() -> MemoryStorage {
     // A gauge equal to minutes since 0, one sample a minute up to 10m.
     let g: Vec<(i64, f64)> = (0..=10).map(|m| (m * 60, m as f64)).collect();
     add(&[("__name__", "g")], &g);
+    // A series that went stale at 120s (Prometheus' staleness marker).
+    let stale = f64::from_bits(promql::STALE_NAN_BITS);
+    add(
+        &[("__name__", "gone")],
+        &[(60, 1.0), (90, 2.0), (120, stale)],
+    );
     db
 }
 
@@ -331,6 +345,9 @@ fn over_time_offset_lookback() {
     check("g", 899, "g{} => 10");
     check("g", 900, "");
     check("timestamp(g)", 630, "{} => 600");
+    check("gone", 100, "gone{} => 2");
+    check("gone", 130, "");
+    check("count_over_time(gone[5m])", 130, "{} => 2");
     check(
         "max_over_time(deriv(g[2m])[5m:1m])",
         600,
@@ -631,6 +648,9 @@ fn json_shapes() {
 
 #[test]
 fn api_parameters() {
+    let m = promql::parse_metric_selector("up{job=~\"a|b\"}").unwrap();
+    assert_eq!(format!("{m:?}"), "[__name__=\"up\", job=~\"a|b\"]");
+    assert!(promql::parse_metric_selector("rate(up[5m])").is_err());
     assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000);
     assert_eq!(parse_time("1700000000.123").unwrap(), 1_700_000_000_123);
     assert_eq!(
