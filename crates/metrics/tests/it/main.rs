@@ -1,5 +1,6 @@
 //! Integration tests of the metrics crate: exposition, registry, cgroup v1 (real) and v2 (fixtures), host, fuzzing.
 
+mod docker;
 mod expo;
 mod host;
 mod props;
