@@ -178,6 +178,11 @@ impl Appender {
         self.mint
     }
 
+    /// Bits of the newest value (0 when empty).
+    pub(crate) fn last_bits(&self) -> u64 {
+        self.xor.last
+    }
+
     pub(crate) fn maxt(&self) -> i64 {
         self.ts.last
     }

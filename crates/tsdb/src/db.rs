@@ -216,6 +216,15 @@ pub struct Db {
     pub(crate) next_seq: AtomicU64,
     pub(crate) retention_floor: AtomicI64,
     pub(crate) counters: Counters,
+    /// Holds an exclusive `flock` on `dir/LOCK` while open.
+    _lock: std::fs::File,
+}
+
+impl Drop for Db {
+    /// Best-effort fsync of the WAL; a caller that needs to know uses [`Db::sync`].
+    fn drop(&mut self) {
+        let _ = lock(&self.wal).wal.sync();
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,6 +256,18 @@ impl Db {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
@@ -293,6 +314,7 @@ impl Db {
             next_seq: AtomicU64::new(max_seq + 1),
             retention_floor: AtomicI64::new(i64::MIN),
             counters: Counters::default(),
+            _lock: lock_file,
         };
         for (seg, entries) in opened {
             if superseded.contains(&seg.seq) {
@@ -313,8 +335,12 @@ impl Db {
                     crc: e.crc,
                     mint: e.mint,
                     maxt: e.maxt,
+                    last: e.last,
                 };
-                s.last_t = s.last_t.max(e.maxt);
+                if e.maxt > s.last_t {
+                    s.last_t = e.maxt;
+                    s.last_bits = e.last;
+                }
                 let list = match seg.kind {
                     SegKind::Raw => &mut s.raw,
                     SegKind::Rollup(res) => &mut s.rollups[res.index()],

@@ -75,6 +75,12 @@ pub enum Error {
         /// The compiler's message.
         reason: String,
     },
+    /// Another open [`crate::Db`] (in this or another process) holds the directory.
+    #[error("database directory {path} is in use by another process")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -16,6 +16,8 @@ pub(crate) struct ClosedChunk {
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
     pub(crate) n: u32,
+    /// Value bits of the newest sample.
+    pub(crate) last: u64,
 }
 
 /// Where one series' data lives inside one segment file.
@@ -27,6 +29,8 @@ pub(crate) struct DiskRef {
     pub(crate) crc: u32,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
+    /// Value bits of the series' newest raw sample in this segment.
+    pub(crate) last: u64,
 }
 
 /// Limits that decide when the open chunk is closed.
@@ -115,13 +119,14 @@ impl MemSeries {
             return;
         }
         let open = std::mem::take(&mut self.open);
-        let (mint, maxt, n) = (open.mint(), open.maxt(), open.len());
+        let (mint, maxt, n, last) = (open.mint(), open.maxt(), open.len(), open.last_bits());
         let bytes = open.finish(self.kind);
         self.closed.push(ClosedChunk {
             bytes: bytes.into(),
             mint,
             maxt,
             n,
+            last,
         });
     }
 

@@ -14,7 +14,7 @@ use crate::head::{ClosedChunk, DiskRef, MemSeries};
 use crate::index::SeriesId;
 use crate::labels::Labels;
 use crate::rollup::{self, Resolution};
-use crate::segment::{SegKind, SegmentFile, SegmentWriter, sync_dir};
+use crate::segment::{SegKind, SegmentFile, SegmentWriter, Span, sync_dir};
 use crate::types::{Value, ValueKind};
 
 struct FlushItem {
@@ -95,7 +95,8 @@ impl Db {
                             }
                             let (mint, maxt) =
                                 (it.chunks[0].mint, it.chunks[it.chunks.len() - 1].maxt);
-                            w.add(&it.labels, it.kind, mint, maxt, &blob)?;
+                            let last = it.chunks[it.chunks.len() - 1].last;
+                            w.add(&it.labels, it.kind, Span { mint, maxt, last }, &blob)?;
                         }
                         SegKind::Rollup(res) => {
                             samples.clear();
@@ -112,7 +113,9 @@ impl Db {
                                 continue;
                             };
                             let (mint, maxt) = (first.first_t, last.last_t);
-                            w.add(&it.labels, it.kind, mint, maxt, &rollup::encode(&buckets))?;
+                            let last = it.chunks[it.chunks.len() - 1].last;
+                            let span = Span { mint, maxt, last };
+                            w.add(&it.labels, it.kind, span, &rollup::encode(&buckets))?;
                         }
                     }
                 }
@@ -147,6 +150,7 @@ impl Db {
                         crc: e.crc,
                         mint: e.mint,
                         maxt: e.maxt,
+                        last: e.last,
                     });
                 }
             }
@@ -245,7 +249,8 @@ impl Db {
             }
             let mint = refs.iter().map(|r| r.mint).min().unwrap_or(0);
             let maxt = refs.iter().map(|r| r.maxt).max().unwrap_or(0);
-            w.add(labels, *vkind, mint, maxt, &blob)?;
+            let last = refs.iter().max_by_key(|r| r.maxt).map_or(0, |r| r.last);
+            w.add(labels, *vkind, Span { mint, maxt, last }, &blob)?;
         }
         let (seg, entries) = w.finish()?;
         let seg = Arc::new(seg);
@@ -261,6 +266,7 @@ impl Db {
                 crc: e.crc,
                 mint: e.mint,
                 maxt: e.maxt,
+                last: e.last,
             });
             list.sort_by_key(|r| r.file.order);
         }

@@ -110,6 +110,8 @@ pub(crate) struct IndexEntry {
     pub(crate) crc: u32,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
+    /// Value bits of the series' newest raw sample (restores duplicate detection on open).
+    pub(crate) last: u64,
 }
 
 /// The file name of segment `seq` of `kind`.
@@ -123,6 +125,14 @@ pub(crate) fn parse_name(name: &str) -> Option<(SegKind, u64)> {
     let (prefix, seq) = stem.split_once('-')?;
     let kind = SegKind::ALL.into_iter().find(|k| k.prefix() == prefix)?;
     Some((kind, seq.parse().ok()?))
+}
+
+/// Time range and newest value of one series' data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+    pub(crate) last: u64,
 }
 
 /// Writes a new segment.
@@ -174,8 +184,7 @@ impl SegmentWriter {
         &mut self,
         labels: &Labels,
         kind: ValueKind,
-        mint: i64,
-        maxt: i64,
+        span: Span,
         blob: &[u8],
     ) -> Result<()> {
         let len =
@@ -187,8 +196,9 @@ impl SegmentWriter {
             offset: self.pos,
             len,
             crc: crc32c(blob),
-            mint,
-            maxt,
+            mint: span.mint,
+            maxt: span.maxt,
+            last: span.last,
         });
         self.pos += blob.len() as u64;
         Ok(())
@@ -216,6 +226,7 @@ impl SegmentWriter {
             ix.extend_from_slice(&e.crc.to_le_bytes());
             put_varint(&mut ix, e.mint);
             put_varint(&mut ix, e.maxt);
+            ix.extend_from_slice(&e.last.to_le_bytes());
         }
         let mut footer = Vec::with_capacity(FOOTER as usize);
         footer.extend_from_slice(&self.pos.to_le_bytes());
@@ -306,7 +317,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             let len =
                 u32::try_from(r.uvarint()?).map_err(|_| Error::CorruptChunk("bad blob length"))?;
             let crc = r.u32_le()?;
-            let (emint, emaxt) = (r.varint()?, r.varint()?);
+            let (emint, emaxt, last) = (r.varint()?, r.varint()?, r.u64_le()?);
             if offset < 9 || offset.saturating_add(u64::from(len)) > ix_off {
                 return Err(Error::CorruptChunk("blob outside the data section"));
             }
@@ -318,6 +329,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
                 crc,
                 mint: emint,
                 maxt: emaxt,
+                last,
             });
         }
         Ok((kind, order, replaces, mint, maxt, entries))
@@ -349,7 +361,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SegmentWriter::create(dir.path(), SegKind::Raw, 7, 3, vec![3, 4]).unwrap();
         let l = Labels::with_name("up", [("job", "a")]).unwrap();
-        w.add(&l, ValueKind::Float, 10, 20, b"hello").unwrap();
+        w.add(
+            &l,
+            ValueKind::Float,
+            Span {
+                mint: 10,
+                maxt: 20,
+                last: 5,
+            },
+            b"hello",
+        )
+        .unwrap();
         let (seg, entries) = w.finish().unwrap();
         assert_eq!(seg.path.file_name().unwrap(), "raw-0000000000000007.seg");
         let (seg2, entries2) = open(&seg.path, 7).unwrap();

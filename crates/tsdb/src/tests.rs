@@ -157,6 +157,18 @@ fn append_select_reopen() {
 }
 
 #[test]
+fn second_open_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert!(matches!(
+        Db::open(dir.path(), opts()),
+        Err(Error::Locked { .. })
+    ));
+    drop(db);
+    Db::open(dir.path(), opts()).unwrap();
+}
+
+#[test]
 fn garbage_wal_tail_opens() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
@@ -390,24 +402,23 @@ fn check_queries(db: &Db, model: &Model, start: i64, end: i64) -> Result<(), Tes
         let all = model.select(&m, i64::MIN, i64::MAX);
         let want: Vec<Labels> = all.iter().map(|s| s.labels.clone()).collect();
         prop_assert_eq!(db.series(&m, i64::MIN, i64::MAX), want);
-        let rolled = db
-            .select_rollup(&m, i64::MIN, i64::MAX, Resolution::Minute)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let want: Vec<(Labels, Vec<Bucket>)> = all
-            .iter()
-            .map(|s| {
-                let mut b = Vec::new();
-                rollup::aggregate(
-                    s.samples.iter().map(|x| (x.t, x.v.as_f64())),
-                    60_000,
-                    &mut b,
-                );
-                (s.labels.clone(), b)
-            })
-            .collect();
-        let got: Vec<(Labels, Vec<Bucket>)> =
-            rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
-        prop_assert_eq!(got, want);
+        for res in [Resolution::Minute, Resolution::Hour] {
+            let rolled = db
+                .select_rollup(&m, i64::MIN, i64::MAX, res)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let want: Vec<(Labels, Vec<Bucket>)> = all
+                .iter()
+                .map(|s| {
+                    let mut b = Vec::new();
+                    let vals = s.samples.iter().map(|x| (x.t, x.v.as_f64()));
+                    rollup::aggregate(vals, res.ms(), &mut b);
+                    (s.labels.clone(), b)
+                })
+                .collect();
+            let got: Vec<(Labels, Vec<Bucket>)> =
+                rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
+            prop_assert_eq!(got, want);
+        }
     }
     Ok(())
 }
@@ -501,4 +512,105 @@ fn compaction_merges_only_neighbours() {
     );
     assert_eq!(before[1].buckets[0].last_t, 4000);
     assert_eq!(before[1].buckets[0].increase, 2000.0 + 1.0 + 1.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Random bytes as a segment or as the WAL: `open` errors or succeeds, never panics.
+    #[test]
+    fn open_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..400), as_wal in any::<bool>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let name = if as_wal { "wal" } else { "raw-0000000000000001.seg" };
+        std::fs::write(dir.path().join(name), &bytes).unwrap();
+        if let Ok(db) = Db::open(dir.path(), opts()) {
+            let _ = db.select(&[], i64::MIN, i64::MAX);
+        }
+    }
+
+    /// A valid segment with flipped bytes: errors, never panics.
+    #[test]
+    fn corrupted_segment_never_panics(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path(), opts()).unwrap();
+            for t in 0..7 {
+                db.append(&[pt(0, t * 1000, Value::Float(t as f64 / 3.0)), pt(1, t * 1000, Value::Int(t))]).unwrap();
+            }
+            db.flush_all().unwrap();
+        }
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "seg") {
+                let mut b = std::fs::read(&p).unwrap();
+                for (i, x) in &flips {
+                    let i = i.index(b.len());
+                    b[i] ^= x;
+                }
+                std::fs::write(&p, &b).unwrap();
+            }
+        }
+        if let Ok(db) = Db::open(dir.path(), opts()) {
+            let _ = db.select(&[], i64::MIN, i64::MAX);
+            let _ = db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute);
+            let _ = db.compact();
+        }
+    }
+}
+
+#[test]
+fn tick_syncs_flushes_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        flush_interval: Duration::ZERO,
+        sync_interval: Duration::ZERO,
+        ..opts()
+    };
+    let db = Db::open(dir.path(), o).unwrap();
+    for t in 0..10 {
+        db.append(&[pt(0, t * 1000, Value::Float(1.0))]).unwrap();
+    }
+    let r = db.tick(20_000).unwrap();
+    assert_eq!(r.segments_written, 3);
+    assert_eq!(db.stats().head_samples, 1);
+    // Raw (15 days) and 1 m (90 days) expire; 1 h (2 years) stays.
+    let r = db.tick(100 * 86_400_000).unwrap();
+    assert_eq!(r.segments_deleted, 2, "{r:?}");
+    assert_eq!(
+        db.select_rollup(&[], 0, 20_000, Resolution::Hour).unwrap()[0].buckets[0].count,
+        10
+    );
+    assert!(
+        db.select_rollup(&[], 0, 20_000, Resolution::Minute)
+            .unwrap()[0]
+            .buckets
+            .len()
+            == 1
+    );
+    let r = db.tick(1000 * 86_400_000).unwrap();
+    assert_eq!(r.segments_deleted, 1, "{r:?}");
+}
+
+/// Regression: after a reopen from segments, the same timestamp with another value was
+/// taken for an identical duplicate because the last value was not restored.
+#[test]
+fn last_value_survives_reopen_from_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for (t, v) in [(0, 0.0), (1000, 0.0), (2000, 1.0)] {
+        db.append(&[pt(1, t, Value::Float(v))]).unwrap();
+    }
+    db.flush().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let r = db
+        .append(&[
+            pt(1, 2000, Value::Float(0.0)),
+            pt(1, 2000, Value::Float(1.0)),
+        ])
+        .unwrap();
+    assert!(matches!(
+        r.errors[..],
+        [(0, Error::DuplicateTimestamp { t: 2000 })]
+    ));
+    assert_eq!(r.duplicates, 1);
 }
