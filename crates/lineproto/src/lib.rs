@@ -67,6 +67,39 @@ pub struct Point<'a> {
     pub timestamp: Option<i64>,
 }
 
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl Point<'_> {
+    /// A copy that no longer borrows the request body.
+    pub fn into_owned(self) -> Point<'static> {
+        Point {
+            measurement: owned(self.measurement),
+            tags: self
+                .tags
+                .into_iter()
+                .map(|(k, v)| (owned(k), owned(v)))
+                .collect(),
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        FieldValue::String(s) => FieldValue::String(owned(s)),
+                        FieldValue::Float(f) => FieldValue::Float(f),
+                        FieldValue::Integer(i) => FieldValue::Integer(i),
+                        FieldValue::UInteger(u) => FieldValue::UInteger(u),
+                        FieldValue::Boolean(b) => FieldValue::Boolean(b),
+                    };
+                    (owned(k), v)
+                })
+                .collect(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// Timestamp precision of a write request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {

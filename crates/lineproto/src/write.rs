@@ -23,17 +23,23 @@ fn escape_into(out: &mut String, s: &str, specials: &[char]) {
     }
 }
 
-/// Appends one point as a line (with a trailing `\n`). Fields that line protocol cannot
-/// carry (NaN and infinite floats) are left out; a point left without fields writes nothing.
-/// Returns whether a line was written.
+/// Appends one point as a line (with a trailing `\n`). What line protocol cannot carry is
+/// left out: NaN and infinite floats, empty field keys, empty tag keys or values. A point
+/// left without fields, or whose measurement is empty or starts with `#` (a comment), writes
+/// nothing. Returns whether a line was written.
 pub fn write_line(out: &mut String, p: &Point<'_>, opts: WriteOptions) -> bool {
-    let writable = |v: &FieldValue<'_>| !matches!(v, FieldValue::Float(f) if !f.is_finite());
-    if !p.fields.iter().any(|(_, v)| writable(v)) {
+    let writable = |(k, v): &&(std::borrow::Cow<'_, str>, FieldValue<'_>)| {
+        !k.is_empty() && !matches!(v, FieldValue::Float(f) if !f.is_finite())
+    };
+    if p.measurement.is_empty()
+        || p.measurement.starts_with('#')
+        || !p.fields.iter().any(|f| writable(&f))
+    {
         return false;
     }
     escape_into(out, &p.measurement, &[',', ' ']);
     for (k, v) in &p.tags {
-        if v.is_empty() {
+        if k.is_empty() || v.is_empty() {
             continue;
         }
         out.push(',');
@@ -42,7 +48,7 @@ pub fn write_line(out: &mut String, p: &Point<'_>, opts: WriteOptions) -> bool {
         escape_into(out, v, &[',', '=', ' ']);
     }
     let mut first = true;
-    for (k, v) in p.fields.iter().filter(|(_, v)| writable(v)) {
+    for (k, v) in p.fields.iter().filter(writable) {
         out.push(if first { ' ' } else { ',' });
         first = false;
         escape_into(out, k, &[',', '=', ' ']);

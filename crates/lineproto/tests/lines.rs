@@ -207,6 +207,22 @@ fn writer_round_trips_and_avoids_unsigned() {
         timestamp: None,
     };
     assert_eq!(write_lines([&p], WriteOptions::default()), "");
+    let p = Point {
+        measurement: c("#m"),
+        fields: vec![(c("v"), FieldValue::Integer(1))],
+        ..p
+    };
+    assert_eq!(write_lines([&p], WriteOptions::default()), "");
+    // Owned points outlive the body they were parsed from.
+    let owned: Vec<Point<'static>> = {
+        let body = String::from("m,t=a\\,b v=\"x\" 1\n");
+        parse_batch(&body, Precision::Nanoseconds)
+            .points
+            .into_iter()
+            .map(Point::into_owned)
+            .collect()
+    };
+    assert_eq!(owned[0].tags[0].1, "a,b");
 }
 
 #[test]

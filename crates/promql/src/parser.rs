@@ -56,7 +56,10 @@ struct Parser {
     depth: usize,
 }
 
+/// Keywords are case-insensitive in PromQL (function names are not).
 fn is_keyword(word: &str) -> bool {
+    let word = word.to_ascii_lowercase();
+    let word = word.as_str();
     matches!(
         word,
         "and"
@@ -128,7 +131,7 @@ impl Parser {
     }
 
     fn is_ident(&self, word: &str) -> bool {
-        matches!(self.peek(), Tok::Ident(w) if w == word)
+        matches!(self.peek(), Tok::Ident(w) if w.eq_ignore_ascii_case(word))
     }
 
     fn binop(&self) -> Option<BinOp> {
@@ -145,7 +148,7 @@ impl Parser {
             Tok::Lss => BinOp::Lss,
             Tok::Gte => BinOp::Gte,
             Tok::Lte => BinOp::Lte,
-            Tok::Ident(w) => match w.as_str() {
+            Tok::Ident(w) => match w.to_ascii_lowercase().as_str() {
                 "and" => BinOp::And,
                 "or" => BinOp::Or,
                 "unless" => BinOp::Unless,
@@ -220,7 +223,7 @@ impl Parser {
         loop {
             match self.peek() {
                 Tok::LBracket => e = self.range_suffix(e)?,
-                Tok::Ident(w) if w == "offset" => {
+                Tok::Ident(w) if w.eq_ignore_ascii_case("offset") => {
                     let pos = self.pos();
                     self.bump();
                     let neg = if *self.peek() == Tok::Sub {
@@ -343,9 +346,9 @@ impl Parser {
             }
             Tok::LBrace => self.selector(None, pos),
             Tok::Ident(word) => {
-                if let Some(op) = AggOp::from_name(&word)
+                if let Some(op) = AggOp::from_name(&word.to_ascii_lowercase())
                     && (matches!(self.peek_at(1), Tok::LParen)
-                        || matches!(self.peek_at(1), Tok::Ident(w) if w == "by" || w == "without"))
+                        || matches!(self.peek_at(1), Tok::Ident(w) if w.eq_ignore_ascii_case("by") || w.eq_ignore_ascii_case("without")))
                 {
                     self.bump();
                     return self.aggregate(op, pos);
@@ -477,8 +480,8 @@ impl Parser {
 
     fn grouping(&mut self) -> Result<Option<Grouping>, Error> {
         let without = match self.peek() {
-            Tok::Ident(w) if w == "by" => false,
-            Tok::Ident(w) if w == "without" => true,
+            Tok::Ident(w) if w.eq_ignore_ascii_case("by") => false,
+            Tok::Ident(w) if w.eq_ignore_ascii_case("without") => true,
             _ => return Ok(None),
         };
         self.bump();
@@ -624,15 +627,15 @@ impl Parser {
             return_bool = true;
         }
         let on = match self.peek() {
-            Tok::Ident(w) if w == "on" => true,
-            Tok::Ident(w) if w == "ignoring" => false,
+            Tok::Ident(w) if w.eq_ignore_ascii_case("on") => true,
+            Tok::Ident(w) if w.eq_ignore_ascii_case("ignoring") => false,
             _ => return Ok((return_bool, None)),
         };
         self.bump();
         let labels = self.label_list("grouping opts")?;
         let card = match self.peek() {
-            Tok::Ident(w) if w == "group_left" => Cardinality::ManyToOne,
-            Tok::Ident(w) if w == "group_right" => Cardinality::OneToMany,
+            Tok::Ident(w) if w.eq_ignore_ascii_case("group_left") => Cardinality::ManyToOne,
+            Tok::Ident(w) if w.eq_ignore_ascii_case("group_right") => Cardinality::OneToMany,
             _ => Cardinality::OneToOne,
         };
         let mut include = Vec::new();

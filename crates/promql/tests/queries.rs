@@ -115,6 +115,12 @@ fn parser_precedence_and_printing() {
         ("time() - 1  # trailing comment", "(time() - 1)"),
         ("(1 + 2) * 3", "((1 + 2) * 3)"),
         ("{on=\"x\", by=\"y\"}", "{on=\"x\", by=\"y\"}"),
+        (
+            "SUM BY (On) (x) OR Y AND ON(a) z",
+            "(sum by (On) (x) or (Y and on(a) z))",
+        ),
+        ("x > BOOL 1", "(x > bool 1)"),
+        ("x Offset 5m", "x offset 5m"),
     ] {
         check_parse(input, want);
     }
@@ -130,6 +136,14 @@ fn check_parse_err(input: &str, want: &str) {
 
 #[test]
 fn parser_errors() {
+    check_parse_err(
+        "RATE(x[5m])",
+        "parse error at char 1: unknown function with name \"RATE\"",
+    );
+    check_parse_err(
+        "x + Sum",
+        "parse error at char 5: unexpected keyword \"Sum\"",
+    );
     check_parse_err(
         "round(x, 1, 2)",
         "parse error at char 1: expected at most 2 argument(s) in call to \"round\", got 3",
