@@ -144,7 +144,18 @@ fn negotiation() {
     check(None, Format::Prometheus);
     check(Some("*/*"), Format::Prometheus);
     check(Some("text/plain;version=0.0.4"), Format::Prometheus);
-    // What Prometheus 2.x/3.x sends by default.
+    // What Prometheus 3.x sends by default (text/plain version 1.0.0 is served as 0.0.4).
+    check(
+        Some(
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+        ),
+        Format::OpenMetrics,
+    );
+    check(
+        Some("text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,*/*;q=0.1"),
+        Format::Prometheus,
+    );
+    // What Prometheus 2.x sends by default.
     check(
         Some(
             "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
@@ -216,4 +227,42 @@ fn label_helpers() {
     let mut s = String::new();
     metrics::escape_label_value("a\\b\"c\nd", &mut s);
     assert_eq!(s, r#"a\\b\"c\nd"#);
+}
+
+/// Prometheus' own parser (`promtool check metrics`, when installed) reads our 0.0.4 text: only naming lints
+/// (inherited from cAdvisor and node-exporter names) may be reported, never a parse error.
+#[test]
+fn promtool_parses_our_text() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut f = Families::new();
+    f.extend(sample_families());
+    metrics::HostCollector::new().collect(1.0, &mut f);
+    let mut text = String::new();
+    encode(f.families(), Format::Prometheus, &mut text);
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("skipped: promtool not installed");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 0: clean, 3: lint findings only; 1 is a parse failure.
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{report}\n{text}");
+    assert!(!report.contains("error"), "{report}");
 }
