@@ -13,7 +13,13 @@ use crate::parse;
 /// v1 reports "no limit" as a page-rounded `i64::MAX`; anything this large is unlimited.
 const V1_UNLIMITED: u64 = 1 << 62;
 
-/// Cache slot of `/proc/PID/net/dev` (slots 0..17 are the cgroup files of `collect_v1`/`collect_v2`).
+/// Cache slot of `/proc/PID/net/dev`. Slots 0..17 are the cgroup files, numbered where they are read:
+/// v1 `cpuacct.usage` 0, `cpuacct.stat` 1, `cpu.cfs_quota_us` 2, `cpu.cfs_period_us` 3, `cpu.shares` 4,
+/// `cpu.stat` 5, `memory.usage_in_bytes` 6, `memory.stat` 7, `memory.max_usage_in_bytes` 8, `memory.failcnt` 9,
+/// `memory.limit_in_bytes` 10, `memory.oom_control` 11, `pids.current` 12, `tasks` 13, `cgroup.procs` 14,
+/// blkio bytes 15 and ops 16; v2 `cpu.stat` 0, `cpu.max` 1, `cpu.weight` 2, `memory.current` 3, `memory.stat` 4,
+/// `memory.swap.current` 5, `memory.peak` 6, `memory.max` 7, `memory.events` 8, `pids.current` 9,
+/// `cgroup.procs` 10, `io.stat` 11.
 const NET_DEV_SLOT: usize = 17;
 
 /// What the collector remembers about a target between rounds.
@@ -34,7 +40,8 @@ struct TargetState {
 }
 
 /// One task to collect, with the files the collector keeps open for it (dropped with the target:
-/// drop the target when the task is gone).
+/// drop the target when the task is gone). The collector remembers what it found for `cgroups` and `pid`
+/// (open files, network namespace, start time): for another cgroup or pid, make a new target.
 #[derive(Debug)]
 pub struct TaskTarget {
     /// Labels on every series of the task: Slipway's `app`, `task`, `env`, `version` and cAdvisor's `id`, `name`, `image`.

@@ -130,13 +130,23 @@ fn v1_real_cgroup_matches_kernel_files() {
     // A busy loop plus a file in the page cache, so usage and cache are not zero.
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("data");
+    let ready = tmp.path().join("ready");
     let pid = cg
         .spawn(&format!(
-            "sleep 0.1; head -c 4000000 /dev/zero > {}; while :; do :; done",
-            file.display()
+            "sleep 0.1; head -c 4000000 /dev/zero > {}; touch {}; while :; do :; done",
+            file.display(),
+            ready.display()
         ))
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(700));
+    // Wait (up to 20 s on a loaded machine) until the file is written, then let the loop run a little.
+    for _ in 0..400 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready.exists(), "the child did not write its file");
+    std::thread::sleep(Duration::from_millis(300));
 
     let mut c = TaskCollector::new();
     let mut target = TaskTarget::new(
