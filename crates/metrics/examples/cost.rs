@@ -1,6 +1,7 @@
 //! Collection cost: CPU time per container sample over N real cgroups, and per host round.
 //!
-//! Run as root on a cgroup v1 or v2 machine: `cargo run --release -p metrics --example cost [N] [ROUNDS]`.
+//! Run as root on a cgroup v1 or v2 machine:
+//! `cargo run --release -p metrics --example cost [N] [ROUNDS] [--no-keep-open] [--slow-every-round]`.
 //! It creates N cgroups under `slipway-metrics-cost-<pid>/` with limits (0.5 cpu, 256 MiB) and a sleeping
 //! process each (in its own network namespace when `unshare` works, so `/proc/PID/net/dev` is read as for a
 //! container), collects them ROUNDS times, and removes everything again, also when a step fails.
@@ -182,7 +183,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let no_keep_open = all.iter().any(|a| a == "--no-keep-open");
+    let slow_every_round = all.iter().any(|a| a == "--slow-every-round");
+    let mut args = all.iter().filter(|a| !a.starts_with("--"));
     let n: usize = args.next().map_or(Ok(200), |a| a.parse())?;
     let rounds: usize = args.next().map_or(Ok(50), |a| a.parse())?;
     let fd_limit = metrics::raise_fd_limit();
@@ -253,6 +257,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `unshare` execs sleep in place; give it a moment to do so before the pid's namespace is read.
         std::thread::sleep(Duration::from_millis(300));
         let mut c = TaskCollector::new();
+        if no_keep_open {
+            c.set_fd_budget(0);
+        }
+        if slow_every_round {
+            c.set_slow_period(0.0);
+        }
+        println!(
+            "keep files open: {}, slow files every round: {slow_every_round}",
+            !no_keep_open
+        );
         // Warm-up round (device names, page cache of dentries).
         let mut sink = CountingSink(0);
         for t in &mut targets {
