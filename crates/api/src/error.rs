@@ -45,6 +45,11 @@ impl From<EngineError> for ApiError {
             ),
             EngineError::Definition(d) => d.into(),
             EngineError::BadRequest(m) => ApiError::message(StatusCode::BAD_REQUEST, m),
+            EngineError::Forbidden(m) => {
+                ApiError::message(StatusCode::FORBIDDEN, format!("Forbidden: {m}"))
+            }
+            EngineError::Conflict(m) => ApiError::message(StatusCode::CONFLICT, m),
+            EngineError::Limit(m) => ApiError::message(StatusCode::UNPROCESSABLE_ENTITY, m),
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::message(

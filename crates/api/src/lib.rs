@@ -2,6 +2,7 @@
 //! API (`/api/v1`) and, later, the web UI. The only crate that knows routes and status codes.
 
 mod admin;
+pub mod admission;
 mod error;
 pub mod identity;
 mod marathon;
@@ -48,6 +49,19 @@ pub struct Ctx {
     pub proxy: Option<proxy::Proxy>,
     /// Pipeline runs, when enabled.
     pub pipelines: Option<pipeline::service::Service>,
+    /// Settings of the checks every app change passes (privileges, ownership, limits).
+    pub admission: std::sync::Arc<admission::AdmissionConfig>,
+}
+
+impl Ctx {
+    /// The admission checks for changes `who` asks for.
+    pub(crate) fn gate<'a>(&'a self, who: &'a auth::Principal) -> admission::Gate<'a> {
+        admission::Gate {
+            policies: self.identity.policies(),
+            who,
+            config: &self.admission,
+        }
+    }
 }
 
 /// JSON bytes as a response.

@@ -105,7 +105,9 @@ pub(crate) async fn create_app(
             return Ok(noted(e.into_response(), id));
         }
     }
-    let (app, d) = ctx.engine.create_app(&body, p.flag("force", false))?;
+    let (app, d) = ctx
+        .engine
+        .create_app(&body, p.flag("force", false), &ctx.gate(&who))?;
     let app_value: Value = serde_json::from_slice(&app).unwrap_or(Value::Null);
     post_event(&ctx, peer, &uri, &app_value);
     let id = app_value
@@ -230,7 +232,8 @@ pub(crate) async fn app_resource(
         (m @ (Method::PUT | Method::PATCH), AppPath::App(id)) => {
             let patch = m == Method::PATCH;
             let partial = patch || p.flag("partialUpdate", true);
-            let (d, created) = engine.update_app(&id, &body, force, partial, patch)?;
+            let (d, created) =
+                engine.update_app(&id, &body, force, partial, patch, &ctx.gate(&who))?;
             let app: Value = engine
                 .app_json(&id, Embed::default())
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -271,11 +274,11 @@ pub(crate) async fn app_resource(
             Ok(resp)
         }
         (Method::DELETE, AppPath::App(id)) => {
-            let d = engine.delete_app(&id, p.flag("force", true))?;
+            let d = engine.delete_app(&id, p.flag("force", true), &ctx.gate(&who))?;
             Ok(deployment_response(StatusCode::OK, &d))
         }
         (Method::POST, AppPath::Restart(id)) => {
-            let d = engine.restart_app(&id, force)?;
+            let d = engine.restart_app(&id, force, &ctx.gate(&who))?;
             Ok(deployment_response(StatusCode::OK, &d))
         }
         (Method::GET, AppPath::Tasks(id)) => engine
@@ -289,6 +292,7 @@ pub(crate) async fn app_resource(
             p.flag("scale", false),
             p.flag("wipe", false),
             force,
+            &ctx.gate(&who),
         )?),
         (Method::DELETE, AppPath::Task(id, task)) => kill_response(engine.kill_app_tasks(
             &id,
@@ -297,6 +301,7 @@ pub(crate) async fn app_resource(
             p.flag("scale", false),
             p.flag("wipe", false),
             force,
+            &ctx.gate(&who),
         )?),
         (Method::GET, AppPath::Versions(id)) => {
             let versions = engine.versions(&id)?.ok_or_else(|| not_found(&id))?;
@@ -367,6 +372,7 @@ pub(crate) async fn delete_tasks(
         p.flag("scale", false),
         p.flag("wipe", false),
         p.flag("force", false),
+        &ctx.gate(&who),
     )?)
 }
 
@@ -386,7 +392,10 @@ pub(crate) async fn cancel_deployment(
     for app in ctx.engine.deployment_apps(&id).unwrap_or_default() {
         check_app(&ctx, &who, &app, None)?;
     }
-    match ctx.engine.cancel_deployment(&id, p.flag("force", false))? {
+    match ctx
+        .engine
+        .cancel_deployment(&id, p.flag("force", false), &ctx.gate(&who))?
+    {
         Some(d) => Ok(deployment_response(StatusCode::OK, &d)),
         None => Ok(StatusCode::ACCEPTED.into_response()),
     }

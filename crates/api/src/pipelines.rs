@@ -417,6 +417,8 @@ pub struct EngineDeployer {
     pub identity: std::sync::Arc<crate::Identity>,
     /// Users (for the role of the run's starter).
     pub store: std::sync::Arc<store::Store>,
+    /// Settings of the admission checks deploys pass, as API changes do.
+    pub admission: std::sync::Arc<crate::admission::AdmissionConfig>,
 }
 
 impl EngineDeployer {
@@ -451,8 +453,13 @@ impl pipeline::service::Deployer for EngineDeployer {
             .and_then(|()| self.identity.check_deploy(&principal, &id, &labels));
         let body = serde_json::to_vec(&app).map_err(|e| e.to_string())?;
         let result = checked.and_then(|()| {
+            let gate = crate::admission::Gate {
+                policies: self.identity.policies(),
+                who: &principal,
+                config: &self.admission,
+            };
             self.engine
-                .update_app(&id, &body, true, false, false)
+                .update_app(&id, &body, true, false, false, &gate)
                 .map_err(ApiError::from)
         });
         let (status, outcome, detail) = match &result {

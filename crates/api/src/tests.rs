@@ -45,10 +45,12 @@ impl Server {
             dir.path().join("runs"),
             Arc::new(|_: &str| Err("no secrets in these tests".to_string())),
         );
+        let admission = Arc::new(crate::admission::AdmissionConfig::default());
         pipelines.set_deployer(Arc::new(crate::EngineDeployer {
             engine: engine.clone(),
             identity: identity.clone(),
             store: store.clone(),
+            admission: admission.clone(),
         }));
         let ctx = Ctx {
             engine,
@@ -59,6 +61,7 @@ impl Server {
             secret_key,
             proxy: None,
             pipelines: Some(pipelines),
+            admission,
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         let mut headers = reqwest::header::HeaderMap::new();

@@ -31,6 +31,18 @@ pub enum Action {
     },
     /// User, token, policy and secret administration.
     Admin,
+    /// Deploy the app `app` with `labels` although its definition asks for a privilege
+    /// (a [`model::Privilege`]; `kind` is its policy key, `detail` names it).
+    UsePrivilege {
+        /// The app id.
+        app: PathId,
+        /// The app's labels.
+        labels: BTreeMap<String, String>,
+        /// The privilege's policy key.
+        kind: String,
+        /// What exactly is asked for, for the message.
+        detail: String,
+    },
 }
 
 impl Action {
@@ -92,6 +104,21 @@ impl PolicySet {
                 for env in self.environments_for(app, labels) {
                     if !env.may_deploy(who) {
                         return deny(who, &format!("deploy to {}", env.name), &env.deploy);
+                    }
+                }
+                Decision::Allow
+            }
+            Action::UsePrivilege {
+                app,
+                labels,
+                kind,
+                detail,
+            } => {
+                for env in self.environments_for(app, labels) {
+                    let allowed = env.privileges.get(kind).map_or(&[][..], Vec::as_slice);
+                    if !allowed.iter().any(|s| s.matches(who)) {
+                        let what = format!("deploy apps with {detail} to {}", env.name);
+                        return deny(who, &what, allowed);
                     }
                 }
                 Decision::Allow

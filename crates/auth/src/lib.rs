@@ -34,7 +34,7 @@ pub use password::{
     MAX_PASSWORD_BYTES, TOKEN_PREFIX, hash_password, new_token, random_password, token_hash,
     verify_login, verify_password,
 };
-pub use policy::{DEFAULT_ENV, Policy, PolicySet, environment_name};
+pub use policy::{DEFAULT_ENV, EnvLimits, Policy, PolicySet, environment_name};
 pub use role::{Principal, Role, Subject};
 pub use secret::{KEY_LEN, SecretKey, SecretString, mask};
 

@@ -37,7 +37,33 @@ pub struct Policy {
     /// Whether interactive tools (release jobs, CLI) must ask for confirmation.
     #[serde(default)]
     pub confirm: bool,
+    /// Who may deploy apps here that ask for a privilege (keys from [`model::PRIVILEGES`]:
+    /// `user`, `privileged`, `hostPath`, `capAdd`, `hostNetwork`, `securityOpt`,
+    /// `lowPorts`); a privilege not listed is for admins only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub privileges: BTreeMap<String, Vec<Subject>>,
+    /// Quotas of the environment: what all its apps together may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<EnvLimits>,
 }
+
+/// What all apps of one environment together may ask for (each optional).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvLimits {
+    /// Instances in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// `cpus × instances` in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// `mem × instances` in total, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<f64>,
+}
+
+// Validation refuses non-finite limits, so equality is total.
+impl Eq for EnvLimits {}
 
 impl Policy {
     /// Number of segments of the longest of this policy's prefixes that contains `app_id`.
@@ -86,6 +112,8 @@ impl Policy {
             approve: vec![Subject::Role(approve)],
             self_approval: false,
             confirm: false,
+            privileges: BTreeMap::new(),
+            limits: None,
         }
     }
 }
@@ -105,6 +133,8 @@ static FALLBACK: LazyLock<Policy> = LazyLock::new(|| Policy {
     approve: Vec::new(),
     self_approval: false,
     confirm: true,
+    privileges: BTreeMap::new(),
+    limits: None,
 });
 
 /// All environments plus the known datacenters. Serialized in camelCase; unknown fields are
@@ -142,6 +172,8 @@ impl Default for PolicySet {
             approve: vec![Subject::Role(Role::Deployer)],
             self_approval: true,
             confirm: false,
+            privileges: BTreeMap::new(),
+            limits: None,
         };
         PolicySet {
             environments: vec![qa, yz, prod, default],
@@ -264,7 +296,27 @@ impl PolicySet {
                     problems.push(format!("label {k}={v} is claimed by {other} and {name}"));
                 }
             }
-            for subject in p.deploy.iter().chain(&p.approve) {
+            if let Some(l) = &p.limits {
+                for (what, v) in [("cpus", l.cpus), ("mem", l.mem)] {
+                    if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                        problems.push(format!("{name}: limits.{what} must be a number >= 0"));
+                    }
+                }
+            }
+            for kind in p.privileges.keys() {
+                if !model::PRIVILEGES.contains(&kind.as_str()) {
+                    problems.push(format!(
+                        "{name}: unknown privilege {kind:?} (known: {})",
+                        model::PRIVILEGES.join(", ")
+                    ));
+                }
+            }
+            for subject in p
+                .deploy
+                .iter()
+                .chain(&p.approve)
+                .chain(p.privileges.values().flatten())
+            {
                 if let Subject::User(user) = subject
                     && subject.to_string().parse::<Subject>().is_err()
                 {

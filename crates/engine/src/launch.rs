@@ -4,9 +4,9 @@
 use crate::state::{
     KEEP_TERMINATED, KillKind, KillOrder, State, TaskFailure, TaskRecord, TaskState, TerminatedTask,
 };
-use crate::{Engine, Msg, ports};
+use crate::{Engine, Msg, TaskIdentity, ports};
 use health::{CheckParams, ProbeOutcome};
-use launcher::{FetchSpec, LaunchSpec, Limits, Signal, TaskCommand};
+use launcher::{FetchSpec, LaunchSpec, Limits, RunAs, Signal, TaskCommand};
 use model::{AppDefinition, EnvValue, HealthCheck, HealthProtocol, PathId, Timestamp};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -278,6 +278,15 @@ impl Engine {
             secret_env(&def, r.as_deref())?
         };
         let host_ports = self.host_ports_for(st, &def)?;
+        let run_as = match (&def.user, &self.inner.cfg.task_identity, is_container) {
+            (_, _, true) | (None, TaskIdentity::Server, _) => RunAs::Server,
+            (Some(user), _, false) => RunAs::User(user.clone()),
+            (None, TaskIdentity::User(user), _) => RunAs::User(user.clone()),
+            (None, TaskIdentity::PerApp { uids, gid }, _) => RunAs::Id {
+                uid: self.app_uid(st, app_id, uids)?,
+                gid: *gid,
+            },
+        };
         let id = format!("{}.{}", def.id.safe_name(), uuid::Uuid::new_v4());
         let sandbox = self.inner.cfg.data_dir.join("sandboxes").join(&id);
         let checks = def.health_checks.len();
@@ -326,7 +335,7 @@ impl Engine {
                     mem_mib: def.mem,
                 }),
                 fetch,
-                user: def.user.clone(),
+                run_as,
             }),
             None => {
                 let mut spec =
@@ -345,6 +354,45 @@ impl Engine {
         self.publish_status(&task, TaskState::TaskStaging, "");
         st.tasks.insert(id, task);
         Ok(job)
+    }
+
+    /// The uid of `app_id`'s own for its tasks, allocated (and stored with the counter, in
+    /// one transaction) on its first launch.
+    fn app_uid(
+        &self,
+        st: &mut State,
+        app_id: &PathId,
+        uids: &std::ops::RangeInclusive<u32>,
+    ) -> Result<u32, String> {
+        let app = st.apps.get_mut(app_id).ok_or("app vanished")?;
+        if let Some(uid) = app.rt.task_uid.filter(|u| uids.contains(u)) {
+            return Ok(uid);
+        }
+        let store = &self.inner.store;
+        let next = store
+            .meta("next_task_uid")
+            .map_err(|e| format!("cannot allocate a task uid: {e}"))?
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|u| uids.contains(u))
+            .unwrap_or(*uids.start());
+        if next == *uids.end() {
+            return Err(format!(
+                "no task uid left in {}-{} (every app gets its own, never reused)",
+                uids.start(),
+                uids.end()
+            ));
+        }
+        let mut rt = app.rt.clone();
+        rt.task_uid = Some(next);
+        let body = serde_json::to_value(&rt).unwrap_or(Value::Null);
+        store
+            .write(|tx| {
+                tx.set_meta("next_task_uid", &(next + 1).to_string())?;
+                tx.put_runtime(app_id, &body)
+            })
+            .map_err(|e| format!("cannot allocate a task uid: {e}"))?;
+        app.rt = rt;
+        Ok(next)
     }
 
     /// Host ports for a new task: `requirePorts` service ports, fixed container host ports,

@@ -23,7 +23,7 @@ mod views;
 pub use containers::DockerOptions;
 pub use events::{Event, EventBus};
 pub use launcher::{CgroupSupport, LogChunk, LogStream};
-pub use ops::{DeploymentResult, KillResult};
+pub use ops::{Admission, DeploymentResult, KillResult, ProposedChange, Refusal, Unchecked};
 pub use query::AppsQuery;
 pub use views::{AppInfo, Counts, Embed, Host, TaskJson, deployment_json};
 
@@ -55,6 +55,27 @@ pub struct EngineConfig {
     pub kill_tasks_on_shutdown: bool,
     /// Docker backend settings.
     pub docker: DockerOptions,
+    /// Whose privileges process tasks run with (apps that name a `user` get that one).
+    pub task_identity: TaskIdentity,
+}
+
+/// Whose privileges process tasks run with when their app names no `user`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskIdentity {
+    /// The server's own user (a server that is not root can do no other; its tasks can
+    /// then reach everything the server can).
+    Server,
+    /// Every task as this account (Marathon's `--mesos_user`).
+    User(String),
+    /// Each app a uid of its own from `uids`, with the primary group `gid` (of the task
+    /// user): apps cannot read each other's sandboxes or `/proc` entries, nor signal each
+    /// other, and none can reach the server's data.
+    PerApp {
+        /// The uids handed out, one per app, never reused.
+        uids: RangeInclusive<u32>,
+        /// The group every task runs with.
+        gid: u32,
+    },
 }
 
 impl EngineConfig {
@@ -69,6 +90,7 @@ impl EngineConfig {
             tick: Duration::from_millis(250),
             kill_tasks_on_shutdown: false,
             docker: DockerOptions::default(),
+            task_identity: TaskIdentity::Server,
         }
     }
 }
@@ -94,6 +116,15 @@ pub enum EngineError {
     /// 400 with a message.
     #[error("{0}")]
     BadRequest(String),
+    /// 403: the caller's [`Admission`] refused the change.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 409: the change clashes with what another app holds.
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: the change exceeds a limit.
+    #[error("{0}")]
+    Limit(String),
     /// 500: the store failed; nothing was acknowledged.
     #[error("store: {0}")]
     Store(#[from] StoreError),

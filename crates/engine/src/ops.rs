@@ -35,6 +35,48 @@ pub enum KillResult {
     Deployment(DeploymentResult),
 }
 
+/// Decides, for the caller of an operation, whether the changes it is about to commit are
+/// allowed: environment policies, privileged options, who owns a vhost or service port,
+/// quotas. The engine calls it under its lock for every app the operation changes, with
+/// the normalised definitions before and after (a partial update merged, a rollback's
+/// restored version) and every app as it stands; a refusal commits nothing. Only wire
+/// formats are checked before the engine parses: the definitions that would run are
+/// checked here.
+pub trait Admission {
+    /// `Ok` to go ahead; `Err` refuses the whole operation.
+    fn admit(&self, change: &ProposedChange<'_>) -> Result<(), Refusal>;
+}
+
+/// One app's change as [`Admission::admit`] sees it.
+pub struct ProposedChange<'a> {
+    /// The app's definition now (`None`: being created).
+    pub before: Option<&'a AppDefinition>,
+    /// The definition it would get (`None`: being deleted).
+    pub after: Option<&'a AppDefinition>,
+    /// Every app as it stands (the changed one included, in its current form).
+    pub apps: &'a [&'a AppDefinition],
+}
+
+/// Why an [`Admission`] refused a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller may not do this (403).
+    Forbidden(String),
+    /// It clashes with what another app holds (409).
+    Conflict(String),
+    /// It exceeds a limit (422).
+    Limit(String),
+}
+
+/// Admits everything: for the engine's own callers and tests, never for a request.
+pub struct Unchecked;
+
+impl Admission for Unchecked {
+    fn admit(&self, _: &ProposedChange<'_>) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
 /// One app's change within a deployment.
 struct Change {
     id: PathId,
@@ -60,6 +102,7 @@ impl Engine {
         &self,
         body: &[u8],
         force: bool,
+        admit: &dyn Admission,
     ) -> Result<(Vec<u8>, DeploymentResult), EngineError> {
         let input = model::parse_input(body)?;
         let mut st = self.lock();
@@ -79,6 +122,7 @@ impl Engine {
             }],
             force,
             "superseded by",
+            admit,
         )?;
         let app = st.apps.get(&id).ok_or_else(|| not_found(&id))?;
         let embed = Embed {
@@ -99,6 +143,7 @@ impl Engine {
         force: bool,
         partial: bool,
         must_exist: bool,
+        admit: &dyn Admission,
     ) -> Result<(DeploymentResult, bool), EngineError> {
         if let Some(p) = PathId::problems(&id.to_string()).into_iter().next() {
             return Err(DefinitionError::invalid("/id", p).into());
@@ -165,12 +210,18 @@ impl Engine {
             }],
             force,
             "superseded by",
+            admit,
         )?;
         Ok((result, created))
     }
 
     /// `DELETE /v2/apps/{id}`: removes the app at once; its tasks are killed by a Stop deployment.
-    pub fn delete_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
+    pub fn delete_app(
+        &self,
+        id: &PathId,
+        force: bool,
+        admit: &dyn Admission,
+    ) -> Result<DeploymentResult, EngineError> {
         let mut st = self.lock();
         let before = current(&st, id)?;
         let result = self.commit(
@@ -182,6 +233,7 @@ impl Engine {
             }],
             force,
             "superseded by",
+            admit,
         )?;
         self.inner
             .events
@@ -190,7 +242,12 @@ impl Engine {
     }
 
     /// `POST /v2/apps/{id}/restart`: a new version that replaces every task.
-    pub fn restart_app(&self, id: &PathId, force: bool) -> Result<DeploymentResult, EngineError> {
+    pub fn restart_app(
+        &self,
+        id: &PathId,
+        force: bool,
+        admit: &dyn Admission,
+    ) -> Result<DeploymentResult, EngineError> {
         let mut st = self.lock();
         let before = current(&st, id)?;
         let version = st.next_version();
@@ -207,10 +264,12 @@ impl Engine {
             }],
             force,
             "superseded by",
+            admit,
         )
     }
 
     /// `DELETE /v2/apps/{id}/tasks[/{taskId}]`: kills tasks of one app, optionally scaling down.
+    #[allow(clippy::too_many_arguments)]
     pub fn kill_app_tasks(
         &self,
         id: &PathId,
@@ -219,6 +278,7 @@ impl Engine {
         scale: bool,
         wipe: bool,
         force: bool,
+        admit: &dyn Admission,
     ) -> Result<KillResult, EngineError> {
         if scale && wipe {
             return Err(EngineError::BadRequest(
@@ -244,7 +304,7 @@ impl Engine {
         };
         drop(st);
         let single = task_id.is_some() && !scale;
-        match self.kill_by_ids(&ids, scale, force)? {
+        match self.kill_by_ids(&ids, scale, force, admit)? {
             KillResult::Tasks(v) if single => Ok(KillResult::Task(
                 v.get("tasks")
                     .and_then(|t| t.get(0))
@@ -262,6 +322,7 @@ impl Engine {
         scale: bool,
         wipe: bool,
         force: bool,
+        admit: &dyn Admission,
     ) -> Result<KillResult, EngineError> {
         if scale && wipe {
             return Err(EngineError::BadRequest(
@@ -280,7 +341,7 @@ impl Engine {
                 .cloned()
                 .collect()
         };
-        self.kill_by_ids(&known, scale, force)
+        self.kill_by_ids(&known, scale, force, admit)
     }
 
     fn kill_by_ids(
@@ -288,6 +349,7 @@ impl Engine {
         ids: &[String],
         scale: bool,
         force: bool,
+        admit: &dyn Admission,
     ) -> Result<KillResult, EngineError> {
         let mut st = self.lock();
         let now = now_ms();
@@ -316,7 +378,7 @@ impl Engine {
                 })
                 .collect();
             if !changes.is_empty() {
-                result = Some(self.commit(&mut st, changes, force, "superseded by")?);
+                result = Some(self.commit(&mut st, changes, force, "superseded by", admit)?);
             }
         }
         let host = self.host();
@@ -357,6 +419,7 @@ impl Engine {
         &self,
         id: &str,
         force: bool,
+        admit: &dyn Admission,
     ) -> Result<Option<DeploymentResult>, EngineError> {
         let mut st = self.lock();
         let Some(pos) = st.deployments.iter().position(|d| d.id == id) else {
@@ -398,7 +461,7 @@ impl Engine {
                 }
             })
             .collect();
-        self.commit(&mut st, changes, true, "rolled back by")
+        self.commit(&mut st, changes, true, "rolled back by", admit)
             .map(Some)
     }
 
@@ -421,7 +484,23 @@ impl Engine {
         changes: Vec<Change>,
         force: bool,
         verb: &str,
+        admit: &dyn Admission,
     ) -> Result<DeploymentResult, EngineError> {
+        {
+            let apps: Vec<&AppDefinition> = st.apps.values().map(|a| &a.def).collect();
+            for c in &changes {
+                let proposed = ProposedChange {
+                    before: c.before.as_ref(),
+                    after: c.after.as_ref(),
+                    apps: &apps,
+                };
+                admit.admit(&proposed).map_err(|r| match r {
+                    Refusal::Forbidden(m) => EngineError::Forbidden(m),
+                    Refusal::Conflict(m) => EngineError::Conflict(m),
+                    Refusal::Limit(m) => EngineError::Limit(m),
+                })?;
+            }
+        }
         let locking: Vec<String> = st
             .deployments
             .iter()

@@ -230,6 +230,10 @@ pub struct AppRuntime {
     /// Since when the app has been waiting for launches (ms), for `/v2/queue`.
     #[serde(default)]
     pub waiting_since: Option<i64>,
+    /// The uid of the app's own that its process tasks run as (per-app task identities),
+    /// allocated once and never given to another app.
+    #[serde(default)]
+    pub task_uid: Option<u32>,
 }
 
 impl AppRuntime {

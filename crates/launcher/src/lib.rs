@@ -88,8 +88,27 @@ pub struct LaunchSpec {
     pub limits: Option<Limits>,
     /// Artifacts fetched into the sandbox before the task starts.
     pub fetch: Vec<FetchSpec>,
-    /// Run as this user (requires root unless it is the current user).
-    pub user: Option<String>,
+    /// Whose privileges the task runs with.
+    pub run_as: RunAs,
+}
+
+/// Whose privileges a task runs with. Switching needs root (unless it is the server's own
+/// uid); the sandbox then belongs to that identity and is private to it (mode 0700).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunAs {
+    /// The server's own user: no switch (a server not running as root can do no other).
+    Server,
+    /// A named account from the user database, with its groups (Marathon's `user`).
+    User(String),
+    /// A numeric identity of the task's own, with no account behind it (like systemd's
+    /// `DynamicUser`): no supplementary groups, `HOME` is the sandbox. Tasks with different
+    /// uids cannot read each other's sandboxes or `/proc` entries, nor signal each other.
+    Id {
+        /// The uid to run as.
+        uid: u32,
+        /// The primary gid.
+        gid: u32,
+    },
 }
 
 /// A freshly started task.
@@ -213,10 +232,7 @@ impl Launcher {
         let sandbox = tokio::fs::canonicalize(&spec.sandbox)
             .await
             .map_err(sandbox_err(&spec.sandbox))?;
-        let user = match &spec.user {
-            Some(u) => Some(spawn::resolve_user(u).await?),
-            None => None,
-        };
+        let user = spawn::resolve(&spec.run_as, &sandbox).await?;
         fetch::fetch_all(&spec.fetch, &sandbox).await?;
         let env = spawn::task_env(spec, &sandbox, &self.cfg.agent_id, user.as_ref());
         if let Some(u) = user.as_ref().filter(|u| u.switch) {
@@ -224,6 +240,10 @@ impl Launcher {
                 logs::open_append(&sandbox.join(name)).map_err(sandbox_err(&sandbox))?;
             }
             chown_tree(&sandbox, u.uid, u.gid).map_err(sandbox_err(&sandbox))?;
+            // Private to the task's identity; the server (root) still reads its logs.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sandbox, std::fs::Permissions::from_mode(0o700))
+                .map_err(sandbox_err(&sandbox))?;
         }
         let setsid = spawn::find_program("setsid").ok_or_else(|| LaunchError::Spawn {
             program: "setsid".into(),

@@ -19,7 +19,7 @@ use crate::{LaunchError, LaunchSpec, TaskCommand};
 /// the same pid, and no user code ever runs unrecorded. End of input (the server died
 /// before recording) ends the wrapper with status 126 before anything of the task ran.
 /// Exit status 125 = join failed.
-pub(crate) const WRAPPER: &str = r#"for f; do [ "$f" = -- ] && break; echo $$ > "$f" || { echo "slipway-task: cannot join cgroup $f" >&2; exit 125; }; shift; done; shift; read -r go || exit 126; [ "$go" = go ] || exit 126; SLIPWAY_LEADER_PID=$$; export SLIPWAY_LEADER_PID; exec "$@" </dev/null"#;
+pub(crate) const WRAPPER: &str = r#"umask 022; for f; do [ "$f" = -- ] && break; echo $$ > "$f" || { echo "slipway-task: cannot join cgroup $f" >&2; exit 125; }; shift; done; shift; read -r go || exit 126; [ "$go" = go ] || exit 126; SLIPWAY_LEADER_PID=$$; export SLIPWAY_LEADER_PID; exec "$@" </dev/null"#;
 
 /// Exit status of the wrapper when it cannot join a cgroup.
 pub(crate) const JOIN_FAILED: i32 = 125;
@@ -43,6 +43,45 @@ pub(crate) struct UserInfo {
     pub(crate) home: String,
     /// Whether a uid switch (setpriv) is needed; false when already running as that uid.
     pub(crate) switch: bool,
+    /// Whether the account's supplementary groups apply (`--init-groups`); a numeric
+    /// identity without an account gets none (`--clear-groups`).
+    pub(crate) account: bool,
+}
+
+/// Resolves whose privileges a task runs with; `None` for the server's own.
+pub(crate) async fn resolve(
+    run_as: &crate::RunAs,
+    sandbox: &Path,
+) -> Result<Option<UserInfo>, LaunchError> {
+    match run_as {
+        crate::RunAs::Server => Ok(None),
+        crate::RunAs::User(name) => resolve_user(name).await.map(Some),
+        crate::RunAs::Id { uid, gid } => {
+            let name = format!("uid {uid}");
+            let euid = proc_fs::effective_uid();
+            let switch = euid != Some(*uid);
+            if switch && euid != Some(0) {
+                return Err(LaunchError::User {
+                    user: name,
+                    reason: "slipway is not running as root".into(),
+                });
+            }
+            if switch && find_program("setpriv").is_none() {
+                return Err(LaunchError::User {
+                    user: name,
+                    reason: "setpriv (util-linux) is not installed".into(),
+                });
+            }
+            Ok(Some(UserInfo {
+                name: format!("slipway-{uid}"),
+                uid: *uid,
+                gid: *gid,
+                home: sandbox.to_string_lossy().into_owned(),
+                switch,
+                account: false,
+            }))
+        }
+    }
 }
 
 /// Finds an executable in PATH or the standard system directories.
@@ -97,6 +136,7 @@ pub(crate) async fn resolve_user(user: &str) -> Result<UserInfo, LaunchError> {
         gid,
         home: (*home).to_owned(),
         switch,
+        account: true,
     })
 }
 
@@ -166,7 +206,14 @@ pub(crate) fn build_command(
         args.push(setpriv.into());
         args.push(format!("--reuid={}", u.uid).into());
         args.push(format!("--regid={}", u.gid).into());
-        args.push("--init-groups".into());
+        args.push(
+            if u.account {
+                "--init-groups"
+            } else {
+                "--clear-groups"
+            }
+            .into(),
+        );
         args.push("--".into());
     }
     args.extend(argv.into_iter().map(OsString::from));

@@ -246,7 +246,7 @@ async fn invalid_specs_are_clear_errors() {
     let err = l.launch(&spec).await.expect_err("empty command");
     assert_eq!(err.to_string(), "task empty has an empty command");
     let mut spec = shell_spec("baduser", "true", dir.path());
-    spec.user = Some("no-such-user-slipway".into());
+    spec.run_as = launcher::RunAs::User("no-such-user-slipway".into());
     let err = l.launch(&spec).await.expect_err("unknown user");
     assert!(err.to_string().contains("no such user"), "{err}");
 }
@@ -260,7 +260,7 @@ async fn runs_as_requested_user_when_root() {
         "id -u; echo HOME=$HOME; touch mine",
         dir.path(),
     );
-    spec.user = Some("nobody".into());
+    spec.run_as = launcher::RunAs::User("nobody".into());
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
     let euid = status
         .lines()
@@ -286,4 +286,39 @@ async fn runs_as_requested_user_when_root() {
             assert!(e.to_string().contains("not running as root"), "{e}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_task_of_its_own_uid_owns_its_sandbox_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if common::euid() != 0 {
+        return;
+    }
+    // The server's secrets beside the sandboxes, as in a data directory.
+    std::fs::write(dir.path().join("secret.key"), "k").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    let perms = |m| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(dir.path().join("secret.key"), perms(0o600)).expect("chmod");
+    std::fs::set_permissions(dir.path(), perms(0o711)).expect("chmod");
+    let l = launcher("uid");
+    let mut spec = shell_spec(
+        "own-uid",
+        "id -u; id -g; id -G; echo HOME=$HOME; cat ../secret.key || echo DENIED; touch $MESOS_SANDBOX/mine",
+        dir.path(),
+    );
+    spec.run_as = launcher::RunAs::Id {
+        uid: 231_017,
+        gid: 65_534,
+    };
+    let mut launched = l.launch(&spec).await.expect("launch");
+    assert!(wait_exit(&mut launched.child).await.success());
+    let out = read(&launched.sandbox.join("stdout"));
+    let sb = launched.sandbox.display().to_string();
+    assert!(out.starts_with("231017\n65534\n65534\n"), "{out}");
+    assert!(out.contains(&format!("HOME={sb}\n")), "{out}");
+    assert!(out.contains("DENIED"), "{out}");
+    let meta = std::fs::metadata(&launched.sandbox).expect("sandbox");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (231_017, 0o700));
+    assert!(launched.sandbox.join("mine").exists());
 }

@@ -10,6 +10,7 @@ mod error;
 mod input;
 mod path_id;
 pub mod pipeline;
+mod privilege;
 mod selector;
 mod timestamp;
 mod validate;
@@ -18,6 +19,7 @@ pub use app::*;
 pub use error::{DefinitionError, FieldError};
 pub use input::*;
 pub use path_id::{ID_PATTERN, PathId, RESERVED};
+pub use privilege::{PRIVILEGES, Privilege};
 pub use selector::{Condition, Selector};
 pub use timestamp::Timestamp;
 

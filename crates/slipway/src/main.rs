@@ -2,6 +2,7 @@
 //! of a running server.
 
 mod cli;
+mod privileges;
 mod proxy_sync;
 mod up;
 

@@ -35,6 +35,27 @@ pub(crate) struct UpArgs {
     /// Service ports assigned to apps that ask for port 0, as FIRST-LAST.
     #[arg(long, default_value = "10000-20000", value_parser = parse_range)]
     service_ports: RangeInclusive<u16>,
+    /// The unprivileged account tasks run under (Marathon's --mesos_user), created when it
+    /// is missing and the server is root (else `nobody`). Apps that name a `user` run as
+    /// that one, which only admins may ask for. Ignored when the server is not root.
+    #[arg(long, default_value = crate::privileges::DEFAULT_TASK_USER, env = "SLIPWAY_TASK_USER")]
+    task_user: String,
+    /// Each app's tasks run with a uid of their own from this range (in the task user's
+    /// group), so apps cannot read each other's sandboxes or processes; `off` runs every
+    /// task as the task user itself.
+    #[arg(long, default_value = "200000-299999", value_parser = crate::privileges::parse_uid_range, env = "SLIPWAY_TASK_UID_RANGE")]
+    task_uid_range: crate::privileges::UidRange,
+    /// Host paths container volumes may mount without the `hostPath` privilege (repeat
+    /// or comma list); any other host path needs it (admins, or whom the policy grants it).
+    #[arg(long, value_delimiter = ',', env = "SLIPWAY_ALLOW_HOST_PATH")]
+    allow_host_path: Vec<String>,
+    /// Most instances one app may ask for (a 422 names the limit).
+    #[arg(long, default_value_t = 200, env = "SLIPWAY_MAX_INSTANCES_PER_APP")]
+    max_instances_per_app: u32,
+    /// How far all apps together may ask for more cpus and memory than the machine has
+    /// (`cpus × instances` summed, against the cores times this factor; 1 = not at all).
+    #[arg(long, default_value_t = 4.0, env = "SLIPWAY_OVERCOMMIT")]
+    overcommit: f64,
     /// Kill every task when the server stops (by default tasks outlive the server).
     #[arg(long)]
     kill_tasks_on_shutdown: bool,
@@ -202,6 +223,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
+    let key_path = args
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("secret.key"));
+    crate::privileges::secure_data_dir(&data_dir, &key_path)?;
+    let task_identity =
+        crate::privileges::task_identity(&args.task_user, args.task_uid_range.0.clone())?;
+    let task_user_name = match &task_identity {
+        engine::TaskIdentity::User(u) => u.clone(),
+        _ => args.task_user.clone(),
+    };
     let store = Arc::new(
         store::Store::open(&data_dir.join("slipway.db"))
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?,
@@ -211,6 +243,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     cfg.host_ports = args.task_ports;
     cfg.service_ports = args.service_ports;
     cfg.kill_tasks_on_shutdown = args.kill_tasks_on_shutdown;
+    cfg.task_identity = task_identity;
     let registry_config = args.registry_config.or_else(default_registry_config);
     let pipeline_docker = (args.docker == DockerMode::Auto).then(|| docker::DockerConfig {
         host: args.docker_host.clone(),
@@ -239,10 +272,6 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let key_path = args
-        .secret_key_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join("secret.key"));
     let secret_key = Arc::new(
         auth::SecretKey::load_or_create(&key_path)
             .with_context(|| format!("cannot load the secret key {}", key_path.display()))?,
@@ -356,10 +385,18 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             registry_config: registry_config.clone(),
         });
     }
+    let admission = Arc::new(api::admission::AdmissionConfig {
+        task_user: task_user_name,
+        allowed_host_paths: args.allow_host_path.clone(),
+        max_instances_per_app: args.max_instances_per_app,
+        overcommit: args.overcommit,
+        ..api::admission::AdmissionConfig::default()
+    });
     pipelines.set_deployer(Arc::new(api::EngineDeployer {
         engine: engine.clone(),
         identity: identity.clone(),
         store: store.clone(),
+        admission: admission.clone(),
     }));
     if let Err(e) = pipelines.recover() {
         tracing::error!(error = %e, "cannot recover pipeline runs");
@@ -374,6 +411,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         secret_key,
         proxy,
         pipelines: Some(pipelines.clone()),
+        admission,
     };
     tracker.spawn(signals(shutdown.clone()));
     tracing::info!(

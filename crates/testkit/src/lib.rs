@@ -49,9 +49,35 @@ pub fn testsrv() -> PathBuf {
             matches!(status, Ok(s) if s.success()) && path.exists(),
             "cannot build slipway-testsrv ({status:?})"
         );
-        path
+        reachable_copy(&path)
     })
     .clone()
+}
+
+/// `path` itself when every directory above it lets others through, else a copy in a
+/// directory that does: tasks run unprivileged, and a checkout under a private home
+/// directory would be out of their reach.
+pub fn reachable_copy(path: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let open = path.ancestors().skip(1).all(|d| {
+        d.as_os_str().is_empty()
+            || std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    });
+    if open {
+        return path.to_path_buf();
+    }
+    let dir = std::env::temp_dir().join(format!("slipway-testkit-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+    let copy = dir.join(path.file_name().unwrap_or_default());
+    let tmp = copy.with_extension("tmp");
+    if std::fs::copy(path, &tmp).is_ok()
+        && std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).is_ok()
+        && std::fs::rename(&tmp, &copy).is_ok()
+    {
+        return copy;
+    }
+    path.to_path_buf()
 }
 
 /// The admin token test servers accept (`SLIPWAY_ADMIN_TOKEN`); the helpers here send it.

@@ -41,7 +41,7 @@ pub fn shell_spec(task_id: &str, script: &str, dir: &Path) -> LaunchSpec {
         sandbox: dir.join(task_id),
         limits: None,
         fetch: Vec::new(),
-        user: None,
+        run_as: launcher::RunAs::Server,
     }
 }
 
@@ -89,4 +89,15 @@ pub fn stat_fields(pid: i32) -> Option<(char, i32, i32)> {
 /// True if the pid exists and is not a zombie.
 pub fn pid_running(pid: i32) -> bool {
     matches!(stat_fields(pid), Some((s, _, _)) if s != 'Z' && s != 'X')
+}
+
+/// Effective uid of the test process.
+pub fn euid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
+            line.split_whitespace().nth(2)?.parse().ok()
+        })
+        .unwrap_or(u32::MAX)
 }

@@ -10,6 +10,7 @@ mod pipelines;
 mod proxy;
 mod rolling;
 mod secrets;
+mod security;
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
