@@ -2,14 +2,13 @@
 //! throughput, bytes per sample on disk after compaction, and query latencies.
 //!
 //! `cargo run --release -p tsdb --example ingest` (set `JITTER_MS=5` to add ±5 ms
-//! scrape jitter to the timestamps).
+//! scrape jitter to the timestamps, `TICKS=2160` for 6 hours of scrapes instead of 500).
 
 use std::time::{Duration, Instant};
 
 use tsdb::{Db, Labels, MatchOp, Matcher, Options, Point, Resolution, Value};
 
 const CONTAINERS: usize = 200;
-const TICKS: usize = 500;
 const STEP_MS: i64 = 10_000;
 const T0: i64 = 1_765_000_000_000;
 
@@ -58,10 +57,14 @@ const METRICS: [(&str, Shape); 10] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let jitter: i64 = std::env::var("JITTER_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let env = |name: &str, default: i64| -> i64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let jitter = env("JITTER_MS", 0);
+    let ticks = env("TICKS", 500).max(6) as usize;
     let dir = tempfile::tempdir()?;
     let db = Db::open(dir.path(), Options::default())?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -96,7 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut samples = 0usize;
     let mut existing_time = Duration::ZERO;
     let mut existing_samples = 0usize;
-    for tick in 0..TICKS {
+    let mut flush_time = Duration::ZERO;
+    let mut flushes = 0;
+    for tick in 0..ticks {
         for (labels, shape, state) in series.iter_mut() {
             let v = match shape {
                 Shape::CpuNanos => {
@@ -147,10 +152,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 batch.clear();
             }
         }
+        // What the server's tick does every 5 minutes.
+        if tick % 30 == 29 {
+            let start = Instant::now();
+            db.flush()?;
+            flush_time += start.elapsed();
+            flushes += 1;
+        }
     }
     db.sync()?;
     let head_stats = db.stats();
-    let end = T0 + (TICKS as i64 - 1) * STEP_MS;
+    let end = T0 + (ticks as i64 - 1) * STEP_MS;
     let hundred = [
         Matcher::metric("container_cpu_usage_seconds_total"),
         Matcher::new("name", MatchOp::Re, "app-[0-9]{1,2}")?,
@@ -162,7 +174,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let flush_start = Instant::now();
     db.flush_all()?;
-    let flush_time = flush_start.elapsed();
+    flush_time += flush_start.elapsed();
+    let segments_before = db.stats().segments;
     let compact_start = Instant::now();
     db.compact()?;
     let compact_time = compact_start.elapsed();
@@ -195,13 +208,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         head_stats.wal_bytes as f64 / 1048576.0
     );
     println!(
-        "flush_all {:.0} ms, compact {:.0} ms -> {} segments",
+        "{} flushes (every 5 min of data, then flush_all) {:.0} ms; compact {:.0} ms: {segments_before} -> {} segments",
+        flushes + 1,
         flush_time.as_secs_f64() * 1e3,
         compact_time.as_secs_f64() * 1e3,
         st.segments
     );
     println!(
-        "raw segments on disk:    {} bytes = {:.3} bytes/sample (labels and index included)",
+        "raw segments, compacted: {} bytes = {:.3} bytes/sample (labels and index included)",
         st.raw_bytes_on_disk,
         st.raw_bytes_on_disk as f64 / samples as f64
     );
@@ -213,7 +227,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "select 1 h x 100 series: {head_latency:?} from the head, {disk_latency:?} from segments (median)"
     );
-    println!("1m rollup, 83 min x 100: {rollup_latency:?} (median)");
+    println!(
+        "1m rollup, {} min x 100: {rollup_latency:?} (median)",
+        ticks as i64 * STEP_MS / 60_000
+    );
+    println!(
+        "memory after flush:      {:.0} bytes/series ({} series, labels, index and open chunks)",
+        st.bytes_in_memory as f64 / st.series as f64,
+        st.series
+    );
     Ok(())
 }
 

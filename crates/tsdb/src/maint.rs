@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::bits::{ByteReader, put_bytes};
+use crate::bits::{ByteReader, put_bytes, put_varint};
 use crate::chunk;
 use crate::db::{Db, id_of, lock, shard_of, write};
 use crate::error::{Result, io_err};
@@ -42,7 +42,8 @@ fn refs_of(s: &mut MemSeries, kind: SegKind) -> &mut Vec<DiskRef> {
     }
 }
 
-/// Decodes a raw blob (`len chunk` repeated) into samples.
+/// Decodes the samples in `[start, end]` of a raw blob (`mint maxt-mint len chunk`
+/// repeated), skipping chunks outside the range.
 pub(crate) fn decode_raw_blob(
     blob: &[u8],
     start: i64,
@@ -51,7 +52,13 @@ pub(crate) fn decode_raw_blob(
 ) -> Result<()> {
     let mut r = ByteReader::new(blob);
     while !r.is_empty() {
-        crate::head::decode_range(r.len_bytes()?, start, end, out)?;
+        let mint = r.varint()?;
+        let maxt = mint.wrapping_add(r.varint()?);
+        let bytes = r.len_bytes()?;
+        if maxt < start || mint > end {
+            continue;
+        }
+        crate::head::decode_range(bytes, start, end, out)?;
     }
     Ok(())
 }
@@ -91,6 +98,8 @@ impl Db {
                         SegKind::Raw => {
                             let mut blob = Vec::new();
                             for c in &it.chunks {
+                                put_varint(&mut blob, c.mint);
+                                put_varint(&mut blob, c.maxt.wrapping_sub(c.mint));
                                 put_bytes(&mut blob, &c.bytes);
                             }
                             let (mint, maxt) =

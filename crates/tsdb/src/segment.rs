@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::bits::{ByteReader, put_uvarint, put_varint};
+use crate::bits::{ByteReader, put_bytes, put_uvarint, put_varint};
 use crate::crc::crc32c;
 use crate::error::{Error, Result, io_err};
 use crate::labels::Labels;
@@ -217,9 +217,30 @@ impl SegmentWriter {
         }
         put_varint(&mut ix, mint);
         put_varint(&mut ix, maxt);
+        // Label names and values go into a symbol table once; entries refer to them.
+        let mut symbols: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut table: Vec<&str> = Vec::new();
+        for e in &self.entries {
+            for (k, v) in e.labels.iter() {
+                for s in [k, v] {
+                    symbols.entry(s).or_insert_with(|| {
+                        table.push(s);
+                        table.len() as u64 - 1
+                    });
+                }
+            }
+        }
+        put_uvarint(&mut ix, table.len() as u64);
+        for s in &table {
+            put_bytes(&mut ix, s.as_bytes());
+        }
         put_uvarint(&mut ix, self.entries.len() as u64);
         for e in &self.entries {
-            e.labels.encode(&mut ix);
+            put_uvarint(&mut ix, e.labels.len() as u64);
+            for (k, v) in e.labels.iter() {
+                put_uvarint(&mut ix, symbols.get(k).copied().unwrap_or(0));
+                put_uvarint(&mut ix, symbols.get(v).copied().unwrap_or(0));
+            }
             ix.push(e.kind.to_u8());
             put_uvarint(&mut ix, e.offset);
             put_uvarint(&mut ix, u64::from(e.len));
@@ -308,10 +329,26 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
         }
         let mint = r.varint()?;
         let maxt = r.varint()?;
+        let nsym = r.len()?;
+        let mut table = Vec::with_capacity(nsym);
+        for _ in 0..nsym {
+            table.push(r.string()?);
+        }
+        let sym = |i: u64| -> Result<&String> {
+            table
+                .get(usize::try_from(i).unwrap_or(usize::MAX))
+                .ok_or(Error::CorruptChunk("bad symbol reference"))
+        };
         let n = r.len()?;
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
-            let labels = Labels::decode(&mut r)?;
+            let npairs = r.len()?;
+            let mut pairs = Vec::with_capacity(npairs);
+            for _ in 0..npairs {
+                pairs.push((sym(r.uvarint()?)?.clone(), sym(r.uvarint()?)?.clone()));
+            }
+            let labels =
+                Labels::new(pairs).map_err(|_| Error::CorruptChunk("invalid label set"))?;
             let kind = ValueKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad value kind"))?;
             let offset = r.uvarint()?;
             let len =

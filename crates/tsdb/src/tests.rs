@@ -402,23 +402,48 @@ fn check_queries(db: &Db, model: &Model, start: i64, end: i64) -> Result<(), Tes
         let all = model.select(&m, i64::MIN, i64::MAX);
         let want: Vec<Labels> = all.iter().map(|s| s.labels.clone()).collect();
         prop_assert_eq!(db.series(&m, i64::MIN, i64::MAX), want);
-        for res in [Resolution::Minute, Resolution::Hour] {
+        // Rollups over the whole range and over [start, end] (whole buckets whose start
+        // lies in the range after aligning `start` down).
+        for (res, lo, hi) in [
+            (Resolution::Minute, i64::MIN, i64::MAX),
+            (Resolution::Hour, i64::MIN, i64::MAX),
+            (Resolution::Minute, start, end),
+        ] {
             let rolled = db
-                .select_rollup(&m, i64::MIN, i64::MAX, res)
+                .select_rollup(&m, lo, hi, res)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let aligned = lo.div_euclid(res.ms()).saturating_mul(res.ms());
             let want: Vec<(Labels, Vec<Bucket>)> = all
                 .iter()
                 .map(|s| {
                     let mut b = Vec::new();
                     let vals = s.samples.iter().map(|x| (x.t, x.v.as_f64()));
                     rollup::aggregate(vals, res.ms(), &mut b);
+                    b.retain(|b| b.start >= aligned && b.start <= hi);
                     (s.labels.clone(), b)
                 })
+                .filter(|(_, b)| !b.is_empty())
                 .collect();
             let got: Vec<(Labels, Vec<Bucket>)> =
                 rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
             prop_assert_eq!(got, want);
         }
+        let mut names: Vec<String> = Vec::new();
+        let mut jobs: Vec<String> = Vec::new();
+        for s in &all {
+            for (k, v) in s.labels.iter() {
+                names.push(k.to_string());
+                if k == "job" {
+                    jobs.push(v.to_string());
+                }
+            }
+        }
+        for v in [&mut names, &mut jobs] {
+            v.sort();
+            v.dedup();
+        }
+        prop_assert_eq!(db.label_names(&m, i64::MIN, i64::MAX), names);
+        prop_assert_eq!(db.label_values("job", &m, i64::MIN, i64::MAX), jobs);
     }
     Ok(())
 }
