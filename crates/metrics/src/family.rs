@@ -118,6 +118,9 @@ pub struct Families {
     families: Vec<MetricFamily>,
     index: HashMap<String, usize>,
     timestamp_ms: Option<i64>,
+    /// The family of the last sample: targets emit their families in the same order every time, so the
+    /// next sample's family is usually this one or the next, found without hashing.
+    cursor: usize,
 }
 
 impl Families {
@@ -133,8 +136,12 @@ impl Families {
 
     /// Adds a sample to the family `desc` (created on first use; a later `desc` with the same name joins it).
     pub fn push(&mut self, desc: &Desc, sample: Sample) {
-        let i = match self.index.get(desc.name.as_ref()) {
-            Some(&i) => i,
+        let name = desc.name.as_ref();
+        let predicted = [self.cursor, self.cursor + 1]
+            .into_iter()
+            .find(|&i| self.families.get(i).is_some_and(|f| f.desc.name == name));
+        let i = match predicted.or_else(|| self.index.get(name).copied()) {
+            Some(i) => i,
             None => {
                 self.families.push(MetricFamily {
                     desc: desc.clone(),
@@ -146,6 +153,7 @@ impl Families {
             }
         };
         self.families[i].samples.push(sample);
+        self.cursor = i;
     }
 
     /// Appends whole families (for example from [`crate::Registry::collect`]); a family whose name is already
@@ -182,6 +190,7 @@ impl Families {
     pub fn clear(&mut self) {
         self.families.clear();
         self.index.clear();
+        self.cursor = 0;
     }
 }
 

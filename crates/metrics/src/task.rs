@@ -182,8 +182,8 @@ impl TaskCollector {
 
     /// How often the slowly changing files are read again, in seconds of the `now` passed to
     /// [`TaskCollector::collect`] (default 10): the limits (`container_spec_*`), peak usage, failcnt, OOM
-    /// count and process count. In between their last values are repeated, which at a 1 s interval saves
-    /// about half the reads. Zero reads them every round.
+    /// count, and process and thread counts. In between their last values are repeated, which at a 1 s
+    /// interval saves about half the reads. Zero reads them every round.
     pub fn set_slow_period(&mut self, seconds: f64) {
         self.slow_period = seconds;
     }
@@ -278,6 +278,17 @@ impl TaskCollector {
                 }
             }
         }
+        let threads = match (&d.pids, d.memory.as_ref().or(d.cpuacct.as_ref())) {
+            (Some(dir), _) => self.files.read_u64(Some(12), dir, "pids.current"),
+            (None, Some(dir)) => self
+                .files
+                .read_slot(Some(13), dir, "tasks")
+                .then(|| parse::count_lines(self.files.data())),
+            (None, None) => None,
+        };
+        if let Some(t) = threads {
+            out.push((&n::THREADS, t as f64));
+        }
         if let Some(dir) = d.pids.as_ref().or(d.memory.as_ref()).or(d.cpuacct.as_ref())
             && self.files.read_slot(Some(14), dir, "cgroup.procs")
         {
@@ -340,17 +351,6 @@ impl TaskCollector {
                 });
             }
             self.emit_memory(usage, m, labels, sink);
-        }
-        let threads = match (&d.pids, d.memory.as_ref().or(d.cpuacct.as_ref())) {
-            (Some(dir), _) => self.files.read_u64(Some(12), dir, "pids.current"),
-            (None, Some(dir)) => self
-                .files
-                .read_slot(Some(13), dir, "tasks")
-                .then(|| parse::count_lines(self.files.data())),
-            (None, None) => None,
-        };
-        if let Some(t) = threads {
-            emit(sink, &n::THREADS, labels, t as f64);
         }
         if let Some(dir) = &d.blkio {
             self.io.clear();
@@ -429,6 +429,9 @@ impl TaskCollector {
                 out.push((&n::OOM_EVENTS, v as f64));
             }
         }
+        if let Some(t) = self.files.read_u64(Some(9), dir, "pids.current") {
+            out.push((&n::THREADS, t as f64));
+        }
         if self.files.read_slot(Some(10), dir, "cgroup.procs") {
             out.push((&n::PROCESSES, parse::count_lines(self.files.data()) as f64));
         }
@@ -480,9 +483,6 @@ impl TaskCollector {
         }
         m[3] = self.files.read_u64(Some(5), dir, "memory.swap.current");
         self.emit_memory(usage, m, labels, sink);
-        if let Some(t) = self.files.read_u64(Some(9), dir, "pids.current") {
-            emit(sink, &n::THREADS, labels, t as f64);
-        }
         self.io.clear();
         if self.files.read_slot(Some(11), dir, "io.stat") {
             let io = &mut self.io;
