@@ -100,6 +100,7 @@ struct Eval {
     range: Option<(i64, i64, i64)>,
     at: i64,
     fail: bool,
+    ordered: bool,
     expected: Vec<String>,
 }
 
@@ -145,6 +146,19 @@ fn run_eval(db: &MemoryStorage, e: &Eval, c: &mut Counts, verbose: bool) {
     if e.expected.iter().any(|l| l.contains("{{")) {
         c.skip += 1;
         return;
+    }
+    if e.ordered
+        && let QueryValue::Vector(samples) = &v
+    {
+        let got_order: Vec<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
+        let want_order: Vec<Labels> = e
+            .expected
+            .iter()
+            .filter_map(|l| series_line(l).map(|(labels, _)| labels))
+            .collect();
+        if got_order != want_order {
+            return report(c, false, format!("order differs: got {got_order:?}"));
+        }
     }
     let mut got: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
     match &v {
@@ -283,11 +297,15 @@ fn run_file(path: &str, verbose: bool) -> Counts {
         };
         let (kind, rest) = rest.split_once(' ').unwrap_or(("", rest));
         let mut fail = kind == "_fail";
+        let mut ordered = kind == "_ordered";
         let expected: Vec<String> = block
             .iter()
             .filter(|l| {
                 if l.starts_with("expect fail") || l.starts_with("expected_fail") {
                     fail = true;
+                }
+                if l.starts_with("expect ordered") {
+                    ordered = true;
                 }
                 !l.starts_with("expect")
             })
@@ -303,6 +321,7 @@ fn run_file(path: &str, verbose: bool) -> Counts {
                 range: None,
                 at,
                 fail,
+                ordered,
                 expected,
             })
         } else if words.first() == Some(&"range")
@@ -323,6 +342,7 @@ fn run_file(path: &str, verbose: bool) -> Counts {
                     range: Some((s, e, st)),
                     at: 0,
                     fail,
+                    ordered,
                     expected,
                 }),
                 _ => None,

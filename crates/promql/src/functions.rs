@@ -292,18 +292,12 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
         "sort" | "sort_desc" => {
             let mut v = vector_arg(ctx, arg(0)?, ts)?;
             // NaN sorts last in both directions, as in Prometheus.
-            v.sort_by(|a, b| {
-                let (x, y) = if name == "sort" {
-                    (a.v, b.v)
-                } else {
-                    (b.v, a.v)
-                };
-                match (x.is_nan(), y.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    (false, false) => x.total_cmp(&y),
-                }
+            v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) if name == "sort" => a.v.total_cmp(&b.v),
+                (false, false) => b.v.total_cmp(&a.v),
             });
             Ok(Value::Vector(v))
         }

@@ -50,6 +50,15 @@ pub fn parse_metric_selector(input: &str) -> Result<Vec<Matcher>, Error> {
     }
 }
 
+/// A duration token, or a number of seconds (Prometheus 3 accepts `[300]` for `[5m]`), in milliseconds.
+fn duration_ms(tok: &Tok) -> Option<i64> {
+    match tok {
+        Tok::Duration(d) => Some(*d),
+        Tok::Number(v) if v.is_finite() && v.abs() < 9.0e15 => Some((v * 1000.0).round() as i64),
+        _ => None,
+    }
+}
+
 struct Parser {
     toks: Vec<Token>,
     i: usize,
@@ -232,15 +241,17 @@ impl Parser {
                     } else {
                         false
                     };
-                    let d = match self.bump() {
-                        Tok::Duration(d) => {
+                    let tok = self.bump();
+                    let d = match duration_ms(&tok) {
+                        Some(d) => {
                             if neg {
                                 -d
                             } else {
                                 d
                             }
                         }
-                        other => {
+                        None => {
+                            let other = tok;
                             return Err(self.err(format!(
                                 "unexpected {} in offset, expected duration",
                                 other.describe()
@@ -272,12 +283,14 @@ impl Parser {
     fn range_suffix(&mut self, e: Expr) -> Result<Expr, Error> {
         let open = self.pos();
         self.bump();
-        let range_ms = match self.bump() {
-            Tok::Duration(d) if d > 0 => d,
-            Tok::Duration(_) => {
+        let tok = self.bump();
+        let range_ms = match duration_ms(&tok) {
+            Some(d) if d > 0 => d,
+            Some(_) => {
                 return Err(self.err_at(open + 1, "duration must be greater than 0"));
             }
-            other => {
+            None => {
+                let other = tok;
                 return Err(self.err(format!(
                     "unexpected {} in range, expected duration",
                     other.describe()
@@ -286,13 +299,13 @@ impl Parser {
         };
         if *self.peek() == Tok::Colon {
             self.bump();
-            let step_ms = match self.peek().clone() {
-                Tok::Duration(d) if d > 0 => {
+            let step_ms = match duration_ms(self.peek()) {
+                Some(d) if d > 0 => {
                     self.bump();
                     Some(d)
                 }
-                Tok::Duration(_) => return Err(self.err("duration must be greater than 0")),
-                _ => None,
+                Some(_) => return Err(self.err("duration must be greater than 0")),
+                None => None,
             };
             self.expect(Tok::RBracket, "subquery")?;
             if e.value_type() != ValueType::Vector {

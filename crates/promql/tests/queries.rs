@@ -92,6 +92,9 @@ fn parser_precedence_and_printing() {
         ("foo[5m]", "foo[5m]"),
         ("foo[1h30m] offset 1d", "foo[1h30m] offset 1d"),
         ("foo offset -5m", "foo offset -5m"),
+        ("foo[300]", "foo[5m]"),
+        ("foo[1.5] offset 60", "foo[1s500ms] offset 1m"),
+        ("foo[10m:30]", "foo[10m:30s]"),
         ("rate(foo[5m])[30m:1m]", "rate(foo[5m])[30m:1m]"),
         (
             "max_over_time(rate(foo[1m])[10m:])",
@@ -550,6 +553,16 @@ fn functions() {
         "clamp_min(http{app=\"b\"}, 5)",
         60,
         "{app=\"b\", inst=\"1\"} => 5",
+    );
+    check(
+        "sort_desc(http - http + (0/0))",
+        60,
+        "{app=\"a\", inst=\"1\"} => NaN\n{app=\"a\", inst=\"2\"} => NaN\n{app=\"b\", inst=\"1\"} => NaN",
+    );
+    check(
+        "sort_desc(-http{inst=\"1\"} or (http{inst=\"2\"} - http{inst=\"2\"} + (0/0)))",
+        60,
+        "{app=\"a\", inst=\"1\"} => -1\n{app=\"b\", inst=\"1\"} => -4\n{app=\"a\", inst=\"2\"} => NaN",
     );
     check(
         "sort_desc(http)",
