@@ -8,6 +8,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/001_init.sql"),
     include_str!("../migrations/002_auth.sql"),
     include_str!("../migrations/003_pipelines.sql"),
+    include_str!("../migrations/004_secret_scopes.sql"),
 ];
 
 /// Brings the database to the latest schema, one transaction per step.
