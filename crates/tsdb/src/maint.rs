@@ -347,8 +347,23 @@ impl Db {
         Ok(report)
     }
 
+    /// Closes open chunks whose newest sample is older than `now - chunk_span_ms`, so
+    /// series that stopped (a removed container) reach segments and later expire.
+    pub(crate) fn cut_idle(&self, now_ms: i64) {
+        let idle = now_ms.saturating_sub(self.opts.chunk_span_ms);
+        for shard in self.shards.iter() {
+            let mut sh = lock(shard);
+            for s in sh.series.iter_mut().flatten() {
+                if s.open.len() > 0 && s.open.maxt() < idle {
+                    s.cut();
+                }
+            }
+        }
+    }
+
     /// Periodic work in one call: fsync the WAL if [`crate::Options::sync_interval`]
-    /// passed; and every [`crate::Options::flush_interval`], flush, compact and apply retention.
+    /// passed; and every [`crate::Options::flush_interval`], close idle open chunks, flush,
+    /// compact and apply retention.
     pub fn tick(&self, now_ms: i64) -> Result<MaintReport> {
         {
             let mut ws = lock(&self.wal);
@@ -360,6 +375,7 @@ impl Db {
         if !due {
             return Ok(MaintReport::default());
         }
+        self.cut_idle(now_ms);
         let mut r = self.flush()?;
         let c = self.compact()?;
         let d = self.apply_retention(now_ms)?;

@@ -597,22 +597,21 @@ fn tick_syncs_flushes_and_expires() {
     let r = db.tick(20_000).unwrap();
     assert_eq!(r.segments_written, 3);
     assert_eq!(db.stats().head_samples, 1);
-    // Raw (15 days) and 1 m (90 days) expire; 1 h (2 years) stays.
+    // The idle open chunk is closed and flushed, the two flushes' segments are merged,
+    // then raw (15 days) and 1 m (90 days) expire while 1 h (2 years) stays.
     let r = db.tick(100 * 86_400_000).unwrap();
-    assert_eq!(r.segments_deleted, 2, "{r:?}");
-    assert_eq!(
-        db.select_rollup(&[], 0, 20_000, Resolution::Hour).unwrap()[0].buckets[0].count,
-        10
-    );
+    assert_eq!((r.segments_written, r.segments_deleted), (6, 8), "{r:?}");
+    assert_eq!(db.stats().segments, 1);
+    let hour = db.select_rollup(&[], 0, 20_000, Resolution::Hour).unwrap();
+    assert_eq!(hour[0].buckets[0].count, 10);
     assert!(
         db.select_rollup(&[], 0, 20_000, Resolution::Minute)
-            .unwrap()[0]
-            .buckets
-            .len()
-            == 1
+            .unwrap()
+            .is_empty()
     );
+    assert!(db.select(&[], 0, 20_000).unwrap().is_empty());
     let r = db.tick(1000 * 86_400_000).unwrap();
-    assert_eq!(r.segments_deleted, 1, "{r:?}");
+    assert_eq!((r.segments_deleted, r.series_dropped), (1, 1), "{r:?}");
 }
 
 /// Regression: after a reopen from segments, the same timestamp with another value was
@@ -638,4 +637,95 @@ fn last_value_survives_reopen_from_segments() {
         [(0, Error::DuplicateTimestamp { t: 2000 })]
     ));
     assert_eq!(r.duplicates, 1);
+}
+
+/// A crash after a flush wrote its segments but before the WAL checkpoint: the old WAL
+/// replays samples that are also in the segments, and none is doubled.
+#[test]
+fn crash_between_segment_and_checkpoint_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for t in 0..8 {
+        db.append(&[
+            pt(0, t * 1000, Value::Float(t as f64)),
+            pt(1, t * 1000, Value::Int(t)),
+        ])
+        .unwrap();
+    }
+    db.sync().unwrap();
+    let want = db.select(&[], i64::MIN, i64::MAX).unwrap();
+    let old_wal = std::fs::read(dir.path().join("wal")).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    std::fs::write(dir.path().join("wal"), old_wal).unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.select(&[], i64::MIN, i64::MAX).unwrap(), want);
+    let rolled = db
+        .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+        .unwrap();
+    assert_eq!(rolled[0].buckets[0].count, 8);
+}
+
+/// A crash after compaction renamed the merged segment but before it deleted the
+/// sources: the sources are deleted on open, and no sample is doubled.
+#[test]
+fn crash_before_compaction_cleanup_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for t in 0..12 {
+        db.append(&[pt(0, t * 1000, Value::Float(t as f64))])
+            .unwrap();
+        if t % 3 == 2 {
+            db.flush().unwrap();
+        }
+    }
+    let want = db.select(&[], i64::MIN, i64::MAX).unwrap();
+    let segs = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = segs(dir.path());
+    assert_eq!(before.len(), 12);
+    db.compact().unwrap();
+    drop(db);
+    assert_eq!(segs(dir.path()).len(), 3);
+    for (p, b) in &before {
+        std::fs::write(p, b).unwrap();
+    }
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(db.stats().segments, 3);
+    assert_eq!(segs(dir.path()).len(), 3);
+    assert_eq!(db.select(&[], i64::MIN, i64::MAX).unwrap(), want);
+}
+
+/// A series that stops receiving samples is closed by `tick`, flushed, and finally
+/// forgotten when its data expires.
+#[test]
+fn idle_series_leave_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        flush_interval: Duration::ZERO,
+        chunk_samples: 100,
+        ..opts()
+    };
+    let span = o.chunk_span_ms;
+    let db = Db::open(dir.path(), o).unwrap();
+    db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
+    db.tick(2000).unwrap();
+    assert_eq!(db.stats().head_samples, 1);
+    db.tick(1000 + span + 1).unwrap();
+    assert_eq!(db.stats().head_samples, 0);
+    assert_eq!(db.select(&[], 0, 5000).unwrap()[0].samples.len(), 1);
+    let r = db.tick(1000 * 86_400_000).unwrap();
+    assert_eq!(r.series_dropped, 1);
+    assert_eq!(db.stats().series, 0);
 }
