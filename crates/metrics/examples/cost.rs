@@ -254,8 +254,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ];
             targets.push(TaskTarget::new(labels, paths, Some(pid as i32)));
         }
-        // `unshare` execs sleep in place; give it a moment to do so before the pid's namespace is read.
-        std::thread::sleep(Duration::from_millis(300));
+        // `unshare` execs sleep in place; wait until every task is in its own network namespace.
+        if netns {
+            let own = std::fs::read_link("/proc/self/ns/net").ok();
+            for t in &targets {
+                let Some(pid) = t.pid else { continue };
+                for _ in 0..200 {
+                    if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() != own {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            }
+        }
         let mut c = TaskCollector::new();
         if no_keep_open {
             c.set_fd_budget(0);

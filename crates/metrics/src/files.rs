@@ -57,6 +57,16 @@ pub(crate) struct FileCache {
 }
 
 impl FileCache {
+    /// Closes (and forgets) the file of `slot`, if any.
+    pub(crate) fn close(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            if matches!(s, Slot::Open(_)) {
+                OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+            }
+            *s = Slot::Unknown;
+        }
+    }
+
     /// Number of files this cache holds open.
     pub(crate) fn open_files(&self) -> usize {
         self.slots

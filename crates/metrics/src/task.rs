@@ -27,8 +27,9 @@ const NET_DEV_SLOT: usize = 17;
 struct TargetState {
     /// Cgroup and net/dev files kept open, files known missing.
     files: FileCache,
-    /// Whether the pid lives in the collector's own network namespace (then network is not collected).
-    host_netns: Option<bool>,
+    /// The pid's network namespace (`net:[inode]`) when last checked, at every slow read; network is not
+    /// collected when it is the collector's own (a process app in the host's namespace).
+    netns: Option<Vec<u8>>,
     /// The start time read from `/proc/PID/stat`, once.
     start_time: Option<Option<f64>>,
     /// When the slowly changing files were last read (`now` of that round).
@@ -221,7 +222,7 @@ impl TaskCollector {
             state.slow_at = None;
         }
         if let Some(pid) = target.pid.filter(|&p| p > 0) {
-            self.collect_network(pid, &mut state.host_netns, labels, sink);
+            self.collect_network(pid, &mut state.netns, slow_due, labels, sink);
         }
         let start = match (target.start_time, target.pid) {
             (Some(t), _) => Some(t),
@@ -584,7 +585,8 @@ impl TaskCollector {
     fn collect_network<S: Sink + ?Sized>(
         &mut self,
         pid: i32,
-        host_netns: &mut Option<bool>,
+        netns: &mut Option<Vec<u8>>,
+        recheck: bool,
         labels: &Labels,
         sink: &mut S,
     ) {
@@ -595,7 +597,7 @@ impl TaskCollector {
         pid_dir.as_mut_os_string().clear();
         pid_dir.push(&self.proc_root);
         pid_dir.push(&self.label);
-        self.read_network(&pid_dir, host_netns, labels, sink);
+        self.read_network(&pid_dir, netns, recheck, labels, sink);
         self.pid_dir = pid_dir;
     }
 
@@ -603,23 +605,30 @@ impl TaskCollector {
     fn read_network<S: Sink + ?Sized>(
         &mut self,
         pid_dir: &Path,
-        host_netns: &mut Option<bool>,
+        netns: &mut Option<Vec<u8>>,
+        recheck: bool,
         labels: &Labels,
         sink: &mut S,
     ) {
-        if host_netns.is_none() {
+        if netns.is_none() || recheck {
             match std::fs::read_link(pid_dir.join("ns/net")) {
                 Ok(ns) => {
-                    *host_netns =
-                        Some(self.own_netns.as_deref() == Some(ns.as_os_str().as_encoded_bytes()));
+                    let ns = ns.into_os_string().into_encoded_bytes();
+                    if netns.as_ref() != Some(&ns) {
+                        // A new namespace: the kept-open net/dev still shows the old one.
+                        self.files.cache.close(NET_DEV_SLOT);
+                        *netns = Some(ns);
+                    }
                 }
                 Err(e) => {
                     self.files.count_error(&e);
+                    self.files.cache.close(NET_DEV_SLOT);
+                    *netns = None;
                     return;
                 }
             }
         }
-        if *host_netns == Some(true) {
+        if netns.is_some() && *netns == self.own_netns {
             return;
         }
         if !self.files.read_slot(Some(NET_DEV_SLOT), pid_dir, "net/dev") {

@@ -315,3 +315,36 @@ fn slow_files_are_repeated_between_reads() {
         (Some(0.0), Some(3.0), None)
     );
 }
+
+#[test]
+fn network_follows_the_pid_into_its_own_namespace() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cg = tmp.path().join("cg");
+    v2_fixture(&cg);
+    let proc = tmp.path().join("proc");
+    proc_fixture(&proc);
+    // At first the pid is still in the collector's namespace (a container being set up, or a process app).
+    let link = proc.join("4242/ns/net");
+    std::fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink("net:[4026531840]", &link).expect("symlink");
+    let mut c = TaskCollector::with_proc_root(&proc);
+    let mut target = TaskTarget::new(vec![], CgroupPaths::V2(cg), Some(4242));
+    let eth0 = |c: &mut TaskCollector, target: &mut TaskTarget, now: f64| {
+        let mut f = Families::new();
+        c.collect(target, now, &mut f);
+        value(
+            &roundtrip(&f),
+            "container_network_receive_bytes_total",
+            &[("interface", "eth0")],
+        )
+    };
+    assert_eq!(eth0(&mut c, &mut target, 0.0), None);
+    std::fs::remove_file(&link).expect("rm");
+    std::os::unix::fs::symlink("net:[4026532999]", &link).expect("symlink");
+    assert_eq!(
+        eth0(&mut c, &mut target, 1.0),
+        None,
+        "checked again with the slow files"
+    );
+    assert_eq!(eth0(&mut c, &mut target, 10.0), Some(123_456.0));
+}
