@@ -100,6 +100,17 @@ pub struct MetricFamily {
     pub samples: Vec<Sample>,
 }
 
+impl MetricFamily {
+    /// The name a sample is stored and queried under (Prometheus' naming: the family name plus `_bucket`,
+    /// `_sum` or `_count` for histograms; counters as named in the model, with `_total`).
+    pub fn sample_name(&self, sample: &Sample) -> Cow<'_, str> {
+        match sample.suffix {
+            SampleSuffix::None => Cow::Borrowed(self.desc.name.as_ref()),
+            other => Cow::Owned(format!("{}{}", self.desc.name, other.as_str())),
+        }
+    }
+}
+
 /// Where collectors write samples. Implement it to feed a store directly; [`Families`] builds families for exposition.
 pub trait Sink {
     /// One sample of `desc` with the shared `labels` plus `extra` pairs.

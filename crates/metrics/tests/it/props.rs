@@ -128,6 +128,11 @@ proptest! {
     }
 
     #[test]
+    fn mount_tables_never_panic(text in garbage(), controllers in "[a-z ]{0,30}") {
+        let _ = metrics::CgroupMounts::from_mounts(&text, |_| controllers.clone());
+    }
+
+    #[test]
     fn sanitized_label_names_are_valid(raw in any::<String>()) {
         let name = metrics::sanitize_label_name(&raw);
         let text = format!("x{{{name}=\"v\"}} 1\n");

@@ -80,5 +80,10 @@ fn registration_rules() {
         .find(|f| f.desc.name == "lat_seconds")
         .expect("family");
     assert_eq!(fam.desc.unit, "seconds");
+    assert_eq!(fam.sample_name(&fam.samples[0]), "lat_seconds_bucket");
+    assert_eq!(
+        fam.sample_name(&fam.samples[fam.samples.len() - 1]),
+        "lat_seconds_count"
+    );
     assert_eq!(fam.samples.len(), metrics::DEFAULT_BUCKETS.len() + 3);
 }
