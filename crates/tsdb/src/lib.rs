@@ -93,20 +93,25 @@
 //!
 //! `cargo run --release -p tsdb --example ingest`: 1,000,000 cAdvisor-shaped samples
 //! (200 containers × 10 metrics = 2,000 series, 500 scrapes at an exact 10 s interval,
-//! random-walk gauges and counters, batches of 10,000), on the shared 2-core VM:
+//! random-walk gauges and counters, batches of 10,000, a flush every 5 minutes of
+//! data as `tick` would do, then `flush_all` and `compact`), on the shared 2-core VM
+//! (3 runs, load average 2–7):
 //!
-//! * append: 5–8 M samples/s on one thread (varies with the machine's load), WAL writes included;
-//! * raw segments: 1.85 bytes/sample, labels and index included (about 0.3 bytes/sample
-//!   of that is the per-series index of an 83-minute segment; a 6 h compacted segment
-//!   spreads it over 4× more samples). Values are random walks, so most bits are
-//!   entropy: CPU time in nanoseconds costs ~31 bits, byte counters ~20, memory gauges
-//!   moving in pages ~7, CPU time in ticks ~8, constant series and a regular 10 s
-//!   interval 0. With ±5 ms scrape jitter (`JITTER_MS=5`) timestamps add ~5 bits/sample;
-//! * rollups: 1 m + 1 h segments together 2.8 bytes per raw sample (1-minute buckets
-//!   of 10 s data hold 6 samples each and keep 10 aggregates, so they are about as big
-//!   as the raw data; they are kept 90 days instead of 15);
-//! * select 1 h × 100 series: ~1–1.5 ms from the head or from segments (median of 21);
-//!   minute rollups over the whole 83 min × 100 series: ~1.3 ms.
+//! * append: 4.0–5.5 M samples/s on one thread for existing series, WAL writes included
+//!   (flushes timed separately: 17 flushes took 0.2–0.6 s in total);
+//! * raw segments after compaction: 1.78 bytes/sample, labels and index included;
+//!   with `TICKS=2160` (6 h of data, the raw compaction window) 1.57 bytes/sample.
+//!   The values are random walks, so most bits are entropy: CPU time in nanoseconds
+//!   costs ~31 bits/sample, byte counters ~20, CPU time in 10 ms ticks ~8, memory
+//!   gauges moving by up to 32 pages ~7, constant series and the regular 10 s interval
+//!   0. With ±5 ms scrape jitter (`JITTER_MS=5`) timestamps add ~5 bits: 2.40 bytes/sample;
+//! * rollups, 1 m + 1 h together: 2.36 bytes per raw sample (1.92 for 6 h). One-minute
+//!   buckets of 10 s data hold 6 samples and keep 10 aggregates, so they are about as
+//!   big as the raw data; they are kept 90 days instead of 15;
+//! * `select` 1 h × 100 series: 1.4–4.8 ms from the head, 1.4–2.4 ms from segments
+//!   (median of 21); minute rollups over all 83 min × 100 series: 1.3–2.2 ms;
+//! * memory: about 1.2 KB per series (estimate from [`Stats::bytes_in_memory`]: labels,
+//!   index postings, open chunk), plus closed chunks until the next flush.
 
 mod bits;
 mod chunk;
