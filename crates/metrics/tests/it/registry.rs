@@ -87,3 +87,17 @@ fn registration_rules() {
     );
     assert_eq!(fam.samples.len(), metrics::DEFAULT_BUCKETS.len() + 3);
 }
+
+#[test]
+fn types_cross_threads() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<metrics::TaskCollector>();
+    send::<metrics::TaskTarget>();
+    send::<metrics::HostCollector>();
+    send::<metrics::Families>();
+    send_sync::<Registry>();
+    send_sync::<metrics::Counter>();
+    send_sync::<metrics::HistogramVec>();
+    send_sync::<metrics::MetricFamily>();
+}
