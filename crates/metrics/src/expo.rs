@@ -206,11 +206,13 @@ pub fn encode(families: &[MetricFamily], format: Format, out: &mut String) {
                         let _ = write!(out, " {ts}");
                     }
                     Format::OpenMetrics => {
-                        let (secs, ms) = (ts.div_euclid(1000), ts.rem_euclid(1000));
+                        let sign = if ts < 0 { "-" } else { "" };
+                        let abs = ts.unsigned_abs();
+                        let (secs, ms) = (abs / 1000, abs % 1000);
                         if ms == 0 {
-                            let _ = write!(out, " {secs}");
+                            let _ = write!(out, " {sign}{secs}");
                         } else {
-                            let _ = write!(out, " {secs}.{ms:03}");
+                            let _ = write!(out, " {sign}{secs}.{ms:03}");
                         }
                     }
                 }

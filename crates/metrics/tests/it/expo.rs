@@ -124,7 +124,7 @@ fn counters_without_total_get_it_in_openmetrics_only() {
     let mut om = String::new();
     encode(std::slice::from_ref(&fam), Format::OpenMetrics, &mut om);
     assert!(
-        om.contains("\ncontainer_memory_failcnt_total{id=\"/x\"} 2 -2.500\n"),
+        om.contains("\ncontainer_memory_failcnt_total{id=\"/x\"} 2 -1.500\n"),
         "{om}"
     );
     parse(&om, Format::OpenMetrics).expect("valid");

@@ -123,6 +123,11 @@ proptest! {
             let s = &parsed[0].samples[0];
             prop_assert_eq!(&s.labels[..], labels.pairs());
             prop_assert!(s.value == value || (s.value.is_nan() && value.is_nan()));
+            if let Some(ts) = ts.filter(|t| t.unsigned_abs() < 1 << 50) {
+                let written = s.timestamp.expect("timestamp written");
+                let ms = if format == Format::OpenMetrics { written * 1000.0 } else { written };
+                prop_assert!((ms - ts as f64).abs() < 0.5, "{} written as {}", ts, written);
+            }
             prop_assert_eq!(parsed[0].help.as_deref().unwrap_or(""), help.as_str());
         }
     }
