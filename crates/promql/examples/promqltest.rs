@@ -2,9 +2,8 @@
 //! prints what passes, fails and is skipped (unsupported features). A conformance probe, not a
 //! unit test: the scripts live in the Prometheus repository and are not vendored here.
 //!
-//! promqltest's expectations keep a sample that is exactly 5m old inside the lookback window,
-//! while Prometheus 3's engine excludes it (`t <= refTime - lookbackDelta`), so the runner uses a
-//! lookback of 5m + 1ms (`LOOKBACK_MS` overrides it).
+//! The lookback window is Prometheus 3's left-open 5m by default; scripts written for 2.x expect a
+//! sample exactly 5m old to be visible, which `LOOKBACK_MS=300001` emulates.
 //!
 //! Run: `cargo run -p promql --example promqltest -- path/to/selectors.test ...`
 
@@ -108,7 +107,7 @@ fn run_eval(db: &MemoryStorage, e: &Eval, c: &mut Counts, verbose: bool) {
     let lookback = std::env::var("LOOKBACK_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300_001);
+        .unwrap_or(300_000);
     let engine = Engine {
         lookback_delta_ms: lookback,
         ..Engine::default()

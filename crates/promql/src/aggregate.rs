@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::Error;
 use crate::ast::{AggOp, AggregateExpr};
 use crate::engine::{Ctx, Sample, Value};
-use crate::functions::{kahan_inc, quantile};
+use crate::functions::{kahan_inc, mean, quantile};
 use crate::labels::Labels;
 
 #[derive(Default)]
@@ -87,12 +87,10 @@ pub(crate) fn eval<'a>(ctx: &'a Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<V
         let g = &mut groups[i];
         g.count += 1.0;
         match a.op {
-            AggOp::Sum | AggOp::Avg => {
+            AggOp::Sum => {
                 let (sum, comp) = kahan_inc(s.v, g.sum, g.comp);
                 g.sum = sum;
                 g.comp = comp;
-                let delta = s.v - g.mean;
-                g.mean += delta / g.count;
             }
             AggOp::Min => {
                 if s.v < g.extreme || g.extreme.is_nan() {
@@ -109,7 +107,7 @@ pub(crate) fn eval<'a>(ctx: &'a Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<V
                 g.mean += delta / g.count;
                 g.m2 += delta * (s.v - g.mean);
             }
-            AggOp::Quantile => g.values.push(s.v),
+            AggOp::Quantile | AggOp::Avg => g.values.push(s.v),
             AggOp::Topk | AggOp::Bottomk => g.members.push(s),
             AggOp::Count | AggOp::Group | AggOp::CountValues => {}
         }
@@ -125,18 +123,7 @@ pub(crate) fn eval<'a>(ctx: &'a Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<V
                     g.sum + g.comp
                 }
             }
-            AggOp::Avg => {
-                let sum = if g.sum.is_infinite() {
-                    g.sum
-                } else {
-                    g.sum + g.comp
-                };
-                if sum.is_infinite() && !g.mean.is_infinite() {
-                    g.mean
-                } else {
-                    sum / g.count
-                }
-            }
+            AggOp::Avg => mean(g.values.into_iter()),
             AggOp::Min | AggOp::Max => g.extreme,
             AggOp::Count | AggOp::CountValues => g.count,
             AggOp::Group => 1.0,

@@ -204,7 +204,7 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
                     "irate" => instant_value(p, true),
                     "idelta" => instant_value(p, false),
                     "deriv" => deriv(p),
-                    "avg_over_time" => (!p.is_empty()).then(|| avg(p.iter().map(|x| x.1))),
+                    "avg_over_time" => (!p.is_empty()).then(|| mean(p.iter().map(|x| x.1))),
                     "min_over_time" => p
                         .iter()
                         .map(|x| x.1)
@@ -459,18 +459,37 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-fn avg(values: impl Iterator<Item = f64> + Clone) -> f64 {
-    let n = values.clone().count() as f64;
-    let sum = kahan_sum(values.clone());
-    if sum.is_infinite() {
-        // Fall back to an incremental mean to avoid overflow, as Prometheus does.
-        let mut mean = 0.0;
-        for (i, v) in values.enumerate() {
-            mean += (v - mean) / (i as f64 + 1.0);
+/// Mean as Prometheus computes it: a Kahan sum divided by the count, switching to an
+/// incremental mean once the sum would overflow.
+pub(crate) fn mean(mut values: impl Iterator<Item = f64>) -> f64 {
+    let Some(first) = values.next() else {
+        return f64::NAN;
+    };
+    let (mut sum, mut count, mut m, mut c) = (first, 1.0f64, 0.0f64, 0.0f64);
+    let mut incremental = false;
+    for v in values {
+        count += 1.0;
+        if !incremental {
+            let (new_sum, new_c) = kahan_inc(v, sum, c);
+            if !new_sum.is_infinite() {
+                sum = new_sum;
+                c = new_c;
+                continue;
+            }
+            incremental = true;
+            m = sum / (count - 1.0);
+            c /= count - 1.0;
         }
-        return mean;
+        let q = (count - 1.0) / count;
+        let (nm, nc) = kahan_inc(v / count, q * m, q * c);
+        m = nm;
+        c = nc;
     }
-    sum / n
+    if incremental {
+        m + c
+    } else {
+        sum / count + c / count
+    }
 }
 
 /// Prometheus' `quantile` over a set of values (`values` is reordered).
