@@ -48,7 +48,7 @@ pub fn parse_batch(input: &str, precision: Precision) -> Batch<'_> {
             Ok(None) => {}
             Err(reason) => batch.errors.push(Error::Line {
                 line: i + 1,
-                text: trim_end(line).to_string(),
+                text: error_text(line),
                 reason,
             }),
         }
@@ -60,13 +60,20 @@ pub fn parse_batch(input: &str, precision: Precision) -> Batch<'_> {
 pub fn parse_line(line: &str, precision: Precision) -> Result<Option<Point<'_>>, Error> {
     parse_one(line, precision).map_err(|reason| Error::Line {
         line: 1,
-        text: trim_end(line).to_string(),
+        text: error_text(line),
         reason,
     })
 }
 
 fn trim_end(line: &str) -> &str {
     line.trim_end_matches(['\r', ' '])
+}
+
+/// The line as InfluxDB quotes it in errors: without leading whitespace or the `\r` of CRLF.
+fn error_text(line: &str) -> String {
+    line.trim_start_matches([' ', '\t'])
+        .trim_end_matches('\r')
+        .to_string()
 }
 
 /// Chars a backslash escapes in measurements, tag keys/values and field keys.
@@ -178,7 +185,10 @@ fn err<T>(reason: &str) -> Result<T, String> {
 fn parse_one(line: &str, precision: Precision) -> Result<Option<Point<'_>>, String> {
     let line = trim_end(line);
     let b = line.as_bytes();
-    let start = skip_spaces(b, 0);
+    let mut start = 0;
+    while start < b.len() && (b[start] == b' ' || b[start] == b'\t') {
+        start += 1;
+    }
     if start == b.len() || b[start] == b'#' {
         return Ok(None);
     }
@@ -330,7 +340,9 @@ fn field_value(s: &str) -> Result<FieldValue<'static>, String> {
         return err("missing field value");
     };
     match b[0] {
-        b'0'..=b'9' | b'-' | b'+' | b'.' => {}
+        b'0'..=b'9' | b'-' | b'.' => {}
+        // InfluxDB reads values starting with N as numbers, and has no NaN.
+        b'N' | b'n' => return err("invalid number"),
         _ => {
             return match s {
                 "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValue::Boolean(true)),
@@ -363,6 +375,14 @@ fn field_value(s: &str) -> Result<FieldValue<'static>, String> {
 }
 
 fn timestamp(s: &str, precision: Precision) -> Result<i64, String> {
+    let (s, rest) = s.split_once(' ').unwrap_or((s, ""));
+    if !rest.bytes().all(|c| c == b' ') {
+        return if s.bytes().all(|c| c.is_ascii_digit() || c == b'-') {
+            err("point is invalid")
+        } else {
+            err("bad timestamp")
+        };
+    }
     let b = s.as_bytes();
     let (neg, digits) = if b[0] == b'-' {
         (true, &b[1..])

@@ -106,13 +106,13 @@ fn precision_and_timestamps() {
     );
     assert_eq!(
         b.errors[1].to_string(),
-        "unable to parse 'm v=1 10000000000': time outside range -9223372036854775806 - 9223372036854775806"
+        "unable to parse 'm v=1 10000000000 ': time outside range -9223372036854775806 - 9223372036854775806"
     );
 }
 
 #[test]
 fn comments_blank_lines_crlf_and_partial_writes() {
-    let body = "# comment\r\n\r\ncpu,host=a usage=1 10\r\n   \nbad line\r\ncpu,host=b usage=2 20\ncpu,host=c usage=\"x 30\n  # indented comment\n";
+    let body = "# comment\r\n\r\ncpu,host=a usage=1 10\r\n \t \n\tbad line\r\ncpu,host=b usage=2 20\ncpu,host=c usage=\"x 30\n  # indented comment\n";
     let b = parse_batch(body, Precision::Nanoseconds);
     assert_eq!(b.points.len(), 2);
     assert_eq!(b.points[1].tags[0].1, "b");
@@ -162,12 +162,16 @@ fn error_reasons() {
         ("cpu v=99999999999999999999i", "invalid number"),
         ("cpu v=-1u", "invalid number"),
         ("cpu v=yes", "invalid boolean"),
-        ("cpu v=NaN", "invalid boolean"),
+        ("cpu v=NaN", "invalid number"),
+        ("cpu v=+1", "invalid boolean"),
         ("cpu v=\"abc", "unbalanced quotes"),
         ("cpu v=\"a\"b", "invalid field format"),
         ("cpu v=1 \"123\"", "bad timestamp"),
         ("cpu v=1 12a", "bad timestamp"),
-        ("cpu v=1 1 2", "bad timestamp"),
+        ("cpu v=1 1 2", "point is invalid"),
+        ("cpu v=1 1a 2", "bad timestamp"),
+        ("cpu,host=a", "missing fields"),
+        ("cpu,host=a=b v=1", "invalid tag format"),
     ] {
         match parse_line(line, Precision::Nanoseconds) {
             Err(Error::Line { reason: got, .. }) => assert_eq!(got, reason, "{line}"),
