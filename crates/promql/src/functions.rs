@@ -35,9 +35,11 @@ pub(crate) fn signature(name: &str) -> Option<Signature> {
     Some(match name {
         "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "avg_over_time"
         | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time"
-        | "last_over_time" => sig(&[M], V),
+        | "last_over_time" | "stddev_over_time" | "stdvar_over_time" | "present_over_time"
+        | "absent_over_time" | "changes" | "resets" => sig(&[M], V),
         "quantile_over_time" => sig(&[S, M], V),
-        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sort"
+        "predict_linear" => sig(&[M, S], V),
+        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" | "sort"
         | "sort_desc" | "absent" => sig(&[V], V),
         "round" => Signature {
             args: &[V, S],
@@ -67,14 +69,12 @@ pub(crate) fn signature(name: &str) -> Option<Signature> {
 pub(crate) fn is_prometheus_function(name: &str) -> bool {
     matches!(
         name,
-        "absent_over_time"
-            | "acos"
+        "acos"
             | "acosh"
             | "asin"
             | "asinh"
             | "atan"
             | "atanh"
-            | "changes"
             | "cos"
             | "cosh"
             | "day_of_month"
@@ -100,17 +100,11 @@ pub(crate) fn is_prometheus_function(name: &str) -> bool {
             | "minute"
             | "month"
             | "pi"
-            | "predict_linear"
-            | "present_over_time"
             | "rad"
-            | "resets"
-            | "sgn"
             | "sin"
             | "sinh"
             | "sort_by_label"
             | "sort_by_label_desc"
-            | "stddev_over_time"
-            | "stdvar_over_time"
             | "tan"
             | "tanh"
             | "ts_of_first_over_time"
@@ -182,13 +176,25 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
             let v = vector_arg(ctx, arg(0)?, ts)?;
             Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }))
         }
+        "absent_over_time" => {
+            let m = matrix_arg(ctx, arg(0)?, ts)?;
+            if !m.is_empty() {
+                return Ok(Value::Vector(Vec::new()));
+            }
+            Ok(Value::Vector(vec![Sample {
+                labels: absent_labels(arg(0)?),
+                t: ts,
+                v: 1.0,
+            }]))
+        }
         "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "avg_over_time"
         | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time"
-        | "last_over_time" | "quantile_over_time" => {
-            let (q, m_expr) = if name == "quantile_over_time" {
-                (Some(scalar_arg(ctx, arg(0)?, ts)?), arg(1)?)
-            } else {
-                (None, arg(0)?)
+        | "last_over_time" | "quantile_over_time" | "stddev_over_time" | "stdvar_over_time"
+        | "present_over_time" | "changes" | "resets" | "predict_linear" => {
+            let (q, m_expr) = match name {
+                "quantile_over_time" => (Some(scalar_arg(ctx, arg(0)?, ts)?), arg(1)?),
+                "predict_linear" => (Some(scalar_arg(ctx, arg(1)?, ts)?), arg(0)?),
+                _ => (None, arg(0)?),
             };
             let (range_ms, offset_ms) = range_of(m_expr);
             let matrix = matrix_arg(ctx, m_expr, ts)?;
@@ -203,7 +209,21 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
                     "delta" => extrapolated_rate(p, range_start, range_end, false, false),
                     "irate" => instant_value(p, true),
                     "idelta" => instant_value(p, false),
-                    "deriv" => deriv(p),
+                    "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+                    "predict_linear" => (p.len() >= 2).then(|| {
+                        let (slope, intercept) = linear_regression(p, ts);
+                        slope * q.unwrap_or(f64::NAN) + intercept
+                    }),
+                    "stddev_over_time" => (!p.is_empty()).then(|| variance(p).sqrt()),
+                    "stdvar_over_time" => (!p.is_empty()).then(|| variance(p)),
+                    "present_over_time" => (!p.is_empty()).then_some(1.0),
+                    "changes" => (!p.is_empty()).then(|| {
+                        p.windows(2)
+                            .filter(|w| !(w[1].1 == w[0].1 || (w[1].1.is_nan() && w[0].1.is_nan())))
+                            .count() as f64
+                    }),
+                    "resets" => (!p.is_empty())
+                        .then(|| p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
                     "avg_over_time" => (!p.is_empty()).then(|| mean(p.iter().map(|x| x.1))),
                     "min_over_time" => p
                         .iter()
@@ -232,7 +252,7 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
             }
             Ok(Value::Vector(out))
         }
-        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" => {
+        "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" => {
             let f: fn(f64) -> f64 = match name {
                 "abs" => f64::abs,
                 "ceil" => f64::ceil,
@@ -241,6 +261,7 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
                 "ln" => f64::ln,
                 "log2" => f64::log2,
                 "log10" => f64::log10,
+                "sgn" => sgn,
                 _ => f64::sqrt,
             };
             Ok(Value::Vector(map_values(
@@ -415,6 +436,7 @@ fn map_values(v: Vec<Sample>, ts: i64, f: impl Fn(f64) -> f64) -> Vec<Sample> {
 fn absent_labels(e: &Expr) -> Labels {
     let vs = match e {
         Expr::Vector(vs) => vs,
+        Expr::Matrix(ms) => &ms.selector,
         Expr::Paren(inner) => return absent_labels(inner),
         _ => return Labels::default(),
     };
@@ -578,24 +600,54 @@ fn instant_value(p: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     Some(v)
 }
 
-/// Least-squares slope per second, as Prometheus' deriv (intercept at the first sample's time).
-fn deriv(p: &[(i64, f64)]) -> Option<f64> {
-    if p.len() < 2 {
-        return None;
+/// Prometheus' linearRegression: (slope per second, value at `intercept_t`), with Kahan sums.
+fn linear_regression(p: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
+    let init = p[0].1;
+    let constant = p.iter().all(|x| x.1 == init);
+    if constant {
+        return if init.is_infinite() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (0.0, init)
+        };
     }
-    let t0 = p[0].0;
     let n = p.len() as f64;
-    let (mut sx, mut sy, mut sxy, mut sx2) = (0.0, 0.0, 0.0, 0.0);
+    let (mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0);
+    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
     for &(t, v) in p {
-        let x = (t - t0) as f64 / 1000.0;
-        sx += x;
-        sy += v;
-        sxy += x * v;
-        sx2 += x * x;
+        let x = (t - intercept_t) as f64 / 1000.0;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
     }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
     let cov = sxy - sx * sy / n;
     let var = sx2 - sx * sx / n;
-    Some(cov / var)
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+/// Population variance as Prometheus' stdvar_over_time computes it (Welford with Kahan sums).
+fn variance(p: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in p {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+fn sgn(v: f64) -> f64 {
+    if v < 0.0 {
+        -1.0
+    } else if v > 0.0 {
+        1.0
+    } else {
+        v
+    }
 }
 
 /// Classic-histogram quantile over `le` buckets, grouped by the labels other than `le` and `__name__`.

@@ -376,7 +376,11 @@ impl Parser {
                 self.bump();
                 self.selector(Some(word), pos)
             }
-            Tok::Duration(_) => Err(self.err("unexpected duration, expected expression")),
+            // Prometheus 3 reads a duration where a number is expected as seconds (`1h` is 3600).
+            Tok::Duration(d) => {
+                self.bump();
+                Ok(Expr::Number(d as f64 / 1000.0))
+            }
             other => Err(self.err(format!("unexpected {}", other.describe()))),
         }
     }

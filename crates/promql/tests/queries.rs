@@ -95,6 +95,7 @@ fn parser_precedence_and_printing() {
         ("foo[300]", "foo[5m]"),
         ("foo[1.5] offset 60", "foo[1s500ms] offset 1m"),
         ("foo[10m:30]", "foo[10m:30s]"),
+        ("x * 1h", "(x * 3600)"),
         ("rate(foo[5m])[30m:1m]", "rate(foo[5m])[30m:1m]"),
         (
             "max_over_time(rate(foo[1m])[10m:])",
