@@ -2,13 +2,13 @@
 //! throughput, bytes per sample on disk after compaction, and query latencies.
 //!
 //! `cargo run --release -p tsdb --example ingest` (set `JITTER_MS=5` to add ±5 ms
-//! scrape jitter to the timestamps, `TICKS=2160` for 6 hours of scrapes instead of 500).
+//! scrape jitter to the timestamps, `TICKS=2160` for 6 hours of scrapes instead of 500,
+//! `CONTAINERS=10000` for 100,000 series instead of 2,000).
 
 use std::time::{Duration, Instant};
 
 use tsdb::{Db, Labels, MatchOp, Matcher, Options, Point, Resolution, Value};
 
-const CONTAINERS: usize = 200;
 const STEP_MS: i64 = 10_000;
 const T0: i64 = 1_765_000_000_000;
 
@@ -65,12 +65,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let jitter = env("JITTER_MS", 0);
     let ticks = env("TICKS", 500).max(6) as usize;
+    let containers = env("CONTAINERS", 200).max(100) as usize;
     let dir = tempfile::tempdir()?;
     let db = Db::open(dir.path(), Options::default())?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
 
     let mut series = Vec::new();
-    for c in 0..CONTAINERS {
+    for c in 0..containers {
         let id = format!("/docker/{:016x}{:016x}", rng.next(), rng.next());
         let name = format!("app-{c}");
         let image = format!("registry.local/team/app{}:1.{}.0", c % 17, c % 5);
@@ -101,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut existing_samples = 0usize;
     let mut flush_time = Duration::ZERO;
     let mut flushes = 0;
+    let mut max_flush = Duration::ZERO;
     for tick in 0..ticks {
         for (labels, shape, state) in series.iter_mut() {
             let v = match shape {
@@ -157,6 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let start = Instant::now();
             db.flush()?;
             flush_time += start.elapsed();
+            max_flush = max_flush.max(start.elapsed());
             flushes += 1;
         }
     }
@@ -208,9 +211,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         head_stats.wal_bytes as f64 / 1048576.0
     );
     println!(
-        "{} flushes (every 5 min of data, then flush_all) {:.0} ms; compact {:.0} ms: {segments_before} -> {} segments",
+        "{} flushes (every 5 min of data, then flush_all) {:.0} ms, longest periodic {:.0} ms; compact {:.0} ms: {segments_before} -> {} segments",
         flushes + 1,
         flush_time.as_secs_f64() * 1e3,
+        max_flush.as_secs_f64() * 1e3,
         compact_time.as_secs_f64() * 1e3,
         st.segments
     );
@@ -230,6 +234,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "1m rollup, {} min x 100: {rollup_latency:?} (median)",
         ticks as i64 * STEP_MS / 60_000
+    );
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    println!(
+        "process peak RSS:        {:.1} MiB",
+        rss_kib as f64 / 1024.0
     );
     println!(
         "memory after flush:      {:.0} bytes/series ({} series, labels, index and open chunks)",

@@ -141,7 +141,7 @@ pub struct Stats {
     pub raw_bytes_on_disk: u64,
     /// Bytes of rollup segment files.
     pub rollup_bytes_on_disk: u64,
-    /// Bytes of the write-ahead log.
+    /// Bytes of the write-ahead log (current generation plus its checkpoint).
     pub wal_bytes: u64,
     /// Estimated bytes of memory held by series, chunks and the index.
     pub bytes_in_memory: u64,
@@ -216,6 +216,7 @@ pub struct Db {
     pub(crate) next_seq: AtomicU64,
     pub(crate) retention_floor: AtomicI64,
     pub(crate) counters: Counters,
+    pub(crate) checkpoint_bytes: AtomicU64,
     /// Holds an exclusive `flock` on `dir/LOCK` while open.
     _lock: std::fs::File,
 }
@@ -289,15 +290,18 @@ impl Db {
             .flat_map(|(s, _)| s.replaces.iter().copied())
             .collect();
         let max_seq = found.iter().map(|(s, _)| *s).max().unwrap_or(0);
-        let wal_path = dir.join(wal::WAL_FILE);
-        let (records, _) = wal::read(&wal_path)?;
-        // The current log stays open until the checkpoint below replaces it.
-        let placeholder = Wal::open(&dir)?;
+        let wal_files = wal::Files::list(&dir)?;
+        let mut records = Vec::new();
+        for path in wal_files.replay_order() {
+            records.extend(wal::read(&path)?.0);
+        }
+        // A new generation receives appends; the checkpoint below starts the next one.
+        let first = Wal::create(&dir, wal_files.max_generation() + 1)?;
         let db = Db {
             dir: dir.clone(),
             opts,
             wal: Mutex::new(WalState {
-                wal: placeholder,
+                wal: first,
                 frames: Frames::default(),
             }),
             registry: RwLock::new(Registry {
@@ -314,6 +318,7 @@ impl Db {
             next_seq: AtomicU64::new(max_seq + 1),
             retention_floor: AtomicI64::new(i64::MIN),
             counters: Counters::default(),
+            checkpoint_bytes: AtomicU64::new(0),
             _lock: lock_file,
         };
         for (seg, entries) in opened {
@@ -351,10 +356,7 @@ impl Db {
             lock(&db.segments).push(seg);
         }
         db.replay(records);
-        {
-            let mut ws = lock(&db.wal);
-            db.checkpoint(&mut ws)?;
-        }
+        db.checkpoint(lock(&db.wal))?;
         Ok(db)
     }
 
@@ -429,33 +431,36 @@ impl Db {
         }
     }
 
-    /// Rewrites the WAL from the head: metadata, every series, and its in-memory chunks.
-    /// The caller holds the WAL lock, so no append is in flight.
-    pub(crate) fn checkpoint(&self, ws: &mut WalState) -> Result<()> {
-        let reg = read(&self.registry);
-        let new = Wal::checkpoint(&self.dir, |out| {
-            let mut f = Frames::default();
+    /// Checkpoints the WAL. Under the WAL lock (no append in flight) it encodes the
+    /// head (metadata, every series and its in-memory chunks), fsyncs the current WAL
+    /// generation and switches appends to a new one; then, with appends running again,
+    /// it writes `checkpoint-<new generation>` and deletes older generations.
+    /// Replay is "newest checkpoint, then WAL generations from its own on".
+    pub(crate) fn checkpoint(&self, mut ws: MutexGuard<'_, WalState>) -> Result<()> {
+        let mut f = Frames::default();
+        {
+            let reg = read(&self.registry);
             for (name, meta) in &reg.metadata {
                 f.meta(name, meta);
             }
-            for (si, shard) in self.shards.iter().enumerate() {
-                let sh = lock(shard);
-                for (slot, s) in sh.iter() {
-                    let id = id_of(si, slot);
-                    f.series(u64::from(id), s.kind, &s.labels);
-                    for (bytes, _, _) in s.head_chunks() {
-                        f.chunk(u64::from(id), &bytes);
-                    }
-                    if f.buf.len() > 1 << 20 {
-                        out(&f.buf)?;
-                        f.clear();
-                    }
+        }
+        for (si, shard) in self.shards.iter().enumerate() {
+            let sh = lock(shard);
+            for (slot, s) in sh.iter() {
+                let id = id_of(si, slot);
+                f.series(u64::from(id), s.kind, &s.labels);
+                for (bytes, _, _) in s.head_chunks() {
+                    f.chunk(u64::from(id), &bytes);
                 }
             }
-            out(&f.buf)
-        })?;
-        ws.wal = new;
-        Ok(())
+        }
+        ws.wal.sync()?;
+        let generation = ws.wal.generation + 1;
+        ws.wal = Wal::create(&self.dir, generation)?;
+        drop(ws);
+        let size = wal::write_checkpoint(&self.dir, generation, &f.buf)?;
+        self.checkpoint_bytes.store(size, Ordering::Relaxed);
+        wal::remove_before(&self.dir, generation)
     }
 
     /// Appends a batch. Each sample is stored or rejected on its own (see
@@ -659,7 +664,7 @@ impl Db {
                 .filter(|s| s.kind != SegKind::Raw)
                 .map(|s| s.size)
                 .sum(),
-            wal_bytes: lock(&self.wal).wal.len,
+            wal_bytes: lock(&self.wal).wal.len + self.checkpoint_bytes.load(Ordering::Relaxed),
             bytes_in_memory: mem,
         }
     }

@@ -165,8 +165,7 @@ impl Db {
             }
             lock(&self.segments).extend(files);
         }
-        let mut ws = lock(&self.wal);
-        self.checkpoint(&mut ws)?;
+        self.checkpoint(lock(&self.wal))?;
         drop(m);
         Ok(report)
     }

@@ -177,10 +177,13 @@ fn garbage_wal_tail_opens() {
             .unwrap();
     }
     drop(db);
-    let wal = dir.path().join("wal");
-    let full = std::fs::read(&wal).unwrap();
+    let saved = wal_files(dir.path());
+    // The samples are in the newest WAL generation.
+    let (wal, full) = saved.last().cloned().unwrap();
+    assert!(wal.to_string_lossy().contains("wal-"));
     // Torn at every length, and with garbage appended: opens, keeps a prefix.
     for cut in (0..full.len()).step_by(7).chain([full.len()]) {
+        restore_wal_files(dir.path(), &saved);
         let mut bytes = full[..cut].to_vec();
         bytes.extend_from_slice(&[0x5a; 13]);
         std::fs::write(&wal, &bytes).unwrap();
@@ -195,7 +198,34 @@ fn garbage_wal_tail_opens() {
             assert_eq!(n, 10);
         }
         drop(db);
-        std::fs::write(&wal, &full).unwrap();
+    }
+}
+
+/// WAL and checkpoint files with their contents, sorted by name (checkpoints first).
+fn wal_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("wal-") || n.starts_with("checkpoint-")
+        })
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Replaces the WAL and checkpoint files with `saved`.
+fn restore_wal_files(dir: &std::path::Path, saved: &[(std::path::PathBuf, Vec<u8>)]) {
+    for (p, _) in wal_files(dir) {
+        std::fs::remove_file(p).unwrap();
+    }
+    for (p, b) in saved {
+        std::fs::write(p, b).unwrap();
     }
 }
 
@@ -545,7 +575,7 @@ proptest! {
     #[test]
     fn open_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..400), as_wal in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
-        let name = if as_wal { "wal" } else { "raw-0000000000000001.seg" };
+        let name = if as_wal { "wal-0000000000000001" } else { "raw-0000000000000001.seg" };
         std::fs::write(dir.path().join(name), &bytes).unwrap();
         if let Ok(db) = Db::open(dir.path(), opts()) {
             let _ = db.select(&[], i64::MIN, i64::MAX);
@@ -654,10 +684,10 @@ fn crash_between_segment_and_checkpoint_doubles_nothing() {
     }
     db.sync().unwrap();
     let want = db.select(&[], i64::MIN, i64::MAX).unwrap();
-    let old_wal = std::fs::read(dir.path().join("wal")).unwrap();
+    let old_wal = wal_files(dir.path());
     db.flush().unwrap();
     drop(db);
-    std::fs::write(dir.path().join("wal"), old_wal).unwrap();
+    restore_wal_files(dir.path(), &old_wal);
     let db = Db::open(dir.path(), opts()).unwrap();
     assert_eq!(db.select(&[], i64::MIN, i64::MAX).unwrap(), want);
     let rolled = db
@@ -728,4 +758,31 @@ fn idle_series_leave_the_head() {
     let r = db.tick(1000 * 86_400_000).unwrap();
     assert_eq!(r.series_dropped, 1);
     assert_eq!(db.stats().series, 0);
+}
+
+/// A crash after a checkpoint switched appends to a new WAL generation but before it
+/// wrote the new checkpoint file: the old checkpoint and every later generation replay.
+#[test]
+fn crash_before_checkpoint_file_keeps_both_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
+    db.sync().unwrap();
+    let before = wal_files(dir.path());
+    db.flush().unwrap();
+    db.append(&[pt(0, 2000, Value::Float(2.0))]).unwrap();
+    db.sync().unwrap();
+    drop(db);
+    let after = wal_files(dir.path());
+    let newest_wal = after
+        .iter()
+        .rfind(|(p, _)| p.to_string_lossy().contains("wal-"))
+        .cloned()
+        .unwrap();
+    restore_wal_files(dir.path(), &before);
+    std::fs::write(&newest_wal.0, &newest_wal.1).unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let s = db.select(&[], i64::MIN, i64::MAX).unwrap();
+    let ts: Vec<i64> = s[0].samples.iter().map(|x| x.t).collect();
+    assert_eq!(ts, vec![1000, 2000]);
 }

@@ -1,13 +1,14 @@
 //! The write-ahead log: framed, CRC-checked records appended with one `write(2)`
-//! per batch and fsynced in groups; a checkpoint rewrites it from the head.
+//! per batch and fsynced in groups, in generations `wal-<n>`; `checkpoint-<n>` holds
+//! the head as it was when generation `n` started, so older generations can go.
 //!
 //! Frame: `payload_len(u32 LE) crc32c(u32 LE) payload`, payload starting with a
 //! record type. Reading stops at the first frame that is short or fails its CRC:
-//! that is a torn tail from a crash, and it is dropped (the next checkpoint rewrites
-//! the file without it).
+//! that is a torn tail from a crash, and it is dropped (opening starts a new
+//! generation and a new checkpoint, so the torn file is deleted).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,7 +18,6 @@ use crate::error::{Error, Result, io_err};
 use crate::labels::Labels;
 use crate::types::{Metadata, MetricType, ValueKind};
 
-pub(crate) const WAL_FILE: &str = "wal";
 const MAX_RECORD: u32 = 1 << 30;
 
 /// A decoded WAL record.
@@ -199,8 +199,98 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<Record>, u64)> {
     Ok((out, pos as u64))
 }
 
-/// The open log file.
+/// The file name of WAL generation `generation`.
+pub(crate) fn wal_name(generation: u64) -> String {
+    format!("wal-{generation:016}")
+}
+
+/// The file name of the checkpoint that starts WAL generation `generation`.
+pub(crate) fn checkpoint_name(generation: u64) -> String {
+    format!("checkpoint-{generation:016}")
+}
+
+/// WAL and checkpoint files in `dir`, each sorted by generation.
+pub(crate) struct Files {
+    pub(crate) wals: Vec<(u64, PathBuf)>,
+    pub(crate) checkpoints: Vec<(u64, PathBuf)>,
+}
+
+impl Files {
+    pub(crate) fn list(dir: &Path) -> Result<Files> {
+        let mut f = Files {
+            wals: Vec::new(),
+            checkpoints: Vec::new(),
+        };
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(g) = name.strip_prefix("wal-").and_then(|g| g.parse().ok()) {
+                f.wals.push((g, entry.path()));
+            } else if let Some(g) = name
+                .strip_prefix("checkpoint-")
+                .and_then(|g| g.parse().ok())
+            {
+                f.checkpoints.push((g, entry.path()));
+            }
+        }
+        f.wals.sort();
+        f.checkpoints.sort();
+        Ok(f)
+    }
+
+    pub(crate) fn max_generation(&self) -> u64 {
+        let w = self.wals.last().map_or(0, |w| w.0);
+        let c = self.checkpoints.last().map_or(0, |c| c.0);
+        w.max(c)
+    }
+
+    /// The files to replay, in order: the newest checkpoint, then every WAL
+    /// generation from the checkpoint's on (all of them without a checkpoint).
+    pub(crate) fn replay_order(&self) -> Vec<PathBuf> {
+        let from = self.checkpoints.last().map_or(0, |c| c.0);
+        let mut v: Vec<PathBuf> = self
+            .checkpoints
+            .last()
+            .map(|c| c.1.clone())
+            .into_iter()
+            .collect();
+        v.extend(
+            self.wals
+                .iter()
+                .filter(|w| w.0 >= from)
+                .map(|w| w.1.clone()),
+        );
+        v
+    }
+}
+
+/// Writes checkpoint `generation` atomically (temp file, fsync, rename, dir fsync)
+/// and returns its size.
+pub(crate) fn write_checkpoint(dir: &Path, generation: u64, frames: &[u8]) -> Result<u64> {
+    let path = dir.join(checkpoint_name(generation));
+    let tmp = dir.join(format!("{}.tmp", checkpoint_name(generation)));
+    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(frames).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    crate::segment::sync_dir(dir)?;
+    Ok(frames.len() as u64)
+}
+
+/// Deletes WAL and checkpoint files of generations before `generation`.
+pub(crate) fn remove_before(dir: &Path, generation: u64) -> Result<()> {
+    let files = Files::list(dir)?;
+    for (g, p) in files.wals.iter().chain(&files.checkpoints) {
+        if *g < generation {
+            std::fs::remove_file(p).map_err(io_err(p))?;
+        }
+    }
+    Ok(())
+}
+
+/// The open log file of one generation.
 pub(crate) struct Wal {
+    pub(crate) generation: u64,
     path: PathBuf,
     file: File,
     pub(crate) len: u64,
@@ -209,54 +299,22 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    /// Atomically replaces the log with `frames` (temp file, fsync, rename, dir fsync).
-    pub(crate) fn checkpoint(
-        dir: &Path,
-        write: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
-    ) -> Result<Wal> {
-        let tmp = dir.join("wal.tmp");
-        let path = dir.join(WAL_FILE);
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut out = BufWriter::with_capacity(1 << 16, file);
-        let mut len = 0u64;
-        write(&mut |b: &[u8]| {
-            len += b.len() as u64;
-            out.write_all(b).map_err(io_err(&tmp))
-        })?;
-        let file = out.into_inner().map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        crate::segment::sync_dir(dir)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        Ok(Wal {
-            path,
-            file,
-            len,
-            synced_len: len,
-            last_sync: Instant::now(),
-        })
-    }
-
-    /// Opens (creating) the log for appending.
-    pub(crate) fn open(dir: &Path) -> Result<Wal> {
-        let path = dir.join(WAL_FILE);
+    /// Creates generation `generation` (its directory entry fsynced).
+    pub(crate) fn create(dir: &Path, generation: u64) -> Result<Wal> {
+        let path = dir.join(wal_name(generation));
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(true)
+            .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        let len = file.metadata().map_err(io_err(&path))?.len();
+        crate::segment::sync_dir(dir)?;
         Ok(Wal {
+            generation,
             path,
             file,
-            len,
-            synced_len: len,
+            len: 0,
+            synced_len: 0,
             last_sync: Instant::now(),
         })
     }
@@ -312,8 +370,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = sample_frames();
         let full = f.buf.clone();
-        Wal::checkpoint(dir.path(), |w| w(&full)).unwrap();
-        let path = dir.path().join(WAL_FILE);
+        write_checkpoint(dir.path(), 3, &full).unwrap();
+        let path = dir.path().join(checkpoint_name(3));
         let (recs, len) = read(&path).unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(len, full.len() as u64);
