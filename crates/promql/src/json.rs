@@ -115,6 +115,32 @@ pub fn render_success(value: &QueryValue) -> String {
     format!("{{\"status\":\"success\",\"data\":{}}}", render_data(value))
 }
 
+/// The `/api/v1/labels` and `/api/v1/label/<name>/values` body: `{"status":"success","data":["a","b"]}`.
+pub fn render_string_list<S: AsRef<str>>(items: &[S]) -> String {
+    let mut out = String::from("{\"status\":\"success\",\"data\":[");
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(&mut out, s.as_ref());
+    }
+    out.push_str("]}");
+    out
+}
+
+/// The `/api/v1/series` body: `{"status":"success","data":[{"__name__":"up","job":"api"}]}`.
+pub fn render_series(series: &[Labels]) -> String {
+    let mut out = String::from("{\"status\":\"success\",\"data\":[");
+    for (i, labels) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_metric(&mut out, labels);
+    }
+    out.push_str("]}");
+    out
+}
+
 /// An error body: `{"status":"error","errorType":"bad_data","error":"..."}`.
 pub fn render_error(err: &Error) -> String {
     let mut out = String::from("{\"status\":\"error\",\"errorType\":");

@@ -4,9 +4,28 @@
 //! ```ignore
 //! let mut db = promql::MemoryStorage::new();
 //! db.push(&promql::Labels::new([("__name__", "up"), ("job", "api")]), 1_000, 1.0);
-//! let v = promql::Engine::default().instant_query(&db, "sum by (job) (up)", 60_000)?;
-//! let body = promql::render_success(&v);
+//! let engine = promql::Engine::default();
+//! let v = engine.instant_query(&db, "sum by (job) (up)", 60_000)?;
+//! let body = promql::render_success(&v); // {"status":"success","data":{"resultType":"vector",...}}
+//! let m = engine.range_query(&db, "rate(up[5m])", 0, 3_600_000, 10_000)?;
 //! ```
+//!
+//! # Semantics (Prometheus 3)
+//!
+//! * Instant selectors take the newest sample in `(t - 5m, t]`; range selectors take
+//!   `(t - range, t]`. Both windows are left-open, staleness markers end a series.
+//! * `rate`/`increase`/`delta` are Prometheus' `extrapolatedRate`, `irate`/`idelta` use the
+//!   last two samples, `histogram_quantile` reads classic `le` buckets.
+//! * Functions and arithmetic drop `__name__`; comparison filters and `last_over_time`,
+//!   `sort*`, `label_*`, `topk`/`bottomk` keep it.
+//! * Limits: 11,000 points per series in range queries, 50M loaded samples, 2 min timeout
+//!   (see [`Engine`]).
+//!
+//! # Not supported
+//!
+//! The `@` modifier, native histograms, Prometheus 3's quoted UTF-8 metric names
+//! (`{"a.b"}`), and the functions [`is_supported_function`] rejects (each is named in the
+//! parse error).
 
 mod aggregate;
 mod ast;
@@ -25,11 +44,16 @@ pub use ast::{
 };
 pub use engine::{Engine, QueryValue, Sample};
 pub use json::{
-    format_value, parse_step, parse_time, render_data, render_error, render_success,
-    write_timestamp,
+    format_value, parse_step, parse_time, render_data, render_error, render_series,
+    render_string_list, render_success, write_timestamp,
 };
 pub use labels::{Labels, METRIC_NAME, MatchOp, Matcher};
 pub use parser::{parse, parse_metric_selector};
+
+/// Whether `name` is a function this crate evaluates.
+pub fn is_supported_function(name: &str) -> bool {
+    functions::signature(name).is_some()
+}
 pub use storage::{MemoryStorage, STALE_NAN_BITS, Series, Storage, StorageError, is_stale_marker};
 
 /// Everything that can go wrong parsing or evaluating a query.

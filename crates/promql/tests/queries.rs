@@ -683,6 +683,19 @@ fn json_shapes() {
 }
 
 #[test]
+fn api_metadata_bodies() {
+    assert_eq!(
+        promql::render_string_list(&["job", "le"]),
+        r#"{"status":"success","data":["job","le"]}"#
+    );
+    let series = [lbl(&[("__name__", "up"), ("job", "a\"b")])];
+    assert_eq!(
+        promql::render_series(&series),
+        r#"{"status":"success","data":[{"__name__":"up","job":"a\"b"}]}"#
+    );
+}
+
+#[test]
 fn api_parameters() {
     let m = promql::parse_metric_selector("up{job=~\"a|b\"}").unwrap();
     assert_eq!(format!("{m:?}"), "[__name__=\"up\", job=~\"a|b\"]");
