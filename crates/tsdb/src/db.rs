@@ -436,7 +436,9 @@ impl Db {
     /// generation and switches appends to a new one; then, with appends running again,
     /// it writes `checkpoint-<new generation>` and deletes older generations.
     /// Replay is "newest checkpoint, then WAL generations from its own on".
-    pub(crate) fn checkpoint(&self, mut ws: MutexGuard<'_, WalState>) -> Result<()> {
+    /// Returns how long appends were blocked.
+    pub(crate) fn checkpoint(&self, mut ws: MutexGuard<'_, WalState>) -> Result<Duration> {
+        let started = Instant::now();
         let mut f = Frames::default();
         {
             let reg = read(&self.registry);
@@ -458,9 +460,11 @@ impl Db {
         let generation = ws.wal.generation + 1;
         ws.wal = Wal::create(&self.dir, generation)?;
         drop(ws);
+        let pause = started.elapsed();
         let size = wal::write_checkpoint(&self.dir, generation, &f.buf)?;
         self.checkpoint_bytes.store(size, Ordering::Relaxed);
-        wal::remove_before(&self.dir, generation)
+        wal::remove_before(&self.dir, generation)?;
+        Ok(pause)
     }
 
     /// Appends a batch. Each sample is stored or rejected on its own (see

@@ -33,6 +33,9 @@ pub struct MaintReport {
     pub segments_deleted: usize,
     /// Series dropped because all their data expired.
     pub series_dropped: usize,
+    /// How long the WAL checkpoint of a flush blocked appends (encoding the head in
+    /// memory, one fsync of the old generation, creating the new one).
+    pub append_pause: std::time::Duration,
 }
 
 fn refs_of(s: &mut MemSeries, kind: SegKind) -> &mut Vec<DiskRef> {
@@ -165,7 +168,7 @@ impl Db {
             }
             lock(&self.segments).extend(files);
         }
-        self.checkpoint(lock(&self.wal))?;
+        report.append_pause = self.checkpoint(lock(&self.wal))?;
         drop(m);
         Ok(report)
     }
@@ -381,6 +384,7 @@ impl Db {
         r.segments_written += c.segments_written;
         r.segments_deleted += c.segments_deleted + d.segments_deleted;
         r.series_dropped += d.series_dropped;
+        r.append_pause += c.append_pause + d.append_pause;
         Ok(r)
     }
 }
