@@ -178,7 +178,10 @@ impl Engine {
                     ));
                 }
             }
-            ts += step_ms;
+            ts = match ts.checked_add(step_ms) {
+                Some(next) => next,
+                None => break,
+            };
         }
         let mut m: Vec<Series> = out
             .into_iter()
@@ -204,7 +207,7 @@ pub(crate) fn check_range(
     if step_ms <= 0 {
         return Err(Error::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".to_string()));
     }
-    if (end_ms - start_ms) / step_ms > max_points {
+    if end_ms.saturating_sub(start_ms) / step_ms > max_points {
         return Err(Error::BadData(format!(
             "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
             group_thousands(max_points)
@@ -371,8 +374,8 @@ impl<'a> Ctx<'a> {
             Expr::String(s) => Ok(Value::String(s.clone())),
             Expr::Paren(inner) => self.eval(inner, ts),
             Expr::Vector(vs) => {
-                let t_end = ts - vs.offset_ms;
-                let t_start = t_end - self.engine.lookback_delta_ms;
+                let t_end = ts.saturating_sub(vs.offset_ms);
+                let t_start = t_end.saturating_sub(self.engine.lookback_delta_ms);
                 let mut out = Vec::new();
                 for Loaded { series: s, .. } in self.series(vs) {
                     let i = s.samples.partition_point(|p| p.0 <= t_end);
@@ -389,8 +392,8 @@ impl<'a> Ctx<'a> {
                 Ok(Value::Vector(out))
             }
             Expr::Matrix(ms) => {
-                let t_end = ts - ms.selector.offset_ms;
-                let t_start = t_end - ms.range_ms;
+                let t_end = ts.saturating_sub(ms.selector.offset_ms);
+                let t_start = t_end.saturating_sub(ms.range_ms);
                 let mut out = Vec::new();
                 for l in self.series(&ms.selector) {
                     let all = &l.series.samples;
@@ -420,14 +423,18 @@ impl<'a> Ctx<'a> {
             Expr::Subquery(sq) => {
                 self.check_deadline()?;
                 let step = sq.step_ms.unwrap_or(self.engine.default_subquery_step_ms);
-                let t_end = ts - sq.offset_ms;
-                let t_start = t_end - sq.range_ms;
+                let t_end = ts.saturating_sub(sq.offset_ms);
+                let t_start = t_end.saturating_sub(sq.range_ms);
                 // Evaluation times are multiples of the step, inside (t_start, t_end].
-                let mut t = t_start.div_euclid(step) * step;
+                let step = step.max(1);
+                let mut t = t_start
+                    .div_euclid(step)
+                    .checked_mul(step)
+                    .unwrap_or(t_start);
                 if t <= t_start {
-                    t += step;
+                    t = t.saturating_add(step);
                 }
-                if (t_end - t) / step > self.engine.max_points_per_series {
+                if t_end.saturating_sub(t) / step > self.engine.max_points_per_series {
                     return Err(Error::Execution("subquery has too many steps".to_string()));
                 }
                 let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
@@ -445,7 +452,10 @@ impl<'a> Ctx<'a> {
                             ));
                         }
                     }
-                    t += step;
+                    t = match t.checked_add(step) {
+                        Some(next) => next,
+                        None => break,
+                    };
                 }
                 let m = out
                     .into_iter()

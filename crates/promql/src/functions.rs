@@ -198,8 +198,8 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
             };
             let (range_ms, offset_ms) = range_of(m_expr);
             let matrix = matrix_arg(ctx, m_expr, ts)?;
-            let range_end = ts - offset_ms;
-            let range_start = range_end - range_ms;
+            let range_end = ts.saturating_sub(offset_ms);
+            let range_start = range_end.saturating_sub(range_ms);
             let mut out = Vec::with_capacity(matrix.len());
             for s in matrix {
                 let p = &s.samples;
@@ -555,9 +555,9 @@ fn extrapolated_rate(
             }
         }
     }
-    let mut duration_to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut duration_to_end = (range_end - last_t) as f64 / 1000.0;
-    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
+    let mut duration_to_start = (first_t as f64 - range_start as f64) / 1000.0;
+    let mut duration_to_end = (range_end as f64 - last_t as f64) / 1000.0;
+    let sampled_interval = (last_t as f64 - first_t as f64) / 1000.0;
     let avg_between = sampled_interval / (p.len() - 1) as f64;
     let threshold = avg_between * 1.1;
     if duration_to_start >= threshold {
@@ -574,7 +574,7 @@ fn extrapolated_rate(
     }
     let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
     if is_rate {
-        factor /= (range_end - range_start) as f64 / 1000.0;
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
     }
     Some(result * factor)
 }
@@ -590,7 +590,7 @@ fn instant_value(p: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     } else {
         last.1 - prev.1
     };
-    let interval = last.0 - prev.0;
+    let interval = last.0.saturating_sub(prev.0);
     if interval == 0 {
         return None;
     }
@@ -615,7 +615,7 @@ fn linear_regression(p: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
     let (mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0);
     let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
     for &(t, v) in p {
-        let x = (t - intercept_t) as f64 / 1000.0;
+        let x = (t as f64 - intercept_t as f64) / 1000.0;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(v, sy, cy);
         (sxy, cxy) = kahan_inc(x * v, sxy, cxy);

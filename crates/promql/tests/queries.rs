@@ -796,3 +796,99 @@ mod props {
         }
     }
 }
+
+#[test]
+fn extreme_times_do_not_overflow() {
+    let db = storage();
+    let e = Engine::default();
+    for q in [
+        "g offset -1y",
+        "rate(reset[1m] offset 1y)",
+        "max_over_time(g[5m:1m] offset -1y)",
+        "irate(g[1y])",
+        "deriv(g[1y])",
+    ] {
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, 0] {
+            let _ = e.instant_query(&db, q, t);
+            let _ = e.range_query(&db, q, t, t.saturating_add(120_000), 60_000);
+        }
+    }
+}
+
+mod eval_props {
+    use proptest::prelude::*;
+
+    use super::storage;
+
+    const PIECES: &[&str] = &[
+        "g",
+        "http",
+        "reset[1m]",
+        "lat_bucket",
+        "1",
+        "-",
+        "+",
+        "*",
+        "/",
+        "^",
+        "%",
+        ">",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "(",
+        ")",
+        "[5m:1m]",
+        "offset 1m",
+        "offset -1y",
+        "rate(",
+        "irate(",
+        "sum by (app) (",
+        "topk(2,",
+        "quantile(0.5,",
+        "count_values(\"v\",",
+        ",",
+        "on(app)",
+        "ignoring(inst)",
+        "group_left",
+        "group_right(inst)",
+        "abs(",
+        "histogram_quantile(0.9,",
+        "label_replace(",
+        "\"app\"",
+        "\"(.*)\"",
+        "predict_linear(",
+        "deriv(",
+        "time()",
+        "scalar(",
+        "vector(",
+        "absent(",
+        "clamp(",
+        "round(",
+        "sort_desc(",
+        "changes(",
+        "0/0",
+        "1e308",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Whatever parses evaluates to a value or an error, at any time, never a panic.
+        #[test]
+        fn evaluation_never_panics(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 1..10),
+            t in prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0i64), -1_000_000_000i64..1_000_000_000],
+            step in prop_oneof![Just(1i64), Just(60_000i64), 1i64..100_000],
+        ) {
+            let text = pieces.join(" ");
+            if let Ok(expr) = promql::parse(&text) {
+                let db = storage();
+                let engine = promql::Engine::default();
+                let _ = engine.eval_instant(&db, &expr, t);
+                let _ = engine.eval_range(&db, &expr, t, t.saturating_add(step * 20), step);
+            }
+        }
+    }
+}
