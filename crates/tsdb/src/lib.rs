@@ -26,14 +26,18 @@
 //!   integer or decimal values as delta, delta-of-delta or frame-of-reference packed
 //!   integers (`chunk.rs`, `intcol.rs`). The inverted index maps label name and value
 //!   to sorted postings (`index.rs`).
-//! * WAL (`dir/wal`): every batch is one CRC-framed record written with one `write(2)`;
-//!   fsync happens in groups, when [`Options::sync_interval`] (default 1 s) has passed at
-//!   an append or [`Db::tick`], or on [`Db::sync`]. It grows until the next
-//!   [`Db::flush`] (every [`Options::flush_interval`], 5 min, from `tick`).
+//! * WAL (`dir/wal-<generation>`): every batch is one CRC-framed record written with one
+//!   `write(2)`; fsync happens in groups, when [`Options::sync_interval`] (default 1 s)
+//!   has passed at an append or [`Db::tick`], or on [`Db::sync`]. A checkpoint
+//!   (`dir/checkpoint-<generation>`: every series and its in-memory chunks, written at
+//!   each [`Db::flush`], every [`Options::flush_interval`] = 5 min from `tick`) starts a
+//!   new generation and lets the older ones be deleted, so the WAL holds at most one
+//!   flush interval of appends plus the head. Opening replays the newest checkpoint
+//!   and the generations from it on.
 //! * `dir/LOCK` is `flock`ed while a [`Db`] is open; a second open is [`Error::Locked`].
 //! * Segments (`dir/{raw,1m,1h}-<seq>.seg`): [`Db::flush`] writes closed chunks and their
-//!   1-minute and 1-hour rollups into immutable, fsynced files, then checkpoints the WAL
-//!   (rewrites it with only what is still in memory). [`Db::compact`] merges segments of
+//!   1-minute and 1-hour rollups into immutable, fsynced files, then checkpoints the WAL.
+//!   [`Db::compact`] merges neighbouring segments of
 //!   the same window; [`Db::apply_retention`] deletes whole expired segments (raw 15 days,
 //!   1 m 90 days, 1 h 2 years by default).
 //!
@@ -66,8 +70,10 @@
 //! behind a `RwLock`; appends are serialised by the WAL lock (that keeps the WAL in head
 //! order; one thread appends several million samples per second) while queries only
 //! take the index read lock and one shard lock per series at a time, and read segment
-//! files without any lock. A flush's WAL checkpoint blocks appends while it rewrites
-//! the head's open chunks. There is no background thread: the server calls
+//! files without any lock. A flush's WAL checkpoint blocks appends while it encodes
+//! the head in memory and fsyncs the old generation ([`MaintReport::append_pause`]:
+//! 11 ms with 2,000 series, 200 ms with 100,000 series in the example's burst ingest);
+//! the checkpoint file is written after appends resume. There is no background thread: the server calls
 //! [`Db::tick`] from its own task (in `spawn_blocking`: it does file I/O and fsync).
 //!
 //! # Usage
