@@ -205,6 +205,9 @@ pub(crate) struct Maint {
 }
 
 /// An embedded time-series database. `Send + Sync`: share it behind an `Arc`.
+//
+// Lock order (never take an earlier one while holding a later one):
+// maint → wal → registry → one shard → segments.
 pub struct Db {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
@@ -644,6 +647,8 @@ impl Db {
                 mem += s.mem_size() as u64;
             }
         }
+        // Lock order is WAL before segments (retention holds both): read the WAL first.
+        let wal_bytes = lock(&self.wal).wal.len + self.checkpoint_bytes.load(Ordering::Relaxed);
         let segs = lock(&self.segments);
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -668,9 +673,15 @@ impl Db {
                 .filter(|s| s.kind != SegKind::Raw)
                 .map(|s| s.size)
                 .sum(),
-            wal_bytes: lock(&self.wal).wal.len + self.checkpoint_bytes.load(Ordering::Relaxed),
+            wal_bytes,
             bytes_in_memory: mem,
         }
+    }
+
+    /// fsyncs the WAL and closes the database, reporting the error that `Drop` would
+    /// swallow. Data in memory stays in the WAL and is replayed by the next open.
+    pub fn close(self) -> Result<()> {
+        lock(&self.wal).wal.sync()
     }
 
     /// Test hook: drops the database as a power cut would, losing WAL bytes not yet fsynced.
