@@ -302,6 +302,21 @@ fn concurrent_appends_and_queries() {
         )
         .unwrap(),
     );
+    let maint = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            for i in 0..40 {
+                db.stats();
+                db.compact().unwrap();
+                db.apply_retention(1000).unwrap();
+                db.select_rollup(&[], 0, 1000, Resolution::Minute).unwrap();
+                db.label_values("w", &[], 0, 1000);
+                if i % 10 == 0 {
+                    db.flush_all().unwrap();
+                }
+            }
+        })
+    };
     let threads: Vec<_> = (0..4)
         .map(|w| {
             let db = db.clone();
@@ -325,6 +340,7 @@ fn concurrent_appends_and_queries() {
     for t in threads {
         t.join().unwrap();
     }
+    maint.join().unwrap();
     let s = db.select(&[Matcher::metric("m")], 0, 1000).unwrap();
     assert_eq!(s.len(), 4);
     assert!(s.iter().all(|s| s.samples.len() == 200));
