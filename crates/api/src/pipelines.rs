@@ -55,7 +55,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
 
 fn run_json(r: &RunRow, steps: Option<&[StepRow]>) -> Value {
     let mut v = json!({
-        "id": r.id, "pipeline": r.pipeline, "number": r.number, "status": r.status,
+        "id": r.id, "pipeline": r.pipeline, "number": r.number, "status": r.status.as_str(),
         "event": r.event, "triggeredBy": r.triggered_by, "branch": r.branch, "sha": r.sha,
         "params": serde_json::from_str::<Value>(&r.params).unwrap_or(Value::Null),
         "reason": r.reason, "createdAt": Timestamp(r.created_at),
@@ -66,7 +66,7 @@ fn run_json(r: &RunRow, steps: Option<&[StepRow]>) -> Value {
             .iter()
             .map(|s| {
                 json!({
-                    "name": s.name, "status": s.status, "attempts": s.attempts, "reason": s.reason,
+                    "name": s.name, "status": s.status.as_str(), "attempts": s.attempts, "reason": s.reason,
                     "outputs": serde_json::from_str::<Value>(&s.outputs).unwrap_or(Value::Null),
                     "startedAt": ts(s.started_at), "finishedAt": ts(s.finished_at),
                     "decidedBy": s.decided_by, "decidedAt": ts(s.decided_at),

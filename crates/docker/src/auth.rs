@@ -1,5 +1,6 @@
-//! Registry credentials: the registry host of an image reference and the matching entry of a
-//! Docker `config.json` document.
+//! Image references and registry credentials: [`ImageRef`] (the one parser of
+//! `[host[:port]/]repo[:tag][@digest]` that credentials, builds and pipelines share), and
+//! the matching entry of a Docker `config.json` document.
 
 use crate::RegistryAuth;
 use serde_json::Value;
@@ -7,21 +8,101 @@ use serde_json::Value;
 /// Docker Hub's canonical registry name.
 const DOCKER_HUB: &str = "docker.io";
 
-/// Registry host of an image reference: `127.0.0.1:5000/app:tag` → `127.0.0.1:5000`,
-/// `app:tag` and `library/app` → `docker.io` (Docker's rule: the first path component is a
-/// host when it contains `.` or `:`, is `localhost`, or has upper-case letters).
-pub fn registry_of(image: &str) -> String {
-    let image = image.trim();
-    match image.split_once('/') {
-        Some((first, _))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.chars().any(|c| c.is_ascii_uppercase()) =>
-        {
-            normalize_host(first)
+/// An image reference, `[host[:port]/]repo[:tag][@digest]`, split as Docker splits it: the
+/// first path component is a registry host when it contains `.` or `:`, is `localhost`,
+/// or has upper-case letters; the tag follows the last `:` after the last `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The registry host as written (`127.0.0.1:5000`), when the reference names one.
+    pub host: Option<String>,
+    /// The repository path in the registry (`app`, `org/app`).
+    pub repo: String,
+    /// The tag, when given.
+    pub tag: Option<String>,
+    /// The digest (`sha256:…`), when given.
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Splits `image`; an empty reference or repository is an error.
+    pub fn parse(image: &str) -> Result<ImageRef, String> {
+        let image = image.trim();
+        let (name, digest) = match image.split_once('@') {
+            Some((n, d)) => (n, Some(d.to_string())),
+            None => (image, None),
+        };
+        let slash = name.rfind('/').map_or(0, |i| i + 1);
+        let (path, tag) = match name[slash..].rfind(':') {
+            Some(i) => (&name[..slash + i], Some(name[slash + i + 1..].to_string())),
+            None => (name, None),
+        };
+        let (host, repo) = match path.split_once('/') {
+            Some((first, rest))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
+                (Some(first.to_string()), rest.to_string())
+            }
+            _ => (None, path.to_string()),
+        };
+        if repo.is_empty() || tag.as_deref() == Some("") || digest.as_deref() == Some("") {
+            return Err(format!("`{image}` is not an image reference"));
         }
-        _ => DOCKER_HUB.to_string(),
+        Ok(ImageRef {
+            host,
+            repo,
+            tag,
+            digest,
+        })
     }
+
+    /// The registry's canonical name (`docker.io` when the reference names none).
+    pub fn registry(&self) -> String {
+        self.host
+            .as_deref()
+            .map_or_else(|| DOCKER_HUB.to_string(), normalize_host)
+    }
+
+    /// `host/repo` as written (no tag, no digest).
+    pub fn name(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{h}/{}", self.repo),
+            None => self.repo.clone(),
+        }
+    }
+
+    /// What the registry API is asked for: the digest, else the tag, else `latest`.
+    pub fn reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    /// The same repository pinned to `digest` (`host/repo@sha256:…`).
+    pub fn pinned(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.name())
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Registry host of an image reference: `127.0.0.1:5000/app:tag` → `127.0.0.1:5000`,
+/// `app:tag` and `library/app` → `docker.io` (see [`ImageRef`]).
+pub fn registry_of(image: &str) -> String {
+    ImageRef::parse(image).map_or_else(|_| DOCKER_HUB.to_string(), |r| r.registry())
 }
 
 /// Canonical form of a registry host or `auths` key: no scheme, no path, Docker Hub aliases
@@ -118,6 +199,43 @@ mod tests {
         assert_eq!(registry_of("quay.io/org/app:1"), "quay.io");
         assert_eq!(registry_of("index.docker.io/library/app"), "docker.io");
         assert_eq!(registry_of("registry:5000/app"), "registry:5000");
+    }
+
+    #[test]
+    fn image_references_split_as_docker_splits_them() {
+        #[track_caller]
+        fn check(image: &str, host: Option<&str>, repo: &str, reference: &str) {
+            let r = ImageRef::parse(image).expect(image);
+            assert_eq!(
+                (r.host.as_deref(), r.repo.as_str(), r.reference()),
+                (host, repo, reference),
+                "{image}"
+            );
+            assert_eq!(r.to_string(), image.trim(), "round trip");
+        }
+        check("127.0.0.1:5000/app:v1", Some("127.0.0.1:5000"), "app", "v1");
+        check(
+            "127.0.0.1:5000/app",
+            Some("127.0.0.1:5000"),
+            "app",
+            "latest",
+        );
+        check(
+            "localhost:5000/org/app@sha256:ab",
+            Some("localhost:5000"),
+            "org/app",
+            "sha256:ab",
+        );
+        check("localhost/app:1", Some("localhost"), "app", "1");
+        check("Registry/app", Some("Registry"), "app", "latest");
+        check("library/nginx:1.25", None, "library/nginx", "1.25");
+        check("nginx", None, "nginx", "latest");
+        check("quay.io/a/b:c@sha256:d", Some("quay.io"), "a/b", "sha256:d");
+        assert!(ImageRef::parse("").is_err());
+        assert!(ImageRef::parse("host:5000/app:").is_err());
+        let r = ImageRef::parse("127.0.0.1:5000/app:v1").unwrap();
+        assert_eq!(r.pinned("sha256:1"), "127.0.0.1:5000/app@sha256:1");
+        assert_eq!(r.registry(), "127.0.0.1:5000");
     }
 
     #[test]

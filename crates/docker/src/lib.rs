@@ -14,7 +14,7 @@ mod logs;
 mod oneshot;
 mod params;
 
-pub use auth::{credentials_for, registry_of};
+pub use auth::{ImageRef, credentials_for, registry_of};
 pub use build::{Pushed, split_reference, tar_context};
 pub use client::Docker;
 pub use logs::SINCE_FILE;

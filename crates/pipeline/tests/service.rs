@@ -345,7 +345,7 @@ async fn a_restart_resumes_waiting_runs_and_marks_cut_off_ones_interrupted() {
     let cut = RunRow {
         id: "cut".into(),
         pipeline: "demo".into(),
-        status: "running".into(),
+        status: store::RunStatus::Running,
         ..run.clone()
     };
     f.store.create_run(&cut).unwrap();
@@ -354,7 +354,7 @@ async fn a_restart_resumes_waiting_runs_and_marks_cut_off_ones_interrupted() {
             "cut",
             &StepRow {
                 name: "build".into(),
-                status: "running".into(),
+                status: store::StepStatus::Running,
                 attempts: 1,
                 outputs: "{}".into(),
                 ..StepRow::default()

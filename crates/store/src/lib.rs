@@ -12,7 +12,7 @@ mod migrate;
 mod runs;
 
 pub use auth::{AuditQuery, AuditRow, SecretMeta, TokenRow, UserRow};
-pub use runs::{LogRow, PipelineRow, RunRow, StepRow};
+pub use runs::{LogRow, PipelineRow, RunRow, RunStatus, StepRow, StepStatus};
 
 use model::{AppDefinition, PathId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};

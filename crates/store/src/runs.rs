@@ -1,7 +1,129 @@
 //! Pipelines, their runs, the runs' steps and bounded step logs.
 
 use crate::{Result, Store};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Row, params};
+
+/// Declares a status enum stored as its lowercase name.
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The stored and displayed name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// The value named `text`, if any.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                $name::parse(s).ok_or_else(|| format!("unknown {} `{s}`", stringify!($name)))
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| {
+                    FromSqlError::Other(format!("unknown {} `{text}`", stringify!($name)).into())
+                })
+            }
+        }
+    };
+}
+
+status_enum! {
+    /// Where a run is in its life.
+    RunStatus {
+        /// Waiting for its turn.
+        Queued = "queued",
+        /// Its steps run (or wait for approvals or an environment).
+        Running = "running",
+        /// Every step succeeded or was skipped.
+        Succeeded = "succeeded",
+        /// A step failed or was rejected.
+        Failed = "failed",
+        /// Someone cancelled it.
+        Cancelled = "cancelled",
+        /// The server stopped while one of its steps ran.
+        Interrupted = "interrupted",
+        /// A newer run deployed to the environment this one waited for.
+        Superseded = "superseded",
+    }
+}
+
+impl RunStatus {
+    /// Whether the run has ended.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+status_enum! {
+    /// Where a step of a run is.
+    StepStatus {
+        /// Not started yet.
+        Pending = "pending",
+        /// Its commands run.
+        Running = "running",
+        /// An approval waits for a decision.
+        Waiting = "waiting",
+        /// It succeeded.
+        Succeeded = "succeeded",
+        /// It failed.
+        Failed = "failed",
+        /// Its `when` was false.
+        Skipped = "skipped",
+        /// A step it needs did not succeed.
+        NotRun = "not_run",
+        /// Cancelled while it ran.
+        Cancelled = "cancelled",
+    }
+}
+
+#[allow(clippy::derivable_impls)] // the enum is declared by a macro
+impl Default for StepStatus {
+    fn default() -> Self {
+        StepStatus::Pending
+    }
+}
 
 /// A registered pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +147,8 @@ pub struct RunRow {
     pub pipeline: String,
     /// 1, 2, … per pipeline.
     pub number: i64,
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `interrupted`.
-    pub status: String,
+    /// Where it is.
+    pub status: RunStatus,
     /// `push`, `manual`, `cron` or `retry`.
     pub event: String,
     /// Who or what started it (`user:dana`, `webhook`, `poll`, `cron`).
@@ -52,9 +174,8 @@ pub struct RunRow {
 pub struct StepRow {
     /// The step's name.
     pub name: String,
-    /// `pending`, `running`, `waiting`, `succeeded`, `failed`, `skipped`, `not_run` or
-    /// `cancelled`.
-    pub status: String,
+    /// Where it is.
+    pub status: StepStatus,
     /// Attempts so far.
     pub attempts: i64,
     /// Why it failed or did not run.
@@ -158,7 +279,7 @@ impl Store {
     pub fn set_run_status(
         &self,
         id: &str,
-        status: &str,
+        status: RunStatus,
         reason: Option<&str>,
         started_at: Option<i64>,
         finished_at: Option<i64>,
@@ -288,6 +409,44 @@ impl Store {
                 params![run_id, step, seq - keep as i64],
             )?;
             Ok(seq)
+        })
+    }
+
+    /// Appends lines of several steps (`(step, at, stream, line)`, in order) in one
+    /// transaction, then drops each step's oldest lines beyond `keep`.
+    pub fn append_log_batch(
+        &self,
+        run_id: &str,
+        lines: &[(&str, i64, &str, &str)],
+        keep: usize,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let mut next: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+            {
+                let mut last = tx.tx.prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?1 AND step = ?2",
+                )?;
+                let mut insert = tx.tx.prepare_cached(
+                    "INSERT INTO run_logs (run_id, step, seq, at, stream, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (step, at, stream, line) in lines {
+                    let seq = match next.entry(step) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(last.query_row(params![run_id, step], |r| r.get(0))?)
+                        }
+                    };
+                    *seq += 1;
+                    insert.execute(params![run_id, step, *seq, at, stream, line])?;
+                }
+            }
+            for (step, seq) in next {
+                tx.tx.execute(
+                    "DELETE FROM run_logs WHERE run_id = ?1 AND step = ?2 AND seq <= ?3",
+                    params![run_id, step, seq - keep as i64],
+                )?;
+            }
+            Ok(())
         })
     }
 

@@ -207,8 +207,22 @@ fn tokens_are_found_by_hash_and_revoked_with_their_user() {
 #[test]
 fn secrets_keep_only_sealed_bytes() {
     let store = Store::open_in_memory().unwrap();
-    store.put_secret("db", b"sealed-1", 1, "admin").unwrap();
-    store.put_secret("db", b"sealed-2", 2, "ops").unwrap();
+    store
+        .put_secret(
+            "db",
+            b"sealed-1",
+            1,
+            "admin",
+            Some(r#"{"environments":["qa"]}"#),
+        )
+        .unwrap();
+    store.put_secret("db", b"sealed-2", 2, "ops", None).unwrap();
+    assert_eq!(
+        store.secret_scope("db").unwrap(),
+        Some(Some(r#"{"environments":["qa"]}"#.to_string())),
+        "a new value keeps the scope"
+    );
+    assert_eq!(store.secret_scope("nope").unwrap(), None);
     assert_eq!(store.sealed_secret("db").unwrap().unwrap(), b"sealed-2");
     let meta = store.secrets().unwrap();
     assert_eq!(meta.len(), 1);
@@ -229,7 +243,7 @@ fn run(id: &str, pipeline: &str, at: i64) -> crate::RunRow {
         id: id.into(),
         pipeline: pipeline.into(),
         number: 0,
-        status: "queued".into(),
+        status: crate::RunStatus::Queued,
         event: "push".into(),
         triggered_by: "webhook".into(),
         branch: "dev".into(),
@@ -254,15 +268,21 @@ fn runs_are_numbered_per_pipeline_and_survive_reopen() {
         assert_eq!(s.create_run(&run("r2", "orders", 11)).unwrap(), 2);
         assert_eq!(s.create_run(&run("r3", "billing", 12)).unwrap(), 1);
         assert!(
-            s.set_run_status("r1", "running", None, Some(20), None)
+            s.set_run_status("r1", crate::RunStatus::Running, None, Some(20), None)
                 .unwrap()
         );
         assert!(
-            s.set_run_status("r2", "failed", Some("build failed"), Some(21), Some(30))
-                .unwrap()
+            s.set_run_status(
+                "r2",
+                crate::RunStatus::Failed,
+                Some("build failed"),
+                Some(21),
+                Some(30)
+            )
+            .unwrap()
         );
         assert!(
-            !s.set_run_status("nope", "failed", None, None, None)
+            !s.set_run_status("nope", crate::RunStatus::Failed, None, None, None)
                 .unwrap()
         );
     }
@@ -314,14 +334,14 @@ fn steps_keep_their_first_start_and_logs_are_paged_and_bounded() {
     s.create_run(&run("r1", "p", 1)).unwrap();
     let mut step = crate::StepRow {
         name: "build".into(),
-        status: "running".into(),
+        status: crate::StepStatus::Running,
         attempts: 1,
         outputs: "{}".into(),
         started_at: Some(5),
         ..Default::default()
     };
     s.put_step("r1", &step).unwrap();
-    step.status = "succeeded".into();
+    step.status = crate::StepStatus::Succeeded;
     step.attempts = 2;
     step.started_at = Some(9);
     step.finished_at = Some(12);

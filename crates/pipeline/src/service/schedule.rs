@@ -1,0 +1,127 @@
+//! Triggers the server starts by itself: polling a branch for new commits (`on.push.poll`)
+//! and cron schedules (`on.cron`).
+
+use super::checkout::git;
+use super::{Service, ServiceError, Source, now_ms};
+use std::collections::BTreeMap;
+
+/// When a pipeline's branch is polled next, and the last commit a run was started for.
+pub(super) struct PollState {
+    pub(super) due: tokio::time::Instant,
+    pub(super) seen: Option<String>,
+}
+
+impl Service {
+    /// `push` run when the branch has a commit no run was started for. Runs until shutdown.
+    pub fn start_polling(&self) {
+        let service = self.clone();
+        self.inner.tracker.spawn(async move {
+            let stop = service.inner.shutdown.clone();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+                if let Err(e) = service.poll_once().await {
+                    tracing::warn!(error = %e, "polling pipelines");
+                }
+            }
+        });
+    }
+
+    async fn poll_once(&self) -> Result<(), ServiceError> {
+        let now = tokio::time::Instant::now();
+        for row in self.inner.store.pipelines()? {
+            let Ok(source) = serde_json::from_str::<Source>(&row.source) else {
+                continue;
+            };
+            self.cron_tick(&row.name, &source.cron, now_ms())?;
+            let Some(every) = source.poll_ms.map(std::time::Duration::from_millis) else {
+                continue;
+            };
+            let due = {
+                let mut polls = self.inner.polls.lock().unwrap_or_else(|e| e.into_inner());
+                let state = polls.entry(row.name.clone()).or_insert(PollState {
+                    due: now,
+                    seen: None,
+                });
+                if state.due > now {
+                    continue;
+                }
+                state.due = now + every;
+                true
+            };
+            // Runs in progress check out the newest commit anyway.
+            let runs = self.inner.store.runs(Some(&row.name), 1)?;
+            if !due || runs.first().is_some_and(|r| !r.status.is_finished()) {
+                continue;
+            }
+            let reference = format!("refs/heads/{}", source.branch);
+            let head = match git(&["ls-remote", &source.repo, &reference], None).await {
+                Ok(out) => out
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                Err(e) => {
+                    tracing::warn!(pipeline = %row.name, error = %e, "cannot poll the repository");
+                    continue;
+                }
+            };
+            if head.is_empty() {
+                continue;
+            }
+            let seen = {
+                let polls = self.inner.polls.lock().unwrap_or_else(|e| e.into_inner());
+                polls.get(&row.name).and_then(|p| p.seen.clone())
+            }
+            .or_else(|| runs.first().map(|r| r.sha.clone()));
+            match seen {
+                Some(seen) if seen == head => {}
+                // First look after a restart, no run yet: remember, do not start one.
+                None => {}
+                Some(_) => {
+                    tracing::info!(pipeline = %row.name, commit = %head, "new commit; starting a run");
+                    self.trigger(&row.name, "push", "poll", BTreeMap::new())?;
+                }
+            }
+            if let Some(p) = self
+                .inner
+                .polls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&row.name)
+            {
+                p.seen = Some(head);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a `cron` run when one of `schedules` fires in the current minute and no cron
+    /// run was started in it yet (also across a restart: the last run says).
+    fn cron_tick(&self, name: &str, schedules: &[String], now_ms: i64) -> Result<(), ServiceError> {
+        if schedules.is_empty() {
+            return Ok(());
+        }
+        let minute_start = now_ms.div_euclid(60_000) * 60_000;
+        let fires = schedules
+            .iter()
+            .filter_map(|c| model::pipeline::Cron::parse(c).ok())
+            .any(|c| c.matches(minute_start / 1000));
+        if !fires {
+            return Ok(());
+        }
+        let already = self
+            .inner
+            .store
+            .runs(Some(name), 20)?
+            .iter()
+            .any(|r| r.event == "cron" && r.created_at >= minute_start);
+        if !already {
+            tracing::info!(pipeline = %name, "cron schedule fired; starting a run");
+            self.trigger(name, "cron", "cron", BTreeMap::new())?;
+        }
+        Ok(())
+    }
+}
