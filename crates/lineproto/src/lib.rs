@@ -3,10 +3,28 @@
 //! Prometheus series.
 //!
 //! ```ignore
-//! let batch = lineproto::parse_batch("cpu,host=a usage=0.5 1700000000\nbad line\n", lineproto::Precision::Seconds);
+//! let body = "cpu,host=a usage=0.5 1700000000\nbad line\n";
+//! let batch = lineproto::parse_batch(body, lineproto::Precision::parse("s")?);
 //! assert_eq!(batch.points.len(), 1);
 //! assert_eq!(batch.errors[0].to_string(), "unable to parse 'bad line': missing fields");
+//! assert_eq!(batch.errors[0].line_message(), "line 2: missing fields");
+//! // 1.x writes the good points and answers 400 with this; 2.x rejects the whole batch.
+//! let partial = batch.influx1_error(); // Some("partial write: unable to parse ... dropped=0")
+//! let samples = lineproto::to_prometheus(&batch.points[0], &Default::default()); // cpu_usage{host="a"}
+//! let export = lineproto::write_lines(&batch.points, Default::default()); // integers as `i`, never `u`
 //! ```
+//!
+//! # Format notes
+//!
+//! * Escapes: `\,` and `\ ` in measurements; `\,`, `\=` and `\ ` in tag keys, tag values
+//!   and field keys; `\"` and `\\` in string values; `\\` reads as one backslash, any other
+//!   backslash is literal. Names borrow from the body unless they contain escapes.
+//! * Field values: floats (no NaN or Inf, as InfluxDB), `i` integers, `u` unsigned integers,
+//!   quoted strings, and `t T true True TRUE f F false False FALSE`.
+//! * Lines end at `\n` (a `\r` before it is dropped); as the specification says, newlines
+//!   inside values are not supported. `#` starts a comment line.
+//! * Error reasons are those of InfluxDB's parser (`missing fields`, `invalid number`,
+//!   `bad timestamp`, `unbalanced quotes`, ...).
 
 mod mapping;
 mod parse;
