@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::labels::{METRIC_NAME, MatchOp, Matcher};
+use crate::labels::{METRIC_NAME, Matcher};
 
 /// A parsed PromQL expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -465,17 +465,5 @@ impl Expr {
                 crate::functions::signature(&c.func).map_or(ValueType::Vector, |s| s.ret)
             }
         }
-    }
-}
-
-/// Matcher op helper used by the parser.
-pub(crate) fn match_op(tok: &crate::lexer::Tok) -> Option<MatchOp> {
-    use crate::lexer::Tok;
-    match tok {
-        Tok::Assign => Some(MatchOp::Equal),
-        Tok::Neq => Some(MatchOp::NotEqual),
-        Tok::EqlRegex => Some(MatchOp::Regex),
-        Tok::NeqRegex => Some(MatchOp::NotRegex),
-        _ => None,
     }
 }

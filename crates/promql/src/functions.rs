@@ -3,7 +3,7 @@
 use crate::Error;
 use crate::ast::{Call, Expr, ValueType};
 use crate::engine::{Ctx, RangeSeries, Sample, Value};
-use crate::labels::{Labels, METRIC_NAME, anchored_regex};
+use crate::labels::{Labels, METRIC_NAME, MatchOp, anchored_regex};
 
 /// Argument and return types of a function.
 #[derive(Clone, Copy, Debug)]
@@ -451,7 +451,7 @@ fn absent_labels(e: &Expr) -> Labels {
             continue;
         }
         seen.push(&m.name);
-        if crate::parser::is_equality(m.op) {
+        if m.op == MatchOp::Equal {
             labels.set(m.name.clone(), m.value.clone());
         }
     }

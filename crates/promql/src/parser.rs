@@ -3,7 +3,7 @@
 use crate::Error;
 use crate::ast::{
     AggOp, AggregateExpr, BinOp, BinaryExpr, Call, Cardinality, Expr, Grouping, MatrixSelector,
-    Subquery, ValueType, VectorMatching, VectorSelector, match_op,
+    Subquery, ValueType, VectorMatching, VectorSelector,
 };
 use crate::functions;
 use crate::labels::{METRIC_NAME, MatchOp, Matcher};
@@ -713,7 +713,13 @@ impl Parser {
     }
 }
 
-/// Whether a label matcher op is a regex op (used by `absent`).
-pub(crate) fn is_equality(op: MatchOp) -> bool {
-    op == MatchOp::Equal
+/// The matcher operator a token stands for, if any.
+fn match_op(tok: &Tok) -> Option<MatchOp> {
+    match tok {
+        Tok::Assign => Some(MatchOp::Equal),
+        Tok::Neq => Some(MatchOp::NotEqual),
+        Tok::EqlRegex => Some(MatchOp::Regex),
+        Tok::NeqRegex => Some(MatchOp::NotRegex),
+        _ => None,
+    }
 }
