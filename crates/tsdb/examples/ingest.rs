@@ -180,7 +180,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     flush_time += flush_start.elapsed();
     let segments_before = db.stats().segments;
     let compact_start = Instant::now();
-    db.compact()?;
+    db.compact_full()?;
     let compact_time = compact_start.elapsed();
     let st = db.stats();
     let disk_latency = median_latency(

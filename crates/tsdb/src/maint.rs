@@ -17,6 +17,9 @@ use crate::rollup::{self, Resolution};
 use crate::segment::{SegKind, SegmentFile, SegmentWriter, Span, sync_dir};
 use crate::types::{Value, ValueKind};
 
+/// Most segments a compaction window that is still filling may hold.
+const OPEN_WINDOW_MAX_SEGMENTS: usize = 16;
+
 struct FlushItem {
     id: SeriesId,
     labels: Labels,
@@ -192,7 +195,22 @@ impl Db {
     /// whose start falls into the same compaction window
     /// ([`crate::Options::compaction_windows_ms`]). Only neighbours are merged, so a
     /// series' data in the merged segment stays between its data in other segments.
+    ///
+    /// A window is merged once data has moved past its end; a window still filling is
+    /// merged only when its run exceeds 16 segments. That bounds the number of files
+    /// without rewriting a growing window at every flush.
     pub fn compact(&self) -> Result<MaintReport> {
+        self.compact_runs(false)
+    }
+
+    /// Like [`Db::compact`], but also merges windows that are still filling: every run
+    /// of neighbouring segments in one window becomes one segment. For measurements,
+    /// before a backup, or at shutdown.
+    pub fn compact_full(&self) -> Result<MaintReport> {
+        self.compact_runs(true)
+    }
+
+    fn compact_runs(&self, full: bool) -> Result<MaintReport> {
         let _m = lock(&self.maint);
         let mut report = MaintReport::default();
         let segs = lock(&self.segments).clone();
@@ -201,6 +219,7 @@ impl Db {
             let mut of_kind: Vec<&Arc<SegmentFile>> =
                 segs.iter().filter(|s| s.kind == kind).collect();
             of_kind.sort_by_key(|s| s.order);
+            let newest = of_kind.iter().map(|s| s.maxt).max().unwrap_or(i64::MIN);
             let mut groups: Vec<Vec<Arc<SegmentFile>>> = Vec::new();
             let mut last_window = None;
             for s in of_kind {
@@ -212,7 +231,15 @@ impl Db {
                 last_window = Some(w);
             }
             for group in groups {
-                if group.len() >= 2 {
+                let window_end = group[0]
+                    .mint
+                    .div_euclid(window)
+                    .saturating_add(1)
+                    .saturating_mul(window);
+                let complete = newest >= window_end;
+                if group.len() > OPEN_WINDOW_MAX_SEGMENTS
+                    || ((complete || full) && group.len() >= 2)
+                {
                     self.merge(kind, group)?;
                     report.segments_written += 1;
                 }

@@ -14,7 +14,7 @@ fn opts() -> Options {
         max_series: 3,
         sync_interval: Duration::from_secs(3600),
         chunk_samples: 3,
-        compaction_windows_ms: [60_000, 120_000, 3_600_000],
+        compaction_windows_ms: [20_000, 60_000, 3_600_000],
         ..Options::default()
     }
 }
@@ -364,17 +364,24 @@ fn compaction_merges_only_neighbours() {
     db.flush_all().unwrap();
     db.append(&[pt(2, 4000, Value::Float(2.0))]).unwrap();
     db.flush_all().unwrap();
+    db.append(&[pt(2, 5000, Value::Float(2.5))]).unwrap();
+    db.flush_all().unwrap();
+    // Data past the end of the first windows, so they are complete and get merged.
+    db.append(&[pt(2, 130_000, Value::Float(3.0))]).unwrap();
+    db.flush_all().unwrap();
     let before = db
         .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
         .unwrap();
+    let segments = db.stats().segments;
     db.compact().unwrap();
+    assert!(db.stats().segments < segments);
     assert_eq!(
         db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
             .unwrap(),
         before
     );
-    assert_eq!(before[1].buckets[0].last_t, 4000);
-    assert_eq!(before[1].buckets[0].increase, 2000.0 + 1.0 + 1.0);
+    assert_eq!(before[1].buckets[0].last_t, 5000);
+    assert_eq!(before[1].buckets[0].increase, 2000.0 + 1.0 + 1.0 + 0.5);
 }
 
 proptest! {
@@ -435,11 +442,12 @@ fn tick_syncs_flushes_and_expires() {
     let r = db.tick(20_000).unwrap();
     assert_eq!(r.segments_written, 3);
     assert_eq!(db.stats().head_samples, 1);
-    // The idle open chunk is closed and flushed, the two flushes' segments are merged,
-    // then raw (15 days) and 1 m (90 days) expire while 1 h (2 years) stays.
+    // The idle open chunk is closed and flushed (the windows are still open, so
+    // nothing is merged), then raw (15 days) and 1 m (90 days) expire while 1 h
+    // (2 years) stays.
     let r = db.tick(100 * 86_400_000).unwrap();
-    assert_eq!((r.segments_written, r.segments_deleted), (6, 8), "{r:?}");
-    assert_eq!(db.stats().segments, 1);
+    assert_eq!((r.segments_written, r.segments_deleted), (3, 4), "{r:?}");
+    assert_eq!(db.stats().segments, 2);
     let hour = db.select_rollup(&[], 0, 20_000, Resolution::Hour).unwrap();
     assert_eq!(hour[0].buckets[0].count, 10);
     assert!(
@@ -449,7 +457,7 @@ fn tick_syncs_flushes_and_expires() {
     );
     assert!(db.select(&[], 0, 20_000).unwrap().is_empty());
     let r = db.tick(1000 * 86_400_000).unwrap();
-    assert_eq!((r.segments_deleted, r.series_dropped), (1, 1), "{r:?}");
+    assert_eq!((r.segments_deleted, r.series_dropped), (2, 1), "{r:?}");
 }
 
 /// Regression: after a reopen from segments, the same timestamp with another value was
@@ -517,6 +525,9 @@ fn crash_before_compaction_cleanup_doubles_nothing() {
             db.flush().unwrap();
         }
     }
+    // Data past the raw and 1 m windows' end, so those windows are complete.
+    db.append(&[pt(0, 200_000, Value::Float(0.0))]).unwrap();
+    db.flush_all().unwrap();
     let want = db.select(&[], i64::MIN, i64::MAX).unwrap();
     let segs = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
         let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -532,16 +543,17 @@ fn crash_before_compaction_cleanup_doubles_nothing() {
         v
     };
     let before = segs(dir.path());
-    assert_eq!(before.len(), 12);
+    assert_eq!(before.len(), 15);
     db.compact().unwrap();
     drop(db);
-    assert_eq!(segs(dir.path()).len(), 3);
+    // Raw and 1 m: the first four merged plus the last; 1 h: its window is still open.
+    assert_eq!(segs(dir.path()).len(), 9);
     for (p, b) in &before {
         std::fs::write(p, b).unwrap();
     }
     let db = Db::open(dir.path(), opts()).unwrap();
-    assert_eq!(db.stats().segments, 3);
-    assert_eq!(segs(dir.path()).len(), 3);
+    assert_eq!(db.stats().segments, 9);
+    assert_eq!(segs(dir.path()).len(), 9);
     assert_eq!(db.select(&[], i64::MIN, i64::MAX).unwrap(), want);
 }
 

@@ -16,7 +16,8 @@ enum Op {
     Sync,
     Flush,
     FlushAll,
-    Compact,
+    /// `compact` (false) or `compact_full` (true).
+    Compact(bool),
     /// Process killed: everything written survives.
     Kill,
     /// Power cut: only fsynced data survives.
@@ -29,7 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sync),
         1 => Just(Op::Flush),
         1 => Just(Op::FlushAll),
-        1 => Just(Op::Compact),
+        1 => any::<bool>().prop_map(Op::Compact),
         1 => Just(Op::Kill),
         1 => Just(Op::PowerLoss),
     ]
@@ -196,8 +197,12 @@ proptest! {
                     db.flush_all().unwrap();
                     durable = cur.clone();
                 }
-                Op::Compact => {
-                    db.compact().unwrap();
+                Op::Compact(full) => {
+                    if full {
+                        db.compact_full().unwrap();
+                    } else {
+                        db.compact().unwrap();
+                    }
                 }
                 Op::Kill => {
                     drop(db);
