@@ -54,6 +54,12 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn run_json(r: &RunRow, steps: Option<&[StepRow]>) -> Value {
+    run_json_waiting(r, steps, None)
+}
+
+/// A run as JSON with what it waits for (`waitingFor`, absent when it does not wait) and
+/// each step's duration so far (`durationMs`).
+fn run_json_waiting(r: &RunRow, steps: Option<&[StepRow]>, waiting: Option<String>) -> Value {
     let mut v = json!({
         "id": r.id, "pipeline": r.pipeline, "number": r.number, "status": r.status.as_str(),
         "event": r.event, "triggeredBy": r.triggered_by, "branch": r.branch, "sha": r.sha,
@@ -70,11 +76,26 @@ fn run_json(r: &RunRow, steps: Option<&[StepRow]>) -> Value {
                     "outputs": serde_json::from_str::<Value>(&s.outputs).unwrap_or(Value::Null),
                     "startedAt": ts(s.started_at), "finishedAt": ts(s.finished_at),
                     "decidedBy": s.decided_by, "decidedAt": ts(s.decided_at),
+                    "durationMs": s.started_at.map(|start| {
+                        s.finished_at.unwrap_or_else(|| Timestamp::now().millis()) - start
+                    }),
                 })
             })
             .collect();
     }
+    if let Some(w) = waiting {
+        v["waitingFor"] = json!(w);
+    }
     v
+}
+
+/// What a run waits for, if it does.
+fn waiting(svc: &Service, r: &RunRow) -> Option<String> {
+    match r.status {
+        store::RunStatus::Queued => svc.waiting_for(&r.id, true),
+        store::RunStatus::Running => svc.waiting_for(&r.id, false),
+        _ => None,
+    }
 }
 
 /// `GET /api/v1/pipelines`.
@@ -275,7 +296,7 @@ pub(crate) async fn cancel(
 
 /// `GET /api/v1/runs?pipeline=NAME&limit=N`: newest first.
 pub(crate) async fn list_runs(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> ApiResult {
-    service(&ctx)?;
+    let svc = service(&ctx)?;
     let q = Params::parse(q.as_deref());
     let limit = q
         .get("limit")
@@ -284,20 +305,29 @@ pub(crate) async fn list_runs(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> 
         .min(1000);
     let runs = ctx.store.runs(q.get("pipeline"), limit)?;
     Ok(
-        axum::Json(json!({"runs": runs.iter().map(|r| run_json(r, None)).collect::<Vec<_>>()}))
+        axum::Json(json!({"runs": runs.iter().map(|r| run_json_waiting(r, None, waiting(svc, r))).collect::<Vec<_>>()}))
             .into_response(),
     )
 }
 
 /// `GET /api/v1/runs/{id}`: the run with its steps.
 pub(crate) async fn get_run(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
-    service(&ctx)?;
+    let svc = service(&ctx)?;
     let run = ctx
         .store
         .run(&id)?
         .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, format!("no run {id}")))?;
-    let steps = ctx.store.steps(&id)?;
-    Ok(axum::Json(run_json(&run, Some(&steps))).into_response())
+    let mut steps = ctx.store.steps(&id)?;
+    // In the pipeline's order (as the file was last read), not by name.
+    let order = svc.step_order(&run.pipeline);
+    steps.sort_by_key(|s| {
+        order
+            .iter()
+            .position(|n| *n == s.name)
+            .unwrap_or(usize::MAX)
+    });
+    let waits = waiting(svc, &run);
+    Ok(axum::Json(run_json_waiting(&run, Some(&steps), waits)).into_response())
 }
 
 /// `GET /api/v1/runs/{id}/steps/{step}/logs?after=SEQ&limit=N`: lines after `after`;

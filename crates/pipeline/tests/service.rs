@@ -1151,3 +1151,64 @@ async fn plans_check_parameters_and_name_the_environments_a_run_deploys_to() {
     assert_eq!(err, "parameter `Env` is one of yz, prod, not `moon`");
     assert!(f.service.plan("nope", &BTreeMap::new()).is_err());
 }
+
+/// Issue 17 §1: a run waiting for an approval hands its turn on (the next commit is built
+/// meanwhile), says what it waits for, and is superseded when a newer run is approved for
+/// the same environment.
+#[tokio::test]
+async fn a_waiting_run_does_not_block_newer_commits_and_is_superseded_by_them() {
+    let f = fixture(
+        "version: 1\nname: w\nsteps:\n  build: { run: 'echo built' }\n  signoff:\n    needs: [build]\n    approve: { message: 'Ship it?', env: prod, timeout: 1h }\n  ship:\n    needs: [signoff]\n    run: echo shipped\n",
+    );
+    f.service.add_pipeline("w", &f.source).await.unwrap();
+    let older = f
+        .service
+        .trigger("w", "push", "poll", BTreeMap::new())
+        .unwrap();
+    wait_step(&f.store, &older.id, "signoff", "waiting").await;
+    let waits = f.service.waiting_for(&older.id, false).unwrap();
+    assert!(
+        waits.contains("approval `signoff` (Ship it?)")
+            && waits.contains(&format!("slipway runs approve {} signoff", older.id)),
+        "{waits}"
+    );
+    // A newer commit runs while the older run waits.
+    git(
+        f.repo.path(),
+        &["commit", "-q", "--allow-empty", "-m", "newer"],
+    );
+    let newer = f
+        .service
+        .trigger("w", "push", "poll", BTreeMap::new())
+        .unwrap();
+    let built = wait_step(&f.store, &newer.id, "build", "succeeded").await;
+    assert!(built.finished_at.is_some());
+    wait_step(&f.store, &newer.id, "signoff", "waiting").await;
+    assert_eq!(
+        f.store.run(&older.id).unwrap().unwrap().status,
+        store::RunStatus::Running,
+        "the older run still waits"
+    );
+    f.service
+        .decide(
+            &newer.id,
+            "signoff",
+            Decision {
+                approve: true,
+                by: "user:lee".into(),
+            },
+        )
+        .unwrap();
+    let done = wait_run(&f.store, &newer.id, &["succeeded", "failed"]).await;
+    assert_eq!(done.status, store::RunStatus::Succeeded);
+    let old = wait_run(&f.store, &older.id, &["superseded", "failed", "succeeded"]).await;
+    assert_eq!(
+        (old.status, old.reason.as_deref()),
+        (
+            store::RunStatus::Superseded,
+            Some("superseded by run #2 of w, approved for prod by user:lee")
+        )
+    );
+    assert!(f.service.pending("w", "signoff").is_none());
+    assert_ne!(old.sha, done.sha, "each run built its own commit");
+}

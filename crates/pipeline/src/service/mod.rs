@@ -19,6 +19,7 @@ mod recover;
 mod registry;
 mod schedule;
 mod steps;
+mod waits;
 
 pub use checkout::in_workspace;
 pub use params::check_params;
@@ -140,6 +141,9 @@ pub struct PendingApproval {
 struct Pending {
     tx: oneshot::Sender<Decision>,
     info: PendingApproval,
+    /// The run's pipeline and number (to find older runs it supersedes).
+    pipeline: String,
+    number: i64,
 }
 
 /// Resolves a secret's value by name.
@@ -168,7 +172,9 @@ struct Inner {
     /// Where `deploy` steps deploy.
     deployer: Mutex<Option<Arc<dyn Deployer>>>,
     /// Running runs' cancel tokens, and who cancelled.
-    cancels: Mutex<HashMap<String, (CancellationToken, Option<String>)>>,
+    cancels: Mutex<HashMap<String, (CancellationToken, Option<waits::Ending>)>>,
+    /// Runs waiting for an environment's deploy lock.
+    env_waits: Mutex<HashMap<String, waits::EnvWait>>,
     /// One deploy at a time per environment, in the order they asked (tokio's mutex is
     /// fair), so deploys to one environment land in commit order.
     env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -227,6 +233,7 @@ impl Service {
                 docker: Mutex::new(None),
                 deployer: Mutex::new(None),
                 cancels: Mutex::new(HashMap::new()),
+                env_waits: Mutex::new(HashMap::new()),
                 env_locks: Mutex::new(HashMap::new()),
             }),
         }
@@ -326,6 +333,16 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("no pipeline `{name}`")))?;
         serde_json::from_str(&row.source)
             .map_err(|e| ServiceError::Invalid(format!("stored source of `{name}`: {e}")))
+    }
+
+    /// The pipeline's step names in the file's order (as last read); empty when unknown.
+    pub fn step_order(&self, name: &str) -> Vec<String> {
+        self.source(name)
+            .ok()
+            .and_then(|s| s.file_text)
+            .and_then(|text| parse_pipeline(&text).ok())
+            .map(|p| p.steps.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// What a manual run with `given` parameters would do, from the pipeline file as last

@@ -5,6 +5,7 @@ use super::checkout::{checkout, git, read_pipeline};
 use super::observer::StoreObserver;
 use super::params::{check_params, with_vars};
 use super::steps::ServerSteps;
+use super::waits::{Ending, Turn};
 use super::{Service, ServiceError, Source, now_ms};
 use crate::{Outputs, RunSpec, StepState, Values};
 use model::pipeline::Pipeline;
@@ -30,7 +31,7 @@ impl Service {
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(id)
         {
-            *who = Some(by.to_string());
+            *who = Some(Ending::Cancelled(by.to_string()));
             token.cancel();
             return Ok(());
         }
@@ -91,10 +92,13 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("no run {id}")))?;
         if !matches!(
             old.status,
-            RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted
+            RunStatus::Failed
+                | RunStatus::Cancelled
+                | RunStatus::Interrupted
+                | RunStatus::Superseded
         ) {
             return Err(ServiceError::Invalid(format!(
-                "run {id} is {}; only failed, cancelled or interrupted runs are retried",
+                "run {id} is {}; only failed, cancelled, interrupted or superseded runs are retried",
                 old.status
             )));
         }
@@ -148,7 +152,8 @@ impl Service {
             .clone();
         let service = self.clone();
         inner.tracker.spawn(async move {
-            let _turn = queue.lock().await;
+            // Given up early when the run starts waiting for an approval.
+            let turn = Turn::holding(queue.lock_owned().await);
             let id = run.id.clone();
             if service
                 .inner
@@ -160,7 +165,7 @@ impl Service {
             {
                 return;
             }
-            if let Err(e) = service.execute(run, source, done).await {
+            if let Err(e) = service.execute(run, source, done, turn).await {
                 let _ = service.inner.store.set_run_status(
                     &id,
                     RunStatus::Failed,
@@ -177,6 +182,7 @@ impl Service {
         run: RunRow,
         source: Source,
         done: BTreeMap<String, Outputs>,
+        turn: Turn,
     ) -> Result<(), ServiceError> {
         let store = &self.inner.store;
         store.set_run_status(&run.id, RunStatus::Running, None, Some(now_ms()), None)?;
@@ -322,6 +328,7 @@ impl Service {
             number: run.number,
             repos,
             definition: Arc::new(pipeline.clone()),
+            turn,
         });
         let result = crate::execute(spec, observer.clone(), server_steps, cancel.clone()).await;
         stop_flushing.cancel();
@@ -336,11 +343,13 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&run.id)
-            .and_then(|(_, by)| by);
+            .and_then(|(_, ending)| ending);
         let (status, reason) = if result.succeeded() {
             (RunStatus::Succeeded, None)
-        } else if let Some(by) = cancelled_by {
+        } else if let Some(Ending::Cancelled(by)) = cancelled_by {
             (RunStatus::Cancelled, Some(format!("cancelled by {by}")))
+        } else if let Some(Ending::Superseded(reason)) = cancelled_by {
+            (RunStatus::Superseded, Some(reason))
         } else {
             let failed: Vec<String> = result
                 .steps

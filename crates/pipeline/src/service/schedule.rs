@@ -51,9 +51,14 @@ impl Service {
                 state.due = now + every;
                 true
             };
-            // Runs in progress check out the newest commit anyway.
+            // A run that has not checked out yet will check out the newest commit anyway;
+            // one that has (even if it waits for an approval) does not stop a new run.
             let runs = self.inner.store.runs(Some(&row.name), 1)?;
-            if !due || runs.first().is_some_and(|r| !r.status.is_finished()) {
+            if !due
+                || runs
+                    .first()
+                    .is_some_and(|r| !r.status.is_finished() && r.sha.is_empty())
+            {
                 continue;
             }
             let reference = format!("refs/heads/{}", source.branch);

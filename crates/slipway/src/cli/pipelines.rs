@@ -278,19 +278,52 @@ pub(crate) async fn runs(
 
 /// The runs table of `runs list` and `pipelines show`.
 fn runs_table(runs: &[Value]) -> Table {
-    let mut t = Table::new(&["ID", "PIPELINE", "#", "STATUS", "EVENT", "BY", "CREATED"]);
+    let mut t = Table::new(&[
+        "ID",
+        "PIPELINE",
+        "#",
+        "STATUS",
+        "EVENT",
+        "BY",
+        "CREATED",
+        "WAITING FOR",
+    ]);
     for r in runs {
         t.row(vec![
             str_of(r, "id").to_string(),
             str_of(r, "pipeline").to_string(),
             r["number"].to_string(),
-            str_of(r, "status").to_string(),
+            run_status(r),
             str_of(r, "event").to_string(),
             str_of(r, "triggeredBy").to_string(),
             str_of(r, "createdAt").to_string(),
+            or_dash(str_of(r, "waitingFor")),
         ]);
     }
     t
+}
+
+/// A run's status as people read it: a run that waits says so (`waiting`), not `running`.
+fn run_status(r: &Value) -> String {
+    match (str_of(r, "status"), str_of(r, "waitingFor")) {
+        ("running", w) if !w.is_empty() => "waiting".to_string(),
+        (status, _) => status.to_string(),
+    }
+}
+
+/// `1.2s`, `3m04s`, or `-` for a step that has not started.
+fn duration(ms: &Value) -> String {
+    let Some(ms) = ms.as_i64() else {
+        return "-".into();
+    };
+    let secs = ms.max(0) / 1000;
+    if secs < 60 {
+        format!("{:.1}s", ms.max(0) as f64 / 1000.0)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
 }
 
 /// `runs show ID`.
@@ -306,7 +339,7 @@ pub(crate) async fn show(client: &Client, output: Output, id: &str) -> anyhow::R
         "run #{} of {}: {}{}  ({} by {}, {} {})",
         run["number"],
         str_of(&run, "pipeline"),
-        str_of(&run, "status"),
+        run_status(&run),
         if str_of(&run, "reason").is_empty() {
             String::new()
         } else {
@@ -317,11 +350,22 @@ pub(crate) async fn show(client: &Client, output: Output, id: &str) -> anyhow::R
         str_of(&run, "branch"),
         str_of(&run, "sha").chars().take(12).collect::<String>(),
     ))?;
-    let mut t = Table::new(&["STEP", "STATUS", "ATTEMPTS", "DECIDED BY", "REASON"]);
+    if !str_of(&run, "waitingFor").is_empty() {
+        out::line(&format!("waiting for {}", str_of(&run, "waitingFor")))?;
+    }
+    let mut t = Table::new(&[
+        "STEP",
+        "STATUS",
+        "DURATION",
+        "ATTEMPTS",
+        "DECIDED BY",
+        "REASON",
+    ]);
     for s in arr_of(&run, "steps") {
         t.row(vec![
             str_of(s, "name").to_string(),
             str_of(s, "status").to_string(),
+            duration(&s["durationMs"]),
             s["attempts"].to_string(),
             or_dash(str_of(s, "decidedBy")),
             or_dash(str_of(s, "reason")),

@@ -26,6 +26,7 @@ impl ServerSteps {
             .values
             .render(message)
             .unwrap_or_else(|_| message.to_string());
+        let named_env = env.is_some();
         let info = PendingApproval {
             run: self.run.clone(),
             step: step.name.clone(),
@@ -37,12 +38,25 @@ impl ServerSteps {
                 .map(|e| auth::environment_name(&e).to_string())
                 .unwrap_or_else(|| "default".into()),
         };
+        let info_env = info.env.clone();
         self.service
             .inner
             .approvals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), Pending { tx, info });
+            .insert(
+                key.clone(),
+                Pending {
+                    tx,
+                    info,
+                    pipeline: self.pipeline.clone(),
+                    number: self.number,
+                },
+            );
+        let (pipeline, number, approval_env) =
+            (self.pipeline.clone(), self.number, info_env.clone());
+        // Waiting holds no turn: the pipeline's next runs start meanwhile.
+        self.turn.give_up();
         (cx.log)(
             Stream::System,
             format!(
@@ -89,6 +103,10 @@ impl ServerSteps {
                         ),
                     );
                     if d.approve {
+                        // Older runs waiting to go to the same environment are superseded.
+                        if named_env {
+                            service.supersede_older(&pipeline, number, &approval_env, &d.by);
+                        }
                         Ok(Outputs::from([("approved_by".into(), d.by)]))
                     } else {
                         Err(format!("rejected by {}", d.by))

@@ -4,6 +4,7 @@
 use super::super::queue::RepoCheckout;
 use crate::service::checkout::in_workspace;
 use crate::service::registry::{ManifestError, manifest, registry_parts};
+use crate::service::waits::EnvWait;
 use crate::service::{Deployer, DockerSetup, Service};
 use crate::{Outputs, StepContext, Stream};
 use model::pipeline::{Step, StepKind};
@@ -31,6 +32,23 @@ pub fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
 /// image pinned to what the pipeline built), deployed through the control plane as `who`
 /// (see [`ServerSteps::deployer_of`]), under the environment's policy; waits for the
 /// deployment and reports its progress. One deploy at a time per environment.
+/// The run a deploy step belongs to.
+pub(super) struct RunRef {
+    pub(super) id: String,
+    pub(super) pipeline: String,
+    pub(super) number: i64,
+}
+
+/// Forgets a run's wait for an environment however the wait ends.
+struct EnvWaitGuard<'a>(&'a Service, &'a str);
+
+impl Drop for EnvWaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.env_acquired(self.1);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn deploy_step(
     service: &Service,
     deployer: Option<Arc<dyn Deployer>>,
@@ -39,6 +57,7 @@ pub(super) async fn deploy_step(
     step: &Step,
     who: &str,
     repos: &BTreeMap<String, RepoCheckout>,
+    run: &RunRef,
 ) -> Result<Outputs, String> {
     let StepKind::Deploy {
         env,
@@ -126,7 +145,22 @@ pub(super) async fn deploy_step(
         format!("waiting for the {env} environment (one deploy at a time)"),
     );
     let lock = service.env_lock(&env);
+    let env_name = auth::environment_name(&env).to_string();
+    service.env_waiting(
+        &run.id,
+        EnvWait {
+            pipeline: run.pipeline.clone(),
+            number: run.number,
+            env: env_name,
+            what: format!(
+                "the {env} environment (deploy step `{}`, one deploy at a time)",
+                step.name
+            ),
+        },
+    );
+    let waiting = EnvWaitGuard(service, &run.id);
     let _turn = lock.lock().await;
+    drop(waiting);
     let deployment = deployer.deploy(who, def)?;
     (cx.log)(
         Stream::System,

@@ -14,6 +14,7 @@ pub use deploy::merge_json;
 use super::Service;
 use super::observer::StoreObserver;
 use super::queue::RepoCheckout;
+use super::waits::Turn;
 use crate::{OtherSteps, Outputs, StepContext};
 use futures_util::future::BoxFuture;
 use model::pipeline::{Pipeline, Step, StepKind};
@@ -33,6 +34,8 @@ pub(super) struct ServerSteps {
     pub(super) number: i64,
     pub(super) repos: BTreeMap<String, RepoCheckout>,
     pub(super) definition: Arc<Pipeline>,
+    /// The run's turn in its pipeline's queue, given up when it waits for an approval.
+    pub(super) turn: Turn,
 }
 
 impl ServerSteps {
@@ -167,9 +170,15 @@ impl OtherSteps for ServerSteps {
                     self.deployer_of(step, &cx),
                     self.repos.clone(),
                 );
+                let run = deploy::RunRef {
+                    id: self.run.clone(),
+                    pipeline: self.pipeline.clone(),
+                    number: self.number,
+                };
                 let step = step.clone();
                 Box::pin(async move {
-                    deploy::deploy_step(&service, deployer, setup, &cx, &step, &who, &repos).await
+                    deploy::deploy_step(&service, deployer, setup, &cx, &step, &who, &repos, &run)
+                        .await
                 })
             }
         }
