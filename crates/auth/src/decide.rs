@@ -83,8 +83,9 @@ impl Decision {
 impl PolicySet {
     /// Decides whether `who` may perform `action`:
     ///
-    /// * admins may do everything — including approving their own runs where the environment
-    ///   forbids self-approval (they could change the policy anyway);
+    /// * admins may do everything except approve a run they started where the environment
+    ///   forbids self-approval: the four-eyes rule holds for everyone (an admin who wants
+    ///   otherwise changes the policy, which the audit log records);
     /// * [`Action::Read`] needs viewer, i.e. any authenticated user;
     /// * [`Action::Admin`] needs admin;
     /// * [`Action::Deploy`] needs a matching `deploy` subject in every environment returned by
@@ -94,7 +95,13 @@ impl PolicySet {
     ///   environments are denied.
     pub fn authorize(&self, who: &Principal, action: &Action) -> Decision {
         if who.role == Role::Admin {
-            return Decision::Allow;
+            return match action {
+                Action::Approve { env, started_by } => match self.environment(env) {
+                    Some(policy) => self_approval(policy, who, started_by.as_deref()),
+                    None => Decision::Allow,
+                },
+                _ => Decision::Allow,
+            };
         }
         match action {
             // Every role is at least a viewer.
@@ -139,13 +146,34 @@ fn approve(policy: &Policy, who: &Principal, started_by: Option<&str>) -> Decisi
         let what = format!("approve releases into {}", policy.name);
         return deny(who, &what, &policy.approve);
     }
+    self_approval(policy, who, started_by)
+}
+
+/// The four-eyes rule, for every role: where the environment forbids self-approval, the
+/// person who started a run may not approve it.
+fn self_approval(policy: &Policy, who: &Principal, started_by: Option<&str>) -> Decision {
     if started_by == Some(who.user.as_str()) && !policy.self_approval {
         return Decision::Deny(format!(
-            "{} started this run and {} does not allow self-approval",
+            "{} started this run and {} does not allow self-approval: someone else must approve",
             who.user, policy.name
         ));
     }
     Decision::Allow
+}
+
+impl PolicySet {
+    /// The environment that asks for confirmation (`confirm: true`) before the app `app`
+    /// with `labels` is changed by hand (scaled, rolled back, deleted, released), if any of
+    /// the environments the app belongs to does. Interactive tools ask, or take `--yes`.
+    pub fn confirmation_for(
+        &self,
+        app: &PathId,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<&Policy> {
+        self.environments_for(app, labels)
+            .into_iter()
+            .find(|env| env.confirm)
+    }
 }
 
 /// `"<role> <user> may not <what> (needs <subjects>)"`; an empty list means admins only.

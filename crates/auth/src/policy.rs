@@ -31,7 +31,7 @@ pub struct Policy {
     /// Who may approve releases into this environment (admins always may).
     #[serde(default)]
     pub approve: Vec<Subject>,
-    /// Whether the person who started a run may approve it (admins always may).
+    /// Whether the person who started a run may approve it (the rule binds admins too).
     #[serde(default)]
     pub self_approval: bool,
     /// Whether interactive tools (release jobs, CLI) must ask for confirmation.

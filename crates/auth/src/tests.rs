@@ -204,7 +204,9 @@ fn authorize_table() {
         (
             &deployer,
             approve("prod", Some("dora")),
-            Err("dora started this run and prod does not allow self-approval"),
+            Err(
+                "dora started this run and prod does not allow self-approval: someone else must approve",
+            ),
         ),
         (&deployer, approve("default", Some("dora")), Ok(())),
         (
@@ -212,7 +214,16 @@ fn authorize_table() {
             approve("staging", None),
             Err("unknown environment \"staging\""),
         ),
-        (&admin, approve("prod", Some("root")), Ok(())),
+        // The four-eyes rule holds for admins too.
+        (
+            &admin,
+            approve("prod", Some("root")),
+            Err(
+                "root started this run and prod does not allow self-approval: someone else must approve",
+            ),
+        ),
+        (&admin, approve("prod", Some("dora")), Ok(())),
+        (&admin, approve("qa", Some("root")), Ok(())),
         (&admin, approve("staging", None), Ok(())),
         (&admin, deploy("/prod/web", &[]), Ok(())),
         (&admin, Action::Admin, Ok(())),
@@ -328,8 +339,14 @@ fn action() -> impl Strategy<Value = Action> {
 
 proptest! {
     #[test]
-    fn admin_is_always_allowed(set in policy_set(), action in action()) {
-        prop_assert!(set.authorize(&who("alice", Role::Admin), &action).is_allowed());
+    fn admin_is_allowed_all_but_self_approval(set in policy_set(), action in action()) {
+        let own_run = match &action {
+            Action::Approve { env, started_by } => started_by.as_deref() == Some("alice")
+                && set.environment(env).is_some_and(|p| !p.self_approval),
+            _ => false,
+        };
+        let allowed = set.authorize(&who("alice", Role::Admin), &action).is_allowed();
+        prop_assert_eq!(allowed, !own_run);
     }
 
     #[test]
@@ -372,4 +389,23 @@ proptest! {
 fn deploy_targets_name_their_environment() {
     assert_eq!(crate::environment_name("prod"), "prod");
     assert_eq!(crate::environment_name("BB/prod"), "prod");
+}
+
+#[test]
+fn confirmation_follows_the_apps_environments() {
+    let set = PolicySet::default();
+    let env = |id: &str, l: &[(&str, &str)]| {
+        set.confirmation_for(&PathId::parse(id), &labels(l))
+            .map(|p| p.name.clone())
+    };
+    assert_eq!(env("/prod/web", &[]), Some("prod".into()));
+    assert_eq!(env("/AA/prod/orders", &[]), Some("prod".into()));
+    assert_eq!(env("/web", &[("SLIPWAY_ENV", "prod")]), Some("prod".into()));
+    // A label cannot take an app out of its path environment's confirmation.
+    assert_eq!(
+        env("/prod/web", &[("SLIPWAY_ENV", "qa")]),
+        Some("prod".into())
+    );
+    assert_eq!(env("/AA/qa/orders", &[]), None);
+    assert_eq!(env("/web", &[]), None);
 }

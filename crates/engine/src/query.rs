@@ -222,6 +222,22 @@ impl Engine {
                 .as_ref()
                 .map(|f| f.message.as_str()),
         );
+        let ready = st
+            .tasks_of(id)
+            .filter(|t| t.kill.is_none() && crate::reconcile::task_ready(&app.def, t, now))
+            .count() as u32;
+        let crash_loop = crash_loop(app, ready, now);
+        let state = if crash_loop.is_some() {
+            "CrashLoopBackOff"
+        } else if app.def.instances == 0 {
+            "Suspended"
+        } else if st.deployments_of(id).next().is_some() {
+            "Deploying"
+        } else if ready >= app.def.instances {
+            "Running"
+        } else {
+            "Waiting"
+        };
         let limits = match self.cgroup_support() {
             CgroupSupport::Unavailable { reason } => {
                 json!({"enforced": false, "reason": format!("cpus/mem are not enforced: {reason}")})
@@ -231,6 +247,9 @@ impl Engine {
         Some(json!({
             "id": id,
             "instances": app.def.instances,
+            "state": state,
+            "ready": ready,
+            "crashLoop": crash_loop,
             "counts": counts,
             "deployments": st.deployments_of(id).map(|d| d.id.clone()).collect::<Vec<_>>(),
             "waiting": waiting,
@@ -251,6 +270,22 @@ impl Engine {
         }
         Some(group_of(&st, id, embed, self))
     }
+}
+
+/// Kubernetes' `CrashLoopBackOff`: fewer instances ready ([`crate::reconcile::task_ready`])
+/// than wanted while the app's tasks keep failing, so its launches back off. `None` when the
+/// app is not backing off (no failure since its version was deployed) or all instances run.
+fn crash_loop(app: &crate::state::AppEntry, ready: u32, now: i64) -> Option<Value> {
+    let failure = app.rt.last_task_failure.as_ref()?;
+    if ready >= app.def.instances || app.rt.delay_seconds <= 0.0 {
+        return None;
+    }
+    Some(json!({
+        "backoffSeconds": app.rt.delay_seconds,
+        "nextLaunchInSeconds": app.rt.delay_left_ms(now) as f64 / 1000.0,
+        "lastFailure": failure.message,
+        "at": failure.timestamp,
+    }))
 }
 
 fn waiting_reason(

@@ -6,7 +6,7 @@
 //! messages.
 
 use crate::planner::{self, AppTarget, KillCause, TaskView};
-use crate::state::{ActionKind, KillKind, Outcome, State, TaskState};
+use crate::state::{ActionKind, KillKind, Outcome, State, TaskRecord, TaskState};
 use crate::{Engine, Msg, now_ms};
 use health::TaskHealth;
 use model::PathId;
@@ -21,6 +21,27 @@ const ROTATE_EVERY_MS: i64 = 10_000;
 const POLL_ADOPTED_EVERY_MS: i64 = 500;
 /// How often the machine is scanned for task processes that no record owns.
 const SWEEP_ORPHANS_EVERY_MS: i64 = 3_000;
+/// How long a task of an app without health checks must have been running before it counts
+/// as ready. A command that exits at once is running for a moment; without this, a
+/// crash-looping app completed its deployment whenever a tick fell into that moment.
+pub(crate) const MIN_UP_MS: i64 = 2_000;
+
+/// Whether a task counts as ready, for deployment steps and the rolling upgrade's health
+/// floor alike: running, not being killed, and passing every health check; for an app
+/// without checks, running for at least [`MIN_UP_MS`]. A task that keeps exiting never
+/// counts, so a crash-looping app never completes a deployment (Marathon's rule: a
+/// deployment succeeds when its instances run, and are healthy where checked).
+pub(crate) fn task_ready(def: &model::AppDefinition, t: &TaskRecord, now: i64) -> bool {
+    if t.state != TaskState::TaskRunning {
+        return false;
+    }
+    if def.health_checks.is_empty() {
+        t.started_at
+            .is_some_and(|s| now.saturating_sub(s.millis()) >= MIN_UP_MS)
+    } else {
+        t.health() == TaskHealth::Healthy
+    }
+}
 
 impl Engine {
     /// Runs the reconcile loop until `shutdown` is cancelled.
@@ -132,7 +153,7 @@ impl Engine {
         self.escalate_kills(&mut st, now);
         self.kill_tasks_without_app(&mut st, now);
         self.plan_apps(&mut st, now);
-        self.advance_deployments(&mut st);
+        self.advance_deployments(&mut st, now);
         let (probes, next_probe) = self.due_probes(&mut st, now);
         drop(st);
         *self
@@ -200,14 +221,11 @@ impl Engine {
             let Some(app) = st.apps.get(&t.app_id) else {
                 continue;
             };
-            let running = t.state == TaskState::TaskRunning;
-            let healthy =
-                running && (app.def.health_checks.is_empty() || t.health() == TaskHealth::Healthy);
             views.entry(&t.app_id).or_default().push(TaskView {
                 id: t.id.clone(),
                 current_config: t.config_version == app.def.version_info.last_config_change_at,
-                running,
-                healthy,
+                running: t.state == TaskState::TaskRunning,
+                healthy: task_ready(&app.def, t, now),
                 killing: t.kill.is_some(),
                 staged_at: t.staged_at.millis(),
             });
@@ -297,7 +315,7 @@ impl Engine {
     }
 
     /// Moves deployments forward when their current step is satisfied.
-    fn advance_deployments(&self, st: &mut State) {
+    fn advance_deployments(&self, st: &mut State, now: i64) {
         let mut i = 0;
         while i < st.deployments.len() {
             let mut changed = false;
@@ -307,7 +325,7 @@ impl Engine {
                     || !d
                         .current_actions()
                         .iter()
-                        .all(|a| step_done(st, &a.app, a.action))
+                        .all(|a| step_done(st, &a.app, a.action, now))
                 {
                     break;
                 }
@@ -407,8 +425,9 @@ impl Engine {
     }
 }
 
-/// Whether one deployment action has reached its goal.
-fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
+/// Whether one deployment action has reached its goal: for scales and restarts, exactly
+/// `instances` tasks that are ready ([`task_ready`]).
+pub(crate) fn step_done(st: &State, app_id: &PathId, action: ActionKind, now: i64) -> bool {
     match action {
         ActionKind::StartApplication => true,
         ActionKind::StopApplication => st.tasks_of(app_id).next().is_none(),
@@ -416,7 +435,6 @@ fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
             let Some(app) = st.apps.get(app_id) else {
                 return true;
             };
-            let checks = !app.def.health_checks.is_empty();
             let mut count = 0;
             let restart = action == ActionKind::RestartApplication;
             for t in st.tasks_of(app_id) {
@@ -426,10 +444,7 @@ fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
                 if restart && t.kill.is_some() {
                     continue;
                 }
-                if t.kill.is_some() || t.state != TaskState::TaskRunning {
-                    return false;
-                }
-                if checks && t.health() != TaskHealth::Healthy {
+                if t.kill.is_some() || !task_ready(&app.def, t, now) {
                     return false;
                 }
                 if restart && t.config_version != app.def.version_info.last_config_change_at {
@@ -439,5 +454,93 @@ fn step_done(st: &State, app_id: &PathId, action: ActionKind) -> bool {
             }
             count == app.def.instances as usize
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{AppEntry, TaskRecord};
+    use model::Timestamp;
+
+    /// A state with the app `body` and one task of its current version, started at
+    /// `started_at` (None: still staging).
+    fn state(body: &str, started_at: Option<i64>) -> (State, PathId) {
+        let def = model::parse_definition(body.as_bytes(), None, Timestamp(1)).unwrap();
+        let id = def.id.clone();
+        let task = TaskRecord {
+            id: format!("{}.t1", id.safe_name()),
+            app_id: id.clone(),
+            version: def.version,
+            config_version: def.version_info.last_config_change_at,
+            state: if started_at.is_some() {
+                TaskState::TaskRunning
+            } else {
+                TaskState::TaskStaging
+            },
+            staged_at: Timestamp(0),
+            started_at: started_at.map(Timestamp),
+            host_ports: Vec::new(),
+            service_ports: Vec::new(),
+            proc: None,
+            sandbox: Default::default(),
+            kill: None,
+            health: vec![Default::default(); def.health_checks.len()],
+            limits_enforced: false,
+            last_probe: Vec::new(),
+            probing: Vec::new(),
+            watched: true,
+            launching: false,
+            docker: false,
+            container: None,
+            ip: None,
+        };
+        let mut st = State::default();
+        st.apps
+            .insert(id.clone(), AppEntry::new(def, Default::default()));
+        st.tasks.insert(task.id.clone(), task);
+        (st, id)
+    }
+
+    const NO_CHECKS: &str = r#"{"id": "/crash", "cmd": "exit 3", "instances": 1}"#;
+
+    #[test]
+    fn a_task_without_checks_counts_only_once_it_stayed_up() {
+        let check = |started: Option<i64>, now: i64, want: bool| {
+            let (st, id) = state(NO_CHECKS, started);
+            for action in [ActionKind::ScaleApplication, ActionKind::RestartApplication] {
+                assert_eq!(
+                    step_done(&st, &id, action, now),
+                    want,
+                    "{action:?} started {started:?} now {now}"
+                );
+            }
+        };
+        // Staging never counts; running for a moment (a command that exits at once) does
+        // not either; running for MIN_UP_MS does.
+        check(None, 100_000, false);
+        check(Some(100_000), 100_000, false);
+        check(Some(100_000), 100_000 + MIN_UP_MS - 1, false);
+        check(Some(100_000), 100_000 + MIN_UP_MS, true);
+    }
+
+    #[test]
+    fn a_task_with_checks_counts_when_healthy_however_young() {
+        let body = r#"{"id": "/web", "cmd": "serve", "instances": 1,
+            "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]}"#;
+        let (mut st, id) = state(body, Some(100_000));
+        assert!(!step_done(&st, &id, ActionKind::ScaleApplication, 100_000));
+        for t in st.tasks.values_mut() {
+            t.health[0].alive = Some(true);
+            t.health[0].first_success = Some(100_000);
+        }
+        assert!(step_done(&st, &id, ActionKind::ScaleApplication, 100_000));
+    }
+
+    #[test]
+    fn no_task_means_not_done() {
+        let (mut st, id) = state(NO_CHECKS, Some(0));
+        st.tasks.clear();
+        assert!(!step_done(&st, &id, ActionKind::ScaleApplication, 100_000));
     }
 }

@@ -19,7 +19,7 @@ pub(crate) async fn list(
     label: Option<&str>,
     id: Option<&str>,
 ) -> anyhow::Result<Exit> {
-    let mut query = vec![("embed", "apps.tasks")];
+    let mut query = vec![("embed", "apps.tasks"), ("embed", "apps.lastTaskFailure")];
     if let Some(l) = label {
         query.push(("label", l));
     }
@@ -30,7 +30,25 @@ pub(crate) async fn list(
         .get("/v2/apps", &query)
         .await
         .context("cannot list apps")?;
-    let apps = array_field(v, "apps");
+    let mut apps = array_field(v, "apps");
+    // The native status says whether an app that is short of instances or had a failure
+    // is crash-looping; apps that run as wanted need no extra request.
+    for app in &mut apps {
+        let count = |k: &str| u64_of(app, k).unwrap_or(0);
+        let unwell = count("tasksRunning") < count("instances")
+            || app.get("lastTaskFailure").is_some_and(Value::is_object);
+        if !unwell {
+            continue;
+        }
+        let id = AppId::new(str_of(app, "id"));
+        if let Ok(status) = client
+            .get(&format!("/api/v1/apps/{}/status", id.path()), &[])
+            .await
+            && let Value::Object(m) = app
+        {
+            m.insert("status".into(), status);
+        }
+    }
     match output {
         Output::Json => out::json(&Value::Array(apps))?,
         Output::Text => out::write_stdout(apps_table(&apps).render().as_bytes())?,
@@ -38,9 +56,43 @@ pub(crate) async fn list(
     Ok(Exit::Success)
 }
 
+/// The app's state for humans: `Running`, `Deploying`, `Suspended`, `Waiting`, or
+/// `CrashLoopBackOff (next launch in 3.2s)`, from the native status when the listing
+/// carries one (`status`), else from the counts.
+pub(crate) fn app_state(app: &Value, status: Option<&Value>) -> String {
+    if let Some(status) = status.filter(|s| s.is_object()) {
+        if let Some(c) = status.get("crashLoop").filter(|c| c.is_object()) {
+            let left = c
+                .get("nextLaunchInSeconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            return if left > 0.0 {
+                format!("CrashLoopBackOff (next launch in {left:.1}s)")
+            } else {
+                "CrashLoopBackOff (relaunching)".to_string()
+            };
+        }
+        let state = str_of(status, "state");
+        if !state.is_empty() {
+            return state.to_string();
+        }
+    }
+    let count = |k: &str| u64_of(app, k).unwrap_or(0);
+    if !arr_of(app, "deployments").is_empty() {
+        "Deploying"
+    } else if count("instances") == 0 {
+        "Suspended"
+    } else if count("tasksRunning") < count("instances") {
+        "Waiting"
+    } else {
+        "Running"
+    }
+    .to_string()
+}
+
 /// The `apps list` table.
 pub(crate) fn apps_table(apps: &[Value]) -> Table {
-    let mut t = Table::new(&["ID", "INSTANCES", "HEALTHY", "DEPLOYING", "VERSION"]);
+    let mut t = Table::new(&["ID", "INSTANCES", "HEALTHY", "STATUS", "VERSION"]);
     for app in apps {
         let count = |k: &str| u64_of(app, k).unwrap_or(0);
         let healthy = if arr_of(app, "healthChecks").is_empty() {
@@ -48,16 +100,11 @@ pub(crate) fn apps_table(apps: &[Value]) -> Table {
         } else {
             count("tasksHealthy").to_string()
         };
-        let deploying = if arr_of(app, "deployments").is_empty() {
-            "no"
-        } else {
-            "yes"
-        };
         t.row(vec![
             str_of(app, "id").to_string(),
             format!("{}/{}", count("tasksRunning"), count("instances")),
             healthy,
-            deploying.to_string(),
+            app_state(app, app.get("status")),
             or_dash(str_of(app, "version")),
         ]);
     }
@@ -142,12 +189,16 @@ mod tests {
             json!({"id": "/web", "instances": 3, "tasksRunning": 2, "tasksHealthy": 1,
                    "healthChecks": [{}], "deployments": [{"id": "d"}], "version": "v1"}),
             json!({"id": "/worker", "instances": 1, "tasksRunning": 1, "deployments": []}),
+            json!({"id": "/crash", "instances": 1, "tasksRunning": 0, "deployments": [],
+                   "status": {"state": "CrashLoopBackOff",
+                              "crashLoop": {"nextLaunchInSeconds": 2.5}}}),
         ];
         assert_eq!(
             apps_table(&apps).render(),
-            "ID       INSTANCES  HEALTHY  DEPLOYING  VERSION\n\
-             /web     2/3        1        yes        v1\n\
-             /worker  1/1        -        no         -\n"
+            "ID       INSTANCES  HEALTHY  STATUS                                  VERSION\n\
+             /web     2/3        1        Deploying                               v1\n\
+             /worker  1/1        -        Running                                 -\n\
+             /crash   0/1        -        CrashLoopBackOff (next launch in 2.5s)  -\n"
         );
     }
 

@@ -162,9 +162,14 @@ impl Client {
             .await
     }
 
-    /// `GET /v2/apps/{id}`: the `app` object.
+    /// `GET /v2/apps/{id}`: the `app` object. An unknown app is an error with exit code 6
+    /// that names the closest existing app, if one is close.
     pub(crate) async fn app(&self, id: &AppId) -> anyhow::Result<Value> {
-        let v = self.get(&format!("/v2/apps/{}", id.path()), &[]).await?;
+        let v = match self.get(&format!("/v2/apps/{}", id.path()), &[]).await {
+            Ok(v) => v,
+            Err(e) if is_not_found(&e) => return Err(self.no_app(id).await),
+            Err(e) => return Err(e),
+        };
         match v {
             Value::Object(mut m) => Ok(m.remove("app").unwrap_or(Value::Null)),
             _ => Err(coded(
@@ -172,6 +177,19 @@ impl Client {
                 "unexpected answer to GET /v2/apps/{id}: no app",
             )),
         }
+    }
+
+    /// `no app ID (did you mean …?)` (exit code 6), with the closest id the server lists.
+    pub(crate) async fn no_app(&self, id: &AppId) -> anyhow::Error {
+        let ids: Vec<String> = match self.get("/v2/apps", &[]).await {
+            Ok(v) => array_field(v, "apps")
+                .iter()
+                .filter_map(|a| a.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let hint = super::suggest::did_you_mean(id.display(), ids.iter().map(String::as_str));
+        coded(Exit::NotFound, format!("no app {id}{hint}"))
     }
 
     /// `GET /v2/apps/{id}/tasks`: the `tasks` array.

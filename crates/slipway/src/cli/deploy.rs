@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::client::{Client, DeploymentResult};
+use super::confirm;
 use super::error::{Exit, coded};
 use super::follow::{Followed, Outcome, follow};
 use super::ids::AppId;
@@ -74,16 +75,24 @@ pub(crate) async fn deploy(
     finish_change(client, output, &id, result, DEPLOY, wait).await
 }
 
-/// `apps scale`: PUT `{"instances": N}`.
+/// `apps scale`: PUT `{"instances": N}` to an existing app (a PUT alone would create an
+/// app from the bare body), after confirmation where the environment asks for it.
 pub(crate) async fn scale(
     client: &Client,
     output: Output,
     id: &str,
     instances: u32,
     force: bool,
+    yes: bool,
     wait: WaitOpts,
 ) -> anyhow::Result<Exit> {
     let id = AppId::new(id);
+    let app = client
+        .app(&id)
+        .await
+        .with_context(|| format!("cannot scale {id}"))?;
+    let what = format!("scale {id} to {instances} instances");
+    confirm::app_change(client, &id, &app, &what, yes).await?;
     let rb = client
         .request(Method::PUT, &format!("/v2/apps/{}", id.path()))
         .query(&[("force", force)])
@@ -215,13 +224,17 @@ pub(crate) async fn rollback(
     id: &str,
     to: Option<&str>,
     force: bool,
+    yes: bool,
     wait: WaitOpts,
 ) -> anyhow::Result<Exit> {
     let id = AppId::new(id);
+    let app = client
+        .app(&id)
+        .await
+        .with_context(|| format!("cannot roll {id} back"))?;
     let target = match to {
         Some(v) => v.to_string(),
         None => {
-            let app = client.app(&id).await?;
             let current_config = app
                 .pointer("/versionInfo/lastConfigChangeAt")
                 .and_then(Value::as_str)
@@ -240,6 +253,8 @@ pub(crate) async fn rollback(
                 })?
         }
     };
+    let what = format!("roll {id} back to version {target}");
+    confirm::app_change(client, &id, &app, &what, yes).await?;
     if output == Output::Text {
         eprintln!("rolling {id} back to version {target}");
     }
@@ -259,9 +274,15 @@ pub(crate) async fn delete(
     client: &Client,
     output: Output,
     id: &str,
+    yes: bool,
     wait: WaitOpts,
 ) -> anyhow::Result<Exit> {
     let id = AppId::new(id);
+    let app = client
+        .app(&id)
+        .await
+        .with_context(|| format!("cannot delete {id}"))?;
+    confirm::app_change(client, &id, &app, &format!("delete {id}"), yes).await?;
     let rb = client.request(Method::DELETE, &format!("/v2/apps/{}", id.path()));
     let result = client
         .start_deployment(rb)

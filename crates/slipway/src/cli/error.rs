@@ -19,6 +19,14 @@ pub(crate) enum Exit {
     Invalid = 4,
     /// A running deployment already affects the app (HTTP 409).
     Conflict = 5,
+    /// What the command names does not exist (HTTP 404: an app, task, run, user...).
+    NotFound = 6,
+    /// The server refused the credentials (HTTP 401) or the role or policy refused the
+    /// change (HTTP 403).
+    Forbidden = 7,
+    /// The change needs a confirmation that was not given: the environment asks for one
+    /// (`confirm: true`), standard input is not a terminal and `--yes` was not passed.
+    Unconfirmed = 8,
 }
 
 impl From<Exit> for ExitCode {
@@ -79,6 +87,8 @@ impl ApiError {
         match self.status {
             400 | 422 => Exit::Invalid,
             409 => Exit::Conflict,
+            404 => Exit::NotFound,
+            401 | 403 => Exit::Forbidden,
             _ => Exit::Server,
         }
     }
@@ -199,7 +209,9 @@ mod tests {
         check(400, Exit::Invalid);
         check(422, Exit::Invalid);
         check(409, Exit::Conflict);
-        check(404, Exit::Server);
+        check(404, Exit::NotFound);
+        check(401, Exit::Forbidden);
+        check(403, Exit::Forbidden);
         check(500, Exit::Server);
         check(503, Exit::Server);
     }
@@ -213,8 +225,11 @@ mod tests {
             Exit::Server,
             Exit::Invalid,
             Exit::Conflict,
+            Exit::NotFound,
+            Exit::Forbidden,
+            Exit::Unconfirmed,
         ];
-        assert_eq!(codes.map(|c| c as u8), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(codes.map(|c| c as u8), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     #[test]
@@ -264,11 +279,11 @@ mod tests {
     }
 
     #[test]
-    fn unauthorized_and_forbidden_exit_3_with_hints() {
+    fn unauthorized_and_forbidden_exit_7_with_hints() {
         let mut e = api(401, r#"{"message":"authentication required"}"#);
         e.hint = Some("run `slipway login` or set SLIPWAY_TOKEN".into());
         let err = anyhow::Error::new(e).context("cannot list apps");
-        assert_eq!(exit_code(&err), Exit::Server);
+        assert_eq!(exit_code(&err), Exit::Forbidden);
         assert_eq!(
             report_lines(&err),
             [
@@ -277,7 +292,7 @@ mod tests {
             ]
         );
         let err = anyhow::Error::new(api(403, r#"{"message":"only admins create users"}"#));
-        assert_eq!(exit_code(&err), Exit::Server);
+        assert_eq!(exit_code(&err), Exit::Forbidden);
         assert_eq!(report_lines(&err), ["error: only admins create users"]);
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod admin;
 mod apps;
 mod audit;
 mod client;
+mod confirm;
 mod creds;
 pub(crate) mod demo;
 mod deploy;
@@ -24,6 +25,7 @@ mod prompt;
 mod secrets;
 mod session;
 mod show;
+mod suggest;
 mod table;
 mod tokens;
 mod users;
@@ -128,9 +130,11 @@ enum AppsCommand {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Change the number of instances of an app.
+    /// Change the number of instances of an existing app.
     ///
     /// Prints the deployment id; with --wait follows it like `deploy` (same exit codes).
+    /// An app in an environment whose policy says `confirm` (prod) is changed only after
+    /// typing `yes`, or with --yes (else exit code 8).
     Scale {
         /// App id.
         id: String,
@@ -139,6 +143,9 @@ enum AppsCommand {
         /// Cancel deployments that already affect the app instead of failing with a conflict.
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation in an environment that asks for it (prod).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         wait: WaitOpts,
     },
@@ -167,7 +174,8 @@ enum AppsCommand {
     ///
     /// Without --to, the version before the current configuration (scale-only changes do
     /// not count). Sends PUT /v2/apps/{id} with `{"version": V}`, so the server's policy and
-    /// audit log see it like any other change. Exit codes as for `deploy`.
+    /// audit log see it like any other change. Exit codes as for `deploy`; asks for
+    /// confirmation like `scale`.
     Rollback {
         /// App id.
         id: String,
@@ -177,15 +185,22 @@ enum AppsCommand {
         /// Cancel deployments that already affect the app instead of failing with a conflict.
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation in an environment that asks for it (prod).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         wait: WaitOpts,
     },
     /// Delete an app and stop its tasks.
     ///
-    /// Prints the deployment id; with --wait follows it until the tasks are gone.
+    /// Prints the deployment id; with --wait follows it until the tasks are gone. Asks for
+    /// confirmation like `scale`.
     Delete {
         /// App id.
         id: String,
+        /// Do not ask for confirmation in an environment that asks for it (prod).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         wait: WaitOpts,
     },
@@ -521,19 +536,23 @@ async fn run_apps(client: &Client, output: Output, cmd: AppsCommand) -> anyhow::
             id,
             instances,
             force,
+            yes,
             wait,
-        } => deploy::scale(client, output, &id, instances, force, wait).await,
+        } => deploy::scale(client, output, &id, instances, force, yes, wait).await,
         AppsCommand::Restart { id, force, wait } => {
             deploy::restart(client, output, &id, force, wait).await
         }
-        AppsCommand::Delete { id, wait } => deploy::delete(client, output, &id, wait).await,
+        AppsCommand::Delete { id, yes, wait } => {
+            deploy::delete(client, output, &id, yes, wait).await
+        }
         AppsCommand::Versions { id, limit } => deploy::versions(client, output, &id, limit).await,
         AppsCommand::Rollback {
             id,
             to,
             force,
+            yes,
             wait,
-        } => deploy::rollback(client, output, &id, to.as_deref(), force, wait).await,
+        } => deploy::rollback(client, output, &id, to.as_deref(), force, yes, wait).await,
         AppsCommand::Logs {
             id,
             task,

@@ -168,6 +168,20 @@ fn status_lines(status: &Value) -> Vec<(&'static str, String)> {
     if !status.is_object() {
         return out;
     }
+    if let Some(c) = status.get("crashLoop").filter(|c| c.is_object()) {
+        let secs = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        out.push((
+            "State",
+            format!(
+                "CrashLoopBackOff: tasks keep failing ({}); backoff {:.1}s, next launch in {:.1}s",
+                or_dash(str_of(c, "lastFailure")),
+                secs("backoffSeconds"),
+                secs("nextLaunchInSeconds")
+            ),
+        ));
+    } else if let Some(state) = status.get("state").and_then(Value::as_str) {
+        out.push(("State", state.to_string()));
+    }
     let waiting = match status.get("waiting") {
         None | Some(Value::Null) => "no".to_string(),
         Some(w) => scalar(w),
@@ -299,6 +313,26 @@ web.1  TASK_RUNNING  h:80        healthy  t1
             ]
         );
         assert!(status_lines(&Value::Null).is_empty());
+    }
+
+    #[test]
+    fn crash_loops_say_so_with_the_backoff() {
+        let status = json!({"state": "CrashLoopBackOff", "waiting": "backing off",
+            "crashLoop": {"backoffSeconds": 2.0, "nextLaunchInSeconds": 1.5,
+                          "lastFailure": "Command exited with status 3"}});
+        assert_eq!(
+            status_lines(&status)[0],
+            (
+                "State",
+                "CrashLoopBackOff: tasks keep failing (Command exited with status 3); \
+                 backoff 2.0s, next launch in 1.5s"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            status_lines(&json!({"state": "Running"}))[0],
+            ("State", "Running".to_string())
+        );
     }
 
     #[test]

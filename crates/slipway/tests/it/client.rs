@@ -128,7 +128,11 @@ fn cli_login_stores_a_token_that_later_commands_use() {
         child.wait_with_output().unwrap()
     };
     let out = cli(&["whoami"], "");
-    assert_eq!(out.status.code(), Some(3), "no credentials yet");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "no credentials yet: exit 7 (401)"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("slipway login"));
     let out = cli(
         &["login", "--user", "dana", "--password-stdin"],
@@ -153,7 +157,7 @@ fn cli_login_stores_a_token_that_later_commands_use() {
     // The stored token is a token, not the password.
     let creds = std::fs::read_to_string(config.join("slipway/credentials.json")).unwrap();
     assert!(creds.contains("slw_") && !creds.contains("dana-password"));
-    // A developer is refused in prod (exit 3, the server's reason) and the attempt is audited.
+    // A developer is refused in prod (exit 7, the server's reason) and the attempt is audited.
     std::fs::write(
         dir.path().join("p.json"),
         json!({"id": "/prod/x", "cmd": "sleep 1"}).to_string(),
@@ -166,7 +170,7 @@ fn cli_login_stores_a_token_that_later_commands_use() {
     );
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(7),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -175,5 +179,9 @@ fn cli_login_stores_a_token_that_later_commands_use() {
     assert_eq!(audit["records"][0]["outcome"], "denied");
     let out = cli(&["logout"], "");
     assert!(out.status.success());
-    assert_eq!(cli(&["whoami"], "").status.code(), Some(3), "logged out");
+    assert_eq!(
+        cli(&["whoami"], "").status.code(),
+        Some(7),
+        "logged out: exit 7 (401)"
+    );
 }

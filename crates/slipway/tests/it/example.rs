@@ -441,7 +441,11 @@ fn docker_example_goes_from_commit_to_prod_releases_and_rolls_back() {
         healthy_image(&base, &admin, "/BB/prod/orders"),
         format!("127.0.0.1:5000/orders@{digest2}")
     );
-    let (code, out, err) = cli(&base, &lee, &home, &["apps", "rollback", "/BB/prod/orders"]);
+    // prod asks for confirmation: without a terminal the rollback needs --yes.
+    let rollback = ["apps", "rollback", "/BB/prod/orders"];
+    let (code, _, err) = cli(&base, &lee, &home, &rollback);
+    assert_eq!(code, 8, "{err}");
+    let (code, out, err) = cli(&base, &lee, &home, &[&rollback[..], &["--yes"]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         healthy_image(&base, &admin, "/BB/prod/orders"),

@@ -5,6 +5,7 @@ mod client;
 mod crash;
 mod docker;
 mod example;
+mod firsthour;
 mod identity;
 mod pipelines;
 mod proxy;
