@@ -205,7 +205,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         existing_samples as f64 / existing_time.as_secs_f64() / 1e6,
     );
     println!(
-        "head before flush:       {} samples, {:.1} MiB estimated memory, WAL {:.1} MiB",
+        "head before flush_all:   {} samples, {:.1} MiB estimated memory, WAL {:.1} MiB",
         head_stats.head_samples,
         head_stats.bytes_in_memory as f64 / 1048576.0,
         head_stats.wal_bytes as f64 / 1048576.0
