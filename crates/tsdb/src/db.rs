@@ -295,8 +295,18 @@ impl Db {
         let max_seq = found.iter().map(|(s, _)| *s).max().unwrap_or(0);
         let wal_files = wal::Files::list(&dir)?;
         let mut records = Vec::new();
-        for path in wal_files.replay_order() {
-            records.extend(wal::read(&path)?.0);
+        for (path, is_checkpoint) in wal_files.replay_order() {
+            let (recs, valid) = wal::read(&path)?;
+            // A checkpoint is renamed into place only when complete, so unlike a WAL
+            // generation it cannot have a torn tail: a bad record is corruption.
+            let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+            if is_checkpoint && valid != size {
+                return Err(Error::Corrupt {
+                    path,
+                    detail: format!("bad record at offset {valid}"),
+                });
+            }
+            records.extend(recs);
         }
         // A new generation receives appends; the checkpoint below starts the next one.
         let first = Wal::create(&dir, wal_files.max_generation() + 1)?;

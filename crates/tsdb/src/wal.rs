@@ -246,19 +246,20 @@ impl Files {
 
     /// The files to replay, in order: the newest checkpoint, then every WAL
     /// generation from the checkpoint's on (all of them without a checkpoint).
-    pub(crate) fn replay_order(&self) -> Vec<PathBuf> {
+    /// Each path comes with whether it is a checkpoint.
+    pub(crate) fn replay_order(&self) -> Vec<(PathBuf, bool)> {
         let from = self.checkpoints.last().map_or(0, |c| c.0);
-        let mut v: Vec<PathBuf> = self
+        let mut v: Vec<(PathBuf, bool)> = self
             .checkpoints
             .last()
-            .map(|c| c.1.clone())
+            .map(|c| (c.1.clone(), true))
             .into_iter()
             .collect();
         v.extend(
             self.wals
                 .iter()
                 .filter(|w| w.0 >= from)
-                .map(|w| w.1.clone()),
+                .map(|w| (w.1.clone(), false)),
         );
         v
     }

@@ -606,3 +606,23 @@ fn crash_before_checkpoint_file_keeps_both_generations() {
     let ts: Vec<i64> = s[0].samples.iter().map(|x| x.t).collect();
     assert_eq!(ts, vec![1000, 2000]);
 }
+
+/// A checkpoint is renamed into place only when complete, so a bad record in it is
+/// corruption and opening says so (a torn WAL generation, in contrast, just ends).
+#[test]
+fn corrupt_checkpoint_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let (cp, mut bytes) = wal_files(dir.path())
+        .into_iter()
+        .find(|(p, _)| p.to_string_lossy().contains("checkpoint-"))
+        .unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&cp, &bytes).unwrap();
+    let err = Db::open(dir.path(), opts()).err().unwrap();
+    assert!(err.to_string().contains("corrupt file"), "{err}");
+}
