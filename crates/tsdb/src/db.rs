@@ -405,14 +405,13 @@ impl Db {
 
     fn replay(&self, records: Vec<Record>) {
         let cut = self.opts.cut();
-        let mut refs: HashMap<u64, SeriesId> = HashMap::new();
-        let apply = |id: SeriesId, t: i64, bits: u64| {
+        let mut refs: HashMap<u64, (SeriesId, ValueKind)> = HashMap::new();
+        let apply = |(id, kind): (SeriesId, ValueKind), t: i64, bits: u64| {
             let mut sh = lock(&self.shards[shard_of(id)]);
             if let Some(s) = sh.get_mut(id) {
                 // Samples already in a segment are older than the series' last timestamp
                 // and are rejected here: that is how a crash between a flush and its
-                // checkpoint avoids duplicates.
-                let kind = s.kind;
+                // checkpoint avoids duplicates. A kind other than the series' is rejected.
                 let _ = s.append(t, kind, bits, cut);
             }
         };
@@ -420,20 +419,20 @@ impl Db {
             match rec {
                 Record::Series { r, kind, labels } => {
                     if let Some(id) = self.series_for_load(&labels, kind) {
-                        refs.insert(r, id);
+                        refs.insert(r, (id, kind));
                     }
                 }
                 Record::Samples(samples) => {
                     for (r, t, bits) in samples {
-                        if let Some(&id) = refs.get(&r) {
-                            apply(id, t, bits);
+                        if let Some(&series) = refs.get(&r) {
+                            apply(series, t, bits);
                         }
                     }
                 }
                 Record::Chunk { r, bytes } => {
-                    if let (Some(&id), Ok(samples)) = (refs.get(&r), chunk::decode(&bytes)) {
+                    if let (Some(&series), Ok(samples)) = (refs.get(&r), chunk::decode(&bytes)) {
                         for (t, bits) in samples {
-                            apply(id, t, bits);
+                            apply(series, t, bits);
                         }
                     }
                 }
