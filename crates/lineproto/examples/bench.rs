@@ -66,7 +66,7 @@ fn main() {
         for r in &requests {
             let batch = parse_batch(r, Precision::Nanoseconds);
             assert!(batch.errors.is_empty());
-            points += batch.points.len();
+            points += batch.len();
         }
         let dt = t0.elapsed().as_secs_f64();
         best_cpu = best_cpu.min((cpu_ns() - c0) as f64 / 1e9);
@@ -89,7 +89,7 @@ fn main() {
         let t0 = Instant::now();
         let batch = parse_batch(&body, Precision::Nanoseconds);
         best = best.min(t0.elapsed().as_secs_f64());
-        assert_eq!(batch.points.len(), lines);
+        assert_eq!(batch.len(), lines);
     }
     println!(
         "parse_batch, one 500,000-line body: best {:.1} ms = {:.2} M lines/s",
@@ -100,11 +100,7 @@ fn main() {
     let batch = parse_batch(&body, Precision::Nanoseconds);
     let t0 = Instant::now();
     let opts = MappingOptions::default();
-    let samples: usize = batch
-        .points
-        .iter()
-        .map(|p| to_prometheus(p, &opts).len())
-        .sum();
+    let samples: usize = batch.points().map(|p| to_prometheus(p, &opts).len()).sum();
     let dt = t0.elapsed().as_secs_f64();
     println!(
         "to_prometheus: {samples} samples in {:.1} ms = {:.2} M points/s",
@@ -113,7 +109,7 @@ fn main() {
     );
 
     let t0 = Instant::now();
-    let out = write_lines(&batch.points, WriteOptions::default());
+    let out = write_lines(batch.points(), WriteOptions::default());
     let dt = t0.elapsed().as_secs_f64();
     assert_eq!(out, body);
     println!(

@@ -5,13 +5,15 @@
 //! ```ignore
 //! let body = "cpu,host=a usage=0.5 1700000000\nbad line\n";
 //! let batch = lineproto::parse_batch(body, lineproto::Precision::parse("s")?);
-//! assert_eq!(batch.points.len(), 1);
+//! assert_eq!(batch.len(), 1);
 //! assert_eq!(batch.errors[0].to_string(), "unable to parse 'bad line': missing fields");
 //! assert_eq!(batch.errors[0].line_message(), "line 2: missing fields");
 //! // 1.x writes the good points and answers 400 with this; 2.x rejects the whole batch.
 //! let partial = batch.influx1_error(); // Some("partial write: unable to parse ... dropped=0")
-//! let samples = lineproto::to_prometheus(&batch.points[0], &Default::default()); // cpu_usage{host="a"}
-//! let export = lineproto::write_lines(&batch.points, Default::default()); // integers as `i`, never `u`
+//! for p in batch.points() {
+//!     let samples = lineproto::to_prometheus(p, &Default::default()); // cpu_usage{host="a"}
+//! }
+//! let export = lineproto::write_lines(batch.points(), Default::default()); // integers as `i`, never `u`
 //! ```
 //!
 //! # Format notes
@@ -85,11 +87,43 @@ pub struct Point<'a> {
     pub timestamp: Option<i64>,
 }
 
+/// A borrowed view of one point, as [`Batch::points`] hands them out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PointRef<'b> {
+    pub measurement: &'b str,
+    pub tags: &'b [(Cow<'b, str>, Cow<'b, str>)],
+    pub fields: &'b [(Cow<'b, str>, FieldValue<'b>)],
+    /// Unix nanoseconds; `None` when the line has no timestamp.
+    pub timestamp: Option<i64>,
+}
+
+impl<'b> PointRef<'b> {
+    /// An owned point with the same content (names stay borrowed where they were).
+    pub fn to_point(&self) -> Point<'b> {
+        Point {
+            measurement: Cow::Borrowed(self.measurement),
+            tags: self.tags.to_vec(),
+            fields: self.fields.to_vec(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
     Cow::Owned(s.into_owned())
 }
 
 impl Point<'_> {
+    /// A borrowed view, for the writer and the mapping.
+    pub fn view(&self) -> PointRef<'_> {
+        PointRef {
+            measurement: &self.measurement,
+            tags: &self.tags,
+            fields: &self.fields,
+            timestamp: self.timestamp,
+        }
+    }
+
     /// A copy that no longer borrows the request body.
     pub fn into_owned(self) -> Point<'static> {
         Point {

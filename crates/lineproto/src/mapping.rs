@@ -1,6 +1,6 @@
 //! Mapping points to Prometheus-style samples the way VictoriaMetrics ingests line protocol.
 
-use crate::{FieldValue, Point};
+use crate::{FieldValue, PointRef};
 
 /// VictoriaMetrics' flags for line protocol ingestion.
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ pub struct PromSample {
 /// labels (empty values dropped). Integers, unsigned integers and floats keep their value,
 /// booleans become 1/0, and strings are read as numbers where possible and as 0 otherwise
 /// (VictoriaMetrics' best-effort rule).
-pub fn to_prometheus(p: &Point<'_>, opts: &MappingOptions) -> Vec<PromSample> {
+pub fn to_prometheus(p: PointRef<'_>, opts: &MappingOptions) -> Vec<PromSample> {
     let mut labels: Vec<(String, String)> = p
         .tags
         .iter()
@@ -60,7 +60,7 @@ pub fn to_prometheus(p: &Point<'_>, opts: &MappingOptions) -> Vec<PromSample> {
     let skip_field = !p.measurement.is_empty() && p.fields.len() == 1 && opts.skip_single_field;
     let mut prefix = String::new();
     if !opts.skip_measurement {
-        prefix.push_str(&p.measurement);
+        prefix.push_str(p.measurement);
     }
     if !prefix.is_empty() && !skip_field {
         prefix.push_str(&opts.separator);

@@ -1,20 +1,82 @@
 //! The line protocol parser: one pass over bytes, borrowing from the input unless a name is escaped.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
-use crate::{Error, FieldValue, MAX_NANOS, MIN_NANOS, Point, Precision};
+use crate::{Error, FieldValue, MAX_NANOS, MIN_NANOS, Point, PointRef, Precision};
+
+type Tag<'a> = (Cow<'a, str>, Cow<'a, str>);
+type Field<'a> = (Cow<'a, str>, FieldValue<'a>);
+
+/// Where one good line's tags and fields sit in the batch's shared vectors.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry<'a> {
+    measurement: Cow<'a, str>,
+    tags: Range<usize>,
+    fields: Range<usize>,
+    timestamp: Option<i64>,
+}
 
 /// The result of parsing a request body: the good points and one error per bad line.
 ///
-/// InfluxDB 1.x writes the good points and answers 400 with `partial write: ...`;
-/// 2.x rejects the batch. Both rules can be applied from this.
+/// Tags and fields of all points live in two shared vectors (no allocation per line);
+/// [`Batch::points`] hands out borrowed views. InfluxDB 1.x writes the good points and
+/// answers 400 with `partial write: ...`; 2.x rejects the batch. Both rules can be applied
+/// from this.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch<'a> {
-    pub points: Vec<Point<'a>>,
+    entries: Vec<Entry<'a>>,
+    tags: Vec<Tag<'a>>,
+    fields: Vec<Field<'a>>,
+    /// One error per bad line, in line order.
     pub errors: Vec<Error>,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    /// Number of good points.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no line parsed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `i`-th good point.
+    pub fn get(&self, i: usize) -> Option<PointRef<'_>> {
+        self.entries.get(i).map(|e| self.view(e))
+    }
+
+    /// The good points, in line order.
+    pub fn points(&self) -> impl ExactSizeIterator<Item = PointRef<'_>> + '_ {
+        self.entries.iter().map(|e| self.view(e))
+    }
+
+    fn view<'b>(&'b self, e: &'b Entry<'a>) -> PointRef<'b> {
+        PointRef {
+            measurement: &e.measurement,
+            tags: self.tags.get(e.tags.clone()).unwrap_or_default(),
+            fields: self.fields.get(e.fields.clone()).unwrap_or_default(),
+            timestamp: e.timestamp,
+        }
+    }
+
+    /// The good points as owned [`Point`]s (names stay borrowed from the body where they can).
+    pub fn into_points(self) -> Vec<Point<'a>> {
+        let mut tags = self.tags.into_iter();
+        let mut fields = self.fields.into_iter();
+        self.entries
+            .into_iter()
+            .map(|e| Point {
+                measurement: e.measurement,
+                tags: tags.by_ref().take(e.tags.len()).collect(),
+                fields: fields.by_ref().take(e.fields.len()).collect(),
+                timestamp: e.timestamp,
+            })
+            .collect()
+    }
+
     /// The error string InfluxDB 1.x's `/write` answers with, if any line was bad:
     /// all messages joined by newlines, wrapped in `partial write: ... dropped=0`
     /// when some points were good.
@@ -28,7 +90,7 @@ impl Batch<'_> {
             .map(Error::to_string)
             .collect::<Vec<_>>()
             .join("\n");
-        Some(if self.points.is_empty() {
+        Some(if self.entries.is_empty() {
             joined
         } else {
             format!("partial write: {joined} dropped=0")
@@ -38,13 +100,19 @@ impl Batch<'_> {
 
 /// Parses a whole body; comments (`#`) and blank lines are skipped, `\r\n` endings accepted.
 pub fn parse_batch(input: &str, precision: Precision) -> Batch<'_> {
-    let mut batch = Batch {
-        points: Vec::with_capacity(input.len() / 96 + 1),
-        errors: Vec::new(),
-    };
+    let mut batch = Batch::default();
     for (i, line) in input.split('\n').enumerate() {
-        match parse_one(line, precision) {
-            Ok(Some(p)) => batch.points.push(p),
+        match parse_one(line, precision, &mut batch.tags, &mut batch.fields) {
+            Ok(Some(e)) => {
+                if batch.entries.is_empty() {
+                    // Size the shared vectors once from the first point, so they rarely regrow.
+                    let lines = input.len() / (line.len() + 1) * 5 / 4 + 1;
+                    batch.entries.reserve(lines);
+                    batch.tags.reserve(lines * e.tags.len());
+                    batch.fields.reserve(lines * e.fields.len());
+                }
+                batch.entries.push(e);
+            }
             Ok(None) => {}
             Err(reason) => batch.errors.push(Error::Line {
                 line: i + 1,
@@ -58,11 +126,37 @@ pub fn parse_batch(input: &str, precision: Precision) -> Batch<'_> {
 
 /// Parses a single line; `Ok(None)` for blank lines and comments.
 pub fn parse_line(line: &str, precision: Precision) -> Result<Option<Point<'_>>, Error> {
-    parse_one(line, precision).map_err(|reason| Error::Line {
-        line: 1,
-        text: error_text(line),
-        reason,
-    })
+    let (mut tags, mut fields) = (Vec::new(), Vec::new());
+    match parse_one(line, precision, &mut tags, &mut fields) {
+        Ok(Some(e)) => Ok(Some(Point {
+            measurement: e.measurement,
+            tags,
+            fields,
+            timestamp: e.timestamp,
+        })),
+        Ok(None) => Ok(None),
+        Err(reason) => Err(Error::Line {
+            line: 1,
+            text: error_text(line),
+            reason,
+        }),
+    }
+}
+
+/// Parses one line, appending its tags and fields; on error nothing stays appended.
+fn parse_one<'a>(
+    line: &'a str,
+    precision: Precision,
+    tags: &mut Vec<Tag<'a>>,
+    fields: &mut Vec<Field<'a>>,
+) -> Result<Option<Entry<'a>>, String> {
+    let (t0, f0) = (tags.len(), fields.len());
+    let parsed = parse_into(line, precision, tags, fields);
+    if parsed.is_err() {
+        tags.truncate(t0);
+        fields.truncate(f0);
+    }
+    parsed
 }
 
 fn trim_end(line: &str) -> &str {
@@ -182,7 +276,13 @@ fn err<T>(reason: &str) -> Result<T, String> {
     Err(reason.to_string())
 }
 
-fn parse_one(line: &str, precision: Precision) -> Result<Option<Point<'_>>, String> {
+fn parse_into<'a>(
+    line: &'a str,
+    precision: Precision,
+    tags: &mut Vec<Tag<'a>>,
+    fields: &mut Vec<Field<'a>>,
+) -> Result<Option<Entry<'a>>, String> {
+    let (t0, f0) = (tags.len(), fields.len());
     let line = trim_end(line);
     let b = line.as_bytes();
     let mut start = 0;
@@ -204,7 +304,6 @@ fn parse_one(line: &str, precision: Precision) -> Result<Option<Point<'_>>, Stri
     let mut i = end;
 
     // Tags.
-    let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
     while i < b.len() && b[i] == b',' {
         i += 1;
         let (kend, kesc) = scan_name(b, i, |c| c == b'=' || c == b',' || c == b' ');
@@ -226,7 +325,7 @@ fn parse_one(line: &str, precision: Precision) -> Result<Option<Point<'_>>, Stri
         tags.push((key, name(&line[i..vend], vesc)));
         i = vend;
     }
-    if tags.len() > 1 && has_duplicates(&tags) {
+    if tags.len() - t0 > 1 && has_duplicates(&tags[t0..]) {
         return err("duplicate tags");
     }
 
@@ -235,14 +334,13 @@ fn parse_one(line: &str, precision: Precision) -> Result<Option<Point<'_>>, Stri
     if i >= b.len() {
         return err("missing fields");
     }
-    let mut fields: Vec<(Cow<'_, str>, FieldValue<'_>)> = Vec::with_capacity(2);
     loop {
         let (kend, kesc) = scan_name(b, i, |c| c == b'=' || c == b',' || c == b' ');
         if kend == i {
             return err("missing field key");
         }
         if kend >= b.len() || b[kend] != b'=' {
-            return err(if fields.is_empty() {
+            return err(if fields.len() == f0 {
                 "missing fields"
             } else {
                 "invalid field format"
@@ -274,10 +372,10 @@ fn parse_one(line: &str, precision: Precision) -> Result<Option<Point<'_>>, Stri
     } else {
         None
     };
-    Ok(Some(Point {
+    Ok(Some(Entry {
         measurement,
-        tags,
-        fields,
+        tags: t0..tags.len(),
+        fields: f0..fields.len(),
         timestamp,
     }))
 }

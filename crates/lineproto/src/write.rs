@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::{FieldValue, Point, Precision};
+#[cfg(doc)]
+use crate::Point;
+use crate::{FieldValue, PointRef, Precision};
 
 /// Writer settings.
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,7 +29,7 @@ fn escape_into(out: &mut String, s: &str, specials: &[char]) {
 /// left out: NaN and infinite floats, empty field keys, empty tag keys or values. A point
 /// left without fields, or whose measurement is empty or starts with `#` (a comment), writes
 /// nothing. Returns whether a line was written.
-pub fn write_line(out: &mut String, p: &Point<'_>, opts: WriteOptions) -> bool {
+pub fn write_line(out: &mut String, p: PointRef<'_>, opts: WriteOptions) -> bool {
     let writable = |(k, v): &&(std::borrow::Cow<'_, str>, FieldValue<'_>)| {
         !k.is_empty() && !matches!(v, FieldValue::Float(f) if !f.is_finite())
     };
@@ -37,8 +39,8 @@ pub fn write_line(out: &mut String, p: &Point<'_>, opts: WriteOptions) -> bool {
     {
         return false;
     }
-    escape_into(out, &p.measurement, &[',', ' ']);
-    for (k, v) in &p.tags {
+    escape_into(out, p.measurement, &[',', ' ']);
+    for (k, v) in p.tags {
         if k.is_empty() || v.is_empty() {
             continue;
         }
@@ -86,9 +88,10 @@ pub fn write_line(out: &mut String, p: &Point<'_>, opts: WriteOptions) -> bool {
     true
 }
 
-/// Serialises points into one request body.
-pub fn write_lines<'p, 'a: 'p>(
-    points: impl IntoIterator<Item = &'p Point<'a>>,
+/// Serialises points into one request body: `write_lines(batch.points(), opts)`, or
+/// `write_lines(points.iter().map(Point::view), opts)` for owned points.
+pub fn write_lines<'b>(
+    points: impl IntoIterator<Item = PointRef<'b>>,
     opts: WriteOptions,
 ) -> String {
     let mut out = String::new();

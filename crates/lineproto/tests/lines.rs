@@ -88,7 +88,7 @@ fn precision_and_timestamps() {
     ] {
         let prec = Precision::parse(name).unwrap();
         let b = parse_batch("m v=1 5", prec);
-        assert_eq!(b.points[0].timestamp, Some(want), "{name}");
+        assert_eq!(b.get(0).map(|p| p.timestamp), Some(Some(want)), "{name}");
     }
     assert_eq!(
         Precision::parse("x").unwrap_err().to_string(),
@@ -98,8 +98,8 @@ fn precision_and_timestamps() {
         "m v=1 -5\nm v=1 9223372036854775807\nm v=1 10000000000 \n",
         Precision::Seconds,
     );
-    assert_eq!(b.points.len(), 1);
-    assert_eq!(b.points[0].timestamp, Some(-5_000_000_000));
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.get(0).and_then(|p| p.timestamp), Some(-5_000_000_000));
     assert_eq!(
         b.errors[0].to_string(),
         "unable to parse 'm v=1 9223372036854775807': time outside range -9223372036854775806 - 9223372036854775806"
@@ -114,8 +114,8 @@ fn precision_and_timestamps() {
 fn comments_blank_lines_crlf_and_partial_writes() {
     let body = "# comment\r\n\r\ncpu,host=a usage=1 10\r\n \t \n\tbad line\r\ncpu,host=b usage=2 20\ncpu,host=c usage=\"x 30\n  # indented comment\n";
     let b = parse_batch(body, Precision::Nanoseconds);
-    assert_eq!(b.points.len(), 2);
-    assert_eq!(b.points[1].tags[0].1, "b");
+    assert_eq!(b.len(), 2);
+    assert_eq!(b.get(1).map(|p| p.tags[0].1.as_ref()), Some("b"));
     let msgs: Vec<String> = b.errors.iter().map(Error::to_string).collect();
     assert_eq!(
         msgs,
@@ -185,13 +185,13 @@ fn writer_round_trips_and_avoids_unsigned() {
     let body = "cpu\\ load,host=a\\,b,dc=x\\=y usage=0.5,count=3i,big=18446744073709551615u,ok=true,msg=\"say \\\"hi\\\" \\\\\" 1700000000000000000\n";
     let b = parse_batch(body, Precision::Nanoseconds);
     assert!(b.errors.is_empty(), "{:?}", b.errors);
-    let out = write_lines(&b.points, WriteOptions::default());
+    let out = write_lines(b.points(), WriteOptions::default());
     assert_eq!(
         out,
         "cpu\\ load,host=a\\,b,dc=x\\=y usage=0.5,count=3i,big=9223372036854775807i,ok=true,msg=\"say \\\"hi\\\" \\\\\" 1700000000000000000\n"
     );
     let out2 = write_lines(
-        &b.points,
+        b.points(),
         WriteOptions {
             unsigned: true,
             precision: Precision::Seconds,
@@ -202,7 +202,7 @@ fn writer_round_trips_and_avoids_unsigned() {
         "cpu\\ load,host=a\\,b,dc=x\\=y usage=0.5,count=3i,big=18446744073709551615u,ok=true,msg=\"say \\\"hi\\\" \\\\\" 1700000000\n"
     );
     let again = parse_batch(&out2, Precision::Seconds);
-    assert_eq!(again.points, b.points);
+    assert_eq!(again, b);
     // NaN cannot be written; a point left without fields is skipped.
     let p = Point {
         measurement: c("m"),
@@ -210,18 +210,18 @@ fn writer_round_trips_and_avoids_unsigned() {
         fields: vec![(c("v"), FieldValue::Float(f64::NAN))],
         timestamp: None,
     };
-    assert_eq!(write_lines([&p], WriteOptions::default()), "");
+    assert_eq!(write_lines([p.view()], WriteOptions::default()), "");
     let p = Point {
         measurement: c("#m"),
         fields: vec![(c("v"), FieldValue::Integer(1))],
         ..p
     };
-    assert_eq!(write_lines([&p], WriteOptions::default()), "");
+    assert_eq!(write_lines([p.view()], WriteOptions::default()), "");
     // Owned points outlive the body they were parsed from.
     let owned: Vec<Point<'static>> = {
         let body = String::from("m,t=a\\,b v=\"x\" 1\n");
         parse_batch(&body, Precision::Nanoseconds)
-            .points
+            .into_points()
             .into_iter()
             .map(Point::into_owned)
             .collect()
@@ -235,7 +235,7 @@ fn maps_like_victoriametrics() {
         "foo,tag1=value1,tag2=value2 field1=12,field2=40i,on=true,s=\"1.5\",t=\"x\" 1700000000123456789",
         Precision::Nanoseconds,
     );
-    let got = to_prometheus(&b.points[0], &MappingOptions::default());
+    let got = to_prometheus(b.get(0).unwrap(), &MappingOptions::default());
     let labels = vec![
         ("tag1".to_string(), "value1".to_string()),
         ("tag2".to_string(), "value2".to_string()),
@@ -261,7 +261,7 @@ fn maps_like_victoriametrics() {
         "cpu_usage_total,container_name=web value=5i",
         Precision::Nanoseconds,
     );
-    let got = to_prometheus(&b.points[0], &MappingOptions::default());
+    let got = to_prometheus(b.get(0).unwrap(), &MappingOptions::default());
     assert_eq!(got[0].name, "cpu_usage_total_value");
     assert_eq!(got[0].timestamp_ms, None);
     let opts = MappingOptions {
@@ -269,7 +269,7 @@ fn maps_like_victoriametrics() {
         db: Some("cadvisor".to_string()),
         ..MappingOptions::default()
     };
-    let got = to_prometheus(&b.points[0], &opts);
+    let got = to_prometheus(b.get(0).unwrap(), &opts);
     assert_eq!(got[0].name, "cpu_usage_total");
     assert_eq!(
         got[0].labels,
@@ -283,13 +283,13 @@ fn maps_like_victoriametrics() {
         separator: ":".to_string(),
         ..MappingOptions::default()
     };
-    assert_eq!(to_prometheus(&b.points[0], &opts)[0].name, "value");
+    assert_eq!(to_prometheus(b.get(0).unwrap(), &opts)[0].name, "value");
     let opts = MappingOptions {
         separator: ":".to_string(),
         ..MappingOptions::default()
     };
     assert_eq!(
-        to_prometheus(&b.points[0], &opts)[0].name,
+        to_prometheus(b.get(0).unwrap(), &opts)[0].name,
         "cpu_usage_total:value"
     );
 }
@@ -350,10 +350,12 @@ mod props {
 
         #[test]
         fn write_then_parse_round_trips(points in proptest::collection::vec(point(), 1..5)) {
-            let body = write_lines(&points, WriteOptions { unsigned: true, precision: Precision::Nanoseconds });
+            let body = write_lines(points.iter().map(Point::view), WriteOptions { unsigned: true, precision: Precision::Nanoseconds });
             let batch = parse_batch(&body, Precision::Nanoseconds);
             prop_assert!(batch.errors.is_empty(), "{:?}\n{}", batch.errors, body);
-            prop_assert_eq!(batch.points, points);
+            let views: Vec<Point<'_>> = batch.points().map(|p| p.to_point()).collect();
+            prop_assert_eq!(&views, &points);
+            prop_assert_eq!(batch.into_points(), points);
         }
     }
 }
