@@ -219,9 +219,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         st.segments
     );
     println!(
-        "raw segments, compacted: {} bytes = {:.3} bytes/sample (labels and index included)",
+        "raw segments, compacted: {} bytes / {} samples = {:.3} bytes/sample (labels and index included)",
         st.raw_bytes_on_disk,
-        st.raw_bytes_on_disk as f64 / samples as f64
+        st.raw_samples_on_disk,
+        st.raw_bytes_on_disk as f64 / st.raw_samples_on_disk as f64
     );
     println!(
         "rollups (1m + 1h):       {} bytes = {:.3} bytes/raw sample",

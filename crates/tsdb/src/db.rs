@@ -137,7 +137,9 @@ pub struct Stats {
     pub duplicates_ignored: u64,
     /// Segment files.
     pub segments: usize,
-    /// Bytes of raw segment files.
+    /// Samples in raw segment files.
+    pub raw_samples_on_disk: u64,
+    /// Bytes of raw segment files (divide by `raw_samples_on_disk` for bytes/sample).
     pub raw_bytes_on_disk: u64,
     /// Bytes of rollup segment files.
     pub rollup_bytes_on_disk: u64,
@@ -354,6 +356,7 @@ impl Db {
                     mint: e.mint,
                     maxt: e.maxt,
                     last: e.last,
+                    samples: e.samples,
                 };
                 if e.maxt > s.last_t {
                     s.last_t = e.maxt;
@@ -672,6 +675,11 @@ impl Db {
             rejected_too_old: get(&c.too_old),
             duplicates_ignored: get(&c.dups),
             segments: segs.len(),
+            raw_samples_on_disk: segs
+                .iter()
+                .filter(|s| s.kind == SegKind::Raw)
+                .map(|s| s.samples)
+                .sum(),
             raw_bytes_on_disk: segs
                 .iter()
                 .filter(|s| s.kind == SegKind::Raw)

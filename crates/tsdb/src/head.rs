@@ -31,6 +31,8 @@ pub(crate) struct DiskRef {
     pub(crate) maxt: i64,
     /// Value bits of the series' newest raw sample in this segment.
     pub(crate) last: u64,
+    /// Raw samples the data covers.
+    pub(crate) samples: u64,
 }
 
 /// Limits that decide when the open chunk is closed.

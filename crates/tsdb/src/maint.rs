@@ -111,7 +111,14 @@ impl Db {
                             let (mint, maxt) =
                                 (it.chunks[0].mint, it.chunks[it.chunks.len() - 1].maxt);
                             let last = it.chunks[it.chunks.len() - 1].last;
-                            w.add(&it.labels, it.kind, Span { mint, maxt, last }, &blob)?;
+                            let samples = it.chunks.iter().map(|c| u64::from(c.n)).sum();
+                            let span = Span {
+                                mint,
+                                maxt,
+                                last,
+                                samples,
+                            };
+                            w.add(&it.labels, it.kind, span, &blob)?;
                         }
                         SegKind::Rollup(res) => {
                             samples.clear();
@@ -129,7 +136,13 @@ impl Db {
                             };
                             let (mint, maxt) = (first.first_t, last.last_t);
                             let last = it.chunks[it.chunks.len() - 1].last;
-                            let span = Span { mint, maxt, last };
+                            let samples = it.chunks.iter().map(|c| u64::from(c.n)).sum();
+                            let span = Span {
+                                mint,
+                                maxt,
+                                last,
+                                samples,
+                            };
                             w.add(&it.labels, it.kind, span, &rollup::encode(&buckets))?;
                         }
                     }
@@ -166,6 +179,7 @@ impl Db {
                         mint: e.mint,
                         maxt: e.maxt,
                         last: e.last,
+                        samples: e.samples,
                     });
                 }
             }
@@ -288,7 +302,14 @@ impl Db {
             let mint = refs.iter().map(|r| r.mint).min().unwrap_or(0);
             let maxt = refs.iter().map(|r| r.maxt).max().unwrap_or(0);
             let last = refs.iter().max_by_key(|r| r.maxt).map_or(0, |r| r.last);
-            w.add(labels, *vkind, Span { mint, maxt, last }, &blob)?;
+            let samples = refs.iter().map(|r| r.samples).sum();
+            let span = Span {
+                mint,
+                maxt,
+                last,
+                samples,
+            };
+            w.add(labels, *vkind, span, &blob)?;
         }
         let (seg, entries) = w.finish()?;
         let seg = Arc::new(seg);
@@ -305,6 +326,7 @@ impl Db {
                 mint: e.mint,
                 maxt: e.maxt,
                 last: e.last,
+                samples: e.samples,
             });
             list.sort_by_key(|r| r.file.order);
         }

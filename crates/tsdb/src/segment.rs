@@ -74,6 +74,8 @@ pub(crate) struct SegmentFile {
     pub(crate) maxt: i64,
     pub(crate) size: u64,
     pub(crate) replaces: Vec<u64>,
+    /// Raw samples covered by all entries.
+    pub(crate) samples: u64,
     /// Position in flush order: its own seq when flushed, the smallest source order when
     /// merged. Per series, data in a lower-order segment is older.
     pub(crate) order: u64,
@@ -112,6 +114,8 @@ pub(crate) struct IndexEntry {
     pub(crate) maxt: i64,
     /// Value bits of the series' newest raw sample (restores duplicate detection on open).
     pub(crate) last: u64,
+    /// Raw samples the data covers.
+    pub(crate) samples: u64,
 }
 
 /// The file name of segment `seq` of `kind`.
@@ -133,6 +137,7 @@ pub(crate) struct Span {
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
     pub(crate) last: u64,
+    pub(crate) samples: u64,
 }
 
 /// Writes a new segment.
@@ -199,6 +204,7 @@ impl SegmentWriter {
             mint: span.mint,
             maxt: span.maxt,
             last: span.last,
+            samples: span.samples,
         });
         self.pos += blob.len() as u64;
         Ok(())
@@ -248,6 +254,7 @@ impl SegmentWriter {
             put_varint(&mut ix, e.mint);
             put_varint(&mut ix, e.maxt);
             ix.extend_from_slice(&e.last.to_le_bytes());
+            put_uvarint(&mut ix, e.samples);
         }
         let mut footer = Vec::with_capacity(FOOTER as usize);
         footer.extend_from_slice(&self.pos.to_le_bytes());
@@ -276,6 +283,7 @@ impl SegmentWriter {
                 maxt,
                 size,
                 replaces: self.replaces,
+                samples: self.entries.iter().map(|e| e.samples).sum(),
                 order: self.order,
             },
             self.entries,
@@ -355,6 +363,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
                 u32::try_from(r.uvarint()?).map_err(|_| Error::CorruptChunk("bad blob length"))?;
             let crc = r.u32_le()?;
             let (emint, emaxt, last) = (r.varint()?, r.varint()?, r.u64_le()?);
+            let samples = r.uvarint()?;
             if offset < 9 || offset.saturating_add(u64::from(len)) > ix_off {
                 return Err(Error::CorruptChunk("blob outside the data section"));
             }
@@ -367,6 +376,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
                 mint: emint,
                 maxt: emaxt,
                 last,
+                samples,
             });
         }
         Ok((kind, order, replaces, mint, maxt, entries))
@@ -383,6 +393,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             maxt,
             size,
             replaces,
+            samples: entries.iter().map(|e| e.samples).sum(),
             order,
         },
         entries,
@@ -405,6 +416,7 @@ mod tests {
                 mint: 10,
                 maxt: 20,
                 last: 5,
+                samples: 2,
             },
             b"hello",
         )

@@ -148,6 +148,7 @@ fn append_select_reopen() {
     check(&db);
     db.flush_all().unwrap();
     db.compact().unwrap();
+    assert_eq!(db.stats().raw_samples_on_disk, 4);
     drop(db);
     let db = Db::open(dir.path(), opts()).unwrap();
     check(&db);

@@ -196,6 +196,9 @@ proptest! {
                 Op::FlushAll => {
                     db.flush_all().unwrap();
                     durable = cur.clone();
+                    let st = db.stats();
+                    let total: usize = cur.series.values().map(|s| s.1.len()).sum();
+                    prop_assert_eq!((st.head_samples, st.raw_samples_on_disk), (0, total as u64));
                 }
                 Op::Compact(full) => {
                     if full {
