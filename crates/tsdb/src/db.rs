@@ -40,7 +40,11 @@ pub struct Options {
     /// Longest time span of one chunk in ms. Default 2 h.
     pub chunk_span_ms: i64,
     /// Compaction windows in ms for raw, 1 m and 1 h segments: segments whose start
-    /// falls into the same window are merged. Defaults 6 h, 1 day, 30 days.
+    /// falls into the same window are merged. Defaults 1 day, 30 days, 1 year.
+    ///
+    /// Every series keeps a ~56-byte reference per segment holding its data, so the
+    /// windows bound memory: with the default retention about 16 raw, 4 one-minute and
+    /// 3 one-hour segments, plus at most 16 per kind for windows still filling.
     pub compaction_windows_ms: [i64; 3],
 }
 
@@ -55,7 +59,7 @@ impl Default for Options {
             rollup_hour_retention_ms: 730 * DAY_MS,
             chunk_samples: 240,
             chunk_span_ms: 2 * 3_600_000,
-            compaction_windows_ms: [6 * 3_600_000, DAY_MS, 30 * DAY_MS],
+            compaction_windows_ms: [DAY_MS, 30 * DAY_MS, 365 * DAY_MS],
         }
     }
 }

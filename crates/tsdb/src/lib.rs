@@ -116,8 +116,9 @@
 //!   (flushes timed separately: 17 flushes took 0.2–0.45 s, blocking appends 5–15 ms
 //!   each at most). With 100,000 series (`CONTAINERS=10000 TICKS=60`): 2.3 M samples/s,
 //!   appends blocked at most 233 ms by a checkpoint of 6 M head samples;
-//! * raw segments after compaction: 1.78 bytes/sample, labels and index included;
-//!   with `TICKS=2160` (6 h of data, the raw compaction window) 1.57 bytes/sample.
+//! * raw segments after compaction: 1.79 bytes/sample, labels and index included;
+//!   with `TICKS=2160` (6 h of data, so the per-series index is spread over more
+//!   samples) 1.57 bytes/sample.
 //!   The values are random walks, so most bits are entropy: CPU time in nanoseconds
 //!   costs ~31 bits/sample, byte counters ~20, CPU time in 10 ms ticks ~8, memory
 //!   gauges moving by up to 32 pages ~7, constant series and the regular 10 s interval
@@ -128,7 +129,9 @@
 //! * `select` 1 h × 100 series: 1.3–1.5 ms from the head, 1.3–1.9 ms from segments
 //!   (median of 21); minute rollups over all 83 min × 100 series: 1.2–1.8 ms;
 //! * memory: about 1.2 KB per series (estimate from [`Stats::bytes_in_memory`]: labels,
-//!   index postings, series state), plus the open and unflushed chunks; peak RSS of the
+//!   index postings, series state), plus ~56 bytes per series and segment holding its
+//!   data (about 23 segments with the default windows and retention, so ~1.3 KB), plus
+//!   the open and unflushed chunks; peak RSS of the
 //!   whole example 12 MiB for 2,000 series, 225 MiB for 100,000 series with 6 M samples
 //!   in the head.
 
