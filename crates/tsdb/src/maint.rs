@@ -17,8 +17,8 @@ use crate::rollup::{self, Resolution};
 use crate::segment::{SegKind, SegmentFile, SegmentWriter, Span, sync_dir};
 use crate::types::{Value, ValueKind};
 
-/// Most segments a compaction window that is still filling may hold.
-const OPEN_WINDOW_MAX_SEGMENTS: usize = 16;
+/// How many neighbouring segments of one level a filling window merges into one.
+const TIER: usize = 16;
 
 struct FlushItem {
     id: SeriesId,
@@ -96,7 +96,7 @@ impl Db {
             let mut written = Vec::new();
             for kind in SegKind::ALL {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let mut w = SegmentWriter::create(&self.dir, kind, seq, seq, Vec::new())?;
+                let mut w = SegmentWriter::create(&self.dir, kind, seq, (seq, 0), Vec::new())?;
                 let mut samples = Vec::new();
                 let mut buckets = Vec::new();
                 for it in &items {
@@ -210,9 +210,10 @@ impl Db {
     /// ([`crate::Options::compaction_windows_ms`]). Only neighbours are merged, so a
     /// series' data in the merged segment stays between its data in other segments.
     ///
-    /// A window is merged once data has moved past its end; a window still filling is
-    /// merged only when its run exceeds 16 segments. That bounds the number of files
-    /// without rewriting a growing window at every flush.
+    /// A window is merged into one segment once data has moved past its end. In a
+    /// window still filling, every 16 newest segments of one level are merged into one
+    /// of the next level (cascading), which bounds the files per window to 16 per level
+    /// while rewriting each sample about once per level instead of at every flush.
     pub fn compact(&self) -> Result<MaintReport> {
         self.compact_runs(false)
     }
@@ -244,17 +245,32 @@ impl Db {
                 }
                 last_window = Some(w);
             }
-            for group in groups {
+            for mut group in groups {
                 let window_end = group[0]
                     .mint
                     .div_euclid(window)
                     .saturating_add(1)
                     .saturating_mul(window);
-                let complete = newest >= window_end;
-                if group.len() > OPEN_WINDOW_MAX_SEGMENTS
-                    || ((complete || full) && group.len() >= 2)
-                {
-                    self.merge(kind, group)?;
+                if (full || newest >= window_end) && group.len() >= 2 {
+                    let level = group
+                        .iter()
+                        .map(|s| s.level)
+                        .max()
+                        .unwrap_or(0)
+                        .saturating_add(1);
+                    self.merge(kind, &group, level)?;
+                    report.segments_written += 1;
+                    continue;
+                }
+                // A filling window: merge the newest TIER segments of one level into one
+                // of the next, cascading, so every sample is rewritten about once per level.
+                while let Some(level) = group.last().map(|s| s.level) {
+                    let same = group.iter().rev().take_while(|s| s.level == level).count();
+                    if same < TIER {
+                        break;
+                    }
+                    let tail = group.split_off(group.len() - TIER);
+                    group.push(self.merge(kind, &tail, level.saturating_add(1))?);
                     report.segments_written += 1;
                 }
             }
@@ -263,7 +279,13 @@ impl Db {
         Ok(report)
     }
 
-    fn merge(&self, kind: SegKind, group: Vec<Arc<SegmentFile>>) -> Result<()> {
+    /// Merges `group` (neighbours in flush order) into one segment of `level`.
+    fn merge(
+        &self,
+        kind: SegKind,
+        group: &[Arc<SegmentFile>],
+        level: u8,
+    ) -> Result<Arc<SegmentFile>> {
         let seqs: HashSet<u64> = group.iter().map(|s| s.seq).collect();
         let mut items: Vec<(SeriesId, Labels, ValueKind, Vec<DiskRef>)> = Vec::new();
         for (si, shard) in self.shards.iter().enumerate() {
@@ -285,7 +307,7 @@ impl Db {
         let mut replaces: Vec<u64> = seqs.iter().copied().collect();
         replaces.sort_unstable();
         let order = group.iter().map(|s| s.order).min().unwrap_or(seq);
-        let mut w = SegmentWriter::create(&self.dir, kind, seq, order, replaces)?;
+        let mut w = SegmentWriter::create(&self.dir, kind, seq, (order, level), replaces)?;
         for (_, labels, vkind, refs) in &items {
             let mut blob = Vec::new();
             let mut buckets = Vec::new();
@@ -333,12 +355,13 @@ impl Db {
         {
             let mut segs = lock(&self.segments);
             segs.retain(|s| !seqs.contains(&s.seq));
-            segs.push(seg);
+            segs.push(seg.clone());
         }
-        for s in &group {
+        for s in group {
             std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
         }
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        Ok(seg)
     }
 
     /// Deletes whole segments past their retention (raw, 1 m and 1 h separately),

@@ -79,6 +79,8 @@ pub(crate) struct SegmentFile {
     /// Position in flush order: its own seq when flushed, the smallest source order when
     /// merged. Per series, data in a lower-order segment is older.
     pub(crate) order: u64,
+    /// 0 when flushed; a merge of level-`n` segments of a filling window is level `n + 1`.
+    pub(crate) level: u8,
 }
 
 impl SegmentFile {
@@ -150,6 +152,7 @@ pub(crate) struct SegmentWriter {
     seq: u64,
     replaces: Vec<u64>,
     order: u64,
+    level: u8,
     entries: Vec<IndexEntry>,
 }
 
@@ -158,7 +161,7 @@ impl SegmentWriter {
         dir: &Path,
         kind: SegKind,
         seq: u64,
-        order: u64,
+        (order, level): (u64, u8),
         replaces: Vec<u64>,
     ) -> Result<Self> {
         let tmp = dir.join(format!("{}.tmp", file_name(kind, seq)));
@@ -181,6 +184,7 @@ impl SegmentWriter {
             seq,
             replaces,
             order,
+            level,
             entries: Vec::new(),
         })
     }
@@ -217,6 +221,7 @@ impl SegmentWriter {
         let mut ix = Vec::new();
         ix.push(self.kind.to_u8());
         put_uvarint(&mut ix, self.order);
+        ix.push(self.level);
         put_uvarint(&mut ix, self.replaces.len() as u64);
         for &r in &self.replaces {
             put_uvarint(&mut ix, r);
@@ -285,6 +290,7 @@ impl SegmentWriter {
                 replaces: self.replaces,
                 samples: self.entries.iter().map(|e| e.samples).sum(),
                 order: self.order,
+                level: self.level,
             },
             self.entries,
         ))
@@ -330,6 +336,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
         let mut r = ByteReader::new(&ix);
         let kind = SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
         let order = r.uvarint()?;
+        let level = r.u8()?;
         let nrep = r.len()?;
         let mut replaces = Vec::with_capacity(nrep);
         for _ in 0..nrep {
@@ -379,9 +386,9 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
                 samples,
             });
         }
-        Ok((kind, order, replaces, mint, maxt, entries))
+        Ok((kind, (order, level), replaces, mint, maxt, entries))
     };
-    let (kind, order, replaces, mint, maxt, entries) =
+    let (kind, (order, level), replaces, mint, maxt, entries) =
         parse().map_err(|e| corrupt(&e.to_string()))?;
     Ok((
         SegmentFile {
@@ -395,6 +402,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             replaces,
             samples: entries.iter().map(|e| e.samples).sum(),
             order,
+            level,
         },
         entries,
     ))
@@ -407,7 +415,7 @@ mod tests {
     #[test]
     fn write_open_read() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::create(dir.path(), SegKind::Raw, 7, 3, vec![3, 4]).unwrap();
+        let mut w = SegmentWriter::create(dir.path(), SegKind::Raw, 7, (3, 0), vec![3, 4]).unwrap();
         let l = Labels::with_name("up", [("job", "a")]).unwrap();
         w.add(
             &l,

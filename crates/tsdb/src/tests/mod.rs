@@ -627,3 +627,44 @@ fn corrupt_checkpoint_is_an_error() {
     let err = Db::open(dir.path(), opts()).err().unwrap();
     assert!(err.to_string().contains("corrupt file"), "{err}");
 }
+
+/// In a window still filling, compaction merges 16 segments of one level into one of
+/// the next: the segment count stays bounded and every sample stays in place.
+#[test]
+fn filling_window_compaction_is_tiered() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        chunk_samples: 1,
+        compaction_windows_ms: [i64::MAX / 4; 3],
+        ..opts()
+    };
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    let mut most = 0;
+    for t in 0..300 {
+        db.append(&[
+            pt(0, t * 1000, Value::Float(t as f64)),
+            pt(1, t * 7, Value::Int(t)),
+        ])
+        .unwrap();
+        db.flush().unwrap();
+        db.compact().unwrap();
+        most = most.max(db.stats().segments);
+    }
+    // 300 flushes per kind: at most 15 level-0, 15 level-1 and 1 level-2 segments.
+    assert!(most <= 3 * 31, "{most}");
+    let check = |db: &Db| {
+        let s = db.select(&[], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(
+            s.iter().map(|s| s.samples.len()).collect::<Vec<_>>(),
+            vec![300, 300]
+        );
+        let r = db
+            .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Hour)
+            .unwrap();
+        assert_eq!(r[0].buckets[0].count, 300);
+        assert_eq!(db.stats().raw_samples_on_disk, 600);
+    };
+    check(&db);
+    drop(db);
+    check(&Db::open(dir.path(), o).unwrap());
+}
