@@ -44,7 +44,7 @@ pub struct Options {
     ///
     /// Every series keeps a ~56-byte reference per segment holding its data, so the
     /// windows bound memory: with the default retention about 16 raw, 4 one-minute and
-    /// 3 one-hour segments, plus at most 16 per kind for windows still filling.
+    /// 3 one-hour segments, plus up to 15 per level (a few levels) for windows still filling.
     pub compaction_windows_ms: [i64; 3],
 }
 

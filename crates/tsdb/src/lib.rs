@@ -37,9 +37,10 @@
 //! * `dir/LOCK` is `flock`ed while a [`Db`] is open; a second open is [`Error::Locked`].
 //! * Segments (`dir/{raw,1m,1h}-<seq>.seg`): [`Db::flush`] writes closed chunks and their
 //!   1-minute and 1-hour rollups into immutable, fsynced files, then checkpoints the WAL.
-//!   [`Db::compact`] merges neighbouring segments of
-//!   the same window; [`Db::apply_retention`] deletes whole expired segments (raw 15 days,
-//!   1 m 90 days, 1 h 2 years by default).
+//!   [`Db::compact`] merges neighbouring segments of the same window (1 day for raw, 30
+//!   days for 1 m, 1 year for 1 h): tiered by 16 while the window fills, into one
+//!   segment once data has moved past it. [`Db::apply_retention`] deletes whole expired
+//!   segments (raw 15 days, 1 m 90 days, 1 h 2 years by default).
 //!
 //! # Durability (crash-loss bound)
 //!
