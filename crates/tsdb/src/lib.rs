@@ -111,30 +111,29 @@
 //! (200 containers × 10 metrics = 2,000 series, 500 scrapes at an exact 10 s interval,
 //! random-walk gauges and counters, batches of 10,000, a flush every 5 minutes of
 //! data as `tick` would do, then `flush_all` and `compact_full`), on the shared 2-core
-//! VM (3 runs, load average about 3):
+//! VM (several runs, load average about 3):
 //!
-//! * append: 5.0–8.6 M samples/s on one thread for existing series, WAL writes included
-//!   (flushes timed separately: 17 flushes took 0.2–0.45 s, blocking appends 5–15 ms
-//!   each at most). With 100,000 series (`CONTAINERS=10000 TICKS=60`): 2.3 M samples/s,
-//!   appends blocked at most 233 ms by a checkpoint of 6 M head samples;
-//! * raw segments after compaction: 1.79 bytes/sample, labels and index included;
-//!   with `TICKS=2160` (6 h of data, so the per-series index is spread over more
-//!   samples) 1.57 bytes/sample.
+//! * append: 4.8–6.1 M samples/s on one thread for existing series, WAL writes included
+//!   (flushes timed separately: 17 flushes took 0.4–0.6 s, each blocking appends at
+//!   most 15 ms). With 100,000 series (`CONTAINERS=10000 TICKS=60`): 2.3–5.3 M
+//!   samples/s, appends blocked at most 137–233 ms by a checkpoint of 6 M head samples;
+//! * raw segments after compaction: 1.69 bytes/sample, labels and index included
+//!   ([`Stats::raw_bytes_on_disk`] / [`Stats::raw_samples_on_disk`]); with `TICKS=2160`
+//!   (6 h of data, the per-series index spread over more samples) 1.55 bytes/sample.
 //!   The values are random walks, so most bits are entropy: CPU time in nanoseconds
 //!   costs ~31 bits/sample, byte counters ~20, CPU time in 10 ms ticks ~8, memory
 //!   gauges moving by up to 32 pages ~7, constant series and the regular 10 s interval
-//!   0. With ±5 ms scrape jitter (`JITTER_MS=5`) timestamps add ~5 bits: 2.40 bytes/sample;
+//!   0. With ±5 ms scrape jitter (`JITTER_MS=5`) timestamps add ~5 bits: 2.31 bytes/sample;
 //! * rollups, 1 m + 1 h together: 2.36 bytes per raw sample (1.92 for 6 h). One-minute
 //!   buckets of 10 s data hold 6 samples and keep 10 aggregates, so they are about as
 //!   big as the raw data; they are kept 90 days instead of 15;
-//! * `select` 1 h × 100 series: 1.3–1.5 ms from the head, 1.3–1.9 ms from segments
+//! * `select` 1 h × 100 series: 1.3–1.5 ms from the head, 1.2–1.9 ms from segments
 //!   (median of 21); minute rollups over all 83 min × 100 series: 1.2–1.8 ms;
 //! * memory: about 1.2 KB per series (estimate from [`Stats::bytes_in_memory`]: labels,
 //!   index postings, series state), plus ~56 bytes per series and segment holding its
 //!   data (about 23 segments with the default windows and retention, so ~1.3 KB), plus
-//!   the open and unflushed chunks; peak RSS of the
-//!   whole example 12 MiB for 2,000 series, 225 MiB for 100,000 series with 6 M samples
-//!   in the head.
+//!   the open and unflushed chunks; peak RSS of the whole example 12 MiB for 2,000
+//!   series, 235 MiB for 100,000 series with 6 M samples in the head.
 
 mod bits;
 mod chunk;
