@@ -64,6 +64,9 @@ struct UserBody {
     name: Option<String>,
     role: Option<String>,
     password: Option<String>,
+    /// The current password, needed when a non-admin changes their own.
+    #[serde(rename = "oldPassword")]
+    old_password: Option<String>,
     disabled: Option<bool>,
 }
 
@@ -147,6 +150,15 @@ pub(crate) async fn update_user(
         row.role = role.to_string();
     }
     if let Some(pw) = b.password {
+        // A stolen session or token must not be enough to take the account over.
+        if who.role != Role::Admin {
+            let old = b.old_password.as_deref().unwrap_or_default();
+            if !auth::verify_login(old, row.password_hash.as_deref()) {
+                return Err(forbidden(
+                    "changing your own password needs your current one (oldPassword)",
+                ));
+            }
+        }
         row.password_hash = Some(auth::hash_password(&pw).map_err(|e| bad(e.to_string()))?);
     }
     if let Some(d) = b.disabled {
@@ -230,8 +242,10 @@ pub(crate) async fn create_token(
         ));
     }
     let days = b.expires_in_days.unwrap_or(90.0);
-    if !(days > 0.0 && days <= 3650.0) {
-        return Err(bad("expiresInDays must be between 0 and 3650"));
+    if !(days > 0.0 && days <= 366.0) {
+        return Err(bad(
+            "expiresInDays must be more than 0 and at most 366 (tokens are renewed, not kept forever)",
+        ));
     }
     let now = now_ms();
     let token = auth::new_token();
@@ -331,7 +345,14 @@ pub(crate) async fn list_secrets(State(ctx): State<Ctx>) -> ApiResult {
     let secrets = ctx.store.secrets()?;
     let v: Vec<Value> = secrets
         .iter()
-        .map(|s| json!({"name": s.name, "createdAt": Timestamp(s.created_at), "updatedAt": Timestamp(s.updated_at), "updatedBy": s.updated_by}))
+        .map(|s| {
+            let scope: Value = s
+                .scope
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or(Value::Null);
+            json!({"name": s.name, "createdAt": Timestamp(s.created_at), "updatedAt": Timestamp(s.updated_at), "updatedBy": s.updated_by, "scope": scope})
+        })
         .collect();
     Ok(axum::Json(json!({"secrets": v})).into_response())
 }
@@ -339,7 +360,16 @@ pub(crate) async fn list_secrets(State(ctx): State<Ctx>) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretBody {
-    value: String,
+    /// The value; may be left out to change only where an existing secret may be used.
+    #[serde(default)]
+    value: Option<String>,
+    /// Where it may be used (replaces the stored scope when given).
+    #[serde(default)]
+    environments: Option<Vec<String>>,
+    #[serde(default)]
+    apps: Option<Vec<String>>,
+    #[serde(default)]
+    pipelines: Option<Vec<String>>,
 }
 
 /// `PUT /api/v1/secrets/{name}` `{"value": "..."}`: stores the value sealed; 204.
@@ -355,13 +385,50 @@ pub(crate) async fn put_secret(
         ));
     }
     // The body holds the secret: never echo it, not even in a parse error.
-    let b: SecretBody = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::message(StatusCode::BAD_REQUEST, "expected {\"value\": \"...\"}"))?;
-    let sealed = ctx
-        .secret_key
-        .seal(&name, b.value.as_bytes())
-        .map_err(|e| bad(e.to_string()))?;
-    ctx.store.put_secret(&name, &sealed, now_ms(), &who.user)?;
+    let b: SecretBody = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::message(
+            StatusCode::BAD_REQUEST,
+            "expected {\"value\": \"...\", \"environments\": [...], \"apps\": [...], \"pipelines\": [...]}",
+        )
+    })?;
+    let scoped = b.environments.is_some() || b.apps.is_some() || b.pipelines.is_some();
+    let scope = scoped.then(|| auth::SecretScope {
+        environments: b.environments.unwrap_or_default(),
+        apps: b.apps.unwrap_or_default(),
+        pipelines: b.pipelines.unwrap_or_default(),
+    });
+    if let Some(scope) = &scope {
+        let policies = ctx.identity.policies();
+        let unknown: Vec<&String> = scope
+            .environments
+            .iter()
+            .filter(|e| policies.environment(e).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("unknown environments {unknown:?} (the policy has: {})", {
+                    let names: Vec<&str> = policies
+                        .environments
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect();
+                    names.join(", ")
+                }),
+            ));
+        }
+    }
+    let scope_json = scope.map(|s| serde_json::to_string(&s).unwrap_or_default());
+    let sealed = match (&b.value, ctx.store.sealed_secret(&name)?) {
+        (Some(value), _) => ctx
+            .secret_key
+            .seal(&name, value.as_bytes())
+            .map_err(|e| bad(e.to_string()))?,
+        (None, Some(existing)) if scope_json.is_some() => existing,
+        (None, _) => return Err(bad("expected {\"value\": \"...\"}")),
+    };
+    ctx.store
+        .put_secret(&name, &sealed, now_ms(), &who.user, scope_json.as_deref())?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

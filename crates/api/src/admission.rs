@@ -10,10 +10,11 @@
 //!    paths outside `--allow-host-path`, `cap-add`, the host's network, `security-opt`,
 //!    ports below 1024), each granted per environment by the policy, else admins only —
 //!    unless the change keeps the configuration as it is (a scale or a restart);
-//! 3. ownership: a virtual host name belongs to the environment of the app that claimed it
+//! 3. every secret it references is scoped to the app's environment (and app);
+//! 4. ownership: a virtual host name belongs to the environment of the app that claimed it
 //!    first (whatever path another app adds to it); another environment's claim is a 409
 //!    naming the owner (service ports are never shared by two apps at all);
-//! 4. limits: instances per app, the environment's quotas from its policy, and the
+//! 5. limits: instances per app, the environment's quotas from its policy, and the
 //!    machine's capacity times `--overcommit`.
 
 use auth::{Action, Decision, PolicySet, Principal};
@@ -73,6 +74,8 @@ pub struct Gate<'a> {
     pub who: &'a Principal,
     /// Server-wide settings.
     pub config: &'a AdmissionConfig,
+    /// Where each secret may be used.
+    pub store: &'a store::Store,
 }
 
 impl Gate<'_> {
@@ -95,6 +98,31 @@ impl Gate<'_> {
             if let Decision::Deny(reason) = self.policies.authorize(self.who, &action) {
                 return Err(Refusal::Forbidden(reason));
             }
+        }
+        Ok(())
+    }
+
+    /// Every secret the definition references must be scoped to its environment (and app).
+    fn secrets(&self, def: &AppDefinition) -> Result<(), Refusal> {
+        let env = self.env_of(def);
+        for reference in def.secrets.values() {
+            let Some(name) = reference.get("source").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let scope = match self.store.secret_scope(name) {
+                // Unknown secrets fail the launch with "no such secret", as before.
+                Ok(None) => continue,
+                Ok(Some(None)) => auth::SecretScope::default(),
+                Ok(Some(Some(json))) => serde_json::from_str(&json).unwrap_or_default(),
+                Err(e) => {
+                    return Err(Refusal::Forbidden(format!(
+                        "cannot check secret {name}: {e}"
+                    )));
+                }
+            };
+            scope
+                .allows_app(name, &env, &def.id)
+                .map_err(Refusal::Forbidden)?;
         }
         Ok(())
     }
@@ -216,6 +244,7 @@ impl Admission for Gate<'_> {
         });
         if !same_config {
             self.privileges(after)?;
+            self.secrets(after)?;
             self.ownership(after, change.apps)?;
         }
         self.limits(change.before, after, change.apps)

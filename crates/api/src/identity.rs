@@ -40,6 +40,8 @@ pub struct Identity {
     /// When each token's `last_used_at` was last written (written at most once a minute,
     /// so reads do not turn into database writes).
     touched: Mutex<HashMap<String, Instant>>,
+    /// Failed sign-ins per claimed user and per address.
+    throttle: crate::throttle::Throttle,
 }
 
 /// What a handler tells the audit record about its request.
@@ -74,6 +76,7 @@ impl Identity {
             policies: RwLock::new(policies),
             logins: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
+            throttle: crate::throttle::Throttle::default(),
         })
     }
 
@@ -299,6 +302,80 @@ pub fn forbidden(reason: impl Into<String>) -> ApiError {
     )
 }
 
+/// With `--auth none`: the `Host` must name loopback (`localhost`, `127.x.y.z`, `[::1]`),
+/// and an `Origin`, when sent, must be that same host.
+fn local_origin(headers: &axum::http::HeaderMap) -> Result<(), String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(n, _)| n)
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(format!(
+            "with --auth none only requests to a loopback host name are served (Host: {host:?})"
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let same = origin
+            .strip_prefix("http://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(format!(
+                "with --auth none cross-origin requests are refused (Origin: {origin:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut resp = ApiError::message(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many failed sign-ins: try again in {secs} s"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Audits a failed sign-in whatever its method (bursts are recorded once, by the caller).
+fn record_always(
+    ctx: &Ctx,
+    claimed: &str,
+    method: &Method,
+    path: &str,
+    peer: SocketAddr,
+    status: StatusCode,
+    detail: String,
+) {
+    let path = crate::throttle::truncate(path, 256);
+    ctx.identity.audit(AuditRow {
+        seq: 0,
+        at: now_ms(),
+        user: claimed.to_string(),
+        action: format!("{method} {path}"),
+        target: path.clone(),
+        app: None,
+        source: peer.ip().to_string(),
+        status: status.as_u16(),
+        outcome: "denied".into(),
+        detail: Some(crate::throttle::truncate(&detail, 512)),
+    });
+}
+
 fn unauthorized(reason: &str) -> Response {
     let mut resp = ApiError::message(StatusCode::UNAUTHORIZED, format!("Unauthorized: {reason}"))
         .into_response();
@@ -330,6 +407,10 @@ fn required_role(method: &Method, path: &str) -> Role {
             Role::Deployer
         };
     }
+    // Who did what where is for the people who change things, not for viewers.
+    if path.starts_with("/api/v1/audit") {
+        return Role::Developer;
+    }
     if path.starts_with("/api/v1/tokens") || path == "/api/v1/whoami" || read {
         return Role::Viewer;
     }
@@ -345,17 +426,48 @@ pub async fn guard(
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // Without authentication every caller is an admin: only what a person on this machine
+    // sends may pass, not a web page's request (CSRF) or a renamed host (DNS rebinding).
+    if ctx.identity.mode() == AuthMode::Off
+        && let Err(reason) = local_origin(req.headers())
+    {
+        return forbidden(reason).into_response();
+    }
+    // Load balancers and liveness probes call /ping without credentials, as Marathon's.
+    if path == "/ping" && (method == Method::GET || method == Method::HEAD) {
+        req.extensions_mut().insert(Principal {
+            user: "anonymous".into(),
+            role: Role::Viewer,
+        });
+        return next.run(req).await;
+    }
+    // Forge webhooks carry the forge's signature instead of credentials: the handler checks
+    // it against the pipeline's webhook secret and audits every delivery (401 when invalid).
+    let forge_hook = method == Method::POST
+        && path.starts_with("/api/v1/pipelines/")
+        && path.ends_with("/hooks/push")
+        && !req.headers().contains_key(header::AUTHORIZATION)
+        && pipeline::webhook::has_credentials(&|h| {
+            req.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+    if forge_hook {
+        return next.run(req).await;
+    }
     let mutation = method != Method::GET && method != Method::HEAD;
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let claimed = claimed_user(header.as_deref());
+    let claimed = crate::throttle::truncate(&claimed_user(header.as_deref()), 64);
     let record = |user: &str, status: StatusCode, note: &AuditNote| {
         if !mutation {
             return;
         }
+        let path = crate::throttle::truncate(&path, 256);
         let outcome = match status.as_u16() {
             200..=399 => "allowed",
             401 | 403 => "denied",
@@ -374,21 +486,60 @@ pub async fn guard(
             source: peer.ip().to_string(),
             status: status.as_u16(),
             outcome: outcome.into(),
-            detail: note.detail.clone(),
+            detail: note
+                .detail
+                .as_deref()
+                .map(|d| crate::throttle::truncate(d, 512)),
         });
     };
+    // Password attempts are throttled per claimed user and per address: a blocked source
+    // gets 429 before any password is checked, and a burst is audited once. Tokens cannot
+    // be guessed (256 random bits), so they are never blocked, but a flood of wrong ones
+    // is audited once per burst too.
+    let password = header
+        .as_deref()
+        .is_some_and(|h| matches!(auth::parse_authorization(h), Ok(Credentials::Basic { .. })));
+    let keys: Vec<String> = if password {
+        crate::throttle::keys(&claimed, peer.ip()).to_vec()
+    } else {
+        vec![format!("tokens:{}", peer.ip())]
+    };
+    if password && let Err(wait) = ctx.identity.throttle.check(&keys) {
+        return too_many(wait);
+    }
     let who = match ctx.identity.authenticate(header.as_deref()) {
-        Ok(p) => p,
+        Ok(p) => {
+            if password {
+                ctx.identity.throttle.succeeded(&claimed);
+            }
+            p
+        }
         Err(reason) => {
             let resp = unauthorized(&reason);
-            record(
-                &claimed,
-                resp.status(),
-                &AuditNote {
-                    app: None,
-                    detail: Some(reason),
-                },
-            );
+            let failure = if header.is_some() {
+                ctx.identity.throttle.failed(&keys)
+            } else {
+                crate::throttle::Failure::Counted
+            };
+            match failure {
+                crate::throttle::Failure::Counted => record(
+                    &claimed,
+                    resp.status(),
+                    &AuditNote {
+                        app: None,
+                        detail: Some(reason),
+                    },
+                ),
+                crate::throttle::Failure::BurstStarted(d) => {
+                    let detail = format!(
+                        "{reason}; further attempts for {claimed} from {} are delayed ({} ms, doubling) and not audited one by one",
+                        peer.ip(),
+                        d.as_millis()
+                    );
+                    record_always(&ctx, &claimed, &method, &path, peer, resp.status(), detail);
+                }
+                crate::throttle::Failure::InBurst => {}
+            }
             return resp;
         }
     };
@@ -432,15 +583,40 @@ fn claimed_user(header: Option<&str>) -> String {
     }
 }
 
-/// The app id in a Marathon app path, for the audit record.
+/// The app id in a Marathon app path, for the audit record: percent-decoded and
+/// normalised as the handler sees it (`/v2/apps/prod%2Fweb/restart` is `/prod/web`).
 fn app_of_path(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/v2/apps/")?;
+    let rest = percent_decode(path.strip_prefix("/v2/apps/")?);
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let end = segs
         .iter()
         .position(|s| ["restart", "tasks", "versions"].contains(s))
         .unwrap_or(segs.len());
-    (end > 0).then(|| format!("/{}", segs[..end].join("/")))
+    (end > 0).then(|| PathId::parse(&segs[..end].join("/")).to_string())
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The engine's view of the secret store: sealed values opened with the server's key.

@@ -10,17 +10,18 @@ mod native;
 mod params;
 mod pipelines;
 mod sse;
+mod throttle;
 
 pub use error::ApiError;
 pub use identity::{AuthMode, Identity};
 pub use pipelines::EngineDeployer;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use axum::{Router, ServiceExt};
 use engine::Engine;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -60,6 +61,7 @@ impl Ctx {
             policies: self.identity.policies(),
             who,
             config: &self.admission,
+            store: &self.store,
         }
     }
 }
@@ -120,6 +122,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/api/v1/pipelines/{name}", &[Method::PUT]),
     ("/api/v1/pipelines/{name}/runs", &[Method::POST]),
     ("/api/v1/pipelines/{name}/hooks/push", &[Method::POST]),
+    ("/api/v1/pipelines/{name}/webhook-secret", &[Method::PUT]),
     ("/api/v1/runs", &[Method::GET]),
     ("/api/v1/runs/{id}", &[Method::GET]),
     ("/api/v1/runs/{id}/retry", &[Method::POST]),
@@ -166,6 +169,7 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
         "/api/v1/pipelines/{name}" => put(pipelines::put),
         "/api/v1/pipelines/{name}/runs" => post(pipelines::start),
         "/api/v1/pipelines/{name}/hooks/push" => post(pipelines::push_hook),
+        "/api/v1/pipelines/{name}/webhook-secret" => put(pipelines::webhook_secret),
         "/api/v1/runs" => get(pipelines::list_runs),
         "/api/v1/runs/{id}" => get(pipelines::get_run),
         "/api/v1/runs/{id}/retry" => post(pipelines::retry),
@@ -251,13 +255,99 @@ pub async fn serve(
     ctx: Ctx,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let svc = tower::util::MapRequestLayer::new(normalise_path).layer(router(ctx));
-    axum::serve(
-        listener,
-        svc.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    serve_with(listener, ctx, shutdown, ServeLimits::default()).await
+}
+
+/// How much one listener of the API takes from its clients.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections open at once; beyond it a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's header, also while a kept-alive
+    /// connection waits for its next request (silent connections are closed after it).
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 2048,
+            header_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// [`serve`] with explicit limits: a connection cap, a header (and idle keep-alive)
+/// timeout, and an accept loop that backs off instead of spinning when the process runs
+/// out of descriptors.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    ctx: Ctx,
+    shutdown: CancellationToken,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tokio::io::AsyncWriteExt;
+    let app = tower::util::MapRequestLayer::new(normalise_path).layer(router(ctx));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: wait for descriptors to come back.
+                    tracing::warn!(error = %e, "cannot accept an API connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            connections.spawn(async move {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 48\r\n\r\n{\"message\":\"too many connections, try later\"}")
+                    .await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let mut app = app.clone();
+            async move {
+                let req = req.map(Body::new);
+                tower::Service::call(&mut app, req).await
+            }
+        });
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    // Event streams never end on their own.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,12 +14,28 @@ use serde_json::json;
 const DEFAULT_LOG_LIMIT: u64 = 64 * 1024;
 
 /// `GET /api/v1/tasks/{id}/logs?stream=stdout|stderr&offset=N&limit=N`.
+///
+/// A task's output can carry what its environment holds: reading it needs the right to
+/// deploy the task's app (a developer reads QA's logs, not prod's; viewers read none).
 pub(crate) async fn task_logs(
     State(ctx): State<Ctx>,
+    axum::Extension(who): axum::Extension<auth::Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref());
+    if let Some(app) = ctx.engine.task_owner(&id) {
+        let labels = ctx.engine.app_labels(&app).unwrap_or_default();
+        ctx.identity
+            .check_deploy(&who, &app, &labels)
+            .map_err(|e| {
+                let reason = e.body["message"].as_str().unwrap_or_default().to_string();
+                ApiError::message(
+                    StatusCode::FORBIDDEN,
+                    format!("{reason}; a task's log is for those who may deploy its app"),
+                )
+            })?;
+    }
     let stream = match p.get("stream").unwrap_or("stdout") {
         "stdout" => LogStream::Stdout,
         "stderr" => LogStream::Stderr,

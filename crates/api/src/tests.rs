@@ -395,8 +395,10 @@ async fn killing_tasks_with_scale_lowers_instances() {
         )
         .await;
     assert_eq!(status, 201);
-    s.wait_for("3 tasks", async |s| {
+    // The deployment ends once the tasks have stayed up (they have no health checks).
+    s.wait_for("3 tasks, deployed", async |s| {
         s.get("/v2/apps/k/app").await["app"]["tasksRunning"] == 3
+            && s.get("/v2/deployments").await == json!([])
     })
     .await;
     let tasks = s.get("/v2/apps/k/app/tasks").await;

@@ -23,6 +23,7 @@ mod decide;
 mod password;
 mod policy;
 mod role;
+mod scope;
 mod secret;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub use password::{
 };
 pub use policy::{DEFAULT_ENV, EnvLimits, Policy, PolicySet, environment_name};
 pub use role::{Principal, Role, Subject};
+pub use scope::SecretScope;
 pub use secret::{KEY_LEN, SecretKey, SecretString, mask};
 
 use std::path::PathBuf;

@@ -328,6 +328,17 @@ impl Engine {
         Ok(Some(self.inner.store.app_versions(id)?))
     }
 
+    /// The app of a running or recently terminated task.
+    pub fn task_owner(&self, task_id: &str) -> Option<PathId> {
+        let st = self.lock();
+        st.tasks.get(task_id).map(|t| t.app_id.clone()).or_else(|| {
+            st.apps
+                .iter()
+                .find(|(_, a)| a.rt.terminated.iter().any(|t| t.id == task_id))
+                .map(|(id, _)| id.clone())
+        })
+    }
+
     /// Reads a task's log (running or recently terminated). `None` when the task is unknown.
     pub fn task_log(
         &self,

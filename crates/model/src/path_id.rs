@@ -6,6 +6,9 @@ use std::fmt;
 ///
 /// This is Marathon's rule with one deliberate widening: uppercase letters are accepted
 /// (case-preserving), because the seed's own app definitions use ids such as `/appName`.
+/// The longest app or group id accepted (ids are paths, file names and labels elsewhere).
+pub const MAX_ID_LEN: usize = 512;
+
 pub const ID_PATTERN: &str = r"^(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])|(\.|\.\.)$";
 
 /// Last segments an app id may not end with, because they collide with sub-resources.
@@ -78,6 +81,13 @@ impl PathId {
     /// Validation problems of the raw id as an app id, in Marathon's wording (empty when valid).
     pub fn problems(raw: &str) -> Vec<String> {
         let mut out = Vec::new();
+        if raw.len() > MAX_ID_LEN {
+            out.push(format!(
+                "must be at most {MAX_ID_LEN} characters long (got {})",
+                raw.len()
+            ));
+            return out;
+        }
         let segs: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
         if segs.is_empty() {
             out.push("path must not be empty or the root group".to_string());

@@ -296,3 +296,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nul_bytes_and_huge_ids_are_refused_with_their_paths() {
+    let long = format!("/{}", "a".repeat(70_000));
+    let body = serde_json::json!({"id": long, "cmd": "sleep 1"}).to_string();
+    let err = crate::parse_definition(body.as_bytes(), None, crate::Timestamp(1)).unwrap_err();
+    assert!(err.to_string().contains("at most 512"), "{err}");
+    let body = serde_json::json!({"id": "/a", "cmd": "echo a\u{0}b", "args": null,
+                                  "env": {"X": "1\u{0}2"}})
+    .to_string();
+    let err = crate::parse_definition(body.as_bytes(), None, crate::Timestamp(1)).unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("/cmd") && text.contains("/env/X"), "{text}");
+}

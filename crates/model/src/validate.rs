@@ -23,6 +23,23 @@ pub(crate) fn check(def: &AppDefinition, errs: &mut Errors) {
     if def.cmd.as_deref().is_some_and(|c| c.trim().is_empty()) {
         errs.add("/cmd", "must not be empty");
     }
+    // A NUL cannot reach a process: the kernel would cut the string there.
+    if def.cmd.as_deref().is_some_and(|c| c.contains('\0')) {
+        errs.add("/cmd", "must not contain NUL characters");
+    }
+    for (i, a) in def.args.iter().flatten().enumerate() {
+        if a.contains('\0') {
+            errs.add(format!("/args({i})"), "must not contain NUL characters");
+        }
+    }
+    for (k, v) in &def.env {
+        if k.contains(['\0', '=']) || matches!(v, EnvValue::Literal(v) if v.contains('\0')) {
+            errs.add(
+                format!("/env/{k}"),
+                "names must not contain '=' or NUL, values not NUL",
+            );
+        }
+    }
     if def.cpus.is_nan() || def.cpus < 0.001 {
         errs.add("/cpus", format!("got {}, expected 0.001 or more", def.cpus));
     }

@@ -73,6 +73,21 @@ pub(crate) fn secure_data_dir(data_dir: &Path, key_file: &Path) -> anyhow::Resul
     Ok(())
 }
 
+/// Raises the soft limit of open files to the hard limit: a server that answers many
+/// clients, proxies their connections and reads `/proc` must not run out at the common
+/// soft limit of 1,024.
+pub(crate) fn raise_open_files() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
 /// Effective uid of the server.
 fn euid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -56,6 +56,13 @@ pub(crate) struct UpArgs {
     /// (`cpus × instances` summed, against the cores times this factor; 1 = not at all).
     #[arg(long, default_value_t = 4.0, env = "SLIPWAY_OVERCOMMIT")]
     overcommit: f64,
+    /// Connections the API serves at once; more get 503 and are closed.
+    #[arg(long, default_value_t = 2048, env = "SLIPWAY_MAX_CONNECTIONS")]
+    max_connections: usize,
+    /// Time a client has to send a request's headers, and the longest a kept-alive API
+    /// connection may sit silent (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "SLIPWAY_HEADER_TIMEOUT")]
+    header_timeout: std::time::Duration,
     /// Kill every task when the server stops (by default tasks outlive the server).
     #[arg(long)]
     kill_tasks_on_shutdown: bool,
@@ -172,6 +179,27 @@ fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(a..=b)
 }
 
+/// `500ms`, `30s`, `2m`, `1h` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration such as 30s or 2m"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("'{s}' is not a duration such as 30s or 2m")),
+    };
+    if ms == 0 {
+        return Err("a timeout must be longer than 0".into());
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 /// The per-user data directory.
 fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
@@ -228,6 +256,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| data_dir.join("secret.key"));
     crate::privileges::secure_data_dir(&data_dir, &key_path)?;
+    crate::privileges::raise_open_files();
     let task_identity =
         crate::privileges::task_identity(&args.task_user, args.task_uid_range.0.clone())?;
     let task_user_name = match &task_identity {
@@ -420,7 +449,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         ms = started.elapsed().as_millis() as u64,
         "slipway is up"
     );
-    let served = api::serve(listener, ctx, shutdown.clone()).await;
+    let limits = api::ServeLimits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+    };
+    let served = api::serve_with(listener, ctx, shutdown.clone(), limits).await;
     shutdown.cancel();
     // Running steps are cancelled; their runs resume or are marked interrupted at the
     // next start.

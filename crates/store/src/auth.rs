@@ -91,6 +91,8 @@ pub struct SecretMeta {
     pub updated_at: i64,
     /// Who last wrote it.
     pub updated_by: String,
+    /// Where it may be used (a JSON document the API defines); `None`: nowhere yet.
+    pub scope: Option<String>,
 }
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
@@ -314,7 +316,7 @@ impl Store {
     pub fn secrets(&self) -> Result<Vec<SecretMeta>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT name, created_at, updated_at, updated_by FROM secrets ORDER BY name",
+            "SELECT name, created_at, updated_at, updated_by, scope FROM secrets ORDER BY name",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -323,6 +325,7 @@ impl Store {
                     created_at: r.get(1)?,
                     updated_at: r.get(2)?,
                     updated_by: r.get(3)?,
+                    scope: r.get(4)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -341,16 +344,37 @@ impl Store {
             .optional()?)
     }
 
-    /// Creates or replaces a sealed secret.
-    pub fn put_secret(&self, name: &str, sealed: &[u8], now: i64, by: &str) -> Result<()> {
+    /// Creates or replaces a sealed secret; `scope` replaces the stored scope when given
+    /// (a value written without one keeps where the secret may be used).
+    pub fn put_secret(
+        &self,
+        name: &str,
+        sealed: &[u8],
+        now: i64,
+        by: &str,
+        scope: Option<&str>,
+    ) -> Result<()> {
         let conn = self.conn()?;
         conn.execute(
-            "INSERT INTO secrets (name, sealed, created_at, updated_at, updated_by) VALUES (?1, ?2, ?3, ?3, ?4)
+            "INSERT INTO secrets (name, sealed, created_at, updated_at, updated_by, scope) VALUES (?1, ?2, ?3, ?3, ?4, ?5)
              ON CONFLICT(name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at,
-             updated_by = excluded.updated_by",
-            params![name, sealed, now, by],
+             updated_by = excluded.updated_by, scope = coalesce(excluded.scope, secrets.scope)",
+            params![name, sealed, now, by, scope],
         )?;
         Ok(())
+    }
+
+    /// Where a secret may be used: `Ok(None)` when there is no such secret, `Some(None)`
+    /// when it has no scope yet.
+    pub fn secret_scope(&self, name: &str) -> Result<Option<Option<String>>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT scope FROM secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Deletes a secret; false when there was none.

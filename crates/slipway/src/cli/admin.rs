@@ -126,7 +126,7 @@ pub(super) enum TokensCommand {
         /// A name to recognise the token by [default: api].
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
-        /// Days until the token expires (server default 90, at most 3650).
+        /// Days until the token expires (server default 90, at most 366).
         #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<f64>,
         /// Create the token for this user instead of yourself (admins only).

@@ -16,7 +16,7 @@ fn a_planted_secret_appears_in_no_output() {
         &s,
         "PUT",
         "/api/v1/secrets/db-password",
-        Some(&json!({"value": SECRET})),
+        Some(&json!({"value": SECRET, "environments": ["qa"]})),
     );
     assert_eq!(status, 204, "{body}");
     // The task proves it received the value (its length) without printing it.

@@ -302,3 +302,283 @@ fn instance_counts_and_totals_have_limits() {
     let (status, body) = send(&s, "PUT", "/v2/apps/small", Some(&json!({"instances": 0})));
     assert_eq!(status, 200, "{body}");
 }
+
+/// Sends a raw request with Basic credentials `user:password`; returns (status, headers).
+fn basic(
+    s: &SlipwayProcess,
+    method: &str,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = s.url.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    let token = base64_basic(user, password);
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("{user}:{password}").into_bytes();
+    let mut out = String::new();
+    for chunk in raw.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn guessing_passwords_is_throttled_and_audited_once_with_short_rows() {
+    let (s, _dir) = server();
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/api/v1/users",
+        Some(&json!({"name": "dana", "role": "developer", "password": "the-right-password"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let long_path = format!("/v2/apps/{}", "x".repeat(60_000));
+    let mut statuses = Vec::new();
+    let mut sixth = std::time::Instant::now();
+    for i in 0..30 {
+        let path = if i % 2 == 0 {
+            long_path.as_str()
+        } else {
+            "/v2/apps"
+        };
+        statuses.push(basic(&s, "POST", path, "dana", &format!("guess-{i}")).0);
+        if i == 5 {
+            sixth = std::time::Instant::now();
+        }
+    }
+    // Five free failures, the sixth starts a delay (at least a second, doubling).
+    assert_eq!(&statuses[..6], &[401; 6], "{statuses:?}");
+    assert_eq!(statuses[6], 429, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() <= 8,
+        "{statuses:?}"
+    );
+    let asked = std::time::Instant::now();
+    let (status, head) = basic(&s, "POST", "/v2/apps", "dana", "the-right-password");
+    if asked.duration_since(sixth) < Duration::from_millis(900) {
+        assert_eq!(status, 429, "even the right password waits: {head}");
+        assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    }
+    let (_, audit) = send(&s, "GET", "/api/v1/audit?user=dana", None);
+    let rows = audit["records"].as_array().cloned().unwrap_or_default();
+    assert!(
+        (6..=8).contains(&rows.len()),
+        "five failures and the burst, not thirty: {} rows",
+        rows.len()
+    );
+    assert!(
+        rows.iter().all(|r| r.to_string().len() < 2_000),
+        "audit rows are truncated"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["detail"].as_str().is_some_and(|d| d.contains("delayed")))
+    );
+    // Other users are not locked out by dana's guesses.
+    let (status, _) = basic(&s, "GET", "/v2/apps", "nobody-else", "x");
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn idle_connections_neither_exhaust_descriptors_nor_stay_open() {
+    // The server starts with the common soft limit of 1,024 open files and raises it.
+    let me = std::process::id().to_string();
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=1024:"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        lowered || !testkit::strict(),
+        "prlimit (util-linux) is needed"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SlipwayProcess::start(
+        &slipway_bin(),
+        dir.path(),
+        &["--header-timeout", "2s", "--max-connections", "1000"],
+    )
+    .expect("slipway starts");
+    let pid = s.pid().expect("pid");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(soft > 1024, "raised to the hard limit: {limits}");
+    // Restore ours: 1,100 sockets of our own need room.
+    let _ = std::process::Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=20000:"])
+        .status();
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..1_100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() > 1_000, "{} connected", idle.len());
+    // Beyond the cap: a clear 503 (or the connection refused), never a hang.
+    // The API still answers, well within a second, once the silent ones are closed.
+    let started = std::time::Instant::now();
+    testkit::wait_for("the API to answer", Duration::from_secs(10), || {
+        get_json(&format!("{}/v2/info", s.url)).ok().map(|_| ())
+    })
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // Silent connections are closed after the header timeout.
+    use std::io::Read;
+    let mut first = idle.into_iter().next().expect("one");
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    let closed_at = std::time::Instant::now();
+    let n = first.read(&mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        n == 0 || text.contains("408") || text.contains("503"),
+        "closed or told why: {text}"
+    );
+    assert!(closed_at.elapsed() < Duration::from_secs(9));
+}
+
+#[test]
+fn a_secret_is_used_only_where_it_is_scoped_and_prod_logs_are_not_for_developers() {
+    let (s, _dir) = server();
+    let dana = user_token(&s, "dana", "developer");
+    let viewer = user_token(&s, "vic", "viewer");
+    // Scopes are set by deployers and admins, and name environments that exist.
+    let (status, body) = send_as(
+        &s,
+        &dana,
+        "PUT",
+        "/api/v1/secrets/prod-db",
+        Some(&json!({"value": "s3cret-prod-password", "environments": ["prod"]})),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send(
+        &s,
+        "PUT",
+        "/api/v1/secrets/prod-db",
+        Some(&json!({"value": "s3cret-prod-password", "environments": ["production"]})),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = send(
+        &s,
+        "PUT",
+        "/api/v1/secrets/prod-db",
+        Some(&json!({"value": "s3cret-prod-password", "environments": ["prod"]})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let steal = json!({"id": "/qa/print", "cmd": "echo $PW | base64; sleep 600",
+                       "env": {"PW": {"secret": "pw"}}, "secrets": {"pw": {"source": "prod-db"}}});
+    let (status, body) = send_as(&s, &dana, "POST", "/v2/apps", Some(&steal));
+    assert_eq!(status, 403, "{body}");
+    let msg = body["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("prod-db") && msg.contains("qa"), "{msg}");
+    // Not by a label trick either: an unscoped secret is usable nowhere.
+    let (status, _) = send(
+        &s,
+        "PUT",
+        "/api/v1/secrets/loose",
+        Some(&json!({"value": "v"})),
+    );
+    assert_eq!(status, 204);
+    let loose = json!({"id": "/qa/loose", "cmd": "sleep 600", "instances": 0,
+                       "env": {"V": {"secret": "v"}}, "secrets": {"v": {"source": "loose"}}});
+    let (status, _) = send_as(&s, &dana, "POST", "/v2/apps", Some(&loose));
+    assert_eq!(status, 403);
+    let (_, apps) = send(&s, "GET", "/v2/apps", None);
+    assert_eq!(apps["apps"], json!([]), "nothing refused was stored");
+    // A prod app may use it; its log is for those who may deploy there.
+    let prod = json!({"id": "/prod/db-user", "cmd": "echo started; sleep 600",
+                      "env": {"PW": {"secret": "pw"}}, "secrets": {"pw": {"source": "prod-db"}}});
+    let (status, body) = send(&s, "POST", "/v2/apps", Some(&prod));
+    assert_eq!(status, 201, "{body}");
+    let task = testkit::wait_for("the prod task", Duration::from_secs(30), || {
+        app(&s, "/prod/db-user")["tasks"][0]["id"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .unwrap();
+    let logs = format!("/api/v1/tasks/{task}/logs");
+    for token in [&dana, &viewer] {
+        let (status, body) = send_as(&s, token, "GET", &logs, None);
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, _) = send(&s, "GET", &logs, None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn without_authentication_only_local_same_origin_requests_pass() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SlipwayProcess::start(&slipway_bin(), dir.path(), &["--auth", "none"])
+        .expect("slipway starts");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let port = addr.rsplit(':').next().unwrap_or_default().to_string();
+    let post = |host: &str, origin: Option<&str>| -> u16 {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+        let body = r#"{"id": "/csrf", "cmd": "id", "instances": 0}"#;
+        let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+        write!(
+            c,
+            "POST /v2/apps HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    // A web page's cross-origin form post, and a rebound DNS name.
+    assert_eq!(post(&addr, Some("http://evil.example")), 403);
+    assert_eq!(post(&format!("evil.example:{port}"), None), 403);
+    let (_, apps) = send(&s, "GET", "/v2/apps", None);
+    assert_eq!(apps["apps"], json!([]), "nothing was created");
+    // The CLI and curl on this machine.
+    assert_eq!(post(&addr, None), 201);
+    let local = format!("localhost:{port}");
+    assert_eq!(
+        post(&local, Some(&format!("http://{local}"))),
+        409,
+        "same origin: served"
+    );
+}
