@@ -487,6 +487,7 @@ impl pipeline::service::Deployer for EngineDeployer {
                 policies: self.identity.policies(),
                 who: &principal,
                 config: &self.admission,
+                store: &self.store,
             };
             self.engine
                 .update_app(&id, &body, true, false, false, &gate)
