@@ -171,33 +171,28 @@ pub(crate) struct Registry {
     pub(crate) metadata: BTreeMap<String, Metadata>,
 }
 
+/// One shard's series, by id. A map rather than a vector indexed by id: ids are never
+/// reused, so a vector would keep a slot for every series that ever expired.
 #[derive(Default)]
 pub(crate) struct Shard {
-    pub(crate) series: Vec<Option<MemSeries>>,
+    pub(crate) series: HashMap<SeriesId, MemSeries, BuildPassThrough>,
 }
 
 impl Shard {
     pub(crate) fn get(&self, id: SeriesId) -> Option<&MemSeries> {
-        self.series.get(id as usize / SHARDS)?.as_ref()
+        self.series.get(&id)
     }
 
     pub(crate) fn get_mut(&mut self, id: SeriesId) -> Option<&mut MemSeries> {
-        self.series.get_mut(id as usize / SHARDS)?.as_mut()
+        self.series.get_mut(&id)
     }
 
     fn insert(&mut self, id: SeriesId, s: MemSeries) {
-        let slot = id as usize / SHARDS;
-        if self.series.len() <= slot {
-            self.series.resize_with(slot + 1, || None);
-        }
-        self.series[slot] = Some(s);
+        self.series.insert(id, s);
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (SeriesId, &MemSeries)> {
-        self.series
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, s)| s.as_ref().map(|s| (slot as SeriesId, s)))
+        self.series.iter().map(|(&id, s)| (id, s))
     }
 }
 
@@ -252,11 +247,6 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// Shard of a series id.
 pub(crate) fn shard_of(id: SeriesId) -> usize {
     id as usize % SHARDS
-}
-
-/// Id of the series in slot `slot` of shard `shard`.
-pub(crate) fn id_of(shard: usize, slot: SeriesId) -> SeriesId {
-    slot * SHARDS as SeriesId + shard as SeriesId
 }
 
 impl Db {
@@ -465,10 +455,9 @@ impl Db {
                 f.meta(name, meta);
             }
         }
-        for (si, shard) in self.shards.iter().enumerate() {
+        for shard in self.shards.iter() {
             let sh = lock(shard);
-            for (slot, s) in sh.iter() {
-                let id = id_of(si, slot);
+            for (id, s) in sh.iter() {
                 f.series(u64::from(id), s.kind, &s.labels);
                 for (bytes, _, _) in s.head_chunks() {
                     f.chunk(u64::from(id), &bytes);
@@ -657,7 +646,7 @@ impl Db {
         let mut mem = index_mem as u64;
         for shard in self.shards.iter() {
             let sh = lock(shard);
-            mem += (sh.series.capacity() * std::mem::size_of::<Option<MemSeries>>()) as u64;
+            mem += (sh.series.capacity() * (std::mem::size_of::<MemSeries>() + 8)) as u64;
             for (_, s) in sh.iter() {
                 head_samples += s.head_sample_count();
                 mem += s.mem_size() as u64;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::bits::{ByteReader, put_bytes, put_varint};
 use crate::chunk;
-use crate::db::{Db, id_of, lock, shard_of, write};
+use crate::db::{Db, lock, shard_of, write};
 use crate::error::{Result, io_err};
 use crate::head::{ClosedChunk, DiskRef, MemSeries};
 use crate::index::SeriesId;
@@ -77,12 +77,12 @@ impl Db {
         let mut m = lock(&self.maint);
         m.last_flush = Instant::now();
         let mut items = Vec::new();
-        for (si, shard) in self.shards.iter().enumerate() {
+        for shard in self.shards.iter() {
             let sh = lock(shard);
-            for (slot, s) in sh.iter() {
+            for (id, s) in sh.iter() {
                 if !s.closed.is_empty() {
                     items.push(FlushItem {
-                        id: id_of(si, slot),
+                        id,
                         labels: s.labels.clone(),
                         kind: s.kind,
                         chunks: s.closed.clone(),
@@ -197,7 +197,7 @@ impl Db {
             let _ws = lock(&self.wal);
             for shard in self.shards.iter() {
                 let mut sh = lock(shard);
-                for s in sh.series.iter_mut().flatten() {
+                for s in sh.series.values_mut() {
                     s.cut();
                 }
             }
@@ -288,17 +288,16 @@ impl Db {
     ) -> Result<Arc<SegmentFile>> {
         let seqs: HashSet<u64> = group.iter().map(|s| s.seq).collect();
         let mut items: Vec<(SeriesId, Labels, ValueKind, Vec<DiskRef>)> = Vec::new();
-        for (si, shard) in self.shards.iter().enumerate() {
+        for shard in self.shards.iter() {
             let mut sh = lock(shard);
-            for (slot, s) in sh.series.iter_mut().enumerate() {
-                let Some(s) = s else { continue };
+            for (&id, s) in sh.series.iter_mut() {
                 let refs: Vec<DiskRef> = refs_of(s, kind)
                     .iter()
                     .filter(|r| seqs.contains(&r.file.seq))
                     .cloned()
                     .collect();
                 if !refs.is_empty() {
-                    items.push((id_of(si, slot as SeriesId), s.labels.clone(), s.kind, refs));
+                    items.push((id, s.labels.clone(), s.kind, refs));
                 }
             }
         }
@@ -388,26 +387,32 @@ impl Db {
         let seqs: HashSet<u64> = expired.iter().map(|s| s.seq).collect();
         let _ws = lock(&self.wal);
         let mut reg = write(&self.registry);
-        for (si, shard) in self.shards.iter().enumerate() {
+        for shard in self.shards.iter() {
             let mut sh = lock(shard);
-            for slot in 0..sh.series.len() {
-                let Some(s) = sh.series[slot].as_mut() else {
-                    continue;
-                };
+            let mut gone = Vec::new();
+            for (&id, s) in sh.series.iter_mut() {
                 if !seqs.is_empty() {
                     for kind in SegKind::ALL {
                         refs_of(s, kind).retain(|r| !seqs.contains(&r.file.seq));
                     }
                 }
                 if s.is_empty() && s.last_t < floor {
-                    let labels = s.labels.clone();
-                    let id = id_of(si, slot as SeriesId);
-                    sh.series[slot] = None;
-                    reg.by_labels.remove(&labels);
-                    reg.index.remove(id, &labels);
+                    gone.push(id);
+                }
+            }
+            for id in gone {
+                if let Some(s) = sh.series.remove(&id) {
+                    reg.by_labels.remove(&s.labels);
+                    reg.index.remove(id, &s.labels);
                     report.series_dropped += 1;
                 }
             }
+            if sh.series.capacity() > 2 * sh.series.len() + 64 {
+                sh.series.shrink_to_fit();
+            }
+        }
+        if reg.by_labels.capacity() > 2 * reg.by_labels.len() + 64 {
+            reg.by_labels.shrink_to_fit();
         }
         drop(reg);
         lock(&self.segments).retain(|s| !seqs.contains(&s.seq));
@@ -427,7 +432,7 @@ impl Db {
         let idle = now_ms.saturating_sub(self.opts.chunk_span_ms);
         for shard in self.shards.iter() {
             let mut sh = lock(shard);
-            for s in sh.series.iter_mut().flatten() {
+            for s in sh.series.values_mut() {
                 if s.open.len() > 0 && s.open.maxt() < idle {
                     s.cut();
                 }
