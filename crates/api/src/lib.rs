@@ -255,7 +255,13 @@ pub async fn serve(
     ctx: Ctx,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, ctx, shutdown, ServeLimits::default()).await
+    serve_with(listener, ctx, shutdown, ServeLimits::default(), None).await
+}
+
+/// Whether a path belongs to the web console (served by the `console` router handed to
+/// [`serve_with`], with its own sessions) rather than to the API.
+pub fn is_console_path(path: &str) -> bool {
+    path == "/" || path == "/ui" || path.starts_with("/ui/")
 }
 
 /// How much one listener of the API takes from its clients.
@@ -280,11 +286,14 @@ impl Default for ServeLimits {
 /// [`serve`] with explicit limits: a connection cap, a header (and idle keep-alive)
 /// timeout, and an accept loop that backs off instead of spinning when the process runs
 /// out of descriptors.
+/// `console`, when given, serves the paths [`is_console_path`] names; everything else is
+/// the API behind its authentication guard.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     ctx: Ctx,
     shutdown: CancellationToken,
     limits: ServeLimits,
+    console: Option<Router>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tokio::io::AsyncWriteExt;
@@ -314,13 +323,20 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let console = console.clone();
         let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
             let mut app = app.clone();
+            let console = console
+                .clone()
+                .filter(|_| is_console_path(req.uri().path()));
             async move {
                 let req = req.map(Body::new);
-                tower::Service::call(&mut app, req).await
+                match console {
+                    Some(mut c) => tower::Service::call(&mut c, req).await,
+                    None => tower::Service::call(&mut app, req).await,
+                }
             }
         });
         let svc = hyper_util::service::TowerToHyperService::new(svc);

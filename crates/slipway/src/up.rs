@@ -453,7 +453,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,
     };
-    let served = api::serve_with(listener, ctx, shutdown.clone(), limits).await;
+    let served = api::serve_with(listener, ctx, shutdown.clone(), limits, None).await;
     shutdown.cancel();
     // Running steps are cancelled; their runs resume or are marked interrupted at the
     // next start.
