@@ -1,4 +1,5 @@
-//! `slipway audit`: the append-only audit log (`GET /api/v1/audit`), newest first.
+//! `slipway audit`: the append-only audit log (`GET /api/v1/audit`), newest first; with
+//! `--app`, the app's history of approvals, deploys and rollbacks ([`super::history`]).
 
 use anyhow::Context;
 use clap::Args;
@@ -50,9 +51,15 @@ pub(crate) async fn run(client: &Client, output: Output, filter: &Filter) -> any
         .await
         .context("cannot read the audit log")?;
     let records = array_field(v, "records");
-    match output {
-        Output::Json => out::json(&Value::Array(records.clone()))?,
-        Output::Text => out::write_stdout(audit_table(&records).render().as_bytes())?,
+    match (output, &filter.app) {
+        (Output::Json, _) => out::json(&Value::Array(records.clone()))?,
+        // One app: who approved, released, deployed and rolled back what.
+        (Output::Text, Some(app)) => {
+            let app = AppId::new(app);
+            let events = super::history::of_app(client, app.display(), &records).await;
+            out::write_stdout(super::history::table(&events).render().as_bytes())?;
+        }
+        (Output::Text, None) => out::write_stdout(audit_table(&records).render().as_bytes())?,
     }
     if let Some(hint) = more_hint(&records, filter.limit) {
         eprintln!("{hint}");

@@ -171,6 +171,37 @@ fn say(line: &str) {
     println!("{line}");
 }
 
+/// How to run this binary in the commands the demo prints: `slipway` when that name on
+/// `PATH` is this binary, else its absolute path (after `cargo run`, `slipway` is not on
+/// `PATH`), quoted for a POSIX shell when it needs quoting.
+fn command_name() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "slipway".to_string();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("slipway")
+                .canonicalize()
+                .is_ok_and(|found| found == exe)
+        })
+    });
+    if on_path {
+        return "slipway".to_string();
+    }
+    shell_word(&exe.to_string_lossy())
+}
+
+/// `word` as one POSIX shell word: unchanged when it has only safe characters, else in
+/// single quotes.
+fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
@@ -268,6 +299,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .context("cannot start the first run")?,
     };
     let id = run["id"].as_str().unwrap_or("").to_string();
+    let sw = command_name();
     say("");
     say(&format!(
         "Run #{} of orders (commit on dev), step by step:",
@@ -275,6 +307,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     ));
     let end = follow_to_approval(&admin, &id, &mut server).await?;
     say("");
+    if sw != "slipway" {
+        say(&format!(
+            "(`slipway` is not on your PATH: the commands below name this binary. \
+             `cargo install --path crates/slipway` installs it as `slipway`.)"
+        ));
+    }
     if url != "http://127.0.0.1:8080" {
         say(&format!(
             "(The commands below talk to {url}: first `export SLIPWAY_URL={url}`.)"
@@ -293,10 +331,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             say(
                 "It waits for the approval \"Do tests OK?\". Approve it as admin (you are logged in):",
             );
-            say(&format!("    slipway runs approve {id} qa-signoff"));
+            say(&format!("    {sw} runs approve {id} qa-signoff"));
             say("A developer may not (403):");
             say(&format!(
-                "    SLIPWAY_TOKEN=$(cat {}) slipway runs approve {id} qa-signoff",
+                "    SLIPWAY_TOKEN=$(cat {}) {sw} runs approve {id} qa-signoff",
                 people.developer_token.display()
             ));
             say(&format!(
@@ -319,15 +357,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ));
             if containers {
                 say("After the approval, release that digest as 1.0.0 to datacenter BB's prod:");
-                say(
-                    "    slipway pipelines run orders-release -p ReleaseVersion=1.0.0 -p DeployDC=BB -p DeployEnv=prod --follow",
-                );
+                say(&format!(
+                    "    {sw} pipelines run orders-release -p ReleaseVersion=1.0.0 -p DeployDC=BB -p DeployEnv=prod --follow",
+                ));
             }
-            say("Roll an app back to its previous version: slipway apps rollback /AA/prod/orders");
-            say("Who did what: slipway audit");
+            say(&format!(
+                "Roll an app back to its previous version (prod asks you to confirm): {sw} apps rollback /AA/prod/orders"
+            ));
+            say(&format!(
+                "Who approved, released and rolled back what: {sw} audit --app /AA/prod/orders"
+            ));
         }
         other => say(&format!(
-            "Run {id} ended {other}: see `slipway runs show {id}`"
+            "Run {id} ended {other}: see `{sw} runs show {id}`"
         )),
     }
     if args.exit_at_approval {
@@ -741,4 +783,31 @@ fn stop(server: &mut std::process::Child) {
     }
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_commands_name_a_binary_that_runs() {
+        // The test binary is not `slipway` on PATH: the demo names it by its absolute path.
+        let cmd = command_name();
+        let exe = std::env::current_exe().unwrap().canonicalize().unwrap();
+        assert_eq!(cmd, shell_word(&exe.to_string_lossy()));
+        assert!(
+            std::path::Path::new(cmd.trim_matches('\'')).is_file(),
+            "{cmd}"
+        );
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(
+            shell_word("/work/target/debug/slipway"),
+            "/work/target/debug/slipway"
+        );
+        assert_eq!(shell_word("/my dir/slipway"), "'/my dir/slipway'");
+        assert_eq!(shell_word("/it's/slipway"), r"'/it'\''s/slipway'");
+    }
 }

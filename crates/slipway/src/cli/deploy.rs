@@ -129,6 +129,8 @@ struct Version {
     config_at: String,
     image: String,
     instances: String,
+    /// Tags of the registry that name the image's digest (its release version).
+    tags: Vec<String>,
 }
 
 /// The app's versions, newest first, each with its definition's image and instances.
@@ -166,9 +168,21 @@ async fn app_versions(client: &Client, id: &AppId, limit: usize) -> anyhow::Resu
                 ),
             instances: def["instances"].to_string(),
             version: v,
+            tags: Vec::new(),
         });
     }
     Ok(out)
+}
+
+/// Fills in the release versions (tags) of pinned images from their registries.
+async fn with_tags(mut list: Vec<Version>) -> Vec<Version> {
+    let tags = super::registry::tags_by_digest(list.iter().map(|v| v.image.as_str())).await;
+    for v in &mut list {
+        if let Some(t) = tags.get(&v.image) {
+            v.tags = t.clone();
+        }
+    }
+    list
 }
 
 /// `apps versions ID`.
@@ -185,26 +199,40 @@ pub(crate) async fn versions(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let list = app_versions(client, &id, limit).await?;
+    let list = with_tags(app_versions(client, &id, limit).await?).await;
     if output == Output::Json {
         let v: Vec<Value> = list
             .iter()
             .map(|v| {
                 json!({"version": v.version, "lastConfigChangeAt": v.config_at,
-                       "image": v.image, "instances": v.instances.parse::<u64>().ok(),
+                       "image": v.image, "tags": v.tags,
+                       "instances": v.instances.parse::<u64>().ok(),
                        "current": v.version == current})
             })
             .collect();
         out::json(&json!({ "versions": v }))?;
         return Ok(Exit::Success);
     }
-    let mut t =
-        super::table::Table::new(&["VERSION", "CONFIG CHANGED", "INSTANCES", "IMAGE / CMD", ""]);
+    let mut t = super::table::Table::new(&[
+        "VERSION",
+        "CONFIG CHANGED",
+        "INSTANCES",
+        "RELEASE",
+        "IMAGE / CMD",
+        "",
+    ]);
     for v in &list {
+        let release = match v.image.rsplit_once(':') {
+            // Not pinned: the tag is in the reference (`repo:1.4.0`).
+            Some((name, tag)) if !v.image.contains('@') && name.contains('/') => tag.to_string(),
+            _ if v.tags.is_empty() => "-".to_string(),
+            _ => v.tags.join(","),
+        };
         t.row(vec![
             v.version.clone(),
             v.config_at.clone(),
             v.instances.clone(),
+            release,
             v.image.clone(),
             if v.version == current {
                 "current".into()

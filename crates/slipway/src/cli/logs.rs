@@ -1,4 +1,6 @@
-//! `apps logs`: print (and follow) a task's stdout or stderr through the native log API.
+//! `apps logs`: print (and follow) a task's stdout or stderr through the native log API:
+//! the newest running task, a given one, or the one that ended last (`--previous`); the
+//! last N lines (`--tail N`) or the last 64 KiB.
 
 use anyhow::Context;
 use serde_json::Value;
@@ -13,6 +15,10 @@ use super::out::{self, str_of, u64_of};
 const POLL: Duration = Duration::from_millis(500);
 /// Bytes asked for per request when following.
 const CHUNK: u64 = 1024 * 1024;
+/// What is printed first without `--tail`: the last 64 KiB.
+const DEFAULT_TAIL_BYTES: u64 = 64 * 1024;
+/// The most `--tail N` reads from the end of a log to find N lines.
+const MAX_TAIL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What `apps logs` was asked for.
 #[derive(Debug, Clone)]
@@ -21,12 +27,14 @@ pub(crate) struct LogsRequest {
     pub(crate) app: String,
     /// Explicit task id.
     pub(crate) task: Option<String>,
+    /// The task that ended last instead of the newest running one.
+    pub(crate) previous: bool,
     /// Read stderr instead of stdout.
     pub(crate) stderr: bool,
     /// Keep polling for new output.
     pub(crate) follow: bool,
-    /// Initial bytes from the end.
-    pub(crate) tail: u64,
+    /// Initial lines from the end (`None`: the last [`DEFAULT_TAIL_BYTES`]).
+    pub(crate) tail: Option<usize>,
 }
 
 /// One answer of `GET /api/v1/tasks/{id}/logs`.
@@ -38,6 +46,8 @@ pub(crate) struct LogChunk {
     pub(crate) next_offset: u64,
     /// Current size of the log file.
     pub(crate) size: u64,
+    /// Where `data` starts in the file.
+    pub(crate) offset: u64,
 }
 
 impl LogChunk {
@@ -51,8 +61,35 @@ impl LogChunk {
             data,
             next_offset,
             size,
+            offset,
         }
     }
+}
+
+/// The end of a log to print first: its last `lines` lines (all of `data` when it has
+/// fewer), or, without a count, `data` less a first line cut in the middle (when `data`
+/// does not start at the beginning of the file).
+pub(crate) fn tail_of(data: &str, starts_at_beginning: bool, lines: Option<usize>) -> &str {
+    let whole = if starts_at_beginning {
+        data
+    } else {
+        data.find('\n').map_or("", |i| &data[i + 1..])
+    };
+    let Some(n) = lines else { return whole };
+    if n == 0 {
+        return "";
+    }
+    // The last line may lack its newline; count line starts from the end.
+    let body = whole.strip_suffix('\n').unwrap_or(whole);
+    match body.rmatch_indices('\n').nth(n - 1) {
+        Some((i, _)) => &whole[i + 1..],
+        None => whole,
+    }
+}
+
+/// Whether `data` holds more than `n` complete lines (so its last `n` are known).
+fn has_lines(data: &str, n: usize) -> bool {
+    data.matches('\n').count() > n
 }
 
 /// The task to read when none is given: the newest running task (by `startedAt`), else the
@@ -74,6 +111,7 @@ pub(crate) async fn run(client: &Client, req: &LogsRequest) -> anyhow::Result<Ex
     let app = AppId::new(&req.app);
     let task_id = match &req.task {
         Some(t) => t.clone(),
+        None if req.previous => previous_task(client, &app).await?,
         None => {
             let tasks = client
                 .app_tasks(&app)
@@ -104,8 +142,21 @@ pub(crate) async fn run(client: &Client, req: &LogsRequest) -> anyhow::Result<Ex
         }
     };
 
-    let first = read(None, req.tail).await?;
-    out::write_stdout(first.data.as_bytes())?;
+    // The first read: the last 64 KiB, or as many bytes from the end as hold N lines.
+    let mut limit = DEFAULT_TAIL_BYTES;
+    let first = loop {
+        let chunk = read(None, limit).await?;
+        let enough = match req.tail {
+            None => true,
+            Some(n) => chunk.offset == 0 || has_lines(&chunk.data, n) || limit >= MAX_TAIL_BYTES,
+        };
+        if enough {
+            break chunk;
+        }
+        limit *= 4;
+    };
+    let text = tail_of(&first.data, first.offset == 0, req.tail);
+    out::write_stdout(text.as_bytes())?;
     if !req.follow {
         return Ok(Exit::Success);
     }
@@ -135,6 +186,27 @@ pub(crate) async fn run(client: &Client, req: &LogsRequest) -> anyhow::Result<Ex
     }
 }
 
+/// The task of `app` that ended last, from the app's native status (newest first).
+async fn previous_task(client: &Client, app: &AppId) -> anyhow::Result<String> {
+    client.app(app).await?;
+    let status = client
+        .get(&format!("/api/v1/apps/{}/status", app.path()), &[])
+        .await
+        .with_context(|| format!("cannot read the status of {app}"))?;
+    status
+        .get("terminated")
+        .and_then(Value::as_array)
+        .and_then(|ended| ended.first())
+        .map(|t| str_of(t, "id").to_string())
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            coded(
+                Exit::Failed,
+                format!("{app} has no ended task whose output is kept"),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +217,24 @@ mod tests {
         let c = LogChunk::of(&json!({"data": "ab", "offset": 10, "nextOffset": 12, "size": 20}));
         assert_eq!((c.data.as_str(), c.next_offset, c.size), ("ab", 12, 20));
         let c = LogChunk::of(&json!({"data": "abc", "offset": 5}));
-        assert_eq!((c.next_offset, c.size), (8, 8));
+        assert_eq!((c.next_offset, c.size, c.offset), (8, 8, 5));
+    }
+
+    #[test]
+    fn tails_count_lines() {
+        let log = "one\ntwo\nthree\n";
+        assert_eq!(tail_of(log, true, Some(2)), "two\nthree\n");
+        assert_eq!(tail_of(log, true, Some(1)), "three\n");
+        assert_eq!(tail_of(log, true, Some(3)), log);
+        assert_eq!(tail_of(log, true, Some(9)), log);
+        assert_eq!(tail_of(log, true, Some(0)), "");
+        assert_eq!(tail_of(log, true, None), log);
+        // A last line without its newline is a line.
+        assert_eq!(tail_of("a\nb\nc", true, Some(2)), "b\nc");
+        // A read that starts mid-file drops the cut first line.
+        assert_eq!(tail_of("ne\ntwo\nthree\n", false, None), "two\nthree\n");
+        assert_eq!(tail_of("ne\ntwo\nthree\n", false, Some(5)), "two\nthree\n");
+        assert!(has_lines(log, 2) && !has_lines(log, 3));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod deploy;
 mod deployments;
 mod error;
 mod follow;
+mod history;
 mod ids;
 mod lb;
 mod logs;
@@ -22,6 +23,7 @@ mod out;
 mod pipelines;
 mod progress;
 mod prompt;
+mod registry;
 mod secrets;
 mod session;
 mod show;
@@ -161,7 +163,8 @@ enum AppsCommand {
         #[command(flatten)]
         wait: WaitOpts,
     },
-    /// The app's versions, newest first: when, image, instances (its deployment history,
+    /// The app's versions, newest first: when, instances, release version (the registry's
+    /// tags naming a pinned image's digest) and image (its deployment history,
     /// GET /v2/apps/{id}/versions).
     Versions {
         /// App id.
@@ -214,17 +217,21 @@ enum AppsCommand {
         /// App id.
         id: String,
         /// Read this task instead of the newest running one.
-        #[arg(long, value_name = "TASK_ID")]
+        #[arg(long, value_name = "TASK_ID", conflicts_with = "previous")]
         task: Option<String>,
+        /// Read the task that ended last (a crashed or replaced instance), like
+        /// `kubectl logs --previous`.
+        #[arg(short, long)]
+        previous: bool,
         /// Read standard error instead of standard output.
         #[arg(long)]
         stderr: bool,
         /// Keep printing new output until interrupted (Ctrl-C).
         #[arg(short, long)]
         follow: bool,
-        /// Start with at most this many bytes from the end of the log.
-        #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
-        tail: u64,
+        /// Start with the last N lines (without it: the last 64 KiB).
+        #[arg(long, value_name = "LINES")]
+        tail: Option<usize>,
     },
 }
 
@@ -556,6 +563,7 @@ async fn run_apps(client: &Client, output: Output, cmd: AppsCommand) -> anyhow::
         AppsCommand::Logs {
             id,
             task,
+            previous,
             stderr,
             follow,
             tail,
@@ -563,6 +571,7 @@ async fn run_apps(client: &Client, output: Output, cmd: AppsCommand) -> anyhow::
             let req = logs::LogsRequest {
                 app: id,
                 task,
+                previous,
                 stderr,
                 follow,
                 tail,
@@ -638,7 +647,8 @@ mod tests {
             AppsCommand::Logs {
                 follow: true,
                 stderr: true,
-                tail: 65536,
+                tail: None,
+                previous: false,
                 ..
             }
         ));

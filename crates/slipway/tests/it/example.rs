@@ -480,12 +480,12 @@ fn example_without_docker_runs_process_apps_to_prod() {
         demo.out
     );
     demo.until("Do tests OK?", Duration::from_secs(600));
-    let run = demo
-        .until("runs approve", Duration::from_secs(5))
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .to_string();
+    let approve_line = demo.until("runs approve", Duration::from_secs(5));
+    // The printed command works as printed: `slipway` is not on PATH after `cargo run`,
+    // so it names the binary by its path.
+    let exe = approve_line.split_whitespace().next().unwrap();
+    assert!(Path::new(exe).is_file(), "{approve_line}");
+    let run = approve_line.split_whitespace().nth(3).unwrap().to_string();
     let admin = std::fs::read_to_string(dir.join("admin.token"))
         .unwrap()
         .trim()

@@ -263,6 +263,122 @@ fn firsthour_errors_name_what_is_missing_with_their_own_exit_codes() {
     assert_eq!(code, 64, "{err}");
 }
 
+#[test]
+fn firsthour_logs_of_the_previous_task_counted_in_lines() {
+    let (s, dir) = server();
+    let file = dir.path().join("logs.json");
+    let def = json!({"id": "/logs", "instances": 1, "cpus": 0.01, "mem": 16,
+        "cmd": "echo one; echo two; echo three; echo four; sleep 1; exit 3"});
+    std::fs::write(&file, def.to_string()).unwrap();
+    let (code, out, err) = admin(
+        &s,
+        &["apps", "deploy", "-f", file.to_str().unwrap(), "--no-wait"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("a task to end", Duration::from_secs(30), || {
+        let status = get_json(&format!("{}/api/v1/apps/logs/status", s.url)).ok()?;
+        (!status["terminated"].as_array()?.is_empty()).then_some(())
+    })
+    .unwrap();
+    // The ended task's output, like `kubectl logs --previous`; --tail counts lines.
+    let (code, out, err) = admin(&s, &["apps", "logs", "/logs", "--previous"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "one\ntwo\nthree\nfour\n");
+    let (code, out, err) = admin(&s, &["apps", "logs", "/logs", "--previous", "--tail", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "three\nfour\n");
+    let (code, out, _) = admin(&s, &["apps", "logs", "/logs", "-p", "--tail", "0"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // An app without ended tasks says so.
+    deploy(&s, dir.path(), &sleeper("/fresh"));
+    let (code, _, err) = admin(&s, &["apps", "logs", "/fresh", "--previous"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/fresh has no ended task"), "{err}");
+}
+
+#[test]
+fn firsthour_audit_of_an_app_says_who_approved_deployed_and_rolled_back() {
+    let (s, dir) = server();
+    let lee = user_token(&s, "lee", "deployer");
+    let app_def = json!({"id": "/prod/hist", "cmd": "sleep 1000", "instances": 1,
+                         "cpus": 0.01, "mem": 16});
+    let repo = testkit::git_repo(
+        "version: 1\nname: rel\nsteps:\n  build: { run: 'echo built' }\n  ok: { needs: [build], approve: { message: \"Do tests OK?\", env: prod } }\n  ship: { needs: [ok], deploy: { env: prod, app: app.json } }\n",
+        &[("app.json", &app_def.to_string())],
+    );
+    let (code, out, err) = admin(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "rel",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--branch",
+            "dev",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = admin(
+        &s,
+        &["pipelines", "run", "rel", "--yes", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approve = format!("{}/api/v1/runs/{id}/steps/ok/approve", s.url);
+    wait_for("lee to approve", Duration::from_secs(60), || {
+        let (status, _) = http_as(&lee, "POST", &approve, None).ok()?;
+        (status == 200).then_some(())
+    })
+    .unwrap();
+    wait_for("the run to succeed", Duration::from_secs(60), || {
+        let run = get_json(&format!("{}/api/v1/runs/{id}", s.url)).ok()?;
+        (run["status"] == "succeeded").then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; {}",
+            get_json(&format!("{}/api/v1/runs/{id}", s.url)).unwrap()
+        )
+    });
+    // A change by hand, then a rollback of it.
+    let mut changed = app_def.clone();
+    changed["env"] = json!({"V": "2"});
+    deploy(&s, dir.path(), &changed);
+    let (code, out, err) = admin(&s, &["apps", "rollback", "/prod/hist", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out, err) = admin(&s, &["audit", "--app", "/prod/hist"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().all(|l| l.chars().count() <= 120), "{out}");
+    let row = |user: &str, event: &str, detail: &str| {
+        out.lines().any(|l| {
+            let cells: Vec<&str> = l.split("  ").filter(|c| !c.trim().is_empty()).collect();
+            cells.len() >= 4
+                && cells[1].trim() == user
+                && cells[2].trim() == event
+                && cells[3].trim().starts_with(detail)
+        })
+    };
+    let run =
+        serde_json::from_value::<Value>(get_json(&format!("{}/api/v1/runs/{id}", s.url)).unwrap())
+            .unwrap();
+    let name = format!("rel#{}", run["number"]);
+    assert!(
+        row("lee", "approved", &format!("run {name} step ok")),
+        "{out}"
+    );
+    assert!(
+        row("lee", "deployed", &format!("run {name} step ship")),
+        "{out}"
+    );
+    assert!(row("admin", "changed", "version "), "{out}");
+    assert!(row("admin", "rolled back", "to version "), "{out}");
+}
+
 /// Builds the example service (its own target dir: the example is not a workspace member)
 /// and returns the binary; `static_` links it statically for a `FROM scratch` image.
 fn build_orders(static_: bool) -> PathBuf {
@@ -366,6 +482,23 @@ fn firsthour_docker_orders_replacement_does_not_wait_for_the_grace_period() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The release version: the image pushed as 1.2.3 and deployed by digest, as deploy
+    // steps do.
+    let Some(()) = testkit::registry_up() else {
+        return;
+    };
+    testkit::push_to_registry(image, "firsthour-orders:1.2.3").unwrap();
+    let out = Command::new("docker")
+        .args(["inspect", "--format", "{{json .RepoDigests}}", image])
+        .output()
+        .unwrap();
+    let digests: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let pinned = digests
+        .iter()
+        .find(|d| d.contains("/firsthour-orders@sha256:"))
+        .expect("a registry digest")
+        .clone();
+
     let (s, dir) = server();
     let agent = get_json(&format!("{}/v2/info", s.url)).unwrap()["frameworkId"]
         .as_str()
@@ -380,7 +513,7 @@ fn firsthour_docker_orders_replacement_does_not_wait_for_the_grace_period() {
     let _containers = Containers(agent);
     let def = json!({
         "id": "/orders", "instances": 1, "cpus": 0.1, "mem": 64,
-        "container": {"type": "DOCKER", "docker": {"image": image, "network": "BRIDGE",
+        "container": {"type": "DOCKER", "docker": {"image": pinned, "network": "BRIDGE",
             "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}]}},
         "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0,
             "intervalSeconds": 1, "timeoutSeconds": 1, "gracePeriodSeconds": 30}],
@@ -410,5 +543,15 @@ fn firsthour_docker_orders_replacement_does_not_wait_for_the_grace_period() {
         !s.log().contains("task ignored SIGTERM"),
         "server log:\n{}",
         s.log()
+    );
+
+    // `apps versions` shows the release version next to the digest.
+    let (code, out, err) = admin(&s, &["apps", "versions", "/orders"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out.lines().nth(1).unwrap_or("");
+    assert!(row.contains(" 1.2.3 ") && row.contains(&pinned), "{out}");
+    assert!(
+        out.lines().next().unwrap_or("").contains("RELEASE"),
+        "{out}"
     );
 }
