@@ -73,9 +73,11 @@
 //! take the index read lock and one shard lock per series at a time, and read segment
 //! files without any lock. A flush's WAL checkpoint blocks appends while it encodes
 //! the head in memory and fsyncs the old generation ([`MaintReport::append_pause`]:
-//! 11 ms with 2,000 series, 200 ms with 100,000 series in the example's burst ingest);
-//! the checkpoint file is written after appends resume. There is no background thread: the server calls
-//! [`Db::tick`] from its own task (in `spawn_blocking`: it does file I/O and fsync).
+//! 15 ms with 2,000 series, 140–230 ms with 100,000 series in the example's burst
+//! ingest); the checkpoint file is written after appends resume. There is no background
+//! thread: the server calls [`Db::tick`] from its own task, in `spawn_blocking`, since it
+//! does file I/O and fsync and, when a compaction window completes, rewrites that
+//! window's segments.
 //!
 //! # Code map
 //!
