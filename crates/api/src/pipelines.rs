@@ -10,14 +10,16 @@ use crate::params::Params;
 use auth::{Action, Principal, Subject};
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use model::Timestamp;
-use pipeline::service::{Decision, Service, ServiceError, Source};
+use pipeline::service::{Actor, Decision, Service, ServiceError, Source};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use store::{RunRow, StepRow};
 
 type ApiResult = Result<Response, ApiError>;
@@ -118,18 +120,131 @@ pub(crate) async fn list(State(ctx): State<Ctx>) -> ApiResult {
 }
 
 /// `PUT /api/v1/pipelines/{name}`: `{"repo", "branch", "file"}`; the file is checked out
-/// and validated first (422 with `line:column` errors).
+/// and validated first (422 with `line:column` errors). A new pipeline belongs to whoever
+/// registered it; changing the source of an existing one takes its owner or an admin;
+/// a pipeline whose deploy steps reach an environment that asks for confirmation (prod)
+/// takes the role that environment's policy gives for deploying there.
 pub(crate) async fn put(
     State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let svc = service(&ctx)?;
     let source: Source = json_body(&body)?;
-    let p = svc.add_pipeline(&name, &source).await?;
+    let existing = ctx.store.pipelines()?.into_iter().find(|p| p.name == name);
+    if let Some(row) = &existing
+        && let Ok(current) = svc.source(&name)
+        && (&current.repo, &current.branch, &current.file)
+            != (&source.repo, &source.branch, &source.file)
+    {
+        check_owner(&who, &name, row.owner.as_deref(), "change the source of")?;
+    }
+    let inspected = svc.inspect(&source).await?;
+    for env in pipeline::service::deploy_envs(&inspected.pipeline) {
+        let (id, labels) = env_target(&env);
+        let confirm = ctx
+            .identity
+            .policies()
+            .environments_for(&id, &labels)
+            .iter()
+            .any(|p| p.confirm);
+        if confirm && let Err(e) = ctx.identity.check_deploy(&who, &id, &labels) {
+            let why = e.body["message"].as_str().unwrap_or("refused").to_string();
+            return Err(forbidden(format!(
+                "{name} deploys to {env}, which asks for confirmation; registering it takes who may deploy there: {why}"
+            )));
+        }
+    }
+    let p = svc.register(&name, &source, inspected, Some(&who.user))?;
     let steps: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
     let params: Vec<&str> = p.params.keys().map(String::as_str).collect();
     Ok(axum::Json(json!({"name": name, "steps": steps, "params": params})).into_response())
+}
+
+/// Whether `who` may `what` the pipeline `name` owned by `owner`: its owner or an admin.
+fn check_owner(
+    who: &Principal,
+    name: &str,
+    owner: Option<&str>,
+    what: &str,
+) -> Result<(), ApiError> {
+    if who.role == auth::Role::Admin || owner == Some(who.user.as_str()) {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "{} may not {what} the pipeline {name}: it belongs to {} (its owner or an admin may)",
+        who.user,
+        owner.unwrap_or("nobody recorded")
+    )))
+}
+
+/// The name of a pipeline's webhook secret in the secret store.
+fn webhook_secret_name(pipeline: &str) -> String {
+    format!("webhook@{pipeline}")
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WebhookSecretRequest {
+    /// The secret to use (a new random one when absent).
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// `PUT /api/v1/pipelines/{name}/webhook-secret`: sets the secret forges sign their push
+/// webhooks with (stored sealed in the secret store, usable by no step or app), and shows
+/// it this once. Its owner or an admin.
+pub(crate) async fn webhook_secret(
+    State(ctx): State<Ctx>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    service(&ctx)?;
+    let row = ctx
+        .store
+        .pipelines()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, format!("no pipeline `{name}`")))?;
+    check_owner(
+        &who,
+        &name,
+        row.owner.as_deref(),
+        "set the webhook secret of",
+    )?;
+    // The body holds the secret: never echo it, not even in a parse error.
+    let req: WebhookSecretRequest = json_body(&body).map_err(|_| {
+        ApiError::message(
+            StatusCode::BAD_REQUEST,
+            "expected {} or {\"value\": \"...\"}",
+        )
+    })?;
+    let value = match req.value {
+        Some(v) if v.len() >= 16 => v,
+        Some(_) => {
+            return Err(ApiError::message(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a webhook secret has at least 16 characters",
+            ));
+        }
+        None => auth::new_token(),
+    };
+    let secret = webhook_secret_name(&name);
+    let sealed = ctx
+        .secret_key
+        .seal(&secret, value.as_bytes())
+        .map_err(|e| ApiError::message(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    ctx.store
+        .put_secret(&secret, &sealed, Timestamp::now().millis(), &who.user, None)?;
+    Ok(axum::Json(json!({
+        "pipeline": name,
+        "secret": value,
+        "url": format!("/api/v1/pipelines/{name}/hooks/push"),
+        "headers": ["X-Hub-Signature-256 (GitHub)", "X-Gitlab-Token (GitLab)", "X-Gitea-Signature (Gitea, Forgejo)"],
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -236,35 +351,208 @@ fn env_target(env: &str) -> (model::PathId, BTreeMap<String, String>) {
     )
 }
 
-/// `POST /api/v1/pipelines/{name}/hooks/push`: a push webhook. A body with `ref`
-/// (GitHub, GitLab, Gitea: `refs/heads/BRANCH`) for another branch is ignored (200);
-/// otherwise a run of the pipeline's branch starts (201).
+/// `POST /api/v1/pipelines/{name}/hooks/push`: a push webhook, either from a forge that
+/// signs it with the pipeline's webhook secret (GitHub, GitLab, Gitea, Forgejo; the run
+/// starts as the service principal [`pipeline::service::FORGE_PRINCIPAL`] with the
+/// developer role) or from a Slipway user's token (the run is theirs, and deploys at most
+/// as a developer). Only pipelines with a push trigger start from it. A push to another
+/// branch, of a deleted branch or any other event is ignored (200); otherwise a run of the
+/// pushed commit starts (201). Forge deliveries without valid credentials get 401 and are
+/// audited.
 pub(crate) async fn push_hook(
     State(ctx): State<Ctx>,
-    Extension(who): Extension<Principal>,
+    who: Option<Extension<Principal>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let svc = service(&ctx)?;
-    let watched = svc.source(&name)?.branch;
-    let pushed = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-        v["ref"]
-            .as_str()
-            .map(|r| r.trim_start_matches("refs/heads/").to_string())
-    });
-    if let Some(branch) = pushed.filter(|b| *b != watched) {
-        return Ok(axum::Json(
-            json!({"ignored": format!("push to {branch}; {name} watches {watched}")}),
-        )
-        .into_response());
+    let header = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (starter, forge) = match who {
+        Some(Extension(p)) => (format!("user:{}", p.user), None),
+        None => match verify_forge(&ctx, &name, &header, &body) {
+            Ok(forge) => (
+                format!("service:{}", pipeline::service::FORGE_PRINCIPAL),
+                Some(forge),
+            ),
+            Err(why) => {
+                audit_hook(&ctx, &name, peer, 401, "denied", &why);
+                return Err(ApiError::message(
+                    StatusCode::UNAUTHORIZED,
+                    format!("Unauthorized: {why}"),
+                ));
+            }
+        },
+    };
+    let source = svc.source(&name)?;
+    let has_push_trigger = source
+        .file_text
+        .as_deref()
+        .and_then(|t| model::pipeline::parse_pipeline(t).ok())
+        .is_some_and(|p| !p.triggers.push_branches.is_empty());
+    if !has_push_trigger {
+        let why = format!(
+            "{name} has no push trigger (on: {{ push: {{ branches: [...] }} }}): webhooks do not start it"
+        );
+        if forge.is_some() {
+            audit_hook(&ctx, &name, peer, 409, "failed", &why);
+        }
+        return Err(ApiError::message(StatusCode::CONFLICT, why));
     }
-    let run = svc.trigger(
-        &name,
-        "push",
-        &format!("webhook:{}", who.user),
-        BTreeMap::new(),
-    )?;
+    let watched = source.branch;
+    let ignored =
+        |why: String| -> ApiResult { Ok(axum::Json(json!({ "ignored": why })).into_response()) };
+    let (branch, sha) = match pipeline::webhook::event(&header, &body) {
+        pipeline::webhook::Event::Other(kind) => {
+            return ignored(format!("a {kind} event; only pushes start runs"));
+        }
+        pipeline::webhook::Event::Push { branch, sha } => (branch, sha),
+    };
+    if let Some(branch) = branch.as_ref().filter(|b| **b != watched) {
+        return ignored(format!("push to {branch}; {name} watches {watched}"));
+    }
+    let body_has_ref = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["ref"].is_string());
+    if body_has_ref && branch.is_none() {
+        return ignored("a push of a tag; only branches start runs".into());
+    }
+    if body_has_ref && sha.is_none() && forge.is_some() {
+        return ignored(format!("{watched} was deleted"));
+    }
+    let run = svc.trigger_at(&name, "push", &starter, BTreeMap::new(), sha.as_deref())?;
+    if let Some(forge) = forge {
+        audit_hook(
+            &ctx,
+            &name,
+            peer,
+            201,
+            "allowed",
+            &format!(
+                "{} push of {} started run #{}",
+                forge.name(),
+                sha.as_deref().unwrap_or("the branch head"),
+                run.number
+            ),
+        );
+    }
     Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
+}
+
+/// Checks a forge delivery against the pipeline's webhook secret.
+fn verify_forge(
+    ctx: &Ctx,
+    name: &str,
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
+) -> Result<pipeline::webhook::Forge, String> {
+    let secret_name = webhook_secret_name(name);
+    // An unknown pipeline and one without a secret look the same from outside.
+    let sealed = ctx
+        .store
+        .sealed_secret(&secret_name)
+        .ok()
+        .flatten()
+        .ok_or("no valid webhook credentials (the pipeline has no webhook secret: slipway pipelines webhook-secret NAME)")?;
+    let secret = ctx
+        .secret_key
+        .open(&secret_name, &sealed)
+        .map_err(|_| "the webhook secret cannot be read".to_string())?;
+    pipeline::webhook::verify(header, body, &secret)
+}
+
+/// Audits a forge delivery (who: the forge principal; never the secret or the body).
+fn audit_hook(ctx: &Ctx, name: &str, peer: SocketAddr, status: u16, outcome: &str, detail: &str) {
+    let _ = ctx.store.append_audit(&store::AuditRow {
+        seq: 0,
+        at: Timestamp::now().millis(),
+        user: format!("service:{}", pipeline::service::FORGE_PRINCIPAL),
+        action: format!("POST /api/v1/pipelines/{name}/hooks/push"),
+        target: format!("pipeline:{name}"),
+        app: None,
+        source: peer.ip().to_string(),
+        status,
+        outcome: outcome.into(),
+        detail: Some(detail.chars().take(512).collect()),
+    });
+}
+
+/// The run a request names: its id, a unique prefix of it (4 characters or more), or
+/// `PIPELINE#NUMBER`.
+fn resolve_run(ctx: &Ctx, id: &str) -> Result<RunRow, ApiError> {
+    let not_found = || ApiError::message(StatusCode::NOT_FOUND, format!("no run {id}"));
+    if let Some((pipeline, number)) = id.rsplit_once('#') {
+        let number: i64 = number.trim().parse().map_err(|_| {
+            ApiError::message(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no run {id} (runs are named by id, a unique id prefix or PIPELINE#NUMBER)"
+                ),
+            )
+        })?;
+        return ctx
+            .store
+            .run_by_number(pipeline, number)?
+            .ok_or_else(not_found);
+    }
+    if let Some(run) = ctx.store.run(id)? {
+        return Ok(run);
+    }
+    if id.len() < 4 {
+        return Err(not_found());
+    }
+    let mut found = ctx.store.runs_by_prefix(id, 5)?;
+    match found.len() {
+        0 => Err(not_found()),
+        1 => Ok(found.remove(0)),
+        _ => Err(ApiError::message(
+            StatusCode::CONFLICT,
+            format!(
+                "{id} names more than one run ({}): give more of the id, or PIPELINE#NUMBER",
+                found
+                    .iter()
+                    .map(|r| format!("{}#{} {}", r.pipeline, r.number, r.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Whether `who` may cancel or retry `run`: an admin, whoever started it, or anyone who
+/// may deploy to every environment it deploys to (a developer cannot stop or repeat a
+/// deployer's prod run).
+fn check_run_control(
+    ctx: &Ctx,
+    svc: &Service,
+    who: &Principal,
+    run: &RunRow,
+    what: &str,
+) -> Result<(), ApiError> {
+    if who.role == auth::Role::Admin
+        || Actor::starter_user(&run.triggered_by).as_deref() == Some(who.user.as_str())
+    {
+        return Ok(());
+    }
+    let given: BTreeMap<String, String> = serde_json::from_str(&run.params).unwrap_or_default();
+    let envs = svc
+        .plan(&run.pipeline, &given)
+        .map(|p| p.deploy_envs)
+        .unwrap_or_default();
+    for env in envs {
+        let (id, labels) = env_target(&env);
+        if ctx.identity.check_deploy(who, &id, &labels).is_err() {
+            return Err(forbidden(format!(
+                "{} may not {what} run #{} of {}: it deploys to {env}, where {} may not deploy (started by {})",
+                who.user, run.number, run.pipeline, who.user, run.triggered_by
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/runs/{id}/retry`: a new run of the same commit and parameters that keeps
@@ -275,7 +563,9 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult {
     let svc = service(&ctx)?;
-    let run = svc.retry(&id, &format!("user:{}", who.user))?;
+    let old = resolve_run(&ctx, &id)?;
+    check_run_control(&ctx, svc, &who, &old, "retry")?;
+    let run = svc.retry(&old.id, &format!("user:{}", who.user))?;
     Ok((StatusCode::CREATED, axum::Json(run_json(&run, None))).into_response())
 }
 
@@ -286,10 +576,12 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult {
     let svc = service(&ctx)?;
-    svc.cancel(&id, &format!("user:{}", who.user))?;
+    let run = resolve_run(&ctx, &id)?;
+    check_run_control(&ctx, svc, &who, &run, "cancel")?;
+    svc.cancel(&run.id, &format!("user:{}", who.user))?;
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(json!({"run": id, "cancelled": true})),
+        axum::Json(json!({"run": run.id, "cancelled": true})),
     )
         .into_response())
 }
@@ -313,11 +605,8 @@ pub(crate) async fn list_runs(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> 
 /// `GET /api/v1/runs/{id}`: the run with its steps.
 pub(crate) async fn get_run(State(ctx): State<Ctx>, Path(id): Path<String>) -> ApiResult {
     let svc = service(&ctx)?;
-    let run = ctx
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, format!("no run {id}")))?;
-    let mut steps = ctx.store.steps(&id)?;
+    let run = resolve_run(&ctx, &id)?;
+    let mut steps = ctx.store.steps(&run.id)?;
     // In the pipeline's order (as the file was last read), not by name.
     let order = svc.step_order(&run.pipeline);
     steps.sort_by_key(|s| {
@@ -337,7 +626,7 @@ pub(crate) async fn logs(
     Path((id, step)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    service(&ctx)?;
+    let svc = service(&ctx)?;
     let q = Params::parse(q.as_deref());
     let after = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0i64);
     let limit = q
@@ -345,19 +634,45 @@ pub(crate) async fn logs(
         .and_then(|v| v.parse().ok())
         .unwrap_or(500usize)
         .min(5000);
-    if ctx.store.run(&id)?.is_none() {
-        return Err(ApiError::message(
-            StatusCode::NOT_FOUND,
-            format!("no run {id}"),
-        ));
+    let run = resolve_run(&ctx, &id)?;
+    let names = step_names(&ctx, svc, &run)?;
+    if !names.contains(&step) {
+        return Err(no_step(&run, &step, &names));
     }
-    let lines = ctx.store.logs(&id, &step, after, limit)?;
+    let lines = ctx.store.logs(&run.id, &step, after, limit)?;
     let next = lines.last().map_or(after, |l| l.seq);
     let lines: Vec<Value> = lines
         .iter()
         .map(|l| json!({"seq": l.seq, "at": Timestamp(l.at), "stream": l.stream, "line": l.line}))
         .collect();
     Ok(axum::Json(json!({"lines": lines, "next": next})).into_response())
+}
+
+/// The steps of a run: those recorded, and those of the pipeline file, in pipeline order.
+fn step_names(ctx: &Ctx, svc: &Service, run: &RunRow) -> Result<Vec<String>, ApiError> {
+    let mut names = svc.step_order(&run.pipeline);
+    for s in ctx.store.steps(&run.id)? {
+        if !names.contains(&s.name) {
+            names.push(s.name);
+        }
+    }
+    Ok(names)
+}
+
+/// 404 for a step the run does not have, naming its steps and the likely one.
+fn no_step(run: &RunRow, step: &str, names: &[String]) -> ApiError {
+    let hint = model::pipeline::closest(step, names.iter().map(String::as_str))
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    ApiError::message(
+        StatusCode::NOT_FOUND,
+        format!(
+            "run #{} of {} has no step `{step}`{hint}; its steps: {}",
+            run.number,
+            run.pipeline,
+            names.join(", ")
+        ),
+    )
 }
 
 /// `POST /api/v1/runs/{id}/steps/{step}/approve` and `.../reject`.
@@ -385,18 +700,13 @@ async fn decide(
     approve: bool,
 ) -> ApiResult {
     let svc = service(&ctx)?;
-    let pending = svc.pending(&id, &step).ok_or_else(|| {
-        ApiError::message(
-            StatusCode::NOT_FOUND,
-            format!("no pending approval `{step}` in run {id}"),
-        )
-    })?;
-    let run = ctx
-        .store
-        .run(&id)?
-        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, format!("no run {id}")))?;
+    let run = resolve_run(&ctx, &id)?;
+    let id = run.id.clone();
+    let Some(pending) = svc.pending(&id, &step) else {
+        return Err(why_not_pending(&ctx, svc, &run, &step)?);
+    };
     // The environment's policy decides who may approve; the file can only narrow it.
-    let started_by = run.triggered_by.strip_prefix("user:").map(str::to_string);
+    let started_by = Actor::starter_user(&run.triggered_by);
     let action = Action::Approve {
         env: pending.env.clone(),
         started_by,
@@ -437,6 +747,84 @@ async fn decide(
     )
 }
 
+/// Why `step` of `run` has no pending approval: a typo, not an approval step, already
+/// decided or ended, or not reached yet.
+fn why_not_pending(
+    ctx: &Ctx,
+    svc: &Service,
+    run: &RunRow,
+    step: &str,
+) -> Result<ApiError, ApiError> {
+    let names = step_names(ctx, svc, run)?;
+    if !names.iter().any(|n| n == step) {
+        return Ok(no_step(run, step, &names));
+    }
+    let what = format!("run #{} of {}", run.number, run.pipeline);
+    let conflict = |m: String| ApiError::message(StatusCode::CONFLICT, m);
+    let definition = svc
+        .steps_of(&run.pipeline)
+        .into_iter()
+        .find(|s| s.name == step);
+    if let Some(d) = &definition
+        && !matches!(d.kind, model::pipeline::StepKind::Approve { .. })
+    {
+        return Ok(conflict(format!(
+            "`{step}` of {what} is not an approval step; its approvals: {}",
+            svc.steps_of(&run.pipeline)
+                .iter()
+                .filter(|s| matches!(s.kind, model::pipeline::StepKind::Approve { .. }))
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let recorded = ctx
+        .store
+        .steps(&run.id)?
+        .into_iter()
+        .find(|s| s.name == step);
+    if let Some(s) = &recorded {
+        if let Some(by) = &s.decided_by {
+            let verdict = if s.status == store::StepStatus::Succeeded {
+                "approved"
+            } else {
+                "rejected"
+            };
+            return Ok(conflict(format!(
+                "`{step}` of {what} was already decided: {verdict} by {by}"
+            )));
+        }
+        if !matches!(
+            s.status,
+            store::StepStatus::Pending | store::StepStatus::Running
+        ) {
+            return Ok(conflict(format!(
+                "`{step}` of {what} has ended: {}{}",
+                s.status,
+                s.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    if run.status.is_finished() {
+        return Ok(conflict(format!(
+            "{what} has ended ({}); `{step}` was never reached",
+            run.status
+        )));
+    }
+    let needs = definition.map(|d| d.needs).unwrap_or_default();
+    Ok(conflict(format!(
+        "`{step}` of {what} is not reached yet{}",
+        if needs.is_empty() {
+            String::new()
+        } else {
+            format!(": it waits for {}", needs.join(", "))
+        }
+    )))
+}
+
 /// Pipelines' `deploy` steps through the engine, under the environment policy of the
 /// user who started the run (runs started by polling or cron deploy as a developer), and
 /// recorded in the audit log like any other deploy.
@@ -452,18 +840,23 @@ pub struct EngineDeployer {
 }
 
 impl EngineDeployer {
-    fn principal(&self, who: &str) -> Principal {
-        let user = who
-            .strip_prefix("user:")
-            .or_else(|| who.strip_prefix("webhook:"))
-            .map(str::to_string);
-        match user.and_then(|u| self.store.user(&u).ok().flatten()) {
-            Some(row) if !row.disabled => Principal {
-                role: row.role.parse().unwrap_or(auth::Role::Viewer),
-                user: row.name,
-            },
-            _ => Principal {
-                user: format!("pipeline ({who})"),
+    /// The principal a step acts as: a user with their role (capped for pushes; a
+    /// disabled or deleted user is a viewer), or a service principal with the developer
+    /// role.
+    fn principal(&self, who: &Actor) -> Principal {
+        match who {
+            Actor::User { name, at_most } => {
+                let role = match self.store.user(name).ok().flatten() {
+                    Some(row) if !row.disabled => row.role.parse().unwrap_or(auth::Role::Viewer),
+                    _ => auth::Role::Viewer,
+                };
+                Principal {
+                    user: name.clone(),
+                    role: at_most.map_or(role, |cap| role.min(cap)),
+                }
+            }
+            Actor::Service(name) => Principal {
+                user: format!("service:{name}"),
                 role: auth::Role::Developer,
             },
         }
@@ -471,7 +864,7 @@ impl EngineDeployer {
 }
 
 impl pipeline::service::Deployer for EngineDeployer {
-    fn deploy(&self, who: &str, app: Value) -> Result<String, String> {
+    fn deploy(&self, who: &Actor, app: Value) -> Result<String, String> {
         let principal = self.principal(who);
         let id = model::PathId::parse(app["id"].as_str().ok_or("the app definition has no id")?);
         let labels: BTreeMap<String, String> =
@@ -536,7 +929,7 @@ impl pipeline::service::Deployer for EngineDeployer {
         }
     }
 
-    fn is_admin(&self, who: &str) -> bool {
+    fn is_admin(&self, who: &Actor) -> bool {
         self.principal(who).role == auth::Role::Admin
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 const FILE: &str = r#"version: 1
 name: release
+on: { push: { branches: [dev] } }
 params:
   Version: { type: string, required: true }
 steps:
@@ -25,6 +26,15 @@ steps:
 
 fn repo(file: &str) -> tempfile::TempDir {
     testkit::git_repo(file, &[])
+}
+
+fn head_of(repo: &std::path::Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 async fn run_where(s: &Server, id: &str, f: impl Fn(&Value) -> bool) -> Value {
@@ -153,8 +163,15 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
         step(&done, "go-live")["outputs"]["approved_by"],
         "user:olga"
     );
-    let (status, _) = raw(&s, &Method::POST, &approve, Some(&ops), None).await;
-    assert_eq!(status, 404, "nothing is pending any more");
+    let (status, body) = raw(&s, &Method::POST, &approve, Some(&ops), None).await;
+    assert_eq!(status, 409, "nothing is pending any more: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("was already decided: approved by user:olga"),
+        "{body}"
+    );
 
     // The runs list, newest first; the push hook starts a run for the watched branch only.
     let (status, body) = s
@@ -166,15 +183,21 @@ async fn pipelines_run_and_approvals_follow_the_policy() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ignored"], "push to main; release watches dev");
+    let head = head_of(repo.path());
     let (status, body) = s
         .call(
             reqwest::Method::POST,
             "/api/v1/pipelines/release/hooks/push",
-            Some(json!({"ref": "refs/heads/dev", "after": "abc"})),
+            Some(json!({"ref": "refs/heads/dev", "after": head})),
         )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["event"], "push");
+    assert_eq!(body["sha"], head, "the pushed commit is the one built");
+    assert_eq!(
+        body["triggeredBy"], "user:admin",
+        "one identity: the token's user"
+    );
     let runs = s.get("/api/v1/runs?pipeline=release").await;
     let numbers: Vec<i64> = runs["runs"]
         .as_array()
@@ -227,7 +250,7 @@ async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
         "env": {"VERSION": "base"},
         "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 1, "gracePeriodSeconds": 30}]
     });
-    let file = "version: 1\nname: ship\nsteps:\n  qa:\n    deploy: { env: qa, app: deploy/app.json, overlay: deploy/qa.json, timeout: 60s }\n  prod:\n    needs: [qa]\n    deploy: { env: prod, app: deploy/app.json, overlay: deploy/prod.json }\n";
+    let file = "version: 1\nname: ship\non: { push: { branches: [dev] } }\nsteps:\n  qa:\n    deploy: { env: qa, app: deploy/app.json, overlay: deploy/qa.json, timeout: 60s }\n  prod:\n    needs: [qa]\n    deploy: { env: prod, app: deploy/app.json, overlay: deploy/prod.json }\n";
     let repo = testkit::git_repo(file, &[]);
     std::fs::create_dir_all(repo.path().join("deploy")).unwrap();
     std::fs::write(repo.path().join("deploy/app.json"), app.to_string()).unwrap();
@@ -310,13 +333,16 @@ async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
         .map(|l| l["line"].as_str().unwrap())
         .collect();
     assert!(
-        text.iter()
-            .any(|l| l.starts_with("deploying /qa/web to qa as webhook:dana: deployment ")),
+        text.iter().any(|l| l.starts_with(
+            "deploying /qa/web to qa as user:dana (a push: at most developer): deployment "
+        )),
         "{text:?}"
     );
     let audit = s.get("/api/v1/audit?user=dana").await;
     assert!(
-        audit.to_string().contains("deploy step webhook:dana"),
+        audit
+            .to_string()
+            .contains("deploy step user:dana (a push: at most developer)"),
         "{audit}"
     );
 }
@@ -382,4 +408,222 @@ async fn manual_runs_are_checked_against_the_file_and_the_target_environments() 
         audit.contains("deploying to BB/prod with DC=BB Env=prod"),
         "{audit}"
     );
+}
+
+/// A request with extra headers and a raw body (as a forge sends it).
+async fn deliver(s: &Server, path: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", s.url))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn signature(secret: &str, body: &str) -> String {
+    pipeline::webhook::to_hex(&pipeline::webhook::hmac_sha256(
+        secret.as_bytes(),
+        body.as_bytes(),
+    ))
+}
+
+/// Issue 11 §3 and issue 12 §4: forges sign webhooks their own way; a signed push starts
+/// a run of the pushed commit as the forge's service principal, a bad or missing
+/// signature is 401 and audited, pipelines without a push trigger never start from it,
+/// and a run started through the hook with a user's token is that user's (so the
+/// self-approval rule applies to them).
+#[tokio::test]
+async fn forge_webhooks_are_checked_by_signature_and_start_runs_of_the_pushed_commit() {
+    let s = Server::start().await;
+    let checkout = repo(&FILE.replace("required: true", "default: '1.0'"));
+    let head = head_of(checkout.path());
+    let source = json!({"repo": checkout.path().to_string_lossy(), "branch": "dev"});
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/pipelines/release",
+            Some(source),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = "It's a Secret to Everybody";
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/pipelines/release/webhook-secret",
+            Some(json!({"value": secret})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["secret"], secret);
+    let hook = "/api/v1/pipelines/release/hooks/push";
+
+    // GitHub: X-Hub-Signature-256 over the body, as its docs show.
+    let github = json!({"ref": "refs/heads/dev", "before": "0000000000000000000000000000000000000000", "after": head, "repository": {"full_name": "octo/release"}, "pusher": {"name": "octocat"}}).to_string();
+    let signed = [
+        ("X-GitHub-Event", "push".to_string()),
+        (
+            "X-GitHub-Delivery",
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_string(),
+        ),
+        (
+            "X-Hub-Signature-256",
+            format!("sha256={}", signature(secret, &github)),
+        ),
+    ];
+    let (status, run) = deliver(&s, hook, &signed, &github).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["triggeredBy"], "service:forge-webhook");
+    assert_eq!(run["sha"], head.as_str());
+    assert_eq!(run["event"], "push");
+
+    // A changed body, a wrong secret, no signature at all: 401, and audited.
+    let tampered = github.replace("octocat", "mallory");
+    let (status, body) = deliver(&s, hook, &signed, &tampered).await;
+    assert_eq!(status, 401, "{body}");
+    let wrong = [(
+        "X-Hub-Signature-256",
+        format!("sha256={}", signature("guess", &github)),
+    )];
+    let (status, _) = deliver(&s, hook, &wrong, &github).await;
+    assert_eq!(status, 401);
+    let (status, _) = deliver(&s, hook, &[], &github).await;
+    assert_eq!(status, 401, "no credentials of any kind");
+    let (status, _) = deliver(&s, "/api/v1/pipelines/nope/hooks/push", &signed, &github).await;
+    assert_eq!(status, 401, "an unknown pipeline looks like a wrong secret");
+    let audit = s.get("/api/v1/audit?user=service:forge-webhook").await;
+    let denied = audit.to_string();
+    assert!(
+        denied.contains("X-Hub-Signature-256 does not match the body") && denied.contains("denied"),
+        "{audit}"
+    );
+    assert!(!denied.contains(secret), "the secret is never audited");
+
+    // GitLab: the secret in X-Gitlab-Token, the commit in checkout_sha.
+    let gitlab = json!({"object_kind": "push", "ref": "refs/heads/dev", "before": "95790bf891e76fee5e1747ab589903a6a1f80f22", "after": head, "checkout_sha": head, "user_name": "John Smith"}).to_string();
+    let (status, run) = deliver(
+        &s,
+        hook,
+        &[
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+            ("X-Gitlab-Token", secret.to_string()),
+        ],
+        &gitlab,
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["sha"], head.as_str());
+    let (status, _) = deliver(
+        &s,
+        hook,
+        &[("X-Gitlab-Token", "It's a Secret to Everybodz".to_string())],
+        &gitlab,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Gitea and Forgejo: X-Gitea-Signature, the bare hex HMAC.
+    let gitea = json!({"ref": "refs/heads/dev", "before": "28e1879d029cb852e4844d9c718537df08844e03", "after": head, "compare_url": "http://localhost:3000/gitea/webhooks/compare/x", "commits": [{"id": head, "message": "Webhooks Yay!"}]}).to_string();
+    let (status, run) = deliver(
+        &s,
+        hook,
+        &[
+            ("X-Gitea-Event", "push".to_string()),
+            ("X-Gitea-Signature", signature(secret, &gitea)),
+        ],
+        &gitea,
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+
+    // Other events and other branches are acknowledged and ignored.
+    let ping = json!({"zen": "Encourage flow.", "hook_id": 1}).to_string();
+    let (status, body) = deliver(
+        &s,
+        hook,
+        &[
+            ("X-GitHub-Event", "ping".to_string()),
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", signature(secret, &ping)),
+            ),
+        ],
+        &ping,
+    )
+    .await;
+    assert_eq!(
+        (status, body["ignored"].as_str()),
+        (200, Some("a ping event; only pushes start runs"))
+    );
+    let runs = s.get("/api/v1/runs?pipeline=release").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 3);
+
+    // A pipeline without a push trigger never starts from a webhook.
+    let manual = repo("version: 1\nname: m\nsteps:\n  a: { run: echo a }\n");
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/pipelines/manual",
+            Some(json!({"repo": manual.path().to_string_lossy(), "branch": "dev"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/pipelines/manual/webhook-secret",
+            Some(json!({"value": secret})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = deliver(
+        &s,
+        "/api/v1/pipelines/manual/hooks/push",
+        &[("X-Gitlab-Token", secret.to_string())],
+        &gitlab,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no push trigger")
+    );
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/manual/hooks/push",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "not with a token either");
+
+    // One identity: a deployer's run through the hook is theirs, so they may not approve it.
+    let lee = format!("Bearer {}", user_token(&s, "lee", "deployer").await);
+    let (status, run) = raw(&s, &Method::POST, hook, Some(&lee), None).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["triggeredBy"], "user:lee");
+    let id = run["id"].as_str().unwrap().to_string();
+    run_where(&s, &id, |r| {
+        r["steps"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["name"] == "go-live" && x["status"] == "waiting")
+        })
+    })
+    .await;
+    let approve = format!("/api/v1/runs/{id}/steps/go-live/approve");
+    let (status, body) = raw(&s, &Method::POST, &approve, Some(&lee), None).await;
+    assert_eq!(status, 403, "{body}");
+    let olga = format!("Bearer {}", user_token(&s, "olga", "deployer").await);
+    let (status, body) = raw(&s, &Method::POST, &approve, Some(&olga), None).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -15,6 +15,7 @@ pub mod repos;
 pub mod runner;
 pub mod sarif;
 pub mod service;
+pub mod webhook;
 
 pub use render::Values;
 pub use runner::{LogFn, MAX_LINE, Stream};

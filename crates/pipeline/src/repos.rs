@@ -194,7 +194,7 @@ pub async fn clone(
     if let Some(b) = branch {
         args.extend(["--branch", b]);
     }
-    args.extend([url, &target]);
+    args.extend(["--", url, &target]);
     git(&args, None, creds, key_dir).await?;
     git(&["rev-parse", "HEAD"], Some(dir), None, key_dir).await
 }
@@ -228,7 +228,7 @@ pub async fn merge_and_push(
     let _ = std::fs::remove_dir_all(dir);
     let target = dir.to_string_lossy().to_string();
     git(
-        &["clone", "--quiet", "--no-checkout", url, &target],
+        &["clone", "--quiet", "--no-checkout", "--", url, &target],
         None,
         creds,
         &key_dir,

@@ -136,6 +136,8 @@ pub struct PipelineRow {
     pub created_at: i64,
     /// When its source last changed (ms).
     pub updated_at: i64,
+    /// Who registered it (`None`: registered before owners were recorded).
+    pub owner: Option<String>,
 }
 
 /// A run of a pipeline.
@@ -226,13 +228,26 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 }
 
 impl Store {
-    /// Registers or updates a pipeline's source.
+    /// Registers or updates a pipeline's source; `owner` is recorded when the pipeline is
+    /// new (or had none), an existing owner is kept.
     pub fn put_pipeline(&self, name: &str, source: &str, now: i64) -> Result<()> {
+        self.put_pipeline_owned(name, source, now, None)
+    }
+
+    /// [`Store::put_pipeline`] recording `owner` for a new pipeline.
+    pub fn put_pipeline_owned(
+        &self,
+        name: &str,
+        source: &str,
+        now: i64,
+        owner: Option<&str>,
+    ) -> Result<()> {
         let conn = self.conn()?;
         conn.execute(
-            "INSERT INTO pipelines (name, source, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT(name) DO UPDATE SET source = excluded.source, updated_at = excluded.updated_at",
-            params![name, source, now],
+            "INSERT INTO pipelines (name, source, created_at, updated_at, owner) VALUES (?1, ?2, ?3, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET source = excluded.source, updated_at = excluded.updated_at,
+             owner = COALESCE(pipelines.owner, excluded.owner)",
+            params![name, source, now, owner],
         )?;
         Ok(())
     }
@@ -241,7 +256,7 @@ impl Store {
     pub fn pipelines(&self) -> Result<Vec<PipelineRow>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT name, source, created_at, updated_at FROM pipelines ORDER BY name",
+            "SELECT name, source, created_at, updated_at, owner FROM pipelines ORDER BY name",
         )?;
         let rows = stmt
             .query_map([], |r| {
@@ -250,6 +265,7 @@ impl Store {
                     source: r.get(1)?,
                     created_at: r.get(2)?,
                     updated_at: r.get(3)?,
+                    owner: r.get(4)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -310,6 +326,30 @@ impl Store {
                 run_row,
             )
             .optional()?)
+    }
+
+    /// The run numbered `number` of `pipeline`.
+    pub fn run_by_number(&self, pipeline: &str, number: i64) -> Result<Option<RunRow>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {RUN_COLS} FROM runs WHERE pipeline = ?1 AND number = ?2"),
+                params![pipeline, number],
+                run_row,
+            )
+            .optional()?)
+    }
+
+    /// Runs whose id starts with `prefix`, at most `limit`.
+    pub fn runs_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RunRow>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_at LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![prefix, limit as i64], run_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Runs, newest first, of one pipeline or all, at most `limit`.

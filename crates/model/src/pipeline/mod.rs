@@ -34,10 +34,12 @@
 mod cron;
 mod expr;
 mod raw;
+mod suggest;
 mod validate;
 
 pub use cron::Cron;
 pub use expr::{Condition, ExprError, Operand, ParamValue, WhenContext};
+pub use suggest::closest;
 
 use std::collections::BTreeMap;
 use std::fmt;

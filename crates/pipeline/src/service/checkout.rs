@@ -21,6 +21,8 @@ pub(super) async fn checkout(repo: &str, branch: &str, dir: &Path) -> Result<Str
             "--single-branch",
             "--branch",
             branch,
+            // A repository named `--upload-pack=…` is a repository, not an option.
+            "--",
             repo,
             &target,
         ],
@@ -30,8 +32,9 @@ pub(super) async fn checkout(repo: &str, branch: &str, dir: &Path) -> Result<Str
     git(&["rev-parse", "HEAD"], Some(dir)).await
 }
 
-/// `rel` inside `workspace`, refusing absolute paths and `..` (a file named in a pipeline
-/// or a request must not reach outside the run's checkout).
+/// `rel` inside `workspace`, refusing absolute paths, `..`, and paths that resolve
+/// outside it through a symlink (a file named in a pipeline or a request, or committed as
+/// a link to `/etc/shadow`, must not reach outside the run's checkout).
 pub fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
     let path = Path::new(rel);
     if path.is_absolute()
@@ -41,7 +44,53 @@ pub fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
     {
         return Err(format!("`{rel}` is outside the workspace"));
     }
-    Ok(workspace.join(path))
+    let joined = workspace.join(path);
+    // A path that does not exist (yet) is reported by whoever reads it.
+    if let Ok(real) = joined.canonicalize() {
+        let root = workspace
+            .canonicalize()
+            .unwrap_or_else(|_| workspace.to_path_buf());
+        if !real.starts_with(&root) {
+            return Err(format!(
+                "`{rel}` is a symbolic link that leads outside the checkout; it is not read"
+            ));
+        }
+    }
+    Ok(joined)
+}
+
+/// Checks that no symbolic link under `dir` (a build context) leads outside `root`.
+pub(crate) fn links_stay_inside(dir: &Path, root: &Path) -> Result<(), String> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_symlink() {
+                let inside = path
+                    .canonicalize()
+                    .is_ok_and(|real| real.starts_with(&root));
+                if !inside {
+                    let shown = path
+                        .strip_prefix(&root)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string();
+                    return Err(format!(
+                        "`{shown}` is a symbolic link that leads outside the checkout; the context is not sent"
+                    ));
+                }
+            } else if kind.is_dir() && entry.file_name() != ".git" {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn read_pipeline(

@@ -11,6 +11,7 @@
 //! to the store), `checkout` and `params` (the run's workspace and values), `registry`
 //! (the registry API), and `steps/` (one module per server-side step kind).
 
+mod actor;
 mod checkout;
 mod observer;
 mod params;
@@ -21,8 +22,9 @@ mod schedule;
 mod steps;
 mod waits;
 
+pub use actor::{Actor, FORGE_PRINCIPAL};
 pub use checkout::in_workspace;
-pub use params::check_params;
+pub use params::{check_params, deploy_envs};
 pub use steps::merge_json;
 
 use checkout::{checkout, read_pipeline};
@@ -64,6 +66,17 @@ pub struct Source {
     /// before a run starts: its parameters, who may start it, where it deploys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_text: Option<String>,
+}
+
+/// A pipeline file as read from its repository by [`Service::inspect`].
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// The file, parsed and validated.
+    pub pipeline: Pipeline,
+    /// Its text.
+    pub text: String,
+    /// The commit it was read at.
+    pub sha: String,
 }
 
 /// What a manual run would do, checked before it is queued (see [`Service::plan`]).
@@ -182,15 +195,15 @@ struct Inner {
 
 /// How `deploy` steps reach the control plane (the server provides it).
 pub trait Deployer: Send + Sync {
-    /// Deploys the app definition `app` (Marathon JSON) as `who` (`user:NAME`,
-    /// `webhook:NAME`, `poll`, `cron`) under the environment policy, replacing the app's
-    /// definition; `Ok(deployment id)`, or `Err(reason)` when refused or invalid.
-    fn deploy(&self, who: &str, app: serde_json::Value) -> Result<String, String>;
+    /// Deploys the app definition `app` (Marathon JSON) as `who` under the environment
+    /// policy, replacing the app's definition; `Ok(deployment id)`, or `Err(reason)` when
+    /// refused or invalid.
+    fn deploy(&self, who: &Actor, app: serde_json::Value) -> Result<String, String>;
     /// A deployment's status: `running`, `success` or `failed`, with the reason and the
     /// current step (`current/total`), or `None` when unknown.
     fn status(&self, deployment: &str) -> Result<Option<DeploymentStatus>, String>;
     /// Whether `who` (as in [`Deployer::deploy`]) is an admin (who may force promotions).
-    fn is_admin(&self, who: &str) -> bool;
+    fn is_admin(&self, who: &Actor) -> bool;
 }
 
 /// What [`Deployer::status`] reports.
@@ -285,6 +298,13 @@ impl Service {
         name: &str,
         source: &Source,
     ) -> Result<Pipeline, ServiceError> {
+        let inspected = self.inspect(source).await?;
+        self.register(name, source, inspected, None)
+    }
+
+    /// Checks out `source` and reads its pipeline file (which must parse), without
+    /// registering anything: the caller applies its checks to what it would deploy first.
+    pub async fn inspect(&self, source: &Source) -> Result<Inspected, ServiceError> {
         let tmp = self
             .inner
             .runs_dir
@@ -296,6 +316,27 @@ impl Service {
         .await;
         let _ = std::fs::remove_dir_all(&tmp);
         let (sha, (pipeline, text)) = result?;
+        Ok(Inspected {
+            pipeline,
+            text,
+            sha,
+        })
+    }
+
+    /// Registers (or updates) a pipeline as [`Service::inspect`] read it; `owner` is
+    /// recorded for a new pipeline.
+    pub fn register(
+        &self,
+        name: &str,
+        source: &Source,
+        inspected: Inspected,
+        owner: Option<&str>,
+    ) -> Result<Pipeline, ServiceError> {
+        let Inspected {
+            pipeline,
+            text,
+            sha,
+        } = inspected;
         let mut source = source.clone();
         source.file_text = Some(text);
         source.poll_ms = pipeline
@@ -306,7 +347,9 @@ impl Service {
         source.cron = pipeline.triggers.cron.clone();
         let json =
             serde_json::to_string(&source).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        self.inner.store.put_pipeline(name, &json, now_ms())?;
+        self.inner
+            .store
+            .put_pipeline_owned(name, &json, now_ms(), owner)?;
         // Polling compares against the commit the pipeline was registered at.
         self.inner
             .polls
@@ -337,11 +380,16 @@ impl Service {
 
     /// The pipeline's step names in the file's order (as last read); empty when unknown.
     pub fn step_order(&self, name: &str) -> Vec<String> {
+        self.steps_of(name).into_iter().map(|s| s.name).collect()
+    }
+
+    /// The pipeline's steps as the file was last read, in order; empty when unknown.
+    pub fn steps_of(&self, name: &str) -> Vec<model::pipeline::Step> {
         self.source(name)
             .ok()
             .and_then(|s| s.file_text)
             .and_then(|text| parse_pipeline(&text).ok())
-            .map(|p| p.steps.iter().map(|s| s.name.clone()).collect())
+            .map(|p| p.steps)
             .unwrap_or_default()
     }
 

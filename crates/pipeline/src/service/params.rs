@@ -3,7 +3,7 @@
 
 use super::ServiceError;
 use crate::Values;
-use model::pipeline::{ParamKind, ParamValue, Pipeline};
+use model::pipeline::{ParamKind, ParamValue, Pipeline, StepKind};
 use std::collections::BTreeMap;
 
 /// The pipeline's variables rendered with `values` (parameters and run facts).
@@ -62,4 +62,54 @@ pub fn check_params(
     } else {
         Err(ServiceError::Invalid(problems.join("; ")))
     }
+}
+
+/// Every environment the pipeline's `deploy` steps can reach: their `env` rendered with
+/// each combination of the choice and bool parameters (at most 256 combinations, then
+/// the defaults alone), so registration can apply the policy of each.
+pub fn deploy_envs(pipeline: &Pipeline) -> Vec<String> {
+    let mut combos: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
+    for (name, p) in &pipeline.params {
+        let options: Vec<String> = match &p.kind {
+            ParamKind::Choice(options) => options.clone(),
+            ParamKind::Bool => vec!["true".into(), "false".into()],
+            ParamKind::String => continue,
+        };
+        if combos.len() * options.len() > 256 {
+            break;
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                options.iter().map(move |o| {
+                    let mut c = c.clone();
+                    c.insert(name.clone(), o.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut envs = Vec::new();
+    for given in combos {
+        let Ok(params) = check_params(pipeline, &given) else {
+            continue;
+        };
+        let values = with_vars(
+            pipeline,
+            Values {
+                params,
+                ..Values::default()
+            },
+        );
+        for step in &pipeline.steps {
+            if let StepKind::Deploy { env, .. } = &step.kind
+                && let Ok(env) = values.render(env)
+                && !env.is_empty()
+                && !envs.contains(&env)
+            {
+                envs.push(env);
+            }
+        }
+    }
+    envs
 }

@@ -60,6 +60,25 @@ impl Service {
         triggered_by: &str,
         params: BTreeMap<String, String>,
     ) -> Result<RunRow, ServiceError> {
+        self.trigger_at(name, event, triggered_by, params, None)
+    }
+
+    /// [`Service::trigger`] for a given commit of the pipeline's branch (a webhook's
+    /// payload names the commit that was pushed: the run builds that one, not whatever
+    /// the branch points at later).
+    pub fn trigger_at(
+        &self,
+        name: &str,
+        event: &str,
+        triggered_by: &str,
+        params: BTreeMap<String, String>,
+        sha: Option<&str>,
+    ) -> Result<RunRow, ServiceError> {
+        if let Some(sha) = sha
+            && (sha.len() < 7 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ServiceError::Invalid(format!("`{sha}` is not a commit id")));
+        }
         let source = self.source(name)?;
         let mut run = RunRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -69,7 +88,7 @@ impl Service {
             event: event.into(),
             triggered_by: triggered_by.into(),
             branch: source.branch.clone(),
-            sha: String::new(),
+            sha: sha.unwrap_or_default().to_string(),
             params: serde_json::to_string(&params).unwrap_or_else(|_| "{}".into()),
             reason: None,
             created_at: now_ms(),
@@ -325,6 +344,7 @@ impl Service {
             pipeline: run.pipeline.clone(),
             branch: run.branch.clone(),
             triggered_by: run.triggered_by.clone(),
+            event: run.event.clone(),
             number: run.number,
             repos,
             definition: Arc::new(pipeline.clone()),

@@ -62,7 +62,7 @@ impl Service {
                 continue;
             }
             let reference = format!("refs/heads/{}", source.branch);
-            let head = match git(&["ls-remote", &source.repo, &reference], None).await {
+            let head = match git(&["ls-remote", "--", &source.repo, &reference], None).await {
                 Ok(out) => out
                     .split_whitespace()
                     .next()

@@ -5,7 +5,7 @@ use super::super::queue::RepoCheckout;
 use crate::service::checkout::in_workspace;
 use crate::service::registry::{ManifestError, manifest, registry_parts};
 use crate::service::waits::EnvWait;
-use crate::service::{Deployer, DockerSetup, Service};
+use crate::service::{Actor, Deployer, DockerSetup, Service};
 use crate::{Outputs, StepContext, Stream};
 use model::pipeline::{Step, StepKind};
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ pub(super) async fn deploy_step(
     setup: Option<DockerSetup>,
     cx: &StepContext,
     step: &Step,
-    who: &str,
+    who: &Actor,
     repos: &BTreeMap<String, RepoCheckout>,
     run: &RunRef,
 ) -> Result<Outputs, String> {

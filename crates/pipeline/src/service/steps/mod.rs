@@ -12,6 +12,7 @@ mod promote;
 pub use deploy::merge_json;
 
 use super::Service;
+use super::actor::Actor;
 use super::observer::StoreObserver;
 use super::queue::RepoCheckout;
 use super::waits::Turn;
@@ -31,6 +32,8 @@ pub(super) struct ServerSteps {
     pub(super) pipeline: String,
     pub(super) branch: String,
     pub(super) triggered_by: String,
+    /// `push`, `manual`, `cron` or `retry`.
+    pub(super) event: String,
     pub(super) number: i64,
     pub(super) repos: BTreeMap<String, RepoCheckout>,
     pub(super) definition: Arc<Pipeline>,
@@ -42,7 +45,7 @@ impl ServerSteps {
     /// Who a `deploy` step deploys as: whoever approved the nearest approval it depends on
     /// (the person who let the release through, e.g. a deployer for prod), else whoever
     /// started the run (a push, poll or cron run deploys as a developer).
-    fn deployer_of(&self, step: &Step, cx: &StepContext) -> String {
+    fn deployer_of(&self, step: &Step, cx: &StepContext) -> Actor {
         let by_name: HashMap<&str, &Step> = self
             .definition
             .steps
@@ -64,11 +67,16 @@ impl ServerSteps {
                     .get(name)
                     .and_then(|o| o.get("approved_by"))
             {
-                return by.clone();
+                return Actor::approver(by);
             }
             queue.extend(s.needs.iter().map(String::as_str));
         }
-        self.triggered_by.clone()
+        self.starter()
+    }
+
+    /// Who started the run, as it acts.
+    fn starter(&self) -> Actor {
+        Actor::of_run(&self.triggered_by, &self.event)
     }
 }
 
@@ -109,7 +117,7 @@ impl OtherSteps for ServerSteps {
                     require_approval.clone(),
                     force.clone(),
                 );
-                let (service, who) = (self.service.clone(), self.triggered_by.clone());
+                let (service, who) = (self.service.clone(), self.starter());
                 Box::pin(async move {
                     promote::promote_step(
                         &service,

@@ -2,7 +2,7 @@
 //! checking that the digest passed a named approval.
 
 use crate::service::registry::{self as reg, registry_auth, registry_parts};
-use crate::service::{Deployer, DockerSetup, Service};
+use crate::service::{Actor, Deployer, DockerSetup, Service};
 use crate::{Outputs, StepContext, Stream};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ pub(super) async fn promote_step(
     deployer: Option<Arc<dyn Deployer>>,
     setup: Option<DockerSetup>,
     cx: &StepContext,
-    who: &str,
+    who: &Actor,
     image: &str,
     to: &str,
     require_approval: Option<&str>,
