@@ -627,3 +627,48 @@ async fn forge_webhooks_are_checked_by_signature_and_start_runs_of_the_pushed_co
     let (status, body) = raw(&s, &Method::POST, &approve, Some(&olga), None).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Issue 11 §2: a file a deploy step renders (here from the pipeline's repository) that
+/// names a parameter the pipeline does not have fails the step at the reference's place,
+/// and nothing is deployed.
+#[tokio::test]
+async fn unknown_references_in_deploy_files_fail_the_step_and_deploy_nothing() {
+    let s = Server::start().await;
+    let file = "version: 1\nname: dc\nparams:\n  Env: { type: choice, options: [qa], default: qa }\nsteps:\n  ship:\n    deploy: { env: qa, app: deploy/app.json, timeout: 20s }\n";
+    let checkout = repo(file);
+    std::fs::create_dir_all(checkout.path().join("deploy")).unwrap();
+    std::fs::write(
+        checkout.path().join("deploy/app.json"),
+        "{\n  \"id\": \"/${{ params.DeployDC }}/qa/shop\",\n  \"cmd\": \"sleep 600\",\n  \"env\": {\"E\": \"${{ params.Env }}\", \"V\": \"${{ vars.Version }}\"}\n}\n",
+    )
+    .unwrap();
+    testkit::git(checkout.path(), &["add", "."]);
+    testkit::git(checkout.path(), &["commit", "-qm", "defs"]);
+    let source = json!({"repo": checkout.path().to_string_lossy(), "branch": "dev"});
+    let (status, body) = s
+        .call(reqwest::Method::PUT, "/api/v1/pipelines/dc", Some(source))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, run) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/pipelines/dc/runs",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let done = run_where(&s, &id, |r| {
+        r["status"] == "succeeded" || r["status"] == "failed"
+    })
+    .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        step(&done, "ship")["reason"],
+        "deploy/app.json:2:11: unknown parameter DeployDC (the pipeline has: Env)\n\
+         deploy/app.json:4:43: unknown variable Version (the pipeline has: none)",
+        "{done}"
+    );
+    let apps = s.get("/v2/apps").await;
+    assert_eq!(apps["apps"], json!([]), "nothing was deployed: {apps}");
+}

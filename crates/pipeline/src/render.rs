@@ -40,6 +40,70 @@ impl Values {
         Ok(out)
     }
 
+    /// [`Values::render`] for a file a step reads (an app definition, an overlay, perhaps
+    /// from another repository), whose references were never checked: an unknown
+    /// parameter, variable or run fact is an error at its place (`file:line:column:
+    /// unknown parameter DeployDC (the pipeline has: …)`), every one at once, instead of
+    /// rendering as an empty string.
+    pub fn render_file(&self, file: &str, text: &str) -> Result<String, String> {
+        let at = |offset: usize| {
+            let (mut line, mut column) = (1, 1);
+            for c in text.chars().take(offset) {
+                if c == '\n' {
+                    line += 1;
+                    column = 1;
+                } else {
+                    column += 1;
+                }
+            }
+            format!("{file}:{line}:{column}")
+        };
+        let refs = references(text).map_err(|(offset, m)| format!("{}: {m}", at(offset)))?;
+        let known = |kind: &str, name: &str, names: Vec<&str>| {
+            let hint = model::pipeline::closest(name, names.iter().copied())
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            format!(
+                "unknown {kind} {name} ({hint}the pipeline has: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        };
+        let problems: Vec<String> = refs
+            .iter()
+            .filter_map(|(offset, r)| {
+                let problem = match r {
+                    Reference::Param(n) if !self.params.contains_key(n) => known(
+                        "parameter",
+                        n,
+                        self.params.keys().map(String::as_str).collect(),
+                    ),
+                    Reference::Var(n) if !self.vars.contains_key(n) => known(
+                        "variable",
+                        n,
+                        self.vars
+                            .keys()
+                            .map(String::as_str)
+                            .filter(|v| !v.starts_with("SLIPWAY_REPO_"))
+                            .collect(),
+                    ),
+                    Reference::Run(k) if !self.run.contains_key(k) => {
+                        known("run fact", k, self.run.keys().map(String::as_str).collect())
+                    }
+                    _ => return None,
+                };
+                Some(format!("{}: {problem}", at(*offset)))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        self.render(text).map_err(|e| format!("{file}: {e}"))
+    }
+
     fn lookup(&self, r: &Reference) -> Result<String, String> {
         match r {
             Reference::Param(n) => Ok(match self.params.get(n) {
@@ -97,6 +161,30 @@ mod tests {
             v.render("${{ secrets.t }}")
                 .unwrap_err()
                 .contains("not available")
+        );
+    }
+
+    #[test]
+    fn files_a_step_renders_name_every_unknown_reference_at_its_place() {
+        let v = Values {
+            params: BTreeMap::from([
+                ("DeployDc".into(), ParamValue::Text("AA".into())),
+                ("Env".into(), ParamValue::Text("prod".into())),
+            ]),
+            run: BTreeMap::from([("sha".into(), "abc".into())]),
+            ..Values::default()
+        };
+        let text =
+            "{\n  \"id\": \"/${{ params.DeployDC }}/prod/shop\",\n  \"x\": \"${{ vars.NOPE }}\"\n}";
+        assert_eq!(
+            v.render_file("deploy/app.json", text).unwrap_err(),
+            "deploy/app.json:2:11: unknown parameter DeployDC (did you mean `DeployDc`? the pipeline has: DeployDc, Env)\n\
+             deploy/app.json:3:9: unknown variable NOPE (the pipeline has: none)"
+        );
+        assert_eq!(
+            v.render_file("a.json", "\"/${{ params.DeployDc }}/${{ run.sha }}\"")
+                .unwrap(),
+            "\"/AA/abc\""
         );
     }
 }

@@ -31,6 +31,7 @@
 //!     approve: { message: "Do tests OK?", approvers: [role:deployer], timeout: 72h }
 //! ```
 
+mod brackets;
 mod cron;
 mod expr;
 mod raw;
@@ -293,6 +294,21 @@ impl std::error::Error for PipelineErrors {}
 /// Parses and validates a pipeline file.
 pub fn parse_pipeline(text: &str) -> Result<Pipeline, PipelineErrors> {
     let raw: raw::RawFile = serde_saphyr::from_str(text).map_err(|e| {
+        // An unclosed `[` is reported where it opens (where a person fixes it), not where
+        // the parser gave up.
+        let brackets = brackets::unbalanced(text);
+        if !brackets.is_empty() {
+            return PipelineErrors(
+                brackets
+                    .into_iter()
+                    .map(|(line, column, message)| PipelineError {
+                        line,
+                        column,
+                        message,
+                    })
+                    .collect(),
+            );
+        }
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         let full = e.without_snippet().to_string();
         let suffix = format!(" at line {line}, column {column}");

@@ -115,7 +115,12 @@ fn the_seed_flow_parses_in_dependency_order() {
 fn yaml_and_type_errors_have_line_and_column() {
     check_error(
         "version: 1\nname: x\nsteps: [\n",
-        "3:8: expected mapping start",
+        "3:8: `[` is never closed (add `]`)",
+    );
+    // Issue 17: an unclosed `[` is reported on its own line, not where the parser gave up.
+    check_error(
+        "version: 1\nname: x\nsteps:\n  a:\n    run: [echo a, echo b\n  b:\n    needs: [a]\n    run: echo b\n",
+        "5:10: `[` is never closed (add `]`)",
     );
     check_error(
         "version: 1\nname: x\nsteps:\n  a:\n    runn: [x]\n",

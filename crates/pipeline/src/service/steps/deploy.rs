@@ -88,7 +88,7 @@ pub(super) async fn deploy_step(
         let path = in_workspace(&root, file)?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
-        let text = cx.values.render(&text)?;
+        let text = cx.values.render_file(file, &text)?;
         serde_json::from_str(&text).map_err(|e| format!("{file}: not JSON: {e}"))
     };
     let env = cx.values.render(env)?;
