@@ -389,7 +389,10 @@ fn unauthorized(reason: &str) -> Response {
 /// The least role a route needs before its handler looks closer (environment policies,
 /// own tokens, own password).
 fn required_role(method: &Method, path: &str) -> Role {
-    let read = method == Method::GET || method == Method::HEAD;
+    let read = method == Method::GET || method == Method::HEAD || is_query(path);
+    if is_ingest(path) {
+        return Role::Developer;
+    }
     if path.starts_with("/api/v1/users") && !(read && path == "/api/v1/users") {
         // Users may change their own password; the handler decides.
         return Role::Viewer;
@@ -415,6 +418,19 @@ fn required_role(method: &Method, path: &str) -> Role {
         return Role::Viewer;
     }
     Role::Developer
+}
+
+/// Prometheus and InfluxQL queries, which clients send as POST forms: reads.
+fn is_query(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/query" | "/api/v1/query_range" | "/api/v1/series" | "/api/v1/labels" | "/query"
+    )
+}
+
+/// Metric writes (Telegraf every few seconds): need a developer, are not audited one by one.
+fn is_ingest(path: &str) -> bool {
+    matches!(path, "/write" | "/api/v2/write")
 }
 
 /// The middleware: authenticate, check the route's role, run, and audit mutations.
@@ -456,7 +472,8 @@ pub async fn guard(
     if forge_hook {
         return next.run(req).await;
     }
-    let mutation = method != Method::GET && method != Method::HEAD;
+    let mutation =
+        method != Method::GET && method != Method::HEAD && !is_query(&path) && !is_ingest(&path);
     let header = req
         .headers()
         .get(header::AUTHORIZATION)

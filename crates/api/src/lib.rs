@@ -5,10 +5,12 @@ mod admin;
 pub mod admission;
 mod error;
 pub mod identity;
+mod influx;
 mod marathon;
 mod native;
 mod params;
 mod pipelines;
+mod prom;
 mod sse;
 mod throttle;
 
@@ -52,6 +54,8 @@ pub struct Ctx {
     pub pipelines: Option<pipeline::service::Service>,
     /// Settings of the checks every app change passes (privileges, ownership, limits).
     pub admission: std::sync::Arc<admission::AdmissionConfig>,
+    /// Metrics: collector, store, PromQL (`None` with `--metrics off`).
+    pub watch: Option<std::sync::Arc<watch::Watch>>,
 }
 
 impl Ctx {
@@ -118,6 +122,16 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/api/v1/secrets", &[Method::GET]),
     ("/api/v1/secrets/{name}", &[Method::PUT, Method::DELETE]),
     ("/api/v1/lb/haproxy.cfg", &[Method::GET]),
+    ("/api/v1/query", &[Method::GET, Method::POST]),
+    ("/api/v1/query_range", &[Method::GET, Method::POST]),
+    ("/api/v1/series", &[Method::GET, Method::POST]),
+    ("/api/v1/labels", &[Method::GET, Method::POST]),
+    ("/api/v1/label/{name}/values", &[Method::GET]),
+    ("/api/v1/metadata", &[Method::GET]),
+    ("/api/v1/status/buildinfo", &[Method::GET]),
+    ("/write", &[Method::POST]),
+    ("/api/v2/write", &[Method::POST]),
+    ("/query", &[Method::GET, Method::POST]),
     ("/api/v1/pipelines", &[Method::GET]),
     ("/api/v1/pipelines/{name}", &[Method::PUT]),
     ("/api/v1/pipelines/{name}/runs", &[Method::POST]),
@@ -165,6 +179,16 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
         "/api/v1/secrets" => get(admin::list_secrets),
         "/api/v1/secrets/{name}" => put(admin::put_secret).delete(admin::delete_secret),
         "/api/v1/lb/haproxy.cfg" => get(marathon::haproxy_config),
+        "/api/v1/query" => get(prom::query).post(prom::query),
+        "/api/v1/query_range" => get(prom::query_range).post(prom::query_range),
+        "/api/v1/series" => get(prom::series).post(prom::series),
+        "/api/v1/labels" => get(prom::labels).post(prom::labels),
+        "/api/v1/label/{name}/values" => get(prom::label_values),
+        "/api/v1/metadata" => get(prom::metadata),
+        "/api/v1/status/buildinfo" => get(prom::buildinfo),
+        "/write" => post(influx::write_v1),
+        "/api/v2/write" => post(influx::write_v2),
+        "/query" => get(influx::influxql).post(influx::influxql),
         "/api/v1/pipelines" => get(pipelines::list),
         "/api/v1/pipelines/{name}" => put(pipelines::put),
         "/api/v1/pipelines/{name}/runs" => post(pipelines::start),

@@ -531,6 +531,11 @@ pub(crate) async fn metrics(State(ctx): State<Ctx>, headers: HeaderMap) -> Respo
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/plain") || a.contains("application/openmetrics-text"));
     if wants_text {
+        if let Some(w) = &ctx.watch {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let (content_type, body) = w.exposition(accept);
+            return (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+        }
         return prometheus_text(&ctx);
     }
     let (apps, tasks, deployments) = ctx

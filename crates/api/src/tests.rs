@@ -62,6 +62,7 @@ impl Server {
             proxy: None,
             pipelines: Some(pipelines),
             admission,
+            watch: None,
         };
         tokio::spawn(serve(listener, ctx, shutdown.clone()));
         let mut headers = reqwest::header::HeaderMap::new();

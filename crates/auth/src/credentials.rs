@@ -62,7 +62,8 @@ pub fn parse_authorization(header: &str) -> Result<Credentials, AuthError> {
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("basic") {
         basic(rest)
-    } else if scheme.eq_ignore_ascii_case("bearer") {
+    } else if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") {
+        // `Token` is InfluxDB 2.x's scheme (Telegraf's and the client libraries').
         bearer(rest)
     } else {
         let mut shown: String = scheme.chars().take(32).collect();

@@ -130,6 +130,35 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// One started task as the metrics collector sees it ([`Engine::metric_targets`]).
+#[derive(Clone, Debug)]
+pub struct MetricTarget {
+    /// Task id.
+    pub task_id: String,
+    /// Its app.
+    pub app_id: PathId,
+    /// The configuration version it runs (`versionInfo.lastConfigChangeAt`).
+    pub version: Timestamp,
+    /// `TASK_RUNNING`, `TASK_KILLING`, ...
+    pub state: &'static str,
+    /// The app's labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The container image, for container tasks.
+    pub image: Option<String>,
+    /// A process task's cgroup, relative to each hierarchy's mount point.
+    pub cgroup: Option<String>,
+    /// A container task's container id.
+    pub container_id: Option<String>,
+    /// A process task's leader pid.
+    pub pid: Option<i32>,
+    /// When it started.
+    pub started_at: Option<Timestamp>,
+    /// The app's `cpus` (for utilisation).
+    pub cpus: f64,
+    /// The app's `mem` in MiB.
+    pub mem_mib: f64,
+}
+
 /// Looks up secret values for task environments (`env: {"X": {"secret": "ref"}}` with
 /// `secrets: {"ref": {"source": "name"}}`). Implemented by the server over its sealed store.
 pub trait SecretResolver: Send + Sync {
@@ -326,6 +355,40 @@ impl Engine {
             return Ok(None);
         }
         Ok(Some(self.inner.store.app_versions(id)?))
+    }
+
+    /// What the metrics collector needs to know of every started task: where its cgroup
+    /// is, a process of it (for its network namespace), and what to label it with.
+    pub fn metric_targets(&self) -> Vec<MetricTarget> {
+        let parent = self.inner.launcher.config().cgroup_parent.clone();
+        let st = self.lock();
+        st.tasks
+            .values()
+            .filter(|t| t.proc.is_some() || t.container.is_some())
+            .map(|t| {
+                let def = st.apps.get(&t.app_id).map(|a| &a.def);
+                MetricTarget {
+                    task_id: t.id.clone(),
+                    app_id: t.app_id.clone(),
+                    version: t.config_version,
+                    state: t.reported_state().as_str(),
+                    labels: def.map(|d| d.labels.clone()).unwrap_or_default(),
+                    image: def
+                        .and_then(|d| d.container.as_ref())
+                        .and_then(|c| c.docker.as_ref())
+                        .map(|d| d.image.clone()),
+                    cgroup: t
+                        .proc
+                        .is_some()
+                        .then(|| format!("{parent}/{}", t.id)),
+                    container_id: t.container.clone(),
+                    pid: t.proc.map(|p| p.pid),
+                    started_at: t.started_at,
+                    cpus: def.map_or(0.0, |d| d.cpus),
+                    mem_mib: def.map_or(0.0, |d| d.mem),
+                }
+            })
+            .collect()
     }
 
     /// The app of a running or recently terminated task.

@@ -18,7 +18,7 @@ mod validate;
 pub use app::*;
 pub use error::{DefinitionError, FieldError};
 pub use input::*;
-pub use path_id::{ID_PATTERN, PathId, RESERVED};
+pub use path_id::{ID_PATTERN, MAX_ID_LEN, PathId, RESERVED};
 pub use privilege::{PRIVILEGES, Privilege};
 pub use selector::{Condition, Selector};
 pub use timestamp::Timestamp;

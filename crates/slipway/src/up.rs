@@ -56,6 +56,13 @@ pub(crate) struct UpArgs {
     /// (`cpus × instances` summed, against the cores times this factor; 1 = not at all).
     #[arg(long, default_value_t = 4.0, env = "SLIPWAY_OVERCOMMIT")]
     overcommit: f64,
+    /// Collect task, host and server metrics into the embedded time-series store, serve
+    /// them on /metrics, the Prometheus query API and InfluxDB's write API.
+    #[arg(long, value_enum, default_value_t = OnOff::On, env = "SLIPWAY_METRICS")]
+    metrics: OnOff,
+    /// How often metrics are collected (1s to 5m).
+    #[arg(long, default_value = "10s", value_parser = parse_interval, env = "SLIPWAY_METRICS_INTERVAL")]
+    metrics_interval: std::time::Duration,
     /// Connections the API serves at once; more get 503 and are closed.
     #[arg(long, default_value_t = 2048, env = "SLIPWAY_MAX_CONNECTIONS")]
     max_connections: usize,
@@ -198,6 +205,15 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err("a timeout must be longer than 0".into());
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `--metrics-interval`: a duration between 1 s and 5 min.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(300) {
+        return Err(format!("'{s}' is outside 1s-5m"));
+    }
+    Ok(d)
 }
 
 /// The per-user data directory.
@@ -431,6 +447,29 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         tracing::error!(error = %e, "cannot recover pipeline runs");
     }
     pipelines.start_polling();
+    let watch = match args.metrics {
+        OnOff::On => {
+            let cfg = watch::WatchConfig {
+                interval: args.metrics_interval,
+                ..watch::WatchConfig::default()
+            };
+            let w = Arc::new(
+                watch::Watch::open(&data_dir.join("tsdb"), cfg, engine.clone())
+                    .context("cannot open the time-series store")?,
+            );
+            let policies = identity.clone();
+            w.set_env_of(Arc::new(move |id, labels| {
+                policies.policies().environment_for(id, labels).name.clone()
+            }));
+            if let Some(p) = &proxy {
+                let p = p.clone();
+                w.set_extra_text(Arc::new(move || p.metrics_text()));
+            }
+            tracker.spawn(w.clone().run(shutdown.clone()));
+            Some(w)
+        }
+        OnOff::Off => None,
+    };
     let ctx = api::Ctx {
         engine,
         listen,
@@ -441,6 +480,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         proxy,
         pipelines: Some(pipelines.clone()),
         admission,
+        watch,
     };
     tracker.spawn(signals(shutdown.clone()));
     tracing::info!(
@@ -453,7 +493,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,
     };
-    let served = api::serve_with(listener, ctx, shutdown.clone(), limits, None).await;
+    let console = console::router(ctx.clone());
+    let served = api::serve_with(listener, ctx, shutdown.clone(), limits, Some(console)).await;
     shutdown.cancel();
     // Running steps are cancelled; their runs resume or are marked interrupted at the
     // next start.

@@ -12,6 +12,7 @@ mod proxy;
 mod rolling;
 mod secrets;
 mod security;
+mod watch;
 
 use serde_json::{Value, json};
 use std::path::PathBuf;

@@ -1,0 +1,186 @@
+//! InfluxDB's write endpoints, so Telegraf and InfluxDB clients can write to Slipway:
+//! `POST /write?db=&precision=` (1.x) and `POST /api/v2/write?org=&bucket=&precision=`
+//! (2.x, `Authorization: Token …`), line protocol, optionally gzip-compressed, with
+//! InfluxDB's status codes and error bodies. `/query` answers `CREATE DATABASE` (Telegraf
+//! sends it at start) and points everything else at PromQL.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::io::Read;
+use watch::ApiVersion;
+
+use crate::Ctx;
+use crate::params::Params;
+
+/// The largest body accepted, compressed or not (InfluxDB 1.x's default `max-body-size`).
+pub(crate) const MAX_BODY: usize = 25 * 1024 * 1024;
+
+fn answer(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == StatusCode::NO_CONTENT {
+        return status.into_response();
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The body as text: gunzipped when `Content-Encoding: gzip`, bounded by [`MAX_BODY`].
+fn text(headers: &HeaderMap, body: &Bytes, api: ApiVersion) -> Result<String, Response> {
+    let too_large = || {
+        answer(
+            413,
+            watch::error_body(
+                api,
+                "request too large",
+                &format!("request body exceeds the limit of {MAX_BODY} bytes"),
+            ),
+        )
+    };
+    if body.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let raw = if gzip {
+        let mut out = Vec::new();
+        let read = flate2::read::GzDecoder::new(&body[..])
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut out);
+        if let Err(e) = read {
+            return Err(answer(
+                400,
+                watch::error_body(api, "invalid", &format!("cannot gunzip the body: {e}")),
+            ));
+        }
+        if out.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    String::from_utf8(raw).map_err(|_| {
+        answer(
+            400,
+            watch::error_body(api, "invalid", "the body is not UTF-8 line protocol"),
+        )
+    })
+}
+
+fn write(
+    ctx: &Ctx,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    api: ApiVersion,
+) -> Response {
+    let Some(w) = ctx.watch.as_ref() else {
+        return answer(
+            503,
+            watch::error_body(api, "unavailable", "metrics are off (--metrics off)"),
+        );
+    };
+    let p = Params::parse(q);
+    let precision = match p.get("precision").unwrap_or("ns") {
+        "" => Ok(lineproto::Precision::Nanoseconds),
+        v => lineproto::Precision::parse(v),
+    };
+    let Ok(precision) = precision else {
+        return answer(
+            400,
+            watch::error_body(api, "invalid", "invalid precision (use ns, us, ms or s)"),
+        );
+    };
+    let db = match api {
+        ApiVersion::V1 => p.get("db"),
+        ApiVersion::V2 => p.get("bucket"),
+    };
+    if db.is_none_or(str::is_empty) {
+        let msg = match api {
+            ApiVersion::V1 => "database is required",
+            ApiVersion::V2 => "bucket is required",
+        };
+        return answer(400, watch::error_body(api, "invalid", msg));
+    }
+    let body = match text(headers, body, api) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let outcome = w.write_lines(&watch::WriteRequest {
+        body: &body,
+        precision,
+        db,
+        api,
+    });
+    answer(outcome.status, outcome.body)
+}
+
+/// Parsing and storing a batch is CPU work: off the runtime's workers.
+async fn blocking(
+    ctx: Ctx,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+    api: ApiVersion,
+) -> Response {
+    tokio::task::spawn_blocking(move || write(&ctx, q.as_deref(), &headers, &body, api))
+        .await
+        .unwrap_or_else(|e| {
+            answer(
+                500,
+                watch::error_body(api, "internal error", &e.to_string()),
+            )
+        })
+}
+
+/// `POST /write` (InfluxDB 1.x).
+pub(crate) async fn write_v1(
+    State(ctx): State<Ctx>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    blocking(ctx, q, headers, body, ApiVersion::V1).await
+}
+
+/// `POST /api/v2/write` (InfluxDB 2.x).
+pub(crate) async fn write_v2(
+    State(ctx): State<Ctx>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    blocking(ctx, q, headers, body, ApiVersion::V2).await
+}
+
+/// `GET|POST /query` (InfluxQL): `CREATE DATABASE` succeeds (every database exists);
+/// anything else says where to query instead.
+pub(crate) async fn influxql(RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let mut raw = q.unwrap_or_default();
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form && let Ok(b) = std::str::from_utf8(&body) {
+        raw.push('&');
+        raw.push_str(b);
+    }
+    let p = Params::parse(Some(&raw));
+    let statement = p.get("q").unwrap_or_default().trim().to_ascii_uppercase();
+    if statement.starts_with("CREATE DATABASE") {
+        return answer(200, r#"{"results":[{"statement_id":0}]}"#.into());
+    }
+    answer(
+        400,
+        r#"{"error":"InfluxQL queries are not supported: query with PromQL at /api/v1/query (series are named <measurement>_<field>)"}"#
+            .into(),
+    )
+}

@@ -1,0 +1,200 @@
+//! The server's monitoring: every `--metrics-interval` it collects each task's cgroup and
+//! `/proc` figures (cAdvisor's names, plus `app`, `task`, `env` and `version` labels), the
+//! host's (node-exporter's names) and the server's own, keeps the latest round for
+//! `/metrics`, and appends everything to the embedded time-series store, which PromQL
+//! queries and InfluxDB line protocol writes go to.
+//!
+//! It knows the engine only through [`engine::Engine::metric_targets`]; the wire formats
+//! (Prometheus' and InfluxDB's HTTP APIs) live in `api`.
+
+mod collect;
+mod ingest;
+mod storage;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use ingest::{ApiVersion, WriteOutcome, WriteRequest, error_body};
+pub use storage::{DbStorage, to_store_matchers};
+
+/// Errors of the monitoring subsystem.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The time-series store failed.
+    #[error("time-series store: {0}")]
+    Store(#[from] tsdb::Error),
+    /// The cgroup mounts could not be read.
+    #[error("metrics collector: {0}")]
+    Collector(String),
+}
+
+/// Settings of [`Watch`].
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// How often everything is collected (default 10 s, down to 1 s).
+    pub interval: Duration,
+    /// Options of the time-series store.
+    pub store: tsdb::Options,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            interval: Duration::from_secs(10),
+            store: tsdb::Options::default(),
+        }
+    }
+}
+
+/// Labels the collector cannot know itself: the environment an app belongs to.
+pub type EnvOf =
+    dyn Fn(&model::PathId, &std::collections::BTreeMap<String, String>) -> String + Send + Sync;
+
+/// Extra Prometheus text appended to `/metrics` and ingested every round (the proxy's).
+pub type ExtraText = dyn Fn() -> String + Send + Sync;
+
+/// The monitoring subsystem: collector state, the latest round, the store.
+pub struct Watch {
+    db: Arc<tsdb::Db>,
+    engine: engine::Engine,
+    cfg: WatchConfig,
+    latest: RwLock<Vec<metrics::MetricFamily>>,
+    state: Mutex<collect::Collector>,
+    env_of: RwLock<Option<Arc<EnvOf>>>,
+    extra: RwLock<Option<Arc<ExtraText>>>,
+    registry: metrics::Registry,
+    engine_gauges: collect::EngineGauges,
+    described: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Watch {
+    /// Opens (or creates) the store in `dir` and prepares the collectors.
+    pub fn open(dir: &Path, cfg: WatchConfig, engine: engine::Engine) -> Result<Watch, WatchError> {
+        let db = tsdb::Db::open(dir, cfg.store.clone())?;
+        let registry = metrics::Registry::new();
+        let engine_gauges = collect::EngineGauges::register(&registry);
+        Ok(Watch {
+            db: Arc::new(db),
+            engine,
+            cfg,
+            latest: RwLock::new(Vec::new()),
+            state: Mutex::new(collect::Collector::new()),
+            env_of: RwLock::new(None),
+            extra: RwLock::new(None),
+            registry,
+            engine_gauges,
+            described: Mutex::new(std::collections::HashSet::new()),
+        })
+    }
+
+    /// The environment of each app, for the `env` label.
+    pub fn set_env_of(&self, f: Arc<EnvOf>) {
+        *self.env_of.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Prometheus text from elsewhere (the edge proxy) to expose and store every round.
+    pub fn set_extra_text(&self, f: Arc<ExtraText>) {
+        *self.extra.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// The server's own metrics registry (requests, deployments, runs, ...).
+    pub fn registry(&self) -> &metrics::Registry {
+        &self.registry
+    }
+
+    /// The store.
+    pub fn db(&self) -> &tsdb::Db {
+        &self.db
+    }
+
+    /// The collection interval.
+    pub fn interval(&self) -> Duration {
+        self.cfg.interval
+    }
+
+    /// A PromQL view of the store.
+    pub fn storage(&self) -> DbStorage<'_> {
+        DbStorage::new(&self.db)
+    }
+
+    /// Collects one round now (blocking: reads cgroup files and `/proc`), appends it to the
+    /// store and keeps it for `/metrics`. Returns the number of samples.
+    pub fn collect_once(&self, now_ms: i64) -> usize {
+        let targets = self.engine.metric_targets();
+        let env_of = self
+            .env_of
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let extra = self.extra.read().unwrap_or_else(|e| e.into_inner()).clone();
+        self.engine_gauges.update(&self.engine, &targets);
+        let families = {
+            let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            c.round(
+                now_ms,
+                &targets,
+                env_of.as_deref(),
+                extra.as_deref(),
+                &self.registry,
+            )
+        };
+        let n = {
+            let mut described = self.described.lock().unwrap_or_else(|e| e.into_inner());
+            collect::store(&self.db, &families, now_ms, &mut described)
+        };
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = families;
+        n
+    }
+
+    /// `/metrics`: the latest round in the format the `Accept` header asks for.
+    pub fn exposition(&self, accept: Option<&str>) -> (&'static str, String) {
+        let format = metrics::Format::negotiate(accept);
+        let mut out = String::new();
+        let latest = self.latest.read().unwrap_or_else(|e| e.into_inner());
+        metrics::encode(&latest, format, &mut out);
+        (format.content_type(), out)
+    }
+
+    /// Runs the collection loop until `shutdown`: a round every interval, and the store's
+    /// maintenance (fsync, flush, compaction, retention) every second.
+    pub async fn run(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut collect = tokio::time::interval(self.cfg.interval);
+        collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintain = tokio::time::interval(Duration::from_secs(1));
+        maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = collect.tick() => {
+                    let w = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || w.collect_once(now_ms())).await;
+                }
+                _ = maintain.tick() => {
+                    let w = self.clone();
+                    let done = tokio::task::spawn_blocking(move || w.db.tick(now_ms())).await;
+                    if let Ok(Err(e)) = done {
+                        tracing::warn!(error = %e, "time-series store maintenance failed");
+                    }
+                }
+            }
+        }
+        let w = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = w.db.sync() {
+                tracing::warn!(error = %e, "cannot sync the time-series store");
+            }
+        })
+        .await;
+    }
+
+    /// Writes InfluxDB line protocol (`/write`, `/api/v2/write`) into the store.
+    pub fn write_lines(&self, req: &WriteRequest<'_>) -> WriteOutcome {
+        ingest::write(&self.db, req, now_ms())
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    model::Timestamp::now().millis()
+}
