@@ -123,6 +123,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // The runtime may end before the engine has killed its tasks: never leak them.
+        testkit::kill_tasks_of(self._dir.path());
     }
 }
 

@@ -287,6 +287,60 @@ pub fn kill_tasks_of(data_dir: &Path) {
     for (pid, _) in task_processes(data_dir) {
         let _ = kill_group(pid);
     }
+    // Programs that rewrite their environment (nginx, setproctitle) are found by their
+    // cgroup: every task of this server has a sandbox named after its id.
+    let tasks: std::collections::BTreeSet<String> = std::fs::read_dir(data_dir.join("sandboxes"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if tasks.is_empty() {
+        return;
+    }
+    for _ in 0..3 {
+        let mut left = 0;
+        for (pid, task) in cgroup_task_processes_any() {
+            if tasks.contains(&task) {
+                left += 1;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if left == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every process in a task cgroup of any server (`/slipway/<agent>/<task>`), as (pid, task).
+fn cgroup_task_processes_any() -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(groups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let task = groups.lines().find_map(|l| {
+            let rest = &l[l.find("/slipway/")? + "/slipway/".len()..];
+            let mut parts = rest.split('/');
+            let _agent = parts.next()?;
+            Some(parts.next()?.to_string())
+        });
+        if let Some(task) = task.filter(|t| !t.is_empty()) {
+            out.push((pid, task));
+        }
+    }
+    out
 }
 
 /// SIGKILLs the process group `pgid`. Refuses ids that would address more than one group

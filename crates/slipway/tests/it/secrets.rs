@@ -112,9 +112,18 @@ fn a_planted_secret_appears_in_no_output() {
 fn the_first_admin_password_is_printed_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = testkit::free_port();
+    // Every listener on a port of the test's choosing: nothing may assume 8000 is free.
+    let vhost = format!("127.0.0.1:{}", testkit::free_port());
     let start = || {
         Command::new(slipway_bin())
-            .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--proxy-vhost-listen",
+                &vhost,
+                "--service-ports",
+                "20900-20999",
+            ])
+            .arg("--data-dir")
             .arg(dir.path())
             .env_remove("SLIPWAY_ADMIN_TOKEN")
             .stdin(Stdio::null())
