@@ -1,0 +1,242 @@
+//! The overview: every app as a row, every environment (per datacenter) as a column, with
+//! health, instances, the running image and deployments; below it each pipeline's last run.
+
+use super::{app_health, app_href, app_image, arr, n, s};
+use crate::layout::{self, Nav, badge, live};
+use crate::{Console, Viewer, render};
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `GET /ui/`.
+pub(crate) async fn page(State(c): State<Console>, Extension(who): Extension<Viewer>) -> Response {
+    let apps = c
+        .get(&who, "/v2/apps?embed=apps.deployments&embed=apps.counts")
+        .await;
+    let pipelines = pipelines_with_last_run(&c, &who).await;
+    let policies = c.ctx().identity.policies();
+    let body = match apps {
+        Ok(apps) => overview(arr(&apps, "apps"), &policies, &pipelines),
+        Err(e) => layout::notice("bad", &e),
+    };
+    render(layout::page(
+        Some(&who),
+        Nav::Overview,
+        "Overview",
+        live(body),
+    ))
+}
+
+/// Each pipeline with its newest run (if any).
+pub(crate) async fn pipelines_with_last_run(
+    c: &Console,
+    who: &Viewer,
+) -> Vec<(String, Option<Value>)> {
+    let Ok(list) = c.get(who, "/api/v1/pipelines").await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in arr(&list, "pipelines") {
+        let name = s(p, "name").to_string();
+        let last = c
+            .get(
+                who,
+                &format!(
+                    "/api/v1/runs?pipeline={}&limit=1",
+                    crate::form::encode(&name)
+                ),
+            )
+            .await
+            .ok()
+            .and_then(|r| arr(&r, "runs").first().cloned());
+        out.push((name, last));
+    }
+    out
+}
+
+/// Where an app sits: (environment, datacenter) and its name without them.
+pub(crate) fn place(policies: &auth::PolicySet, app: &Value) -> (String, Option<String>, String) {
+    let id = model::PathId::parse(s(app, "id"));
+    let labels: BTreeMap<String, String> = app["labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let env = policies.environment_for(&id, &labels).name.clone();
+    let dc = policies.datacenter_of(&id);
+    let mut segs: Vec<&str> = id.segments().iter().map(String::as_str).collect();
+    if dc.is_some() && !segs.is_empty() {
+        segs.remove(0);
+    }
+    if segs.len() > 1 && segs[0].eq_ignore_ascii_case(&env) {
+        segs.remove(0);
+    }
+    (env, dc, format!("/{}", segs.join("/")))
+}
+
+/// The overview's body (pure: JSON in, HTML out).
+pub(crate) fn overview(
+    apps: &[Value],
+    policies: &auth::PolicySet,
+    pipelines: &[(String, Option<Value>)],
+) -> Markup {
+    // Columns: environments in policy order, each per datacenter seen.
+    let mut cells: BTreeMap<String, BTreeMap<(usize, String), Vec<&Value>>> = BTreeMap::new();
+    let mut columns: BTreeSet<(usize, String)> = BTreeSet::new();
+    for app in apps {
+        let (env, dc, name) = place(policies, app);
+        let order = policies
+            .environments
+            .iter()
+            .position(|p| p.name == env)
+            .unwrap_or(usize::MAX);
+        let col = match dc {
+            Some(dc) => format!("{env} · {dc}"),
+            None => env,
+        };
+        columns.insert((order, col.clone()));
+        cells
+            .entry(name)
+            .or_default()
+            .entry((order, col))
+            .or_default()
+            .push(app);
+    }
+    html! {
+        section aria-labelledby="apps-h" {
+            h2 #apps-h { "Apps by environment" }
+            @if apps.is_empty() {
+                p.empty { "No apps yet. Deploy one with " code { "slipway apps deploy" } " or a pipeline." }
+            } @else {
+                div.scroll {
+                    table.matrix {
+                        thead { tr {
+                            th scope="col" { "App" }
+                            @for (_, col) in &columns { th scope="col" { (col) } }
+                        } }
+                        tbody {
+                            @for (name, row) in &cells {
+                                tr {
+                                    th scope="row" { (name) }
+                                    @for col in &columns {
+                                        td {
+                                            @for app in row.get(col).into_iter().flatten() {
+                                                (cell(app))
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="pipes-h" {
+            h2 #pipes-h { "Pipelines" }
+            @if pipelines.is_empty() {
+                p.empty { "No pipelines registered." }
+            } @else {
+                table.list {
+                    thead { tr { th scope="col" { "Pipeline" } th scope="col" { "Last run" } th scope="col" { "Status" } th scope="col" { "Waiting for" } } }
+                    tbody {
+                        @for (name, last) in pipelines {
+                            tr {
+                                td { a href={"/ui/pipelines/" (crate::form::encode(name))} { (name) } }
+                                @if let Some(r) = last {
+                                    td { a href={"/ui/runs/" (s(r, "id"))} { "#" (n(r, "number")) } " · " (layout::time(s(r, "createdAt"))) }
+                                    td { (badge(s(r, "status"))) }
+                                    td { (s(r, "waitingFor")) }
+                                } @else {
+                                    td { "—" } td { "never run" } td {}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Charts (CPU, memory, requests, latency per app) will go here, rendered as SVG
+        // from the time-series store: see `pages::apps::charts_slot`.
+    }
+}
+
+/// One app in the matrix.
+fn cell(app: &Value) -> Markup {
+    let (image, digest) = app_image(app);
+    let health = app_health(app);
+    html! {
+        div.cell {
+            a href=(app_href(s(app, "id"))) { (s(app, "id")) }
+            " " (badge(health))
+            div.meta {
+                (n(app, "tasksRunning")) "/" (n(app, "instances")) " running"
+                @if n(app, "tasksHealthy") > 0 { " · " (n(app, "tasksHealthy")) " healthy" }
+            }
+            div.meta.mono title=(image) {
+                (image)
+                @if let Some(d) = digest { " " span.digest { (d) } }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn apps_are_placed_by_environment_and_datacenter() {
+        let policies = auth::PolicySet::default();
+        let app = json!({"id": "/AA/prod/orders", "labels": {}});
+        assert_eq!(
+            place(&policies, &app),
+            ("prod".into(), Some("AA".into()), "/orders".into())
+        );
+        let app = json!({"id": "/qa/orders"});
+        assert_eq!(
+            place(&policies, &app),
+            ("qa".into(), None, "/orders".into())
+        );
+        let app = json!({"id": "/tools/x", "labels": {"SLIPWAY_ENV": "yz"}});
+        assert_eq!(place(&policies, &app).0, "yz");
+    }
+
+    #[test]
+    fn the_overview_shows_health_image_and_last_runs() {
+        let apps = vec![
+            json!({"id": "/AA/prod/orders", "instances": 2, "tasksRunning": 2, "tasksHealthy": 2,
+                   "healthChecks": [{}], "container": {"docker": {"image": "reg/orders:1.2@sha256:0123456789abcdef"}}}),
+            json!({"id": "/qa/orders", "instances": 1, "tasksRunning": 0, "cmd": "sleep 1000",
+                   "deployments": [{"id": "d1"}]}),
+        ];
+        let runs = vec![(
+            "orders".to_string(),
+            Some(
+                json!({"id": "r1", "number": 7, "status": "running", "waitingFor": "approval of ok"}),
+            ),
+        )];
+        let html = overview(&apps, &auth::PolicySet::default(), &runs).into_string();
+        for want in [
+            "qa",
+            "prod · AA",
+            "/AA/prod/orders",
+            "reg/orders:1.2",
+            "sha256:0123456789ab",
+            "healthy",
+            "deploying",
+            "#7",
+            "approval of ok",
+            "href=\"/ui/runs/r1\"",
+        ] {
+            assert!(html.contains(want), "{want} missing in {html}");
+        }
+    }
+}
