@@ -409,3 +409,25 @@ fn confirmation_follows_the_apps_environments() {
     assert_eq!(env("/AA/qa/orders", &[]), None);
     assert_eq!(env("/web", &[]), None);
 }
+
+proptest! {
+    /// An `Authorization` header is untrusted input: any string gives credentials or an
+    /// error, never a panic, and what parses as Basic round-trips its user.
+    #[test]
+    fn authorization_headers_never_panic(header in "\\PC{0,80}") {
+        let _ = crate::parse_authorization(&header);
+    }
+
+    #[test]
+    fn basic_credentials_round_trip(user in "[a-z0-9._@-]{1,16}", password in "[ -~]{0,24}") {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        match crate::parse_authorization(&format!("Basic {encoded}")) {
+            Ok(crate::Credentials::Basic { user: u, password: p }) => {
+                prop_assert_eq!(u, user);
+                prop_assert_eq!(p, password);
+            }
+            other => prop_assert!(false, "{other:?}"),
+        }
+    }
+}

@@ -310,3 +310,46 @@ fn nul_bytes_and_huge_ids_are_refused_with_their_paths() {
     let text = format!("{err:?}");
     assert!(text.contains("/cmd") && text.contains("/env/X"), "{text}");
 }
+
+proptest! {
+    /// Untrusted bytes (a request body) never panic the app definition parser: they give a
+    /// definition or an error with field paths.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_definition_parser(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = crate::parse_definition(&body, None, crate::Timestamp(1));
+    }
+
+    /// Arbitrary JSON shapes (objects of the known keys with values of any type) give a
+    /// definition or field errors, never a panic.
+    #[test]
+    fn arbitrary_json_values_never_panic_the_definition_parser(
+        key in prop_oneof![Just("id"), Just("cmd"), Just("args"), Just("instances"), Just("cpus"),
+                           Just("mem"), Just("container"), Just("healthChecks"), Just("labels"),
+                           Just("env"), Just("secrets"), Just("portDefinitions"), Just("upgradeStrategy"),
+                           Just("fetch"), Just("user"), Just("constraints"), Just("networks")],
+        value in arb_json(),
+    ) {
+        let mut body = serde_json::json!({"id": "/fuzz", "cmd": "true"});
+        body[key] = value;
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let _ = crate::parse_definition(&bytes, None, crate::Timestamp(1));
+    }
+}
+
+/// Any JSON value, nested a little.
+fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(|f| serde_json::json!(f)),
+        "[ -~]{0,12}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
