@@ -145,6 +145,11 @@ impl Conn {
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let start = Instant::now();
+        // Two Host headers make the route ambiguous (one backend may read the other host):
+        // refused as nginx does.
+        if req.headers().get_all(hyper::header::HOST).iter().count() > 1 {
+            return text(StatusCode::BAD_REQUEST, "duplicate Host header\n");
+        }
         let (mut head, body) = req.into_parts();
         let upgrade = headers::prepare_request(&mut head, &self.xff);
         let bodiless = body.is_end_stream();

@@ -263,3 +263,17 @@ async fn the_backend_gets_forwarded_headers_and_no_hop_by_hop_ones() {
         }
     }
 }
+
+#[tokio::test]
+async fn two_host_headers_are_refused_and_reach_no_backend() {
+    let a = backend("a").await;
+    let (_proxy, addr) = proxy_for(&[("a", a.addr)]).await;
+    let mut client = RawClient::connect(addr).await;
+    client
+        .send(b"GET /login HTTP/1.1\r\nhost: shop.example\r\nhost: evil.example\r\n\r\n")
+        .await;
+    let resp = client.response("GET").await;
+    assert_eq!(resp.status, 400);
+    assert!(resp.text().contains("duplicate Host"), "{}", resp.text());
+    assert_eq!(a.hits.load(SeqCst), 0);
+}
