@@ -93,6 +93,10 @@ fn firsthour_crash_looping_app_never_deploys_as_a_success() {
         Some(1),
         "{deployments}"
     );
+    // The deployment still holds the app: another change is a conflict (exit 5).
+    let (code, _, err) = admin(&s, &["apps", "scale", "/crash", "2"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("--force"), "{err}");
 
     // `apps list` and `apps show` name the state, like Kubernetes' CrashLoopBackOff, with
     // the backoff.
@@ -155,9 +159,40 @@ fn firsthour_prod_changes_by_hand_ask_for_confirmation() {
     let (code, _, err) = admin(&s, &["apps", "rollback", "/prod/web"]);
     assert_eq!(code, 8, "{err}");
     assert_eq!(app(&s, "/prod/web")["env"]["V"], "2");
-    let (code, out, err) = admin(&s, &["apps", "rollback", "/prod/web", "--yes"]);
+    let (code, out, err) = admin(&s, &["apps", "rollback", "/prod/web", "--yes", "--wait"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(app(&s, "/prod/web")["env"]["V"], Value::Null);
+
+    // On a terminal it asks: anything but `yes` changes nothing (exit 8); `yes` goes ahead.
+    let on_terminal = |answer: &str| {
+        use std::io::Write;
+        let cmd = format!("{} apps scale /prod/web 3 --wait", slipway_bin().display());
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("SLIPWAY_URL", &s.url)
+            .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script(1) runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = on_terminal("no");
+    assert_eq!(code, 8, "{text}");
+    assert!(
+        text.contains("Type `yes` to scale /prod/web to 3 instances"),
+        "{text}"
+    );
+    assert_eq!(instances("/prod/web"), Some(2));
+    let (code, text) = on_terminal("yes");
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(instances("/prod/web"), Some(3));
 
     // qa does not ask.
     let (code, out, err) = admin(&s, &["apps", "scale", "/qa/web", "2"]);
@@ -261,6 +296,19 @@ fn firsthour_errors_name_what_is_missing_with_their_own_exit_codes() {
     // A usage error is 64.
     let (code, _, err) = admin(&s, &["apps", "scale", "/AA/prod/orders"]);
     assert_eq!(code, 64, "{err}");
+    // No server: 3.
+    let out = Command::new(slipway_bin())
+        .args(["apps", "list"])
+        .env(
+            "SLIPWAY_URL",
+            format!("http://127.0.0.1:{}", testkit::free_port()),
+        )
+        .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot reach the Slipway server"), "{err}");
 }
 
 #[test]
@@ -319,6 +367,13 @@ fn firsthour_audit_of_an_app_says_who_approved_deployed_and_rolled_back() {
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
+    // The run deploys to prod, which asks for confirmation: without a terminal and without
+    // --yes nothing is started.
+    let (code, out, err) = admin(&s, &["pipelines", "run", "rel"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("nothing was started"), "{err}");
+    let runs = get_json(&format!("{}/api/v1/runs", s.url)).unwrap();
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(0), "{runs}");
     let (code, out, err) = admin(
         &s,
         &["pipelines", "run", "rel", "--yes", "--output", "json"],
