@@ -322,3 +322,52 @@ async fn a_task_of_its_own_uid_owns_its_sandbox_and_nothing_else() {
     assert_eq!((meta.uid(), meta.mode() & 0o777), (231_017, 0o700));
     assert!(launched.sandbox.join("mine").exists());
 }
+
+#[tokio::test]
+async fn a_failed_proc_read_is_unknown_never_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let l = launcher("emfile");
+    let mut launched = l
+        .launch(&shell_spec("emfile-task", "sleep 30", dir.path()))
+        .await
+        .expect("launch");
+    let id = launched.identity;
+    assert_eq!(l.liveness(id), Liveness::Alive);
+    // Exhaust this process's descriptors, as an attacker holding many sockets would.
+    let me = std::process::id().to_string();
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=64:"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !limited {
+        eprintln!("skipping: prlimit is not available");
+        let _ = l.signal(id, Signal::SIGKILL);
+        return;
+    }
+    let mut hold = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hold.push(f);
+        if hold.len() > 100_000 {
+            break;
+        }
+    }
+    let during = l.liveness(id);
+    let signalled = l.signal(id, Signal::SIGCONT);
+    drop(hold);
+    let _ = std::process::Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=20000:"])
+        .status();
+    assert_eq!(
+        during,
+        Liveness::Unknown,
+        "a read error must not look like an exit"
+    );
+    assert!(
+        matches!(signalled, Err(LaunchError::Observe { .. })),
+        "{signalled:?}"
+    );
+    // And once descriptors are back, the task is as alive as it was.
+    assert_eq!(l.liveness(id), Liveness::Alive);
+    l.signal(id, Signal::SIGKILL).expect("signal");
+    wait_exit(&mut launched.child).await;
+}
