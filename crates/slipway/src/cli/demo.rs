@@ -308,10 +308,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let end = follow_to_approval(&admin, &id, &mut server).await?;
     say("");
     if sw != "slipway" {
-        say(&format!(
+        say(
             "(`slipway` is not on your PATH: the commands below name this binary. \
-             `cargo install --path crates/slipway` installs it as `slipway`.)"
-        ));
+             `cargo install --path crates/slipway` installs it as `slipway`.)",
+        );
     }
     if url != "http://127.0.0.1:8080" {
         say(&format!(
