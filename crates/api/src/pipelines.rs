@@ -108,15 +108,67 @@ pub(crate) async fn list(State(ctx): State<Ctx>) -> ApiResult {
         .iter()
         .map(|p| {
             let mut source = serde_json::from_str::<Value>(&p.source).unwrap_or(Value::Null);
-            // The file's text is kept for checks before runs; it is not part of the source.
-            if let Some(o) = source.as_object_mut() {
-                o.remove("file_text");
+            // The file's text is kept for checks before runs; it is not part of the source
+            // (its steps and parameters are shown instead).
+            let text = source
+                .as_object_mut()
+                .and_then(|o| o.remove("file_text"))
+                .and_then(|t| t.as_str().map(str::to_string));
+            let mut v = json!({"name": p.name, "source": source, "owner": p.owner,
+                   "createdAt": Timestamp(p.created_at), "updatedAt": Timestamp(p.updated_at)});
+            if let Some(file) = text
+                .as_deref()
+                .and_then(|t| model::pipeline::parse_pipeline(t).ok())
+            {
+                v["steps"] = file.steps.iter().map(step_json).collect();
+                v["params"] = file
+                    .params
+                    .iter()
+                    .map(|(name, p)| param_json(name, p))
+                    .collect();
             }
-            json!({"name": p.name, "source": source,
-                   "createdAt": Timestamp(p.created_at), "updatedAt": Timestamp(p.updated_at)})
+            v
         })
         .collect();
     Ok(axum::Json(json!({ "pipelines": list })).into_response())
+}
+
+/// A step as `pipelines show` lists it: name, kind, what it needs.
+fn step_json(s: &model::pipeline::Step) -> Value {
+    use model::pipeline::StepKind;
+    let kind = match &s.kind {
+        StepKind::Run { image: None, .. } => "run",
+        StepKind::Run { image: Some(_), .. } => "run (container)",
+        StepKind::Gate { .. } => "gate",
+        StepKind::Docker { .. } => "docker",
+        StepKind::Promote { .. } => "promote",
+        StepKind::Deploy { .. } => "deploy",
+        StepKind::Approve { .. } => "approve",
+        StepKind::Merge { .. } => "merge",
+    };
+    let mut v = json!({"name": s.name, "kind": kind, "needs": s.needs});
+    if let StepKind::Deploy { env, .. } | StepKind::Approve { env: Some(env), .. } = &s.kind {
+        v["env"] = json!(env);
+    }
+    v
+}
+
+/// A parameter with its type and default.
+fn param_json(name: &str, p: &model::pipeline::Param) -> Value {
+    use model::pipeline::{ParamKind, ParamValue};
+    let (kind, options) = match &p.kind {
+        ParamKind::String => ("string", None),
+        ParamKind::Bool => ("bool", None),
+        ParamKind::Choice(o) => ("choice", Some(o.clone())),
+    };
+    json!({
+        "name": name, "type": kind, "options": options, "required": p.required,
+        "default": p.default.as_ref().map(|d| match d {
+            ParamValue::Bool(b) => b.to_string(),
+            ParamValue::Text(t) => t.clone(),
+        }),
+        "description": p.description,
+    })
 }
 
 /// `PUT /api/v1/pipelines/{name}`: `{"repo", "branch", "file"}`; the file is checked out

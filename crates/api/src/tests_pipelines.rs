@@ -672,3 +672,218 @@ async fn unknown_references_in_deploy_files_fail_the_step_and_deploy_nothing() {
     let apps = s.get("/v2/apps").await;
     assert_eq!(apps["apps"], json!([]), "nothing was deployed: {apps}");
 }
+
+/// Issue 12 §3 and §11: a pipeline belongs to whoever registered it; another developer
+/// cannot move it to their repository; a pipeline that deploys to prod takes a deployer to
+/// register; developers cannot cancel or retry a deployer's prod run.
+#[tokio::test]
+async fn pipelines_have_owners_and_prod_pipelines_and_runs_need_prod_rights() {
+    let s = Server::start().await;
+    let dana = format!("Bearer {}", user_token(&s, "dana", "developer").await);
+    let eve = format!("Bearer {}", user_token(&s, "eve", "developer").await);
+    let olga = format!("Bearer {}", user_token(&s, "olga", "deployer").await);
+    let qa = repo(
+        "version: 1\nname: q\non: { push: { branches: [dev] } }\nsteps:\n  a: { run: echo a }\n",
+    );
+    let other = repo("version: 1\nname: q\nsteps:\n  evil: { run: echo evil }\n");
+    let put =
+        |r: &tempfile::TempDir| Some(json!({"repo": r.path().to_string_lossy(), "branch": "dev"}));
+    let (status, body) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/mine",
+        Some(&dana),
+        put(&qa),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = s.get("/api/v1/pipelines").await;
+    assert_eq!(listed["pipelines"][0]["owner"], "dana");
+    // Another developer may not move it; its owner and an admin may.
+    let (status, body) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/mine",
+        Some(&eve),
+        put(&other),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("it belongs to dana"),
+        "{body}"
+    );
+    let (status, _) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/mine/webhook-secret",
+        Some(&eve),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "nor set its webhook secret");
+    let (status, body) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/mine",
+        Some(&eve),
+        put(&qa),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "re-registering the same source changes nothing: {body}"
+    );
+    let (status, body) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/mine",
+        Some(&dana),
+        put(&other),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = s
+        .call(reqwest::Method::PUT, "/api/v1/pipelines/mine", put(&qa))
+        .await;
+    assert_eq!(status, 200, "an admin may");
+
+    // Deploying to prod (a confirm environment) takes a deployer, even to register.
+    let release = repo(
+        "version: 1\nname: r\nsteps:\n  wait:\n    approve: { message: go?, env: prod }\n  live:\n    needs: [wait]\n    deploy: { env: prod, app: app.json }\n",
+    );
+    let (status, body) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/release",
+        Some(&dana),
+        put(&release),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("deploys to prod"),
+        "{body}"
+    );
+    let (status, body) = raw(
+        &s,
+        &Method::PUT,
+        "/api/v1/pipelines/release",
+        Some(&olga),
+        put(&release),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A deployer's prod run: a developer can neither cancel nor retry it.
+    let (status, run) = raw(
+        &s,
+        &Method::POST,
+        "/api/v1/pipelines/release/runs",
+        Some(&olga),
+        Some(json!({"confirm": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    run_where(&s, &id, |r| {
+        r["waitingFor"]
+            .as_str()
+            .is_some_and(|w| w.contains("approval `wait`"))
+    })
+    .await;
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        &format!("/api/v1/runs/{id}/cancel"),
+        Some(&dana),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("it deploys to prod"),
+        "{body}"
+    );
+    // Run ids: PIPELINE#NUMBER and unique prefixes.
+    let shown = s.get("/api/v1/runs/release%231").await;
+    assert_eq!(shown["id"], id.as_str());
+    let shown = s.get(&format!("/api/v1/runs/{}", &id[..8])).await;
+    assert_eq!(shown["id"], id.as_str());
+    // Approvals that are not pending say why.
+    let why = |step: &str| {
+        let path = format!("/api/v1/runs/release%231/steps/{step}/approve");
+        let olga = olga.clone();
+        let s = &s;
+        async move { raw(s, &Method::POST, &path, Some(&olga), None).await }
+    };
+    let (status, body) = why("wiat").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no step `wiat` (did you mean `wait`?)"),
+        "{body}"
+    );
+    let (status, body) = why("live").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not an approval step"),
+        "{body}"
+    );
+    let (status, body) = raw(
+        &s,
+        &Method::GET,
+        &format!("/api/v1/runs/{id}/steps/buld/logs"),
+        Some(&olga),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("its steps: wait, live"),
+        "{body}"
+    );
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        &format!("/api/v1/runs/{id}/cancel"),
+        Some(&olga),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let done = run_where(&s, &id, |r| r["status"] == "cancelled").await;
+    assert_eq!(done["reason"], "cancelled by user:olga");
+    let (status, body) = why("wait").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("has ended"),
+        "{body}"
+    );
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        &format!("/api/v1/runs/{id}/retry"),
+        Some(&dana),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+}

@@ -11,6 +11,7 @@
 //! finished steps and passes them back in [`RunSpec::done`].
 
 mod render;
+pub mod lint;
 pub mod repos;
 pub mod runner;
 pub mod sarif;

@@ -46,6 +46,17 @@ impl Values {
     /// unknown parameter DeployDC (the pipeline has: …)`), every one at once, instead of
     /// rendering as an empty string.
     pub fn render_file(&self, file: &str, text: &str) -> Result<String, String> {
+        let problems = self.unknown_references(file, text);
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
+        self.render(text).map_err(|e| format!("{file}: {e}"))
+    }
+
+    /// The problems [`Values::render_file`] reports: references to parameters, variables
+    /// or run facts these values do not have, and malformed references, each as
+    /// `file:line:column: message`.
+    pub fn unknown_references(&self, file: &str, text: &str) -> Vec<String> {
         let at = |offset: usize| {
             let (mut line, mut column) = (1, 1);
             for c in text.chars().take(offset) {
@@ -58,7 +69,10 @@ impl Values {
             }
             format!("{file}:{line}:{column}")
         };
-        let refs = references(text).map_err(|(offset, m)| format!("{}: {m}", at(offset)))?;
+        let refs = match references(text) {
+            Ok(refs) => refs,
+            Err((offset, m)) => return vec![format!("{}: {m}", at(offset))],
+        };
         let known = |kind: &str, name: &str, names: Vec<&str>| {
             let hint = model::pipeline::closest(name, names.iter().copied())
                 .map(|c| format!("did you mean `{c}`? "))
@@ -72,8 +86,7 @@ impl Values {
                 }
             )
         };
-        let problems: Vec<String> = refs
-            .iter()
+        refs.iter()
             .filter_map(|(offset, r)| {
                 let problem = match r {
                     Reference::Param(n) if !self.params.contains_key(n) => known(
@@ -97,11 +110,7 @@ impl Values {
                 };
                 Some(format!("{}: {problem}", at(*offset)))
             })
-            .collect();
-        if !problems.is_empty() {
-            return Err(problems.join("\n"));
-        }
-        self.render(text).map_err(|e| format!("{file}: {e}"))
+            .collect()
     }
 
     fn lookup(&self, r: &Reference) -> Result<String, String> {

@@ -365,10 +365,27 @@ enum PipelinesCommand {
         #[arg(long)]
         file: Option<String>,
     },
-    /// A pipeline's source (repository, branch, file, polling and cron) and its last runs.
+    /// A pipeline's source (repository, branch, file, polling and cron), its steps in
+    /// order, its parameters with their types and defaults, and its last runs.
     Show {
         /// The pipeline.
         name: String,
+    },
+    /// Check a pipeline file here, before pushing it: every error of the file at once, and
+    /// the deploy files it names in its repository (no server needed).
+    Lint {
+        /// The pipeline file.
+        #[arg(default_value = ".slipway/pipeline.yaml")]
+        file: std::path::PathBuf,
+    },
+    /// Set the secret forges sign push webhooks with (GitHub, GitLab, Gitea, Forgejo) and
+    /// print it once, with the webhook's URL. The pipeline's owner or an admin.
+    WebhookSecret {
+        /// The pipeline.
+        name: String,
+        /// Use this secret (at least 16 characters) instead of a new random one.
+        #[arg(long)]
+        value: Option<String>,
     },
     /// Start a run by hand; exit code 0 when it succeeded, 1 when it failed (with --follow).
     Run {
@@ -453,6 +470,9 @@ enum RunsCommand {
 /// Runs `slipway pipelines ...`.
 pub(crate) async fn pipelines_cmd(args: PipelinesArgs) -> ExitCode {
     let output = args.opts.output;
+    if let PipelinesCommand::Lint { file } = &args.command {
+        return error::finish(pipelines::lint(output, file)).into();
+    }
     let result = match Client::new(&args.opts) {
         Ok(client) => match args.command {
             PipelinesCommand::List => pipelines::list(&client, output).await,
@@ -471,6 +491,10 @@ pub(crate) async fn pipelines_cmd(args: PipelinesArgs) -> ExitCode {
                 follow,
                 yes,
             } => pipelines::run(&client, output, &name, &params, follow, yes).await,
+            PipelinesCommand::Lint { file } => pipelines::lint(output, &file),
+            PipelinesCommand::WebhookSecret { name, value } => {
+                pipelines::webhook_secret(&client, output, &name, value.as_deref()).await
+            }
         },
         Err(e) => Err(e),
     };

@@ -76,7 +76,115 @@ pub(crate) async fn show_pipeline(
     for c in arr_of(src, "cron") {
         out::line(&format!("cron {}", c.as_str().unwrap_or("")))?;
     }
+    if !str_of(&p, "owner").is_empty() {
+        out::line(&format!("owner {}", str_of(&p, "owner")))?;
+    }
+    let mut steps = Table::new(&["STEP", "KIND", "NEEDS", "ENV"]);
+    for s in arr_of(&p, "steps") {
+        steps.row(vec![
+            str_of(s, "name").to_string(),
+            str_of(s, "kind").to_string(),
+            or_dash(
+                &arr_of(s, "needs")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            or_dash(str_of(s, "env")),
+        ]);
+    }
+    out::write_stdout(steps.render().as_bytes())?;
+    if !arr_of(&p, "params").is_empty() {
+        let mut params = Table::new(&["PARAMETER", "TYPE", "DEFAULT", "DESCRIPTION"]);
+        for q in arr_of(&p, "params") {
+            let kind = match arr_of(q, "options") {
+                [] => str_of(q, "type").to_string(),
+                options => format!(
+                    "{} ({})",
+                    str_of(q, "type"),
+                    options
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("|")
+                ),
+            };
+            let default = match q["default"].as_str() {
+                Some(d) => d.to_string(),
+                None if q["required"] == true => "(required)".to_string(),
+                None => "-".to_string(),
+            };
+            params.row(vec![
+                str_of(q, "name").to_string(),
+                kind,
+                default,
+                or_dash(str_of(q, "description")),
+            ]);
+        }
+        out::write_stdout(params.render().as_bytes())?;
+    }
     out::write_stdout(runs_table(arr_of(&runs, "runs")).render().as_bytes())?;
+    Ok(Exit::Success)
+}
+
+/// `pipelines lint [FILE]`: every problem of a local pipeline file (and its deploy files)
+/// at once; exit code 4 when there is any.
+pub(crate) fn lint(output: Output, file: &std::path::Path) -> anyhow::Result<Exit> {
+    let problems = pipeline::lint::lint(file).map_err(|e| coded(Exit::Invalid, e))?;
+    match output {
+        Output::Json => out::json(&json!({"file": file, "problems": problems}))?,
+        Output::Text if problems.is_empty() => {
+            out::line(&format!("{}: ok", file.display()))?;
+        }
+        Output::Text => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Invalid
+    })
+}
+
+/// `pipelines webhook-secret NAME [--value S]`.
+pub(crate) async fn webhook_secret(
+    client: &Client,
+    output: Output,
+    name: &str,
+    value: Option<&str>,
+) -> anyhow::Result<Exit> {
+    let body = match value {
+        Some(v) => json!({ "value": v }),
+        None => json!({}),
+    };
+    let v = client
+        .json(
+            client
+                .request(
+                    Method::PUT,
+                    &format!("/api/v1/pipelines/{}/webhook-secret", segment(name)),
+                )
+                .json(&body),
+        )
+        .await?;
+    match output {
+        Output::Json => out::json(&v)?,
+        Output::Text => {
+            out::line(&format!("secret: {}", str_of(&v, "secret")))?;
+            out::line(&format!(
+                "webhook: POST {}{} (content type application/json, push events)",
+                client.base().trim_end_matches('/'),
+                str_of(&v, "url")
+            ))?;
+            out::line(
+                "GitHub signs with X-Hub-Signature-256, Gitea and Forgejo with X-Gitea-Signature; GitLab sends the secret as X-Gitlab-Token",
+            )?;
+        }
+    }
     Ok(Exit::Success)
 }
 

@@ -309,3 +309,138 @@ fn cli_cancel_kills_the_running_step_and_ends_the_run() {
         "an ended run cannot be cancelled"
     );
 }
+
+fn failed_with(out: &Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 17: `pipelines lint` reports every problem of a local file at once (no server),
+/// `pipelines show` lists steps in order and typed parameters, a waiting run says what it
+/// waits for with the approve command, runs are named `PIPELINE#N` or by an id prefix,
+/// and logs of a misspelt step or an approval that is not pending say what is wrong.
+#[test]
+fn cli_lints_shows_and_explains_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: 1\nname: x\nsteps:\n  a: { run: echo a, timeout: soon }\n  b: { needs: [c], run: echo b }\n",
+    )
+    .unwrap();
+    let lint = Command::new(slipway_bin())
+        .args(["pipelines", "lint", bad.to_str().unwrap()])
+        .env("SLIPWAY_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let err = failed_with(&lint, 4);
+    assert!(
+        err.contains("bad.yaml:4:") && err.contains("bad.yaml:5:"),
+        "{err}"
+    );
+    let unclosed = dir.path().join("unclosed.yaml");
+    std::fs::write(
+        &unclosed,
+        "version: 1\nname: x\nsteps:\n  a:\n    run: [echo a, echo b\n  b:\n    needs: [a]\n    run: echo b\n",
+    )
+    .unwrap();
+    let lint = Command::new(slipway_bin())
+        .args(["pipelines", "lint", unclosed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = failed_with(&lint, 4);
+    assert!(
+        err.contains("unclosed.yaml:5:10: `[` is never closed"),
+        "{err}"
+    );
+
+    let (s, _dir) = server();
+    let repo = repo(
+        "version: 1\nname: w\nparams:\n  Env: { type: choice, options: [qa, yz], default: qa, description: where }\n  Version: { type: string, required: true }\nsteps:\n  build: { run: echo built }\n  signoff:\n    needs: [build]\n    approve: { message: 'Ship ${{ params.Version }}?', timeout: 1h }\n  after: { needs: [signoff], run: echo after }\n",
+    );
+    ok(&cli(
+        &s,
+        &[
+            "pipelines",
+            "add",
+            "w",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--branch",
+            "dev",
+        ],
+    ));
+    let shown = ok(&cli(&s, &["pipelines", "show", "w"]));
+    let build = shown.find("build").unwrap();
+    let signoff = shown.find("signoff").unwrap();
+    let after = shown.find("after").unwrap();
+    assert!(
+        build < signoff && signoff < after,
+        "steps in order: {shown}"
+    );
+    assert!(
+        shown.contains("choice (qa|yz)") && shown.contains("(required)"),
+        "{shown}"
+    );
+
+    let started: Value = serde_json::from_str(&ok(&cli(
+        &s,
+        &[
+            "pipelines",
+            "run",
+            "w",
+            "-p",
+            "Version=1.2",
+            "--output",
+            "json",
+        ],
+    )))
+    .unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    wait_for("the approval", Duration::from_secs(30), || {
+        (step_status(&run_json(&s, &id), "signoff") == "waiting").then_some(())
+    })
+    .unwrap();
+    let listed = ok(&cli(&s, &["runs", "list"]));
+    assert!(
+        listed.contains("WAITING FOR") && listed.contains("approval `signoff` (Ship 1.2?)"),
+        "{listed}"
+    );
+    let shown = ok(&cli(&s, &["runs", "show", "w#1"]));
+    assert!(shown.contains("run #1 of w: waiting"), "{shown}");
+    assert!(
+        shown.contains(&format!("slipway runs approve {id} signoff")),
+        "{shown}"
+    );
+    assert!(shown.contains("DURATION"), "{shown}");
+    let err = failed_with(&cli(&s, &["runs", "logs", &id[..8], "buld"]), 6);
+    assert!(
+        err.contains(
+            "has no step `buld` (did you mean `build`?); its steps: build, signoff, after"
+        ),
+        "{err}"
+    );
+    let err = failed_with(&cli(&s, &["runs", "approve", "w#1", "after"]), 5);
+    assert!(
+        err.contains("`after` of run #1 of w is not an approval step"),
+        "{err}"
+    );
+    ok(&cli(&s, &["runs", "approve", "w#1", "signoff"]));
+    let err = failed_with(&cli(&s, &["runs", "approve", "w#1", "signoff"]), 5);
+    assert!(
+        err.contains("was already decided: approved by user:"),
+        "{err}"
+    );
+    wait_for("the end of the run", Duration::from_secs(30), || {
+        (run_json(&s, &id)["status"] == "succeeded").then_some(())
+    })
+    .unwrap();
+    let logs = ok(&cli(&s, &["runs", "logs", "w#1", "build"]));
+    assert!(logs.contains("built"), "{logs}");
+}
