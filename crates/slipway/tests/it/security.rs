@@ -582,3 +582,33 @@ fn without_authentication_only_local_same_origin_requests_pass() {
         "same origin: served"
     );
 }
+
+#[test]
+fn a_developers_rollback_cannot_restore_what_only_a_deployer_may_deploy() {
+    let (s, _dir) = server();
+    let lee = user_token(&s, "lee", "deployer");
+    let dana = user_token(&s, "dana", "developer");
+    let def = json!({"id": "/shop", "cmd": "sleep 600", "instances": 1,
+                     "labels": {"SLIPWAY_ENV": "prod"}});
+    let (status, body) = send_as(&s, &lee, "POST", "/v2/apps", Some(&def));
+    assert_eq!(status, 201, "{body}");
+    wait_no_deployments(&s, Duration::from_secs(60));
+    // The deployer takes the app out of prod with a change whose deployment never ends.
+    let stuck = json!({"labels": {}, "cmd": "sleep 601",
+        "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"},
+                          "gracePeriodSeconds": 600, "intervalSeconds": 1}]});
+    let (status, body) = send_as(&s, &lee, "PUT", "/v2/apps/shop", Some(&stuck));
+    assert_eq!(status, 200, "{body}");
+    let id = body["deploymentId"].as_str().unwrap().to_string();
+    // Rolling it back would put the prod label back: not for a developer.
+    let (status, body) = send_as(&s, &dana, "DELETE", &format!("/v2/deployments/{id}"), None);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        app(&s, "/shop")["labels"],
+        json!({}),
+        "nothing was restored"
+    );
+    let (status, _) = send_as(&s, &lee, "DELETE", &format!("/v2/deployments/{id}"), None);
+    assert_eq!(status, 200, "the deployer may");
+    assert_eq!(app(&s, "/shop")["labels"]["SLIPWAY_ENV"], "prod");
+}
