@@ -8,6 +8,7 @@ mod example;
 mod firsthour;
 mod identity;
 mod pipelines;
+mod prometheus;
 mod proxy;
 mod rolling;
 mod secrets;
