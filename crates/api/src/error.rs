@@ -50,6 +50,13 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Conflict(m) => ApiError::message(StatusCode::CONFLICT, m),
             EngineError::Limit(m) => ApiError::message(StatusCode::UNPROCESSABLE_ENTITY, m),
+            EngineError::Store(e) if e.is_disk_full() => {
+                tracing::error!(error = %e, "the data directory's disk is full");
+                ApiError::message(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the data directory's disk is full: nothing was changed; free space and retry",
+                )
+            }
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::message(

@@ -8,10 +8,12 @@
 //! can drop the last commits).
 
 mod auth;
+mod autoscale;
 mod migrate;
 mod runs;
 
 pub use auth::{AuditQuery, AuditRow, SecretMeta, TokenRow, UserRow};
+pub use autoscale::{AutoscalerRow, AutoscalerStateRow, DECISIONS_KEPT, DecisionRow};
 pub use runs::{LogRow, PipelineRow, RunRow, RunStatus, StepRow, StepStatus};
 
 use model::{AppDefinition, PathId, Timestamp};
@@ -53,6 +55,19 @@ pub enum StoreError {
     /// The database lock was poisoned by a panic in another thread.
     #[error("store lock poisoned")]
     Poisoned,
+}
+
+impl StoreError {
+    /// True when the disk holding the database is full (`SQLITE_FULL`): nothing of the
+    /// failed transaction was stored; retry once space is back.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result alias for store operations.

@@ -88,3 +88,84 @@ fn acknowledged_changes_survive_kill9() {
     let versions = get_json(&format!("{}/v2/apps/keep/a0/versions", s.url)).unwrap();
     assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
 }
+
+/// A small filesystem of the test's own (tmpfs), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("slipway-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_clearly_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("6m") else {
+        assert!(!testkit::strict(), "CI runs as root and can mount a tmpfs");
+        return;
+    };
+    let data = disk.0.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut s = SlipwayProcess::start(&slipway_bin(), &data, &["--metrics", "off"])
+        .expect("slipway starts");
+    let app = |i: u32| json!({"id": format!("/full/a{i}"), "cmd": "sleep 600", "instances": 0});
+    let (status, body) = send(&s, "POST", "/v2/apps", Some(&app(1)));
+    assert_eq!(status, 201, "{body}");
+    // Fill the disk.
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = None;
+    for i in 2..40 {
+        let (status, body) = send(&s, "POST", "/v2/apps", Some(&app(i)));
+        if status != 201 {
+            refused = Some((i, status, body));
+            break;
+        }
+    }
+    let (refused_id, status, body) = refused.expect("a write is refused on a full disk");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.to_string().contains("disk is full"), "{body}");
+    // Nothing half-written: the refused app does not exist.
+    let (status, _) = send(&s, "GET", &format!("/v2/apps/full/a{refused_id}"), None);
+    assert_eq!(status, 404);
+    // Space back: writes work without repair; kill -9 loses nothing committed.
+    std::fs::remove_file(&filler).expect("free space");
+    let (status, body) = send(&s, "POST", "/v2/apps", Some(&app(refused_id)));
+    assert_eq!(status, 201, "{body}");
+    s.kill9();
+    s.restart().expect("restart");
+    for i in 1..=refused_id {
+        let (status, _) = send(&s, "GET", &format!("/v2/apps/full/a{i}"), None);
+        assert_eq!(status, 200, "a{i} survived");
+    }
+    drop(s);
+}
