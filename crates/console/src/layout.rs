@@ -55,7 +55,7 @@ pub(crate) fn page(who: Option<&Viewer>, nav: Nav, title: &str, body: Markup) ->
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    a.brand href="/ui/" { "⛵ Slipway" }
+                    a.brand href="/ui/" { "Slipway" }
                     @if let Some(who) = who {
                         nav aria-label="Main" {
                             ul {
@@ -109,7 +109,8 @@ pub(crate) fn badge(status: &str) -> Markup {
             | "revoked" => ("bad", "✖"),
             "running" | "deploying" | "staging" | "task_staging" | "task_starting"
             | "task_killing" => ("busy", "⟳"),
-            "waiting" | "queued" | "pending" => ("wait", "⏸"),
+            "waiting" | "queued" => ("wait", "◔"),
+            "pending" => ("off", "○"),
             "cancelled" | "superseded" | "not_run" | "skipped" => ("off", "⊘"),
             _ => ("info", "•"),
         };

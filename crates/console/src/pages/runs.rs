@@ -193,7 +193,7 @@ fn approvals(c: &Console, who: &Viewer, run: &Value, steps: &[StageStep]) -> Mar
             @let pending = c.ctx().pipelines.as_ref().and_then(|svc| svc.pending(id, &st.name));
             @let question = pending.as_ref().map(|p| p.message.clone()).or_else(|| st.question.clone()).unwrap_or_default();
             div.card.approval role="group" aria-labelledby={"q-" (st.name)} {
-                p.question #{"q-" (st.name)} { span aria-hidden="true" { "⏸ " } (st.name) ": " strong { (question) } }
+                p.question #{"q-" (st.name)} { span aria-hidden="true" { "◔ " } (st.name) ": " strong { (question) } }
                 @match may_approve(c, who, run, &st.name) {
                     Ok(()) => {
                         form.inline method="post" action={"/ui/runs/" (encode(id)) "/approve"} {

@@ -2,6 +2,7 @@
 //! kill -9 of tasks and of the server, the event stream, the CLI and marathon-python.
 
 mod client;
+mod console;
 mod crash;
 mod docker;
 mod example;
