@@ -276,7 +276,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     say("  pipelines: orders (every push to dev) and orders-release (by hand)");
 
-    // 5. The first commit's run (a push webhook, as the git server would send).
+    // 5. The first commit's run (a push webhook, as the git server would send), pushed by
+    // the developer: prod's approval must come from someone else (four eyes), so the admin
+    // may approve it.
+    let developer_token = std::fs::read_to_string(&people.developer_token)
+        .with_context(|| format!("cannot read {}", people.developer_token.display()))?;
+    let developer = Client::with_auth(&url, Auth::FlagToken(developer_token.trim().to_string()))?;
     let runs = admin
         .get("/api/v1/runs", &[("pipeline", "orders"), ("limit", "1")])
         .await?;
@@ -289,9 +294,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ));
             r.clone()
         }
-        None => admin
+        None => developer
             .json(
-                admin
+                developer
                     .request(Method::POST, "/api/v1/pipelines/orders/hooks/push")
                     .json(&json!({"ref": "refs/heads/dev"})),
             )
