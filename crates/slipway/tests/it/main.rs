@@ -7,6 +7,7 @@ mod crash;
 mod docker;
 mod example;
 mod firsthour;
+mod grafana;
 mod identity;
 mod pipelines;
 mod prometheus;
