@@ -345,6 +345,35 @@ async fn deploy_steps_deploy_the_built_definition_under_the_policy() {
             .contains("deploy step user:dana (a push: at most developer)"),
         "{audit}"
     );
+
+    // Issue 12 §4: a deployer's push runs deploy as a developer too: prod stays refused.
+    let lee = format!("Bearer {}", user_token(&s, "lee", "deployer").await);
+    let (status, body) = raw(
+        &s,
+        &Method::POST,
+        "/api/v1/pipelines/ship/hooks/push",
+        Some(&lee),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let done = run_where(&s, &id, |r| {
+        r["status"] == "succeeded" || r["status"] == "failed"
+    })
+    .await;
+    assert_eq!(done["triggeredBy"], "user:lee");
+    assert!(
+        step(&done, "prod")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Forbidden"),
+        "{done}"
+    );
+    let (status, _) = s
+        .call(reqwest::Method::GET, "/v2/apps/prod/web", None)
+        .await;
+    assert_eq!(status, 404, "nothing reached prod unapproved");
 }
 
 #[tokio::test]

@@ -1212,3 +1212,74 @@ async fn a_waiting_run_does_not_block_newer_commits_and_is_superseded_by_them() 
     assert!(f.service.pending("w", "signoff").is_none());
     assert_ne!(old.sha, done.sha, "each run built its own commit");
 }
+
+/// Issue 12 §9 and §11: a committed symbolic link that leads out of the checkout is never
+/// read (not as the pipeline file, not as SARIF, not in a build context), and a
+/// repository "URL" that looks like an option reaches git as a repository.
+#[tokio::test]
+async fn symlinks_out_of_the_checkout_are_not_read_and_urls_are_not_options() {
+    let secret = tempfile::tempdir().unwrap();
+    let target = secret.path().join("shadow");
+    std::fs::write(
+        &target,
+        "root:$6$hash-that-must-not-leak:19000:0:99999:7:::\n",
+    )
+    .unwrap();
+    let f = fixture(
+        "version: 1\nname: g\nsteps:\n  lint: { run: 'true' }\n  gate: { needs: [lint], gate: { sarif: [leak.sarif] } }\n",
+    );
+    std::os::unix::fs::symlink(&target, f.repo.path().join("leak.yaml")).unwrap();
+    std::os::unix::fs::symlink(&target, f.repo.path().join("leak.sarif")).unwrap();
+    git(f.repo.path(), &["add", "."]);
+    git(f.repo.path(), &["commit", "-qm", "links"]);
+    let leak = Source {
+        file: "leak.yaml".into(),
+        ..f.source.clone()
+    };
+    let err = f
+        .service
+        .add_pipeline("leak", &leak)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "`leak.yaml` is a symbolic link that leads outside the checkout; it is not read"
+    );
+    assert!(!err.contains("hash-that-must-not-leak"));
+    f.service.add_pipeline("g", &f.source).await.unwrap();
+    let run = run_to_end(&f, "g").await;
+    assert_eq!(run.status, store::RunStatus::Failed);
+    let gate = f
+        .store
+        .steps(&run.id)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "gate")
+        .unwrap();
+    assert_eq!(
+        gate.reason.as_deref(),
+        Some("`leak.sarif` is a symbolic link that leads outside the checkout; it is not read")
+    );
+    for line in f.store.logs(&run.id, "gate", 0, 100).unwrap() {
+        assert!(!line.line.contains("hash-that-must-not-leak"));
+    }
+    // A build context with such a link is not sent either.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ctx/sub")).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("ctx/sub/x")).unwrap();
+    assert!(
+        pipeline::service::links_stay_inside(&dir.path().join("ctx"), dir.path())
+            .unwrap_err()
+            .contains("ctx/sub/x")
+    );
+
+    // `git clone -- URL`: an "URL" that is an option is a repository that does not exist.
+    let marker = secret.path().join("pwned");
+    let evil = Source {
+        repo: format!("--upload-pack=touch {}", marker.display()),
+        ..f.source.clone()
+    };
+    assert!(f.service.add_pipeline("evil", &evil).await.is_err());
+    assert!(!marker.exists(), "git ran the option");
+}

@@ -60,7 +60,7 @@ pub fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
 }
 
 /// Checks that no symbolic link under `dir` (a build context) leads outside `root`.
-pub(crate) fn links_stay_inside(dir: &Path, root: &Path) -> Result<(), String> {
+pub fn links_stay_inside(dir: &Path, root: &Path) -> Result<(), String> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

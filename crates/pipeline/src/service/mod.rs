@@ -23,7 +23,7 @@ mod steps;
 mod waits;
 
 pub use actor::{Actor, FORGE_PRINCIPAL};
-pub use checkout::in_workspace;
+pub use checkout::{in_workspace, links_stay_inside};
 pub use params::{check_params, deploy_envs};
 pub use steps::merge_json;
 

@@ -353,6 +353,14 @@ impl Service {
         let result = crate::execute(spec, observer.clone(), server_steps, cancel.clone()).await;
         stop_flushing.cancel();
         observer.flush();
+        // Nothing of the run waits any more, even where the executor dropped a waiting
+        // approval without polling it again (a cancel).
+        self.inner
+            .approvals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(r, _), _| *r != run.id);
+        self.env_acquired(&run.id);
         if self.inner.shutdown.is_cancelled() {
             // Left for recovery: it resumes or is marked interrupted at the next start.
             return Ok(());

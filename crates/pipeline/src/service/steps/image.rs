@@ -22,7 +22,7 @@ pub(super) async fn docker_step(
         .map(|t| cx.values.render(t))
         .collect::<Result<_, _>>()?;
     let dir = in_workspace(&cx.workspace, &context)?;
-    crate::service::checkout::links_stay_inside(&dir, &cx.workspace)?;
+    crate::service::links_stay_inside(&dir, &cx.workspace)?;
     let d = docker::Docker::connect(setup.config.clone())
         .await
         .map_err(|e| e.to_string())?;
