@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod admission;
+pub mod autoscale;
 mod error;
 pub mod identity;
 mod influx;
@@ -144,6 +145,11 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/api/v1/runs/{id}/steps/{step}/logs", &[Method::GET]),
     ("/api/v1/runs/{id}/steps/{step}/approve", &[Method::POST]),
     ("/api/v1/runs/{id}/steps/{step}/reject", &[Method::POST]),
+    ("/api/v1/autoscalers", &[Method::GET]),
+    (
+        "/api/v1/autoscalers/{*rest}",
+        &[Method::GET, Method::PUT, Method::DELETE],
+    ),
 ];
 
 /// The handlers of one route of [`ROUTES`].
@@ -201,6 +207,8 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
         "/api/v1/runs/{id}/steps/{step}/logs" => get(pipelines::logs),
         "/api/v1/runs/{id}/steps/{step}/approve" => post(pipelines::approve),
         "/api/v1/runs/{id}/steps/{step}/reject" => post(pipelines::reject),
+        "/api/v1/autoscalers" => get(autoscale::list),
+        "/api/v1/autoscalers/{*rest}" => any(autoscale::resource),
         // Every entry of ROUTES has an arm above (the route table test checks it).
         _ => any(not_found),
     }

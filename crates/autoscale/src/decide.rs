@@ -292,13 +292,20 @@ fn scale_up(
         });
         return None;
     }
-    let lowest = state
+    // Panic (Knative): the highest recommendation of its short window, so the first,
+    // partly measured bucket after a load step never holds the step back to a second
+    // decision; otherwise the lowest (HPA's scale-up stabilisation).
+    let in_window = state
         .recommendations
         .iter()
         .filter(|r| r.at.0 >= now.0 - window)
-        .map(|r| r.instances)
-        .min()
-        .unwrap_or(current);
+        .map(|r| r.instances);
+    let lowest = if rate.is_some() {
+        in_window.max()
+    } else {
+        in_window.min()
+    }
+    .unwrap_or(current);
     d.reasons.push(Reason::BreachHeld {
         held_seconds: ms_to_secs(held),
         window_seconds: window_s,

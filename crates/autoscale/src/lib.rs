@@ -62,8 +62,10 @@
 //!   otherwise, or when a metric has no data, it holds.
 //! * Up once every recommendation in the breach window (3 s) is above the count, to the lowest
 //!   of them, within the step limits (100 % or 4 instances per 10 s). Panic, when load is at
-//!   least 2× the capacity (unready instances counted as 0): a 1 s window and up to 10× the
-//!   count in one decision, so a 3× step is one decision 1 s after it shows.
+//!   least 2× the capacity (unready instances counted as 0): a 1 s window, to the highest
+//!   recommendation in it (Knative: the first, partly measured bucket after a step must not
+//!   hold it back), up to 10× the count in one decision, so a 3× step is one decision 1 s
+//!   after it shows.
 //! * Down once the autoscaler has watched a whole stabilisation window (120 s) without a gap
 //!   and the highest recommendation in it is below the count, to that highest, within the step
 //!   limits (100 % per 15 s). So a scale-down never follows a scale-up within the window; a
@@ -78,6 +80,7 @@
 
 #![warn(missing_docs)]
 
+pub mod controller;
 mod decide;
 mod error;
 mod evaluate;

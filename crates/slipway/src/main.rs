@@ -73,6 +73,9 @@ enum Command {
     /// The edge proxy: export its routes as an HAProxy configuration.
     #[command(subcommand_required = true)]
     Lb(cli::LbArgs),
+    /// Autoscaling policies of apps and the autoscaler's decisions.
+    #[command(subcommand_required = true)]
+    Autoscale(cli::autoscale::AutoscaleArgs),
     /// Convert tool output to SARIF 2.1.0 for pipelines' `gate` steps.
     #[command(subcommand_required = true)]
     Sarif(cli::SarifArgs),
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
             Command::Policies(args) => cli::admin::policies(args).await,
             Command::Lb(args) => cli::lb(args).await,
             Command::Sarif(args) => cli::sarif(args).await,
+            Command::Autoscale(args) => cli::autoscale::autoscale(args).await,
             Command::Pipelines(args) => cli::pipelines_cmd(args).await,
             Command::Runs(args) => cli::runs_cmd(args).await,
         }

@@ -466,6 +466,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
                 w.set_extra_text(Arc::new(move || p.metrics_text()));
             }
             tracker.spawn(w.clone().run(shutdown.clone()));
+            let autoscaler = api::autoscale::controller(&engine, &store, &identity, &admission, &w);
+            tracker.spawn(autoscaler.run(shutdown.clone()));
             Some(w)
         }
         OnOff::Off => None,

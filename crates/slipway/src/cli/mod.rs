@@ -7,6 +7,7 @@
 pub(crate) mod admin;
 mod apps;
 mod audit;
+pub(crate) mod autoscale;
 mod client;
 mod confirm;
 mod creds;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `slipway` binary: real server processes, real task processes,
 //! kill -9 of tasks and of the server, the event stream, the CLI and marathon-python.
 
+mod autoscale;
 mod client;
 mod console;
 mod crash;

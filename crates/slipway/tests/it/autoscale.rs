@@ -1,0 +1,396 @@
+//! The autoscaler end to end: policies registered over the API (422 with field paths for bad
+//! ones) and from labels, the CLI, a CPU-bound app behind the proxy scaled up by a 3× load
+//! step in one decision and back down once after the window without a failed request, and
+//! kill -9 of the server in the middle of a scale-up.
+
+use crate::{app, healthy_tasks, send, slipway_bin, wait_no_deployments};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::Duration;
+use testkit::load::{LoadSpec, spawn_load};
+use testkit::{SlipwayProcess, get_json, wait_for};
+
+fn metrics_server() -> (SlipwayProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SlipwayProcess::start(&slipway_bin(), dir.path(), &["--metrics-interval", "1s"])
+        .expect("slipway starts");
+    (s, dir)
+}
+
+/// An admin lets the autoscaler deploy in the `default` environment.
+fn enable_autoscaler(s: &SlipwayProcess) {
+    let (status, mut set) = send(s, "GET", "/api/v1/policies", None);
+    assert_eq!(status, 200, "{set}");
+    for env in set["environments"].as_array_mut().expect("environments") {
+        if env["name"] == "default" {
+            env["deploy"]
+                .as_array_mut()
+                .expect("deploy list")
+                .push(json!("user:autoscaler"));
+        }
+    }
+    let (status, body) = send(s, "PUT", "/api/v1/policies", Some(&set));
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A `slipway-testsrv` app behind the proxy at the vhost `host`.
+fn cpu_app(id: &str, host: &str, instances: u32) -> Value {
+    json!({
+        "id": id,
+        "cmd": testkit::testsrv().to_string_lossy(),
+        "instances": instances,
+        "cpus": 0.25,
+        "mem": 32,
+        "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_MODE": "http",
+                   "HAPROXY_0_VHOST": host, "SLIPWAY_DRAIN_TIMEOUT_SECONDS": "3"},
+        "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+                          "intervalSeconds": 1, "timeoutSeconds": 2, "gracePeriodSeconds": 30,
+                          "maxConsecutiveFailures": 5}],
+        "taskKillGracePeriodSeconds": 2,
+    })
+}
+
+fn create(s: &SlipwayProcess, def: &Value) {
+    let (status, body) = send(s, "POST", "/v2/apps", Some(def));
+    assert_eq!(status, 201, "{body}");
+    wait_no_deployments(s, Duration::from_secs(60));
+}
+
+/// Decisions of an app, oldest first.
+fn decisions(s: &SlipwayProcess, app: &str, changes_only: bool) -> Vec<Value> {
+    let q = if changes_only {
+        "?limit=2000&changes=true"
+    } else {
+        "?limit=2000"
+    };
+    let v = get_json(&format!(
+        "{}/api/v1/autoscalers/{}/decisions{q}",
+        s.url,
+        app.trim_start_matches('/')
+    ))
+    .expect("decisions");
+    let mut d = v["decisions"].as_array().cloned().unwrap_or_default();
+    d.reverse();
+    d
+}
+
+fn changes(s: &SlipwayProcess, app: &str) -> Vec<(String, u64, u64)> {
+    decisions(s, app, true)
+        .iter()
+        .filter(|d| d["refused"].is_null())
+        .map(|d| {
+            (
+                d["decision"]["action"].as_str().unwrap_or("").to_string(),
+                d["decision"]["current"].as_u64().unwrap_or(0),
+                d["decision"]["target"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn field_paths(body: &Value) -> Vec<String> {
+    body["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["path"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn bad_policies_get_422_with_field_paths_and_good_ones_are_stored_listed_and_deleted() {
+    let (s, dir) = metrics_server();
+    create(&s, &cpu_app("/as/web", "as-web.test", 1));
+    let mut labelled = cpu_app("/as/labelled", "as-labelled.test", 1);
+    labelled["labels"]["SLIPWAY_AUTOSCALE_MAX"] = json!("3");
+    labelled["labels"]["SLIPWAY_AUTOSCALE_CPU"] = json!("50%");
+    create(&s, &labelled);
+
+    let cases = [
+        (
+            "as/web",
+            json!({"min": 5, "max": 2, "metrics": [{"type": "cpu", "target": 50}]}),
+            "/min",
+        ),
+        (
+            "as/web",
+            json!({"max": 3, "metrics": [{"type": "gpu", "target": 50}]}),
+            "/metrics(0)",
+        ),
+        (
+            "as/web",
+            json!({"max": 3, "metrics": [{"type": "promql", "query": "rate(x[5m]", "target": 1}]}),
+            "/metrics(0)/query",
+        ),
+        (
+            "as/nope",
+            json!({"max": 3, "metrics": [{"type": "cpu", "target": 50}]}),
+            "/appId",
+        ),
+    ];
+    for (app_path, body, path) in cases {
+        let (status, answer) = send(
+            &s,
+            "PUT",
+            &format!("/api/v1/autoscalers/{app_path}"),
+            Some(&body),
+        );
+        assert_eq!(status, 422, "{body} gave {answer}");
+        assert!(
+            field_paths(&answer).iter().any(|p| p.starts_with(path)),
+            "{body}: expected a detail at {path}, got {answer}"
+        );
+    }
+    let (status, _) = send(&s, "GET", "/api/v1/autoscalers/as/nope", None);
+    assert_eq!(status, 404);
+
+    let good = json!({"min": 1, "max": 4, "metrics": [{"type": "cpu", "target": 60},
+                      {"type": "promql", "query": "sum(up)", "target": 10}]});
+    let (status, answer) = send(&s, "PUT", "/api/v1/autoscalers/as/web", Some(&good));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["source"], "api");
+    assert_eq!(answer["policy"]["max"], 4);
+    assert_eq!(answer["enabled"], false, "{answer}");
+    assert!(
+        answer["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("user:autoscaler")),
+        "{answer}"
+    );
+    enable_autoscaler(&s);
+    let (_, shown) = send(&s, "GET", "/api/v1/autoscalers/as/web", None);
+    assert_eq!(shown["enabled"], true, "{shown}");
+
+    let (_, list) = send(&s, "GET", "/api/v1/autoscalers", None);
+    let sources: Vec<(String, String)> = list["autoscalers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| {
+            (
+                a["appId"].as_str().unwrap_or("").to_string(),
+                a["source"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        vec![
+            ("/as/labelled".to_string(), "labels".to_string()),
+            ("/as/web".to_string(), "api".to_string())
+        ]
+    );
+
+    // The CLI: set from flags, show, list, history (decisions are being taken by now).
+    let cli = |args: &[&str]| {
+        let out = Command::new(slipway_bin())
+            .args(args)
+            .env("SLIPWAY_URL", &s.url)
+            .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
+            .env("CI", "true")
+            .output()
+            .expect("slipway runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = cli(&["autoscale", "set", "/as/web", "--max", "3", "--cpu", "70"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("/as/web") && out.contains("cpu=70"), "{out}");
+    let (code, out, err) = cli(&["autoscale", "set", "/as/web", "--max", "0", "--cpu", "70"]);
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(err.contains("/max"), "{err}");
+    let (code, out, _) = cli(&["autoscale", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("/as/labelled") && out.contains("source labels"),
+        "{out}"
+    );
+    wait_for("a decision", Duration::from_secs(30), || {
+        (!decisions(&s, "/as/web", false).is_empty()).then_some(())
+    })
+    .unwrap();
+    let (code, out, err) = cli(&["autoscale", "history", "/as/web"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("/as/web"), "{out}");
+
+    // Stored durably: a restart keeps the policy.
+    let mut s = s;
+    s.restart().expect("restart");
+    let (_, shown) = send(&s, "GET", "/api/v1/autoscalers/as/web", None);
+    assert_eq!(shown["policy"]["max"], 3, "{shown}");
+    let (status, _) = send(&s, "DELETE", "/api/v1/autoscalers/as/web", None);
+    assert_eq!(status, 200);
+    let (status, _) = send(&s, "GET", "/api/v1/autoscalers/as/web", None);
+    assert_eq!(status, 404);
+    let (status, answer) = send(&s, "DELETE", "/api/v1/autoscalers/as/labelled", None);
+    assert_eq!(status, 404);
+    assert!(answer.to_string().contains("labels"), "{answer}");
+    drop(dir);
+}
+
+/// Runs `rate` requests/s of `/burn?ms=10` through the proxy until the handle is joined.
+fn load(
+    s: &SlipwayProcess,
+    host: &str,
+    rate: u32,
+    secs: u64,
+) -> std::thread::JoinHandle<testkit::load::LoadReport> {
+    spawn_load(LoadSpec {
+        addr: s.proxy_vhost_addr().expect("vhost listener"),
+        path: "/burn?ms=10".into(),
+        host: host.into(),
+        rate,
+        duration: Duration::from_secs(secs),
+        max_connections: 64,
+        timeout: Duration::from_secs(10),
+    })
+}
+
+#[test]
+fn a_3x_cpu_step_scales_up_in_one_decision_and_back_down_once_without_failed_requests() {
+    let (s, _dir) = metrics_server();
+    enable_autoscaler(&s);
+    let host = "as-cpu.test";
+    create(&s, &cpu_app("/as/cpu", host, 2));
+    // Capacity: 30 % of 0.25 CPU is 7.5 requests of 10 ms per second per instance; 1× is
+    // 14 requests/s on 2 instances (93 % of the target), 3× is 42 (6 instances).
+    let policy = json!({
+        "min": 2, "max": 10,
+        "metrics": [{"type": "cpu", "target": 30}],
+        "behavior": {"scaleDown": {"stabilizationSeconds": 15}, "warmupSeconds": 2}
+    });
+    let (status, body) = send(&s, "PUT", "/api/v1/autoscalers/as/cpu", Some(&policy));
+    assert_eq!(status, 200, "{body}");
+
+    let base = load(&s, host, 14, 150);
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(
+        changes(&s, "/as/cpu").is_empty(),
+        "1× changes nothing: {:?}",
+        changes(&s, "/as/cpu")
+    );
+
+    // 3×: one decision to the needed count, and the new instances serve.
+    let step = load(&s, host, 28, 40);
+    wait_for("a scale-up", Duration::from_secs(40), || {
+        changes(&s, "/as/cpu")
+            .into_iter()
+            .find(|c| c.0 == "scaleUp")
+    })
+    .unwrap_or_else(|e| panic!("{e}; decisions {:#?}", decisions(&s, "/as/cpu", false)));
+    wait_no_deployments(&s, Duration::from_secs(90));
+    let up = step.join().expect("load thread");
+    let after_up = changes(&s, "/as/cpu");
+    let ups: Vec<_> = after_up.iter().filter(|c| c.0 == "scaleUp").collect();
+    assert_eq!(ups.len(), 1, "one scale-up decision: {after_up:?}");
+    let target = ups[0].2;
+    assert!(
+        (5..=7).contains(&target),
+        "3× load on 2 instances needs about 6: {after_up:?}; {:#?}",
+        decisions(&s, "/as/cpu", true)
+    );
+    let a = app(&s, "/as/cpu");
+    assert_eq!(healthy_tasks(&a).len() as u64, target, "{a}");
+    assert_eq!(up.errors + up.non_2xx, 0, "no failed request at 3×: {up}");
+
+    // Back to 1×: one scale-down after the window, then nothing.
+    wait_for("a scale-down", Duration::from_secs(90), || {
+        changes(&s, "/as/cpu")
+            .into_iter()
+            .find(|c| c.0 == "scaleDown")
+    })
+    .unwrap_or_else(|e| panic!("{e}; decisions {:#?}", decisions(&s, "/as/cpu", false)));
+    wait_no_deployments(&s, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(10));
+    let all = changes(&s, "/as/cpu");
+    let downs: Vec<_> = all.iter().filter(|c| c.0 == "scaleDown").collect();
+    assert_eq!(all.len(), 2, "one up, one down: {all:?}");
+    assert_eq!(downs.len(), 1, "{all:?}");
+    assert!(downs[0].2 <= 3, "1× needs 2 instances: {all:?}");
+    let base = base.join().expect("load thread");
+    assert_eq!(base.errors + base.non_2xx, 0, "no failed request: {base}");
+    // Every decision is published on /v2/events and audited as the autoscaler's.
+    let (_, audit) = send(&s, "GET", "/api/v1/audit?app=/as/cpu", None);
+    assert!(
+        audit.to_string().contains("autoscaler"),
+        "the scales are in the audit log: {audit}"
+    );
+}
+
+/// Writes `demand{app="..."} value` through the InfluxDB endpoint (the PromQL metric).
+fn write_demand(s: &SlipwayProcess, app: &str, value: u32) {
+    let line = format!("demand,app={app} value={value}\n");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        c,
+        "POST /write?db=autoscale HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{line}",
+        testkit::ADMIN_TOKEN,
+        line.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_scale_up_converges_to_the_decided_count_and_decisions_continue() {
+    let (mut s, _dir) = metrics_server();
+    enable_autoscaler(&s);
+    create(&s, &cpu_app("/as/crash", "as-crash.test", 1));
+    let policy = json!({
+        "min": 1, "max": 8,
+        "metrics": [{"type": "promql", "query": "max(demand_value{app=\"as-crash\"})", "target": 1}]
+    });
+    let (status, body) = send(&s, "PUT", "/api/v1/autoscalers/as/crash", Some(&policy));
+    assert_eq!(status, 200, "{body}");
+    write_demand(&s, "as-crash", 5);
+    let decided = wait_for("the scale-up decision", Duration::from_secs(30), || {
+        changes(&s, "/as/crash")
+            .into_iter()
+            .find(|c| c.0 == "scaleUp")
+    })
+    .unwrap_or_else(|e| panic!("{e}; {:#?}", decisions(&s, "/as/crash", false)));
+    // Mid scale-up: the new instances are still starting.
+    s.kill9();
+    assert_eq!(decided.2, 5, "{decided:?}");
+    s.restart().expect("restart");
+    wait_for("5 healthy instances", Duration::from_secs(90), || {
+        (healthy_tasks(&app(&s, "/as/crash")).len() == 5).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; {}", app(&s, "/as/crash")));
+    assert_eq!(app(&s, "/as/crash")["instances"], 5);
+    // Decisions continue after the restart: more demand, one more scale-up.
+    let last_seq = |s: &SlipwayProcess| {
+        decisions(s, "/as/crash", false)
+            .last()
+            .and_then(|d| d["seq"].as_i64())
+            .unwrap_or(0)
+    };
+    let seq = last_seq(&s);
+    write_demand(&s, "as-crash", 7);
+    wait_for(
+        "a decision after the restart",
+        Duration::from_secs(30),
+        || {
+            changes(&s, "/as/crash")
+                .into_iter()
+                .find(|c| c.0 == "scaleUp" && c.2 == 7)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; {:#?}", decisions(&s, "/as/crash", false)));
+    assert!(last_seq(&s) > seq);
+    assert_eq!(
+        changes(&s, "/as/crash")
+            .iter()
+            .filter(|c| c.0 == "scaleUp" && c.2 == 5)
+            .count(),
+        1,
+        "the interrupted decision is not taken twice"
+    );
+}
