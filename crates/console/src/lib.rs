@@ -245,9 +245,40 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// [`find_session`], and cookies marked `Secure` when the request came through a
+/// TLS-terminating proxy (`X-Forwarded-Proto: https`).
+async fn authenticate(state: State<Console>, req: Request, next: Next) -> Response {
+    let https = req
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let mut resp = find_session(state, req, next).await;
+    if https {
+        let all: Vec<HeaderValue> = resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        resp.headers_mut().remove(header::SET_COOKIE);
+        for v in all {
+            let text = v.to_str().unwrap_or_default();
+            let secured = if text.contains("; Secure") {
+                text.to_string()
+            } else {
+                format!("{text}; Secure")
+            };
+            if let Ok(v) = HeaderValue::from_str(&secured) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+    }
+    resp
+}
+
 /// Finds the session (or, with `--auth none` on loopback, makes an anonymous admin one),
 /// sends strangers to the sign-in page, and hands pages a [`Viewer`].
-async fn authenticate(State(c): State<Console>, mut req: Request, next: Next) -> Response {
+async fn find_session(State(c): State<Console>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if path.starts_with("/ui/assets/") || path == "/" || path == "/ui" {
         return next.run(req).await;

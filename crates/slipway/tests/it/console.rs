@@ -483,6 +483,17 @@ fn console_in_a_browser_approve_release_rollback_audit() {
         b.text()
     );
     b.check("run-waiting-developer");
+    // A forged Approve (the button is not there) is refused by the server, naming why.
+    b.js(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = '/ui/runs/{run_id}/approve';
+         for (const [k, v] of [['csrf', document.querySelector('input[name=csrf]').value], ['step', 'ok']]) {{
+           const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i); }}
+         document.body.appendChild(f); f.submit(); return true;"
+    ));
+    b.wait_text("Nothing was changed", Duration::from_secs(10));
+    assert!(b.text().contains("may not approve"), "{}", b.text());
+    b.no_console_errors(&["status of 403"]);
+    assert_eq!(step_status(&run_json(&s, &run_id), "ok"), "waiting");
     b.logout();
 
     // The deployer approves and watches the run reach prod without reloading.
@@ -612,4 +623,126 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     b.check("run-phone");
     b.goto(&format!("{}/ui/", s.url));
     b.check("overview-phone");
+}
+
+/// A raw HTTP/1.1 request with the given extra headers: (status, head, body).
+fn raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let hostport = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {hostport}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// The session cookie a response sets.
+fn session_cookie(head: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .find(|c| c.starts_with("slipway_session=") && !c.starts_with("slipway_session=;"))
+        .map(|c| c.split(';').next().unwrap_or_default().to_string())
+}
+
+#[test]
+fn console_with_auth_none_serves_loopback_only_and_checks_csrf() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SlipwayProcess::start(&slipway_bin(), dir.path(), &["--auth", "none"])
+        .expect("slipway starts");
+    // Loopback: no sign-in, an anonymous admin session in a strict cookie.
+    let (status, head, body) = raw(&s.url, "GET", "/ui/", &[], "");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        body.contains("anonymous · admin") && body.contains("<h1>Overview</h1>"),
+        "{body}"
+    );
+    let cookie = session_cookie(&head).expect("a session cookie");
+    assert!(head.contains("HttpOnly; SameSite=Strict"), "{head}");
+    assert!(!head.contains("Secure"), "{head}");
+    // Another host name (DNS rebinding) gets nothing.
+    let (status, _, body) = raw(&s.url, "GET", "/ui/", &[("Host", "evil.example:8080")], "");
+    assert_eq!(status, 403, "{body}");
+    // Behind a TLS proxy the cookie is Secure.
+    let (_, head, _) = raw(&s.url, "GET", "/ui/", &[("X-Forwarded-Proto", "https")], "");
+    assert!(
+        head.contains("SameSite=Strict; Max-Age=43200; Secure"),
+        "{head}"
+    );
+    // A form without the session's CSRF token changes nothing and says why.
+    let form = [
+        ("Cookie", cookie.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let (status, _, body) = raw(
+        &s.url,
+        "POST",
+        "/ui/admin/users",
+        &form,
+        "csrf=stale&name=mallory&role=admin&password=long-enough-password",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("This form has expired"), "{body}");
+    let users = get_json(&format!("{}/api/v1/users", s.url)).unwrap();
+    assert!(!users.to_string().contains("mallory"), "{users}");
+    // With the token it works, through the API (and its audit log).
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let (status, head, body) = raw(
+        &s.url,
+        "POST",
+        "/ui/admin/users",
+        &form,
+        &format!("csrf={csrf}&name=mallory&role=viewer&password=long-enough-password"),
+    );
+    assert_eq!(status, 303, "{head}{body}");
+    let users = get_json(&format!("{}/api/v1/users", s.url)).unwrap();
+    assert!(users.to_string().contains("mallory"), "{users}");
+    let audit = get_json(&format!("{}/api/v1/audit?user=anonymous", s.url)).unwrap();
+    assert!(audit.to_string().contains("POST /api/v1/users"), "{audit}");
+    // Bad input: a readable message, nothing changed.
+    let (status, _, body) = raw(
+        &s.url,
+        "POST",
+        "/ui/admin/tokens",
+        &form,
+        &format!("csrf={csrf}&name=ci&days=999"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Nothing was changed: expiry must be a number of days from 1 to 366"),
+        "{body}"
+    );
 }
