@@ -42,6 +42,7 @@ pub(crate) enum ProbeKind {
         command: String,
         env: Vec<(String, String)>,
         cwd: std::path::PathBuf,
+        run_as: Option<(u32, u32)>,
     },
     Broken(String),
 }
@@ -56,9 +57,12 @@ impl ProbeJob {
                 ignore_1xx,
             } => health::probe_http(&host, port, &path, self.timeout, ignore_1xx).await,
             ProbeKind::Tcp { host, port } => health::probe_tcp(&host, port, self.timeout).await,
-            ProbeKind::Command { command, env, cwd } => {
-                health::probe_command(&command, &env, Some(&cwd), self.timeout).await
-            }
+            ProbeKind::Command {
+                command,
+                env,
+                cwd,
+                run_as,
+            } => health::probe_command(&command, &env, Some(&cwd), self.timeout, run_as).await,
             ProbeKind::Broken(cause) => ProbeOutcome::unhealthy(cause),
         }
     }
@@ -312,6 +316,7 @@ impl Engine {
             docker: is_container,
             container: None,
             ip: None,
+            run_as: launcher::Launcher::ids_of(&run_as),
         };
         let fetch: Vec<FetchSpec> = def
             .fetch
@@ -848,6 +853,7 @@ impl Engine {
                             .unwrap_or_default(),
                         env: task_env(&app.def, t, host),
                         cwd: t.sandbox.clone(),
+                        run_as: self.inner.launcher.check_identity(t.run_as),
                     },
                     (_, None) => ProbeKind::Broken(format!("no port at index {:?}", hc.port_index)),
                     (HealthProtocol::Http | HealthProtocol::MesosHttp, Some((host, port))) => {

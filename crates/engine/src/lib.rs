@@ -377,10 +377,7 @@ impl Engine {
                         .and_then(|d| d.container.as_ref())
                         .and_then(|c| c.docker.as_ref())
                         .map(|d| d.image.clone()),
-                    cgroup: t
-                        .proc
-                        .is_some()
-                        .then(|| format!("{parent}/{}", t.id)),
+                    cgroup: t.proc.is_some().then(|| format!("{parent}/{}", t.id)),
                     container_id: t.container.clone(),
                     pid: t.proc.map(|p| p.pid),
                     started_at: t.started_at,

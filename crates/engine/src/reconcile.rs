@@ -494,6 +494,7 @@ mod tests {
             docker: false,
             container: None,
             ip: None,
+            run_as: None,
         };
         let mut st = State::default();
         st.apps

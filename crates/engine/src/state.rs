@@ -161,6 +161,10 @@ pub struct TaskRecord {
     /// Container IP on its network, if any.
     #[serde(default)]
     pub ip: Option<String>,
+    /// The uid and gid the task runs with (`None`: the server's own, or a container); its
+    /// COMMAND health checks run with them too.
+    #[serde(default)]
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl TaskRecord {

@@ -25,8 +25,10 @@ pub async fn probe_tcp(host: &str, port: u16, timeout: Duration) -> ProbeOutcome
     }
 }
 
-/// Runs `/bin/sh -c command` in its own process group with `env` added to
-/// the inherited environment, optionally in `cwd`.
+/// Runs `/bin/sh -c command` in its own process group with `env` (and a default `PATH`,
+/// nothing of the server's environment), optionally in `cwd`, as `run_as` (uid, gid; the
+/// supplementary groups dropped) when given — a check must never run with the server's
+/// privileges or see its environment.
 ///
 /// Exit status 0 is healthy, anything else unhealthy. When `timeout`
 /// elapses (or the returned future is dropped) the whole process group is
@@ -38,10 +40,16 @@ pub async fn probe_command(
     env: &[(String, String)],
     cwd: Option<&Path>,
     timeout: Duration,
+    run_as: Option<(u32, u32)>,
 ) -> ProbeOutcome {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -50,6 +58,9 @@ pub async fn probe_command(
         .kill_on_drop(true);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
+    }
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
     }
     let mut child = match cmd.spawn() {
         Ok(child) => child,

@@ -68,11 +68,11 @@ async fn assert_group_gone(pid_file: &Path) {
 #[tokio::test]
 async fn exit_zero_is_healthy() {
     assert_eq!(
-        probe_command("exit 0", &[], None, TIMEOUT).await,
+        probe_command("exit 0", &[], None, TIMEOUT, None).await,
         ProbeOutcome::Healthy
     );
     assert_eq!(
-        probe_command("true", &[], None, TIMEOUT).await,
+        probe_command("true", &[], None, TIMEOUT, None).await,
         ProbeOutcome::Healthy
     );
 }
@@ -80,7 +80,7 @@ async fn exit_zero_is_healthy() {
 #[tokio::test]
 async fn non_zero_exit_is_unhealthy() {
     assert_eq!(
-        probe_command("exit 2", &[], None, TIMEOUT).await,
+        probe_command("exit 2", &[], None, TIMEOUT, None).await,
         ProbeOutcome::unhealthy("command exited with status 2")
     );
 }
@@ -88,7 +88,7 @@ async fn non_zero_exit_is_unhealthy() {
 #[tokio::test]
 async fn killed_by_signal_is_unhealthy() {
     assert_eq!(
-        probe_command("kill -9 $$", &[], None, TIMEOUT).await,
+        probe_command("kill -9 $$", &[], None, TIMEOUT, None).await,
         ProbeOutcome::unhealthy("command killed by signal 9")
     );
 }
@@ -101,11 +101,11 @@ async fn task_env_is_visible() {
     ];
     let cmd = r#"test "$PORT0" = 31001 && test "$HOST" = node-1"#;
     assert_eq!(
-        probe_command(cmd, &env, None, TIMEOUT).await,
+        probe_command(cmd, &env, None, TIMEOUT, None).await,
         ProbeOutcome::Healthy
     );
     assert_eq!(
-        probe_command(r#"test "$PORT0" = 1"#, &env, None, TIMEOUT).await,
+        probe_command(r#"test "$PORT0" = 1"#, &env, None, TIMEOUT, None).await,
         ProbeOutcome::unhealthy("command exited with status 1")
     );
 }
@@ -115,7 +115,7 @@ async fn runs_in_cwd() {
     let dir = scratch("cwd");
     std::fs::write(dir.join("marker"), b"x").expect("write marker");
     assert_eq!(
-        probe_command("test -f marker", &[], Some(&dir), TIMEOUT).await,
+        probe_command("test -f marker", &[], Some(&dir), TIMEOUT, None).await,
         ProbeOutcome::Healthy
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -128,6 +128,7 @@ async fn missing_cwd_fails_to_spawn() {
         &[],
         Some(Path::new("/nonexistent/slipway")),
         TIMEOUT,
+        None,
     )
     .await;
     assert!(
@@ -142,7 +143,7 @@ async fn timeout_kills_the_whole_group() {
     let pid_file = dir.join("pgid");
     let cmd = format!("echo $$ > '{}'; sleep 30", pid_file.display());
     let started = Instant::now();
-    let outcome = probe_command(&cmd, &[], None, SHORT).await;
+    let outcome = probe_command(&cmd, &[], None, SHORT, None).await;
     assert_eq!(outcome, ProbeOutcome::unhealthy("timed out after 300ms"));
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -162,7 +163,7 @@ async fn timeout_kills_background_children() {
         pid_file.display()
     );
     let started = Instant::now();
-    let outcome = probe_command(&cmd, &[], None, SHORT).await;
+    let outcome = probe_command(&cmd, &[], None, SHORT, None).await;
     assert_eq!(outcome, ProbeOutcome::unhealthy("timed out after 300ms"));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_group_gone(&pid_file).await;
@@ -175,7 +176,7 @@ async fn background_leftovers_are_killed_after_exit() {
     let pid_file = dir.join("pgid");
     let cmd = format!("echo $$ > '{}'; sleep 30 & exit 0", pid_file.display());
     assert_eq!(
-        probe_command(&cmd, &[], None, TIMEOUT).await,
+        probe_command(&cmd, &[], None, TIMEOUT, None).await,
         ProbeOutcome::Healthy
     );
     assert_group_gone(&pid_file).await;
@@ -187,11 +188,35 @@ async fn dropping_the_probe_kills_the_group() {
     let dir = scratch("drop");
     let pid_file = dir.join("pgid");
     let cmd = format!("echo $$ > '{}'; sleep 30", pid_file.display());
-    let probe = probe_command(&cmd, &[], None, Duration::from_secs(60));
+    let probe = probe_command(&cmd, &[], None, Duration::from_secs(60), None);
     assert!(
         tokio::time::timeout(SHORT, probe).await.is_err(),
         "probe should still be running"
     );
     assert_group_gone(&pid_file).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_check_runs_as_who_it_is_given_without_the_servers_environment() {
+    // SAFETY of the assertion: the test process's own environment holds this marker.
+    let me_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let leak = "test -z \"$CARGO_MANIFEST_DIR\" && test -z \"$HOME\"";
+    assert_eq!(
+        probe_command(leak, &[], None, TIMEOUT, None).await,
+        ProbeOutcome::Healthy,
+        "the server's environment does not reach a check"
+    );
+    if !me_root {
+        return;
+    }
+    let ids = "test \"$(id -u):$(id -g):$(id -G)\" = 65534:65534:65534";
+    assert_eq!(
+        probe_command(ids, &[], None, TIMEOUT, Some((65_534, 65_534))).await,
+        ProbeOutcome::Healthy,
+        "runs as the given uid and gid, without root's groups"
+    );
 }

@@ -360,6 +360,27 @@ impl Launcher {
         }
     }
 
+    /// The uid and gid a task with `run_as` runs with (`None` for the server's own), for
+    /// its COMMAND health checks. Resolves account names through the user database.
+    pub fn ids_of(run_as: &RunAs) -> Option<(u32, u32)> {
+        match run_as {
+            RunAs::Server => None,
+            RunAs::Id { uid, gid } => Some((*uid, *gid)),
+            RunAs::User(name) => spawn::account_ids(name),
+        }
+    }
+
+    /// Whose privileges a COMMAND health check runs with: its task's (`task`, from
+    /// [`Launcher::ids_of`]), else — a container, a task of the server's own user —
+    /// `nobody`'s; `None` when this server is not root and can switch to no one. Never the
+    /// server's privileges unless the task runs with them.
+    pub fn check_identity(&self, task: Option<(u32, u32)>) -> Option<(u32, u32)> {
+        if proc_fs::effective_uid() != Some(0) {
+            return None;
+        }
+        Some(task.unwrap_or((65_534, 65_534)))
+    }
+
     /// `Alive` if the process exists with the same start time and is not a zombie, `Gone`
     /// if it does not, `Unknown` if `/proc` could not be read (look again later).
     pub fn liveness(&self, id: ProcIdentity) -> Liveness {

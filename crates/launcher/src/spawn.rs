@@ -94,6 +94,22 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `(uid, gid)` of the account `name` from the user database (blocking).
+pub(crate) fn account_ids(name: &str) -> Option<(u32, u32)> {
+    if name.is_empty() || name.contains([':', '\n', '\0']) {
+        return None;
+    }
+    let out = std::process::Command::new("getent")
+        .args(["passwd", name])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
 /// Resolves `user` with `getent passwd` and checks the switch is possible.
 pub(crate) async fn resolve_user(user: &str) -> Result<UserInfo, LaunchError> {
     let err = |reason: String| LaunchError::User {

@@ -612,3 +612,37 @@ fn a_developers_rollback_cannot_restore_what_only_a_deployer_may_deploy() {
     assert_eq!(status, 200, "the deployer may");
     assert_eq!(app(&s, "/shop")["labels"]["SLIPWAY_ENV"], "prod");
 }
+
+#[test]
+fn a_command_health_check_runs_as_its_task_not_as_the_server() {
+    if !running_as_root() {
+        return;
+    }
+    let (s, dir) = server();
+    let dana = user_token(&s, "dana", "developer");
+    let out = std::env::temp_dir().join(format!("slipway-check-leak-{}", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let check = format!(
+        "{{ id -u; cat {key} || echo DENIED; echo TOKEN=$SLIPWAY_ADMIN_TOKEN; }} > {out} 2>&1; true",
+        key = dir.path().join("secret.key").display(),
+        out = out.display()
+    );
+    let def = json!({"id": "/qa/checky", "cmd": "sleep 600", "instances": 1,
+        "healthChecks": [{"protocol": "COMMAND", "command": {"value": check},
+                          "intervalSeconds": 1, "gracePeriodSeconds": 30}]});
+    let (status, body) = send_as(&s, &dana, "POST", "/v2/apps", Some(&def));
+    assert_eq!(status, 201, "{body}");
+    let text = testkit::wait_for("the check to run", Duration::from_secs(30), || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.contains("TOKEN="))
+    })
+    .unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert!(!text.starts_with("0\n"), "the check ran as root: {text}");
+    assert!(text.contains("DENIED"), "{text}");
+    assert!(
+        text.contains("TOKEN=\n"),
+        "the server's environment leaked: {text}"
+    );
+}
