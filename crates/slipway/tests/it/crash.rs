@@ -169,3 +169,34 @@ fn a_full_disk_refuses_writes_clearly_and_loses_nothing() {
     }
     drop(s);
 }
+
+#[test]
+fn sigterm_with_work_in_flight_stops_in_bounded_time_and_the_restart_resumes_it() {
+    let (mut s, _dir) = server();
+    // A deployment that cannot finish (its health check never passes), and an event
+    // stream held open, as a dashboard would.
+    let def = json!({"id": "/busy", "cmd": "sleep 600", "instances": 2,
+        "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"},
+                          "gracePeriodSeconds": 600, "intervalSeconds": 1}]});
+    let (status, body) = send(&s, "POST", "/v2/apps", Some(&def));
+    assert_eq!(status, 201, "{body}");
+    let deployment = body["deployments"][0]["id"].as_str().map(str::to_string);
+    let _events = testkit::EventCollector::start(&s.url).expect("event stream");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    s.terminate();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "SIGTERM took {took:?}");
+    s.restart().expect("restart");
+    let (_, deployments) = send(&s, "GET", "/v2/deployments", None);
+    let ids: Vec<&str> = deployments
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids.len(), 1, "the deployment resumes: {deployments}");
+    if let Some(d) = &deployment {
+        assert_eq!(ids[0], d);
+    }
+    let a = app(&s, "/busy");
+    assert_eq!(a["instances"], 2);
+}
