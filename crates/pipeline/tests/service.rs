@@ -1283,3 +1283,127 @@ async fn symlinks_out_of_the_checkout_are_not_read_and_urls_are_not_options() {
     assert!(f.service.add_pipeline("evil", &evil).await.is_err());
     assert!(!marker.exists(), "git ran the option");
 }
+
+/// Deploys nothing: records what it was asked, and reports every deployment running until
+/// `open` is set.
+#[derive(Default)]
+struct HeldDeployer {
+    open: std::sync::atomic::AtomicBool,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl pipeline::service::Deployer for HeldDeployer {
+    fn deploy(
+        &self,
+        who: &pipeline::service::Actor,
+        app: serde_json::Value,
+    ) -> Result<String, String> {
+        let mut asked = self.asked.lock().unwrap();
+        asked.push(format!("{} as {who}", app["id"].as_str().unwrap_or("")));
+        Ok(format!("d{}", asked.len()))
+    }
+    fn status(
+        &self,
+        _deployment: &str,
+    ) -> Result<Option<pipeline::service::DeploymentStatus>, String> {
+        let open = self.open.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(pipeline::service::DeploymentStatus {
+            status: if open { "success" } else { "running" }.into(),
+            reason: None,
+            progress: String::new(),
+        }))
+    }
+    fn is_admin(&self, _who: &pipeline::service::Actor) -> bool {
+        false
+    }
+}
+
+/// Issue 17 §1: deploys to one environment stay one at a time; a run waiting for the
+/// environment is superseded when a newer run is approved for it, and says so.
+#[tokio::test]
+async fn deploys_to_one_environment_queue_and_a_newer_approval_supersedes_a_waiting_run() {
+    let f = fixture(
+        "version: 1\nname: p\nsteps:\n  ok:\n    approve: { message: 'Go?', env: prod, timeout: 1h }\n  live:\n    needs: [ok]\n    deploy: { env: prod, app: app.json, timeout: 60s }\n",
+    );
+    std::fs::write(f.repo.path().join("app.json"), r#"{"id": "/prod/app"}"#).unwrap();
+    git(f.repo.path(), &["add", "."]);
+    git(f.repo.path(), &["commit", "-qm", "app"]);
+    let deployer = Arc::new(HeldDeployer::default());
+    f.service.set_deployer(deployer.clone());
+    f.service.add_pipeline("p", &f.source).await.unwrap();
+    let approve = |run: &str| {
+        f.service
+            .decide(
+                run,
+                "ok",
+                Decision {
+                    approve: true,
+                    by: "user:lee".into(),
+                },
+            )
+            .unwrap()
+    };
+    let start = || {
+        f.service
+            .trigger("p", "manual", "user:dana", BTreeMap::new())
+            .unwrap()
+    };
+    // #1 deploys (and is held); #2, approved, waits for prod.
+    let first = start();
+    wait_step(&f.store, &first.id, "ok", "waiting").await;
+    approve(&first.id);
+    wait_step(&f.store, &first.id, "live", "running").await;
+    let second = start();
+    wait_step(&f.store, &second.id, "ok", "waiting").await;
+    approve(&second.id);
+    let start_wait = Instant::now();
+    while !f
+        .service
+        .waiting_for(&second.id, false)
+        .is_some_and(|w| w.contains("the prod environment"))
+    {
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            f.service.waiting_for(&second.id, false)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        deployer.asked.lock().unwrap().len(),
+        1,
+        "one deploy at a time"
+    );
+    // #3 is approved: #2, which only waited, is superseded; #1 finishes, then #3 deploys.
+    let third = start();
+    wait_step(&f.store, &third.id, "ok", "waiting").await;
+    approve(&third.id);
+    let superseded = wait_run(&f.store, &second.id, &["superseded", "failed", "succeeded"]).await;
+    assert_eq!(
+        (superseded.status, superseded.reason.as_deref()),
+        (
+            store::RunStatus::Superseded,
+            Some("superseded by run #3 of p, approved for prod by user:lee")
+        )
+    );
+    deployer
+        .open
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        wait_run(&f.store, &first.id, &["succeeded", "failed"])
+            .await
+            .status,
+        store::RunStatus::Succeeded
+    );
+    assert_eq!(
+        wait_run(&f.store, &third.id, &["succeeded", "failed"])
+            .await
+            .status,
+        store::RunStatus::Succeeded
+    );
+    assert_eq!(
+        *deployer.asked.lock().unwrap(),
+        ["/prod/app as user:lee", "/prod/app as user:lee"],
+        "the approver deploys; #2 never did"
+    );
+}
