@@ -128,13 +128,16 @@ async fn app_page(
     let task = task
         .map(str::to_string)
         .or_else(|| arr(&app, "tasks").first().map(|t| s(t, "id").to_string()));
-    let log = match &task {
-        Some(t) if may => Some(
-            c.get(who, &format!("/api/v1/tasks/{}/logs?limit=8192", encode(t)))
-                .await,
-        ),
-        _ => None,
-    };
+    let mut logs = Vec::new();
+    if let Some(t) = task.as_ref().filter(|_| may) {
+        for stream in ["stdout", "stderr"] {
+            let path = format!(
+                "/api/v1/tasks/{}/logs?stream={stream}&limit=8192",
+                encode(t)
+            );
+            logs.push((stream, c.get(who, &path).await));
+        }
+    }
     let (image, digest) = app_image(&app);
     let health = app_health(&app);
     let current = s(&app, "version").to_string();
@@ -157,13 +160,31 @@ async fn app_page(
             }
             section aria-labelledby="log-h" {
                 h2 #log-h { "Log tail" @if let Some(t) = &task { " of " span.mono { (t) } } }
-                @match &log {
-                    None if !may => p.meta { "Task logs are for those who may deploy this app." },
-                    None => p.empty { "No task." },
-                    Some(Err(e)) => (layout::notice("bad", e)),
-                    Some(Ok(l)) => {
-                        @if s(l, "data").is_empty() { p.empty { "No output yet." } }
-                        @else { pre.log tabindex="0" aria-label="Log tail" { (s(l, "data")) } }
+                @if !may { p.meta { "Task logs are for those who may deploy this app." } }
+                @else if logs.is_empty() { p.empty { "No task." } }
+                @for (stream, log) in &logs {
+                    h3 { (stream) }
+                    @match log {
+                        Err(e) => (layout::notice("bad", e)),
+                        Ok(l) => {
+                            @if s(l, "data").is_empty() { p.empty { "No output yet." } }
+                            @else { pre.log tabindex="0" aria-label={(stream) " of the task"} { (s(l, "data")) } }
+                        }
+                    }
+                }
+            }
+            @let ended = arr(&native, "terminated");
+            @if !ended.is_empty() {
+                section aria-labelledby="ended-h" {
+                    h2 #ended-h { "Recent task ends" }
+                    table.list {
+                        thead { tr { th scope="col" { "Task" } th scope="col" { "State" } th scope="col" { "When" } th scope="col" { "Reason" } } }
+                        tbody { @for e in ended.iter().take(10) { tr {
+                            td.mono { a href={"?task=" (encode(s(e, "id")))} { (s(e, "id")) } }
+                            td { (badge(&s(e, "state").to_ascii_lowercase())) }
+                            td { (layout::time(s(e, "at"))) }
+                            td { (s(e, "message")) }
+                        } } }
                     }
                 }
             }

@@ -192,6 +192,45 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Server time of the overview with 1,000 apps, from the API's JSON text to HTML (a
+    /// benchmark: `cargo nextest run -p console --run-ignored all overview_1000`).
+    #[test]
+    #[ignore = "benchmark"]
+    fn overview_1000_apps_bench() {
+        let apps: Vec<Value> = (0..1000)
+            .map(|i| {
+                let (dc, env) = (["AA", "BB"][i % 2], ["qa", "yz", "prod"][i % 3]);
+                json!({"id": format!("/{dc}/{env}/app{i}"), "instances": 2, "tasksRunning": 2,
+                       "tasksHealthy": 2, "tasksUnhealthy": 0, "tasksStaged": 0, "healthChecks": [{"protocol": "HTTP", "path": "/health"}],
+                       "container": {"type": "DOCKER", "docker": {"image": format!("127.0.0.1:5000/app{i}:1.0@sha256:0123456789abcdef0123456789abcdef")}},
+                       "labels": {"team": "orders"}, "env": {"A": "1", "B": "2"}, "cpus": 0.1, "mem": 64,
+                       "deployments": [], "version": "2026-12-06T08:00:00.000Z", "cmd": null, "args": []})
+            })
+            .collect();
+        let text = json!({"apps": apps}).to_string();
+        let pipelines: Vec<(String, Option<Value>)> = (0..20)
+            .map(|i| {
+                (
+                    format!("p{i}"),
+                    Some(json!({"id": format!("r{i}"), "number": 500, "status": "succeeded"})),
+                )
+            })
+            .collect();
+        let policies = auth::PolicySet::default();
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let start = std::time::Instant::now();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let html = overview(super::arr(&v, "apps"), &policies, &pipelines).into_string();
+            assert!(html.len() > 100_000);
+            best = best.min(start.elapsed());
+        }
+        eprintln!(
+            "overview of 1,000 apps ({} KiB of JSON): {best:?}",
+            text.len() / 1024
+        );
+    }
+
     #[test]
     fn apps_are_placed_by_environment_and_datacenter() {
         let policies = auth::PolicySet::default();
