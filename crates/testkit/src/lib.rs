@@ -301,7 +301,7 @@ pub fn kill_tasks_of(data_dir: &Path) {
     }
     for _ in 0..3 {
         let mut left = 0;
-        for (pid, task) in cgroup_task_processes_any() {
+        for (pid, _, task) in task_cgroup_members() {
             if tasks.contains(&task) {
                 left += 1;
                 let _ = nix::sys::signal::kill(
@@ -315,32 +315,6 @@ pub fn kill_tasks_of(data_dir: &Path) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Every process in a task cgroup of any server (`/slipway/<agent>/<task>`), as (pid, task).
-fn cgroup_task_processes_any() -> Vec<(i32, String)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(groups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-            continue;
-        };
-        let task = groups.lines().find_map(|l| {
-            let rest = &l[l.find("/slipway/")? + "/slipway/".len()..];
-            let mut parts = rest.split('/');
-            let _agent = parts.next()?;
-            Some(parts.next()?.to_string())
-        });
-        if let Some(task) = task.filter(|t| !t.is_empty()) {
-            out.push((pid, task));
-        }
-    }
-    out
 }
 
 /// SIGKILLs the process group `pgid`. Refuses ids that would address more than one group
@@ -410,7 +384,18 @@ pub fn task_processes(data_dir: &Path) -> Vec<(i32, String)> {
 /// `frameworkId`) is `agent_id`, as (pid, task id): the tasks as the kernel sees them,
 /// whatever the programs did to their titles and environments. Zombies excluded.
 pub fn cgroup_task_processes(agent_id: &str) -> Vec<(i32, String)> {
-    let marker = format!("/slipway/{agent_id}/");
+    let mut out: Vec<(i32, String)> = task_cgroup_members()
+        .into_iter()
+        .filter(|(_, agent, _)| agent == agent_id)
+        .map(|(pid, _, task)| (pid, task))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every live process in a task cgroup of any server (`/slipway/<agent>/<task>`), as
+/// (pid, agent, task).
+fn task_cgroup_members() -> Vec<(i32, String, String)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return out;
@@ -422,9 +407,10 @@ pub fn cgroup_task_processes(agent_id: &str) -> Vec<(i32, String)> {
         let Ok(groups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
             continue;
         };
-        let task = groups.lines().find_map(|l| {
-            let rest = &l[l.find(&marker)? + marker.len()..];
-            Some(rest.split('/').next()?.to_string())
+        let found = groups.lines().find_map(|l| {
+            let rest = &l[l.find("/slipway/")? + "/slipway/".len()..];
+            let mut parts = rest.split('/');
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
         });
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let zombie = stat
@@ -432,13 +418,12 @@ pub fn cgroup_task_processes(agent_id: &str) -> Vec<(i32, String)> {
             .next()
             .and_then(|s| s.split_whitespace().next())
             .is_some_and(|s| s == "Z" || s == "X");
-        if let Some(task) = task.filter(|t| !t.is_empty())
+        if let Some((agent, task)) = found.filter(|(_, t)| !t.is_empty())
             && !zombie
         {
-            out.push((pid, task));
+            out.push((pid, agent, task));
         }
     }
-    out.sort();
     out
 }
 
@@ -533,6 +518,19 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether a test can use `what` (`ok`): under `CI=true` a missing prerequisite fails the
+/// test (the test command installs it); elsewhere the test says what is missing and skips.
+pub fn have(what: &str, ok: bool) -> bool {
+    if !ok {
+        assert!(
+            !strict(),
+            "{what} is required in CI (scripts/test installs it)"
+        );
+        eprintln!("skipping: {what} is not available");
+    }
+    ok
 }
 
 /// True when the test run must not skip work that needs missing tools (`CI=true`).

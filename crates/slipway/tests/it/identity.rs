@@ -5,19 +5,7 @@
 
 use crate::*;
 use std::collections::BTreeSet;
-use testkit::{cgroup_task_processes, wait_for};
-
-/// Fails under `CI=true` when a program the test needs is missing; skips elsewhere.
-fn have(what: &str, ok: bool) -> bool {
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} is required in CI (scripts/test installs it)"
-        );
-        eprintln!("skipping: {what} is not available");
-    }
-    ok
-}
+use testkit::{cgroup_task_processes, have, wait_for};
 
 fn agent_id(s: &SlipwayProcess) -> String {
     get_json(&format!("{}/v2/info", s.url)).expect("info")["frameworkId"]
