@@ -97,6 +97,8 @@ impl Browser {
             .parent()
             .map(|t| t.join("console-screenshots"))
             .unwrap();
+        // Only this run's pictures.
+        let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots).unwrap();
         Some(Browser {
             driver,
@@ -448,7 +450,11 @@ fn console_in_a_browser_approve_release_rollback_audit() {
         ],
     );
     let release = testkit::git_repo(RELEASE, &[("app.json", &app_json("/prod/web", Some("2")))]);
-    for (name, repo) in [("flow", &flow), ("release", &release)] {
+    let slow = testkit::git_repo(
+        "version: 1\nname: slow\nsteps:\n  wait: { run: 'sleep 60' }\n",
+        &[],
+    );
+    for (name, repo) in [("flow", &flow), ("release", &release), ("slow", &slow)] {
         let (status, body) = admin(
             &s,
             "PUT",
@@ -612,6 +618,48 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     b.check("admin");
     b.goto(&format!("{}/ui/pipelines", s.url));
     b.check("pipelines");
+
+    // Cancel a running run, then retry it, from the run page.
+    b.goto(&format!("{}/ui/pipelines/slow", s.url));
+    b.click_button("Start run", None);
+    wait_for("the slow run page", Duration::from_secs(10), || {
+        b.url().contains("/ui/runs/").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", b.text()));
+    let slow_id = b.url().rsplit('/').next().unwrap().to_string();
+    wait_for("the step to run", Duration::from_secs(30), || {
+        (step_status(&run_json(&s, &slow_id), "wait") == "running").then_some(())
+    })
+    .unwrap();
+    b.goto(&format!("{}/ui/runs/{slow_id}", s.url));
+    b.click_button("Cancel run", Some("/cancel"));
+    wait_for("the run to be cancelled", Duration::from_secs(30), || {
+        (run_json(&s, &slow_id)["status"] == "cancelled").then_some(())
+    })
+    .unwrap();
+    b.wait_text("Retry from the failed step", Duration::from_secs(10));
+    b.check("run-cancelled");
+    b.click_button("Retry from the failed step", Some("/retry"));
+    wait_for("the retried run's page", Duration::from_secs(10), || {
+        let url = b.url();
+        (url.contains("/ui/runs/") && !url.ends_with(&slow_id)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", b.text()));
+    let retried = b.url().rsplit('/').next().unwrap().to_string();
+    b.click_button("Cancel run", Some("/cancel"));
+    wait_for("the retry to be cancelled", Duration::from_secs(30), || {
+        (run_json(&s, &retried)["status"] == "cancelled").then_some(())
+    })
+    .unwrap();
+
+    // Dark theme.
+    b.cmd(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}})),
+    );
+    b.goto(&format!("{}/ui/runs/{run_id}", s.url));
+    b.check("run-dark");
 
     // A phone-sized window.
     b.cmd(
