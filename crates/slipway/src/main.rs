@@ -79,6 +79,11 @@ enum Command {
     /// Convert tool output to SARIF 2.1.0 for pipelines' `gate` steps.
     #[command(subcommand_required = true)]
     Sarif(cli::SarifArgs),
+    /// A live table of apps and tasks: CPU, memory, requests per second, p99 latency.
+    Top(cli::top::TopArgs),
+    /// Query the server's metrics with PromQL (a table, or a chart over --range).
+    #[command(subcommand_required = true)]
+    Metrics(cli::metrics::MetricsArgs),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +132,8 @@ fn main() -> ExitCode {
             Command::Autoscale(args) => cli::autoscale::autoscale(args).await,
             Command::Pipelines(args) => cli::pipelines_cmd(args).await,
             Command::Runs(args) => cli::runs_cmd(args).await,
+            Command::Top(args) => cli::top::top(args).await,
+            Command::Metrics(args) => cli::metrics::metrics(args).await,
         }
     })
 }

@@ -20,6 +20,7 @@ mod history;
 mod ids;
 mod lb;
 mod logs;
+pub(crate) mod metrics;
 mod out;
 mod pipelines;
 mod progress;
@@ -31,6 +32,7 @@ mod show;
 mod suggest;
 mod table;
 mod tokens;
+pub(crate) mod top;
 mod users;
 
 use clap::{Args, Subcommand, ValueEnum};
