@@ -83,6 +83,75 @@ pub(crate) fn unbalanced(text: &str) -> Vec<(u32, u32, String)> {
     problems
 }
 
+/// `text` with the key at (`line`, `column`) (1-based) and its value blanked out, lines
+/// and columns of everything else unchanged: a block key with its deeper-indented lines,
+/// or a `key: value` entry of a flow mapping. `None` when there is no key there.
+pub(crate) fn without_key(text: &str, line: usize, column: usize) -> Option<String> {
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    let index = line.checked_sub(1)?;
+    let chars: Vec<char> = lines.get(index)?.chars().collect();
+    let at = column.checked_sub(1)?;
+    if at >= chars.len() {
+        return None;
+    }
+    let before: String = chars[..at].iter().collect();
+    let block = before.trim().is_empty() || before.trim() == "-";
+    if block {
+        // The key's line, and the lines of its value (indented deeper than the key).
+        lines[index] = format!("{before}{}", " ".repeat(chars.len() - at))
+            .trim_end()
+            .to_string();
+        if lines[index].trim() == "-" {
+            lines[index] = format!("{before}{{}}");
+        }
+        for l in lines.iter_mut().skip(index + 1) {
+            let indent = l.len() - l.trim_start().len();
+            if l.trim().is_empty() || indent > at {
+                l.clear();
+            } else {
+                break;
+            }
+        }
+        return Some(lines.join("\n"));
+    }
+    // In a flow mapping: up to the next `,` or `}` at this depth (a `,` goes too).
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut end = at;
+    while end < chars.len() {
+        let c = chars[end];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '{' => depth += 1,
+                ']' | '}' if depth == 0 => break,
+                ']' | '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    end += 1;
+                    break;
+                }
+                _ => {}
+            },
+        }
+        end += 1;
+    }
+    let mut out = chars.clone();
+    for c in out.iter_mut().take(end).skip(at) {
+        *c = ' ';
+    }
+    // `{ a: 1, bad: 2 }`: the comma before the removed last entry goes too.
+    if (chars.get(end) == Some(&'}') || chars.get(end) == Some(&']'))
+        && let Some(comma) = (0..at).rev().find(|&i| !out[i].is_whitespace())
+        && out[comma] == ','
+    {
+        out[comma] = ' ';
+    }
+    lines[index] = out.into_iter().collect();
+    Some(lines.join("\n"))
+}
+
 /// Where the value of a `key: value` or `- value` line starts, if it has one.
 fn value_start(chars: &[char]) -> Option<usize> {
     let mut i = chars.iter().position(|c| !c.is_whitespace())?;
@@ -141,6 +210,22 @@ mod tests {
         );
         let ok = "steps:\n  a: { run: [x, 'y]'], needs: [] }  # [\n  b:\n    run: |\n      echo [\n    needs: [\n      a,\n    ]\n";
         assert_eq!(unbalanced(ok), []);
+        assert_eq!(
+            without_key("a:\n  timout: 5\n  x: 1\n", 2, 3).unwrap(),
+            "a:\n\n  x: 1\n"
+        );
+        assert_eq!(
+            without_key("a:\n  bad:\n    - 1\n  x: 1\n", 2, 3).unwrap(),
+            "a:\n\n\n  x: 1\n"
+        );
+        assert_eq!(
+            without_key("a: { run: x, timout: 5 }\n", 1, 14).unwrap(),
+            format!("a: {{ run: x{}}}\n", " ".repeat(12))
+        );
+        assert_eq!(
+            without_key("a: { timout: [5, 6], run: x }\n", 1, 6).unwrap(),
+            "a: {                 run: x }\n"
+        );
         assert_eq!(
             unbalanced("a: { b: [1, 2 }\n"),
             [(

@@ -293,33 +293,63 @@ impl std::error::Error for PipelineErrors {}
 
 /// Parses and validates a pipeline file.
 pub fn parse_pipeline(text: &str) -> Result<Pipeline, PipelineErrors> {
-    let raw: raw::RawFile = serde_saphyr::from_str(text).map_err(|e| {
-        // An unclosed `[` is reported where it opens (where a person fixes it), not where
-        // the parser gave up.
-        let brackets = brackets::unbalanced(text);
-        if !brackets.is_empty() {
-            return PipelineErrors(
-                brackets
-                    .into_iter()
-                    .map(|(line, column, message)| PipelineError {
-                        line,
-                        column,
-                        message,
-                    })
-                    .collect(),
-            );
+    // An unclosed `[` is reported where it opens (where a person fixes it), not where the
+    // parser gave up.
+    let brackets = brackets::unbalanced(text);
+    if !brackets.is_empty() {
+        return Err(PipelineErrors(
+            brackets
+                .into_iter()
+                .map(|(line, column, message)| PipelineError {
+                    line,
+                    column,
+                    message,
+                })
+                .collect(),
+        ));
+    }
+    // Unknown keys (`timout`) are set aside one by one so that every one of them, and the
+    // file's other problems, are reported at once.
+    let mut errors = Vec::new();
+    let mut current = std::borrow::Cow::Borrowed(text);
+    for _ in 0..50 {
+        match serde_saphyr::from_str::<raw::RawFile>(&current) {
+            Ok(raw) => {
+                return match validate::validate(raw, &current) {
+                    Ok(p) if errors.is_empty() => Ok(p),
+                    Ok(_) => Err(PipelineErrors(errors)),
+                    Err(more) => {
+                        errors.extend(more.0);
+                        errors.sort_by_key(|e| (e.line, e.column));
+                        Err(PipelineErrors(errors))
+                    }
+                };
+            }
+            Err(e) => {
+                let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+                let full = e.without_snippet().to_string();
+                let suffix = format!(" at line {line}, column {column}");
+                let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
+                let unknown_key = message.starts_with("unknown field `");
+                errors.push(PipelineError {
+                    line: line as u32,
+                    column: column as u32,
+                    message,
+                });
+                match unknown_key
+                    .then(|| brackets::without_key(&current, line as usize, column as usize))
+                    .flatten()
+                {
+                    Some(next) if next != current.as_ref() => {
+                        current = std::borrow::Cow::Owned(next)
+                    }
+                    _ => break,
+                }
+            }
         }
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        let full = e.without_snippet().to_string();
-        let suffix = format!(" at line {line}, column {column}");
-        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
-        PipelineErrors(vec![PipelineError {
-            line: line as u32,
-            column: column as u32,
-            message,
-        }])
-    })?;
-    validate::validate(raw, text)
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    Err(PipelineErrors(errors))
 }
 
 /// Parses `500ms`, `45s`, `30m`, `72h`, `1h30m` or `2d`.

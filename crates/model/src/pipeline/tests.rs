@@ -343,3 +343,23 @@ fn repos_and_merge_steps_are_checked_with_locations() {
         StepKind::Merge { into, fast_forward_only: true, from: None, .. } if into == "master"
     ));
 }
+
+/// Issue 17: unknown keys and the content errors after them are reported at once.
+#[test]
+fn unknown_keys_and_content_errors_are_reported_together() {
+    let text = "version: 1\nname: x\nsteps:\n  a:\n    run: echo a\n    timout: 5m\n  b:\n    needs: [c]\n    run: echo b\n  d: { run: echo d, retyr: 2 }\n";
+    let got = errors(text);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].starts_with("6:5: unknown field `timout`"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("8:") && got[1].contains("`c`"),
+        "{got:#?}"
+    );
+    assert!(
+        got[2].starts_with("10:21: unknown field `retyr`"),
+        "{got:#?}"
+    );
+}
