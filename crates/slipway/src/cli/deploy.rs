@@ -470,6 +470,12 @@ impl Report {
                     format!("  still waiting for: {waiting}"),
                 ];
                 stderr.extend(failure.map(|f| format!("  {}", f.text())));
+                if failure.is_some() {
+                    stderr.push(format!(
+                        "  tasks of the new version keep failing (CrashLoopBackOff): \
+                         `slipway apps logs {id} --previous` shows the last one's output"
+                    ));
+                }
                 stderr.push(
                     "hint: the deployment keeps running; see `slipway deployments list`"
                         .to_string(),
@@ -555,6 +561,11 @@ mod tests {
         assert_eq!(
             timed_out.stderr[2],
             "  last task failure: exit 1 (task t at x)"
+        );
+        assert_eq!(
+            timed_out.stderr[3],
+            "  tasks of the new version keep failing (CrashLoopBackOff): \
+             `slipway apps logs /web --previous` shows the last one's output"
         );
     }
 }

@@ -15,7 +15,7 @@ const KEY: usize = 15;
 pub(crate) fn render(app: &Value, status: &Value) -> String {
     let mut s = String::new();
     let mut kv = |k: &str, v: &str| {
-        s.push_str(&format!("{:<KEY$}{v}\n", format!("{k}:")));
+        s.push_str(&format!("{:<KEY$}{v}\n", key(k)));
     };
     kv("ID", str_of(app, "id"));
     for (k, v) in what_runs(app) {
@@ -70,11 +70,20 @@ pub(crate) fn render(app: &Value, status: &Value) -> String {
         );
     }
     for (k, v) in status_lines(status) {
-        s.push_str(&format!("{:<KEY$}{v}\n", format!("{k}:")));
+        s.push_str(&format!("{:<KEY$}{v}\n", key(k)));
     }
     s.push('\n');
     s.push_str(&task_table(arr_of(app, "tasks")).render());
     s
+}
+
+/// `Key:` for the key column; continuation lines (an empty key) stay blank.
+fn key(k: &str) -> String {
+    if k.is_empty() {
+        String::new()
+    } else {
+        format!("{k}:")
+    }
 }
 
 /// Command, args or container image lines.
@@ -277,7 +286,8 @@ mod tests {
             "waiting": "backing off: next launch in 3.0s",
             "backoff": {"delaySeconds": 4.0, "timeLeftSeconds": 3.0},
             "limits": {"enforced": false, "reason": "cpus/mem are not enforced: no cgroups"},
-            "terminated": [{"id": "web.0", "state": "TASK_FAILED", "at": "t0", "message": "exit 1"}]
+            "terminated": [{"id": "web.0", "state": "TASK_FAILED", "at": "t0", "message": "exit 1"},
+                           {"id": "web.9", "state": "TASK_KILLED", "at": "t9", "message": "scaled down"}]
         });
         let text = render(&app, &status);
         let expected = "\
@@ -293,6 +303,7 @@ Waiting:       backing off: next launch in 3.0s
 Backoff:       delay 4.0s, next launch in 3.0s
 Limits:        cpus/mem are not enforced: no cgroups
 Ended tasks:   web.0 TASK_FAILED at t0: exit 1
+               web.9 TASK_KILLED at t9: scaled down
 
 ID     STATE         HOST:PORTS  HEALTH   STARTED
 web.1  TASK_RUNNING  h:80        healthy  t1

@@ -87,6 +87,10 @@ fn firsthour_crash_looping_app_never_deploys_as_a_success() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(!out.contains("succeeded"), "{out}");
     assert!(err.contains("exited with status 3"), "{err}");
+    assert!(
+        err.contains("keep failing (CrashLoopBackOff)") && err.contains("--previous"),
+        "{err}"
+    );
     let deployments = get_json(&format!("{}/v2/deployments", s.url)).unwrap();
     assert_eq!(
         deployments.as_array().map(Vec::len),
