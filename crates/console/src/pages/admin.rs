@@ -50,10 +50,21 @@ async fn admin_page(c: &Console, who: &Viewer, note: Note, status: StatusCode) -
                 @match users {
                     Err(e) => (layout::notice("bad", e)),
                     Ok(v) => table.list {
-                        thead { tr { th scope="col" { "User" } th scope="col" { "Role" } th scope="col" { "Created" } th scope="col" { "State" } } }
+                        thead { tr { th scope="col" { "User" } th scope="col" { "Role" } th scope="col" { "Created" } th scope="col" { "State" } th scope="col" { "Change" } } }
                         tbody { @for u in arr(v, "users") { tr {
                             td { (s(u, "name")) } td { (s(u, "role")) } td { (layout::time(s(u, "createdAt"))) }
                             td { @if u["disabled"] == true { (badge("disabled")) } @else { (badge("active")) } }
+                            td {
+                                form.inline method="post" action="/ui/admin/user" {
+                                    (csrf(who))
+                                    input type="hidden" name="name" value=(s(u, "name"));
+                                    select name="role" aria-label={"Role of " (s(u, "name"))} {
+                                        @for r in ["viewer", "developer", "deployer", "admin"] { option value=(r) selected[r == s(u, "role")] { (r) } }
+                                    }
+                                    label { input type="checkbox" name="disabled" value="true" checked[u["disabled"] == true]; " disabled" }
+                                    button type="submit" aria-label={"Save " (s(u, "name"))} { "Save" }
+                                }
+                            }
                         } } }
                     },
                 }
@@ -77,7 +88,9 @@ async fn admin_page(c: &Console, who: &Viewer, note: Note, status: StatusCode) -
                     tbody { @for t in arr(v, "tokens") { tr {
                         td { (s(t, "name")) } td { (s(t, "user")) } td { (layout::time(s(t, "expiresAt"))) }
                         td { (layout::time(s(t, "lastUsedAt"))) }
-                        td { @if t["revokedAt"].is_string() { (badge("revoked")) } @else {
+                        td { @if t["revokedAt"].is_string() { (badge("revoked")) }
+                        @else if who.session.token_id.as_deref() == Some(s(t, "id")) { span.tag { "this sign-in (sign out to end it)" } }
+                        @else {
                             form.inline method="post" action="/ui/admin/revoke" {
                                 (csrf(who)) input type="hidden" name="id" value=(s(t, "id"));
                                 button.danger type="submit" aria-label={"Revoke token " (s(t, "name"))} { "Revoke" }
@@ -94,6 +107,15 @@ async fn admin_page(c: &Console, who: &Viewer, note: Note, status: StatusCode) -
                 button type="submit" { "Create token" }
             }
         }
+        @if who.session.token.is_some() { section aria-labelledby="pw-h" {
+            h2 #pw-h { "Your password" }
+            form.card.inline-fields method="post" action="/ui/admin/password" {
+                (csrf(who))
+                div.field { label for="pw-old" { "Current password" } input #pw-old name="old" type="password" autocomplete="current-password"; }
+                div.field { label for="pw-new" { "New password" } input #pw-new name="new" type="password" autocomplete="new-password" required; }
+                button type="submit" { "Change password" }
+            }
+        } }
         section aria-labelledby="pol-h" {
             h2 #pol-h { "Environment policies" }
             @match &policies {
@@ -183,6 +205,39 @@ pub(crate) async fn act(
                             Some(s(&r.body, "token").to_string()),
                         )),
                         StatusCode::CREATED,
+                    )
+                } else {
+                    bad(r.message())
+                }
+            }
+        },
+        "user" => {
+            let name = f.text("name").unwrap_or_default();
+            let req =
+                json!({"role": f.text("role"), "disabled": f.get("disabled") == Some("true")});
+            let r = c
+                .api(
+                    &who,
+                    Method::PUT,
+                    &format!("/api/v1/users/{}", encode(name)),
+                    Some(&req),
+                )
+                .await;
+            if r.ok() {
+                return see_other("/ui/admin");
+            }
+            bad(r.message())
+        }
+        "password" => match f.text("new") {
+            None => bad("enter a new password".into()),
+            Some(new) => {
+                let req = json!({"password": new, "oldPassword": f.get("old").unwrap_or_default()});
+                let path = format!("/api/v1/users/{}", encode(&who.session.user));
+                let r = c.api(&who, Method::PUT, &path, Some(&req)).await;
+                if r.ok() {
+                    (
+                        Some(("ok", "Password changed.".to_string(), None)),
+                        StatusCode::OK,
                     )
                 } else {
                     bad(r.message())
