@@ -376,6 +376,11 @@ fn cli_lints_shows_and_explains_runs() {
             "dev",
         ],
     ));
+    let secret = ok(&cli(&s, &["pipelines", "webhook-secret", "w"]));
+    assert!(
+        secret.starts_with("secret: ") && secret.contains("/api/v1/pipelines/w/hooks/push"),
+        "{secret}"
+    );
     let shown = ok(&cli(&s, &["pipelines", "show", "w"]));
     let build = shown.find("build").unwrap();
     let signoff = shown.find("signoff").unwrap();
