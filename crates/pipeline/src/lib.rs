@@ -10,8 +10,8 @@
 //! Nothing here touches the store: a run is resumable because the caller records
 //! finished steps and passes them back in [`RunSpec::done`].
 
-mod render;
 pub mod lint;
+mod render;
 pub mod repos;
 pub mod runner;
 pub mod sarif;
