@@ -12,6 +12,9 @@ use super::progress::task_health;
 use super::show;
 use super::table::Table;
 
+/// The most native status requests one `apps list` makes.
+const STATUS_LOOKUPS: usize = 50;
+
 /// `apps list`: GET /v2/apps?embed=apps.tasks with optional filters.
 pub(crate) async fn list(
     client: &Client,
@@ -32,14 +35,20 @@ pub(crate) async fn list(
         .context("cannot list apps")?;
     let mut apps = array_field(v, "apps");
     // The native status says whether an app that is short of instances or had a failure
-    // is crash-looping; apps that run as wanted need no extra request.
+    // is crash-looping; apps that run as wanted need no extra request, and at most
+    // `STATUS_LOOKUPS` apps are asked about (the others show their counts' state).
+    let mut lookups = 0;
     for app in &mut apps {
+        if lookups >= STATUS_LOOKUPS {
+            break;
+        }
         let count = |k: &str| u64_of(app, k).unwrap_or(0);
         let unwell = count("tasksRunning") < count("instances")
             || app.get("lastTaskFailure").is_some_and(Value::is_object);
         if !unwell {
             continue;
         }
+        lookups += 1;
         let id = AppId::new(str_of(app, "id"));
         if let Ok(status) = client
             .get(&format!("/api/v1/apps/{}/status", id.path()), &[])

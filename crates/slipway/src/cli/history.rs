@@ -29,7 +29,7 @@ pub(crate) struct Event {
     pub(crate) at: String,
     /// Who.
     pub(crate) user: String,
-    /// `approved`, `rejected`, `deployed`, `rolled back`, `scaled`, `deleted`, `denied`, ...
+    /// `approved`, `rejected`, `deployed`, `rolled back`, `restarted`, `deleted`, `denied`, ...
     pub(crate) what: String,
     /// Run, step, image, version, reason.
     pub(crate) detail: String,
@@ -181,7 +181,13 @@ fn event_of_record(r: &Value, deploys: &mut Vec<RunDeploy>) -> Event {
     } else if action.ends_with("/restart") {
         ("restarted", String::new())
     } else if method == "PUT" || method == "POST" || method == "PATCH" {
-        ("changed", detail.to_string())
+        // A change through the API (CLI, curl, Marathon clients): a new version.
+        let text = if detail.is_empty() {
+            "by hand".to_string()
+        } else {
+            format!("by hand: {detail}")
+        };
+        ("deployed", text)
     } else {
         ("", action.to_string())
     };

@@ -434,7 +434,7 @@ fn firsthour_audit_of_an_app_says_who_approved_deployed_and_rolled_back() {
         row("lee", "deployed", &format!("run {name} step ship")),
         "{out}"
     );
-    assert!(row("admin", "changed", "version "), "{out}");
+    assert!(row("admin", "deployed", "by hand: version "), "{out}");
     assert!(row("admin", "rolled back", "to version "), "{out}");
 }
 
