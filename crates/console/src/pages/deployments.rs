@@ -21,6 +21,15 @@ fn apps(d: &Value) -> Markup {
     }
 }
 
+/// The apps a finished deployment (the engine's stored record) changed.
+fn finished_apps(d: &Value) -> Markup {
+    html! {
+        @for a in arr(d, "target").iter().filter_map(|a| a["id"].as_str()) {
+            a href=(app_href(a)) { (a) } " "
+        }
+    }
+}
+
 async fn deployments_page(
     c: &Console,
     who: &Viewer,
@@ -74,9 +83,9 @@ async fn deployments_page(
                                 tbody { @for d in list {
                                     tr {
                                         td.mono { (s(d, "id")) }
-                                        td { (apps(d)) }
-                                        td { (badge(s(d, "status"))) }
-                                        td { (layout::time(s(d, "finishedAt"))) }
+                                        td { (finished_apps(d)) }
+                                        td { (badge(s(d, "outcome"))) }
+                                        td { @if let Some(ms) = d["finished_at"].as_i64() { (layout::time(&model::Timestamp(ms).to_string())) } }
                                         td { (s(d, "reason")) }
                                     }
                                 } }

@@ -221,7 +221,9 @@ mod tests {
         for _ in 0..5 {
             let start = std::time::Instant::now();
             let v: Value = serde_json::from_str(&text).unwrap();
+            let parsed = start.elapsed();
             let html = overview(super::arr(&v, "apps"), &policies, &pipelines).into_string();
+            eprintln!("parse {parsed:?}, render {:?}", start.elapsed() - parsed);
             assert!(html.len() > 100_000);
             best = best.min(start.elapsed());
         }

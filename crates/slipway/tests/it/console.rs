@@ -613,6 +613,8 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     }
     b.check("audit");
     b.goto(&format!("{}/ui/deployments", s.url));
+    b.wait_text("success", Duration::from_secs(10));
+    assert!(b.text().contains("/prod/web"), "{}", b.text());
     b.check("deployments");
     b.goto(&format!("{}/ui/admin", s.url));
     b.check("admin");
