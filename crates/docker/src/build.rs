@@ -22,15 +22,12 @@ pub struct Pushed {
     pub image_id: String,
 }
 
-/// Splits `registry/repo:tag` into (`registry/repo`, `tag`), `latest` when there is none.
+/// Splits `registry/repo:tag` into (`registry/repo`, `tag`), `latest` when there is none
+/// (parsed by [`crate::ImageRef`], the one image-reference parser).
 pub fn split_reference(reference: &str) -> (String, String) {
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(i) => (
-            reference[..slash + i].to_string(),
-            reference[slash + i + 1..].to_string(),
-        ),
-        None => (reference.to_string(), "latest".to_string()),
+    match crate::ImageRef::parse(reference) {
+        Ok(r) => (r.name(), r.tag.unwrap_or_else(|| "latest".to_string())),
+        Err(_) => (reference.to_string(), "latest".to_string()),
     }
 }
 
