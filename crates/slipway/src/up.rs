@@ -63,6 +63,11 @@ pub(crate) struct UpArgs {
     /// How often metrics are collected (1s to 5m).
     #[arg(long, default_value = "10s", value_parser = parse_interval, env = "SLIPWAY_METRICS_INTERVAL")]
     metrics_interval: std::time::Duration,
+    /// Also write every collected round to this InfluxDB 1.x, in cAdvisor's InfluxDB schema
+    /// (the path names the database, created if missing; `?u=&p=&rp=` pass through),
+    /// e.g. `http://127.0.0.1:8086/cadvisor`.
+    #[arg(long, value_name = "URL", env = "SLIPWAY_INFLUXDB_URL")]
+    influxdb_url: Option<String>,
     /// Connections the API serves at once; more get 503 and are closed.
     #[arg(long, default_value_t = 2048, env = "SLIPWAY_MAX_CONNECTIONS")]
     max_connections: usize,
@@ -466,6 +471,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
                 w.set_extra_text(Arc::new(move || p.metrics_text()));
             }
             tracker.spawn(w.clone().run(shutdown.clone()));
+            if let Some(url) = &args.influxdb_url {
+                tracker.spawn(w.influxdb_export(url)?.run(shutdown.clone()));
+            }
             let autoscaler = api::autoscale::controller(&engine, &store, &identity, &admission, &w);
             tracker.spawn(autoscaler.run(shutdown.clone()));
             Some(w)

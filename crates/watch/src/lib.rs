@@ -8,6 +8,7 @@
 //! (Prometheus' and InfluxDB's HTTP APIs) live in `api`.
 
 mod collect;
+pub mod export;
 mod ingest;
 mod storage;
 
@@ -27,6 +28,9 @@ pub enum WatchError {
     /// The cgroup mounts could not be read.
     #[error("metrics collector: {0}")]
     Collector(String),
+    /// `--influxdb-url` is not usable.
+    #[error("influxdb export: {0}")]
+    Export(String),
 }
 
 /// Settings of [`Watch`].
@@ -66,6 +70,8 @@ pub struct Watch {
     registry: metrics::Registry,
     engine_gauges: collect::EngineGauges,
     described: Mutex<std::collections::HashSet<String>>,
+    /// Rounds for `--influxdb-url`, with the `machine` tag.
+    outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
 }
 
 impl Watch {
@@ -85,6 +91,7 @@ impl Watch {
             registry,
             engine_gauges,
             described: Mutex::new(std::collections::HashSet::new()),
+            outbox: RwLock::new(None),
         })
     }
 
@@ -139,12 +146,25 @@ impl Watch {
                 &self.registry,
             )
         };
+        if let Some((outbox, machine)) = &*self.outbox.read().unwrap_or_else(|e| e.into_inner()) {
+            outbox.push(export::encode(&families, now_ms, machine));
+        }
         let n = {
             let mut described = self.described.lock().unwrap_or_else(|e| e.into_inner());
             collect::store(&self.db, &families, now_ms, &mut described)
         };
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = families;
         n
+    }
+
+    /// `--influxdb-url`: from now on every round is also queued for InfluxDB, in
+    /// cAdvisor's schema; the returned writer sends them (see [`export`]).
+    pub fn influxdb_export(&self, url: &str) -> Result<export::Exporter, WatchError> {
+        let target = export::Target::parse(url).map_err(WatchError::Export)?;
+        let outbox = Arc::new(export::Outbox::default());
+        *self.outbox.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((outbox.clone(), export::machine()));
+        Ok(export::Exporter::new(target, outbox))
     }
 
     /// `/metrics`: the latest round in the format the `Accept` header asks for.

@@ -10,6 +10,7 @@ mod example;
 mod firsthour;
 mod grafana;
 mod identity;
+mod influxdb;
 mod metrics_cli;
 mod pipelines;
 mod prometheus;
