@@ -256,7 +256,7 @@ pub(crate) async fn start(
         .collect();
     let st = FormState {
         error: Some(if confirm.is_empty() {
-            reply.message()
+            format!("Nothing was started: {}", reply.message())
         } else {
             format!(
                 "Nothing was started: this run deploys to {}, which asks for confirmation. Tick the confirmation and start it again.",
