@@ -113,10 +113,11 @@ pub(crate) async fn run(client: &Client, req: &LogsRequest) -> anyhow::Result<Ex
         Some(t) => t.clone(),
         None if req.previous => previous_task(client, &app).await?,
         None => {
-            let tasks = client
-                .app_tasks(&app)
-                .await
-                .with_context(|| format!("cannot list the tasks of {app}"))?;
+            let tasks = match client.app_tasks(&app).await {
+                Ok(tasks) => tasks,
+                Err(e) if super::client::is_not_found(&e) => return Err(client.no_app(&app).await),
+                Err(e) => return Err(e.context(format!("cannot list the tasks of {app}"))),
+            };
             newest_task(&tasks)
                 .map(str::to_string)
                 .ok_or_else(|| coded(Exit::Failed, format!("app {app} has no tasks")))?

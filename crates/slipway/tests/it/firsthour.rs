@@ -284,6 +284,9 @@ fn firsthour_errors_name_what_is_missing_with_their_own_exit_codes() {
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("no app /nothing/like/it"), "{err}");
     assert!(!err.contains("did you mean"), "{err}");
+    let (code, _, err) = admin(&s, &["apps", "logs", "/AA/prod/order"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("(did you mean /AA/prod/orders?)"), "{err}");
 
     // 403: a developer scaling prod exits 7 with the policy's reason.
     let dana = user_token(&s, "dana", "developer");
