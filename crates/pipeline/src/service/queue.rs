@@ -80,6 +80,17 @@ impl Service {
             return Err(ServiceError::Invalid(format!("`{sha}` is not a commit id")));
         }
         let source = self.source(name)?;
+        // A run for this commit exists now: polling must not start another for it.
+        if let Some(sha) = sha
+            && let Some(p) = self
+                .inner
+                .polls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(name)
+        {
+            p.seen = Some(sha.to_string());
+        }
         let mut run = RunRow {
             id: uuid::Uuid::new_v4().to_string(),
             pipeline: name.to_string(),
