@@ -389,6 +389,9 @@ impl Controller {
     fn queries(&self, policy: &Policy, now: Timestamp) -> Vec<QuerySample> {
         let storage = self.inner.watch.storage();
         let engine = promql::Engine::default();
+        // At the end of the last complete bucket, where `decide` looks.
+        let res_ms = crate::policy::secs_to_ms(policy.behavior.metric_resolution_seconds).max(1);
+        let now = Timestamp(now.millis().div_euclid(res_ms) * res_ms);
         policy
             .metrics
             .iter()

@@ -381,6 +381,25 @@ fn scale_down(
         });
         return None;
     }
+    // One step down, not a staircase: while the recommendations still fall (a load drop
+    // shows over a few buckets), the window's highest is a value in passing; wait until the
+    // recent half of the window holds the highest again.
+    let recent = state
+        .recommendations
+        .iter()
+        .filter(|r| r.at.0 >= now.0 - window / 2)
+        .map(|r| r.instances)
+        .max()
+        .unwrap_or(highest);
+    // The `hpa` preset reproduces HPA, which follows the fall (its max-of-window only).
+    if recent < highest && b.preset != Some(crate::Preset::Hpa) {
+        d.reasons.push(Reason::StillFalling {
+            highest,
+            recent,
+            window_seconds: window_s,
+        });
+        return None;
+    }
     d.reasons.push(Reason::WindowHighest {
         highest,
         window_seconds: window_s,

@@ -68,7 +68,9 @@
 //!   after it shows.
 //! * Down once the autoscaler has watched a whole stabilisation window (120 s) without a gap
 //!   and the highest recommendation in it is below the count, to that highest, within the step
-//!   limits (100 % per 15 s). So a scale-down never follows a scale-up within the window; a
+//!   limits (100 % per 15 s), once the recommendations have settled (the highest of the
+//!   window's recent half equals the window's highest; not with the `hpa` preset), so a load
+//!   drop that shows over a few buckets is one step down, not a staircase. So a scale-down never follows a scale-up within the window; a
 //!   scale-up can follow a scale-down within it only when load exceeds everything the window
 //!   saw (set `cooldownSeconds` to the window to forbid even that).
 //! * min/max always hold, checked before anything else except a deployment.

@@ -195,6 +195,17 @@ pub enum Reason {
         /// The stabilisation window.
         window_seconds: f64,
     },
+    /// Scale-down: the recommendations are still falling (the highest of the window's recent
+    /// half is below the window's highest), so the autoscaler waits for them to settle and
+    /// then scales down once, instead of following the fall step by step.
+    StillFalling {
+        /// The highest recommendation in the window.
+        highest: u32,
+        /// The highest recommendation in the window's recent half.
+        recent: u32,
+        /// The stabilisation window.
+        window_seconds: f64,
+    },
     /// A lower recommendation, but the autoscaler has not watched a whole window yet.
     NotWatchedLongEnough {
         /// Seconds watched without a gap.
@@ -364,6 +375,15 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "scale-down waits: highest recommendation in the last {} is {highest}",
+                secs(*window_seconds)
+            ),
+            Reason::StillFalling {
+                highest,
+                recent,
+                window_seconds,
+            } => write!(
+                f,
+                "scale-down waits for the fall to settle: highest recommendation in the last {} is {highest}, in its recent half {recent}",
                 secs(*window_seconds)
             ),
             Reason::NotWatchedLongEnough {

@@ -172,6 +172,10 @@ async fn run(client: &Client, output: Output, cmd: AutoscaleCommand) -> anyhow::
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(Exit::Success);
             }
+            println!(
+                "decisions of {}, newest first:",
+                v["appId"].as_str().unwrap_or("-")
+            );
             for d in v["decisions"].as_array().into_iter().flatten() {
                 println!(
                     "{}  {}",

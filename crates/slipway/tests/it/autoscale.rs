@@ -88,6 +88,14 @@ fn changes(s: &SlipwayProcess, app: &str) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// One line per stored decision, oldest first (for failure messages).
+fn summaries(s: &SlipwayProcess, app: &str) -> String {
+    decisions(s, app, false)
+        .iter()
+        .map(|d| format!("{}\n", d["summary"].as_str().unwrap_or("-")))
+        .collect()
+}
+
 fn field_paths(body: &Value) -> Vec<String> {
     body["details"]
         .as_array()
@@ -231,7 +239,43 @@ fn bad_policies_get_422_with_field_paths_and_good_ones_are_stored_listed_and_del
     drop(dir);
 }
 
-/// Runs `rate` requests/s of `/burn?ms=10` through the proxy until the handle is joined.
+/// A CPU-bound HTTP server: `/burn?ms=N` spends N ms of its thread's CPU time (not wall
+/// time, so the CPU each request costs does not depend on how busy the machine is).
+const BURNER: &str = r#"
+import os, time
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        body = b"ok\n"
+        if self.path.startswith("/burn"):
+            ms = int(self.path.split("ms=")[1]) if "ms=" in self.path else 10
+            end = time.thread_time() + ms / 1000.0
+            x = 0
+            while time.thread_time() < end:
+                x += 1
+            body = b"burned\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT0"])), H).serve_forever()
+"#;
+
+/// The burner as an app behind the proxy at the vhost `host`.
+fn burner_app(dir: &std::path::Path, id: &str, host: &str, instances: u32) -> Value {
+    let script = dir.join("burner.py");
+    std::fs::write(&script, BURNER).expect("script");
+    let script = testkit::reachable_copy(&script);
+    let mut def = cpu_app(id, host, instances);
+    def["cmd"] = json!(format!("exec python3 {}", script.display()));
+    def
+}
+
+/// Runs `rate` requests/s of `/burn?ms=10` through the proxy for `secs`.
 fn load(
     s: &SlipwayProcess,
     host: &str,
@@ -251,12 +295,13 @@ fn load(
 
 #[test]
 fn a_3x_cpu_step_scales_up_in_one_decision_and_back_down_once_without_failed_requests() {
-    let (s, _dir) = metrics_server();
+    let (s, dir) = metrics_server();
     enable_autoscaler(&s);
     let host = "as-cpu.test";
-    create(&s, &cpu_app("/as/cpu", host, 2));
-    // Capacity: 30 % of 0.25 CPU is 7.5 requests of 10 ms per second per instance; 1× is
-    // 14 requests/s on 2 instances (93 % of the target), 3× is 42 (6 instances).
+    create(&s, &burner_app(dir.path(), "/as/cpu", host, 2));
+    // Capacity: 30 % of 0.25 CPU is 7.5 requests of 10 ms CPU per second per instance; 1×
+    // is 13 requests/s on 2 instances (87 % of the target, with the server's own overhead
+    // about 95 %), 3× is 39 (6 instances).
     let policy = json!({
         "min": 2, "max": 10,
         "metrics": [{"type": "cpu", "target": 30}],
@@ -265,17 +310,17 @@ fn a_3x_cpu_step_scales_up_in_one_decision_and_back_down_once_without_failed_req
     let (status, body) = send(&s, "PUT", "/api/v1/autoscalers/as/cpu", Some(&policy));
     assert_eq!(status, 200, "{body}");
 
-    let base = load(&s, host, 14, 150);
+    let base = load(&s, host, 13, 110);
     std::thread::sleep(Duration::from_secs(15));
     assert!(
         changes(&s, "/as/cpu").is_empty(),
-        "1× changes nothing: {:?}",
-        changes(&s, "/as/cpu")
+        "1× changes nothing: {:#?}",
+        summaries(&s, "/as/cpu")
     );
 
     // 3×: one decision to the needed count, and the new instances serve.
-    let step = load(&s, host, 28, 40);
-    wait_for("a scale-up", Duration::from_secs(40), || {
+    let step = load(&s, host, 26, 30);
+    wait_for("a scale-up", Duration::from_secs(30), || {
         changes(&s, "/as/cpu")
             .into_iter()
             .find(|c| c.0 == "scaleUp")
@@ -283,39 +328,62 @@ fn a_3x_cpu_step_scales_up_in_one_decision_and_back_down_once_without_failed_req
     .unwrap_or_else(|e| panic!("{e}; decisions {:#?}", decisions(&s, "/as/cpu", false)));
     wait_no_deployments(&s, Duration::from_secs(90));
     let up = step.join().expect("load thread");
-    let after_up = changes(&s, "/as/cpu");
-    let ups: Vec<_> = after_up.iter().filter(|c| c.0 == "scaleUp").collect();
-    assert_eq!(ups.len(), 1, "one scale-up decision: {after_up:?}");
-    let target = ups[0].2;
+    let during = changes(&s, "/as/cpu");
+    assert_eq!(
+        during.len(),
+        1,
+        "one decision while 3× lasts: {:#?}",
+        summaries(&s, "/as/cpu")
+    );
+    let target = during[0].2;
     assert!(
         (5..=7).contains(&target),
-        "3× load on 2 instances needs about 6: {after_up:?}; {:#?}",
-        decisions(&s, "/as/cpu", true)
+        "3× load on 2 instances needs about 6: {:#?}",
+        summaries(&s, "/as/cpu")
     );
-    let a = app(&s, "/as/cpu");
-    assert_eq!(healthy_tasks(&a).len() as u64, target, "{a}");
     assert_eq!(up.errors + up.non_2xx, 0, "no failed request at 3×: {up}");
+    // The new instances served through the proxy.
+    let (_, per_backend) = send(
+        &s,
+        "GET",
+        "/api/v1/query?query=sum%20by%20(backend)%20(slipway_proxy_backend_requests_total%7Bapp%3D%22%2Fas%2Fcpu%22%7D)",
+        None,
+    );
+    let serving = per_backend["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter(|x| x["value"][1].as_str().is_some_and(|v| v != "0"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(serving as u64 >= target, "{per_backend}");
 
     // Back to 1×: one scale-down after the window, then nothing.
-    wait_for("a scale-down", Duration::from_secs(90), || {
+    wait_for("a scale-down", Duration::from_secs(60), || {
         changes(&s, "/as/cpu")
             .into_iter()
             .find(|c| c.0 == "scaleDown")
     })
     .unwrap_or_else(|e| panic!("{e}; decisions {:#?}", decisions(&s, "/as/cpu", false)));
     wait_no_deployments(&s, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(10));
-    let all = changes(&s, "/as/cpu");
-    let downs: Vec<_> = all.iter().filter(|c| c.0 == "scaleDown").collect();
-    assert_eq!(all.len(), 2, "one up, one down: {all:?}");
-    assert_eq!(downs.len(), 1, "{all:?}");
-    assert!(downs[0].2 <= 3, "1× needs 2 instances: {all:?}");
     let base = base.join().expect("load thread");
+    let all = changes(&s, "/as/cpu");
+    assert_eq!(
+        all.len(),
+        2,
+        "one up, one down: {:#?}",
+        decisions(&s, "/as/cpu", true)
+    );
+    assert_eq!(all[1].0, "scaleDown");
+    assert!(all[1].2 <= 3, "1× needs 2 instances: {all:?}");
     assert_eq!(base.errors + base.non_2xx, 0, "no failed request: {base}");
-    // Every decision is published on /v2/events and audited as the autoscaler's.
-    let (_, audit) = send(&s, "GET", "/api/v1/audit?app=/as/cpu", None);
+    let a = app(&s, "/as/cpu");
+    assert_eq!(healthy_tasks(&a).len() as u64, all[1].2, "{a}");
+    // The scales are the autoscaler's in the audit log, with the decision's summary.
+    let (_, audit) = send(&s, "GET", "/api/v1/audit?user=autoscaler", None);
     assert!(
-        audit.to_string().contains("autoscaler"),
+        audit.to_string().contains("scale to"),
         "the scales are in the audit log: {audit}"
     );
 }
