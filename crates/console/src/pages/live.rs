@@ -85,25 +85,31 @@ pub(crate) async fn stream(
             region(&html).map(|r| Ok(r.to_string()))
         }
     };
-    let state = (String::new(), 0u32, false);
-    let events = futures_util::stream::unfold(state, move |(last, quiet, done)| {
+    // (last region sent, quiet ticks, ended, the last render's cost)
+    let state = (String::new(), 0u32, false, Duration::ZERO);
+    let events = futures_util::stream::unfold(state, move |(last, quiet, done, cost)| {
         let render = render.clone();
         async move {
             if done {
                 return None;
             }
-            tokio::time::sleep(TICK).await;
-            let frame_text = match render().await {
+            // A page that is expensive to render (thousands of apps) is re-rendered less
+            // often: at most a tenth of the server's time goes to one live page.
+            tokio::time::sleep(TICK.max(cost * 10)).await;
+            let started = std::time::Instant::now();
+            let rendered = render().await;
+            let cost = started.elapsed();
+            let frame_text = match rendered {
                 Some(Ok(now)) if now != last => {
                     let f = frame("update", &now);
-                    return Some((Ok::<_, std::convert::Infallible>(f), (now, 0, false)));
+                    return Some((Ok::<_, std::convert::Infallible>(f), (now, 0, false, cost)));
                 }
-                Some(Err(())) => return Some((Ok(frame("gone", "")), (last, 0, true))),
+                Some(Err(())) => return Some((Ok(frame("gone", "")), (last, 0, true, cost))),
                 _ if quiet >= 14 => ": keep-alive\n\n".to_string(),
                 _ => String::new(),
             };
             let quiet = if frame_text.is_empty() { quiet + 1 } else { 0 };
-            Some((Ok(frame_text), (last, quiet, false)))
+            Some((Ok(frame_text), (last, quiet, false, cost)))
         }
     });
     let mut resp = Body::from_stream(events).into_response();
