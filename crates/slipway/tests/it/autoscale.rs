@@ -462,3 +462,52 @@ fn kill_9_in_the_middle_of_a_scale_up_converges_to_the_decided_count_and_decisio
         "the interrupted decision is not taken twice"
     );
 }
+
+#[test]
+fn a_manual_scale_pauses_the_autoscaler_and_its_decisions_say_so() {
+    let (s, _dir) = metrics_server();
+    enable_autoscaler(&s);
+    create(&s, &cpu_app("/as/manual", "as-manual.test", 1));
+    let policy = json!({
+        "min": 1, "max": 8,
+        "metrics": [{"type": "promql", "query": "max(demand_value{app=\"as-manual\"})", "target": 1}]
+    });
+    let (status, body) = send(&s, "PUT", "/api/v1/autoscalers/as/manual", Some(&policy));
+    assert_eq!(status, 200, "{body}");
+    write_demand(&s, "as-manual", 3);
+    wait_for("the scale-up to 3", Duration::from_secs(30), || {
+        changes(&s, "/as/manual")
+            .into_iter()
+            .find(|c| c.0 == "scaleUp" && c.2 == 3)
+    })
+    .unwrap_or_else(|e| panic!("{e}; {}", summaries(&s, "/as/manual")));
+    wait_no_deployments(&s, Duration::from_secs(60));
+    // A person scales to 2 although the demand says 3: the autoscaler leaves it alone.
+    let (status, body) = send(
+        &s,
+        "PUT",
+        "/v2/apps/as/manual",
+        Some(&json!({"instances": 2})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let paused = wait_for("a paused decision", Duration::from_secs(30), || {
+        decisions(&s, "/as/manual", false)
+            .into_iter()
+            .find(|d| d["decision"]["reasons"][0]["kind"] == "manualPause")
+    })
+    .unwrap_or_else(|e| panic!("{e}; {}", summaries(&s, "/as/manual")));
+    assert!(
+        paused["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("scaled") || t.contains("manual")),
+        "{paused}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(app(&s, "/as/manual")["instances"], 2);
+    assert_eq!(
+        changes(&s, "/as/manual").len(),
+        1,
+        "{}",
+        summaries(&s, "/as/manual")
+    );
+}
