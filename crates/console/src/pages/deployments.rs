@@ -21,6 +21,26 @@ fn apps(d: &Value) -> Markup {
     }
 }
 
+/// Whether `who` may cancel the deployment (the API checks again): they may deploy every
+/// app it changes.
+fn may_cancel(c: &Console, who: &Viewer, d: &Value) -> bool {
+    if who.session.role < auth::Role::Developer {
+        return false;
+    }
+    let policies = c.ctx().identity.policies();
+    let principal = auth::Principal::new(who.session.user.clone(), who.session.role);
+    arr(d, "affectedApps")
+        .iter()
+        .filter_map(Value::as_str)
+        .all(|a| {
+            let id = model::PathId::parse(a);
+            let labels = c.ctx().engine.app_labels(&id).unwrap_or_default();
+            policies
+                .authorize(&principal, &auth::Action::Deploy { app: id, labels })
+                .is_allowed()
+        })
+}
+
 /// The apps a finished deployment (the engine's stored record) changed.
 fn finished_apps(d: &Value) -> Markup {
     html! {
@@ -59,7 +79,7 @@ async fn deployments_page(
                                             " step " (n(d, "currentStep")) " of " (n(d, "totalSteps"))
                                             @for a in arr(d, "currentActions") { div.meta { (s(a, "action")) " " (s(a, "app")) } }
                                         }
-                                        td { @if who.session.role >= auth::Role::Developer {
+                                        td { @if may_cancel(c, who, d) {
                                             form.inline method="post" action={"/ui/deployments/" (encode(s(d, "id"))) "/cancel"} {
                                                 (csrf(who)) button.danger type="submit" { "Cancel (roll back)" }
                                             }
