@@ -172,6 +172,28 @@ fn scale_down_takes_the_highest_recommendation_of_the_window() {
 }
 
 #[test]
+fn a_load_drop_over_a_few_buckets_is_one_step_down_not_a_staircase() {
+    let mut i = Input::new(rps_policy(1, 10, 30.0), 6);
+    let mut state = watched(6, 100.0);
+    // Total load falls from 180 (6 instances' worth) to 60 (2) over three seconds, so the
+    // window passes through 5 and 4 on its way down.
+    let total = |t: f64| (180.0 - 40.0 * (t - 100.0)).clamp(60.0, 180.0);
+    // (Values stay per 6 instances: the run ends before a second window could pass.)
+    let ds = run(&mut i, &mut state, 100, 260, |t| total(t) / 6.0);
+    let changes: Vec<(u32, u32)> = ds
+        .iter()
+        .filter(|d| d.is_change())
+        .map(|d| (d.current, d.target))
+        .collect();
+    assert_eq!(changes, vec![(6, 2)], "one step down to 2");
+    assert!(
+        ds.iter()
+            .any(|d| d.to_string().contains("waits for the fall to settle")),
+        "the wait is explained"
+    );
+}
+
+#[test]
 fn scale_down_needs_a_whole_window_of_watching() {
     let i = input(rps_policy(1, 10, 30.0), 100.0, &[5.0, 5.0, 5.0]);
     let (d, state) = decide(&i, &ControllerState::default(), at(100.0));
