@@ -109,3 +109,32 @@ pub(crate) async fn send(api: &axum::Router, req: Request<Body>) -> Reply {
     };
     Reply { status, body }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn api_errors_read_as_sentences() {
+        let r = Reply {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({"message": "Object is not valid", "details": [{"path": "/instances", "errors": ["must be >= 0"]}]}),
+        };
+        assert_eq!(r.message(), "Object is not valid; /instances: must be >= 0");
+        assert!(!r.ok());
+        let r = Reply {
+            status: StatusCode::BAD_GATEWAY,
+            body: Value::Null,
+        };
+        assert_eq!(
+            r.clone().json().unwrap_err(),
+            "the server answered 502 Bad Gateway"
+        );
+        let r = Reply {
+            status: StatusCode::OK,
+            body: json!({"a": 1}),
+        };
+        assert_eq!(r.json().unwrap()["a"], 1);
+    }
+}
