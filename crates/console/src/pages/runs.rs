@@ -212,6 +212,41 @@ fn approvals(c: &Console, who: &Viewer, run: &Value, steps: &[StageStep]) -> Mar
     }
 }
 
+/// Lines shown of a step's log: its last ones.
+const LOG_TAIL: usize = 300;
+
+/// The last [`LOG_TAIL`] lines of a step's log (the API pages from the start; a step keeps
+/// at most 10,000 lines, so this is at most a few pages).
+async fn log_tail(c: &Console, who: &Viewer, run: &str, step: &str) -> Result<Vec<Value>, String> {
+    const PAGE: usize = 5000;
+    let mut tail = std::collections::VecDeque::with_capacity(LOG_TAIL);
+    let mut after = 0;
+    loop {
+        let page = c
+            .get(
+                who,
+                &format!(
+                    "/api/v1/runs/{}/steps/{}/logs?after={after}&limit={PAGE}",
+                    encode(run),
+                    encode(step)
+                ),
+            )
+            .await?;
+        let lines = arr(&page, "lines");
+        for l in lines {
+            if tail.len() == LOG_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(l.clone());
+        }
+        let next = n(&page, "next");
+        if lines.len() < PAGE || next <= after {
+            return Ok(tail.into());
+        }
+        after = next;
+    }
+}
+
 async fn run_page(
     c: &Console,
     who: &Viewer,
@@ -249,17 +284,7 @@ async fn run_page(
     let log = if selected.is_empty() {
         None
     } else {
-        Some(
-            c.get(
-                who,
-                &format!(
-                    "/api/v1/runs/{}/steps/{}/logs?limit=5000",
-                    encode(id),
-                    encode(&selected)
-                ),
-            )
-            .await,
-        )
+        Some(log_tail(c, who, id, &selected).await)
     };
     let finished = !matches!(s(&run, "status"), "queued" | "running");
     let control = may_control(c, who, &run);
@@ -301,11 +326,10 @@ async fn run_page(
                 @match &log {
                     None => p.empty { "No step selected." },
                     Some(Err(e)) => (layout::notice("bad", e)),
-                    Some(Ok(l)) => {
-                        @let lines = arr(l, "lines");
+                    Some(Ok(lines)) => {
                         @if lines.is_empty() { p.empty { "No output yet." } } @else {
                             pre.log tabindex="0" aria-label={"Log of " (selected)} {
-                                @for line in &lines[lines.len().saturating_sub(300)..] {
+                                @for line in lines {
                                     span class={"ln " (s(line, "stream"))} { (s(line, "line")) "\n" }
                                 }
                             }

@@ -451,7 +451,7 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     );
     let release = testkit::git_repo(RELEASE, &[("app.json", &app_json("/prod/web", Some("2")))]);
     let slow = testkit::git_repo(
-        "version: 1\nname: slow\nsteps:\n  wait: { run: 'sleep 60' }\n",
+        "version: 1\nname: slow\nsteps:\n  wait: { run: 'seq 1 6000; sleep 60' }\n",
         &[],
     );
     for (name, repo) in [("flow", &flow), ("release", &release), ("slow", &slow)] {
@@ -634,6 +634,10 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     })
     .unwrap();
     b.goto(&format!("{}/ui/runs/{slow_id}", s.url));
+    // The log shows its tail (the API pages from the start).
+    b.wait_text("\n6000", Duration::from_secs(20));
+    let log = b.js("return document.querySelector('pre.log').innerText;");
+    assert!(log.as_str().unwrap().starts_with("5701\n"), "{log}");
     b.click_button("Cancel run", Some("/cancel"));
     wait_for("the run to be cancelled", Duration::from_secs(30), || {
         (run_json(&s, &slow_id)["status"] == "cancelled").then_some(())
