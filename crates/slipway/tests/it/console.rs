@@ -799,4 +799,30 @@ fn console_with_auth_none_serves_loopback_only_and_checks_csrf() {
         body.contains("Nothing was changed: expiry must be a number of days from 1 to 366"),
         "{body}"
     );
+    let policies = get_json(&format!("{}/api/v1/policies", s.url)).unwrap();
+    let (status, _, body) = raw(
+        &s.url,
+        "POST",
+        "/ui/admin/policies",
+        &form,
+        &format!("csrf={csrf}&policies=%7Bnot+json"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Nothing was changed: the policy document is not JSON"),
+        "{body}"
+    );
+    let (status, _, body) = raw(
+        &s.url,
+        "POST",
+        "/ui/admin/policies",
+        &form,
+        &format!("csrf={csrf}&policies=%7B%22environments%22%3A%5B%5D%7D"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Nothing was changed:"), "{body}");
+    assert_eq!(
+        get_json(&format!("{}/api/v1/policies", s.url)).unwrap(),
+        policies
+    );
 }
