@@ -227,6 +227,21 @@ const EXPRESSIONS: &[&str] = &[
     r#"floor(rate(slipway_proxy_requests_total{app="/pm"}[10s]))"#,
     r#"clamp_min(rate(container_cpu_usage_seconds_total{app="/pm"}[10s]), 0.02)"#,
     r#"clamp_max(irate(slipway_proxy_requests_total{app="/pm"}[10s]), 10)"#,
+    // more of the same families, as dashboards write them
+    r#"last_over_time(container_memory_working_set_bytes{app="/pm"}[10s])"#,
+    r#"stddev_over_time(container_memory_working_set_bytes{app="/pm"}[20s])"#,
+    r#"quantile_over_time(0.9, slipway_proxy_backend_in_flight{app="/pm"}[20s])"#,
+    r#"delta(container_memory_rss{app="/pm"}[20s])"#,
+    r#"bottomk(1, sum by (backend) (rate(slipway_proxy_backend_requests_total{app="/pm"}[20s])))"#,
+    r#"topk by (mode) (1, rate(node_cpu_seconds_total[10s]))"#,
+    r#"sum without (code) (rate(slipway_proxy_backend_requests_total{app="/pm"}[10s])) * on(app, backend) group_left slipway_proxy_backend_up{app="/pm"}"#,
+    r#"rate(container_cpu_usage_seconds_total{app="/pm"}[10s]) > on(app) group_left avg by (app) (rate(container_cpu_usage_seconds_total{app="/pm"}[10s]))"#,
+    r#"container_memory_rss{app="/pm"} < bool ignoring(cpu) container_memory_working_set_bytes{app="/pm"}"#,
+    r#"slipway_proxy_backend_up{app="/pm"} and on(backend) (rate(slipway_proxy_backend_requests_total{app="/pm",code="2xx"}[10s]) > 0)"#,
+    r#"sum(rate(slipway_proxy_request_duration_seconds_sum{app="/pm"}[20s])) / sum(rate(slipway_proxy_request_duration_seconds_count{app="/pm"}[20s]))"#,
+    r#"histogram_quantile(0.9, rate(slipway_proxy_request_duration_seconds_bucket{app="/pm"}[20s] offset 5s))"#,
+    r#"count(count by (mode) (node_cpu_seconds_total))"#,
+    r#"scalar(sum(container_memory_working_set_bytes{app="/pm"})) / container_memory_working_set_bytes{app="/pm"}"#,
 ];
 
 #[test]
