@@ -131,7 +131,12 @@ fn unhealthy_task_is_killed_and_replaced_with_reason() {
     let (status, _) = send(&s, "POST", "/v2/apps", Some(&def));
     assert_eq!(status, 201);
     wait_no_deployments(&s, Duration::from_secs(60));
-    let first = healthy_tasks(&app(&s, "/flaky"))[0].clone();
+    // With no grace period a slow start under load can cost the first task its health
+    // (then it is replaced): take whichever task is healthy now.
+    let first = wait_for("a healthy task", Duration::from_secs(60), || {
+        healthy_tasks(&app(&s, "/flaky")).first().cloned()
+    })
+    .unwrap();
     let port = first["ports"][0].as_u64().unwrap();
     http_get(&format!("http://127.0.0.1:{port}/health/fail")).unwrap();
     wait_for("an unhealthy kill", Duration::from_secs(60), || {
