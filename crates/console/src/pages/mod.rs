@@ -84,3 +84,9 @@ pub(crate) fn app_href(id: &str) -> String {
         .collect();
     format!("/ui/apps/{}", segs.join("/"))
 }
+
+/// What a run waits for, without the CLI command the API appends for terminals.
+pub(crate) fn waiting(run: &Value) -> &str {
+    let w = s(run, "waitingFor");
+    w.split_once(": slipway ").map_or(w, |(what, _)| what)
+}

@@ -152,7 +152,7 @@ pub(crate) fn overview(
                                 @if let Some(r) = last {
                                     td { a href={"/ui/runs/" (s(r, "id"))} { "#" (n(r, "number")) } " · " (layout::time(s(r, "createdAt"))) }
                                     td { (badge(s(r, "status"))) }
-                                    td { (s(r, "waitingFor")) }
+                                    td { (super::waiting(r)) }
                                 } @else {
                                     td { "—" } td { "never run" } td {}
                                 }
@@ -261,10 +261,11 @@ mod tests {
         let runs = vec![(
             "orders".to_string(),
             Some(
-                json!({"id": "r1", "number": 7, "status": "running", "waitingFor": "approval of ok"}),
+                json!({"id": "r1", "number": 7, "status": "running", "waitingFor": "approval `ok` (Do tests OK?): slipway runs approve r1 ok"}),
             ),
         )];
         let html = overview(&apps, &auth::PolicySet::default(), &runs).into_string();
+        assert!(!html.contains("slipway runs approve"), "{html}");
         for want in [
             "qa",
             "prod · AA",
@@ -274,7 +275,7 @@ mod tests {
             "healthy",
             "deploying",
             "#7",
-            "approval of ok",
+            "approval `ok` (Do tests OK?)",
             "href=\"/ui/runs/r1\"",
         ] {
             assert!(html.contains(want), "{want} missing in {html}");

@@ -30,7 +30,7 @@ pub(crate) async fn list(State(c): State<Console>, Extension(who): Extension<Vie
                         h3 { a href={"/ui/pipelines/" (encode(name))} { (name) } }
                         @if let Some(r) = last {
                             p { a href={"/ui/runs/" (s(r, "id"))} { "Run #" (n(r, "number")) } " " (badge(s(r, "status"))) }
-                            @if !s(r, "waitingFor").is_empty() { p.meta { "Waiting for " (s(r, "waitingFor")) } }
+                            @if !s(r, "waitingFor").is_empty() { p.meta { "Waiting for " (super::waiting(r)) } }
                         } @else { p.meta { "Never run" } }
                     }
                 }
@@ -68,7 +68,7 @@ pub(crate) fn runs_table(runs: &[Value], with_pipeline: bool) -> Markup {
                             td { a href={"/ui/runs/" (s(r, "id"))} { "#" (n(r, "number")) } }
                             @if with_pipeline { td { (s(r, "pipeline")) } }
                             td { (badge(s(r, "status")))
-                                 @if !s(r, "waitingFor").is_empty() { div.meta { "waiting for " (s(r, "waitingFor")) } } }
+                                 @if !s(r, "waitingFor").is_empty() { div.meta { "waiting for " (super::waiting(r)) } } }
                             td { (s(r, "triggeredBy")) }
                             td.mono { (s(r, "sha").chars().take(8).collect::<String>()) " " (s(r, "branch")) }
                             td { (layout::time(s(r, "createdAt"))) }

@@ -295,7 +295,7 @@ async fn run_page(
         (live(html! {
             div.runhead {
                 (badge(s(&run, "status")))
-                @if !s(&run, "waitingFor").is_empty() { span.meta { " waiting for " (s(&run, "waitingFor")) } }
+                @if !s(&run, "waitingFor").is_empty() { span.meta { " waiting for " (super::waiting(&run)) } }
                 span.meta { " · started by " (s(&run, "triggeredBy")) " · " (s(&run, "branch")) " " span.mono { (s(&run, "sha").chars().take(8).collect::<String>()) } }
                 @if !s(&run, "reason").is_empty() { div.meta.reason { (s(&run, "reason")) } }
                 @if let Some(p) = run["params"].as_object().filter(|p| !p.is_empty()) {
