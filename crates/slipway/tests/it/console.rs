@@ -652,11 +652,16 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     })
     .unwrap_or_else(|e| panic!("{e}: {}", b.text()));
     let retried = b.url().rsplit('/').next().unwrap().to_string();
+    wait_for("the retried step to run", Duration::from_secs(30), || {
+        (step_status(&run_json(&s, &retried), "wait") == "running").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", run_json(&s, &retried)));
+    b.goto(&format!("{}/ui/runs/{retried}", s.url));
     b.click_button("Cancel run", Some("/cancel"));
     wait_for("the retry to be cancelled", Duration::from_secs(30), || {
         (run_json(&s, &retried)["status"] == "cancelled").then_some(())
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", b.text(), run_json(&s, &retried)));
 
     // Dark theme.
     b.cmd(
