@@ -154,6 +154,9 @@ async fn app_page(
                         " (" (f.get("state").and_then(Value::as_str).unwrap_or_default()) ", " (layout::time(f.get("timestamp").and_then(Value::as_str).unwrap_or_default())) ")" }
                 }
             }
+            @if who.session.role >= auth::Role::Developer {
+                p.meta { a href={"/ui/audit?app=" (encode(id))} { "Who changed this app (audit)" } }
+            }
             section aria-labelledby="tasks-h" {
                 h2 #tasks-h { "Tasks" }
                 (tasks_table(&app))

@@ -17,9 +17,20 @@ pub(crate) async fn page(State(c): State<Console>, Extension(who): Extension<Vie
         .get(&who, "/v2/apps?embed=apps.deployments&embed=apps.counts")
         .await;
     let pipelines = pipelines_with_last_run(&c, &who).await;
+    let running = c
+        .get(&who, "/v2/deployments")
+        .await
+        .ok()
+        .and_then(|d| d.as_array().map(Vec::len))
+        .unwrap_or(0);
     let policies = c.ctx().identity.policies();
     let body = match apps {
-        Ok(apps) => overview(arr(&apps, "apps"), &policies, &pipelines),
+        Ok(apps) => html! {
+            @if running > 0 {
+                p { a href="/ui/deployments" { (badge("deploying")) " " (running) " deployment" @if running > 1 { "s" } " running" } }
+            }
+            (overview(arr(&apps, "apps"), &policies, &pipelines))
+        },
         Err(e) => layout::notice("bad", &e),
     };
     render(layout::page(

@@ -179,7 +179,15 @@ async fn pipeline_page(
         .await;
     let params = params_of(c, name);
     let principal = auth::Principal::new(who.session.user.clone(), who.session.role);
+    let source = c
+        .ctx()
+        .pipelines
+        .as_ref()
+        .and_then(|svc| svc.source(name).ok());
     let body = html! {
+        @if let Some(src) = &source {
+            p.meta { "From " span.mono { (src.repo) } ", branch " span.mono { (src.branch) } ", file " span.mono { (src.file) } }
+        }
         section aria-labelledby="start-h" {
             h2 #start-h { "Start a run" }
             @match &params {
