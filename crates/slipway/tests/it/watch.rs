@@ -90,7 +90,7 @@ fn task_series_agree_with_the_kernel_and_answer_promql() {
     .unwrap();
     for id in &tasks {
         for needle in [
-            format!("app=\"/qa/busy\""),
+            "app=\"/qa/busy\"".to_string(),
             format!("task=\"{id}\""),
             "env=\"qa\"".into(),
         ] {
@@ -150,7 +150,10 @@ fn task_series_agree_with_the_kernel_and_answer_promql() {
     assert!(v > 0.0 && v < 1.0, "{rate}");
     let (status, bad) = http(
         "GET",
-        &format!("{}/api/v1/query?query=sum%28rate%28x%5B5m%5D%29%20by", s.url),
+        &format!(
+            "{}/api/v1/query?query=sum%28rate%28x%5B5m%5D%29%20by",
+            s.url
+        ),
         None,
     )
     .unwrap();
