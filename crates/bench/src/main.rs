@@ -7,8 +7,10 @@
 //!   target/release/slipway-bench proxy-vs-haproxy
 //!   target/release/slipway-bench pipeline-vs-shell
 //!   target/release/slipway-bench pipeline-trigger
+//!   target/release/slipway-bench autoscale
 //!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
+mod autoscale;
 mod haproxy;
 mod steps;
 mod swarm;
@@ -78,6 +80,9 @@ enum Scenario {
         #[arg(long, default_value_t = 11)]
         runs: usize,
     },
+    /// The autoscaler's default policy against the `hpa` preset on the same 1× → 3× → 1×
+    /// trace (two servers at once).
+    Autoscale,
     /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
     RollingVsSwarm {
         /// Alternating runs of each (the median is reported).
@@ -93,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::PipelineVsShell { steps, runs } => steps::pipeline_vs_shell(steps, runs),
         Scenario::PipelineTrigger { runs } => steps::trigger_to_first_step(&args.slipway, runs),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
+        Scenario::Autoscale => autoscale::default_vs_hpa(&args.slipway),
         Scenario::ProxyVsHaproxy { runs, seconds } => {
             haproxy::proxy_vs_haproxy(&args.slipway, runs, seconds)
         }
