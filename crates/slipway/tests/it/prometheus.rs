@@ -106,11 +106,21 @@ fn start_prometheus(bin: &std::path::Path, target: &str) -> Prometheus {
 /// Prometheus adds) → (timestamp ms, value).
 type Matrix = BTreeMap<String, Vec<(i64, f64)>>;
 
+/// A matrix, vector or scalar answer as series of points.
 fn matrix(answer: &Value) -> Result<Matrix, String> {
     if answer["status"] != "success" {
         return Err(format!("error answer: {answer}"));
     }
+    let point = |p: &Value| {
+        let t = p[0].as_f64().unwrap_or(f64::NAN);
+        let v = p[1].as_str().and_then(|v| v.parse::<f64>().ok());
+        ((t * 1000.0).round() as i64, v.unwrap_or(f64::NAN))
+    };
     let mut out = Matrix::new();
+    if answer["data"]["resultType"] == "scalar" {
+        out.insert("scalar".into(), vec![point(&answer["data"]["result"])]);
+        return Ok(out);
+    }
     for s in answer["data"]["result"].as_array().ok_or("no result")? {
         let labels: BTreeMap<&str, &str> = s["metric"]
             .as_object()
@@ -119,16 +129,10 @@ fn matrix(answer: &Value) -> Result<Matrix, String> {
             .filter(|(k, _)| *k != "job" && *k != "instance")
             .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
             .collect();
-        let points = s["values"]
-            .as_array()
-            .ok_or("no values")?
-            .iter()
-            .map(|p| {
-                let t = p[0].as_f64().unwrap_or(f64::NAN);
-                let v = p[1].as_str().and_then(|v| v.parse::<f64>().ok());
-                ((t * 1000.0).round() as i64, v.unwrap_or(f64::NAN))
-            })
-            .collect();
+        let points = match s["values"].as_array() {
+            Some(values) => values.iter().map(point).collect(),
+            None => vec![point(&s["value"])],
+        };
         out.insert(format!("{labels:?}"), points);
     }
     Ok(out)
@@ -232,8 +236,11 @@ const EXPRESSIONS: &[&str] = &[
     r#"stddev_over_time(container_memory_working_set_bytes{app="/pm"}[20s])"#,
     r#"quantile_over_time(0.9, slipway_proxy_backend_in_flight{app="/pm"}[20s])"#,
     r#"delta(container_memory_rss{app="/pm"}[20s])"#,
-    r#"bottomk(1, sum by (backend) (rate(slipway_proxy_backend_requests_total{app="/pm"}[20s])))"#,
-    r#"topk by (mode) (1, rate(node_cpu_seconds_total[10s]))"#,
+    // topk/bottomk break ties in no documented order (round-robin makes request rates tie,
+    // and identical tasks' memory can tie to the page), so they rank the tasks' CPU time,
+    // counted in nanoseconds.
+    r#"bottomk(1, container_cpu_usage_seconds_total{app="/pm"})"#,
+    r#"topk by (app) (1, rate(container_cpu_usage_seconds_total{app="/pm"}[10s]))"#,
     r#"sum without (code) (rate(slipway_proxy_backend_requests_total{app="/pm"}[10s])) * on(app, backend) group_left slipway_proxy_backend_up{app="/pm"}"#,
     r#"rate(container_cpu_usage_seconds_total{app="/pm"}[10s]) > on(app) group_left avg by (app) (rate(container_cpu_usage_seconds_total{app="/pm"}[10s]))"#,
     r#"container_memory_rss{app="/pm"} < bool ignoring(cpu) container_memory_working_set_bytes{app="/pm"}"#,
@@ -335,6 +342,23 @@ fn promql_answers_match_a_real_prometheus() {
             (Err(e), _) => Some(format!("slipway: {e}")),
             (_, Err(e)) => Some(format!("prometheus: {e}")),
         };
+        // The instant query API at the window's end (lookback instead of steps).
+        let instant = |base: &str| {
+            let url = format!(
+                "{base}/api/v1/query?query={}&time={}.{:03}",
+                enc(expr),
+                end / 1000,
+                end % 1000
+            );
+            testkit::get_json(&url).unwrap_or_else(|e| Value::String(e.to_string()))
+        };
+        let verdict =
+            verdict.or_else(
+                || match (matrix(&instant(&s.url)), matrix(&instant(&prom.url))) {
+                    (Ok(a), Ok(b)) => diff(&a, &b).map(|d| format!("instant query: {d}")),
+                    (Err(e), _) | (_, Err(e)) => Some(format!("instant query: {e}")),
+                },
+            );
         let series = a.as_ref().map(|m| m.len()).unwrap_or(0);
         let points: usize = a
             .as_ref()
