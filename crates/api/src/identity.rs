@@ -644,6 +644,19 @@ pub struct StoreSecrets {
     pub key: Arc<auth::SecretKey>,
 }
 
+impl StoreSecrets {
+    /// A secret's value for a step of `pipeline`: refused when the secret's scope is set
+    /// and does not name the pipeline (a secret meant for prod apps is not a build
+    /// step's). Secrets stored without a scope stay usable by pipelines, as before scopes.
+    pub fn resolve_for_pipeline(&self, pipeline: &str, name: &str) -> Result<String, String> {
+        if let Some(Some(json)) = self.store.secret_scope(name).map_err(|e| e.to_string())? {
+            let scope: auth::SecretScope = serde_json::from_str(&json).unwrap_or_default();
+            scope.allows_pipeline(name, pipeline)?;
+        }
+        engine::SecretResolver::resolve(self, name)
+    }
+}
+
 impl engine::SecretResolver for StoreSecrets {
     fn resolve(&self, name: &str) -> Result<String, String> {
         let sealed = self

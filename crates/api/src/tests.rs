@@ -43,7 +43,7 @@ impl Server {
         let pipelines = pipeline::service::Service::new(
             store.clone(),
             dir.path().join("runs"),
-            Arc::new(|_: &str| Err("no secrets in these tests".to_string())),
+            Arc::new(|_: &str, _: &str| Err("no secrets in these tests".to_string())),
         );
         let admission = Arc::new(crate::admission::AdmissionConfig::default());
         pipelines.set_deployer(Arc::new(crate::EngineDeployer {

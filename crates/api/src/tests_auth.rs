@@ -405,3 +405,34 @@ fn b64(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_scoped_secret_serves_only_the_pipelines_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(store::Store::open(&dir.path().join("db")).unwrap());
+    let key = std::sync::Arc::new(auth::SecretKey::load_or_create(&dir.path().join("k")).unwrap());
+    let put = |name: &str, scope: Option<&str>| {
+        let sealed = key.seal(name, b"value").unwrap();
+        store.put_secret(name, &sealed, 1, "admin", scope).unwrap();
+    };
+    put("prod-db", Some(r#"{"environments":["prod"]}"#));
+    put("registry", Some(r#"{"pipelines":["orders"]}"#));
+    put("legacy", None);
+    let secrets = crate::identity::StoreSecrets {
+        store: store.clone(),
+        key: key.clone(),
+    };
+    let err = secrets
+        .resolve_for_pipeline("orders", "prod-db")
+        .unwrap_err();
+    assert!(err.contains("prod-db") && err.contains("orders"), "{err}");
+    assert_eq!(
+        secrets.resolve_for_pipeline("orders", "registry").unwrap(),
+        "value"
+    );
+    assert!(secrets.resolve_for_pipeline("release", "registry").is_err());
+    assert_eq!(
+        secrets.resolve_for_pipeline("any", "legacy").unwrap(),
+        "value"
+    );
+}

@@ -31,7 +31,7 @@ fn fixture(file: &str) -> Fixture {
     let service = Service::new(
         store.clone(),
         data.path().join("runs"),
-        Arc::new(|name: &str| {
+        Arc::new(|_pipeline: &str, name: &str| {
             if name == "tok" {
                 Ok("s3cret-token-value".to_string())
             } else {
@@ -368,7 +368,7 @@ async fn a_restart_resumes_waiting_runs_and_marks_cut_off_ones_interrupted() {
     let again = Service::new(
         f.store.clone(),
         data_runs,
-        Arc::new(|_: &str| Ok("s3cret-token-value".to_string())),
+        Arc::new(|_: &str, _: &str| Ok("s3cret-token-value".to_string())),
     );
     again.recover().unwrap();
     let cut = f.store.run("cut").unwrap().unwrap();

@@ -427,7 +427,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let pipelines = pipeline::service::Service::new(
         store.clone(),
         data_dir.join("runs"),
-        Arc::new(move |name: &str| engine::SecretResolver::resolve(&secrets_for_runs, name)),
+        Arc::new(move |pipeline: &str, name: &str| {
+            secrets_for_runs.resolve_for_pipeline(pipeline, name)
+        }),
     );
     if let Some(config) = pipeline_docker {
         pipelines.set_docker(pipeline::service::DockerSetup {

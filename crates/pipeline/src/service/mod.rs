@@ -159,8 +159,9 @@ struct Pending {
     number: i64,
 }
 
-/// Resolves a secret's value by name.
-pub type SecretLookup = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+/// Resolves a secret's value by name for the pipeline named first: the server refuses
+/// secrets whose scope does not name that pipeline.
+pub type SecretLookup = Arc<dyn Fn(&str, &str) -> Result<String, String> + Send + Sync>;
 
 /// The pipeline service; cheap to clone.
 #[derive(Clone)]

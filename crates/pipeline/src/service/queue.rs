@@ -268,7 +268,7 @@ impl Service {
         let mut secrets = BTreeMap::new();
         for step in &pipeline.steps {
             for name in &step.secrets {
-                let value = (self.inner.secrets)(name).map_err(|e| {
+                let value = (self.inner.secrets)(&run.pipeline, name).map_err(|e| {
                     ServiceError::Invalid(format!("secret `{name}` of step `{}`: {e}", step.name))
                 })?;
                 secrets.insert(name.clone(), value);
@@ -286,7 +286,7 @@ impl Service {
             ..Values::default()
         };
         let repos = self
-            .checkout_repos(&run.id, &source, &pipeline, &values)
+            .checkout_repos(&run.id, &run.pipeline, &source, &pipeline, &values)
             .await?;
         let mut values = values;
         for (name, r) in &repos {
@@ -412,6 +412,7 @@ impl Service {
     async fn checkout_repos(
         &self,
         run: &str,
+        registered: &str,
         source: &Source,
         pipeline: &Pipeline,
         values: &Values,
@@ -431,7 +432,7 @@ impl Service {
                 .map_err(fail)?;
             let creds = match &repo.secret {
                 Some(secret) => Some(crate::repos::Credentials::from_secret(
-                    &(self.inner.secrets)(secret)
+                    &(self.inner.secrets)(registered, secret)
                         .map_err(|e| fail(format!("secret `{secret}`: {e}")))?,
                 )),
                 None => None,

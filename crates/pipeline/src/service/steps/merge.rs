@@ -39,7 +39,8 @@ impl ServerSteps {
             let url = service.source(&pipeline).map_err(|e| e.to_string())?.repo;
             let creds = match &secret {
                 Some(name) => Some(crate::repos::Credentials::from_secret(
-                    &(service.inner.secrets)(name).map_err(|e| format!("secret `{name}`: {e}"))?,
+                    &(service.inner.secrets)(&pipeline, name)
+                        .map_err(|e| format!("secret `{name}`: {e}"))?,
                 )),
                 None => None,
             };
