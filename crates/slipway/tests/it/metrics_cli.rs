@@ -58,9 +58,15 @@ fn top_and_metrics_query_show_a_loaded_app() {
             .iter()
             .find(|a| a["id"] == "/mc")?
             .clone();
+        // Every task's rates need two collection rounds of it: wait for them too.
+        let tasks = app["tasks"].as_array()?;
+        let rated = tasks
+            .iter()
+            .all(|t| t["cpu"].as_f64().is_some() && t["requestsPerSecond"].as_f64().is_some());
         (app["requestsPerSecond"].as_f64()? > 0.0
             && app["p99Seconds"].as_f64()? > 0.0
-            && app["tasks"].as_array()?.len() == 3)
+            && tasks.len() == 3
+            && rated)
             .then_some(app)
     })
     .unwrap();

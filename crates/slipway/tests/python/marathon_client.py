@@ -51,6 +51,9 @@ assert app.id == "/pyapp", app.id
 assert len(c.list_deployments()) >= 1
 assert any(a.id == "/pyapp" for a in c.list_apps(embed_tasks=True, embed_counts=True))
 wait("1 running task", lambda: c.get_app("/pyapp").tasks_running == 1)
+# A task counts as ready once it has run for 2 s (a crash loop never completes a
+# deployment): until then the app is locked, as Marathon locks apps during deployments.
+wait("the first deployment", lambda: not c.list_deployments())
 
 c.scale_app("/pyapp", instances=3)
 wait("3 running tasks", lambda: c.get_app("/pyapp").tasks_running == 3)
