@@ -127,6 +127,8 @@ pub struct SlipwayProcess {
     port: u16,
     extra: Vec<String>,
     proxy_args: Vec<String>,
+    /// The server's agent id (its task cgroups' parent), once it answered.
+    agent: Option<String>,
 }
 
 impl SlipwayProcess {
@@ -144,6 +146,7 @@ impl SlipwayProcess {
                 port: free_port(),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 proxy_args: Vec::new(),
+                agent: None,
             };
             // Servers of parallel tests must not fight over the proxy's listeners: each
             // gets its own vhost port and a window of service ports (unless the test chose).
@@ -216,6 +219,13 @@ impl SlipwayProcess {
             if http_get(&format!("{}/ping", self.url)).is_ok()
                 && self.pid().is_some_and(|pid| listens_on(pid, self.port))
             {
+                // Its agent id names its task cgroups: Drop kills them even after the
+                // data directory is gone.
+                if self.agent.is_none() {
+                    self.agent = get_json(&format!("{}/v2/info", self.url))
+                        .ok()
+                        .and_then(|v| v["frameworkId"].as_str().map(str::to_string));
+                }
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -275,6 +285,21 @@ impl Drop for SlipwayProcess {
         self.kill9();
         // Tasks outlive the server by design; tests must not leak them.
         kill_tasks_of(&self.data_dir);
+        if let Some(agent) = &self.agent {
+            for _ in 0..20 {
+                let left = cgroup_task_processes(agent);
+                if left.is_empty() {
+                    break;
+                }
+                for (pid, _) in left {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
 
