@@ -168,6 +168,36 @@ fn range(p: &Params) -> Result<(i64, i64), Response> {
     ))
 }
 
+/// What the metadata endpoints look at: the store, the `match[]` selectors, the range.
+type Scope<'a> = (
+    &'a std::sync::Arc<watch::Watch>,
+    Vec<Vec<tsdb::Matcher>>,
+    i64,
+    i64,
+);
+
+fn scope<'a>(ctx: &'a Ctx, p: &Params) -> Result<Scope<'a>, Response> {
+    let w = watch(ctx)?;
+    let sels = selectors(p)?;
+    let (start, end) = range(p)?;
+    Ok((w, sels, start, end))
+}
+
+/// The sorted, distinct union of `of(matchers)` over the selectors (all series when none).
+fn union_over(
+    sels: &[Vec<tsdb::Matcher>],
+    of: impl Fn(&[tsdb::Matcher]) -> Vec<String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = if sels.is_empty() {
+        of(&[])
+    } else {
+        sels.iter().flat_map(|m| of(m)).collect()
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// `GET|POST /api/v1/series`.
 pub(crate) async fn series(
     State(ctx): State<Ctx>,
@@ -176,13 +206,9 @@ pub(crate) async fn series(
     body: Bytes,
 ) -> Response {
     let p = params(q.as_deref(), &headers, &body);
-    let w = match watch(&ctx) {
-        Ok(w) => w,
+    let (w, sels, start, end) = match scope(&ctx, &p) {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let (sels, (start, end)) = match (selectors(&p), range(&p)) {
-        (Ok(s), Ok(r)) => (s, r),
-        (Err(r), _) | (_, Err(r)) => return r,
     };
     if sels.is_empty() {
         return bad("no match[] parameter provided".into());
@@ -207,23 +233,11 @@ pub(crate) async fn labels(
     body: Bytes,
 ) -> Response {
     let p = params(q.as_deref(), &headers, &body);
-    let w = match watch(&ctx) {
-        Ok(w) => w,
+    let (w, sels, start, end) = match scope(&ctx, &p) {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let (sels, (start, end)) = match (selectors(&p), range(&p)) {
-        (Ok(s), Ok(r)) => (s, r),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let mut names: Vec<String> = if sels.is_empty() {
-        w.db().label_names(&[], start, end)
-    } else {
-        sels.iter()
-            .flat_map(|m| w.db().label_names(m, start, end))
-            .collect()
-    };
-    names.sort();
-    names.dedup();
+    let names = union_over(&sels, |m| w.db().label_names(m, start, end));
     json(StatusCode::OK, promql::render_string_list(&names))
 }
 
@@ -234,23 +248,11 @@ pub(crate) async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = Params::parse(q.as_deref());
-    let w = match watch(&ctx) {
-        Ok(w) => w,
+    let (w, sels, start, end) = match scope(&ctx, &p) {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let (sels, (start, end)) = match (selectors(&p), range(&p)) {
-        (Ok(s), Ok(r)) => (s, r),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let mut values: Vec<String> = if sels.is_empty() {
-        w.db().label_values(&name, &[], start, end)
-    } else {
-        sels.iter()
-            .flat_map(|m| w.db().label_values(&name, m, start, end))
-            .collect()
-    };
-    values.sort();
-    values.dedup();
+    let values = union_over(&sels, |m| w.db().label_values(&name, m, start, end));
     json(StatusCode::OK, promql::render_string_list(&values))
 }
 
