@@ -427,6 +427,11 @@ impl Engine {
     }
 }
 
+/// `(uid, gid)` of an account from the user database (blocking), as tasks are run with.
+pub fn account_ids(name: &str) -> Option<(u32, u32)> {
+    launcher::Launcher::ids_of(&launcher::RunAs::User(name.to_owned()))
+}
+
 /// Milliseconds since the epoch.
 pub(crate) fn now_ms() -> i64 {
     Timestamp::now().millis()

@@ -95,19 +95,6 @@ fn euid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// `(uid, gid)` of an account, from the user database.
-fn account(name: &str) -> Option<(u32, u32)> {
-    let out = Command::new("getent")
-        .args(["passwd", name])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
 /// Creates the system account `name` (no home, no login shell) with a group of its own.
 fn create_account(name: &str) -> Result<(), String> {
     let status = Command::new("useradd")
@@ -153,16 +140,18 @@ pub(crate) fn task_identity(
         );
         return Ok(TaskIdentity::Server);
     }
-    let (user, (uid, gid)) = match account(task_user) {
+    let (user, (uid, gid)) = match engine::account_ids(task_user) {
         Some(ids) => (task_user.to_owned(), ids),
         None if task_user == DEFAULT_TASK_USER => match create_account(task_user) {
             Ok(()) => (
                 task_user.to_owned(),
-                account(task_user).context("the task user vanished after it was created")?,
+                engine::account_ids(task_user)
+                    .context("the task user vanished after it was created")?,
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the user {task_user}; tasks run as nobody");
-                let ids = account("nobody").context("neither slipway-task nor nobody exists")?;
+                let ids = engine::account_ids("nobody")
+                    .context("neither slipway-task nor nobody exists")?;
                 ("nobody".to_owned(), ids)
             }
         },
