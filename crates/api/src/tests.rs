@@ -26,16 +26,18 @@ impl Server {
         cfg.tick = Duration::from_millis(50);
         cfg.kill_tasks_on_shutdown = true;
         cfg.docker.enabled = false;
-        let engine = Engine::open(cfg, store.clone()).unwrap();
         let identity =
             Arc::new(crate::Identity::open(store.clone(), crate::AuthMode::On, false).unwrap());
         identity.bootstrap(Some(ADMIN)).unwrap();
         let secret_key =
             Arc::new(auth::SecretKey::load_or_create(&dir.path().join("secret.key")).unwrap());
-        engine.set_secret_resolver(Arc::new(crate::identity::StoreSecrets {
-            store: store.clone(),
-            key: secret_key.clone(),
-        }));
+        let engine = Engine::builder(cfg, store.clone())
+            .secrets(Arc::new(crate::identity::StoreSecrets {
+                store: store.clone(),
+                key: secret_key.clone(),
+            }))
+            .open()
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let listen = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

@@ -1,23 +1,17 @@
 //! Task life cycle inside the engine: preparing and spawning launches, kill orders,
 //! launch results, exits, and health probe results.
 
+use crate::backend::{BackendKind, Exit, Handle, LaunchRequest, Sig, Started};
 use crate::state::{
     KEEP_TERMINATED, KillKind, KillOrder, State, TaskFailure, TaskRecord, TaskState, TerminatedTask,
 };
 use crate::{Engine, Msg, TaskIdentity, ports};
 use health::{CheckParams, ProbeOutcome};
-use launcher::{FetchSpec, LaunchSpec, Limits, RunAs, Signal, TaskCommand};
+use launcher::{FetchSpec, RunAs};
 use model::{AppDefinition, EnvValue, HealthCheck, HealthProtocol, PathId, Timestamp};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// A launch to run outside the state lock.
-pub(crate) enum LaunchJob {
-    /// A local process.
-    Process(LaunchSpec),
-    /// A Docker container.
-    Container(Box<crate::containers::ContainerJob>),
-}
 
 /// A health probe to run outside the state lock.
 pub(crate) struct ProbeJob {
@@ -224,67 +218,30 @@ pub(crate) fn secret_env(
     Ok(out)
 }
 
-/// The process to run for a definition.
-fn command_of(def: &AppDefinition) -> Result<TaskCommand, String> {
-    if def.container.is_some() {
-        return Err(
-            "container apps need the Docker backend, which is not available in this build".into(),
-        );
-    }
-    match (&def.cmd, &def.args) {
-        (Some(cmd), None) => Ok(TaskCommand::Shell(cmd.clone())),
-        (None, Some(args)) => Ok(TaskCommand::Exec(args.clone())),
-        (Some(cmd), Some(args)) => {
-            // Slipway extension: cmd with args appends the args as separate, quoted words.
-            let mut argv = vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!("{cmd} \"$@\""),
-                "sh".into(),
-            ];
-            argv.extend(args.iter().cloned());
-            Ok(TaskCommand::Exec(argv))
-        }
-        (None, None) => Err("the app has neither cmd nor args".into()),
-    }
-}
-
 impl Engine {
-    /// Creates and persists a staging task for `app_id`, returning its launch job.
+    /// Creates and persists a staging task for `app_id`, returning its launch request.
     /// An `Err` is a launch failure to record against the app.
     pub(crate) fn prepare_launch(
         &self,
         st: &mut State,
         app_id: &PathId,
         now: i64,
-    ) -> Result<LaunchJob, String> {
+    ) -> Result<(BackendKind, LaunchRequest), String> {
         let def = st
             .apps
             .get(app_id)
-            .map(|a| a.def.clone())
+            .map(|a| Arc::new(a.def.clone()))
             .ok_or("app vanished")?;
-        let is_container = def.container.is_some();
-        if is_container && let Some(reason) = self.docker_unavailable() {
+        let kind = BackendKind::of(&def);
+        if let Some(reason) = self.backend(kind).unavailable() {
             return Err(reason);
         }
-        let command = if is_container {
-            None
-        } else {
-            Some(command_of(&def)?)
-        };
-        let secrets = {
-            let r = self
-                .inner
-                .secrets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            secret_env(&def, r.as_deref())?
-        };
+        let secrets = secret_env(&def, self.inner.secrets.as_deref())?;
         let host_ports = self.host_ports_for(st, &def)?;
-        let run_as = match (&def.user, &self.inner.cfg.task_identity, is_container) {
-            (_, _, true) | (None, TaskIdentity::Server, _) => RunAs::Server,
-            (Some(user), _, false) => RunAs::User(user.clone()),
+        // Containers run as their image says (or the app's `user`, inside the container).
+        let run_as = match (&def.user, &self.inner.cfg.task_identity, kind) {
+            (_, _, BackendKind::Docker) | (None, TaskIdentity::Server, _) => RunAs::Server,
+            (Some(user), _, _) => RunAs::User(user.clone()),
             (None, TaskIdentity::User(user), _) => RunAs::User(user.clone()),
             (None, TaskIdentity::PerApp { uids, gid }, _) => RunAs::Id {
                 uid: self.app_uid(st, app_id, uids)?,
@@ -313,7 +270,8 @@ impl Engine {
             probing: vec![false; checks],
             watched: false,
             launching: true,
-            docker: is_container,
+            backend: kind,
+            docker: false,
             container: None,
             ip: None,
             run_as: launcher::Launcher::ids_of(&run_as),
@@ -329,36 +287,24 @@ impl Engine {
                 output_file: f.output_file.clone(),
             })
             .collect();
-        let job = match command {
-            Some(command) => LaunchJob::Process(LaunchSpec {
-                task_id: id.clone(),
-                command,
-                env: [task_env(&def, &task, &self.inner.cfg.host), secrets].concat(),
-                sandbox,
-                limits: Some(Limits {
-                    cpus: def.cpus,
-                    mem_mib: def.mem,
-                }),
-                fetch,
-                run_as,
-            }),
-            None => {
-                let mut spec =
-                    crate::containers::container_spec(&def, &task, &self.inner.cfg.host, &sandbox)?;
-                spec.env.extend(secrets);
-                LaunchJob::Container(Box::new(crate::containers::ContainerJob {
-                    spec,
-                    fetch,
-                    sandbox,
-                }))
-            }
+        let engine = self.clone();
+        let task_id = id.clone();
+        let req = LaunchRequest {
+            env: [task_env(&def, &task, &self.inner.cfg.host), secrets].concat(),
+            def,
+            task_id: id.clone(),
+            sandbox,
+            host_ports: task.host_ports.clone(),
+            fetch,
+            run_as,
+            record: Box::new(move |handle| engine.record_handle(&task_id, handle)),
         };
-        // Durable before the process exists: a crash from here on re-adopts or forgets it.
+        // Durable before the task exists: a crash from here on re-adopts or forgets it.
         self.persist_task(&task)
             .map_err(|e| format!("cannot record the task: {e}"))?;
         self.publish_status(&task, TaskState::TaskStaging, "");
         st.tasks.insert(id, task);
-        Ok(job)
+        Ok((kind, req))
     }
 
     /// The uid of `app_id`'s own for its tasks, allocated (and stored with the counter, in
@@ -452,32 +398,23 @@ impl Engine {
     }
 
     /// Starts a launch in the background; the result comes back as [`Msg::Launched`].
-    pub(crate) fn spawn_launch(&self, spec: LaunchSpec) {
-        let inner = self.inner.clone();
-        let engine = self.clone();
+    pub(crate) fn spawn_launch(&self, kind: BackendKind, req: LaunchRequest) {
+        let task_id = req.task_id.clone();
+        let launch = self.backend(kind).launch(req);
+        let tx = self.inner.tx.clone();
         self.inner.tracker.spawn(async move {
-            let task_id = spec.task_id.clone();
-            let result = inner
-                .launcher
-                .launch_with(&spec, move |identity| {
-                    engine.record_identity(&task_id, identity)
-                })
-                .await
-                .map_err(|e| e.to_string());
-            let _ = inner.tx.send(Msg::Launched {
-                task_id: spec.task_id,
+            let result = launch.await;
+            let _ = tx.send(Msg::Launched {
+                kind,
+                task_id,
                 result,
             });
         });
     }
 
-    /// Stores the identity of a task's held process before it may exec the task's command:
-    /// the task invariant is that no user code runs without its (pid, start time) on disk.
-    fn record_identity(
-        &self,
-        task_id: &str,
-        identity: launcher::ProcIdentity,
-    ) -> Result<(), String> {
+    /// Stores a task's handle before its command may run: the task invariant is that no
+    /// user code runs without its (pid, start time) on disk.
+    fn record_handle(&self, task_id: &str, handle: Handle) -> Result<(), String> {
         let mut st = self.lock();
         let Some(task) = st.tasks.get_mut(task_id) else {
             return Err("the task was removed before it started".into());
@@ -485,7 +422,7 @@ impl Engine {
         if task.kill.is_some() {
             return Err("the task was killed before it started".into());
         }
-        task.proc = Some(identity);
+        handle.store_in(task);
         let task = task.clone();
         self.persist_task(&task)
             .map_err(|e| format!("cannot record the task's process: {e}"))
@@ -551,7 +488,7 @@ impl Engine {
         }
         // Running tasks first leave the proxy's routes and finish their requests; tasks
         // that never started, and a server shutdown, go straight to SIGTERM.
-        let started = task.proc.is_some() || task.container.is_some();
+        let started = Handle::of(task).is_some();
         let drain = started && kind != KillKind::Shutdown && self.traffic_gate().is_some();
         tracing::info!(task = %task_id, app = %app_id, %reason, drain, "killing task");
         task.kill = Some(KillOrder {
@@ -565,19 +502,16 @@ impl Engine {
         });
         let task = task.clone();
         if !drain {
-            self.send_sigterm(&task);
+            self.signal(&task, Sig::Term);
         }
         self.persist_task_logged(&task);
         self.publish_status(&task, TaskState::TaskKilling, "");
     }
 
-    /// SIGTERM to a task's process group or container.
-    fn send_sigterm(&self, task: &TaskRecord) {
-        if let Some(p) = task.proc {
-            let _ = self.inner.launcher.signal(p, Signal::SIGTERM);
-        }
-        if task.docker {
-            self.signal_container(task.container.as_deref(), "SIGTERM");
+    /// Sends a signal to a started task through its backend.
+    pub(crate) fn signal(&self, task: &TaskRecord, sig: Sig) {
+        if let Some(h) = Handle::of(task) {
+            self.backend(task.backend).signal(&h, sig);
         }
     }
 
@@ -610,34 +544,26 @@ impl Engine {
             k.sigterm_sent = true;
             k.sigkill_at = now + grace;
             let task = t.clone();
-            self.send_sigterm(&task);
+            self.signal(&task, Sig::Term);
             self.persist_task_logged(&task);
         }
     }
 
     /// Sends SIGKILL to tasks whose grace period has run out.
     pub(crate) fn escalate_kills(&self, st: &mut State, now: i64) {
-        let mut containers = Vec::new();
         for t in st.tasks.values_mut() {
-            let started = t.proc.is_some() || t.container.is_some();
+            let Some(handle) = Handle::of(t) else {
+                continue;
+            };
             if let Some(k) = &mut t.kill
-                && started
                 && k.sigterm_sent
                 && !k.sigkill_sent
                 && now >= k.sigkill_at
             {
                 tracing::warn!(task = %t.id, "task ignored SIGTERM; sending SIGKILL");
-                if let Some(p) = t.proc {
-                    let _ = self.inner.launcher.signal(p, Signal::SIGKILL);
-                }
-                if t.docker {
-                    containers.push(t.container.clone());
-                }
+                self.backend(t.backend).signal(&handle, Sig::Kill);
                 k.sigkill_sent = true;
             }
-        }
-        for cid in containers {
-            self.signal_container(cid.as_deref(), "SIGKILL");
         }
     }
 
@@ -645,40 +571,34 @@ impl Engine {
     pub(crate) fn on_launched(
         &self,
         st: &mut State,
+        kind: BackendKind,
         task_id: &str,
-        result: Result<launcher::Launched, String>,
+        result: Result<Started, String>,
         now: i64,
     ) {
         match result {
-            Ok(mut launched) => {
-                let identity = launched.identity;
+            Ok(started) => {
                 let Some(task) = st.tasks.get_mut(task_id) else {
-                    // The record is gone (should not happen): never leave an unmanaged process.
-                    let _ = self.inner.launcher.signal(identity, Signal::SIGKILL);
+                    // The record is gone (should not happen): never leave an unmanaged task.
+                    self.backend(kind).remove_orphan(&crate::backend::Found {
+                        task_id: task_id.to_string(),
+                        handle: Some(started.handle),
+                    });
                     return;
                 };
                 task.launching = false;
-                task.proc = Some(identity);
+                started.handle.store_in(task);
+                task.ip = started.ip;
                 task.state = TaskState::TaskRunning;
                 task.started_at = Some(Timestamp(now));
                 task.watched = true;
-                task.limits_enforced = launched.limits_enforced;
-                if task.kill.is_some() {
-                    let _ = self.inner.launcher.signal(identity, Signal::SIGTERM);
-                }
+                task.limits_enforced = started.limits_enforced;
                 let task = task.clone();
+                if task.kill.is_some() {
+                    self.signal(&task, Sig::Term);
+                }
                 self.persist_task_logged(&task);
                 self.publish_status(&task, TaskState::TaskRunning, "");
-                let tx = self.inner.tx.clone();
-                let id = task_id.to_string();
-                self.inner.tracker.spawn(async move {
-                    let info = launcher::wait_exit(&mut launched.child).await;
-                    let _ = tx.send(Msg::Exited {
-                        task_id: id,
-                        identity,
-                        info,
-                    });
-                });
             }
             Err(reason) => {
                 let killed = st.tasks.get(task_id).is_some_and(|t| t.kill.is_some());
@@ -691,16 +611,20 @@ impl Engine {
         }
     }
 
-    /// Handles an observed process exit.
+    /// Handles an observed exit of a task.
     pub(crate) fn on_exit(
         &self,
         st: &mut State,
         task_id: &str,
-        identity: launcher::ProcIdentity,
-        info: launcher::ExitInfo,
+        handle: Handle,
+        info: Exit,
         now: i64,
     ) {
-        let Some(task) = st.tasks.get(task_id).filter(|t| t.proc == Some(identity)) else {
+        let Some(task) = st
+            .tasks
+            .get(task_id)
+            .filter(|t| Handle::of(t).as_ref() == Some(&handle))
+        else {
             return;
         };
         match &task.kill {
@@ -781,11 +705,11 @@ impl Engine {
         } else {
             remove.push(task.sandbox.clone());
         }
-        let launcher = self.inner.launcher.clone();
-        let (id, leader) = (task.id.clone(), task.proc);
+        let backend = self.backend(task.backend).clone();
+        let (id, handle) = (task.id.clone(), Handle::of(&task));
         self.inner.tracker.spawn(async move {
             let _ = tokio::task::spawn_blocking(move || {
-                launcher.cleanup(&id, leader);
+                backend.release(&id, handle.as_ref());
                 for dir in remove {
                     let _ = launcher::Launcher::remove_sandbox(&dir);
                 }
@@ -806,10 +730,7 @@ impl Engine {
             let (Some(app), Some(started)) = (apps.get(&t.app_id), t.started_at) else {
                 continue;
             };
-            if t.state != TaskState::TaskRunning
-                || t.kill.is_some()
-                || (t.proc.is_none() && t.container.is_none())
-            {
+            if t.state != TaskState::TaskRunning || t.kill.is_some() || Handle::of(t).is_none() {
                 continue;
             }
             let checks = &app.def.health_checks;
@@ -837,10 +758,9 @@ impl Engine {
                 t.last_probe[i] = Some(now);
                 let target = match (hc.port, hc.port_index) {
                     (Some(p), _) => Some((host.clone(), p as u16)),
-                    (None, Some(i)) if t.docker => {
-                        crate::containers::container_probe_target(&app.def, t, i as usize, host)
-                    }
-                    (None, Some(i)) => t.host_ports.get(i as usize).map(|p| (host.clone(), *p)),
+                    (None, Some(i)) => self
+                        .backend(t.backend)
+                        .address(&app.def, t, i as usize, host),
                     (None, None) => None,
                 };
 

@@ -7,7 +7,7 @@
 //! it plans each app with the pure [`planner`], launches and kills tasks, runs due health
 //! checks, and advances deployments. Nothing here speaks HTTP.
 
-mod containers;
+pub mod backend;
 mod events;
 mod launch;
 mod ops;
@@ -20,7 +20,7 @@ mod routes;
 pub mod state;
 mod views;
 
-pub use containers::DockerOptions;
+pub use backend::docker::DockerOptions;
 pub use events::{Event, EventBus};
 pub use launcher::{CgroupSupport, LogChunk, LogStream};
 pub use ops::{Admission, DeploymentResult, KillResult, ProposedChange, Refusal, Unchecked};
@@ -173,38 +173,54 @@ pub trait TrafficGate: Send + Sync {
     fn drained(&self, task_id: &str) -> bool;
 }
 
-/// Messages from background jobs to the reconcile loop.
+/// The engine's sense of time: the wall clock, or in tests a clock they move.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        Timestamp::now().millis()
+    }
+}
+
+/// Messages from background jobs (launches, watchers, probes, backends) to the reconcile
+/// loop.
 #[derive(Debug)]
 pub(crate) enum Msg {
+    /// A launch finished, started or not.
     Launched {
+        kind: backend::BackendKind,
         task_id: String,
-        result: Result<launcher::Launched, String>,
+        result: Result<backend::Started, String>,
     },
+    /// A task's watcher saw it end.
     Exited {
         task_id: String,
-        identity: launcher::ProcIdentity,
-        info: launcher::ExitInfo,
+        handle: backend::Handle,
+        exit: backend::Exit,
     },
+    /// A task's watcher lost its backend; the task is unwatched until it is back.
+    Lost {
+        kind: backend::BackendKind,
+        task_id: String,
+        reason: String,
+    },
+    /// What a backend found running when it (re)connected.
+    Inventory {
+        kind: backend::BackendKind,
+        result: Result<Vec<backend::Found>, String>,
+    },
+    /// A health probe finished.
     Probe {
         task_id: String,
         index: usize,
         outcome: health::ProbeOutcome,
-    },
-    DockerConnected {
-        result: Result<(docker::Docker, Vec<docker::FoundContainer>), String>,
-    },
-    ContainerStarted {
-        task_id: String,
-        result: Result<docker::Started, String>,
-    },
-    ContainerExited {
-        task_id: String,
-        container_id: String,
-        exit: docker::Exit,
-    },
-    ContainerLost {
-        task_id: String,
-        reason: String,
     },
 }
 
@@ -214,6 +230,8 @@ pub(crate) struct Inner {
     pub(crate) state: Mutex<State>,
     pub(crate) events: EventBus,
     pub(crate) launcher: launcher::Launcher,
+    pub(crate) backends: Vec<Arc<dyn backend::Backend>>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) agent_id: String,
     pub(crate) slave_id: String,
     pub(crate) wake: Notify,
@@ -221,12 +239,54 @@ pub(crate) struct Inner {
     pub(crate) rx: Mutex<Option<mpsc::UnboundedReceiver<Msg>>>,
     pub(crate) port_cursor: Mutex<u16>,
     pub(crate) tracker: tokio_util::task::TaskTracker,
-    pub(crate) docker: Mutex<containers::DockerLink>,
-    pub(crate) docker_connecting: Mutex<bool>,
     /// When the next health probe falls due (ms), for precise wake-ups.
     pub(crate) next_probe: Mutex<Option<i64>>,
-    pub(crate) secrets: Mutex<Option<Arc<dyn SecretResolver>>>,
-    pub(crate) gate: Mutex<Option<Arc<dyn TrafficGate>>>,
+    pub(crate) secrets: Option<Arc<dyn SecretResolver>>,
+    pub(crate) gate: Option<Arc<dyn TrafficGate>>,
+}
+
+/// Builds an [`Engine`]: settings, the store, and what the engine talks to (secret store,
+/// edge proxy, backends, clock) are all given before it opens, so nothing runs half-wired.
+pub struct EngineBuilder {
+    cfg: EngineConfig,
+    store: Arc<Store>,
+    secrets: Option<Arc<dyn SecretResolver>>,
+    gate: Option<Arc<dyn TrafficGate>>,
+    backends: Vec<Arc<dyn backend::Backend>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl EngineBuilder {
+    /// The secret store for `{"secret": ...}` environment values.
+    pub fn secrets(mut self, r: Arc<dyn SecretResolver>) -> Self {
+        self.secrets = Some(r);
+        self
+    }
+
+    /// The edge proxy's drain check: running tasks are drained before SIGTERM.
+    pub fn traffic_gate(mut self, g: Arc<dyn TrafficGate>) -> Self {
+        self.gate = Some(g);
+        self
+    }
+
+    /// Replaces the backend of its kind (by default: processes through the launcher and
+    /// containers through the local Docker daemon).
+    pub fn backend(mut self, b: Arc<dyn backend::Backend>) -> Self {
+        self.backends.retain(|x| x.kind() != b.kind());
+        self.backends.push(b);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = c;
+        self
+    }
+
+    /// Opens the engine: loads state, re-adopts running tasks, kills orphans.
+    pub fn open(self) -> Result<Engine, EngineError> {
+        Engine::open_with(self)
+    }
 }
 
 /// Handle to the engine; clones share one engine.
@@ -236,8 +296,33 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the engine on a store: loads state, re-adopts running tasks, kills orphans.
+    /// Opens the engine on a store with the default backends and no secret store or
+    /// proxy: loads state, re-adopts running tasks, kills orphans.
     pub fn open(cfg: EngineConfig, store: Arc<Store>) -> Result<Engine, EngineError> {
+        Engine::builder(cfg, store).open()
+    }
+
+    /// A builder for an engine on `store`.
+    pub fn builder(cfg: EngineConfig, store: Arc<Store>) -> EngineBuilder {
+        EngineBuilder {
+            cfg,
+            store,
+            secrets: None,
+            gate: None,
+            backends: Vec::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn open_with(b: EngineBuilder) -> Result<Engine, EngineError> {
+        let EngineBuilder {
+            cfg,
+            store,
+            secrets,
+            gate,
+            mut backends,
+            clock,
+        } = b;
         let agent_id = match store.meta("agent_id")? {
             Some(id) => id,
             None => {
@@ -253,7 +338,30 @@ impl Engine {
             cgroup_parent: format!("slipway/{agent_id}"),
             log_max_bytes: cfg.log_max_bytes,
         });
+        for kind in [backend::BackendKind::Process, backend::BackendKind::Docker] {
+            if backends.iter().any(|b| b.kind() == kind) {
+                continue;
+            }
+            let b: Arc<dyn backend::Backend> = match kind {
+                backend::BackendKind::Process => {
+                    Arc::new(backend::process::ProcessBackend::new(launcher.clone()))
+                }
+                backend::BackendKind::Docker => Arc::new(backend::docker::DockerBackend::new(
+                    cfg.docker.clone(),
+                    agent_id.clone(),
+                    cfg.log_max_bytes,
+                )),
+            };
+            backends.push(b);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
+        let tracker = tokio_util::task::TaskTracker::new();
+        for b in &backends {
+            b.attach(backend::Reporter {
+                tx: tx.clone(),
+                tracker: tracker.clone(),
+            });
+        }
         let start = *cfg.host_ports.start();
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -264,20 +372,34 @@ impl Engine {
                 state: Mutex::new(State::default()),
                 events: EventBus::default(),
                 launcher,
+                backends,
+                clock,
                 wake: Notify::new(),
                 tx,
                 rx: Mutex::new(Some(rx)),
                 port_cursor: Mutex::new(start),
-                tracker: tokio_util::task::TaskTracker::new(),
-                docker: Mutex::new(containers::DockerLink::Unknown),
-                docker_connecting: Mutex::new(false),
+                tracker,
                 next_probe: Mutex::new(None),
-                secrets: Mutex::new(None),
-                gate: Mutex::new(None),
+                secrets,
+                gate,
             }),
         };
         engine.recover()?;
         Ok(engine)
+    }
+
+    /// The backend of a kind (every kind has one).
+    pub(crate) fn backend(&self, kind: backend::BackendKind) -> &Arc<dyn backend::Backend> {
+        self.inner
+            .backends
+            .iter()
+            .find(|b| b.kind() == kind)
+            .unwrap_or(&self.inner.backends[0])
+    }
+
+    /// Now, by the engine's clock (ms).
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Locks the state. Never held across an await.
@@ -287,23 +409,8 @@ impl Engine {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Installs the secret store used for `{"secret": ...}` environment values.
-    pub fn set_secret_resolver(&self, r: Arc<dyn SecretResolver>) {
-        *self.inner.secrets.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-    }
-
-    /// Installs the edge proxy's drain check; from then on running tasks are drained before
-    /// SIGTERM.
-    pub fn set_traffic_gate(&self, g: Arc<dyn TrafficGate>) {
-        *self.inner.gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
-    }
-
-    pub(crate) fn traffic_gate(&self) -> Option<Arc<dyn TrafficGate>> {
-        self.inner
-            .gate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub(crate) fn traffic_gate(&self) -> Option<&Arc<dyn TrafficGate>> {
+        self.inner.gate.as_ref()
     }
 
     /// The event bus.
@@ -437,5 +544,7 @@ pub(crate) fn now_ms() -> i64 {
     Timestamp::now().millis()
 }
 
+#[cfg(test)]
+mod sim_tests;
 #[cfg(test)]
 mod tests;

@@ -5,9 +5,10 @@
 //! launches, probes, log rotation) in tracked background tasks whose results come back as
 //! messages.
 
+use crate::backend::Handle;
 use crate::planner::{self, AppTarget, KillCause, TaskView};
 use crate::state::{ActionKind, KillKind, Outcome, State, TaskRecord, TaskState};
-use crate::{Engine, Msg, now_ms};
+use crate::{Engine, Msg};
 use health::TaskHealth;
 use model::PathId;
 use serde_json::json;
@@ -58,9 +59,9 @@ impl Engine {
         };
         let mut ticker = tokio::time::interval(self.inner.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_rotate = now_ms();
+        let mut last_rotate = self.now();
         let mut last_poll = 0;
-        let mut last_sweep = now_ms();
+        let mut last_sweep = self.now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -74,18 +75,18 @@ impl Engine {
                 _ = self.inner.wake.notified() => {}
                 _ = self.probe_timer() => {}
             }
-            if now_ms() - last_poll >= POLL_ADOPTED_EVERY_MS {
-                last_poll = now_ms();
+            if self.now() - last_poll >= POLL_ADOPTED_EVERY_MS {
+                last_poll = self.now();
                 let mut st = self.lock();
                 self.poll_adopted(&mut st, last_poll);
             }
             self.tick();
-            if now_ms() - last_sweep >= SWEEP_ORPHANS_EVERY_MS {
-                last_sweep = now_ms();
+            if self.now() - last_sweep >= SWEEP_ORPHANS_EVERY_MS {
+                last_sweep = self.now();
                 self.sweep_orphans().await;
             }
-            if now_ms() - last_rotate > ROTATE_EVERY_MS {
-                last_rotate = now_ms();
+            if self.now() - last_rotate > ROTATE_EVERY_MS {
+                last_rotate = self.now();
                 self.rotate_logs();
             }
         }
@@ -107,47 +108,52 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner());
         match at {
             Some(ms) => {
-                let wait = (ms - now_ms()).max(0) as u64;
+                let wait = (ms - self.now()).max(0) as u64;
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
             None => std::future::pending::<()>().await,
         }
     }
 
-    fn handle(&self, msg: Msg) {
-        let now = now_ms();
+    pub(crate) fn handle(&self, msg: Msg) {
+        let now = self.now();
         let mut st = self.lock();
         match msg {
-            Msg::Launched { task_id, result } => self.on_launched(&mut st, &task_id, result, now),
+            Msg::Launched {
+                kind,
+                task_id,
+                result,
+            } => self.on_launched(&mut st, kind, &task_id, result, now),
             Msg::Exited {
                 task_id,
-                identity,
-                info,
-            } => self.on_exit(&mut st, &task_id, identity, info, now),
+                handle,
+                exit,
+            } => self.on_exit(&mut st, &task_id, handle, exit, now),
             Msg::Probe {
                 task_id,
                 index,
                 outcome,
             } => self.on_probe(&mut st, &task_id, index, outcome, now),
-            Msg::DockerConnected { result } => self.on_docker_connected(&mut st, result, now),
-            Msg::ContainerStarted { task_id, result } => {
-                self.on_container_started(&mut st, &task_id, result, now)
-            }
-            Msg::ContainerExited {
+            Msg::Lost {
+                kind,
                 task_id,
-                container_id,
-                exit,
-            } => self.on_container_exited(&mut st, &task_id, &container_id, exit, now),
-            Msg::ContainerLost { task_id, reason } => {
-                self.on_container_lost(&mut st, &task_id, reason, now)
+                reason,
+            } => {
+                tracing::debug!(task = %task_id, backend = kind.as_str(), %reason, "task watcher lost its backend");
+                if let Some(t) = st.tasks.get_mut(&task_id) {
+                    t.watched = false;
+                }
             }
+            Msg::Inventory { kind, result } => self.on_inventory(&mut st, kind, result, now),
         }
     }
 
     /// One reconcile pass.
     pub(crate) fn tick(&self) {
-        let now = now_ms();
-        self.maybe_connect_docker(now);
+        let now = self.now();
+        for b in &self.inner.backends {
+            b.maintain(now);
+        }
         let mut st = self.lock();
         self.progress_drains(&mut st, now);
         self.escalate_kills(&mut st, now);
@@ -182,8 +188,9 @@ impl Engine {
             .values()
             .filter(|t| !t.watched && !t.launching)
             .filter(|t| {
-                t.proc
-                    .is_some_and(|p| self.inner.launcher.liveness(p) == launcher::Liveness::Gone)
+                Handle::of(t).is_some_and(|h| {
+                    self.backend(t.backend).liveness(&h) == launcher::Liveness::Gone
+                })
             })
             .map(|t| t.id.clone())
             .collect();
@@ -278,10 +285,7 @@ impl Engine {
         for (app, n) in launches {
             for _ in 0..n {
                 match self.prepare_launch(st, &app, now) {
-                    Ok(crate::launch::LaunchJob::Process(spec)) => self.spawn_launch(spec),
-                    Ok(crate::launch::LaunchJob::Container(job)) => {
-                        self.spawn_container_launch(job)
-                    }
+                    Ok((kind, req)) => self.spawn_launch(kind, req),
                     Err(reason) => {
                         self.record_launch_failure(st, &app, reason, now);
                         break;
@@ -397,7 +401,7 @@ impl Engine {
     }
 
     async fn kill_all_on_shutdown(&self, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Msg>) {
-        let now = now_ms();
+        let now = self.now();
         {
             let mut st = self.lock();
             let ids: Vec<String> = st.tasks.keys().cloned().collect();
@@ -417,7 +421,7 @@ impl Engine {
             {
                 self.handle(msg);
             }
-            let now = now_ms();
+            let now = self.now();
             let mut st = self.lock();
             self.poll_adopted(&mut st, now);
             self.escalate_kills(&mut st, now);
@@ -491,6 +495,7 @@ mod tests {
             probing: Vec::new(),
             watched: true,
             launching: false,
+            backend: Default::default(),
             docker: false,
             container: None,
             ip: None,

@@ -3,15 +3,16 @@
 //! forget launches that never started, and kill orphan processes (task cgroups without a
 //! record; without cgroups, marked processes without a record, a hint only).
 
-use crate::state::{AppEntry, AppRuntime, Deployment, TaskRecord, TaskState};
-use crate::{Engine, EngineError, now_ms};
-use launcher::{Liveness, Signal};
+use crate::backend::{BackendKind, Found, Handle};
+use crate::state::{AppEntry, AppRuntime, Deployment, State, TaskRecord, TaskState};
+use crate::{Engine, EngineError};
+use launcher::Liveness;
 use std::collections::BTreeMap;
 
 impl Engine {
     pub(crate) fn recover(&self) -> Result<(), EngineError> {
         let snap = self.inner.store.load()?;
-        let now = now_ms();
+        let now = self.now();
         let mut runtimes: BTreeMap<String, AppRuntime> = snap
             .runtime
             .into_iter()
@@ -50,12 +51,12 @@ impl Engine {
             task.last_probe = vec![None; checks];
             task.probing = vec![false; checks];
             if task.docker {
-                // Containers are re-adopted by label once the Docker link is up.
-                st.tasks.insert(id, task);
-                continue;
+                task.backend = BackendKind::Docker;
             }
-            match task.proc {
-                Some(p) => match self.inner.launcher.liveness(p) {
+            match Handle::of(&task) {
+                // Backends that cannot tell (a daemon not connected yet) answer Unknown:
+                // their tasks are adopted, or found gone, from the inventory they report.
+                Some(h) => match self.backend(task.backend).liveness(&h) {
                     Liveness::Alive => {
                         if task.state == TaskState::TaskStaging {
                             // Recorded and released just before the crash.
@@ -72,7 +73,9 @@ impl Engine {
                     Liveness::Gone => gone.push(id.clone()),
                 },
                 // The launch never recorded a process, so none ran the task's command (a
-                // held wrapper ends when its server does): forget it; the planner relaunches.
+                // held wrapper ends when its server does; a container created just before
+                // the crash is an orphan of the inventory): forget it; the planner
+                // relaunches.
                 None => {
                     if let Err(e) = self.inner.store.write(|tx| tx.delete_task(&id)) {
                         tracing::error!(task = %id, error = %e, "cannot delete task record");
@@ -124,37 +127,105 @@ impl Engine {
         let _ = tokio::task::spawn_blocking(move || engine.kill_orphans()).await;
     }
 
-    /// Kills (and cleans up) every task cgroup and every marked task process of this agent
-    /// that no task record owns; returns how many tasks were orphans. Blocking; must not be
-    /// called with the state locked.
+    /// Removes what every scanning backend finds running for this agent that no task
+    /// record owns (task cgroups, marked processes); returns how many tasks were orphans.
+    /// Blocking; must not be called with the state locked.
     fn kill_orphans(&self) -> usize {
-        let launcher = &self.inner.launcher;
-        let mut found: BTreeMap<String, Option<launcher::ProcIdentity>> = BTreeMap::new();
-        match launcher.task_cgroups() {
-            Ok(groups) => found.extend(groups.into_iter().map(|(task_id, _)| (task_id, None))),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list task cgroups; orphans are looked for later")
+        let mut count = 0;
+        for b in &self.inner.backends {
+            let Some(found) = b.scan() else { continue };
+            // Looked up after the scan: a launch that began meanwhile already has its record.
+            let orphans: Vec<Found> = {
+                let st = self.lock();
+                found
+                    .into_iter()
+                    .filter(|f| !st.tasks.contains_key(&f.task_id))
+                    .collect()
+            };
+            for f in &orphans {
+                tracing::warn!(task = %f.task_id, backend = b.kind().as_str(), "killing orphan task");
+                b.remove_orphan(f);
             }
+            count += orphans.len();
         }
-        // Without cgroups a process's environment is the only mark it has: a hint.
-        for f in launcher.scan() {
-            found.insert(f.task_id, Some(f.identity));
-        }
-        // Looked up after the scan: a launch that began meanwhile already has its record.
-        let orphans: Vec<_> = {
-            let st = self.lock();
-            found
-                .into_iter()
-                .filter(|(id, _)| !st.tasks.contains_key(id))
-                .collect()
+        count
+    }
+
+    /// A backend (re)connected and listed what runs: adopt its tasks, declare lost those
+    /// that vanished, forget launches that never created anything, remove what no record
+    /// owns.
+    pub(crate) fn on_inventory(
+        &self,
+        st: &mut State,
+        kind: BackendKind,
+        result: Result<Vec<Found>, String>,
+        now: i64,
+    ) {
+        let Ok(found) = result else {
+            // The backend says why it is unavailable; its tasks stay as they are.
+            return;
         };
-        for (task_id, identity) in &orphans {
-            tracing::warn!(task = %task_id, pid = identity.map(|i| i.pid), "killing orphan task");
-            if let Some(identity) = identity {
-                let _ = launcher.signal(*identity, Signal::SIGKILL);
+        let backend = self.backend(kind).clone();
+        let by_task: BTreeMap<&str, &Found> =
+            found.iter().map(|f| (f.task_id.as_str(), f)).collect();
+        let ids: Vec<String> = st
+            .tasks
+            .values()
+            .filter(|t| t.backend == kind && !t.launching)
+            .map(|t| t.id.clone())
+            .collect();
+        for id in ids {
+            let Some(t) = st.tasks.get_mut(&id) else {
+                continue;
+            };
+            match by_task.get(id.as_str()).and_then(|f| f.handle.as_ref()) {
+                Some(h) => {
+                    if Handle::of(t).as_ref() != Some(h) {
+                        // Created just before a crash and never recorded: adopt it.
+                        h.store_in(t);
+                        t.state = TaskState::TaskRunning;
+                        t.started_at.get_or_insert(model::Timestamp(now));
+                        let snapshot = t.clone();
+                        let _ = self.persist_task(&snapshot);
+                    }
+                    if !t.watched {
+                        t.watched = backend.watch(&id, h, &t.sandbox);
+                    }
+                    if let Some(k) = t.kill.as_ref().filter(|k| k.sigterm_sent) {
+                        let sig = if k.sigkill_sent {
+                            crate::backend::Sig::Kill
+                        } else {
+                            crate::backend::Sig::Term
+                        };
+                        backend.signal(h, sig);
+                    }
+                }
+                None if Handle::of(t).is_some() => {
+                    let msg = format!(
+                        "the task disappeared from its backend ({}) while Slipway or the backend was down",
+                        kind.as_str()
+                    );
+                    let (state, failure) = if t.kill.is_some() {
+                        (TaskState::TaskKilled, false)
+                    } else {
+                        (TaskState::TaskLost, true)
+                    };
+                    self.on_terminated(st, &id, state, msg, failure, now);
+                }
+                // Accepted but never created before the last crash: forget it; the planner
+                // launches a replacement.
+                None => {
+                    st.tasks.remove(&id);
+                    if let Err(e) = self.inner.store.write(|tx| tx.delete_task(&id)) {
+                        tracing::error!(task = %id, error = %e, "cannot delete task record");
+                    }
+                }
             }
-            launcher.cleanup(task_id, *identity);
         }
-        orphans.len()
+        for f in &found {
+            if !st.tasks.contains_key(&f.task_id) {
+                backend.remove_orphan(f);
+            }
+        }
     }
 }

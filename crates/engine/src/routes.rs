@@ -5,7 +5,6 @@
 use crate::Engine;
 use crate::state::{AppEntry, TaskRecord, TaskState};
 use health::TaskHealth;
-use model::NetworkMode;
 use proxy::{AppEndpoints, Backend, PortEndpoints};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -38,7 +37,7 @@ impl Engine {
                             .filter_map(|t| {
                                 Some(Backend {
                                     task_id: t.id.clone(),
-                                    addr: address(app, t, i, host)?,
+                                    addr: self.address(app, t, i, host)?,
                                 })
                             })
                             .collect(),
@@ -61,22 +60,19 @@ fn routable(app: &AppEntry, t: &TaskRecord) -> bool {
         && (app.def.health_checks.is_empty() || t.health() == TaskHealth::Healthy)
 }
 
-/// The address of port index `i` of a task: its host port, or for containers on a user
-/// network without a published port, the container's own address.
-fn address(app: &AppEntry, t: &TaskRecord, i: usize, host: IpAddr) -> Option<SocketAddr> {
-    let def = &app.def;
-    if !t.docker || def.network_mode() == NetworkMode::Host {
-        return t.host_ports.get(i).map(|p| SocketAddr::new(host, *p));
+impl Engine {
+    /// The address of port index `i` of a task, as its backend reaches it (a host port on
+    /// `host`, or a container's own address on its network).
+    fn address(
+        &self,
+        app: &AppEntry,
+        t: &TaskRecord,
+        i: usize,
+        host: IpAddr,
+    ) -> Option<SocketAddr> {
+        let (addr, port) = self
+            .backend(t.backend)
+            .address(&app.def, t, i, &host.to_string())?;
+        Some(SocketAddr::new(addr.parse().ok()?, port))
     }
-    let mappings = &def.container.as_ref()?.port_mappings;
-    let m = mappings.get(i)?;
-    if m.host_port.is_some() {
-        let slot = mappings[..i]
-            .iter()
-            .filter(|x| x.host_port.is_some())
-            .count();
-        return t.host_ports.get(slot).map(|p| SocketAddr::new(host, *p));
-    }
-    let ip: IpAddr = t.ip.as_deref()?.parse().ok()?;
-    Some(SocketAddr::new(ip, u16::try_from(m.container_port).ok()?))
 }

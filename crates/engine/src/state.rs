@@ -152,10 +152,14 @@ pub struct TaskRecord {
     /// after a restart no launch is in flight).
     #[serde(skip)]
     pub launching: bool,
-    /// Launched as a Docker container.
+    /// The backend the task runs on.
     #[serde(default)]
+    pub backend: crate::backend::BackendKind,
+    /// Written by versions before backends had names: launched as a Docker container
+    /// (read once at recovery into `backend`).
+    #[serde(default, skip_serializing)]
     pub docker: bool,
-    /// Docker container id, once created.
+    /// The backend's id of the task (a container id), once created.
     #[serde(default)]
     pub container: Option<String>,
     /// Container IP on its network, if any.

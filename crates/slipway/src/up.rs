@@ -306,10 +306,6 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         publish_host: args.publish_host,
         registry_config: registry_config.clone(),
     };
-    let engine = Engine::open(cfg, store.clone()).context("cannot recover the engine state")?;
-    if let engine::CgroupSupport::Unavailable { reason } = engine.cgroup_support() {
-        tracing::warn!(%reason, "cpus/mem limits will not be enforced");
-    }
     if args.auth == AuthArg::None {
         if !args.listen.ip().is_loopback() {
             anyhow::bail!(
@@ -348,10 +344,38 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             );
         }
     }
-    engine.set_secret_resolver(Arc::new(api::identity::StoreSecrets {
-        store: store.clone(),
-        key: secret_key.clone(),
-    }));
+    // The edge proxy exists before the engine, which drains tasks through it; it starts
+    // listening once its runtime runs (below).
+    let proxy = if args.proxy == OnOff::On {
+        let vhost = match args.proxy_vhost_listen.as_str() {
+            "off" | "" => None,
+            addr => Some(
+                addr.parse()
+                    .with_context(|| format!("--proxy-vhost-listen: '{addr}' is not an address"))?,
+            ),
+        };
+        Some(proxy::Proxy::new(proxy::ProxyConfig {
+            bind_ip: args.proxy_bind,
+            vhost_listen: vhost,
+            groups: args.proxy_groups.clone(),
+            connect_timeout: std::time::Duration::from_secs(2),
+            idle_timeout: std::time::Duration::from_secs(60),
+        }))
+    } else {
+        None
+    };
+    let mut builder =
+        Engine::builder(cfg, store.clone()).secrets(Arc::new(api::identity::StoreSecrets {
+            store: store.clone(),
+            key: secret_key.clone(),
+        }));
+    if let Some(proxy) = &proxy {
+        builder = builder.traffic_gate(Arc::new(crate::proxy_sync::Gate(proxy.clone())));
+    }
+    let engine = builder.open().context("cannot recover the engine state")?;
+    if let engine::CgroupSupport::Unavailable { reason } = engine.cgroup_support() {
+        tracing::warn!(%reason, "cpus/mem limits will not be enforced");
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -368,7 +392,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     // runtime runs the listeners, TCP-mode relays and route updates; HTTP connections are
     // served on the proxy's single-threaded data-plane threads (its `shard.rs`).
     let mut proxy_rt = None;
-    let proxy = if args.proxy == OnOff::On {
+    let proxy = if let Some(proxy) = proxy {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(
                 std::thread::available_parallelism()
@@ -380,21 +404,6 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             .build()
             .map(|rt| OwnRuntime(Some(rt)))
             .context("cannot start the proxy's runtime")?;
-        let vhost = match args.proxy_vhost_listen.as_str() {
-            "off" | "" => None,
-            addr => Some(
-                addr.parse()
-                    .with_context(|| format!("--proxy-vhost-listen: '{addr}' is not an address"))?,
-            ),
-        };
-        let proxy = proxy::Proxy::new(proxy::ProxyConfig {
-            bind_ip: args.proxy_bind,
-            vhost_listen: vhost,
-            groups: args.proxy_groups.clone(),
-            connect_timeout: std::time::Duration::from_secs(2),
-            idle_timeout: std::time::Duration::from_secs(60),
-        });
-        engine.set_traffic_gate(Arc::new(crate::proxy_sync::Gate(proxy.clone())));
         // Listeners register with the runtime that binds them, so the route updates that
         // open them run there too.
         let handle = rt.handle();
