@@ -188,6 +188,45 @@ pub(crate) fn task_env(
     env
 }
 
+/// The environment every task of an app gets, whatever its ports and id: the app's own
+/// variables and Marathon's `MARATHON_APP_*` (for tasks another scheduler places).
+pub(crate) fn app_env(def: &AppDefinition) -> Vec<(String, String)> {
+    let task_specific =
+        |k: &str| k == "HOST" || k == "PORTS" || k == "MESOS_TASK_ID" || k.starts_with("PORT");
+    let probe = TaskRecord {
+        id: String::new(),
+        app_id: def.id.clone(),
+        version: def.version,
+        config_version: def.version_info.last_config_change_at,
+        state: TaskState::TaskStaging,
+        staged_at: Timestamp(0),
+        started_at: None,
+        host_ports: Vec::new(),
+        service_ports: Vec::new(),
+        proc: None,
+        sandbox: Default::default(),
+        kill: None,
+        health: Vec::new(),
+        limits_enforced: false,
+        last_probe: Vec::new(),
+        probing: Vec::new(),
+        watched: false,
+        launching: false,
+        backend: BackendKind::Scheduled,
+        docker: false,
+        container: None,
+        ip: None,
+        run_as: None,
+        host: None,
+        target: None,
+    };
+    let own: std::collections::BTreeSet<&str> = def.env.keys().map(String::as_str).collect();
+    task_env(def, &probe, "")
+        .into_iter()
+        .filter(|(k, _)| own.contains(k.as_str()) || !task_specific(k))
+        .collect()
+}
+
 /// Environment variables taken from the secret store (`{"secret": ref}` values), or why
 /// one is not available. Values never leave the task's environment.
 pub(crate) fn secret_env(
@@ -275,6 +314,8 @@ impl Engine {
             container: None,
             ip: None,
             run_as: launcher::Launcher::ids_of(&run_as),
+            host: None,
+            target: None,
         };
         let fetch: Vec<FetchSpec> = def
             .fetch
@@ -501,7 +542,12 @@ impl Engine {
             sigkill_sent: false,
         });
         let task = task.clone();
-        if !drain {
+        if task.backend == BackendKind::Scheduled {
+            // Its scheduler stops it (and, unless the app is going, replaces it).
+            if kind == KillKind::Api || kind == KillKind::Unhealthy {
+                self.kill_scheduled(&task);
+            }
+        } else if !drain {
             self.signal(&task, Sig::Term);
         }
         self.persist_task_logged(&task);

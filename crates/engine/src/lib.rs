@@ -17,6 +17,7 @@ mod query;
 mod reconcile;
 mod recover;
 mod routes;
+mod scheduled;
 pub mod state;
 mod views;
 
@@ -25,6 +26,7 @@ pub use events::{Event, EventBus};
 pub use launcher::{CgroupSupport, LogChunk, LogStream};
 pub use ops::{Admission, DeploymentResult, KillResult, ProposedChange, Refusal, Unchecked};
 pub use query::AppsQuery;
+pub use scheduled::Placement;
 pub use views::{AppInfo, Counts, Embed, Host, TaskJson, deployment_json};
 
 use model::{DefinitionError, PathId, Timestamp};
@@ -216,6 +218,22 @@ pub(crate) enum Msg {
         kind: backend::BackendKind,
         result: Result<Vec<backend::Found>, String>,
     },
+    /// An apply of an app to its scheduler finished.
+    Applied {
+        app: PathId,
+        version: Timestamp,
+        result: Result<(), String>,
+    },
+    /// A removal of an app from its scheduler finished.
+    Removed {
+        app: PathId,
+        result: Result<(), String>,
+    },
+    /// A scheduler reported its tasks.
+    Observed {
+        target: String,
+        result: Result<Vec<backend::scheduled::ObservedTask>, String>,
+    },
     /// A health probe finished.
     Probe {
         task_id: String,
@@ -243,6 +261,9 @@ pub(crate) struct Inner {
     pub(crate) next_probe: Mutex<Option<i64>>,
     pub(crate) secrets: Option<Arc<dyn SecretResolver>>,
     pub(crate) gate: Option<Arc<dyn TrafficGate>>,
+    pub(crate) schedulers: Vec<Arc<dyn backend::scheduled::Scheduler>>,
+    pub(crate) placement: Option<Placement>,
+    pub(crate) sched: Mutex<scheduled::Bookkeeping>,
 }
 
 /// Builds an [`Engine`]: settings, the store, and what the engine talks to (secret store,
@@ -254,9 +275,24 @@ pub struct EngineBuilder {
     gate: Option<Arc<dyn TrafficGate>>,
     backends: Vec<Arc<dyn backend::Backend>>,
     clock: Arc<dyn Clock>,
+    schedulers: Vec<Arc<dyn backend::scheduled::Scheduler>>,
+    placement: Option<Placement>,
 }
 
 impl EngineBuilder {
+    /// A scheduler that runs whole apps of its target (a Swarm, a remote Marathon API).
+    pub fn scheduler(mut self, s: Arc<dyn backend::scheduled::Scheduler>) -> Self {
+        self.schedulers.retain(|x| x.target() != s.target());
+        self.schedulers.push(s);
+        self
+    }
+
+    /// Which target each app belongs to (apps without one run on this engine).
+    pub fn placement(mut self, p: Placement) -> Self {
+        self.placement = Some(p);
+        self
+    }
+
     /// The secret store for `{"secret": ...}` environment values.
     pub fn secrets(mut self, r: Arc<dyn SecretResolver>) -> Self {
         self.secrets = Some(r);
@@ -311,6 +347,8 @@ impl Engine {
             gate: None,
             backends: Vec::new(),
             clock: Arc::new(SystemClock),
+            schedulers: Vec::new(),
+            placement: None,
         }
     }
 
@@ -322,6 +360,8 @@ impl Engine {
             gate,
             mut backends,
             clock,
+            schedulers,
+            placement,
         } = b;
         let agent_id = match store.meta("agent_id")? {
             Some(id) => id,
@@ -338,7 +378,11 @@ impl Engine {
             cgroup_parent: format!("slipway/{agent_id}"),
             log_max_bytes: cfg.log_max_bytes,
         });
-        for kind in [backend::BackendKind::Process, backend::BackendKind::Docker] {
+        for kind in [
+            backend::BackendKind::Process,
+            backend::BackendKind::Docker,
+            backend::BackendKind::Scheduled,
+        ] {
             if backends.iter().any(|b| b.kind() == kind) {
                 continue;
             }
@@ -351,6 +395,7 @@ impl Engine {
                     agent_id.clone(),
                     cfg.log_max_bytes,
                 )),
+                backend::BackendKind::Scheduled => Arc::new(backend::scheduled::Mirrored),
             };
             backends.push(b);
         }
@@ -382,6 +427,9 @@ impl Engine {
                 next_probe: Mutex::new(None),
                 secrets,
                 gate,
+                schedulers,
+                placement,
+                sched: Mutex::new(Default::default()),
             }),
         };
         engine.recover()?;

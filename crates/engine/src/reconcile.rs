@@ -145,6 +145,13 @@ impl Engine {
                 }
             }
             Msg::Inventory { kind, result } => self.on_inventory(&mut st, kind, result, now),
+            Msg::Applied {
+                app,
+                version,
+                result,
+            } => self.on_applied(app, version, result, now),
+            Msg::Removed { app, result } => self.on_removed(app, result),
+            Msg::Observed { target, result } => self.on_observed(&mut st, target, result, now),
         }
     }
 
@@ -159,6 +166,7 @@ impl Engine {
         self.escalate_kills(&mut st, now);
         self.kill_tasks_without_app(&mut st, now);
         self.plan_apps(&mut st, now);
+        self.schedule(&mut st, now);
         self.advance_deployments(&mut st, now);
         let (probes, next_probe) = self.due_probes(&mut st, now);
         drop(st);
@@ -241,6 +249,10 @@ impl Engine {
         let mut launches = Vec::new();
         let mut waiting = Vec::new();
         for (id, app) in &st.apps {
+            if self.placement(id).is_some() {
+                // Another scheduler places and replaces its tasks ([`Engine::schedule`]).
+                continue;
+            }
             let rolling = st.deployments.iter().any(|d| {
                 d.current_actions()
                     .iter()
@@ -500,6 +512,8 @@ mod tests {
             container: None,
             ip: None,
             run_as: None,
+            host: None,
+            target: None,
         };
         let mut st = State::default();
         st.apps

@@ -364,3 +364,148 @@ async fn failed_launches_count_for_the_backoff_and_the_app_recovers() {
     assert_eq!(sim.counts(&id), (1, 1));
     assert_eq!(sim.deployments(), 0);
 }
+
+/// A scheduler double: runs every applied app at once with `instances` tasks on one node.
+#[derive(Default)]
+struct FakeScheduler {
+    /// Applied definitions by app.
+    services: Mutex<std::collections::BTreeMap<PathId, model::AppDefinition>>,
+    applies: Mutex<Vec<PathId>>,
+    removes: Mutex<Vec<PathId>>,
+}
+
+impl crate::backend::scheduled::Scheduler for FakeScheduler {
+    fn target(&self) -> &str {
+        "BB"
+    }
+
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn apply(
+        &self,
+        def: Arc<model::AppDefinition>,
+        env: Vec<(String, String)>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "MARATHON_APP_ID" && v == &def.id.to_string())
+        );
+        self.applies.lock().unwrap().push(def.id.clone());
+        self.services
+            .lock()
+            .unwrap()
+            .insert(def.id.clone(), (*def).clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove(&self, app: PathId) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        self.removes.lock().unwrap().push(app.clone());
+        self.services.lock().unwrap().remove(&app);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn observe(
+        &self,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<crate::backend::scheduled::ObservedTask>, String>,
+    > {
+        let tasks = self
+            .services
+            .lock()
+            .unwrap()
+            .values()
+            .flat_map(|d| {
+                let cfg = d.version_info.last_config_change_at;
+                (0..d.instances).map(move |slot| crate::backend::scheduled::ObservedTask {
+                    id: format!("{}.{}-{slot}", d.id.safe_name(), cfg.millis()),
+                    app_id: d.id.clone(),
+                    version: d.version,
+                    config_version: cfg,
+                    state: crate::state::TaskState::TaskRunning,
+                    host: "10.231.0.2".into(),
+                    host_ports: vec![31000 + slot as u16],
+                    staged_at: model::Timestamp(0),
+                    started_at: None,
+                    message: String::new(),
+                })
+            })
+            .collect();
+        Box::pin(async { Ok(tasks) })
+    }
+}
+
+#[tokio::test]
+async fn apps_of_a_scheduled_target_are_applied_mirrored_and_removed_never_launched_here() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let machine = Arc::new(Mutex::new(Machine::default()));
+    let clock = FakeClock::new(1_800_000_000_000);
+    let sched = Arc::new(FakeScheduler::default());
+    let open = |dir: Arc<tempfile::TempDir>| {
+        let store = Arc::new(store::Store::open(&dir.path().join("db")).unwrap());
+        let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+        cfg.docker.enabled = false;
+        let fake = FakeBackend::on(&machine);
+        let engine = Engine::builder(cfg, store)
+            .backend(fake.clone())
+            .clock(clock.clone())
+            .scheduler(sched.clone())
+            .placement(Arc::new(|id: &PathId| {
+                id.to_string().starts_with("/BB/").then(|| "BB".to_string())
+            }))
+            .open()
+            .unwrap();
+        Sim {
+            engine,
+            clock: clock.clone(),
+            fake,
+            machine: machine.clone(),
+            dir,
+        }
+    };
+    let sim = open(dir.clone());
+    let id = sim.create(r#"{"id": "/BB/prod/web", "cmd": "serve v1", "instances": 2}"#);
+    let local = sim.create(r#"{"id": "/AA/prod/web", "cmd": "serve v1", "instances": 1}"#);
+    sim.settle().await;
+    assert_eq!(sched.applies.lock().unwrap().clone(), vec![id.clone()]);
+    sim.advance(MIN_UP_MS + 1_000, 500).await;
+    assert_eq!(sim.counts(&id), (2, 2), "both mirrored tasks ready");
+    assert_eq!(sim.counts(&local), (1, 1));
+    assert_eq!(sim.launches(), 1, "only the local app launched here");
+    assert_eq!(sim.deployments(), 0);
+    let hosts: Vec<Option<String>> = sim
+        .engine
+        .read(|st| st.tasks_of(&id).map(|t| t.host.clone()).collect());
+    assert_eq!(hosts, vec![Some("10.231.0.2".to_string()); 2]);
+
+    // An upgrade is a new apply; the deployment ends when the scheduler runs the new version.
+    sim.update(&id, r#"{"cmd": "serve v2", "instances": 3}"#);
+    for _ in 0..10 {
+        sim.advance(1_000, 500).await;
+    }
+    assert_eq!(sim.deployments(), 0);
+    assert_eq!(sim.counts(&id), (3, 3));
+    assert_eq!(sched.applies.lock().unwrap().len(), 2);
+
+    // A restart reads the tasks back from the scheduler: nothing is duplicated.
+    let dir = sim.dir.clone();
+    drop(sim);
+    let sim = open(dir);
+    sim.advance(MIN_UP_MS + 1_000, 500).await;
+    assert_eq!(sim.counts(&id), (3, 3));
+    assert_eq!(sched.services.lock().unwrap().len(), 1);
+    assert_eq!(
+        sim.launches(),
+        1,
+        "still only the local app's task was ever launched"
+    );
+
+    sim.engine.delete_app(&id, false, &Unchecked).unwrap();
+    sim.advance(2_000, 500).await;
+    assert_eq!(sched.removes.lock().unwrap().clone(), vec![id.clone()]);
+    assert!(sched.services.lock().unwrap().is_empty());
+    assert_eq!(sim.engine.read(|st| st.tasks_of(&id).count()), 0);
+    assert_eq!(sim.deployments(), 0, "the stop deployment finished");
+}

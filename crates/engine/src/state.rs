@@ -169,6 +169,12 @@ pub struct TaskRecord {
     /// COMMAND health checks run with them too.
     #[serde(default)]
     pub run_as: Option<(u32, u32)>,
+    /// The node it runs on, when not this host (tasks of another scheduler).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The named target whose scheduler runs it (`None`: this engine).
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 impl TaskRecord {

@@ -28,6 +28,7 @@ pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod process;
+pub mod scheduled;
 
 use crate::Msg;
 use crate::state::TaskRecord;
@@ -50,6 +51,9 @@ pub enum BackendKind {
     Process,
     /// A container of the local Docker daemon.
     Docker,
+    /// A task of another scheduler (a Swarm, a remote Marathon API) that runs the whole
+    /// app; the engine mirrors it ([`scheduled`]).
+    Scheduled,
 }
 
 impl BackendKind {
@@ -67,6 +71,7 @@ impl BackendKind {
         match self {
             BackendKind::Process => "process",
             BackendKind::Docker => "docker",
+            BackendKind::Scheduled => "scheduled",
         }
     }
 }
