@@ -27,6 +27,17 @@ const SWEEP_ORPHANS_EVERY_MS: i64 = 3_000;
 /// crash-looping app completed its deployment whenever a tick fell into that moment.
 pub(crate) const MIN_UP_MS: i64 = 2_000;
 
+/// Runs synchronous work from async code: on a multi-threaded runtime the worker is handed
+/// over as blocking ([`tokio::task::block_in_place`]); elsewhere (tests) it just runs.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Whether a task counts as ready, for deployment steps and the rolling upgrade's health
 /// floor alike: running, not being killed, and passing every health check; for an app
 /// without checks, running for at least [`MIN_UP_MS`]. A task that keeps exiting never
@@ -62,25 +73,34 @@ impl Engine {
         let mut last_rotate = self.now();
         let mut last_poll = 0;
         let mut last_sweep = self.now();
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(msg) = rx.recv() => {
-                    self.handle(msg);
+                    batch.push(msg);
                     while let Ok(msg) = rx.try_recv() {
-                        self.handle(msg);
+                        batch.push(msg);
                     }
                 }
                 _ = ticker.tick() => {}
                 _ = self.inner.wake.notified() => {}
                 _ = self.probe_timer() => {}
             }
-            if self.now() - last_poll >= POLL_ADOPTED_EVERY_MS {
-                last_poll = self.now();
-                let mut st = self.lock();
-                self.poll_adopted(&mut st, last_poll);
-            }
-            self.tick();
+            // The pass writes SQLite and reads /proc synchronously (every record is durable
+            // before what it describes happens): tell the runtime, so this worker's other
+            // tasks (API requests, probes) move to another thread meanwhile.
+            blocking(|| {
+                for msg in batch.drain(..) {
+                    self.handle(msg);
+                }
+                if self.now() - last_poll >= POLL_ADOPTED_EVERY_MS {
+                    last_poll = self.now();
+                    let mut st = self.lock();
+                    self.poll_adopted(&mut st, last_poll);
+                }
+                self.tick();
+            });
             if self.now() - last_sweep >= SWEEP_ORPHANS_EVERY_MS {
                 last_sweep = self.now();
                 self.sweep_orphans().await;
