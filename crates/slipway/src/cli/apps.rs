@@ -137,9 +137,23 @@ pub(crate) async fn show(client: &Client, output: Output, id: &str) -> anyhow::R
             Value::Null
         }
     };
+    // The app's autoscaler, if it has one (a 404 means none).
+    let autoscaler = match client
+        .get(&format!("/api/v1/autoscalers/{}", id.path()), &[])
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if super::client::is_not_found(&e) => Value::Null,
+        Err(e) => {
+            eprintln!("warning: cannot read the autoscaler of {id}: {e:#}");
+            Value::Null
+        }
+    };
     match output {
-        Output::Json => out::json(&json!({"app": app, "status": status}))?,
-        Output::Text => out::write_stdout(show::render(&app, &status).as_bytes())?,
+        Output::Json => {
+            out::json(&json!({"app": app, "status": status, "autoscaler": autoscaler}))?
+        }
+        Output::Text => out::write_stdout(show::render(&app, &status, &autoscaler).as_bytes())?,
     }
     Ok(Exit::Success)
 }

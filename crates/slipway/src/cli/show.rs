@@ -10,9 +10,10 @@ use super::table::Table;
 /// Width of the key column.
 const KEY: usize = 15;
 
-/// The full `apps show` text for `app` (AppInfo) and `status` (`/api/v1/apps/{id}/status`,
-/// `null` when unavailable).
-pub(crate) fn render(app: &Value, status: &Value) -> String {
+/// The full `apps show` text for `app` (AppInfo), `status` (`/api/v1/apps/{id}/status`,
+/// `null` when unavailable) and `autoscaler` (`/api/v1/autoscalers/{id}`, `null` when the
+/// app has none).
+pub(crate) fn render(app: &Value, status: &Value, autoscaler: &Value) -> String {
     let mut s = String::new();
     let mut kv = |k: &str, v: &str| {
         s.push_str(&format!("{:<KEY$}{v}\n", key(k)));
@@ -69,12 +70,55 @@ pub(crate) fn render(app: &Value, status: &Value) -> String {
             ),
         );
     }
-    for (k, v) in status_lines(status) {
+    for (k, v) in status_lines(status)
+        .into_iter()
+        .chain(autoscaler_lines(autoscaler))
+    {
         s.push_str(&format!("{:<KEY$}{v}\n", key(k)));
     }
     s.push('\n');
     s.push_str(&task_table(arr_of(app, "tasks")).render());
     s
+}
+
+/// The autoscaler's policy, whether it may act, and its last decision.
+fn autoscaler_lines(a: &Value) -> Vec<(&'static str, String)> {
+    if !a.is_object() {
+        return vec![("Autoscaler", "none".into())];
+    }
+    let p = &a["policy"];
+    let metrics: Vec<String> = arr_of(p, "metrics")
+        .iter()
+        .map(|m| format!("{} {}", str_of(m, "type"), scalar(&m["target"])))
+        .collect();
+    let mut out = vec![(
+        "Autoscaler",
+        format!(
+            "{}..{} instances on {} (mode {}, from {})",
+            scalar(&p["min"]),
+            scalar(&p["max"]),
+            or_dash(&metrics.join(", ")),
+            or_dash(str_of(p, "mode")),
+            or_dash(str_of(a, "source")),
+        ),
+    )];
+    if a["enabled"] != true {
+        out.push((
+            "",
+            format!("NOT ENABLED: {}", or_dash(str_of(a, "disabledReason"))),
+        ));
+    }
+    if let Some(d) = a.get("lastDecision").filter(|d| d.is_object()) {
+        out.push((
+            "Last decision",
+            format!(
+                "{} ({})",
+                or_dash(str_of(d, "summary")),
+                or_dash(str_of(d, "at"))
+            ),
+        ));
+    }
+    out
 }
 
 /// `Key:` for the key column; continuation lines (an empty key) stay blank.
@@ -289,7 +333,7 @@ mod tests {
             "terminated": [{"id": "web.0", "state": "TASK_FAILED", "at": "t0", "message": "exit 1"},
                            {"id": "web.9", "state": "TASK_KILLED", "at": "t9", "message": "scaled down"}]
         });
-        let text = render(&app, &status);
+        let text = render(&app, &status, &Value::Null);
         let expected = "\
 ID:            /web
 Command:       serve
@@ -304,6 +348,7 @@ Backoff:       delay 4.0s, next launch in 3.0s
 Limits:        cpus/mem are not enforced: no cgroups
 Ended tasks:   web.0 TASK_FAILED at t0: exit 1
                web.9 TASK_KILLED at t9: scaled down
+Autoscaler:    none
 
 ID     STATE         HOST:PORTS  HEALTH   STARTED
 web.1  TASK_RUNNING  h:80        healthy  t1
@@ -356,5 +401,33 @@ web.1  TASK_RUNNING  h:80        healthy  t1
                 ("Image", "web:1".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn the_autoscaler_its_state_and_last_decision() {
+        assert_eq!(
+            autoscaler_lines(&Value::Null),
+            vec![("Autoscaler", "none".to_string())]
+        );
+        let a = json!({"appId": "/web", "source": "api", "enabled": false,
+            "disabledReason": "autoscaler may not deploy /web",
+            "policy": {"min": 2, "max": 10, "mode": "any",
+                "metrics": [{"type": "cpu", "target": 0.6}, {"type": "rps", "target": 100}]},
+            "lastDecision": {"summary": "scale 2 -> 4: cpu 0.9 over 0.6", "at": "2026-12-06T10:00:00.000Z"}});
+        let lines = autoscaler_lines(&a);
+        assert_eq!(
+            lines[0].1,
+            "2..10 instances on cpu 0.6, rps 100 (mode any, from api)"
+        );
+        assert_eq!(lines[1].1, "NOT ENABLED: autoscaler may not deploy /web");
+        assert_eq!(
+            lines[2],
+            (
+                "Last decision",
+                "scale 2 -> 4: cpu 0.9 over 0.6 (2026-12-06T10:00:00.000Z)".to_string()
+            )
+        );
+        let text = render(&json!({"id": "/web"}), &Value::Null, &a);
+        assert!(text.contains("Autoscaler:"), "{text}");
     }
 }
