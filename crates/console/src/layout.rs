@@ -19,6 +19,8 @@ pub(crate) enum Nav {
     Pipelines,
     /// Deployments.
     Deployments,
+    /// Metrics explorer.
+    Metrics,
     /// Audit log.
     Audit,
     /// Users, tokens, policies.
@@ -38,6 +40,7 @@ pub(crate) fn page(who: Option<&Viewer>, nav: Nav, title: &str, body: Markup) ->
             "Deployments",
             Role::Viewer,
         ),
+        (Nav::Metrics, "/ui/metrics", "Metrics", Role::Viewer),
         (Nav::Audit, "/ui/audit", "Audit", Role::Developer),
         (Nav::Admin, "/ui/admin", "Admin", Role::Viewer),
     ];

@@ -5,6 +5,7 @@
 //! (see [`backend`]), so policy checks and the audit log are the API's.
 
 mod backend;
+mod chart;
 mod form;
 mod layout;
 mod pages;
@@ -144,6 +145,7 @@ fn routes(console: Console) -> Router {
             "/ui/deployments/{id}/cancel",
             post(pages::deployments::cancel),
         )
+        .route("/ui/metrics", get(pages::metrics::page))
         .route("/ui/audit", get(pages::audit::page))
         .route("/ui/admin", get(pages::admin::page))
         .route("/ui/admin/{what}", post(pages::admin::act))

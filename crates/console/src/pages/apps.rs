@@ -61,10 +61,38 @@ fn rights(c: &Console, who: &Viewer, app: &Value) -> (bool, bool) {
     (may, confirm)
 }
 
-/// Where charts of the app (CPU, memory, requests, latency per instance, SVG from the
-/// time-series store) go once they exist; `None` until then.
-pub(crate) fn charts_slot(_app: &Value) -> Option<Markup> {
-    None
+/// The app's autoscaler: its policy, whether it may act, and its latest decisions.
+async fn autoscaler(c: &Console, who: &Viewer, id: &str) -> Option<Markup> {
+    let a = c.get(who, &format!("/api/v1/autoscalers{id}")).await.ok()?;
+    let decisions = c
+        .get(who, &format!("/api/v1/autoscalers{id}/decisions?limit=10"))
+        .await
+        .unwrap_or_default();
+    let p = &a["policy"];
+    let metrics: Vec<String> = arr(p, "metrics")
+        .iter()
+        .map(|m| format!("{} {}", s(m, "type"), m["target"]))
+        .collect();
+    Some(html! {
+        p {
+            (p["min"]) "–" (p["max"]) " instances on " (metrics.join(", "))
+            " (mode " (s(p, "mode")) ", from " (s(&a, "source")) ")"
+        }
+        @if a["enabled"] != true {
+            (layout::notice("bad", &format!("Not enabled: {}", s(&a, "disabledReason"))))
+        }
+        @let rows = arr(&decisions, "decisions");
+        @if rows.is_empty() { p.empty { "No decision yet." } }
+        @else {
+            table.list {
+                thead { tr { th scope="col" { "When" } th scope="col" { "Decision" } } }
+                tbody { @for d in rows { tr {
+                    td { (layout::time(s(&d["decision"], "at"))) }
+                    td { (s(d, "summary")) }
+                } } }
+            }
+        }
+    })
 }
 
 fn tasks_table(app: &Value) -> Markup {
@@ -138,6 +166,8 @@ async fn app_page(
             logs.push((stream, c.get(who, &path).await));
         }
     }
+    let scaler = autoscaler(c, who, id).await;
+    let charts = crate::pages::metrics::app_charts(c, who, id).await;
     let (image, digest) = app_image(&app);
     let health = app_health(&app);
     let current = s(&app, "version").to_string();
@@ -229,8 +259,9 @@ async fn app_page(
                 }
             }
         }
-        @if let Some(charts) = charts_slot(&app) {
-            section aria-labelledby="charts-h" { h2 #charts-h { "Charts" } (charts) }
+        section aria-labelledby="charts-h" { h2 #charts-h { "Charts" } (charts) }
+        @if let Some(scaler) = scaler {
+            section aria-labelledby="autoscaler-h" { h2 #autoscaler-h { "Autoscaler" } (scaler) }
         }
     };
     (

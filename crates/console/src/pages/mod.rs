@@ -5,6 +5,7 @@ pub(crate) mod apps;
 pub(crate) mod audit;
 pub(crate) mod deployments;
 pub(crate) mod live;
+pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod pipelines;
 pub(crate) mod runs;

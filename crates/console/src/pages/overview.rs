@@ -24,12 +24,23 @@ pub(crate) async fn page(State(c): State<Console>, Extension(who): Extension<Vie
         .and_then(|d| d.as_array().map(Vec::len))
         .unwrap_or(0);
     let policies = c.ctx().identity.policies();
+    // CPU of every app over the last 30 minutes, one query for all sparklines.
+    let spark: Sparks = crate::pages::metrics::query(
+        &c,
+        &who,
+        "sum by (app) (rate(container_cpu_usage_seconds_total[1m]))",
+        &["app"],
+        30 * 60_000,
+    )
+    .await
+    .map(|(series, _, _)| series.into_iter().map(|s| (s.label, s.points)).collect())
+    .unwrap_or_default();
     let body = match apps {
         Ok(apps) => html! {
             @if running > 0 {
                 p { a href="/ui/deployments" { (badge("deploying")) " " (running) " deployment" @if running > 1 { "s" } " running" } }
             }
-            (overview(arr(&apps, "apps"), &policies, &pipelines))
+            (overview(arr(&apps, "apps"), &policies, &pipelines, &spark))
         },
         Err(e) => layout::notice("bad", &e),
     };
@@ -92,10 +103,14 @@ pub(crate) fn place(policies: &auth::PolicySet, app: &Value) -> (String, Option<
 }
 
 /// The overview's body (pure: JSON in, HTML out).
+/// Recent CPU use (cores) per app id, for the sparklines.
+pub(crate) type Sparks = BTreeMap<String, Vec<(i64, f64)>>;
+
 pub(crate) fn overview(
     apps: &[Value],
     policies: &auth::PolicySet,
     pipelines: &[(String, Option<Value>)],
+    spark: &Sparks,
 ) -> Markup {
     // Columns: environments in policy order, each per datacenter seen.
     let mut cells: BTreeMap<String, BTreeMap<(usize, String), Vec<&Value>>> = BTreeMap::new();
@@ -138,7 +153,7 @@ pub(crate) fn overview(
                                     @for col in &columns {
                                         td {
                                             @for app in row.get(col).into_iter().flatten() {
-                                                (cell(app))
+                                                (cell(app, spark.get(s(app, "id"))))
                                             }
                                         }
                                     }
@@ -173,13 +188,11 @@ pub(crate) fn overview(
                 }
             }
         }
-        // Charts (CPU, memory, requests, latency per app) will go here, rendered as SVG
-        // from the time-series store: see `pages::apps::charts_slot`.
     }
 }
 
 /// One app in the matrix.
-fn cell(app: &Value) -> Markup {
+fn cell(app: &Value, cpu: Option<&Vec<(i64, f64)>>) -> Markup {
     let (image, digest) = app_image(app);
     let health = app_health(app);
     html! {
@@ -194,6 +207,7 @@ fn cell(app: &Value) -> Markup {
                 (image)
                 @if let Some(d) = digest { " " span.digest { (d) } }
             }
+            @if let Some(points) = cpu { (crate::chart::sparkline("CPU, last 30 minutes", crate::chart::Unit::Cores, points)) }
         }
     }
 }
@@ -233,7 +247,13 @@ mod tests {
             let start = std::time::Instant::now();
             let v: Value = serde_json::from_str(&text).unwrap();
             let parsed = start.elapsed();
-            let html = overview(super::arr(&v, "apps"), &policies, &pipelines).into_string();
+            let html = overview(
+                super::arr(&v, "apps"),
+                &policies,
+                &pipelines,
+                &Sparks::new(),
+            )
+            .into_string();
             eprintln!("parse {parsed:?}, render {:?}", start.elapsed() - parsed);
             assert!(html.len() > 100_000);
             best = best.min(start.elapsed());
@@ -275,7 +295,8 @@ mod tests {
                 json!({"id": "r1", "number": 7, "status": "running", "waitingFor": "approval `ok` (Do tests OK?): slipway runs approve r1 ok"}),
             ),
         )];
-        let html = overview(&apps, &auth::PolicySet::default(), &runs).into_string();
+        let html =
+            overview(&apps, &auth::PolicySet::default(), &runs, &Sparks::new()).into_string();
         assert!(!html.contains("slipway runs approve"), "{html}");
         for want in [
             "qa",

@@ -580,6 +580,15 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     assert_eq!(before["env"]["RELEASE"], "2", "{before}");
     b.goto(&format!("{}/ui/apps/prod/web", s.url));
     b.wait_text("Versions", Duration::from_secs(10));
+    // Charts from the time-series store: CPU, memory, requests and latency.
+    let charts =
+        b.js("return document.querySelectorAll('#charts-h ~ div.charts figure.chart').length");
+    assert_eq!(
+        charts,
+        json!(4),
+        "four charts on the app page: {}",
+        b.text()
+    );
     b.check("app-prod");
     b.click_button("Roll back to this version", None);
     b.wait_text("asks for confirmation", Duration::from_secs(10));
@@ -618,6 +627,27 @@ fn console_in_a_browser_approve_release_rollback_audit() {
     b.check("deployments");
     b.goto(&format!("{}/ui/admin", s.url));
     b.check("admin");
+    // The metrics explorer: a PromQL box, a range, the chart and the latest values.
+    wait_for("a collection round", Duration::from_secs(30), || {
+        b.goto(&format!(
+            "{}/ui/metrics?query=slipway_tasks&range=15m",
+            s.url
+        ));
+        (b.js("return document.querySelectorAll('figure.chart svg path.series').length")
+            .as_u64()
+            .unwrap_or(0)
+            > 0)
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", b.text()));
+    assert!(b.text().contains("Latest"), "{}", b.text());
+    b.check("metrics");
+    b.goto(&format!("{}/ui/metrics?query=rate(%28&range=1h", s.url));
+    assert!(
+        b.text().to_lowercase().contains("parse") || b.text().contains("expected"),
+        "a bad query says why: {}",
+        b.text()
+    );
     b.goto(&format!("{}/ui/pipelines", s.url));
     b.check("pipelines");
 
