@@ -645,10 +645,15 @@ struct People {
 
 async fn ensure_users(admin: &Client, dir: &Path) -> anyhow::Result<People> {
     let mut paths = Vec::new();
+    let mut signins = Vec::new();
     for (user, role) in [("dana", "developer"), ("lee", "deployer")] {
         let path = dir.join(format!("{user}.token"));
+        let pw_path = dir.join(format!("{user}.password"));
         paths.push(path.clone());
-        if path.exists() {
+        if path.exists()
+            && let Ok(pw) = std::fs::read_to_string(&pw_path)
+        {
+            signins.push((user, role, pw.trim().to_string()));
             continue;
         }
         let password = uuid::Uuid::new_v4().simple().to_string();
@@ -666,7 +671,7 @@ async fn ensure_users(admin: &Client, dir: &Path) -> anyhow::Result<People> {
             if !exists {
                 return Err(e.context(format!("cannot create the user {user}")));
             }
-            // Made by an earlier demo whose token file is gone: a new password.
+            // Made by an earlier demo whose token or password file is gone: a new password.
             admin
                 .send(
                     admin
@@ -675,7 +680,7 @@ async fn ensure_users(admin: &Client, dir: &Path) -> anyhow::Result<People> {
                 )
                 .await?;
         }
-        let me = Client::with_auth(admin.base(), Auth::Basic(user.into(), password))?;
+        let me = Client::with_auth(admin.base(), Auth::Basic(user.into(), password.clone()))?;
         let v = me
             .json(
                 me.request(Method::POST, "/api/v1/tokens")
@@ -684,8 +689,18 @@ async fn ensure_users(admin: &Client, dir: &Path) -> anyhow::Result<People> {
             .await
             .with_context(|| format!("cannot create a token for {user}"))?;
         write_private(&path, v["token"].as_str().unwrap_or(""))?;
+        // Kept (0600, in the demo directory) so the web console can be signed in to later.
+        write_private(&pw_path, &password)?;
+        signins.push((user, role, password));
     }
     say("  users: dana (developer) and lee (deployer), tokens in dana.token and lee.token");
+    say(&format!(
+        "  web console: {}/ui/ (approve the release there as lee)",
+        admin.base().trim_end_matches('/')
+    ));
+    for (user, role, pw) in &signins {
+        say(&format!("    sign in as {user} ({role}), password {pw}"));
+    }
     Ok(People {
         developer_token: paths[0].clone(),
         deployer: "lee".into(),

@@ -486,6 +486,34 @@ fn example_without_docker_runs_process_apps_to_prod() {
     let exe = approve_line.split_whitespace().next().unwrap();
     assert!(Path::new(exe).is_file(), "{approve_line}");
     let run = approve_line.split_whitespace().nth(3).unwrap().to_string();
+    // The web console's address and the demo people's passwords, to approve in a browser.
+    assert!(
+        demo.out
+            .iter()
+            .any(|l| l.contains(&format!("web console: {base}/ui/"))),
+        "{:?}",
+        demo.out
+    );
+    let lee_pw = std::fs::read_to_string(dir.join("lee.password")).unwrap();
+    let lee_pw = lee_pw.trim();
+    assert!(
+        demo.out
+            .iter()
+            .any(|l| l.contains(&format!("sign in as lee (deployer), password {lee_pw}"))),
+        "{:?}",
+        demo.out
+    );
+    let code = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u"])
+        .arg(format!("lee:{lee_pw}"))
+        .arg(format!("{base}/v2/info"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&code.stdout),
+        "200",
+        "the printed password signs in"
+    );
     let admin = std::fs::read_to_string(dir.join("admin.token"))
         .unwrap()
         .trim()
