@@ -29,6 +29,7 @@ pub mod docker;
 pub(crate) mod fake;
 pub mod process;
 pub mod scheduled;
+pub mod swarm;
 
 use crate::Msg;
 use crate::state::TaskRecord;
