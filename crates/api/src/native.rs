@@ -127,3 +127,9 @@ pub(crate) async fn app_status(
             ApiError::message(StatusCode::NOT_FOUND, format!("App '{id}' does not exist"))
         })
 }
+
+/// `GET /api/v1/targets`: the named targets (datacenters) apps are placed on by the first
+/// segment of their ids.
+pub(crate) async fn targets(State(ctx): State<Ctx>) -> Response {
+    axum::Json(json!({ "targets": ctx.engine.targets() })).into_response()
+}

@@ -264,6 +264,18 @@ pub(crate) struct Inner {
     pub(crate) schedulers: Vec<Arc<dyn backend::scheduled::Scheduler>>,
     pub(crate) placement: Option<Placement>,
     pub(crate) sched: Mutex<scheduled::Bookkeeping>,
+    pub(crate) targets: Vec<TargetInfo>,
+}
+
+/// A named target as users see it (`GET /api/v1/targets`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TargetInfo {
+    /// Its name, the first segment of its apps' ids.
+    pub name: String,
+    /// `local`, `swarm` or `marathon`.
+    pub kind: String,
+    /// Where it is (a Docker host, a URL), when not this server.
+    pub address: Option<String>,
 }
 
 /// Builds an [`Engine`]: settings, the store, and what the engine talks to (secret store,
@@ -277,9 +289,16 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     schedulers: Vec<Arc<dyn backend::scheduled::Scheduler>>,
     placement: Option<Placement>,
+    targets: Vec<TargetInfo>,
 }
 
 impl EngineBuilder {
+    /// The named targets, as shown to users.
+    pub fn targets(mut self, t: Vec<TargetInfo>) -> Self {
+        self.targets = t;
+        self
+    }
+
     /// A scheduler that runs whole apps of its target (a Swarm, a remote Marathon API).
     pub fn scheduler(mut self, s: Arc<dyn backend::scheduled::Scheduler>) -> Self {
         self.schedulers.retain(|x| x.target() != s.target());
@@ -349,6 +368,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             schedulers: Vec::new(),
             placement: None,
+            targets: Vec::new(),
         }
     }
 
@@ -362,15 +382,9 @@ impl Engine {
             clock,
             schedulers,
             placement,
+            targets,
         } = b;
-        let agent_id = match store.meta("agent_id")? {
-            Some(id) => id,
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                store.write(|tx| tx.set_meta("agent_id", &id))?;
-                id
-            }
-        };
+        let agent_id = agent_id(&store)?;
         let launcher = launcher::Launcher::new(launcher::LauncherConfig {
             agent_id: agent_id.clone(),
             // One subtree per installation: its task cgroups are its tasks, and nothing
@@ -430,6 +444,7 @@ impl Engine {
                 schedulers,
                 placement,
                 sched: Mutex::new(Default::default()),
+                targets,
             }),
         };
         engine.recover()?;
@@ -459,6 +474,11 @@ impl Engine {
 
     pub(crate) fn traffic_gate(&self) -> Option<&Arc<dyn TrafficGate>> {
         self.inner.gate.as_ref()
+    }
+
+    /// The named targets.
+    pub fn targets(&self) -> &[TargetInfo] {
+        &self.inner.targets
     }
 
     /// The event bus.
@@ -579,6 +599,18 @@ impl Engine {
         Some(launcher::Launcher::read_log(
             &sandbox, stream, offset, limit,
         ))
+    }
+}
+
+/// The stable id of the installation whose store this is, made on first use.
+pub fn agent_id(store: &Store) -> Result<String, EngineError> {
+    match store.meta("agent_id")? {
+        Some(id) => Ok(id),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            store.write(|tx| tx.set_meta("agent_id", &id))?;
+            Ok(id)
+        }
     }
 }
 

@@ -169,7 +169,7 @@ impl Engine {
                 app,
                 version,
                 result,
-            } => self.on_applied(app, version, result, now),
+            } => self.on_applied(&mut st, app, version, result, now),
             Msg::Removed { app, result } => self.on_removed(app, result),
             Msg::Observed { target, result } => self.on_observed(&mut st, target, result, now),
         }

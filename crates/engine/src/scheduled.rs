@@ -163,6 +163,7 @@ impl Engine {
     /// An apply finished.
     pub(crate) fn on_applied(
         &self,
+        st: &mut State,
         app: PathId,
         version: Timestamp,
         result: Result<(), String>,
@@ -179,6 +180,19 @@ impl Engine {
             }
             Err(why) => {
                 tracing::warn!(app = %app, reason = %why, "cannot apply app to its target");
+                // Shown where users look: the app's lastTaskFailure.
+                if let Some(entry) = st.apps.get_mut(&app) {
+                    entry.rt.last_task_failure = Some(crate::state::TaskFailure {
+                        app_id: app.clone(),
+                        host: self.placement(&app).unwrap_or_default(),
+                        message: why.clone(),
+                        state: TaskState::TaskFailed.as_str().into(),
+                        task_id: String::new(),
+                        timestamp: Timestamp(now),
+                        version,
+                        slave_id: self.inner.slave_id.clone(),
+                    });
+                }
                 book.failed.insert(app, (why, now));
             }
         }

@@ -4,6 +4,7 @@
 mod cli;
 mod privileges;
 mod proxy_sync;
+mod targets;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -26,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the Slipway server in the foreground.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// The main job: set up the bundled example (a service, its pipeline, ops' deploy
     /// configuration) as git repositories, start a server on embedded defaults and take
     /// the first commit through build, analysis, image, QA and tests to the approval
@@ -115,7 +116,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => up::run(args).await,
+            Command::Up(args) => up::run(*args).await,
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Apps(args) => cli::apps(args).await,
             Command::Deployments(args) => cli::deployments(args).await,

@@ -19,6 +19,13 @@ use tokio_util::sync::CancellationToken;
 /// re-adopted by the next `slipway up` on the same data directory.
 #[derive(clap::Args, Debug)]
 pub(crate) struct UpArgs {
+    /// A named target (datacenter) apps run on, as NAME=SPEC; repeat for more. Apps whose
+    /// id starts with /NAME/ run there: `local` (this server), `swarm` or
+    /// `swarm:unix:///path.sock` / `swarm:tcp://HOST:PORT` (a Docker Swarm, through its
+    /// manager), `marathon:http://HOST:PORT[?secret=NAME]` (another Slipway or a Marathon,
+    /// with `user:password` or a token from the secret store). Apps under no target run here.
+    #[arg(long = "target", value_name = "NAME=SPEC", value_parser = crate::targets::parse_target, env = "SLIPWAY_TARGETS", value_delimiter = ',')]
+    targets: Vec<crate::targets::Target>,
     /// Address the HTTP API listens on. Keep it on loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SLIPWAY_LISTEN")]
     listen: SocketAddr,
@@ -364,11 +371,68 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut builder =
-        Engine::builder(cfg, store.clone()).secrets(Arc::new(api::identity::StoreSecrets {
-            store: store.clone(),
-            key: secret_key.clone(),
+    let secrets: Arc<dyn engine::SecretResolver> = Arc::new(api::identity::StoreSecrets {
+        store: store.clone(),
+        key: secret_key.clone(),
+    });
+    let mut builder = Engine::builder(cfg, store.clone()).secrets(secrets.clone());
+    let targets = crate::targets::Targets::new(args.targets.clone()).map_err(anyhow::Error::msg)?;
+    let agent_id = engine::agent_id(&store).context("cannot read the installation id")?;
+    let mut scheduled = std::collections::BTreeSet::new();
+    for t in targets.all() {
+        let scheduler: Arc<dyn engine::backend::scheduled::Scheduler> = match &t.kind {
+            crate::targets::TargetKind::Local => continue,
+            crate::targets::TargetKind::Swarm(host) => {
+                Arc::new(engine::backend::swarm::SwarmScheduler::new(
+                    &t.name,
+                    host.clone(),
+                    &agent_id,
+                    registry_config.clone(),
+                ))
+            }
+            crate::targets::TargetKind::Marathon { url, secret } => {
+                Arc::new(engine::backend::marathon::MarathonScheduler::new(
+                    &t.name,
+                    url,
+                    secret.clone(),
+                    secrets.clone(),
+                ))
+            }
+        };
+        tracing::info!(target = %t.name, kind = %t.describe(), "named target");
+        scheduled.insert(t.name.clone());
+        builder = builder.scheduler(scheduler);
+    }
+    builder = builder.targets(
+        targets
+            .all()
+            .map(|t| engine::TargetInfo {
+                name: t.name.clone(),
+                kind: match t.kind {
+                    crate::targets::TargetKind::Local => "local",
+                    crate::targets::TargetKind::Swarm(_) => "swarm",
+                    crate::targets::TargetKind::Marathon { .. } => "marathon",
+                }
+                .into(),
+                address: match &t.kind {
+                    crate::targets::TargetKind::Local => None,
+                    crate::targets::TargetKind::Swarm(h) => {
+                        Some(h.clone().unwrap_or_else(|| "local Docker daemon".into()))
+                    }
+                    crate::targets::TargetKind::Marathon { url, .. } => Some(url.clone()),
+                },
+            })
+            .collect(),
+    );
+    if !scheduled.is_empty() {
+        let targets = targets.clone();
+        builder = builder.placement(Arc::new(move |id: &model::PathId| {
+            targets
+                .of(&id.to_string())
+                .filter(|t| scheduled.contains(&t.name))
+                .map(|t| t.name.clone())
         }));
+    }
     if let Some(proxy) = &proxy {
         builder = builder.traffic_gate(Arc::new(crate::proxy_sync::Gate(proxy.clone())));
     }

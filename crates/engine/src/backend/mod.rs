@@ -27,6 +27,7 @@
 pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod marathon;
 pub mod process;
 pub mod scheduled;
 pub mod swarm;

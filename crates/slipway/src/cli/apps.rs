@@ -58,6 +58,35 @@ pub(crate) async fn list(
             m.insert("status".into(), status);
         }
     }
+    // Named targets (datacenters): each app's is the one its first id segment names.
+    let targets: Vec<String> = client
+        .get("/api/v1/targets", &[])
+        .await
+        .map(|v| {
+            arr_of(&v, "targets")
+                .iter()
+                .map(|t| str_of(t, "name").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !targets.is_empty() {
+        for app in &mut apps {
+            let first = str_of(app, "id")
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let target = if targets.contains(&first) {
+                first
+            } else {
+                "local".to_string()
+            };
+            if let Value::Object(m) = app {
+                m.insert("target".into(), Value::String(target));
+            }
+        }
+    }
     match output {
         Output::Json => out::json(&Value::Array(apps))?,
         Output::Text => out::write_stdout(apps_table(&apps).render().as_bytes())?,
@@ -99,9 +128,14 @@ pub(crate) fn app_state(app: &Value, status: Option<&Value>) -> String {
     .to_string()
 }
 
-/// The `apps list` table.
+/// The `apps list` table (with a TARGET column when the server has named targets).
 pub(crate) fn apps_table(apps: &[Value]) -> Table {
-    let mut t = Table::new(&["ID", "INSTANCES", "HEALTHY", "STATUS", "VERSION"]);
+    let with_target = apps.iter().any(|a| a.get("target").is_some());
+    let mut head = vec!["ID", "INSTANCES", "HEALTHY", "STATUS", "VERSION"];
+    if with_target {
+        head.insert(1, "TARGET");
+    }
+    let mut t = Table::new(&head);
     for app in apps {
         let count = |k: &str| u64_of(app, k).unwrap_or(0);
         let healthy = if arr_of(app, "healthChecks").is_empty() {
@@ -109,13 +143,17 @@ pub(crate) fn apps_table(apps: &[Value]) -> Table {
         } else {
             count("tasksHealthy").to_string()
         };
-        t.row(vec![
+        let mut row = vec![
             str_of(app, "id").to_string(),
             format!("{}/{}", count("tasksRunning"), count("instances")),
             healthy,
             app_state(app, app.get("status")),
             or_dash(str_of(app, "version")),
-        ]);
+        ];
+        if with_target {
+            row.insert(1, or_dash(str_of(app, "target")));
+        }
+        t.row(row);
     }
     t
 }

@@ -18,6 +18,7 @@ mod proxy;
 mod rolling;
 mod secrets;
 mod security;
+mod swarm;
 mod watch;
 
 use serde_json::{Value, json};

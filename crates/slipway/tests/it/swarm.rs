@@ -1,0 +1,264 @@
+//! Named targets on a real Docker Swarm: apps under `/BB/` go to the Swarm (the local
+//! daemon made a manager for the test, `--advertise-addr 127.0.0.1`), apps under `/AA/`
+//! stay on the local engine. In the `docker` nextest group (one at a time); fails rather than
+//! skips under `CI=true` when Docker or the registry is missing.
+
+use crate::*;
+use std::process::Command;
+use testkit::{TEST_IMAGE_PORT, http_get, wait_for};
+
+/// Makes the local daemon a Swarm manager for the test and leaves the Swarm at the end
+/// (also on panic) when the test made it one; removes the services of the server.
+struct Swarm {
+    made: bool,
+    agent: Option<String>,
+}
+
+impl Swarm {
+    fn join() -> Swarm {
+        let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        let made = state.trim() != "active";
+        if made {
+            let out = Command::new("docker")
+                .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Swarm { made, agent: None }
+    }
+
+    fn services(&self) -> Vec<String> {
+        let Some(agent) = &self.agent else {
+            return Vec::new();
+        };
+        docker(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("label=slipway.agent={agent}"),
+            "--format",
+            "{{.Name}} {{.Replicas}}",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        for s in self.services() {
+            let name = s.split_whitespace().next().unwrap_or_default().to_string();
+            let _ = Command::new("docker")
+                .args(["service", "rm", &name])
+                .output();
+        }
+        if self.made {
+            let _ = Command::new("docker")
+                .args(["swarm", "leave", "--force"])
+                .output();
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn app(id: &str, instances: u32, image: &str, version: &str) -> Value {
+    json!({
+        "id": id,
+        "instances": instances,
+        "cpus": 0.1,
+        "mem": 64,
+        "env": {"VERSION": version},
+        "container": {"type": "DOCKER", "docker": {"image": image, "network": "BRIDGE",
+            "portMappings": [{"containerPort": TEST_IMAGE_PORT, "hostPort": 0, "protocol": "tcp"}]}},
+        "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 1,
+                          "timeoutSeconds": 1, "gracePeriodSeconds": 30, "maxConsecutiveFailures": 3}],
+        "upgradeStrategy": {"minimumHealthCapacity": 1, "maximumOverCapacity": 0.5},
+        "taskKillGracePeriodSeconds": 2,
+    })
+}
+
+fn app_json(s: &SlipwayProcess, id: &str) -> Value {
+    get_json(&format!("{}/v2/apps{id}", s.url)).unwrap()["app"].clone()
+}
+
+/// Waits until the app has no deployment and `n` healthy tasks; returns its tasks.
+fn settled(s: &SlipwayProcess, id: &str, n: usize, what: &str) -> Vec<Value> {
+    wait_for(what, Duration::from_secs(180), || {
+        let a = app_json(s, id);
+        let tasks = a["tasks"].as_array().cloned().unwrap_or_default();
+        let healthy = tasks
+            .iter()
+            .filter(|t| {
+                t["healthCheckResults"]
+                    .as_array()
+                    .is_some_and(|h| !h.is_empty() && h.iter().all(|r| r["alive"] == true))
+            })
+            .count();
+        (a["deployments"].as_array().is_some_and(Vec::is_empty) && tasks.len() == n && healthy == n)
+            .then_some(tasks)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", app_json(s, id)))
+}
+
+#[test]
+fn docker_swarm_target_runs_bb_apps_on_the_swarm_and_aa_apps_here() {
+    let (Some(()), Some(())) = (testkit::docker(), testkit::registry_up()) else {
+        return;
+    };
+    let mut swarm = Swarm::join();
+    let v1 =
+        testkit::push_to_registry(&testkit::test_image("swarm1").unwrap(), "swarm/web:1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SlipwayProcess::start(
+        &slipway_bin(),
+        dir.path(),
+        &["--target", "AA=local", "--target", "BB=swarm"],
+    )
+    .unwrap();
+    let agent = get_json(&format!("{}/v2/info", s.url)).unwrap()["frameworkId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    swarm.agent = Some(agent.clone());
+    let _containers = Cleanup(agent);
+
+    // The targets are listed, and each app shows its own.
+    let targets = get_json(&format!("{}/api/v1/targets", s.url)).unwrap();
+    assert_eq!(targets["targets"][1]["name"], "BB", "{targets}");
+    assert_eq!(targets["targets"][1]["kind"], "swarm", "{targets}");
+
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/v2/apps/BB/prod/web", s.url),
+        Some(&app("/BB/prod/web", 2, &v1, "1")),
+    )
+    .unwrap();
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let tasks = settled(&s, "/BB/prod/web", 2, "2 healthy Swarm tasks");
+    assert_eq!(
+        swarm.services().len(),
+        1,
+        "one service: {:?}",
+        swarm.services()
+    );
+    for t in &tasks {
+        let port = t["ports"][0].as_u64().unwrap();
+        let host = t["host"].as_str().unwrap();
+        let (code, body) = http_get(&format!("http://{host}:{port}/")).unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    // Nothing of it runs as a local container of this server.
+    let local = docker(&[
+        "ps",
+        "--filter",
+        "label=slipway.task",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(
+        !local.contains("BB_prod_web"),
+        "a Swarm app launched locally: {local}"
+    );
+
+    // The edge proxy routes to the Swarm's tasks.
+    let service_port = app_json(&s, "/BB/prod/web")["portDefinitions"][0]["port"]
+        .as_u64()
+        .or_else(|| {
+            app_json(&s, "/BB/prod/web")["container"]["portMappings"][0]["servicePort"].as_u64()
+        })
+        .unwrap();
+    wait_for("the proxy route", Duration::from_secs(30), || {
+        http_get(&format!("http://127.0.0.1:{service_port}/"))
+            .ok()
+            .filter(|(c, _)| *c == 200)
+    })
+    .unwrap();
+
+    // An upgrade goes through Swarm's update; the deployment ends on the new version.
+    http(
+        "PUT",
+        &format!("{}/v2/apps/BB/prod/web", s.url),
+        Some(&app("/BB/prod/web", 2, &v1, "2")),
+    )
+    .unwrap();
+    let cfg = app_json(&s, "/BB/prod/web")["version"].clone();
+    let tasks = settled(&s, "/BB/prod/web", 2, "the upgrade");
+    for t in &tasks {
+        assert_eq!(t["version"], cfg, "every task runs the new version: {t}");
+    }
+
+    // kill -9 in the middle of a Swarm deployment: it converges, nothing is duplicated.
+    http(
+        "PUT",
+        &format!("{}/v2/apps/BB/prod/web", s.url),
+        Some(&app("/BB/prod/web", 3, &v1, "3")),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.kill9();
+    s.restart().unwrap();
+    settled(&s, "/BB/prod/web", 3, "convergence after kill -9");
+    let services = swarm.services();
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert!(services[0].ends_with(" 3/3"), "{services:?}");
+
+    // A local-only image cannot go to a Swarm: the app says why.
+    let (status, _) = http(
+        "PUT",
+        &format!("{}/v2/apps/BB/prod/local", s.url),
+        Some(&app("/BB/prod/local", 1, "slipway-test-local-only:1", "1")),
+    )
+    .unwrap();
+    assert!(status < 300);
+    wait_for("the apply error", Duration::from_secs(60), || {
+        let a = app_json(&s, "/BB/prod/local");
+        a["lastTaskFailure"]["message"]
+            .as_str()
+            .filter(|m| m.contains("registry"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", app_json(&s, "/BB/prod/local")));
+
+    // The listing names each app's target.
+    let out = Command::new(slipway_bin())
+        .args(["apps", "list"])
+        .env("SLIPWAY_URL", &s.url)
+        .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("TARGET"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("/BB/prod/web") && l.contains("BB")),
+        "{text}"
+    );
+
+    // Deleting the apps removes their services.
+    for id in ["/BB/prod/web", "/BB/prod/local"] {
+        http("DELETE", &format!("{}/v2/apps{id}?force=true", s.url), None).unwrap();
+    }
+    wait_for("the services to go", Duration::from_secs(60), || {
+        swarm.services().is_empty().then_some(())
+    })
+    .unwrap();
+}
+
+/// Removes local containers of the server at the end.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        testkit::remove_slipway_containers(&self.0);
+    }
+}
