@@ -262,3 +262,96 @@ impl Drop for Cleanup {
         testkit::remove_slipway_containers(&self.0);
     }
 }
+
+/// A second Slipway as target CC, driven through its Marathon API with the credentials in
+/// the first server's secret store.
+#[test]
+fn a_marathon_target_runs_cc_apps_on_the_remote_with_stored_credentials() {
+    let (remote, _remote_dir) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!(
+        "CC={}",
+        remote.url.replace("http://", "marathon:http://") + "?secret=cc-creds"
+    );
+    let s = SlipwayProcess::start(&slipway_bin(), dir.path(), &["--target", &target]).unwrap();
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/api/v1/secrets/cc-creds", s.url),
+        Some(&json!({"value": testkit::ADMIN_TOKEN})),
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/v2/apps/CC/prod/web", s.url),
+        Some(&web_app("/CC/prod/web", 2, "1")),
+    )
+    .unwrap();
+    assert!(status < 300, "{status} {body}");
+    // The remote runs it; this server mirrors its tasks, checks them and ends the deployment.
+    let tasks = settled(&s, "/CC/prod/web", 2, "2 healthy remote tasks");
+    let remote_app = app_json(&remote, "/CC/prod/web");
+    let remote_ids: Vec<&str> = remote_app["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    for t in &tasks {
+        assert!(
+            remote_ids.contains(&t["id"].as_str().unwrap()),
+            "{t} is a task of the remote"
+        );
+    }
+    assert!(
+        testkit::task_processes(&s.data_dir).is_empty(),
+        "nothing of CC runs here"
+    );
+
+    // Bad credentials: the apply fails with the remote's 401, and the token is not shown.
+    let (status, _) = http(
+        "PUT",
+        &format!("{}/api/v1/secrets/cc-creds", s.url),
+        Some(&json!({"value": "slw_wrong-token-value"})),
+    )
+    .unwrap();
+    assert_eq!(status, 204);
+    http(
+        "PUT",
+        &format!("{}/v2/apps/CC/prod/web", s.url),
+        Some(&web_app("/CC/prod/web", 2, "2")),
+    )
+    .unwrap();
+    let failure = wait_for("the 401", Duration::from_secs(30), || {
+        app_json(&s, "/CC/prod/web")["lastTaskFailure"]["message"]
+            .as_str()
+            .filter(|m| m.contains("401"))
+            .map(str::to_string)
+    })
+    .unwrap();
+    assert!(!failure.contains("slw_wrong"), "{failure}");
+
+    // Back to the right token: the new version reaches the remote; delete removes it there.
+    http(
+        "PUT",
+        &format!("{}/api/v1/secrets/cc-creds", s.url),
+        Some(&json!({"value": testkit::ADMIN_TOKEN})),
+    )
+    .unwrap();
+    wait_for("version 2 on the remote", Duration::from_secs(60), || {
+        (app_json(&remote, "/CC/prod/web")["env"]["VERSION"] == "2").then_some(())
+    })
+    .unwrap();
+    http(
+        "DELETE",
+        &format!("{}/v2/apps/CC/prod/web?force=true", s.url),
+        None,
+    )
+    .unwrap();
+    wait_for("the remote app to go", Duration::from_secs(60), || {
+        let (code, _) = http("GET", &format!("{}/v2/apps/CC/prod/web", remote.url), None).ok()?;
+        (code == 404).then_some(())
+    })
+    .unwrap();
+}
