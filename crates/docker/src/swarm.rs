@@ -116,6 +116,8 @@ pub struct SwarmTask {
     pub node_id: String,
     /// The node's address (`Status.Addr`).
     pub node_addr: String,
+    /// The node is up (a task on a node that is down is lost until the node returns).
+    pub node_ready: bool,
     /// Current state (`running`, `failed`, …).
     pub state: String,
     /// The state Swarm wants it in (`running`, `shutdown`).
@@ -290,13 +292,18 @@ impl Docker {
         if apps.is_empty() {
             return Ok(Vec::new());
         }
-        let nodes: HashMap<String, String> = self
+        // Node id → (address, ready).
+        let nodes: HashMap<String, (String, bool)> = self
             .api
             .list_nodes(None::<ListNodesOptions>)
             .await
             .map_err(|e| map_err(e, DockerError::Api))?
             .into_iter()
-            .filter_map(|n| Some((n.id?, n.status?.addr?)))
+            .filter_map(|n| {
+                let status = n.status?;
+                let ready = status.state == Some(bollard::models::NodeState::READY);
+                Some((n.id?, (status.addr?, ready)))
+            })
             .collect();
         let tasks = self
             .api
@@ -316,16 +323,25 @@ impl Docker {
                 .unwrap_or_default();
             let status = t.status.clone().unwrap_or_default();
             let node_id = t.node_id.clone().unwrap_or_default();
-            let ports = status
+            // One published port per target port (the daemon lists IPv4 and IPv6 bindings).
+            let mut seen = Vec::new();
+            let mut ports = Vec::new();
+            for p in status
                 .port_status
                 .as_ref()
                 .and_then(|p| p.ports.as_ref())
-                .map(|ps| {
-                    ps.iter()
-                        .filter_map(|p| p.published_port.and_then(|x| u16::try_from(x).ok()))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .into_iter()
+                .flatten()
+            {
+                let key = (p.target_port, p.protocol);
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                if let Some(x) = p.published_port.and_then(|x| u16::try_from(x).ok()) {
+                    ports.push(x);
+                }
+            }
             let message = match (status.message.as_deref(), status.err.as_deref()) {
                 (_, Some(err)) if !err.is_empty() => err.to_string(),
                 (Some(m), _) => m.to_string(),
@@ -337,7 +353,8 @@ impl Docker {
                 version: labels.get(LABEL_VERSION).cloned().unwrap_or_default(),
                 config_version: labels.get(LABEL_CONFIG).cloned().unwrap_or_default(),
                 slot: t.slot.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                node_addr: nodes.get(&node_id).cloned().unwrap_or_default(),
+                node_addr: nodes.get(&node_id).map(|n| n.0.clone()).unwrap_or_default(),
+                node_ready: nodes.get(&node_id).is_some_and(|n| n.1),
                 node_id,
                 state: state_name(status.state.as_ref()),
                 desired_state: state_name(t.desired_state.as_ref()),

@@ -3,6 +3,7 @@
 //! reaches each of them.
 
 use crate::Engine;
+use crate::backend::BackendKind;
 use crate::state::{AppEntry, TaskRecord, TaskState};
 use health::TaskHealth;
 use proxy::{AppEndpoints, Backend, PortEndpoints};
@@ -21,10 +22,21 @@ impl Engine {
         st.apps
             .values()
             .map(|app| {
-                let tasks: Vec<&TaskRecord> = st
+                let mut tasks: Vec<&TaskRecord> = st
                     .tasks_of(&app.def.id)
                     .filter(|t| routable(app, t))
                     .collect();
+                // Another scheduler stops old tasks on its own clock (a Swarm: once their
+                // replacements run), without waiting for the proxy to drain them. So once
+                // a task of the current configuration is routable, old ones get no new
+                // requests: they are drained before they are stopped.
+                let current = app.def.version_info.last_config_change_at;
+                if tasks
+                    .iter()
+                    .any(|t| t.backend == BackendKind::Scheduled && t.config_version == current)
+                {
+                    tasks.retain(|t| t.config_version == current);
+                }
                 let ports = app
                     .def
                     .service_ports()

@@ -5,7 +5,7 @@
 
 use crate::backend::BackendKind;
 use crate::backend::scheduled::{ObservedTask, Scheduler};
-use crate::state::{State, TaskRecord, TaskState};
+use crate::state::{KillKind, State, TaskRecord, TaskState};
 use crate::{Engine, Msg};
 use model::{PathId, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 /// How often each scheduler is asked what runs.
 pub(crate) const OBSERVE_EVERY_MS: i64 = 1_000;
+/// How often while a deployment of one of its apps runs.
+pub(crate) const OBSERVE_DEPLOYING_EVERY_MS: i64 = 250;
 
 /// Which target an app belongs to (`None`: this engine). Given by the server's named
 /// targets; only targets with a [`Scheduler`] are returned.
@@ -109,7 +111,18 @@ impl Engine {
         for s in &self.inner.schedulers {
             let t = s.target().to_string();
             let last = book.last_observe.get(&t).copied().unwrap_or(0);
-            if !book.observing.contains(&t) && now - last >= OBSERVE_EVERY_MS {
+            // While a deployment of its apps runs, tasks come and go: look more often.
+            let deploying = st.deployments.iter().any(|d| {
+                d.affected_apps()
+                    .iter()
+                    .any(|a| self.placement(a).as_deref() == Some(t.as_str()))
+            });
+            let every = if deploying {
+                OBSERVE_DEPLOYING_EVERY_MS
+            } else {
+                OBSERVE_EVERY_MS
+            };
+            if !book.observing.contains(&t) && now - last >= every {
                 book.observing.insert(t.clone());
                 book.last_observe.insert(t, now);
                 observe.push(s.clone());
@@ -251,6 +264,17 @@ impl Engine {
                     };
                     self.on_terminated(st, &o.id, o.state, msg, failure, now);
                 }
+                Some(t) if o.stopping && t.kill.is_none() => {
+                    // On its way out: no new requests from the proxy, from now on.
+                    let id = t.id.clone();
+                    self.start_kill(
+                        st,
+                        &id,
+                        KillKind::Upgrade,
+                        format!("stopped by {target}"),
+                        now,
+                    );
+                }
                 Some(t) => {
                     let changed = t.state != o.state || t.host_ports != o.host_ports;
                     t.state = o.state;
@@ -324,6 +348,7 @@ impl Engine {
             staged_at: t.staged_at,
             started_at: t.started_at,
             message: String::new(),
+            stopping: false,
         };
         let fut = s.kill(&o);
         let id = t.id.clone();

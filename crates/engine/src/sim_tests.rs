@@ -430,6 +430,7 @@ impl crate::backend::scheduled::Scheduler for FakeScheduler {
                     staged_at: model::Timestamp(0),
                     started_at: None,
                     message: String::new(),
+                    stopping: false,
                 })
             })
             .collect();

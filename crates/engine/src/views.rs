@@ -126,7 +126,8 @@ impl<'a> TaskJson<'a> {
         TaskJson {
             id: &t.id,
             app_id: &t.app_id,
-            host: host.host,
+            // Tasks another scheduler runs are on their own node.
+            host: t.host.as_deref().unwrap_or(host.host),
             ports: &t.host_ports,
             service_ports: &t.service_ports,
             slave_id: host.slave_id,
@@ -135,7 +136,7 @@ impl<'a> TaskJson<'a> {
             started_at: t.started_at,
             version: t.version,
             ip_addresses: [IpAddress {
-                ip_address: t.ip.as_deref().unwrap_or(host.host),
+                ip_address: t.ip.as_deref().or(t.host.as_deref()).unwrap_or(host.host),
                 protocol: "IPv4",
             }],
             health_check_results: with_health.then(|| {

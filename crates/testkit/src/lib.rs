@@ -5,6 +5,7 @@
 mod git_http;
 mod image;
 pub use git_http::GitHttpServer;
+pub mod cluster;
 pub mod load;
 
 pub use image::{

@@ -172,6 +172,7 @@ pub(crate) fn tasks_of(target: &str, answer: &Value) -> Vec<ObservedTask> {
                     .unwrap_or(Timestamp(0)),
                 started_at: t["startedAt"].as_str().and_then(Timestamp::parse),
                 message: String::new(),
+                stopping: t["state"] == "TASK_KILLING",
             });
         }
     }

@@ -37,6 +37,8 @@ pub struct ObservedTask {
     pub started_at: Option<Timestamp>,
     /// What the scheduler says about it (why it failed, say).
     pub message: String,
+    /// The scheduler is stopping it (it still runs, but is on its way out).
+    pub stopping: bool,
 }
 
 /// A scheduler that runs whole apps.

@@ -203,7 +203,9 @@ pub(crate) fn service_def(
         update: UpdatePolicy {
             parallelism,
             start_first,
-            monitor_ms: 1_000,
+            // How long Swarm watches a new task before it stops an old one: time for
+            // Slipway's health checks to see the new task and drain the old one.
+            monitor_ms: 2_000,
         },
         stop_grace_seconds: def.kill_grace_ms().div_ceil(1000),
         registry_auth: None,
@@ -223,6 +225,12 @@ pub(crate) fn observed(t: &SwarmTask) -> Option<ObservedTask> {
         "orphaned" => TaskState::TaskLost,
         _ => return None,
     };
+    // What a node that is down reports no longer runs anywhere we can reach.
+    let state = if t.node_ready || state != TaskState::TaskRunning {
+        state
+    } else {
+        TaskState::TaskLost
+    };
     Some(ObservedTask {
         id: format!("{}.{}", app.safe_name(), t.id),
         version: Timestamp::parse(&t.version).unwrap_or(Timestamp(0)),
@@ -236,6 +244,7 @@ pub(crate) fn observed(t: &SwarmTask) -> Option<ObservedTask> {
             .then(|| Timestamp::parse(&t.status_at))
             .flatten(),
         message: t.message.clone(),
+        stopping: state == TaskState::TaskRunning && t.desired_state != "running",
     })
 }
 
@@ -379,6 +388,7 @@ mod tests {
             slot: 1,
             node_id: "n1".into(),
             node_addr: "10.231.0.2".into(),
+            node_ready: true,
             state: "running".into(),
             desired_state: "running".into(),
             message: "started".into(),
