@@ -14,6 +14,7 @@ mod autoscale;
 mod haproxy;
 mod steps;
 mod swarm;
+mod swarm_target;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -89,6 +90,13 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Rolling upgrade of 4 replicas on a two-node Swarm built here: through Slipway's
+    /// Swarm target against plain `docker service update` with the same settings (root).
+    SwarmTarget {
+        /// Alternating runs of each (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::PipelineVsShell { steps, runs } => steps::pipeline_vs_shell(steps, runs),
         Scenario::PipelineTrigger { runs } => steps::trigger_to_first_step(&args.slipway, runs),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
+        Scenario::SwarmTarget { runs } => swarm_target::swarm_target(&args.slipway, runs),
         Scenario::Autoscale => autoscale::default_vs_hpa(&args.slipway),
         Scenario::ProxyVsHaproxy { runs, seconds } => {
             haproxy::proxy_vs_haproxy(&args.slipway, runs, seconds)
