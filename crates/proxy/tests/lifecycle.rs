@@ -59,6 +59,9 @@ async fn a_removed_backend_drains_before_it_is_reported_drained() {
     assert!(errors.is_empty(), "{errors:?}");
     assert!(!proxy.drained("a"), "a request is still in flight on a");
     assert_eq!(proxy.in_flight("a"), 1);
+    // In flight counts from dispatch; the backend counts the request when it reads it.
+    let a_hits = a.hits.clone();
+    eventually(5, "the slow request to reach a", || a_hits.load(SeqCst) > 0).await;
     let hits_a = a.hits.load(SeqCst);
     let mut client = Client::connect(local(port)).await;
     for _ in 0..10 {

@@ -216,7 +216,6 @@ fn approvals_survive_kill9_and_cut_off_steps_are_named() {
         (step_status(&run_json(&s, &slow), "slow") == "running").then_some(())
     })
     .unwrap();
-    s.kill9();
     let marker = format!("SLIPWAY_RUN_ID={slow}");
     let leftovers = || {
         std::fs::read_dir("/proc")
@@ -228,6 +227,12 @@ fn approvals_survive_kill9_and_cut_off_steps_are_named() {
             })
             .count()
     };
+    // "running" is recorded as the step starts; wait until its processes exist.
+    wait_for("the step's processes", Duration::from_secs(30), || {
+        (leftovers() > 0).then_some(())
+    })
+    .unwrap();
+    s.kill9();
     assert!(
         leftovers() > 0,
         "the step's processes outlive the killed server"
