@@ -71,7 +71,8 @@ struct Answer {
 
 impl MarathonClient {
     /// A client for target `target` at `url` (`http://host:port`, optionally with a path
-    /// prefix such as `/service/marathon`).
+    /// prefix such as `/service/marathon`). `https://` needs reqwest's TLS support; a build
+    /// without it says so when the first request is sent.
     pub fn new(
         target: &str,
         url: &str,
@@ -82,16 +83,15 @@ impl MarathonClient {
             reason: reason.to_string(),
         };
         let url = url.trim();
-        if url.starts_with("https://") {
-            return Err(config(
-                "https:// needs a TLS client, which this build of Slipway leaves out; reach the target over http:// on a private network or through a local TLS tunnel",
-            ));
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(config("a Marathon URL starts with http://"));
+        let Some((scheme, rest)) = url
+            .strip_prefix("http://")
+            .map(|r| ("http", r))
+            .or_else(|| url.strip_prefix("https://").map(|r| ("https", r)))
+        else {
+            return Err(config("a Marathon URL starts with http:// or https://"));
         };
         let rest = rest.trim_end_matches('/');
-        let url = format!("http://{rest}");
+        let url = format!("{scheme}://{rest}");
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.is_empty() || authority.contains('@') || url.contains(['?', '#']) {
             return Err(config(
@@ -526,6 +526,12 @@ impl MarathonClient {
         if timeout {
             parts.push(format!("no answer within {:?}", self.request_timeout));
         }
+        // Without a TLS backend, reqwest's connector refuses https.
+        if self.url.starts_with("https://") && parts.iter().any(|p| p.contains("not http")) {
+            parts.push(
+                "this build has no TLS client: reach the target over http:// on a private network or through a local TLS tunnel".into(),
+            );
+        }
         ClientError::Unreachable {
             target: self.target.clone(),
             url: self.url.clone(),
@@ -575,8 +581,7 @@ mod tests {
     fn urls() {
         assert_eq!(client().url(), "http://127.0.0.1:9");
         for (url, want) in [
-            ("https://h:1", "TLS"),
-            ("ftp://h", "starts with http://"),
+            ("ftp://h", "starts with http:// or https://"),
             ("http://ops:hunter22@h:1", "without credentials"),
             ("http://h:1?x=1", "without credentials, query"),
             ("http://", "without credentials"),
