@@ -211,6 +211,13 @@ mod tests {
         check(&t, "/prod/x", "local");
         assert_eq!(t.default_target().kind, TargetKind::Swarm { host: None });
         assert!(t.insert(TargetSpec::parse("local=local").unwrap()).is_err());
+        // An explicit `local` is never replaced.
+        let mut explicit = Targets::new([TargetSpec::parse("local=local").unwrap()]).unwrap();
+        assert!(
+            explicit
+                .insert(TargetSpec::parse("local=swarm").unwrap())
+                .is_err()
+        );
     }
 
     proptest! {
