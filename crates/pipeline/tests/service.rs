@@ -642,6 +642,7 @@ async fn docker_step_builds_pushes_and_hands_the_digest_on() {
     f.service.set_docker(pipeline::service::DockerSetup {
         config: docker::DockerConfig::default(),
         registry_config: None,
+        registry_ca: None,
     });
     f.service.add_pipeline("img", &f.source).await.unwrap();
     let run = f
@@ -700,6 +701,7 @@ async fn docker_run_steps_with_an_image_run_in_containers_against_the_host() {
     f.service.set_docker(pipeline::service::DockerSetup {
         config: docker::DockerConfig::default(),
         registry_config: None,
+        registry_ca: None,
     });
     f.service.add_pipeline("e2e", &f.source).await.unwrap();
     testkit::wait_for("the service", Duration::from_secs(10), || {
@@ -813,6 +815,7 @@ async fn docker_promotion_tags_an_approved_digest_and_refuses_others() {
     f.service.set_docker(pipeline::service::DockerSetup {
         config: docker::DockerConfig::default(),
         registry_config: None,
+        registry_ca: None,
     });
     f.service.add_pipeline("main", &f.source).await.unwrap();
     let release_source = Source {

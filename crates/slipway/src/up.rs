@@ -101,6 +101,11 @@ pub(crate) struct UpArgs {
     /// `uris: ["file:///etc/docker.tar.gz"]`) takes precedence for that task.
     #[arg(long, env = "SLIPWAY_REGISTRY_CONFIG")]
     registry_config: Option<PathBuf>,
+    /// CA certificates (a PEM bundle) that pipelines trust for registries over TLS, besides
+    /// the system's roots (digest pinning, promotion). Docker itself trusts a registry's CA
+    /// from /etc/docker/certs.d/HOST:PORT/ca.crt.
+    #[arg(long, env = "SLIPWAY_REGISTRY_CA")]
+    registry_ca: Option<PathBuf>,
     /// Authentication: `on` (default; HTTP Basic or Bearer tokens on every endpoint) or
     /// `none` (only allowed when --listen is a loopback address; everyone acts as admin).
     #[arg(long, value_enum, default_value_t = AuthArg::On, env = "SLIPWAY_AUTH")]
@@ -508,6 +513,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         pipelines.set_docker(pipeline::service::DockerSetup {
             config,
             registry_config: registry_config.clone(),
+            registry_ca: args.registry_ca.clone(),
         });
     }
     let admission = Arc::new(api::admission::AdmissionConfig {

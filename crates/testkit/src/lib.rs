@@ -7,6 +7,7 @@ mod image;
 pub use git_http::GitHttpServer;
 pub mod cluster;
 pub mod load;
+pub mod tls_registry;
 
 pub use image::{
     TEST_IMAGE_PORT, docker, docker_config_json, push_to_registry, push_with_auth, registry,

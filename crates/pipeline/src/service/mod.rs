@@ -17,7 +17,7 @@ mod observer;
 mod params;
 mod queue;
 mod recover;
-mod registry;
+pub mod registry;
 mod schedule;
 mod steps;
 mod waits;
@@ -225,6 +225,8 @@ pub struct DockerSetup {
     pub config: docker::DockerConfig,
     /// A Docker `config.json` with registry credentials, if any.
     pub registry_config: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for registries besides the system's roots.
+    pub registry_ca: Option<PathBuf>,
 }
 
 fn now_ms() -> i64 {

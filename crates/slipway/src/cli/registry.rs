@@ -3,16 +3,15 @@
 //! digests, so the definition itself only has the digest).
 //!
 //! Best effort over the registry's HTTP API v2 (`/v2/<repo>/tags/list`, then a `HEAD` of
-//! each tag's manifest for its `Docker-Content-Digest`): a registry that cannot be reached,
-//! asks for credentials or speaks TLS simply yields no tags.
+//! each tag's manifest for its `Docker-Content-Digest`), with the pipelines' registry client:
+//! HTTPS trusting the system's roots plus `SLIPWAY_REGISTRY_CA` (a PEM bundle), plain HTTP
+//! on loopback, and the credentials of the Docker CLI's `config.json` (HTTP Basic or
+//! tokens). A registry that cannot be reached or refuses simply yields no tags.
 
+use pipeline::service::registry::{Access, Registry};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The manifest types asked for, so the registry answers with the stored manifest's digest.
-const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json, \
-    application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 /// At most this many tags are looked at per repository.
 const MAX_TAGS: usize = 200;
 
@@ -26,54 +25,49 @@ pub(crate) fn pinned(image: &str) -> Option<(&str, &str, &str)> {
         .then_some((registry, repo, digest))
 }
 
+/// How this CLI reaches `registry`: `SLIPWAY_REGISTRY_CA`, and the Docker CLI's
+/// credentials for it (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+fn access(registry: &str) -> Access {
+    let config = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")))
+        .map(|d| d.join("config.json"));
+    Access {
+        ca_file: std::env::var_os("SLIPWAY_REGISTRY_CA").map(Into::into),
+        auth: config
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|json| docker::credentials_for(&format!("{registry}/x"), &json)),
+        timeout: Some(Duration::from_secs(3)),
+    }
+}
+
 /// Tags by digest of the repositories of `images` (each repository asked once).
 pub(crate) async fn tags_by_digest<'a>(
     images: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-    else {
-        return out;
-    };
     let mut asked = std::collections::BTreeSet::new();
+    let mut registries: BTreeMap<String, Option<Registry>> = BTreeMap::new();
     for image in images {
-        let Some((registry, repo, _)) = pinned(image) else {
+        let Some((host, repo, _)) = pinned(image) else {
             continue;
         };
-        if !asked.insert((registry.to_string(), repo.to_string())) {
+        if !asked.insert((host.to_string(), repo.to_string())) {
             continue;
         }
-        let base = format!("http://{registry}/v2/{repo}");
-        let Ok(resp) = http.get(format!("{base}/tags/list")).send().await else {
+        if !registries.contains_key(host) {
+            let connected = Registry::connect(host, &access(host)).await.ok();
+            registries.insert(host.to_string(), connected);
+        }
+        let Some(Some(registry)) = registries.get(host) else {
             continue;
         };
-        let Ok(list) = resp.json::<serde_json::Value>().await else {
+        let Ok(tags) = registry.tags(repo, MAX_TAGS).await else {
             continue;
         };
-        let tags: Vec<String> = list["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .take(MAX_TAGS)
-            .collect();
         for tag in tags {
-            let Ok(resp) = http
-                .head(format!("{base}/manifests/{tag}"))
-                .header(reqwest::header::ACCEPT, ACCEPT)
-                .send()
-                .await
-            else {
-                continue;
-            };
-            if let Some(digest) = resp
-                .headers()
-                .get("Docker-Content-Digest")
-                .and_then(|h| h.to_str().ok())
-            {
-                out.entry(format!("{registry}/{repo}@{digest}"))
+            if let Ok(digest) = registry.manifest_digest(repo, &tag).await {
+                out.entry(format!("{host}/{repo}@{digest}"))
                     .or_default()
                     .push(tag);
             }

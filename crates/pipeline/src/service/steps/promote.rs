@@ -1,7 +1,9 @@
-//! The `promote` step: a tag added to an image already in the registry, by digest, after
-//! checking that the digest passed a named approval.
+//! The `promote` step: an image already in a registry given a release tag, by digest and
+//! without a rebuild, after checking that the digest passed a named approval. The tag may
+//! be in another repository or registry: the image's blobs are mounted (same registry) or
+//! copied there first.
 
-use crate::service::registry::{self as reg, registry_auth, registry_parts};
+use crate::service::registry::{Access, Registry, registry_parts};
 use crate::service::{Actor, Deployer, DockerSetup, Service};
 use crate::{Outputs, StepContext, Stream};
 use std::sync::Arc;
@@ -22,14 +24,16 @@ pub(super) async fn promote_step(
     force: Option<&str>,
 ) -> Result<Outputs, String> {
     let (image, to) = (cx.values.render(image)?, cx.values.render(to)?);
-    let (registry, repo, _) = registry_parts(&image)?;
+    let (registry, repo, reference) = registry_parts(&image)?;
     let (to_registry, to_repo, tag) = registry_parts(&to)?;
-    if (to_registry.as_str(), to_repo.as_str()) != (registry.as_str(), repo.as_str()) {
+    if docker::ImageRef::parse(&to)?.digest.is_some() {
         return Err(format!(
-            "`{to}` is not in {registry}/{repo}: promotion only adds a tag"
+            "`{to}` names a digest; promotion gives the image a tag"
         ));
     }
-    let (digest, content_type, manifest) = reg::manifest(setup.as_ref(), &image).await?;
+    let source = Registry::connect(&registry, &Access::of(setup.as_ref(), &image)).await?;
+    let manifest = source.manifest(&repo, &reference).await?;
+    let digest = manifest.digest.clone();
     if let Some(approval) = require_approval {
         let approved = digest_passed(service, &digest, approval).map_err(|e| e.to_string())?;
         if !approved {
@@ -54,31 +58,40 @@ pub(super) async fn promote_step(
             );
         }
     }
-    let auth = registry_auth(setup.as_ref(), &image);
-    let mut put = reqwest::Client::new()
-        .put(format!("http://{registry}/v2/{repo}/manifests/{tag}"))
-        .header("Content-Type", content_type)
-        .body(manifest);
-    if let Some(a) = &auth {
-        put = put.basic_auth(&a.username, Some(&a.password));
+    let target = if to_registry == registry {
+        None
+    } else {
+        Some(Registry::connect(&to_registry, &Access::of(setup.as_ref(), &to)).await?)
+    };
+    let dest = target.as_ref().unwrap_or(&source);
+    if target.is_some() || to_repo != repo {
+        let copied = dest.copy_image(&source, &repo, &manifest, &to_repo).await?;
+        let how = if target.is_some() {
+            "copied"
+        } else {
+            "mounted"
+        };
+        (cx.log)(
+            Stream::System,
+            format!("{copied} blob(s) of {repo}@{digest} {how} into {to_registry}/{to_repo}"),
+        );
     }
-    let put = put
-        .send()
-        .await
-        .map_err(|e| format!("registry {registry}: {e}"))?;
-    if !put.status().is_success() {
+    let stored = dest.put_manifest(&to_repo, &tag, &manifest).await?;
+    if stored != digest {
         return Err(format!(
-            "tagging {to}: the registry answered {}",
-            put.status()
+            "{to}: the registry stored the manifest as {stored}, not {digest}"
         ));
     }
     (cx.log)(
         Stream::System,
-        format!("promoted {repo}@{digest} to {to} (no rebuild)"),
+        format!("promoted {registry}/{repo}@{digest} to {to} (no rebuild)"),
     );
     Ok(Outputs::from([
         ("digest".to_string(), digest.clone()),
-        ("image".to_string(), format!("{registry}/{repo}@{digest}")),
+        (
+            "image".to_string(),
+            format!("{to_registry}/{to_repo}@{digest}"),
+        ),
         ("reference".to_string(), to),
     ]))
 }
