@@ -108,7 +108,7 @@ async fn fixture(pipeline: &str, files: &[(&str, &str)], setup: DockerSetup) -> 
 
 fn setup(config: Option<PathBuf>, ca: Option<PathBuf>) -> DockerSetup {
     DockerSetup {
-        config: docker::DockerConfig::default(),
+        config: ::docker::DockerConfig::default(),
         registry_config: config,
         registry_ca: ca,
     }
@@ -194,310 +194,316 @@ fn push(registry: &TlsRegistry, repo_tag: &str) -> String {
 const DEPLOY: &str = "version: 1\nname: p\nparams:\n  Image: { type: string, required: true }\nsteps:\n  ship:\n    deploy: { env: qa, app: app.json, image: \"${{ params.Image }}\", timeout: 60s }\n";
 const APP: &str = r#"{"id": "/qa/app", "container": {"docker": {"image": "set-by-the-step"}}}"#;
 
-#[tokio::test]
-async fn a_tag_is_pinned_to_its_digest_over_tls_with_the_extra_ca_and_basic_auth() {
-    if !prerequisites() {
-        return;
-    }
-    let reg = TlsRegistry::start(RegistryAuth::Htpasswd {
-        user: USER.into(),
-        password: PASSWORD.into(),
-    })
-    .unwrap();
-    let image = push(&reg, "shop/app:1.0");
-    let digest = reg.tag_digest("shop/app", "1.0").expect("pushed");
-    let dir = tempfile::tempdir().unwrap();
-    let config = docker_config(dir.path(), &[(&reg.addr, USER, PASSWORD)]);
-    let f = fixture(
-        DEPLOY,
-        &[("app.json", APP)],
-        setup(Some(config), Some(reg.ca_file.clone())),
-    )
-    .await;
-    let done = run(&f, &[("Image", &image)]).await;
-    let (status, reason, outputs, log) = step(&f.store, &done.id, "ship");
-    assert_eq!(status, "succeeded", "{reason}\n{log}");
-    let pinned = format!("{}/shop/app@{digest}", reg.addr);
-    assert_eq!(outputs["image"], pinned.as_str(), "{log}");
-    assert!(log.contains(&format!("{image} is {digest}")), "{log}");
-    let deployed = f.deployer.apps.lock().unwrap().clone();
-    assert_eq!(deployed[0]["container"]["docker"]["image"], pinned.as_str());
-    assert!(!log.contains(PASSWORD), "{log}");
-}
+/// Named `docker::…` so that nextest runs them in the `docker` test group
+/// (`.config/nextest.toml`), one at a time with the other tests of the shared daemon.
+mod docker {
+    use super::*;
 
-#[tokio::test]
-async fn a_ca_that_did_not_sign_the_registry_is_a_certificate_error() {
-    if !prerequisites() {
-        return;
-    }
-    let reg = TlsRegistry::start(RegistryAuth::Open).unwrap();
-    let image = push(&reg, "shop/app:1.0");
-    for ca in [Some(reg.other_ca().unwrap()), None] {
-        let f = fixture(DEPLOY, &[("app.json", APP)], setup(None, ca.clone())).await;
+    #[tokio::test]
+    async fn a_tag_is_pinned_to_its_digest_over_tls_with_the_extra_ca_and_basic_auth() {
+        if !prerequisites() {
+            return;
+        }
+        let reg = TlsRegistry::start(RegistryAuth::Htpasswd {
+            user: USER.into(),
+            password: PASSWORD.into(),
+        })
+        .unwrap();
+        let image = push(&reg, "shop/app:1.0");
+        let digest = reg.tag_digest("shop/app", "1.0").expect("pushed");
+        let dir = tempfile::tempdir().unwrap();
+        let config = docker_config(dir.path(), &[(&reg.addr, USER, PASSWORD)]);
+        let f = fixture(
+            DEPLOY,
+            &[("app.json", APP)],
+            setup(Some(config), Some(reg.ca_file.clone())),
+        )
+        .await;
         let done = run(&f, &[("Image", &image)]).await;
-        let (status, reason, _, log) = step(&f.store, &done.id, "ship");
-        assert_eq!(status, "failed", "{ca:?}: {log}");
-        assert!(
-            reason.contains(&format!("registry {}: TLS certificate problem", reg.addr))
-                && reason.contains("unknown authority")
-                && reason.contains("--registry-ca"),
-            "{ca:?}: {reason}"
-        );
-        assert!(
-            f.deployer.apps.lock().unwrap().is_empty(),
-            "nothing is deployed unpinned"
-        );
+        let (status, reason, outputs, log) = step(&f.store, &done.id, "ship");
+        assert_eq!(status, "succeeded", "{reason}\n{log}");
+        let pinned = format!("{}/shop/app@{digest}", reg.addr);
+        assert_eq!(outputs["image"], pinned.as_str(), "{log}");
+        assert!(log.contains(&format!("{image} is {digest}")), "{log}");
+        let deployed = f.deployer.apps.lock().unwrap().clone();
+        assert_eq!(deployed[0]["container"]["docker"]["image"], pinned.as_str());
+        assert!(!log.contains(PASSWORD), "{log}");
     }
-}
 
-#[tokio::test]
-async fn wrong_credentials_are_a_401_naming_the_user_and_not_the_password() {
-    if !prerequisites() {
-        return;
+    #[tokio::test]
+    async fn a_ca_that_did_not_sign_the_registry_is_a_certificate_error() {
+        if !prerequisites() {
+            return;
+        }
+        let reg = TlsRegistry::start(RegistryAuth::Open).unwrap();
+        let image = push(&reg, "shop/app:1.0");
+        for ca in [Some(reg.other_ca().unwrap()), None] {
+            let f = fixture(DEPLOY, &[("app.json", APP)], setup(None, ca.clone())).await;
+            let done = run(&f, &[("Image", &image)]).await;
+            let (status, reason, _, log) = step(&f.store, &done.id, "ship");
+            assert_eq!(status, "failed", "{ca:?}: {log}");
+            assert!(
+                reason.contains(&format!("registry {}: TLS certificate problem", reg.addr))
+                    && reason.contains("unknown authority")
+                    && reason.contains("--registry-ca"),
+                "{ca:?}: {reason}"
+            );
+            assert!(
+                f.deployer.apps.lock().unwrap().is_empty(),
+                "nothing is deployed unpinned"
+            );
+        }
     }
-    let tokens = TokenServer::start(USER, PASSWORD).unwrap();
-    let basic = TlsRegistry::start(RegistryAuth::Htpasswd {
-        user: USER.into(),
-        password: PASSWORD.into(),
-    })
-    .unwrap();
-    let bearer = TlsRegistry::start(RegistryAuth::Token(tokens.clone())).unwrap();
-    let wrong = "not-the-password-Qz9";
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("cas.pem");
-    std::fs::write(
-        &bundle,
-        std::fs::read_to_string(&basic.ca_file).unwrap()
-            + &std::fs::read_to_string(&bearer.ca_file).unwrap(),
-    )
-    .unwrap();
-    for (reg, expected) in [
-        (
-            &basic,
-            format!("the registry refused the credentials of `{USER}` (401 Unauthorized"),
-        ),
-        (
-            &bearer,
-            format!(
-                "the token service {} refused the credentials of `{USER}` (401 Unauthorized)",
-                tokens.realm()
+
+    #[tokio::test]
+    async fn wrong_credentials_are_a_401_naming_the_user_and_not_the_password() {
+        if !prerequisites() {
+            return;
+        }
+        let tokens = TokenServer::start(USER, PASSWORD).unwrap();
+        let basic = TlsRegistry::start(RegistryAuth::Htpasswd {
+            user: USER.into(),
+            password: PASSWORD.into(),
+        })
+        .unwrap();
+        let bearer = TlsRegistry::start(RegistryAuth::Token(tokens.clone())).unwrap();
+        let wrong = "not-the-password-Qz9";
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("cas.pem");
+        std::fs::write(
+            &bundle,
+            std::fs::read_to_string(&basic.ca_file).unwrap()
+                + &std::fs::read_to_string(&bearer.ca_file).unwrap(),
+        )
+        .unwrap();
+        for (reg, expected) in [
+            (
+                &basic,
+                format!("the registry refused the credentials of `{USER}` (401 Unauthorized"),
             ),
-        ),
-    ] {
-        let image = push(reg, "shop/app:1.0");
-        let config = docker_config(dir.path(), &[(&reg.addr, USER, wrong)]);
-        let f = fixture(
-            DEPLOY,
-            &[("app.json", APP)],
-            setup(Some(config), Some(bundle.clone())),
+            (
+                &bearer,
+                format!(
+                    "the token service {} refused the credentials of `{USER}` (401 Unauthorized)",
+                    tokens.realm()
+                ),
+            ),
+        ] {
+            let image = push(reg, "shop/app:1.0");
+            let config = docker_config(dir.path(), &[(&reg.addr, USER, wrong)]);
+            let f = fixture(
+                DEPLOY,
+                &[("app.json", APP)],
+                setup(Some(config), Some(bundle.clone())),
+            )
+            .await;
+            let done = run(&f, &[("Image", &image)]).await;
+            let (status, reason, _, log) = step(&f.store, &done.id, "ship");
+            assert_eq!(status, "failed", "{log}");
+            assert!(reason.contains(&expected), "{reason}");
+            assert!(
+                !reason.contains(wrong) && !log.contains(wrong),
+                "{reason}\n{log}"
+            );
+            // No credentials at all: said so, naming the option.
+            let f = fixture(
+                DEPLOY,
+                &[("app.json", APP)],
+                setup(None, Some(bundle.clone())),
+            )
+            .await;
+            let done = run(&f, &[("Image", &image)]).await;
+            let (_, reason, _, _) = step(&f.store, &done.id, "ship");
+            assert!(
+                reason.contains("asks for credentials") && reason.contains("--registry-config"),
+                "{reason}"
+            );
+        }
+        assert!(tokens.refused() >= 2, "the token service was asked");
+    }
+
+    #[tokio::test]
+    async fn promotion_between_repositories_and_registries_over_tls_with_bearer_tokens() {
+        if !prerequisites() {
+            return;
+        }
+        let tokens = TokenServer::start(USER, PASSWORD).unwrap();
+        let a = TlsRegistry::start(RegistryAuth::Token(tokens.clone())).unwrap();
+        let b = TlsRegistry::start(RegistryAuth::Htpasswd {
+            user: USER.into(),
+            password: PASSWORD.into(),
+        })
+        .unwrap();
+        let built = push(&a, "team/app:build-7");
+        let digest = a.tag_digest("team/app", "build-7").expect("pushed");
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("cas.pem");
+        std::fs::write(
+            &bundle,
+            std::fs::read_to_string(&a.ca_file).unwrap()
+                + &std::fs::read_to_string(&b.ca_file).unwrap(),
         )
-        .await;
-        let done = run(&f, &[("Image", &image)]).await;
-        let (status, reason, _, log) = step(&f.store, &done.id, "ship");
+        .unwrap();
+        let config = docker_config(
+            dir.path(),
+            &[(&a.addr, USER, PASSWORD), (&b.addr, USER, PASSWORD)],
+        );
+        let pipeline = "version: 1\nname: p\nparams:\n  Image: { type: string, required: true }\n  To: { type: string, required: true }\nsteps:\n  promote:\n    promote: { image: \"${{ params.Image }}\", to: \"${{ params.To }}\" }\n";
+        let f = fixture(pipeline, &[], setup(Some(config), Some(bundle))).await;
+        let issued_before = tokens.issued();
+
+        // Into another repository of the same registry: the blobs are mounted.
+        let to = format!("{}/release/app:1.0.0", a.addr);
+        let done = run(&f, &[("Image", &built), ("To", &to)]).await;
+        let (status, reason, outputs, log) = step(&f.store, &done.id, "promote");
+        assert_eq!(status, "succeeded", "{reason}\n{log}\n{}", a.log());
+        assert_eq!(outputs["digest"], digest.as_str());
+        assert_eq!(
+            outputs["image"],
+            format!("{}/release/app@{digest}", a.addr).as_str()
+        );
+        assert!(
+            log.contains(&format!("mounted into {}/release/app", a.addr)),
+            "{log}"
+        );
+        assert!(log.contains("(no rebuild)"), "{log}");
+        assert_eq!(a.tag_digest("release/app", "1.0.0"), Some(digest.clone()));
+        assert!(tokens.issued() > issued_before, "bearer tokens were used");
+
+        // Into another registry (by digest): the blobs are copied.
+        let by_digest = format!("{}/team/app@{digest}", a.addr);
+        let to = format!("{}/prod/app:1.0.0", b.addr);
+        let done = run(&f, &[("Image", &by_digest), ("To", &to)]).await;
+        let (status, reason, outputs, log) = step(&f.store, &done.id, "promote");
+        assert_eq!(status, "succeeded", "{reason}\n{log}\n{}", b.log());
+        assert!(
+            log.contains(&format!("copied into {}/prod/app", b.addr)),
+            "{log}"
+        );
+        assert_eq!(
+            outputs["image"],
+            format!("{}/prod/app@{digest}", b.addr).as_str()
+        );
+        assert_eq!(b.tag_digest("prod/app", "1.0.0"), Some(digest.clone()));
+        // The copy is whole: dockerd pulls it back from the second registry.
+        let pulled = pull_with_login(&b, &format!("{}/prod/app:1.0.0", b.addr));
+        assert!(pulled.is_ok(), "{pulled:?}");
+        assert!(!log.contains(PASSWORD));
+    }
+
+    /// `docker pull` of `image` from `reg` with a throw-away login.
+    fn pull_with_login(reg: &TlsRegistry, image: &str) -> Result<(), String> {
+        let cfg = tempfile::tempdir().unwrap();
+        let docker = |args: &[&str], input: Option<&str>| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("docker")
+                .args(args)
+                .env("DOCKER_CONFIG", cfg.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            if let (Some(i), Some(mut s)) = (input, child.stdin.take()) {
+                s.write_all(i.as_bytes()).unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).to_string())
+            }
+        };
+        docker(
+            &["login", &reg.addr, "-u", USER, "--password-stdin"],
+            Some(PASSWORD),
+        )?;
+        docker(&["pull", "-q", image], None)?;
+        let _ = docker(&["rmi", image], None);
+        Ok(())
+    }
+
+    /// Issue 11 §5: the registry stops while an image step runs. The step fails with the
+    /// registry's error (nothing hangs or retries by itself), a retry while it is still down
+    /// fails the same way, and once it is back a retry of the same run succeeds.
+    #[tokio::test]
+    async fn the_registry_stopping_fails_the_image_step_and_a_retry_succeeds_once_it_is_back() {
+        if !prerequisites() {
+            return;
+        }
+        let mut reg = TlsRegistry::start(RegistryAuth::Open).unwrap();
+        let pipeline = format!(
+            "version: 1\nname: p\nsteps:\n  image:\n    docker: {{ build: app, push: \"{}/outage/app:${{{{ run.number }}}}\" }}\n  after:\n    needs: [image]\n    run: 'echo using ${{{{ steps.image.outputs.image }}}}'\n",
+            reg.addr
+        );
+        let f = fixture(&pipeline, &[], setup(None, Some(reg.ca_file.clone()))).await;
+        std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
+        std::fs::copy(
+            testkit::static_testsrv().unwrap(),
+            f.repo.path().join("app/testsrv"),
+        )
+        .unwrap();
+        std::fs::write(
+            f.repo.path().join("app/Dockerfile"),
+            "FROM scratch\nCOPY testsrv /testsrv\nENTRYPOINT [\"/testsrv\"]\n",
+        )
+        .unwrap();
+        testkit::git(f.repo.path(), &["add", "."]);
+        testkit::git(f.repo.path(), &["commit", "-qm", "app"]);
+
+        // The registry goes away (killed) before the step pushes.
+        reg.stop();
+        let started = Instant::now();
+        let failed = run(&f, &[]).await;
+        assert_eq!(failed.status.as_str(), "failed");
+        let (status, reason, _, log) = step(&f.store, &failed.id, "image");
         assert_eq!(status, "failed", "{log}");
-        assert!(reason.contains(&expected), "{reason}");
         assert!(
-            !reason.contains(wrong) && !log.contains(wrong),
-            "{reason}\n{log}"
+            reason.contains(&reg.addr) && reason.contains("connection refused"),
+            "the registry's error: {reason}\n{log}"
         );
-        // No credentials at all: said so, naming the option.
-        let f = fixture(
-            DEPLOY,
-            &[("app.json", APP)],
-            setup(None, Some(bundle.clone())),
-        )
-        .await;
-        let done = run(&f, &[("Image", &image)]).await;
-        let (_, reason, _, _) = step(&f.store, &done.id, "ship");
         assert!(
-            reason.contains("asks for credentials") && reason.contains("--registry-config"),
-            "{reason}"
+            started.elapsed() < Duration::from_secs(60),
+            "failed promptly: {:?}",
+            started.elapsed()
         );
+        let (after, _, _, _) = step(&f.store, &failed.id, "after");
+        assert_ne!(after, "succeeded", "nothing ran on a missing image");
+
+        // Still down: the retry fails the same way, and leaves one failed run.
+        let again = f.service.retry(&failed.id, "user:lee").unwrap();
+        let again = wait_end(&f.store, &again.id).await;
+        assert_eq!(again.status.as_str(), "failed");
+        assert!(
+            step(&f.store, &again.id, "image")
+                .1
+                .contains("connection refused")
+        );
+
+        // Back: a retry of the first run succeeds and the image is in the registry.
+        reg.restart().unwrap();
+        let retried = f.service.retry(&failed.id, "user:lee").unwrap();
+        let done = wait_end(&f.store, &retried.id).await;
+        let (status, reason, outputs, log) = step(&f.store, &retried.id, "image");
+        assert_eq!(status, "succeeded", "{reason}\n{log}\n{}", reg.log());
+        assert_eq!(done.status.as_str(), "succeeded");
+        let digest = outputs["digest"].as_str().unwrap().to_string();
+        assert_eq!(
+            reg.tag_digest("outage/app", &retried.number.to_string()),
+            Some(digest.clone())
+        );
+        assert!(
+            step(&f.store, &retried.id, "after")
+                .3
+                .contains(&format!("using {}/outage/app@{digest}", reg.addr))
+        );
+        let _ = std::process::Command::new("docker")
+            .args([
+                "rmi",
+                &format!("{}/outage/app:{}", reg.addr, retried.number),
+            ])
+            .output();
+        // Nothing else was started by the outage.
+        assert_eq!(f.store.runs(Some("p"), 10).unwrap().len(), 3);
     }
-    assert!(tokens.refused() >= 2, "the token service was asked");
-}
-
-#[tokio::test]
-async fn promotion_between_repositories_and_registries_over_tls_with_bearer_tokens() {
-    if !prerequisites() {
-        return;
-    }
-    let tokens = TokenServer::start(USER, PASSWORD).unwrap();
-    let a = TlsRegistry::start(RegistryAuth::Token(tokens.clone())).unwrap();
-    let b = TlsRegistry::start(RegistryAuth::Htpasswd {
-        user: USER.into(),
-        password: PASSWORD.into(),
-    })
-    .unwrap();
-    let built = push(&a, "team/app:build-7");
-    let digest = a.tag_digest("team/app", "build-7").expect("pushed");
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("cas.pem");
-    std::fs::write(
-        &bundle,
-        std::fs::read_to_string(&a.ca_file).unwrap()
-            + &std::fs::read_to_string(&b.ca_file).unwrap(),
-    )
-    .unwrap();
-    let config = docker_config(
-        dir.path(),
-        &[(&a.addr, USER, PASSWORD), (&b.addr, USER, PASSWORD)],
-    );
-    let pipeline = "version: 1\nname: p\nparams:\n  Image: { type: string, required: true }\n  To: { type: string, required: true }\nsteps:\n  promote:\n    promote: { image: \"${{ params.Image }}\", to: \"${{ params.To }}\" }\n";
-    let f = fixture(pipeline, &[], setup(Some(config), Some(bundle))).await;
-    let issued_before = tokens.issued();
-
-    // Into another repository of the same registry: the blobs are mounted.
-    let to = format!("{}/release/app:1.0.0", a.addr);
-    let done = run(&f, &[("Image", &built), ("To", &to)]).await;
-    let (status, reason, outputs, log) = step(&f.store, &done.id, "promote");
-    assert_eq!(status, "succeeded", "{reason}\n{log}\n{}", a.log());
-    assert_eq!(outputs["digest"], digest.as_str());
-    assert_eq!(
-        outputs["image"],
-        format!("{}/release/app@{digest}", a.addr).as_str()
-    );
-    assert!(
-        log.contains(&format!("mounted into {}/release/app", a.addr)),
-        "{log}"
-    );
-    assert!(log.contains("(no rebuild)"), "{log}");
-    assert_eq!(a.tag_digest("release/app", "1.0.0"), Some(digest.clone()));
-    assert!(tokens.issued() > issued_before, "bearer tokens were used");
-
-    // Into another registry (by digest): the blobs are copied.
-    let by_digest = format!("{}/team/app@{digest}", a.addr);
-    let to = format!("{}/prod/app:1.0.0", b.addr);
-    let done = run(&f, &[("Image", &by_digest), ("To", &to)]).await;
-    let (status, reason, outputs, log) = step(&f.store, &done.id, "promote");
-    assert_eq!(status, "succeeded", "{reason}\n{log}\n{}", b.log());
-    assert!(
-        log.contains(&format!("copied into {}/prod/app", b.addr)),
-        "{log}"
-    );
-    assert_eq!(
-        outputs["image"],
-        format!("{}/prod/app@{digest}", b.addr).as_str()
-    );
-    assert_eq!(b.tag_digest("prod/app", "1.0.0"), Some(digest.clone()));
-    // The copy is whole: dockerd pulls it back from the second registry.
-    let pulled = pull_with_login(&b, &format!("{}/prod/app:1.0.0", b.addr));
-    assert!(pulled.is_ok(), "{pulled:?}");
-    assert!(!log.contains(PASSWORD));
-}
-
-/// `docker pull` of `image` from `reg` with a throw-away login.
-fn pull_with_login(reg: &TlsRegistry, image: &str) -> Result<(), String> {
-    let cfg = tempfile::tempdir().unwrap();
-    let docker = |args: &[&str], input: Option<&str>| {
-        use std::io::Write;
-        let mut child = std::process::Command::new("docker")
-            .args(args)
-            .env("DOCKER_CONFIG", cfg.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let (Some(i), Some(mut s)) = (input, child.stdin.take()) {
-            s.write_all(i.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).to_string())
-        }
-    };
-    docker(
-        &["login", &reg.addr, "-u", USER, "--password-stdin"],
-        Some(PASSWORD),
-    )?;
-    docker(&["pull", "-q", image], None)?;
-    let _ = docker(&["rmi", image], None);
-    Ok(())
-}
-
-/// Issue 11 §5: the registry stops while an image step runs. The step fails with the
-/// registry's error (nothing hangs or retries by itself), a retry while it is still down
-/// fails the same way, and once it is back a retry of the same run succeeds.
-#[tokio::test]
-async fn the_registry_stopping_fails_the_image_step_and_a_retry_succeeds_once_it_is_back() {
-    if !prerequisites() {
-        return;
-    }
-    let mut reg = TlsRegistry::start(RegistryAuth::Open).unwrap();
-    let pipeline = format!(
-        "version: 1\nname: p\nsteps:\n  image:\n    docker: {{ build: app, push: \"{}/outage/app:${{{{ run.number }}}}\" }}\n  after:\n    needs: [image]\n    run: 'echo using ${{{{ steps.image.outputs.image }}}}'\n",
-        reg.addr
-    );
-    let f = fixture(&pipeline, &[], setup(None, Some(reg.ca_file.clone()))).await;
-    std::fs::create_dir_all(f.repo.path().join("app")).unwrap();
-    std::fs::copy(
-        testkit::static_testsrv().unwrap(),
-        f.repo.path().join("app/testsrv"),
-    )
-    .unwrap();
-    std::fs::write(
-        f.repo.path().join("app/Dockerfile"),
-        "FROM scratch\nCOPY testsrv /testsrv\nENTRYPOINT [\"/testsrv\"]\n",
-    )
-    .unwrap();
-    testkit::git(f.repo.path(), &["add", "."]);
-    testkit::git(f.repo.path(), &["commit", "-qm", "app"]);
-
-    // The registry goes away (killed) before the step pushes.
-    reg.stop();
-    let started = Instant::now();
-    let failed = run(&f, &[]).await;
-    assert_eq!(failed.status.as_str(), "failed");
-    let (status, reason, _, log) = step(&f.store, &failed.id, "image");
-    assert_eq!(status, "failed", "{log}");
-    assert!(
-        reason.contains(&reg.addr) && reason.contains("connection refused"),
-        "the registry's error: {reason}\n{log}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "failed promptly: {:?}",
-        started.elapsed()
-    );
-    let (after, _, _, _) = step(&f.store, &failed.id, "after");
-    assert_ne!(after, "succeeded", "nothing ran on a missing image");
-
-    // Still down: the retry fails the same way, and leaves one failed run.
-    let again = f.service.retry(&failed.id, "user:lee").unwrap();
-    let again = wait_end(&f.store, &again.id).await;
-    assert_eq!(again.status.as_str(), "failed");
-    assert!(
-        step(&f.store, &again.id, "image")
-            .1
-            .contains("connection refused")
-    );
-
-    // Back: a retry of the first run succeeds and the image is in the registry.
-    reg.restart().unwrap();
-    let retried = f.service.retry(&failed.id, "user:lee").unwrap();
-    let done = wait_end(&f.store, &retried.id).await;
-    let (status, reason, outputs, log) = step(&f.store, &retried.id, "image");
-    assert_eq!(status, "succeeded", "{reason}\n{log}\n{}", reg.log());
-    assert_eq!(done.status.as_str(), "succeeded");
-    let digest = outputs["digest"].as_str().unwrap().to_string();
-    assert_eq!(
-        reg.tag_digest("outage/app", &retried.number.to_string()),
-        Some(digest.clone())
-    );
-    assert!(
-        step(&f.store, &retried.id, "after")
-            .3
-            .contains(&format!("using {}/outage/app@{digest}", reg.addr))
-    );
-    let _ = std::process::Command::new("docker")
-        .args([
-            "rmi",
-            &format!("{}/outage/app:{}", reg.addr, retried.number),
-        ])
-        .output();
-    // Nothing else was started by the outage.
-    assert_eq!(f.store.runs(Some("p"), 10).unwrap().len(), 3);
 }
