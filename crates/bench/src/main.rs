@@ -8,6 +8,7 @@
 //!   target/release/slipway-bench pipeline-vs-shell
 //!   target/release/slipway-bench pipeline-trigger
 //!   target/release/slipway-bench autoscale
+//!   target/release/slipway-bench tsdb [--quick]
 //!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
 mod autoscale;
@@ -15,6 +16,7 @@ mod haproxy;
 mod steps;
 mod swarm;
 mod swarm_target;
+mod tsdb;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -97,6 +99,16 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// The embedded time-series store against VictoriaMetrics and InfluxDB 1.6, side by
+    /// side: ingest of the same line protocol, bytes per sample, PromQL query_range.
+    Tsdb {
+        /// A small smoke-size run (200 series, 20,000 values).
+        #[arg(long)]
+        quick: bool,
+        /// Measured repetitions of each query (default 100, 5 with --quick).
+        #[arg(long)]
+        reps: Option<usize>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +120,14 @@ fn main() -> anyhow::Result<()> {
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
         Scenario::SwarmTarget { runs } => swarm_target::swarm_target(&args.slipway, runs),
         Scenario::Autoscale => autoscale::default_vs_hpa(&args.slipway),
+        Scenario::Tsdb { quick, reps } => {
+            let shape = if quick {
+                tsdb::Shape::QUICK
+            } else {
+                tsdb::Shape::FULL
+            };
+            tsdb::side_by_side(&args.slipway, shape, reps)
+        }
         Scenario::ProxyVsHaproxy { runs, seconds } => {
             haproxy::proxy_vs_haproxy(&args.slipway, runs, seconds)
         }
