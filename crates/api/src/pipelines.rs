@@ -102,7 +102,7 @@ fn waiting(svc: &Service, r: &RunRow) -> Option<String> {
 
 /// `GET /api/v1/pipelines`.
 pub(crate) async fn list(State(ctx): State<Ctx>) -> ApiResult {
-    service(&ctx)?;
+    let svc = service(&ctx)?;
     let rows = ctx.store.pipelines()?;
     let list: Vec<Value> = rows
         .iter()
@@ -116,6 +116,11 @@ pub(crate) async fn list(State(ctx): State<Ctx>) -> ApiResult {
                 .and_then(|t| t.as_str().map(str::to_string));
             let mut v = json!({"name": p.name, "source": source, "owner": p.owner,
                    "createdAt": Timestamp(p.created_at), "updatedAt": Timestamp(p.updated_at)});
+            // Its repository cannot be reached (polling or checkouts fail), until it can.
+            if let Some(g) = svc.git_problem(&p.name) {
+                v["gitError"] = json!({"error": g.error, "since": Timestamp(g.since_ms),
+                                       "failures": g.failures});
+            }
             if let Some(file) = text
                 .as_deref()
                 .and_then(|t| model::pipeline::parse_pipeline(t).ok())

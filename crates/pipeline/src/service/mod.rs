@@ -25,6 +25,7 @@ mod waits;
 pub use actor::{Actor, FORGE_PRINCIPAL};
 pub use checkout::{in_workspace, links_stay_inside};
 pub use params::{check_params, deploy_envs};
+pub use schedule::GitProblem;
 pub use steps::merge_json;
 
 use checkout::{checkout, read_pipeline};
@@ -363,6 +364,7 @@ impl Service {
                 PollState {
                     due: tokio::time::Instant::now(),
                     seen: Some(sha),
+                    problem: None,
                 },
             );
         Ok(pipeline)

@@ -226,7 +226,12 @@ impl Service {
                     ServiceError::Invalid(format!("cannot create the workspace: {e}"))
                 })?;
             }
-            let head = checkout(&source.repo, &source.branch, &workspace).await?;
+            let head = checkout(&source.repo, &source.branch, &workspace).await;
+            self.note_git(
+                &run.pipeline,
+                head.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            );
+            let head = head?;
             if run.sha.is_empty() || run.sha == head {
                 head
             } else {

@@ -5,10 +5,29 @@ use super::checkout::git;
 use super::{Service, ServiceError, Source, now_ms};
 use std::collections::BTreeMap;
 
-/// When a pipeline's branch is polled next, and the last commit a run was started for.
+/// How long one `git ls-remote` of a polled repository may take: a server that accepts
+/// connections and never answers must not stop the polling of every other pipeline.
+const POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When a pipeline's branch is polled next, the last commit a run was started for, and why
+/// its repository cannot be reached, if it cannot.
 pub(super) struct PollState {
     pub(super) due: tokio::time::Instant,
     pub(super) seen: Option<String>,
+    pub(super) problem: Option<GitProblem>,
+}
+
+/// A pipeline's repository that polling or a run's checkout could not reach, until one
+/// reaches it again. Polling keeps its own interval meanwhile (one `ls-remote` per
+/// interval, bounded by a timeout) and starts no run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitProblem {
+    /// What git said, last time.
+    pub error: String,
+    /// When it first failed (ms since the epoch).
+    pub since_ms: i64,
+    /// Failed attempts since then.
+    pub failures: u32,
 }
 
 impl Service {
@@ -44,6 +63,7 @@ impl Service {
                 let state = polls.entry(row.name.clone()).or_insert(PollState {
                     due: now,
                     seen: None,
+                    problem: None,
                 });
                 if state.due > now {
                     continue;
@@ -62,16 +82,29 @@ impl Service {
                 continue;
             }
             let reference = format!("refs/heads/{}", source.branch);
-            let head = match git(&["ls-remote", "--", &source.repo, &reference], None).await {
+            let listed = tokio::time::timeout(
+                POLL_TIMEOUT,
+                git(&["ls-remote", "--", &source.repo, &reference], None),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ServiceError::Git(format!(
+                    "git ls-remote: no answer from {} within {}s",
+                    source.repo,
+                    POLL_TIMEOUT.as_secs()
+                )))
+            });
+            self.note_git(
+                &row.name,
+                listed.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            );
+            let head = match listed {
                 Ok(out) => out
                     .split_whitespace()
                     .next()
                     .unwrap_or_default()
                     .to_string(),
-                Err(e) => {
-                    tracing::warn!(pipeline = %row.name, error = %e, "cannot poll the repository");
-                    continue;
-                }
+                Err(_) => continue,
             };
             if head.is_empty() {
                 continue;
@@ -101,6 +134,48 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Why `name`'s repository cannot be reached, while it cannot (polling or a run's
+    /// checkout failed, and none succeeded since).
+    pub fn git_problem(&self, name: &str) -> Option<GitProblem> {
+        self.inner
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|p| p.problem.clone())
+    }
+
+    /// Records whether reaching `name`'s repository worked: the first failure is logged as
+    /// a warning and later ones only counted, and the first success after them says so.
+    pub(super) fn note_git(&self, name: &str, outcome: Result<(), String>) {
+        let mut polls = self.inner.polls.lock().unwrap_or_else(|e| e.into_inner());
+        let state = polls.entry(name.to_string()).or_insert(PollState {
+            due: tokio::time::Instant::now(),
+            seen: None,
+            problem: None,
+        });
+        match (outcome, &mut state.problem) {
+            (Ok(()), problem @ Some(_)) => {
+                let failures = problem.as_ref().map_or(0, |p| p.failures);
+                tracing::info!(pipeline = %name, failures, "the repository is reachable again");
+                *problem = None;
+            }
+            (Ok(()), None) => {}
+            (Err(error), Some(p)) => {
+                p.failures += 1;
+                p.error = error;
+            }
+            (Err(error), problem @ None) => {
+                tracing::warn!(pipeline = %name, %error, "cannot reach the repository");
+                *problem = Some(GitProblem {
+                    error,
+                    since_ms: now_ms(),
+                    failures: 1,
+                });
+            }
+        }
     }
 
     /// Starts a `cron` run when one of `schedules` fires in the current minute and no cron
