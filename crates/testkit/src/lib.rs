@@ -7,6 +7,7 @@ mod image;
 pub use git_http::GitHttpServer;
 pub mod cluster;
 pub mod load;
+pub mod swarm;
 pub mod tls_registry;
 
 pub use image::{
