@@ -1,6 +1,7 @@
 //! The swarm crate against a real two-node Swarm built on this machine
 //! ([`testkit::swarm::TwoNodeSwarm`]): services spread over both nodes and answer at their
 //! node's address and published port, start-first rolling updates, scale without restarts,
+//! USER networks on an attachable overlay,
 //! clear refusals of images the nodes cannot pull and of a worker's API, removal, and a
 //! worker failure. Without Docker, root or the registry these tests skip, except under
 //! `CI=true`, where they fail.
@@ -366,6 +367,68 @@ fn tasks_of_a_stopped_worker_are_lost_and_rescheduled_on_the_manager() {
         assert!(nodes.iter().all(|n| n.ready), "{nodes:?}");
         assert_eq!(
             c.remove(&agent, "/swarmit/failover").await.expect("remove"),
+            1
+        );
+    });
+}
+
+#[test]
+fn a_user_network_app_runs_on_an_attachable_overlay_on_both_nodes() {
+    let Some(cluster) = cluster() else { return };
+    let image = pushed_image("overlay");
+    let agent = format!("it{}", std::process::id());
+    let network = format!("slwit{}", std::process::id());
+    runtime().block_on(async {
+        let c = SwarmClient::connect(None).await.expect("connect");
+        let body = json!({
+            "id": "/swarmit/overlay", "instances": 2, "cpus": 0.1, "mem": 32,
+            "container": {"type": "DOCKER", "docker": {"image": image},
+                "portMappings": [{"containerPort": testkit::TEST_IMAGE_PORT, "hostPort": 0}]},
+            "networks": [{"mode": "container", "name": network}]
+        });
+        let def =
+            model::parse_definition(body.to_string().as_bytes(), None, Timestamp(1)).expect("app");
+        let draft = build_service(&def, &agent, &BuildOptions::default()).expect("draft");
+        assert_eq!(draft.overlays, vec![network.clone()]);
+        cluster.track_service(&draft.name);
+        let applied = c.apply(&draft, None).await.expect("apply");
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                &network,
+                "--format",
+                "{{.Driver}} {{.Scope}} {{.Attachable}}",
+            ])
+            .output()
+            .expect("inspect");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "overlay swarm true"
+        );
+        let tasks = wait_tasks(
+            &c,
+            &applied.service_id,
+            "2 tasks",
+            Duration::from_secs(90),
+            |r| r.len() == 2 && r[0].node_addr != r[1].node_addr,
+        )
+        .await;
+        for t in &tasks {
+            assert!(answer(t).contains(&format!("task={}", t.marathon_id())));
+        }
+        // An existing network of another kind is refused by name.
+        let e = c
+            .ensure_overlay("bridge", &agent)
+            .await
+            .expect_err("bridge");
+        assert!(
+            e.to_string()
+                .contains("Swarm services need an overlay network"),
+            "{e}"
+        );
+        assert_eq!(
+            c.remove(&agent, "/swarmit/overlay").await.expect("remove"),
             1
         );
     });
