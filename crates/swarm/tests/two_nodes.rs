@@ -2,8 +2,8 @@
 //! ([`testkit::swarm::TwoNodeSwarm`]): services spread over both nodes and answer at their
 //! node's address and published port, start-first rolling updates, scale without restarts,
 //! USER networks on an attachable overlay, clear refusals of images the nodes cannot pull
-//! and of a worker's API, removal, and a worker failure. Without Docker, root or the registry these tests skip, except under
-//! `CI=true`, where they fail.
+//! and of a worker's API, removal, and a worker failure. Without Docker, root or the
+//! registry these tests skip, except under `CI=true`, where they fail.
 
 use model::{AppDefinition, Timestamp};
 use serde_json::{Value, json};
