@@ -6,11 +6,11 @@ use crate::Engine;
 use crate::backend::BackendKind;
 use crate::state::{AppEntry, TaskRecord, TaskState};
 use health::TaskHealth;
-use proxy::{AppEndpoints, Backend, PortEndpoints};
+use model::endpoints::{AppEndpoints, Backend, PortEndpoints};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 impl Engine {
-    /// The current endpoints of every app, for [`proxy::Proxy::update`].
+    /// The current endpoints of every app, for the edge proxy.
     pub fn endpoints(&self) -> Vec<AppEndpoints> {
         let st = self.lock();
         let host: IpAddr = self

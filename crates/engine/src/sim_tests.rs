@@ -5,8 +5,8 @@
 use crate::backend::Sig;
 use crate::backend::fake::{FakeBackend, FakeClock, Machine};
 use crate::reconcile::{MIN_UP_MS, task_ready};
-use crate::{Engine, EngineConfig, Unchecked};
-use model::PathId;
+use crate::{AppUpdate, Engine, EngineConfig, Unchecked};
+use model::{PathId, Timestamp};
 use std::sync::{Arc, Mutex};
 
 struct Sim {
@@ -108,17 +108,25 @@ impl Sim {
     }
 
     fn create(&self, body: &str) -> PathId {
-        let (info, _) = self
-            .engine
-            .create_app(body.as_bytes(), false, &Unchecked)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&info).unwrap();
-        PathId::parse(v["id"].as_str().unwrap())
+        let def = model::parse_definition(body.as_bytes(), None, Timestamp(0)).unwrap();
+        let (app, _) = self.engine.create_app(def, false, &Unchecked).unwrap();
+        app.id
     }
 
     fn update(&self, id: &PathId, body: &str) {
+        let patch: serde_json::Value = serde_json::from_str(body).unwrap();
+        let define = |cur: Option<&model::AppDefinition>| {
+            let merged = model::merge_update(cur.unwrap(), &patch);
+            model::input_from_value(merged)?.into_definition(Some(id), Timestamp(0))
+        };
         self.engine
-            .update_app(id, body.as_bytes(), false, true, true, &Unchecked)
+            .update_app(
+                id,
+                AppUpdate::Define(Box::new(define)),
+                false,
+                true,
+                &Unchecked,
+            )
             .unwrap();
     }
 

@@ -6,6 +6,7 @@
 //! canonical [`AppDefinition`] shape.
 
 mod app;
+pub mod endpoints;
 mod error;
 mod input;
 mod path_id;

@@ -79,43 +79,15 @@ mod proxy;
 mod shard;
 mod table;
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 pub use proxy::{Proxy, SHUTDOWN_GRACE};
 pub use tokio_util::sync::CancellationToken;
 
-/// One app as the engine sees it: its labels and, per port index, the healthy tasks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppEndpoints {
-    /// The app id, e.g. `/web`.
-    pub app_id: String,
-    /// The app's labels (marathon-lb's `HAPROXY_*` and Slipway's `SLIPWAY_*` live here).
-    pub labels: BTreeMap<String, String>,
-    /// One entry per port index `n`.
-    pub ports: Vec<PortEndpoints>,
-}
-
-/// The endpoints of one port index of an app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortEndpoints {
-    /// Marathon's servicePort (0 = none).
-    pub service_port: u16,
-    /// Only tasks that are running, healthy and not being killed.
-    pub backends: Vec<Backend>,
-}
-
-/// One task's address for a port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Backend {
-    /// The task id; in-flight accounting and per-backend metrics are keyed by it.
-    pub task_id: String,
-    /// Where the task listens for this port.
-    pub addr: SocketAddr,
-}
+// What the proxy routes to: defined in `model`, so the engine that computes them and the
+// proxy that serves them share the types without depending on each other.
+pub use model::endpoints::{AppEndpoints, Backend, PortEndpoints};
 
 /// How the proxy listens and talks to backends.
 #[derive(Debug, Clone, PartialEq, Eq)]
