@@ -47,7 +47,6 @@ impl Scaler for EngineScaler {
     fn scale(&self, app: &PathId, instances: u32, summary: &str) -> Result<Timestamp, String> {
         let who = principal();
         let labels = self.engine.app_labels(app).unwrap_or_default();
-        let body = json!({ "instances": instances }).to_string();
         let result = self
             .identity
             .check_deploy(&who, app, &labels)
@@ -59,7 +58,7 @@ impl Scaler for EngineScaler {
                     store: &self.store,
                 };
                 self.engine
-                    .update_app(app, body.as_bytes(), false, true, true, &gate)
+                    .update_app(app, engine::AppUpdate::Scale(instances), false, true, &gate)
                     .map_err(ApiError::from)
             });
         let (status, outcome, detail) = match &result {
@@ -90,7 +89,7 @@ impl Scaler for EngineScaler {
             detail: Some(detail),
         });
         match result {
-            Ok((d, _)) => Ok(d.version),
+            Ok(u) => Ok(u.deployment.version),
             Err(e) => Err(e.body["message"].as_str().unwrap_or("refused").to_string()),
         }
     }

@@ -5,6 +5,7 @@ mod admin;
 pub mod admission;
 pub mod autoscale;
 mod error;
+mod events;
 pub mod identity;
 mod influx;
 mod marathon;
@@ -14,6 +15,7 @@ mod pipelines;
 mod prom;
 mod sse;
 mod throttle;
+mod views;
 
 pub use error::ApiError;
 pub use identity::{AuthMode, Identity};

@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use crate::identity::AuditNote;
 use crate::params::Params;
+use crate::views::{self, AppsQuery, Embed};
 use crate::{Ctx, json_bytes};
 use auth::Principal;
 use axum::Extension;
@@ -11,13 +12,57 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use engine::{AppsQuery, DeploymentResult, Embed, KillResult};
-use model::{PathId, Selector, Timestamp};
+use engine::{AppUpdate, DeploymentResult, Event, KillResult};
+use model::{AppDefinition, DefinitionError, PathId, Selector, Timestamp};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 type ApiResult = Result<Response, ApiError>;
+
+/// A request body as JSON, or Marathon's 400.
+fn parse_body(body: &[u8]) -> Result<Value, DefinitionError> {
+    serde_json::from_slice(body).map_err(|e| DefinitionError::Malformed(e.to_string()))
+}
+
+/// What a `PUT`/`PATCH` body asks of app `id`: a rollback to a stored version (`{"version":
+/// ...}`, with nothing but the id beside it), or a new definition, merged onto the current
+/// one when `partial` (Marathon's `partialUpdate`).
+pub(crate) fn app_update(
+    id: &PathId,
+    value: Value,
+    partial: bool,
+) -> Result<AppUpdate<'static>, DefinitionError> {
+    if let Some(v) = value.get("version").filter(|v| !v.is_null()) {
+        let only_id = value
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "id" || k == "version"));
+        if !only_id {
+            return Err(DefinitionError::invalid(
+                "/",
+                "The 'version' field may only be combined with the 'id' field.",
+            ));
+        }
+        let ts = v.as_str().and_then(Timestamp::parse).ok_or_else(|| {
+            DefinitionError::invalid(
+                "/version",
+                "must be a version timestamp such as 2017-07-19T17:34:41.967Z",
+            )
+        })?;
+        return Ok(AppUpdate::Rollback(ts));
+    }
+    let id = id.clone();
+    Ok(AppUpdate::Define(Box::new(
+        move |current: Option<&AppDefinition>| {
+            let merged = match (current, partial) {
+                (Some(cur), true) => model::merge_update(cur, &value),
+                _ => value,
+            };
+            // The engine stamps the version it commits at.
+            model::input_from_value(merged)?.into_definition(Some(&id), Timestamp(0))
+        },
+    )))
+}
 
 /// Labels given in a request body, if the body is a JSON object with `labels`.
 fn body_labels(body: &[u8]) -> Option<BTreeMap<String, String>> {
@@ -56,7 +101,7 @@ fn noted(mut resp: Response, app: &PathId) -> Response {
 
 /// `{"deploymentId","version"}` with the `Marathon-Deployment-Id` header.
 fn deployment_response(status: StatusCode, d: &DeploymentResult) -> Response {
-    let mut resp = (status, axum::Json(d.to_json())).into_response();
+    let mut resp = (status, axum::Json(views::deployment_result_json(d))).into_response();
     if let Ok(v) = HeaderValue::from_str(&d.deployment_id) {
         resp.headers_mut().insert("Marathon-Deployment-Id", v);
     }
@@ -74,7 +119,6 @@ fn app_query(p: &Params) -> Result<AppsQuery, ApiError> {
         cmd: p.get("cmd").map(str::to_string),
         id: p.get("id").map(str::to_string),
         label,
-        under: None,
         embed: Embed::parse(p.all("embed")),
     })
 }
@@ -83,7 +127,10 @@ fn app_query(p: &Params) -> Result<AppsQuery, ApiError> {
 pub(crate) async fn list_apps(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> ApiResult {
     let p = Params::parse(q.as_deref());
     let query = app_query(&p)?;
-    Ok(json_bytes(StatusCode::OK, ctx.engine.apps_json(&query)))
+    Ok(json_bytes(
+        StatusCode::OK,
+        views::apps_json(&ctx.engine, &query),
+    ))
 }
 
 /// `POST /v2/apps`.
@@ -105,17 +152,18 @@ pub(crate) async fn create_app(
             return Ok(noted(e.into_response(), id));
         }
     }
+    let def = model::parse_definition(&body, None, Timestamp(0))?;
     let (app, d) = ctx
         .engine
-        .create_app(&body, p.flag("force", false), &ctx.gate(&who))?;
-    let app_value: Value = serde_json::from_slice(&app).unwrap_or(Value::Null);
-    post_event(&ctx, peer, &uri, &app_value);
-    let id = app_value
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or("/")
-        .to_string();
-    let mut resp = json_bytes(StatusCode::CREATED, app);
+        .create_app(def, p.flag("force", false), &ctx.gate(&who))?;
+    let embed = Embed {
+        tasks: true,
+        ..Embed::default()
+    };
+    let info = views::app_info_value(&ctx.engine, &app.id, embed).unwrap_or(Value::Null);
+    let id = app.id.to_string();
+    post_event(&ctx, peer, &uri, app);
+    let mut resp = (StatusCode::CREATED, axum::Json(info)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v2/apps{id}")) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -125,11 +173,12 @@ pub(crate) async fn create_app(
     Ok(noted(resp, &PathId::parse(&id)))
 }
 
-fn post_event(ctx: &Ctx, peer: SocketAddr, uri: &axum::http::Uri, app: &Value) {
-    ctx.engine.events().publish(
-        "api_post_event",
-        json!({"clientIp": peer.ip().to_string(), "uri": uri.path(), "appDefinition": app}),
-    );
+fn post_event(ctx: &Ctx, peer: SocketAddr, uri: &axum::http::Uri, app: AppDefinition) {
+    ctx.engine.events().publish(Event::AppSubmitted {
+        client_ip: peer.ip().to_string(),
+        uri: uri.path().to_string(),
+        app: std::sync::Arc::new(app),
+    });
 }
 
 /// What follows `/v2/apps/`: an app id and an optional sub-resource.
@@ -220,27 +269,34 @@ pub(crate) async fn app_resource(
             let mut embed = Embed::parse(p.all("embed"));
             embed.tasks = true;
             embed.last_task_failure = true;
-            engine
-                .app_json(&id, embed)
+            views::app_json(engine, &id, embed)
                 .map(|b| json_bytes(StatusCode::OK, b))
                 .ok_or_else(|| not_found(&id))
         }
         (Method::GET, AppPath::Group(id)) => Ok(json_bytes(
             StatusCode::OK,
-            engine.app_group_json(&id, Embed::parse(p.all("embed"))),
+            views::app_group_json(engine, &id, Embed::parse(p.all("embed"))),
         )),
         (m @ (Method::PUT | Method::PATCH), AppPath::App(id)) => {
             let patch = m == Method::PATCH;
             let partial = patch || p.flag("partialUpdate", true);
-            let (d, created) =
-                engine.update_app(&id, &body, force, partial, patch, &ctx.gate(&who))?;
-            let app: Value = engine
-                .app_json(&id, Embed::default())
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(Value::Null);
-            if !app.is_null() {
-                post_event(&ctx, peer, &uri, app.get("app").unwrap_or(&Value::Null));
-            }
+            let value = parse_body(&body)?;
+            let rollback_to = value
+                .get("version")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let update = app_update(&id, value, partial)?;
+            let engine::Updated {
+                deployment: d,
+                created,
+                app,
+            } = engine.update_app(&id, update, force, patch, &ctx.gate(&who))?;
+            let image = app
+                .container
+                .as_ref()
+                .and_then(|c| c.docker.as_ref())
+                .map(|d| d.image.clone());
+            post_event(&ctx, peer, &uri, app);
             let mut resp = deployment_response(
                 if created {
                     StatusCode::CREATED
@@ -254,12 +310,6 @@ pub(crate) async fn app_resource(
             }
             // The audit log says what a change made: a rollback names the version it
             // restored; any other change the version it created and its image.
-            let rollback_to = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_string));
-            let image = app
-                .pointer("/app/container/docker/image")
-                .and_then(Value::as_str);
             let mut detail = match rollback_to {
                 Some(v) => format!("rollback to version {v}"),
                 None => format!("version {}", d.version),
@@ -281,28 +331,33 @@ pub(crate) async fn app_resource(
             let d = engine.restart_app(&id, force, &ctx.gate(&who))?;
             Ok(deployment_response(StatusCode::OK, &d))
         }
-        (Method::GET, AppPath::Tasks(id)) => engine
-            .app_tasks_json(&id)
+        (Method::GET, AppPath::Tasks(id)) => views::app_tasks_json(engine, &id)
             .map(|v| (StatusCode::OK, axum::Json(v)).into_response())
             .ok_or_else(|| not_found(&id)),
-        (Method::DELETE, AppPath::Tasks(id)) => kill_response(engine.kill_app_tasks(
-            &id,
-            None,
-            p.get("host"),
-            p.flag("scale", false),
-            p.flag("wipe", false),
-            force,
-            &ctx.gate(&who),
-        )?),
-        (Method::DELETE, AppPath::Task(id, task)) => kill_response(engine.kill_app_tasks(
-            &id,
-            Some(&task),
-            None,
-            p.flag("scale", false),
-            p.flag("wipe", false),
-            force,
-            &ctx.gate(&who),
-        )?),
+        (Method::DELETE, AppPath::Tasks(id)) => kill_response(
+            engine,
+            engine.kill_app_tasks(
+                &id,
+                None,
+                p.get("host"),
+                p.flag("scale", false),
+                p.flag("wipe", false),
+                force,
+                &ctx.gate(&who),
+            )?,
+        ),
+        (Method::DELETE, AppPath::Task(id, task)) => kill_response(
+            engine,
+            engine.kill_app_tasks(
+                &id,
+                Some(&task),
+                None,
+                p.flag("scale", false),
+                p.flag("wipe", false),
+                force,
+                &ctx.gate(&who),
+            )?,
+        ),
         (Method::GET, AppPath::Versions(id)) => {
             let versions = engine.versions(&id)?.ok_or_else(|| not_found(&id))?;
             Ok((StatusCode::OK, axum::Json(json!({ "versions": versions }))).into_response())
@@ -325,10 +380,19 @@ pub(crate) async fn app_resource(
     }
 }
 
-fn kill_response(k: KillResult) -> ApiResult {
+fn kill_response(engine: &engine::Engine, k: KillResult) -> ApiResult {
     Ok(match k {
-        KillResult::Tasks(v) => (StatusCode::OK, axum::Json(v)).into_response(),
-        KillResult::Task(t) => (StatusCode::OK, axum::Json(json!({ "task": t }))).into_response(),
+        KillResult::Tasks(tasks) => {
+            let tasks: Vec<Value> = tasks
+                .iter()
+                .map(|t| views::killed_json(engine, t))
+                .collect();
+            (StatusCode::OK, axum::Json(json!({ "tasks": tasks }))).into_response()
+        }
+        KillResult::Task(t) => {
+            let t = t.map_or(Value::Null, |t| views::killed_json(engine, &t));
+            (StatusCode::OK, axum::Json(json!({ "task": t }))).into_response()
+        }
         KillResult::Deployment(d) => deployment_response(StatusCode::OK, &d),
     })
 }
@@ -337,7 +401,11 @@ fn kill_response(k: KillResult) -> ApiResult {
 pub(crate) async fn list_tasks(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> Response {
     let p = Params::parse(q.as_deref());
     let status: Vec<String> = p.all("status").into_iter().map(str::to_string).collect();
-    (StatusCode::OK, axum::Json(ctx.engine.tasks_json(&status))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(views::tasks_json(&ctx.engine, &status)),
+    )
+        .into_response()
 }
 
 /// `POST /v2/tasks/delete`.
@@ -367,18 +435,25 @@ pub(crate) async fn delete_tasks(
             check_app(&ctx, &who, &app, None)?;
         }
     }
-    kill_response(ctx.engine.kill_tasks(
-        &ids,
-        p.flag("scale", false),
-        p.flag("wipe", false),
-        p.flag("force", false),
-        &ctx.gate(&who),
-    )?)
+    kill_response(
+        &ctx.engine,
+        ctx.engine.kill_tasks(
+            &ids,
+            p.flag("scale", false),
+            p.flag("wipe", false),
+            p.flag("force", false),
+            &ctx.gate(&who),
+        )?,
+    )
 }
 
 /// `GET /v2/deployments`.
 pub(crate) async fn list_deployments(State(ctx): State<Ctx>) -> Response {
-    (StatusCode::OK, axum::Json(ctx.engine.deployments_json())).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(views::deployments_json(&ctx.engine)),
+    )
+        .into_response()
 }
 
 /// `DELETE /v2/deployments/{id}`.
@@ -411,8 +486,7 @@ pub(crate) async fn get_group(
     let id = PathId::parse(path.as_ref().map_or("", |Path(s)| s.as_str()));
     let mut embed = Embed::parse(p.all("embed"));
     embed.tasks |= p.all("embed").iter().any(|e| e.ends_with("apps.tasks"));
-    ctx.engine
-        .group_json(&id, embed)
+    views::group_json(&ctx.engine, &id, embed)
         .map(|v| (StatusCode::OK, axum::Json(v)).into_response())
         .ok_or_else(|| {
             ApiError::message(
@@ -424,7 +498,7 @@ pub(crate) async fn get_group(
 
 /// `GET /v2/queue`.
 pub(crate) async fn queue(State(ctx): State<Ctx>) -> Response {
-    (StatusCode::OK, axum::Json(ctx.engine.queue_json())).into_response()
+    (StatusCode::OK, axum::Json(views::queue_json(&ctx.engine))).into_response()
 }
 
 /// `DELETE /v2/queue/{appId}/delay`.

@@ -98,8 +98,8 @@ pub(crate) async fn deployment(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     ctx.engine
-        .deployment_status(&id)?
-        .map(|v| axum::Json(v).into_response())
+        .deployment(&id)?
+        .map(|d| axum::Json(crate::views::deployment_status_json(&d)).into_response())
         .ok_or_else(|| {
             ApiError::message(
                 StatusCode::NOT_FOUND,
@@ -122,7 +122,13 @@ pub(crate) async fn app_status(
     let id = PathId::parse(id);
     ctx.engine
         .app_status(&id)
-        .map(|v| axum::Json(v).into_response())
+        .map(|s| {
+            axum::Json(crate::views::app_status_json(
+                &s,
+                ctx.engine.cgroup_support(),
+            ))
+            .into_response()
+        })
         .ok_or_else(|| {
             ApiError::message(StatusCode::NOT_FOUND, format!("App '{id}' does not exist"))
         })

@@ -931,7 +931,6 @@ impl pipeline::service::Deployer for EngineDeployer {
             .identity
             .check_deploy(&principal, &id, &current)
             .and_then(|()| self.identity.check_deploy(&principal, &id, &labels));
-        let body = serde_json::to_vec(&app).map_err(|e| e.to_string())?;
         let result = checked.and_then(|()| {
             let gate = crate::admission::Gate {
                 policies: self.identity.policies(),
@@ -939,8 +938,9 @@ impl pipeline::service::Deployer for EngineDeployer {
                 config: &self.admission,
                 store: &self.store,
             };
+            let update = crate::marathon::app_update(&id, app, false)?;
             self.engine
-                .update_app(&id, &body, true, false, false, &gate)
+                .update_app(&id, update, true, false, &gate)
                 .map_err(ApiError::from)
         });
         let (status, outcome, detail) = match &result {
@@ -969,7 +969,7 @@ impl pipeline::service::Deployer for EngineDeployer {
             detail,
         });
         match result {
-            Ok((d, _)) => Ok(d.deployment_id),
+            Ok(u) => Ok(u.deployment.deployment_id),
             Err(e) => {
                 let message = e.body["message"].as_str().unwrap_or("refused").to_string();
                 let details = e.body["details"].as_array().map(|d| {
@@ -990,17 +990,37 @@ impl pipeline::service::Deployer for EngineDeployer {
         self.principal(who).role == auth::Role::Admin
     }
 
+    fn deployment_news(&self) -> Option<pipeline::service::DeploymentNews> {
+        use tokio::sync::broadcast::error::RecvError;
+        let rx = self.engine.events().subscribe();
+        let news = futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(p) => {
+                        if let Some(d) = p.event.deployment() {
+                            return Some((Some(d.id.clone()), rx));
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => return Some((None, rx)),
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        });
+        Some(Box::pin(news))
+    }
+
     fn status(
         &self,
         deployment: &str,
     ) -> Result<Option<pipeline::service::DeploymentStatus>, String> {
-        let Some(v) = self
+        let Some(d) = self
             .engine
-            .deployment_status(deployment)
+            .deployment(deployment)
             .map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
+        let v = crate::views::deployment_status_json(&d);
         let actions: Vec<String> = v["currentActions"]
             .as_array()
             .into_iter()

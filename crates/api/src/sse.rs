@@ -7,9 +7,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use engine::EventBus;
+use engine::{Event, EventBus};
 use futures_util::stream;
-use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -25,15 +24,15 @@ struct Detach {
 
 impl Drop for Detach {
     fn drop(&mut self) {
-        self.bus.publish(
-            "event_stream_detached",
-            json!({"remoteAddress": self.remote}),
-        );
+        self.bus.publish(Event::StreamDetached {
+            remote: std::mem::take(&mut self.remote),
+        });
     }
 }
 
 struct StreamState {
-    rx: tokio::sync::broadcast::Receiver<engine::Event>,
+    engine: engine::Engine,
+    rx: tokio::sync::broadcast::Receiver<engine::Published>,
     types: Vec<String>,
     light: bool,
     heartbeat: tokio::time::Interval,
@@ -72,10 +71,13 @@ pub(crate) async fn events(
     let bus = ctx.engine.events().clone();
     let rx = bus.subscribe();
     let remote = peer.ip().to_string();
-    bus.publish("event_stream_attached", json!({"remoteAddress": remote}));
+    bus.publish(Event::StreamAttached {
+        remote: remote.clone(),
+    });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.reset();
     let state = StreamState {
+        engine: ctx.engine.clone(),
         rx,
         types,
         light,
@@ -87,13 +89,18 @@ pub(crate) async fn events(
             tokio::select! {
                 ev = s.rx.recv() => match ev {
                     Ok(ev) => {
-                        if !s.types.is_empty() && !s.types.iter().any(|t| t == ev.event_type) {
+                        let types = &s.types;
+                        let wanted = |t: &str| types.is_empty() || types.iter().any(|w| w == t);
+                        let frames = crate::events::render(&ev, s.engine.host(), s.light, wanted);
+                        if frames.is_empty() {
                             continue;
                         }
-                        let data = if s.light { ev.light.as_ref().unwrap_or(&ev.data) } else { &ev.data };
-                        let frame = format!("event: {}\r\ndata: {}\r\n\r\n", ev.event_type, data);
+                        let mut out = String::new();
+                        for (ty, data) in frames {
+                            out.push_str(&format!("event: {ty}\r\ndata: {data}\r\n\r\n"));
+                        }
                         s.heartbeat.reset();
-                        return Some((Ok::<Bytes, std::io::Error>(Bytes::from(frame)), s));
+                        return Some((Ok::<Bytes, std::io::Error>(Bytes::from(out)), s));
                     }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "slow event stream consumer; events dropped");

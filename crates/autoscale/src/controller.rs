@@ -288,11 +288,8 @@ impl Controller {
         if !decision.is_change() {
             let doc = store_it.then(|| decision_doc(id, &decision, None));
             self.save(id, m, doc.as_ref().map(|d| (&decision, d)));
-            if let Some(doc) = doc {
-                self.inner
-                    .engine
-                    .events()
-                    .publish("autoscale_decision", doc);
+            if doc.is_some() {
+                self.publish(id, &decision, None);
             }
             m.last_key = Some(key);
             return;
@@ -301,10 +298,7 @@ impl Controller {
         m.pending = Some(decision.target);
         let doc = decision_doc(id, &decision, None);
         self.save(id, m, Some((&decision, &doc)));
-        self.inner
-            .engine
-            .events()
-            .publish("autoscale_decision", doc);
+        self.publish(id, &decision, None);
         m.last_key = Some(key);
         let summary = decision.summary();
         match self.inner.scaler.scale(id, decision.target, &summary) {
@@ -328,14 +322,23 @@ impl Controller {
                 self.save(id, m, first.then_some((&refused, &doc)));
                 if first {
                     tracing::warn!(app = %id, %reason, "the autoscaler's scale was refused");
-                    self.inner
-                        .engine
-                        .events()
-                        .publish("autoscale_decision", doc);
+                    self.publish(id, &refused, Some((decision.target, reason.clone())));
                 }
                 m.last_key = Some(refused_key);
             }
         }
+    }
+
+    /// Publishes `autoscale_decision` on the engine's event bus.
+    fn publish(&self, id: &PathId, decision: &Decision, refused: Option<(u32, String)>) {
+        self.inner
+            .engine
+            .events()
+            .publish(engine::Event::External(Arc::new(DecisionEvent {
+                app_id: id.clone(),
+                decision: decision.clone(),
+                refused,
+            })));
     }
 
     /// The app, its tasks and any deployment on it; `None` when the app does not exist.
@@ -562,6 +565,36 @@ fn decision_key(d: &Decision) -> String {
         .and_then(|v| v.get("kind").cloned())
         .unwrap_or(Value::Null);
     format!("{:?}:{:?}:{reason}", d.action, d.recommendation)
+}
+
+/// A decision as published on the engine's event bus (`autoscale_decision`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionEvent {
+    /// The app.
+    pub app_id: PathId,
+    /// What was decided.
+    pub decision: Decision,
+    /// The scale the decision asked for and why it was refused, if it was.
+    pub refused: Option<(u32, String)>,
+}
+
+impl engine::ExternalEvent for DecisionEvent {
+    fn event_type(&self) -> &'static str {
+        "autoscale_decision"
+    }
+
+    fn app_id(&self) -> Option<&PathId> {
+        Some(&self.app_id)
+    }
+
+    fn to_json(&self) -> String {
+        let refused = self.refused.as_ref().map(|(t, r)| (*t, r.as_str()));
+        decision_doc(&self.app_id, &self.decision, refused).to_string()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// The stored and published form: the decision with the app id and its one-line summary,

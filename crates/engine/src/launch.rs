@@ -9,7 +9,7 @@ use crate::{Engine, Msg, TaskIdentity, ports};
 use health::{CheckParams, ProbeOutcome};
 use launcher::{FetchSpec, RunAs};
 use model::{AppDefinition, EnvValue, HealthCheck, HealthProtocol, PathId, Timestamp};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -485,23 +485,19 @@ impl Engine {
 
     /// Publishes `status_update_event` and `instance_changed_event` for a task.
     pub(crate) fn publish_status(&self, t: &TaskRecord, state: TaskState, message: &str) {
-        let host = &self.inner.cfg.host;
-        self.inner.events.publish(
-            "status_update_event",
-            json!({
-                "slaveId": self.inner.slave_id, "taskId": t.id, "taskStatus": state.as_str(),
-                "message": message, "appId": t.app_id, "host": host,
-                "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}],
-                "ports": t.host_ports, "version": t.version,
-            }),
-        );
-        self.inner.events.publish(
-            "instance_changed_event",
-            json!({
-                "instanceId": t.id, "condition": state.condition(), "runSpecId": t.app_id,
-                "agentId": self.inner.slave_id, "host": host, "runSpecVersion": t.version,
-            }),
-        );
+        self.inner
+            .events
+            .publish(crate::Event::TaskStatus(std::sync::Arc::new(
+                crate::TaskStatus {
+                    task_id: t.id.clone(),
+                    app_id: t.app_id.clone(),
+                    version: t.version,
+                    state,
+                    message: message.to_owned(),
+                    host: self.inner.cfg.host.clone(),
+                    ports: t.host_ports.clone(),
+                },
+            )));
     }
 
     /// Starts killing a task: SIGTERM now, SIGKILL after the app's grace period.
@@ -874,30 +870,30 @@ impl Engine {
         let obs = state.observe(&outcome, now, started.millis(), &check_params(hc));
         let ev = &self.inner.events;
         if let Some(alive) = obs.alive_changed {
-            ev.publish(
-                "health_status_changed_event",
-                json!({"appId": t.app_id, "taskId": t.id, "instanceId": t.id, "version": t.version, "alive": alive}),
-            );
-            ev.publish(
-                "instance_health_changed_event",
-                json!({"instanceId": t.id, "runSpecId": t.app_id, "runSpecVersion": t.version, "healthy": alive}),
-            );
+            ev.publish(crate::Event::HealthChanged {
+                app_id: t.app_id.clone(),
+                task_id: t.id.clone(),
+                version: t.version,
+                alive,
+            });
             let snapshot = t.clone();
             self.persist_task_logged(&snapshot);
         }
         if obs.counted_failure {
-            ev.publish(
-                "failed_health_check_event",
-                json!({"appId": t.app_id, "taskId": t.id, "instanceId": t.id, "healthCheck": hc}),
-            );
+            ev.publish(crate::Event::FailedHealthCheck {
+                app_id: t.app_id.clone(),
+                task_id: t.id.clone(),
+                check: std::sync::Arc::new(hc.clone()),
+            });
         }
         if let Some(reason) = obs.kill {
-            let payload = json!({
-                "appId": t.app_id, "taskId": t.id, "instanceId": t.id, "version": t.version,
-                "reason": reason, "host": self.inner.cfg.host, "slaveId": self.inner.slave_id,
+            ev.publish(crate::Event::UnhealthyKill {
+                app_id: t.app_id.clone(),
+                task_id: t.id.clone(),
+                version: t.version,
+                reason: reason.clone(),
+                host: self.inner.cfg.host.clone(),
             });
-            ev.publish("unhealthy_task_kill_event", payload.clone());
-            ev.publish("unhealthy_instance_kill_event", payload);
             let id = t.id.clone();
             self.start_kill(st, &id, KillKind::Unhealthy, reason, now);
         }

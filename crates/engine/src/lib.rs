@@ -19,15 +19,16 @@ mod recover;
 mod routes;
 mod scheduled;
 pub mod state;
-mod views;
 
 pub use backend::docker::DockerOptions;
-pub use events::{Event, EventBus};
+pub use events::{Event, EventBus, ExternalEvent, Published, TaskStatus};
 pub use launcher::{CgroupSupport, LogChunk, LogStream};
-pub use ops::{Admission, DeploymentResult, KillResult, ProposedChange, Refusal, Unchecked};
-pub use query::AppsQuery;
+pub use ops::{
+    Admission, AppUpdate, DefineFn, DeploymentResult, KillResult, KilledTask, ProposedChange,
+    Refusal, Unchecked, Updated,
+};
+pub use query::{AppPhase, AppStatus, Counts, CrashLoop, Host};
 pub use scheduled::Placement;
-pub use views::{AppInfo, Counts, Embed, Host, TaskJson, deployment_json};
 
 use model::{DefinitionError, PathId, Timestamp};
 use state::State;

@@ -2,13 +2,14 @@
 //! locks, writes the store in one transaction, updates memory, publishes events and wakes
 //! the reconcile loop — in that order, so an acknowledged change is never lost.
 
-use crate::state::{Action, ActionKind, Deployment, KillKind, Outcome, State};
-use crate::views::{AppInfo, Embed, TaskJson};
+use crate::Event;
+use crate::state::{Action, ActionKind, Deployment, KillKind, Outcome, State, TaskRecord};
 use crate::{Engine, EngineError, now_ms, ports};
-use model::{AppDefinition, DefinitionError, PathId, Timestamp};
-use serde_json::{Value, json};
+use model::{AppDefinition, DefinitionError, PathId, Timestamp, VersionInfo};
+use serde_json::Value;
+use std::sync::Arc;
 
-/// What a deployment-creating call returns (`{"deploymentId","version"}`).
+/// What a deployment-creating call returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploymentResult {
     /// New deployment id.
@@ -17,22 +18,51 @@ pub struct DeploymentResult {
     pub version: Timestamp,
 }
 
-impl DeploymentResult {
-    /// Marathon's body.
-    pub fn to_json(&self) -> Value {
-        json!({"deploymentId": self.deployment_id, "version": self.version})
-    }
-}
-
 /// Result of a task kill: the killed tasks, or a deployment when `scale=true`.
 #[derive(Debug)]
 pub enum KillResult {
-    /// `{"tasks":[...]}` (scale=false).
-    Tasks(Value),
-    /// One task (`DELETE /v2/apps/{id}/tasks/{taskId}` without scale).
-    Task(Value),
+    /// The tasks being killed (scale=false).
+    Tasks(Vec<KilledTask>),
+    /// One task (a kill by task id without scale); `None` when it was already gone.
+    Task(Option<Box<KilledTask>>),
     /// A scale deployment (scale=true).
     Deployment(DeploymentResult),
+}
+
+/// A task as it was when its kill started.
+#[derive(Clone, Debug)]
+pub struct KilledTask {
+    /// The task.
+    pub task: TaskRecord,
+    /// Its app has health checks (task views then carry health results).
+    pub health_checks: bool,
+}
+
+/// How [`Engine::update_app`] gets an app's new definition.
+pub enum AppUpdate<'a> {
+    /// Computed from the current definition (`None`: the app does not exist yet) under the
+    /// engine's lock, so a partial update merges onto what is current when it commits.
+    /// The engine stamps the result's id and versions.
+    Define(DefineFn<'a>),
+    /// A stored version restored (Marathon's `{"version": ...}` rollback).
+    Rollback(Timestamp),
+    /// Only the instance count changes.
+    Scale(u32),
+}
+
+/// The new definition from the current one, for [`AppUpdate::Define`].
+pub type DefineFn<'a> =
+    Box<dyn FnOnce(Option<&AppDefinition>) -> Result<AppDefinition, DefinitionError> + 'a>;
+
+/// What [`Engine::update_app`] did.
+#[derive(Clone, Debug)]
+pub struct Updated {
+    /// The deployment it started.
+    pub deployment: DeploymentResult,
+    /// The app did not exist before.
+    pub created: bool,
+    /// The app's definition now.
+    pub app: AppDefinition,
 }
 
 /// Decides, for the caller of an operation, whether the changes it is about to commit are
@@ -96,18 +126,27 @@ fn current(st: &State, id: &PathId) -> Result<AppDefinition, EngineError> {
         .ok_or_else(|| not_found(id))
 }
 
+/// Stamps a new definition with the version it is committed at.
+fn stamp(def: &mut AppDefinition, version: Timestamp) {
+    def.version = version;
+    def.version_info = VersionInfo {
+        last_scaling_at: version,
+        last_config_change_at: version,
+    };
+}
+
 impl Engine {
-    /// `POST /v2/apps`: creates an app. Returns the AppInfo JSON and the deployment.
+    /// `POST /v2/apps`: creates an app from a normalised definition (its version is
+    /// stamped here). Returns the definition as stored and the deployment.
     pub fn create_app(
         &self,
-        body: &[u8],
+        mut def: AppDefinition,
         force: bool,
         admit: &dyn Admission,
-    ) -> Result<(Vec<u8>, DeploymentResult), EngineError> {
-        let input = model::parse_input(body)?;
+    ) -> Result<(AppDefinition, DeploymentResult), EngineError> {
         let mut st = self.lock();
         let version = st.next_version();
-        let mut def = input.into_definition(None, version)?;
+        stamp(&mut def, version);
         if st.apps.contains_key(&def.id) {
             return Err(EngineError::AlreadyExists(def.id));
         }
@@ -124,70 +163,51 @@ impl Engine {
             "superseded by",
             admit,
         )?;
-        let app = st.apps.get(&id).ok_or_else(|| not_found(&id))?;
-        let embed = Embed {
-            tasks: true,
-            ..Embed::default()
-        };
-        let body =
-            serde_json::to_vec(&AppInfo::of(&st, app, embed, self.host())).unwrap_or_default();
-        Ok((body, result))
+        let app = current(&st, &id)?;
+        Ok((app, result))
     }
 
     /// `PUT /v2/apps/{id}` (and PATCH with `must_exist`): update, scale, rollback or create.
-    /// Returns the deployment and whether the app was created.
     pub fn update_app(
         &self,
         id: &PathId,
-        body: &[u8],
+        update: AppUpdate<'_>,
         force: bool,
-        partial: bool,
         must_exist: bool,
         admit: &dyn Admission,
-    ) -> Result<(DeploymentResult, bool), EngineError> {
+    ) -> Result<Updated, EngineError> {
         if let Some(p) = PathId::problems(&id.to_string()).into_iter().next() {
             return Err(DefinitionError::invalid("/id", p).into());
         }
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| DefinitionError::Malformed(e.to_string()))?;
         let mut st = self.lock();
         let before = st.apps.get(id).map(|a| a.def.clone());
-        if before.is_none() && must_exist {
+        if before.is_none() && (must_exist || matches!(update, AppUpdate::Scale(_))) {
             return Err(not_found(id));
         }
         let version = st.next_version();
-        let rollback_to = value.get("version").filter(|v| !v.is_null());
-        let mut after = if let Some(v) = rollback_to {
-            let only_id = value
-                .as_object()
-                .is_some_and(|m| m.keys().all(|k| k == "id" || k == "version"));
-            if !only_id {
-                return Err(DefinitionError::invalid(
-                    "/",
-                    "The 'version' field may only be combined with the 'id' field.",
-                )
-                .into());
+        let mut after = match update {
+            AppUpdate::Rollback(ts) => {
+                let mut def = self.inner.store.app_version(id, ts)?.ok_or_else(|| {
+                    EngineError::NotFound(format!("App '{id}' does not exist in version {ts}"))
+                })?;
+                // The restored configuration keeps its own config timestamp, so tasks that
+                // still run it are kept and only the others are replaced.
+                def.version = version;
+                def.version_info.last_scaling_at = version;
+                def
             }
-            let ts = v.as_str().and_then(Timestamp::parse).ok_or_else(|| {
-                DefinitionError::invalid(
-                    "/version",
-                    "must be a version timestamp such as 2017-07-19T17:34:41.967Z",
-                )
-            })?;
-            let mut def = self.inner.store.app_version(id, ts)?.ok_or_else(|| {
-                EngineError::NotFound(format!("App '{id}' does not exist in version {ts}"))
-            })?;
-            // The restored configuration keeps its own config timestamp, so tasks that still
-            // run it are kept and only the others are replaced.
-            def.version = version;
-            def.version_info.last_scaling_at = version;
-            def
-        } else {
-            let merged = match (&before, partial) {
-                (Some(cur), true) => model::merge_update(cur, &value),
-                _ => value,
-            };
-            model::input_from_value(merged)?.into_definition(Some(id), version)?
+            AppUpdate::Define(define) => {
+                let mut def = define(before.as_ref())?;
+                def.id = id.clone();
+                stamp(&mut def, version);
+                def
+            }
+            AppUpdate::Scale(instances) => {
+                let mut def = current(&st, id)?;
+                def.instances = instances;
+                stamp(&mut def, version);
+                def
+            }
         };
         if let Some(b) = &before
             && b.same_config(&after)
@@ -201,7 +221,7 @@ impl Engine {
             &self.inner.cfg.service_ports,
         )?;
         let created = before.is_none();
-        let result = self.commit(
+        let deployment = self.commit(
             &mut st,
             vec![Change {
                 id: id.clone(),
@@ -212,7 +232,11 @@ impl Engine {
             "superseded by",
             admit,
         )?;
-        Ok((result, created))
+        Ok(Updated {
+            deployment,
+            created,
+            app: current(&st, id)?,
+        })
     }
 
     /// `DELETE /v2/apps/{id}`: removes the app at once; its tasks are killed by a Stop deployment.
@@ -237,7 +261,7 @@ impl Engine {
         )?;
         self.inner
             .events
-            .publish("app_terminated_event", json!({"appId": id}));
+            .publish(Event::AppTerminated { app_id: id.clone() });
         Ok(result)
     }
 
@@ -305,12 +329,9 @@ impl Engine {
         drop(st);
         let single = task_id.is_some() && !scale;
         match self.kill_by_ids(&ids, scale, force, admit)? {
-            KillResult::Tasks(v) if single => Ok(KillResult::Task(
-                v.get("tasks")
-                    .and_then(|t| t.get(0))
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            )),
+            KillResult::Tasks(tasks) if single => {
+                Ok(KillResult::Task(tasks.into_iter().next().map(Box::new)))
+            }
             other => Ok(other),
         }
     }
@@ -381,17 +402,16 @@ impl Engine {
                 result = Some(self.commit(&mut st, changes, force, "superseded by", admit)?);
             }
         }
-        let host = self.host();
         let mut killed = Vec::new();
         for id in ids {
             if let Some(t) = st.tasks.get(id) {
-                let with_health = st
-                    .apps
-                    .get(&t.app_id)
-                    .is_some_and(|a| !a.def.health_checks.is_empty());
-                killed.push(
-                    serde_json::to_value(TaskJson::of(t, host, with_health)).unwrap_or(Value::Null),
-                );
+                killed.push(KilledTask {
+                    health_checks: st
+                        .apps
+                        .get(&t.app_id)
+                        .is_some_and(|a| !a.def.health_checks.is_empty()),
+                    task: t.clone(),
+                });
             }
             self.start_kill(
                 &mut st,
@@ -409,7 +429,7 @@ impl Engine {
                 deployment_id: uuid::Uuid::new_v4().to_string(),
                 version: Timestamp::now(),
             }),
-            None => KillResult::Tasks(json!({"tasks": killed})),
+            None => KillResult::Tasks(killed),
         })
     }
 
@@ -431,11 +451,10 @@ impl Engine {
             let mut d = st.deployments[pos].clone();
             self.finish(&mut d, Outcome::Failed, Some("cancelled".into()))?;
             st.deployments.remove(pos);
-            self.inner.events.publish_plan(
-                "deployment_failed",
-                &d,
-                json!({"id": d.id, "reason": "cancelled"}),
-            );
+            self.inner.events.publish(Event::DeploymentFailed {
+                plan: Arc::new(d),
+                reason: "cancelled".into(),
+            });
             self.wake();
             return Ok(None);
         }
@@ -574,12 +593,11 @@ impl Engine {
         })?;
         // Durable: now update memory and tell the world.
         st.deployments.retain(|x| !locking.contains(&x.id));
-        for x in &cancelled {
-            self.inner.events.publish_plan(
-                "deployment_failed",
-                x,
-                json!({"id": x.id, "reason": reason}),
-            );
+        for x in cancelled {
+            self.inner.events.publish(Event::DeploymentFailed {
+                plan: Arc::new(x),
+                reason: reason.clone(),
+            });
         }
         for c in changes {
             match c.after {
@@ -600,15 +618,10 @@ impl Engine {
                 e.rt = rt;
             }
         }
-        self.inner.events.publish(
-            "group_change_success",
-            json!({"groupId": "/", "version": version}),
-        );
-        self.inner.events.publish_plan(
-            "deployment_info",
-            &d,
-            json!({"currentStep": crate::events::current_step_json(&d)}),
-        );
+        self.inner.events.publish(Event::GroupChanged { version });
+        self.inner
+            .events
+            .publish(Event::DeploymentInfo(Arc::new(d.clone())));
         let result = DeploymentResult {
             deployment_id: d.id.clone(),
             version,

@@ -11,7 +11,6 @@ use crate::state::{ActionKind, KillKind, Outcome, State, TaskRecord, TaskState};
 use crate::{Engine, Msg};
 use health::TaskHealth;
 use model::PathId;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -366,19 +365,17 @@ impl Engine {
                     break;
                 }
                 let d = &mut st.deployments[i];
-                self.inner.events.publish_plan(
-                    "deployment_step_success",
-                    d,
-                    json!({"currentStep": crate::events::current_step_json(d)}),
-                );
+                self.inner
+                    .events
+                    .publish(crate::Event::DeploymentStepSuccess(std::sync::Arc::new(
+                        d.clone(),
+                    )));
                 d.current_step += 1;
                 changed = true;
                 if d.current_step < d.steps.len() {
-                    self.inner.events.publish_plan(
-                        "deployment_info",
-                        d,
-                        json!({"currentStep": crate::events::current_step_json(d)}),
-                    );
+                    self.inner
+                        .events
+                        .publish(crate::Event::DeploymentInfo(std::sync::Arc::new(d.clone())));
                 }
             }
             let d = &st.deployments[i];
@@ -389,11 +386,9 @@ impl Engine {
                         let apps: Vec<String> =
                             d.affected_apps().iter().map(ToString::to_string).collect();
                         tracing::info!(deployment = %d.id, apps = %apps.join(","), "deployment succeeded");
-                        self.inner.events.publish_plan(
-                            "deployment_success",
-                            &d,
-                            json!({"id": d.id}),
-                        );
+                        self.inner.events.publish(crate::Event::DeploymentSuccess(
+                            std::sync::Arc::new(d.clone()),
+                        ));
                     }
                     Err(e) => {
                         tracing::error!(deployment = %d.id, error = %e, "cannot record deployment success");

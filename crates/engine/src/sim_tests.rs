@@ -5,8 +5,8 @@
 use crate::backend::Sig;
 use crate::backend::fake::{FakeBackend, FakeClock, Machine};
 use crate::reconcile::{MIN_UP_MS, task_ready};
-use crate::{Engine, EngineConfig, Unchecked};
-use model::PathId;
+use crate::{AppUpdate, Engine, EngineConfig, Unchecked};
+use model::{PathId, Timestamp};
 use std::sync::{Arc, Mutex};
 
 struct Sim {
@@ -108,17 +108,25 @@ impl Sim {
     }
 
     fn create(&self, body: &str) -> PathId {
-        let (info, _) = self
-            .engine
-            .create_app(body.as_bytes(), false, &Unchecked)
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&info).unwrap();
-        PathId::parse(v["id"].as_str().unwrap())
+        let def = model::parse_definition(body.as_bytes(), None, Timestamp(0)).unwrap();
+        let (app, _) = self.engine.create_app(def, false, &Unchecked).unwrap();
+        app.id
     }
 
     fn update(&self, id: &PathId, body: &str) {
+        let patch: serde_json::Value = serde_json::from_str(body).unwrap();
+        let define = |cur: Option<&model::AppDefinition>| {
+            let merged = model::merge_update(cur.unwrap(), &patch);
+            model::input_from_value(merged)?.into_definition(Some(id), Timestamp(0))
+        };
         self.engine
-            .update_app(id, body.as_bytes(), false, true, true, &Unchecked)
+            .update_app(
+                id,
+                AppUpdate::Define(Box::new(define)),
+                false,
+                true,
+                &Unchecked,
+            )
             .unwrap();
     }
 
@@ -509,4 +517,46 @@ async fn apps_of_a_scheduled_target_are_applied_mirrored_and_removed_never_launc
     assert!(sched.services.lock().unwrap().is_empty());
     assert_eq!(sim.engine.read(|st| st.tasks_of(&id).count()), 0);
     assert_eq!(sim.deployments(), 0, "the stop deployment finished");
+}
+
+/// A deployment is announced as typed events, in order: the change, the plan, each task's
+/// states, the steps and the success; a delete adds the app's termination.
+#[tokio::test]
+async fn a_deployment_is_announced_as_typed_events_in_order() {
+    use crate::Event;
+    let sim = Sim::new();
+    let mut rx = sim.engine.events().subscribe();
+    let id = sim.create(r#"{"id": "/web", "cmd": "serve", "instances": 2}"#);
+    sim.settle().await;
+    sim.advance(MIN_UP_MS, 1_000).await;
+    assert_eq!(sim.deployments(), 0);
+    sim.engine.delete_app(&id, false, &Unchecked).unwrap();
+    sim.advance(10_000, 500).await;
+    let mut seen = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        seen.push(match p.event {
+            Event::GroupChanged { .. } => "group".to_string(),
+            Event::DeploymentInfo(d) => format!("info {}", d.current_step),
+            Event::DeploymentStepSuccess(d) => format!("step {}", d.current_step),
+            Event::DeploymentSuccess(d) => format!("success {}", d.steps.len()),
+            Event::TaskStatus(s) => {
+                assert_eq!(s.app_id, id);
+                format!("task {}", s.state.as_str())
+            }
+            Event::AppTerminated { app_id } => format!("terminated {app_id}"),
+            other => format!("{other:?}"),
+        });
+    }
+    let count = |e: &str| seen.iter().filter(|s| *s == e).count();
+    let first = |e: &str| seen.iter().position(|s| s == e).unwrap();
+    assert_eq!(&seen[..2], ["group", "info 0"], "{seen:?}");
+    assert_eq!(count("task TASK_STAGING"), 2, "{seen:?}");
+    assert_eq!(count("task TASK_RUNNING"), 2, "{seen:?}");
+    assert_eq!(count("task TASK_KILLING"), 2, "{seen:?}");
+    assert_eq!(count("success 2"), 1, "the create's two steps: {seen:?}");
+    assert_eq!(count("success 1"), 1, "the stop's one step: {seen:?}");
+    assert!(first("step 0") < first("info 1"), "{seen:?}");
+    assert!(first("step 1") < first("success 2"), "{seen:?}");
+    assert!(first("success 2") < first("terminated /web"), "{seen:?}");
+    assert!(first("terminated /web") < first("success 1"), "{seen:?}");
 }

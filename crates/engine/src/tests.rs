@@ -29,28 +29,3 @@ fn never_healthy_tasks_in_grace_are_probed_quickly() {
     };
     assert_eq!(probe_due(&passed, 1_000, Some(1_100), &p, 1_150), 11_100);
 }
-
-#[test]
-fn spliced_app_info_equals_the_serialised_view() {
-    use crate::state::{AppEntry, State};
-    use crate::views::{AppInfo, Embed, Host, write_app_info};
-    let body = br#"{"id": "/web", "cmd": "sleep 1", "labels": {"A": "b"}, "healthChecks": [{"protocol": "TCP"}]}"#;
-    let def = model::parse_definition(body, None, model::Timestamp(1)).unwrap();
-    let mut st = State::default();
-    st.apps.insert(
-        def.id.clone(),
-        AppEntry::new(def.clone(), Default::default()),
-    );
-    let host = Host {
-        host: "127.0.0.1",
-        slave_id: "agent-S0",
-    };
-    for embed in [Embed::default(), Embed::single()] {
-        let app = &st.apps[&def.id];
-        let mut out = Vec::new();
-        write_app_info(&mut out, &st, app, embed, host);
-        let spliced: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let direct = serde_json::to_value(AppInfo::of(&st, app, embed, host)).unwrap();
-        assert_eq!(spliced, direct);
-    }
-}

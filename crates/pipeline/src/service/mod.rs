@@ -206,7 +206,17 @@ pub trait Deployer: Send + Sync {
     fn status(&self, deployment: &str) -> Result<Option<DeploymentStatus>, String>;
     /// Whether `who` (as in [`Deployer::deploy`]) is an admin (who may force promotions).
     fn is_admin(&self, who: &Actor) -> bool;
+    /// News of deployments from now on, for deploy steps to wait on instead of polling:
+    /// each item is the id of a deployment that moved (a step done, finished, failed), or
+    /// `None` when news may have been missed. `None` (the default): no news, deploy steps
+    /// poll [`Deployer::status`].
+    fn deployment_news(&self) -> Option<DeploymentNews> {
+        None
+    }
 }
+
+/// What [`Deployer::deployment_news`] yields.
+pub type DeploymentNews = futures_util::stream::BoxStream<'static, Option<String>>;
 
 /// What [`Deployer::status`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

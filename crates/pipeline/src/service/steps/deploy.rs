@@ -5,11 +5,30 @@ use super::super::queue::RepoCheckout;
 use crate::service::checkout::in_workspace;
 use crate::service::registry::{ManifestError, manifest, registry_parts};
 use crate::service::waits::EnvWait;
-use crate::service::{Actor, Deployer, DockerSetup, Service};
+use crate::service::{Actor, Deployer, DeploymentNews, DockerSetup, Service};
 use crate::{Outputs, StepContext, Stream};
 use model::pipeline::{Step, StepKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// How often a deploy step asks a deployer without news how its deployment is doing.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How often a deploy step asks anyway while it waits for news (news can be lost).
+const SAFETY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Returns at the next news of `deployment` (or of possibly missed news); never when the
+/// news end.
+async fn news_of(news: &mut DeploymentNews, deployment: &str) {
+    use futures_util::StreamExt;
+    loop {
+        match news.next().await {
+            Some(Some(id)) if id != deployment => {}
+            Some(_) => return,
+            None => std::future::pending().await,
+        }
+    }
+}
 
 /// Merges `overlay` into `base`: objects key by key, everything else replaced.
 pub fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
@@ -161,6 +180,8 @@ pub(super) async fn deploy_step(
     let waiting = EnvWaitGuard(service, &run.id);
     let _turn = lock.lock().await;
     drop(waiting);
+    // Subscribed before the deploy, so no news of the deployment is missed.
+    let mut news = deployer.deployment_news();
     let deployment = deployer.deploy(who, def)?;
     (cx.log)(
         Stream::System,
@@ -204,9 +225,18 @@ pub(super) async fn deploy_step(
                 crate::runner::human(limit)
             ));
         }
-        tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-            () = cx.cancel.cancelled() => return Err("cancelled".into()),
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match news.as_mut() {
+            // Woken by news of this deployment; a slow poll covers news lost to lag.
+            Some(news) => tokio::select! {
+                () = news_of(news, &deployment) => {}
+                () = tokio::time::sleep(SAFETY_POLL.min(left)) => {}
+                () = cx.cancel.cancelled() => return Err("cancelled".into()),
+            },
+            None => tokio::select! {
+                () = tokio::time::sleep(POLL.min(left)) => {}
+                () = cx.cancel.cancelled() => return Err("cancelled".into()),
+            },
         }
     }
 }
