@@ -1,5 +1,5 @@
 //! A rolling upgrade of 4 replicas on a two-node Swarm (built on this machine by
-//! `testkit::cluster`): through Slipway's Swarm target against plain `docker service update`
+//! `testkit::swarm`): through Slipway's Swarm target against plain `docker service update`
 //! with the same update settings, in alternating runs. The overhead is what Slipway adds on
 //! top of Swarm's own work (applying, observing, its own health checks).
 
@@ -137,7 +137,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// The benchmark.
 pub(crate) fn swarm_target(bin: &Path, runs: usize) -> anyhow::Result<()> {
-    let cluster = testkit::cluster::TwoNodeSwarm::start()?;
+    let cluster = testkit::swarm::TwoNodeSwarm::start()?;
     let [a, b] = images()?;
     let dir = tempfile::tempdir()?;
     let server = Server::start(bin, dir.path())?;

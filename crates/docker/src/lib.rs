@@ -13,7 +13,6 @@ mod launch;
 mod logs;
 mod oneshot;
 mod params;
-mod swarm;
 
 pub use auth::{ImageRef, credentials_for, registry_of};
 pub use build::{Pushed, split_reference, tar_context};
@@ -21,7 +20,6 @@ pub use client::Docker;
 pub use logs::SINCE_FILE;
 pub use oneshot::{WORKSPACE_MOUNT, plain_words};
 pub use params::SUPPORTED_PARAMETERS;
-pub use swarm::{LABEL_CONFIG, LABEL_VERSION, ServiceDef, ServicePort, SwarmTask, UpdatePolicy};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

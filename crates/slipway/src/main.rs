@@ -4,7 +4,6 @@
 mod cli;
 mod privileges;
 mod proxy_sync;
-mod targets;
 mod up;
 
 use clap::{Parser, Subcommand};

@@ -5,7 +5,7 @@ use anyhow::Context;
 use engine::{Engine, EngineConfig};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,9 +23,14 @@ pub(crate) struct UpArgs {
     /// id starts with /NAME/ run there: `local` (this server), `swarm` or
     /// `swarm:unix:///path.sock` / `swarm:tcp://HOST:PORT` (a Docker Swarm, through its
     /// manager), `marathon:http://HOST:PORT[?secret=NAME]` (another Slipway or a Marathon,
-    /// with `user:password` or a token from the secret store). Apps under no target run here.
-    #[arg(long = "target", value_name = "NAME=SPEC", value_parser = crate::targets::parse_target, env = "SLIPWAY_TARGETS", value_delimiter = ',')]
-    targets: Vec<crate::targets::Target>,
+    /// with `user:password`, `token=…` (DC/OS) or a bearer token from the secret store).
+    /// Apps under no target run on the default target (`local` unless a targets file says).
+    #[arg(long = "target", value_name = "NAME=SPEC", value_parser = targets::TargetSpec::parse, env = "SLIPWAY_TARGETS", value_delimiter = ',')]
+    targets: Vec<targets::TargetSpec>,
+    /// A file of targets, one `NAME = SPEC` per line and optionally `default = NAME`
+    /// (`#` comments); `--target` flags add to it.
+    #[arg(long, value_name = "FILE", env = "SLIPWAY_TARGETS_FILE")]
+    targets_file: Option<PathBuf>,
     /// Address the HTTP API listens on. Keep it on loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SLIPWAY_LISTEN")]
     listen: SocketAddr,
@@ -381,13 +386,13 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         key: secret_key.clone(),
     });
     let mut builder = Engine::builder(cfg, store.clone()).secrets(secrets.clone());
-    let targets = crate::targets::Targets::new(args.targets.clone()).map_err(anyhow::Error::msg)?;
+    let targets = target_set(args.targets_file.as_deref(), &args.targets)?;
     let agent_id = engine::agent_id(&store).context("cannot read the installation id")?;
     let mut scheduled = std::collections::BTreeSet::new();
-    for t in targets.all() {
+    for t in targets.iter() {
         let scheduler: Arc<dyn engine::backend::scheduled::Scheduler> = match &t.kind {
-            crate::targets::TargetKind::Local => continue,
-            crate::targets::TargetKind::Swarm(host) => {
+            targets::TargetKind::Local => continue,
+            targets::TargetKind::Swarm { host } => {
                 Arc::new(engine::backend::swarm::SwarmScheduler::new(
                     &t.name,
                     host.clone(),
@@ -395,7 +400,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
                     registry_config.clone(),
                 ))
             }
-            crate::targets::TargetKind::Marathon { url, secret } => {
+            targets::TargetKind::Marathon { url, secret } => {
                 Arc::new(engine::backend::marathon::MarathonScheduler::new(
                     &t.name,
                     url,
@@ -410,32 +415,24 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     }
     builder = builder.targets(
         targets
-            .all()
+            .iter()
             .map(|t| engine::TargetInfo {
                 name: t.name.clone(),
-                kind: match t.kind {
-                    crate::targets::TargetKind::Local => "local",
-                    crate::targets::TargetKind::Swarm(_) => "swarm",
-                    crate::targets::TargetKind::Marathon { .. } => "marathon",
-                }
-                .into(),
+                kind: t.kind_name().into(),
                 address: match &t.kind {
-                    crate::targets::TargetKind::Local => None,
-                    crate::targets::TargetKind::Swarm(h) => {
-                        Some(h.clone().unwrap_or_else(|| "local Docker daemon".into()))
+                    targets::TargetKind::Local => None,
+                    targets::TargetKind::Swarm { host } => {
+                        Some(host.clone().unwrap_or_else(|| "local Docker daemon".into()))
                     }
-                    crate::targets::TargetKind::Marathon { url, .. } => Some(url.clone()),
+                    targets::TargetKind::Marathon { url, .. } => Some(url.clone()),
                 },
             })
             .collect(),
     );
     if !scheduled.is_empty() {
-        let targets = targets.clone();
         builder = builder.placement(Arc::new(move |id: &model::PathId| {
-            targets
-                .of(&id.to_string())
-                .filter(|t| scheduled.contains(&t.name))
-                .map(|t| t.name.clone())
+            let t = targets.for_app(&id.to_string());
+            scheduled.contains(&t.name).then(|| t.name.clone())
         }));
     }
     if let Some(proxy) = &proxy {
@@ -634,4 +631,29 @@ async fn signals(shutdown: CancellationToken) {
         _ = shutdown.cancelled() => return,
     }
     shutdown.cancel();
+}
+
+/// The targets from the targets file (if any) and the `--target` flags on top.
+fn target_set(
+    file: Option<&Path>,
+    flags: &[targets::TargetSpec],
+) -> anyhow::Result<targets::Targets> {
+    let mut set = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the targets file {}", path.display()))?;
+            targets::parse_file(&text).map_err(|e| {
+                let lines: Vec<String> =
+                    e.0.iter()
+                        .map(|e| format!("{}:{e}", path.display()))
+                        .collect();
+                anyhow::anyhow!("invalid targets file:\n{}", lines.join("\n"))
+            })?
+        }
+        None => targets::Targets::default(),
+    };
+    for spec in flags {
+        set.insert(spec.clone())?;
+    }
+    Ok(set)
 }

@@ -5,7 +5,6 @@
 mod git_http;
 mod image;
 pub use git_http::GitHttpServer;
-pub mod cluster;
 pub mod load;
 pub mod swarm;
 pub mod tls_registry;

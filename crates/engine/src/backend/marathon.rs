@@ -1,8 +1,9 @@
 //! Another Marathon API as the scheduler of a named target: a second Slipway, or a real
-//! Marathon. Apps are `PUT` whole (`/v2/apps/{id}?force=true`), removed with `DELETE`, and
-//! their tasks read back from `/v2/apps?embed=apps.tasks`. Credentials come from this
-//! server's secret store: `user:password` is sent as HTTP basic (as Marathon uses), anything
-//! else as a bearer token; they never appear in errors or logs.
+//! Marathon, through the `targets` crate's client. Apps are `PUT` whole
+//! (`/v2/apps/{id}?force=true`), removed with `DELETE`, and their tasks read back from
+//! `/v2/apps?embed=apps.tasks`. Credentials come from this server's secret store on every
+//! request (`user:password` as HTTP basic, as Marathon uses; `token=…` as DC/OS takes it;
+//! anything else as a bearer token); they never appear in errors or logs.
 //!
 //! Secret references in an app's `env` (`{"secret": "name"}`) are sent as references: the
 //! remote resolves them from its own secret store, so values never travel between servers.
@@ -14,15 +15,15 @@ use futures_util::future::BoxFuture;
 use model::{AppDefinition, PathId, Timestamp};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
+use targets::{Credentials, MarathonClient, RemoteApp};
 
 /// A remote Marathon v2 API.
 pub struct MarathonScheduler {
     target: String,
-    url: String,
     secret: Option<String>,
     secrets: Arc<dyn SecretResolver>,
-    http: reqwest::Client,
+    /// The client without credentials, or why the URL cannot be used.
+    client: Result<MarathonClient, String>,
 }
 
 impl MarathonScheduler {
@@ -36,25 +37,17 @@ impl MarathonScheduler {
     ) -> MarathonScheduler {
         MarathonScheduler {
             target: target.to_string(),
-            url: url.trim_end_matches('/').to_string(),
             secret,
             secrets,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            client: MarathonClient::new(target, url, None).map_err(|e| e.to_string()),
         }
     }
 
-    /// A request with credentials, or why there are none.
-    fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-    ) -> Result<reqwest::RequestBuilder, String> {
-        let rb = self.http.request(method, format!("{}{path}", self.url));
+    /// The client with the credentials the secret holds now, or why there are none.
+    fn client(&self) -> Result<MarathonClient, String> {
+        let base = self.client.as_ref().map_err(Clone::clone)?;
         let Some(name) = &self.secret else {
-            return Ok(rb);
+            return Ok(base.clone());
         };
         let value = self.secrets.resolve(name).map_err(|e| {
             format!(
@@ -62,51 +55,8 @@ impl MarathonScheduler {
                 self.target
             )
         })?;
-        Ok(match value.split_once(':') {
-            Some((user, pw)) => rb.basic_auth(user, Some(pw)),
-            None => rb.bearer_auth(value),
-        })
+        Ok(base.with_credentials(Some(Credentials::from_secret(&value))))
     }
-}
-
-/// Sends a request; a non-2xx answer becomes the remote's message (Marathon's `message`
-/// and `details` with their field paths).
-async fn send(target: String, rb: reqwest::RequestBuilder, ok404: bool) -> Result<Value, String> {
-    let resp = rb
-        .send()
-        .await
-        .map_err(|e| format!("target {target} is not reachable: {}", without_url(&e)))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if status.is_success() || (ok404 && status == reqwest::StatusCode::NOT_FOUND) {
-        return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
-    }
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    let mut msg = body["message"]
-        .as_str()
-        .or_else(|| body.as_str())
-        .unwrap_or("no message")
-        .chars()
-        .take(500)
-        .collect::<String>();
-    for d in body["details"].as_array().into_iter().flatten() {
-        let path = d["path"].as_str().unwrap_or_default();
-        let errors: Vec<&str> = d["errors"]
-            .as_array()
-            .map(|e| e.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        msg.push_str(&format!("; {path}: {}", errors.join(", ")));
-    }
-    Err(format!("target {target} answered {status}: {msg}"))
-}
-
-/// A transport error without the URL (which could carry credentials in other setups).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "the target");
-    }
-    s
 }
 
 /// The definition as the remote should get it: without version fields (a `version` in a
@@ -122,57 +72,40 @@ pub(crate) fn wire(def: &AppDefinition) -> Value {
 }
 
 /// The tasks of the remote's apps under `/target/`.
-pub(crate) fn tasks_of(target: &str, answer: &Value) -> Vec<ObservedTask> {
+pub(crate) fn tasks_of(target: &str, apps: &[RemoteApp]) -> Vec<ObservedTask> {
     let prefix = format!("/{target}/");
+    let stamp = |s: &Option<String>| s.as_deref().and_then(Timestamp::parse);
     let mut out = Vec::new();
-    for app in answer["apps"].as_array().into_iter().flatten() {
-        let id = app["id"].as_str().unwrap_or_default();
-        if !id.starts_with(&prefix) {
-            continue;
-        }
-        let app_id = PathId::parse(id);
-        let cfg = app["versionInfo"]["lastConfigChangeAt"]
-            .as_str()
-            .and_then(Timestamp::parse);
-        for t in app["tasks"].as_array().into_iter().flatten() {
-            let state = match t["state"].as_str().unwrap_or_default() {
+    for app in apps.iter().filter(|a| a.id.starts_with(&prefix)) {
+        let app_id = PathId::parse(&app.id);
+        let cfg = stamp(&app.last_config_change_at);
+        for t in &app.tasks {
+            let state = match t.state.as_str() {
                 "TASK_STAGING" | "TASK_STARTING" => TaskState::TaskStaging,
-                "TASK_RUNNING" => TaskState::TaskRunning,
-                "TASK_KILLING" => TaskState::TaskRunning,
+                "TASK_RUNNING" | "TASK_KILLING" => TaskState::TaskRunning,
                 "TASK_FINISHED" => TaskState::TaskFinished,
                 "TASK_FAILED" | "TASK_ERROR" => TaskState::TaskFailed,
                 "TASK_KILLED" => TaskState::TaskKilled,
                 _ => TaskState::TaskLost,
             };
-            let version = t["version"]
-                .as_str()
-                .and_then(Timestamp::parse)
-                .unwrap_or(Timestamp(0));
+            let version = stamp(&t.version).unwrap_or(Timestamp(0));
             // A task at or after the last configuration change runs that configuration.
             let config_version = match cfg {
                 Some(c) if version >= c => c,
                 _ => version,
             };
             out.push(ObservedTask {
-                id: t["id"].as_str().unwrap_or_default().to_string(),
+                id: t.id.clone(),
                 app_id: app_id.clone(),
                 version,
                 config_version,
                 state,
-                host: t["host"].as_str().unwrap_or_default().to_string(),
-                host_ports: t["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()))
-                    .collect(),
-                staged_at: t["stagedAt"]
-                    .as_str()
-                    .and_then(Timestamp::parse)
-                    .unwrap_or(Timestamp(0)),
-                started_at: t["startedAt"].as_str().and_then(Timestamp::parse),
+                host: t.host.clone(),
+                host_ports: t.ports.clone(),
+                staged_at: stamp(&t.staged_at).unwrap_or(Timestamp(0)),
+                started_at: stamp(&t.started_at),
                 message: String::new(),
-                stopping: t["state"] == "TASK_KILLING",
+                stopping: t.state == "TASK_KILLING",
             });
         }
     }
@@ -193,44 +126,49 @@ impl Scheduler for MarathonScheduler {
         def: Arc<AppDefinition>,
         _env: Vec<(String, String)>,
     ) -> BoxFuture<'static, Result<(), String>> {
-        let target = self.target.clone();
-        let rb = self
-            .request(
-                reqwest::Method::PUT,
-                &format!("/v2/apps{}?force=true", def.id),
-            )
-            .map(|rb| rb.json(&wire(&def)));
-        Box::pin(async move { send(target, rb?, false).await.map(|_| ()) })
+        let client = self.client();
+        Box::pin(async move {
+            client?
+                .put_app(&def.id.to_string(), &wire(&def), true)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn remove(&self, app: PathId) -> BoxFuture<'static, Result<(), String>> {
-        let target = self.target.clone();
-        let rb = self.request(
-            reqwest::Method::DELETE,
-            &format!("/v2/apps{app}?force=true"),
-        );
-        Box::pin(async move { send(target, rb?, true).await.map(|_| ()) })
+        let client = self.client();
+        Box::pin(async move {
+            client?
+                .delete_app(&app.to_string(), true)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn observe(&self) -> BoxFuture<'static, Result<Vec<ObservedTask>, String>> {
+        let client = self.client();
         let target = self.target.clone();
-        let rb = self.request(
-            reqwest::Method::GET,
-            &format!("/v2/apps?embed=apps.tasks&id=/{}/", self.target),
-        );
         Box::pin(async move {
-            let answer = send(target.clone(), rb?, false).await?;
-            Ok(tasks_of(&target, &answer))
+            let apps = client?
+                .list_apps(&target)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(tasks_of(&target, &apps))
         })
     }
 
     fn kill(&self, task: &ObservedTask) -> BoxFuture<'static, Result<(), String>> {
-        let target = self.target.clone();
-        let rb = self.request(
-            reqwest::Method::DELETE,
-            &format!("/v2/apps{}/tasks/{}?scale=false", task.app_id, task.id),
-        );
-        Box::pin(async move { send(target, rb?, true).await.map(|_| ()) })
+        let client = self.client();
+        let (app, id) = (task.app_id.to_string(), task.id.clone());
+        Box::pin(async move {
+            client?
+                .kill_task(&app, &id, false)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -262,11 +200,19 @@ mod tests {
             {"id": "/CC/prod/web", "versionInfo": {"lastConfigChangeAt": "2026-12-06T10:00:00.000Z"},
              "tasks": [{"id": "CC_prod_web.1", "state": "TASK_RUNNING", "host": "10.0.0.7",
                         "ports": [31005], "version": "2026-12-06T10:05:00.000Z",
-                        "stagedAt": "2026-12-06T10:05:01.000Z", "startedAt": "2026-12-06T10:05:02.000Z"}]},
+                        "stagedAt": "2026-12-06T10:05:01.000Z", "startedAt": "2026-12-06T10:05:02.000Z"},
+                       {"id": "CC_prod_web.2", "state": "TASK_KILLING", "host": "10.0.0.8",
+                        "version": "2026-12-06T09:00:00.000Z"}]},
             {"id": "/other/app", "tasks": [{"id": "x", "state": "TASK_RUNNING"}]}
         ]});
-        let t = tasks_of("CC", &answer);
-        assert_eq!(t.len(), 1);
+        let apps: Vec<RemoteApp> = answer["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(RemoteApp::from_json)
+            .collect();
+        let t = tasks_of("CC", &apps);
+        assert_eq!(t.len(), 2);
         assert_eq!(t[0].id, "CC_prod_web.1");
         assert_eq!(t[0].state, TaskState::TaskRunning);
         assert_eq!(t[0].host, "10.0.0.7");
@@ -274,6 +220,16 @@ mod tests {
         assert_eq!(
             t[0].config_version,
             Timestamp::parse("2026-12-06T10:00:00.000Z").unwrap()
+        );
+        assert_eq!(
+            t[0].started_at,
+            Timestamp::parse("2026-12-06T10:05:02.000Z")
+        );
+        // An old task being killed still runs its older configuration, on its way out.
+        assert!(t[1].stopping && t[1].state == TaskState::TaskRunning);
+        assert_eq!(
+            t[1].config_version,
+            Timestamp::parse("2026-12-06T09:00:00.000Z").unwrap()
         );
     }
 }

@@ -376,7 +376,7 @@ fn docker_swarm_two_nodes_spread_roll_fail_over_and_converge() {
     let (Some(()), Some(())) = (testkit::docker(), testkit::registry_up()) else {
         return;
     };
-    let mut cluster = testkit::cluster::TwoNodeSwarm::start().unwrap();
+    let mut cluster = testkit::swarm::TwoNodeSwarm::start().unwrap();
     let v1 =
         testkit::push_to_registry(&testkit::test_image("swarm2a").unwrap(), "swarm/two:1").unwrap();
     let v2 =

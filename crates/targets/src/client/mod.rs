@@ -127,6 +127,15 @@ impl MarathonClient {
         }
     }
 
+    /// The same client (sharing its connection pool) with other credentials: a server
+    /// that reads them from its secret store on every request picks up a changed secret.
+    pub fn with_credentials(&self, credentials: Option<Credentials>) -> MarathonClient {
+        MarathonClient {
+            credentials,
+            ..self.clone()
+        }
+    }
+
     /// The same client with another per-request timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> MarathonClient {
         self.request_timeout = timeout;
@@ -212,6 +221,27 @@ impl MarathonClient {
         {
             Ok(answer) => self.deployment_ref(&path, &answer).map(Some),
             Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `DELETE /v2/apps/{app}/tasks/{task}?scale=`: kills one task (`scale`: and lowers
+    /// the app's instances); `false` when the remote has no such task.
+    pub async fn kill_task(&self, app: &str, task: &str, scale: bool) -> Result<bool, ClientError> {
+        let path = format!("{}/tasks/{task}", self.app_path(app)?);
+        if task.is_empty() || task.contains(['/', '?', '#']) {
+            return Err(ClientError::Config {
+                target: self.target.clone(),
+                reason: format!("'{task}' is not a task id"),
+            });
+        }
+        let scale = if scale { "true" } else { "false" };
+        match self
+            .call(Method::DELETE, &path, &[("scale", scale)], None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -60,6 +60,10 @@ pub struct RemoteTask {
     pub version: Option<String>,
     /// `None` without health checks; else whether every check's last result is alive.
     pub healthy: Option<bool>,
+    /// `stagedAt`: when it was created.
+    pub staged_at: Option<String>,
+    /// `startedAt`: when it started running.
+    pub started_at: Option<String>,
 }
 
 /// Marathon's `lastTaskFailure`.
@@ -215,6 +219,8 @@ impl RemoteTask {
             healthy: checks
                 .filter(|c| !c.is_empty())
                 .map(|c| c.iter().all(|r| r["alive"] == Value::Bool(true))),
+            staged_at: string(&t["stagedAt"]),
+            started_at: string(&t["startedAt"]),
         })
     }
 }
