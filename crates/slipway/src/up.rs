@@ -657,3 +657,39 @@ fn target_set(
     }
     Ok(set)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_come_from_the_file_and_the_flags_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("targets.conf");
+        std::fs::write(
+            &file,
+            "# the seed's datacenters\nAA = local\nBB = swarm\ndefault = BB\n",
+        )
+        .unwrap();
+        let cc = targets::TargetSpec::parse("CC=marathon:http://127.0.0.1:9?secret=cc").unwrap();
+        let set = target_set(Some(&file), std::slice::from_ref(&cc)).unwrap();
+        assert_eq!(set.for_app("/AA/prod/orders").name, "AA");
+        assert_eq!(set.for_app("/CC/prod/orders").name, "CC");
+        // The file's default takes apps whose id names no target.
+        assert_eq!(set.for_app("/prod/orders").name, "BB");
+
+        // A flag naming a target the file has is refused, not silently preferred.
+        let again = targets::TargetSpec::parse("BB=local").unwrap();
+        let e = target_set(Some(&file), &[again]).unwrap_err().to_string();
+        assert!(e.contains("BB"), "{e}");
+
+        // Mistakes name the file, line and column.
+        std::fs::write(&file, "AA = local\nBB = kubernetes\n").unwrap();
+        let e = format!("{:#}", target_set(Some(&file), &[]).unwrap_err());
+        assert!(e.contains("targets.conf:2:"), "{e}");
+
+        // Without a file, apps run here unless their id names a flag's target.
+        let set = target_set(None, &[cc]).unwrap();
+        assert_eq!(set.for_app("/prod/orders").name, "local");
+    }
+}
