@@ -782,7 +782,7 @@ async fn pipelines_have_owners_and_prod_pipelines_and_runs_need_prod_rights() {
 
     // Deploying to prod (a confirm environment) takes a deployer, even to register.
     let release = repo(
-        "version: 1\nname: r\nsteps:\n  wait:\n    approve: { message: go?, env: prod }\n  live:\n    needs: [wait]\n    deploy: { env: prod, app: app.json }\n",
+        "version: 1\nname: r\nsteps:\n  wait:\n    approve: { message: go?, env: prod }\n  live:\n    needs: [wait]\n    deploy: { env: prod, app: app.json }\n  after:\n    needs: [live]\n    approve: { message: all good? }\n",
     );
     let (status, body) = raw(
         &s,
@@ -873,6 +873,15 @@ async fn pipelines_have_owners_and_prod_pipelines_and_runs_need_prod_rights() {
             .contains("is not an approval step"),
         "{body}"
     );
+    let (status, body) = why("after").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("`after` of run #1 of release is not reached yet: it waits for live"),
+        "{body}"
+    );
     let (status, body) = raw(
         &s,
         &Method::GET,
@@ -886,7 +895,7 @@ async fn pipelines_have_owners_and_prod_pipelines_and_runs_need_prod_rights() {
         body["message"]
             .as_str()
             .unwrap()
-            .contains("its steps: wait, live"),
+            .contains("its steps: wait, live, after"),
         "{body}"
     );
     let (status, body) = raw(
