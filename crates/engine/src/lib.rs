@@ -277,6 +277,8 @@ pub struct TargetInfo {
     pub kind: String,
     /// Where it is (a Docker host, a URL), when not this server.
     pub address: Option<String>,
+    /// Apps whose id names no target run here.
+    pub default: bool,
 }
 
 /// Builds an [`Engine`]: settings, the store, and what the engine talks to (secret store,

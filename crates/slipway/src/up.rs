@@ -413,9 +413,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         scheduled.insert(t.name.clone());
         builder = builder.scheduler(scheduler);
     }
+    let default = targets.default_target().name.clone();
     builder = builder.targets(
         targets
-            .iter()
+            .configured()
             .map(|t| engine::TargetInfo {
                 name: t.name.clone(),
                 kind: t.kind_name().into(),
@@ -426,6 +427,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
                     }
                     targets::TargetKind::Marathon { url, .. } => Some(url.clone()),
                 },
+                default: t.name == default,
             })
             .collect(),
     );

@@ -123,36 +123,42 @@ const TOKEN_COLS: &str = "id, user, name, created_at, expires_at, revoked_at, la
 impl Store {
     /// All users, by name.
     pub fn users(&self) -> Result<Vec<UserRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))?;
-        let rows = stmt
-            .query_map([], user_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))?;
+            let rows = stmt
+                .query_map([], user_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// One user.
     pub fn user(&self, name: &str) -> Result<Option<UserRow>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
-                params![name],
-                user_row,
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
+                    params![name],
+                    user_row,
+                )
+                .optional()?)
+        })
     }
 
     /// Creates or replaces a user.
     pub fn put_user(&self, u: &UserRow) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO users (name, password_hash, role, created_at, disabled) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
-             disabled = excluded.disabled",
-            params![u.name, u.password_hash, u.role, u.created_at, u.disabled as i64],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO users (name, password_hash, role, created_at, disabled) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role,
+                 disabled = excluded.disabled",
+                params![u.name, u.password_hash, u.role, u.created_at, u.disabled as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// Deletes a user and revokes their tokens; false when there was no such user.
@@ -171,177 +177,200 @@ impl Store {
 
     /// Stores a new token by its hash.
     pub fn insert_token(&self, t: &TokenRow, hash: &str) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            &format!(
-                "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            params![
-                t.id,
-                t.user,
-                t.name,
-                t.created_at,
-                t.expires_at,
-                t.revoked_at,
-                t.last_used_at,
-                hash
-            ],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLS}, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    t.id,
+                    t.user,
+                    t.name,
+                    t.created_at,
+                    t.expires_at,
+                    t.revoked_at,
+                    t.last_used_at,
+                    hash
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// The token with this hash and its user.
     pub fn token_by_hash(&self, hash: &str) -> Result<Option<(TokenRow, Option<UserRow>)>> {
-        let conn = self.conn()?;
-        let token = conn
-            .query_row(
-                &format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"),
-                params![hash],
-                token_row,
-            )
-            .optional()?;
-        let Some(token) = token else { return Ok(None) };
-        let user = conn
-            .query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
-                params![token.user],
-                user_row,
-            )
-            .optional()?;
-        Ok(Some((token, user)))
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let token = conn
+                .query_row(
+                    &format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"),
+                    params![hash],
+                    token_row,
+                )
+                .optional()?;
+            let Some(token) = token else { return Ok(None) };
+            let user = conn
+                .query_row(
+                    &format!("SELECT {USER_COLS} FROM users WHERE name = ?1"),
+                    params![token.user],
+                    user_row,
+                )
+                .optional()?;
+            Ok(Some((token, user)))
+        })
     }
 
     /// Tokens, of one user or all.
     pub fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {TOKEN_COLS} FROM tokens WHERE ?1 IS NULL OR user = ?1 ORDER BY created_at"
-        ))?;
-        let rows = stmt
-            .query_map(params![user], token_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TOKEN_COLS} FROM tokens WHERE ?1 IS NULL OR user = ?1 ORDER BY created_at"
+            ))?;
+            let rows = stmt
+                .query_map(params![user], token_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Revokes a token; false when it does not exist or was revoked already.
     pub fn revoke_token(&self, id: &str, now: i64) -> Result<bool> {
-        let conn = self.conn()?;
-        let n = conn.execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now],
-        )?;
-        Ok(n > 0)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let n = conn.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     /// Records a successful use of a token.
     pub fn touch_token(&self, id: &str, now: i64) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
-            params![id, now],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(())
+        })
     }
 
     /// The stored policy document, if one was ever written.
     pub fn policies(&self) -> Result<Option<String>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row("SELECT body FROM policies WHERE id = 1", [], |r| r.get(0))
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row("SELECT body FROM policies WHERE id = 1", [], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     /// Replaces the policy document.
     pub fn set_policies(&self, body: &str) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO policies (id, body) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
-            params![body],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO policies (id, body) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                params![body],
+            )?;
+            Ok(())
+        })
     }
 
     /// Appends an audit record and returns its sequence number.
     pub fn append_audit(&self, a: &AuditRow) -> Result<i64> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO audit (at, user, action, target, app, source, status, outcome, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                a.at, a.user, a.action, a.target, a.app, a.source, a.status, a.outcome, a.detail
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO audit (at, user, action, target, app, source, status, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    a.at, a.user, a.action, a.target, a.app, a.source, a.status, a.outcome,
+                    a.detail
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     /// Audit records, newest first.
     pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, at, user, action, target, app, source, status, outcome, detail FROM audit
-             WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR app = ?2)
-               AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at <= ?4) AND (?5 IS NULL OR seq < ?5)
-             ORDER BY seq DESC LIMIT ?6",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![
-                    q.user,
-                    q.app,
-                    q.since,
-                    q.until,
-                    q.before,
-                    q.limit.max(1) as i64
-                ],
-                |r| {
-                    Ok(AuditRow {
-                        seq: r.get(0)?,
-                        at: r.get(1)?,
-                        user: r.get(2)?,
-                        action: r.get(3)?,
-                        target: r.get(4)?,
-                        app: r.get(5)?,
-                        source: r.get(6)?,
-                        status: r.get(7)?,
-                        outcome: r.get(8)?,
-                        detail: r.get(9)?,
-                    })
-                },
-            )?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, user, action, target, app, source, status, outcome, detail FROM audit
+                 WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR app = ?2)
+                   AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at <= ?4) AND (?5 IS NULL OR seq < ?5)
+                 ORDER BY seq DESC LIMIT ?6",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        q.user,
+                        q.app,
+                        q.since,
+                        q.until,
+                        q.before,
+                        q.limit.max(1) as i64
+                    ],
+                    |r| {
+                        Ok(AuditRow {
+                            seq: r.get(0)?,
+                            at: r.get(1)?,
+                            user: r.get(2)?,
+                            action: r.get(3)?,
+                            target: r.get(4)?,
+                            app: r.get(5)?,
+                            source: r.get(6)?,
+                            status: r.get(7)?,
+                            outcome: r.get(8)?,
+                            detail: r.get(9)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Secret metadata, by name.
     pub fn secrets(&self) -> Result<Vec<SecretMeta>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT name, created_at, updated_at, updated_by, scope FROM secrets ORDER BY name",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(SecretMeta {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                    updated_at: r.get(2)?,
-                    updated_by: r.get(3)?,
-                    scope: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare(
+                "SELECT name, created_at, updated_at, updated_by, scope FROM secrets ORDER BY name",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(SecretMeta {
+                        name: r.get(0)?,
+                        created_at: r.get(1)?,
+                        updated_at: r.get(2)?,
+                        updated_by: r.get(3)?,
+                        scope: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// A sealed secret.
     pub fn sealed_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT sealed FROM secrets WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    "SELECT sealed FROM secrets WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     /// Creates or replaces a sealed secret; `scope` replaces the stored scope when given
@@ -354,32 +383,38 @@ impl Store {
         by: &str,
         scope: Option<&str>,
     ) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO secrets (name, sealed, created_at, updated_at, updated_by, scope) VALUES (?1, ?2, ?3, ?3, ?4, ?5)
-             ON CONFLICT(name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at,
-             updated_by = excluded.updated_by, scope = coalesce(excluded.scope, secrets.scope)",
-            params![name, sealed, now, by, scope],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO secrets (name, sealed, created_at, updated_at, updated_by, scope) VALUES (?1, ?2, ?3, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at,
+                 updated_by = excluded.updated_by, scope = coalesce(excluded.scope, secrets.scope)",
+                params![name, sealed, now, by, scope],
+            )?;
+            Ok(())
+        })
     }
 
     /// Where a secret may be used: `Ok(None)` when there is no such secret, `Some(None)`
     /// when it has no scope yet.
     pub fn secret_scope(&self, name: &str) -> Result<Option<Option<String>>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT scope FROM secrets WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    "SELECT scope FROM secrets WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     /// Deletes a secret; false when there was none.
     pub fn delete_secret(&self, name: &str) -> Result<bool> {
-        let conn = self.conn()?;
-        Ok(conn.execute("DELETE FROM secrets WHERE name = ?1", params![name])? > 0)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn.execute("DELETE FROM secrets WHERE name = ?1", params![name])? > 0)
+        })
     }
 }

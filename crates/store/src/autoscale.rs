@@ -50,81 +50,91 @@ pub struct DecisionRow {
 impl Store {
     /// Registers or replaces the policy of `app_id`.
     pub fn put_autoscaler(&self, row: &AutoscalerRow) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO autoscalers (app_id, policy, created_by, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(app_id) DO UPDATE SET policy = ?2, created_by = ?3, updated_at = ?4",
-            params![row.app_id, row.policy, row.created_by, row.updated_at],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO autoscalers (app_id, policy, created_by, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(app_id) DO UPDATE SET policy = ?2, created_by = ?3, updated_at = ?4",
+                params![row.app_id, row.policy, row.created_by, row.updated_at],
+            )?;
+            Ok(())
+        })
     }
 
     /// The policy registered for `app_id`.
     pub fn autoscaler(&self, app_id: &str) -> Result<Option<AutoscalerRow>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT app_id, policy, created_by, updated_at FROM autoscalers WHERE app_id = ?1",
-                params![app_id],
-                |r| {
-                    Ok(AutoscalerRow {
-                        app_id: r.get(0)?,
-                        policy: r.get(1)?,
-                        created_by: r.get(2)?,
-                        updated_at: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    "SELECT app_id, policy, created_by, updated_at FROM autoscalers WHERE app_id = ?1",
+                    params![app_id],
+                    |r| {
+                        Ok(AutoscalerRow {
+                            app_id: r.get(0)?,
+                            policy: r.get(1)?,
+                            created_by: r.get(2)?,
+                            updated_at: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     /// Every registered policy, by app id.
     pub fn autoscalers(&self) -> Result<Vec<AutoscalerRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT app_id, policy, created_by, updated_at FROM autoscalers ORDER BY app_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AutoscalerRow {
-                app_id: r.get(0)?,
-                policy: r.get(1)?,
-                created_by: r.get(2)?,
-                updated_at: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare(
+                "SELECT app_id, policy, created_by, updated_at FROM autoscalers ORDER BY app_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(AutoscalerRow {
+                    app_id: r.get(0)?,
+                    policy: r.get(1)?,
+                    created_by: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
     }
 
     /// Removes the policy of `app_id` with the controller's state (decisions stay for the
     /// record); false when there was none.
     pub fn delete_autoscaler(&self, app_id: &str) -> Result<bool> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let n = tx.execute("DELETE FROM autoscalers WHERE app_id = ?1", params![app_id])?;
-        tx.execute(
-            "DELETE FROM autoscaler_state WHERE app_id = ?1",
-            params![app_id],
-        )?;
-        tx.commit()?;
-        Ok(n > 0)
+        self.blocking(|| {
+            let mut conn = self.conn()?;
+            let tx = conn.transaction()?;
+            let n = tx.execute("DELETE FROM autoscalers WHERE app_id = ?1", params![app_id])?;
+            tx.execute(
+                "DELETE FROM autoscaler_state WHERE app_id = ?1",
+                params![app_id],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
     }
 
     /// The controller's state for `app_id`.
     pub fn autoscaler_state(&self, app_id: &str) -> Result<Option<AutoscalerStateRow>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT state, pending_target, own_version FROM autoscaler_state WHERE app_id = ?1",
-                params![app_id],
-                |r| {
-                    Ok(AutoscalerStateRow {
-                        state: r.get(0)?,
-                        pending_target: r.get(1)?,
-                        own_version: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    "SELECT state, pending_target, own_version FROM autoscaler_state WHERE app_id = ?1",
+                    params![app_id],
+                    |r| {
+                        Ok(AutoscalerStateRow {
+                            state: r.get(0)?,
+                            pending_target: r.get(1)?,
+                            own_version: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     /// Saves the controller's state and, when given, appends a decision (keeping the newest
@@ -135,36 +145,38 @@ impl Store {
         state: &AutoscalerStateRow,
         decision: Option<(i64, bool, &str)>,
     ) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let now = model::Timestamp::now().millis();
-        tx.execute(
-            "INSERT INTO autoscaler_state (app_id, state, pending_target, own_version, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(app_id) DO UPDATE SET state = ?2, pending_target = ?3, own_version = ?4,
-             updated_at = ?5",
-            params![
-                app_id,
-                state.state,
-                state.pending_target,
-                state.own_version,
-                now
-            ],
-        )?;
-        if let Some((at, change, json)) = decision {
+        self.blocking(|| {
+            let mut conn = self.conn()?;
+            let tx = conn.transaction()?;
+            let now = model::Timestamp::now().millis();
             tx.execute(
-                "INSERT INTO autoscale_decisions (app_id, at, change, decision) VALUES (?1, ?2, ?3, ?4)",
-                params![app_id, at, change, json],
+                "INSERT INTO autoscaler_state (app_id, state, pending_target, own_version, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(app_id) DO UPDATE SET state = ?2, pending_target = ?3, own_version = ?4,
+                 updated_at = ?5",
+                params![
+                    app_id,
+                    state.state,
+                    state.pending_target,
+                    state.own_version,
+                    now
+                ],
             )?;
-            tx.execute(
-                "DELETE FROM autoscale_decisions WHERE app_id = ?1 AND seq <= (
-                     SELECT seq FROM autoscale_decisions WHERE app_id = ?1
-                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                params![app_id, DECISIONS_KEPT],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+            if let Some((at, change, json)) = decision {
+                tx.execute(
+                    "INSERT INTO autoscale_decisions (app_id, at, change, decision) VALUES (?1, ?2, ?3, ?4)",
+                    params![app_id, at, change, json],
+                )?;
+                tx.execute(
+                    "DELETE FROM autoscale_decisions WHERE app_id = ?1 AND seq <= (
+                         SELECT seq FROM autoscale_decisions WHERE app_id = ?1
+                         ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                    params![app_id, DECISIONS_KEPT],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Decisions of `app_id`, newest first: at most `limit`, only changes when `changes_only`.
@@ -174,20 +186,22 @@ impl Store {
         limit: u32,
         changes_only: bool,
     ) -> Result<Vec<DecisionRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT seq, app_id, at, change, decision FROM autoscale_decisions
-             WHERE app_id = ?1 AND (?2 = 0 OR change = 1) ORDER BY seq DESC LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![app_id, changes_only, limit], |r| {
-            Ok(DecisionRow {
-                seq: r.get(0)?,
-                app_id: r.get(1)?,
-                at: r.get(2)?,
-                change: r.get(3)?,
-                decision: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare(
+                "SELECT seq, app_id, at, change, decision FROM autoscale_decisions
+                 WHERE app_id = ?1 AND (?2 = 0 OR change = 1) ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![app_id, changes_only, limit], |r| {
+                Ok(DecisionRow {
+                    seq: r.get(0)?,
+                    app_id: r.get(1)?,
+                    at: r.get(2)?,
+                    change: r.get(3)?,
+                    decision: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
     }
 }

@@ -113,106 +113,135 @@ impl Store {
         })
     }
 
+    /// Runs a call on the database off the async runtime's worker: on a multi-threaded
+    /// Tokio runtime the worker hands its other tasks to another thread for the call
+    /// ([`tokio::task::block_in_place`]), so a commit or a wait for the connection never
+    /// stalls the tasks queued behind it; elsewhere (plain threads, blocking threads,
+    /// single-threaded test runtimes) it just runs. Every public call goes through here.
+    pub(crate) fn blocking<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(f)
+            }
+            _ => f(),
+        }
+    }
+
     pub(crate) fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 
     /// Loads the whole runtime state.
     pub fn load(&self) -> Result<Snapshot> {
-        let conn = self.conn()?;
-        let mut snap = Snapshot::default();
-        for (id, body) in rows(&conn, "SELECT id, definition FROM apps ORDER BY id")? {
-            snap.apps.push(decode("apps", &id, &body)?);
-        }
-        for (id, body) in rows(&conn, "SELECT id, body FROM tasks ORDER BY id")? {
-            snap.tasks.push((id.clone(), decode("tasks", &id, &body)?));
-        }
-        for (id, body) in rows(
-            &conn,
-            "SELECT id, body FROM deployments ORDER BY created_at",
-        )? {
-            snap.deployments
-                .push((id.clone(), decode("deployments", &id, &body)?));
-        }
-        for (id, body) in rows(&conn, "SELECT app_id, body FROM app_runtime")? {
-            snap.runtime
-                .push((id.clone(), decode("app_runtime", &id, &body)?));
-        }
-        Ok(snap)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut snap = Snapshot::default();
+            for (id, body) in rows(&conn, "SELECT id, definition FROM apps ORDER BY id")? {
+                snap.apps.push(decode("apps", &id, &body)?);
+            }
+            for (id, body) in rows(&conn, "SELECT id, body FROM tasks ORDER BY id")? {
+                snap.tasks.push((id.clone(), decode("tasks", &id, &body)?));
+            }
+            for (id, body) in rows(
+                &conn,
+                "SELECT id, body FROM deployments ORDER BY created_at",
+            )? {
+                snap.deployments
+                    .push((id.clone(), decode("deployments", &id, &body)?));
+            }
+            for (id, body) in rows(&conn, "SELECT app_id, body FROM app_runtime")? {
+                snap.runtime
+                    .push((id.clone(), decode("app_runtime", &id, &body)?));
+            }
+            Ok(snap)
+        })
     }
 
     /// Runs `f` in one transaction; the changes are durable when this returns `Ok`.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let out = f(&Tx { tx: &tx })?;
-        tx.commit()?;
-        Ok(out)
+        self.blocking(|| {
+            let mut conn = self.conn()?;
+            let tx = conn.transaction()?;
+            let out = f(&Tx { tx: &tx })?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     /// Stored versions of an app, newest first.
     pub fn app_versions(&self, id: &PathId) -> Result<Vec<Timestamp>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached("SELECT version FROM app_versions WHERE app_id = ?1")?;
-        let mut out: Vec<Timestamp> = stmt
-            .query_map(params![id.to_string()], |r| r.get::<_, String>(0))?
-            .filter_map(|v| v.ok().and_then(|s| Timestamp::parse(&s)))
-            .collect();
-        out.sort_by(|a, b| b.cmp(a));
-        Ok(out)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt =
+                conn.prepare_cached("SELECT version FROM app_versions WHERE app_id = ?1")?;
+            let mut out: Vec<Timestamp> = stmt
+                .query_map(params![id.to_string()], |r| r.get::<_, String>(0))?
+                .filter_map(|v| v.ok().and_then(|s| Timestamp::parse(&s)))
+                .collect();
+            out.sort_by(|a, b| b.cmp(a));
+            Ok(out)
+        })
     }
 
     /// One stored version of an app.
     pub fn app_version(&self, id: &PathId, version: Timestamp) -> Result<Option<AppDefinition>> {
-        let conn = self.conn()?;
-        let body: Option<String> = conn
-            .query_row(
-                "SELECT definition FROM app_versions WHERE app_id = ?1 AND version = ?2",
-                params![id.to_string(), version.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        body.map(|b| decode("app_versions", &id.to_string(), &b))
-            .transpose()
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT definition FROM app_versions WHERE app_id = ?1 AND version = ?2",
+                    params![id.to_string(), version.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| decode("app_versions", &id.to_string(), &b))
+                .transpose()
+        })
     }
 
     /// Finished deployments, newest first.
     pub fn deployment_history(&self, limit: usize) -> Result<Vec<Value>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, body FROM deployment_history ORDER BY finished_at DESC, id LIMIT ?1",
-        )?;
-        let pairs: Vec<(String, String)> = stmt
-            .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<std::result::Result<_, _>>()?;
-        pairs
-            .iter()
-            .map(|(id, body)| decode("deployment_history", id, body))
-            .collect()
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, body FROM deployment_history ORDER BY finished_at DESC, id LIMIT ?1",
+            )?;
+            let pairs: Vec<(String, String)> = stmt
+                .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            pairs
+                .iter()
+                .map(|(id, body)| decode("deployment_history", id, body))
+                .collect()
+        })
     }
 
     /// One finished deployment.
     pub fn finished_deployment(&self, id: &str) -> Result<Option<Value>> {
-        let conn = self.conn()?;
-        let body: Option<String> = conn
-            .query_row(
-                "SELECT body FROM deployment_history WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        body.map(|b| decode("deployment_history", id, &b))
-            .transpose()
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM deployment_history WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            body.map(|b| decode("deployment_history", id, &b))
+                .transpose()
+        })
     }
 
     /// A value from the `meta` table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
     }
 }
 

@@ -242,34 +242,38 @@ impl Store {
         now: i64,
         owner: Option<&str>,
     ) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO pipelines (name, source, created_at, updated_at, owner) VALUES (?1, ?2, ?3, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET source = excluded.source, updated_at = excluded.updated_at,
-             owner = COALESCE(pipelines.owner, excluded.owner)",
-            params![name, source, now, owner],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO pipelines (name, source, created_at, updated_at, owner) VALUES (?1, ?2, ?3, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET source = excluded.source, updated_at = excluded.updated_at,
+                 owner = COALESCE(pipelines.owner, excluded.owner)",
+                params![name, source, now, owner],
+            )?;
+            Ok(())
+        })
     }
 
     /// All pipelines, by name.
     pub fn pipelines(&self) -> Result<Vec<PipelineRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, source, created_at, updated_at, owner FROM pipelines ORDER BY name",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(PipelineRow {
-                    name: r.get(0)?,
-                    source: r.get(1)?,
-                    created_at: r.get(2)?,
-                    updated_at: r.get(3)?,
-                    owner: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, source, created_at, updated_at, owner FROM pipelines ORDER BY name",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(PipelineRow {
+                        name: r.get(0)?,
+                        source: r.get(1)?,
+                        created_at: r.get(2)?,
+                        updated_at: r.get(3)?,
+                        owner: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Queues a run with the next number of its pipeline; returns the number.
@@ -300,124 +304,142 @@ impl Store {
         started_at: Option<i64>,
         finished_at: Option<i64>,
     ) -> Result<bool> {
-        let conn = self.conn()?;
-        let n = conn.execute(
-            "UPDATE runs SET status = ?2, reason = ?3, started_at = COALESCE(?4, started_at),
-             finished_at = COALESCE(?5, finished_at) WHERE id = ?1",
-            params![id, status, reason, started_at, finished_at],
-        )?;
-        Ok(n > 0)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let n = conn.execute(
+                "UPDATE runs SET status = ?2, reason = ?3, started_at = COALESCE(?4, started_at),
+                 finished_at = COALESCE(?5, finished_at) WHERE id = ?1",
+                params![id, status, reason, started_at, finished_at],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     /// Records the commit a run checked out.
     pub fn set_run_sha(&self, id: &str, sha: &str) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute("UPDATE runs SET sha = ?2 WHERE id = ?1", params![id, sha])?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute("UPDATE runs SET sha = ?2 WHERE id = ?1", params![id, sha])?;
+            Ok(())
+        })
     }
 
     /// One run.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
-                params![id],
-                run_row,
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                    params![id],
+                    run_row,
+                )
+                .optional()?)
+        })
     }
 
     /// The run numbered `number` of `pipeline`.
     pub fn run_by_number(&self, pipeline: &str, number: i64) -> Result<Option<RunRow>> {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE pipeline = ?1 AND number = ?2"),
-                params![pipeline, number],
-                run_row,
-            )
-            .optional()?)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {RUN_COLS} FROM runs WHERE pipeline = ?1 AND number = ?2"),
+                    params![pipeline, number],
+                    run_row,
+                )
+                .optional()?)
+        })
     }
 
     /// Runs whose id starts with `prefix`, at most `limit`.
     pub fn runs_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RunRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_at LIMIT ?2"
-        ))?;
-        let rows = stmt
-            .query_map(params![prefix, limit as i64], run_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY created_at LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![prefix, limit as i64], run_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Runs, newest first, of one pipeline or all, at most `limit`.
     pub fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR pipeline = ?1)
-             ORDER BY created_at DESC, number DESC LIMIT ?2"
-        ))?;
-        let rows = stmt
-            .query_map(params![pipeline, limit as i64], run_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR pipeline = ?1)
+                 ORDER BY created_at DESC, number DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![pipeline, limit as i64], run_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Runs that were queued or running (to resume or mark interrupted after a restart).
     pub fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
-        ))?;
-        let rows = stmt
-            .query_map([], run_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
+            ))?;
+            let rows = stmt
+                .query_map([], run_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Creates or replaces a step's row.
     pub fn put_step(&self, run_id: &str, s: &StepRow) -> Result<()> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO run_steps (run_id, name, status, attempts, reason, outputs, started_at, finished_at, decided_by, decided_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT(run_id, name) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
-             reason = excluded.reason, outputs = excluded.outputs,
-             started_at = COALESCE(run_steps.started_at, excluded.started_at),
-             finished_at = excluded.finished_at, decided_by = excluded.decided_by, decided_at = excluded.decided_at",
-            params![
-                run_id, s.name, s.status, s.attempts, s.reason, s.outputs, s.started_at, s.finished_at,
-                s.decided_by, s.decided_at
-            ],
-        )?;
-        Ok(())
+        self.blocking(|| {
+            let conn = self.conn()?;
+            conn.execute(
+                "INSERT INTO run_steps (run_id, name, status, attempts, reason, outputs, started_at, finished_at, decided_by, decided_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(run_id, name) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+                 reason = excluded.reason, outputs = excluded.outputs,
+                 started_at = COALESCE(run_steps.started_at, excluded.started_at),
+                 finished_at = excluded.finished_at, decided_by = excluded.decided_by, decided_at = excluded.decided_at",
+                params![
+                    run_id, s.name, s.status, s.attempts, s.reason, s.outputs, s.started_at, s.finished_at,
+                    s.decided_by, s.decided_at
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// The steps of a run, by name.
     pub fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT name, status, attempts, reason, outputs, started_at, finished_at, decided_by, decided_at
-             FROM run_steps WHERE run_id = ?1 ORDER BY name",
-        )?;
-        let rows = stmt
-            .query_map(params![run_id], |r| {
-                Ok(StepRow {
-                    name: r.get(0)?,
-                    status: r.get(1)?,
-                    attempts: r.get(2)?,
-                    reason: r.get(3)?,
-                    outputs: r.get(4)?,
-                    started_at: r.get(5)?,
-                    finished_at: r.get(6)?,
-                    decided_by: r.get(7)?,
-                    decided_at: r.get(8)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, status, attempts, reason, outputs, started_at, finished_at, decided_by, decided_at
+                 FROM run_steps WHERE run_id = ?1 ORDER BY name",
+            )?;
+            let rows = stmt
+                .query_map(params![run_id], |r| {
+                    Ok(StepRow {
+                        name: r.get(0)?,
+                        status: r.get(1)?,
+                        attempts: r.get(2)?,
+                        reason: r.get(3)?,
+                        outputs: r.get(4)?,
+                        started_at: r.get(5)?,
+                        finished_at: r.get(6)?,
+                        decided_by: r.get(7)?,
+                        decided_at: r.get(8)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 
     /// Appends lines to a step's log in one transaction, then drops its oldest lines beyond
@@ -492,21 +514,23 @@ impl Store {
 
     /// Lines of a step's log after `after` (0: from the start), at most `limit`.
     pub fn logs(&self, run_id: &str, step: &str, after: i64, limit: usize) -> Result<Vec<LogRow>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, at, stream, line FROM run_logs WHERE run_id = ?1 AND step = ?2 AND seq > ?3
-             ORDER BY seq LIMIT ?4",
-        )?;
-        let rows = stmt
-            .query_map(params![run_id, step, after, limit as i64], |r| {
-                Ok(LogRow {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    stream: r.get(2)?,
-                    line: r.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.blocking(|| {
+            let conn = self.conn()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, stream, line FROM run_logs WHERE run_id = ?1 AND step = ?2 AND seq > ?3
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(params![run_id, step, after, limit as i64], |r| {
+                    Ok(LogRow {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        stream: r.get(2)?,
+                        line: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
     }
 }

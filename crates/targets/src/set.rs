@@ -122,6 +122,15 @@ impl Targets {
         self.by_name.values()
     }
 
+    /// The targets that were configured: every one but a `local` added because none was
+    /// named so.
+    pub fn configured(&self) -> impl Iterator<Item = &TargetSpec> {
+        let implicit = self.implicit_local;
+        self.by_name
+            .values()
+            .filter(move |t| !(implicit && t.name == DEFAULT_TARGET))
+    }
+
     /// How many targets there are (the default included).
     pub fn len(&self) -> usize {
         self.by_name.len()

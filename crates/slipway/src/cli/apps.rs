@@ -58,17 +58,18 @@ pub(crate) async fn list(
             m.insert("status".into(), status);
         }
     }
-    // Named targets (datacenters): each app's is the one its first id segment names.
-    let targets: Vec<String> = client
-        .get("/api/v1/targets", &[])
-        .await
-        .map(|v| {
-            arr_of(&v, "targets")
-                .iter()
-                .map(|t| str_of(t, "name").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    // Named targets (datacenters): each app's is the one its first id segment names, else
+    // the default one (this server unless configured otherwise).
+    let listed = client.get("/api/v1/targets", &[]).await.unwrap_or_default();
+    let targets: Vec<String> = arr_of(&listed, "targets")
+        .iter()
+        .map(|t| str_of(t, "name").to_string())
+        .collect();
+    let default = arr_of(&listed, "targets")
+        .iter()
+        .find(|t| t["default"] == true)
+        .map_or("local", |t| str_of(t, "name"))
+        .to_string();
     if !targets.is_empty() {
         for app in &mut apps {
             let first = str_of(app, "id")
@@ -80,7 +81,7 @@ pub(crate) async fn list(
             let target = if targets.contains(&first) {
                 first
             } else {
-                "local".to_string()
+                default.clone()
             };
             if let Value::Object(m) = app {
                 m.insert("target".into(), Value::String(target));

@@ -502,3 +502,130 @@ fn docker_swarm_two_nodes_spread_roll_fail_over_and_converge() {
     })
     .unwrap();
 }
+
+/// The seed's release flow with two datacenters: one pipeline whose `DeployDC` parameter
+/// picks the datacenter deploys the same tested image to AA's prod (this server's engine)
+/// and to BB's prod (the Swarm); both run the same digest.
+#[test]
+fn docker_swarm_release_job_deploys_to_aa_here_and_bb_on_the_swarm_with_one_digest() {
+    let (Some(()), Some(())) = (testkit::docker(), testkit::registry_up()) else {
+        return;
+    };
+    let mut swarm = Swarm::join();
+    let image =
+        testkit::push_to_registry(&testkit::test_image("release").unwrap(), "swarm/rel:1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = SlipwayProcess::start(
+        &slipway_bin(),
+        dir.path(),
+        &["--target", "AA=local", "--target", "BB=swarm"],
+    )
+    .unwrap();
+    let agent = get_json(&format!("{}/v2/info", s.url)).unwrap()["frameworkId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    swarm.agent = Some(agent.clone());
+    let _containers = Cleanup(agent);
+
+    let mut definition = app(
+        "/${{ params.DeployDC }}/prod/rel",
+        2,
+        "set-by-the-pipeline",
+        "1",
+    );
+    definition["env"] = json!({});
+    let pipeline = format!(
+        "version: 1\nname: rel\nparams:\n  DeployDC: {{ type: choice, options: [AA, BB], default: AA }}\nsteps:\n  ship:\n    deploy: {{ env: \"${{{{ params.DeployDC }}}}/prod\", app: app.json, image: \"{image}\" }}\n"
+    );
+    let repo = testkit::git_repo(&pipeline, &[("app.json", &definition.to_string())]);
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/api/v1/pipelines/rel", s.url),
+        Some(&json!({"repo": repo.path().to_string_lossy(), "branch": "dev"})),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let release = |dc: &str| {
+        let (status, body) = http(
+            "POST",
+            &format!("{}/api/v1/pipelines/rel/runs", s.url),
+            Some(&json!({"params": {"DeployDC": dc}, "confirm": true})),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for(
+            &format!("the release to {dc}"),
+            Duration::from_secs(240),
+            || {
+                let run = get_json(&format!("{}/api/v1/runs/{id}", s.url)).ok()?;
+                let status = run["status"].as_str()?.to_string();
+                (status != "running" && status != "queued").then_some(run)
+            },
+        )
+        .unwrap()
+    };
+    let aa = release("AA");
+    assert_eq!(aa["status"], "succeeded", "{aa}");
+    let bb = release("BB");
+    assert_eq!(bb["status"], "succeeded", "{bb}");
+
+    // Both prods run the image pinned to one digest.
+    let digest = |app: &Value| {
+        let image = app["container"]["docker"]["image"]
+            .as_str()
+            .unwrap_or_default();
+        image.split_once('@').map(|(_, d)| d.to_string())
+    };
+    let aa_app = app_json(&s, "/AA/prod/rel");
+    let bb_app = app_json(&s, "/BB/prod/rel");
+    let pinned = digest(&aa_app).unwrap_or_else(|| panic!("AA is not pinned: {aa_app}"));
+    assert!(pinned.starts_with("sha256:"), "{aa_app}");
+    assert_eq!(digest(&bb_app), Some(pinned.clone()), "{bb_app}");
+    settled(&s, "/AA/prod/rel", 2, "AA's prod to be healthy");
+    settled(&s, "/BB/prod/rel", 2, "BB's prod to be healthy");
+
+    // AA's tasks are this server's containers; BB's are the Swarm's, on that digest.
+    let local = docker(&[
+        "ps",
+        "--filter",
+        "label=slipway.app=/AA/prod/rel",
+        "--format",
+        "{{.Image}}",
+    ]);
+    assert_eq!(local.lines().count(), 2, "{local}");
+    let service_image = docker(&[
+        "service",
+        "ls",
+        "--filter",
+        "label=slipway.app=/BB/prod/rel",
+        "--format",
+        "{{.Image}}",
+    ]);
+    assert!(
+        service_image.trim().ends_with(&format!("@{pinned}")),
+        "the Swarm runs {service_image}, not {pinned}"
+    );
+    let out = Command::new(slipway_bin())
+        .args(["apps", "list", "--output", "json"])
+        .env("SLIPWAY_URL", &s.url)
+        .env("SLIPWAY_TOKEN", testkit::ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target_of = |id: &str| {
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["id"] == id)
+            .map(|a| a["target"].clone())
+    };
+    assert_eq!(target_of("/AA/prod/rel"), Some(json!("AA")), "{listed}");
+    assert_eq!(target_of("/BB/prod/rel"), Some(json!("BB")), "{listed}");
+}
