@@ -416,12 +416,19 @@ fn docker_swarm_two_nodes_spread_roll_fail_over_and_converge() {
     let port = app_json(&s, id)["container"]["portMappings"][0]["servicePort"]
         .as_u64()
         .unwrap();
-    wait_for("the proxy route", Duration::from_secs(30), || {
-        http_get(&format!("http://127.0.0.1:{port}/"))
-            .ok()
-            .filter(|(c, _)| *c == 200)
+    let last = std::sync::Mutex::new(String::new());
+    wait_for("the proxy route", Duration::from_secs(60), || {
+        let answer = http_get(&format!("http://127.0.0.1:{port}/"));
+        *last.lock().unwrap() = format!("{answer:?}");
+        answer.ok().filter(|(c, _)| *c == 200)
     })
-    .unwrap();
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; last answer {}; tasks {}",
+            last.lock().unwrap(),
+            app_json(&s, id)["tasks"]
+        )
+    });
 
     // A rolling upgrade to a new image under constant load fails nothing.
     let during = load(port, 25);
