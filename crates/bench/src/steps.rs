@@ -76,6 +76,7 @@ pub(crate) fn pipeline_vs_shell(steps: usize, runs: usize) -> anyhow::Result<()>
             event: "manual".into(),
             max_parallel: 4,
             done: Default::default(),
+            run_as: None,
         };
         let observer = Arc::new(FirstStart(Mutex::new(None)));
         let t = Instant::now();

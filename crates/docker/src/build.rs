@@ -31,8 +31,11 @@ pub fn split_reference(reference: &str) -> (String, String) {
     }
 }
 
-/// A ustar archive of `dir` (regular files and directories; `.git` is left out).
+/// A ustar archive of `dir` (regular files and directories; `.git` is left out, and so
+/// are symbolic links). Each file must turn out to lie inside `dir` once open, so a context that changes while it is read (a pipeline
+/// step still running) cannot make the server archive a file from elsewhere.
 pub fn tar_context(dir: &Path) -> io::Result<Vec<u8>> {
+    let root = dir.canonicalize()?;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -54,7 +57,7 @@ pub fn tar_context(dir: &Path) -> io::Result<Vec<u8>> {
                 stack.push(path);
             } else if meta.is_file() {
                 use std::os::unix::fs::PermissionsExt;
-                let data = std::fs::read(&path)?;
+                let data = read_inside(&path, &root)?;
                 header(
                     &mut out,
                     &rel,
@@ -69,6 +72,23 @@ pub fn tar_context(dir: &Path) -> io::Result<Vec<u8>> {
     }
     out.resize(out.len() + 1024, 0);
     Ok(out)
+}
+
+/// The contents of `path` when the file actually opened lies inside `root`.
+fn read_inside(path: &Path, root: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::File::open(path)?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    if !real.starts_with(root) || !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is not a file inside the build context", path.display()),
+        ));
+    }
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)?;
+    Ok(data)
 }
 
 fn header(out: &mut Vec<u8>, name: &str, mode: u32, size: u64, kind: u8) -> io::Result<()> {

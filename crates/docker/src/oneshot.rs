@@ -26,7 +26,8 @@ pub fn plain_words(command: &str) -> Option<Vec<String>> {
 impl Docker {
     /// Creates and starts a container of `image` running `command` (directly when it is
     /// plain words, else with `/bin/sh -c`); returns its id. The image is pulled when it
-    /// is not present.
+    /// is not present. With `user` (uid, gid) it runs as that, without capabilities and
+    /// unable to gain privileges (setuid binaries do nothing).
     pub async fn start_oneshot(
         &self,
         image: &str,
@@ -34,6 +35,7 @@ impl Docker {
         env: &[(String, String)],
         workspace: &Path,
         name: &str,
+        user: Option<(u32, u32)>,
     ) -> Result<String, DockerError> {
         if self.api.inspect_image(image).await.is_err() {
             let opts = CreateImageOptions {
@@ -64,6 +66,7 @@ impl Docker {
             cmd: Some(cmd),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: Some(WORKSPACE_MOUNT.into()),
+            user: user.map(|(uid, gid)| format!("{uid}:{gid}")),
             // Not the task label: the engine's adoption never mistakes a step for a task.
             labels: Some(HashMap::from([(
                 "slipway.step".to_string(),
@@ -75,6 +78,8 @@ impl Docker {
                     workspace.display()
                 )]),
                 network_mode: Some("host".into()),
+                cap_drop: user.map(|_| vec!["ALL".to_string()]),
+                security_opt: user.map(|_| vec!["no-new-privileges".to_string()]),
                 ..Default::default()
             }),
             ..Default::default()

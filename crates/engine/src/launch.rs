@@ -360,29 +360,26 @@ impl Engine {
         if let Some(uid) = app.rt.task_uid.filter(|u| uids.contains(u)) {
             return Ok(uid);
         }
-        let store = &self.inner.store;
-        let next = store
-            .meta("next_task_uid")
-            .map_err(|e| format!("cannot allocate a task uid: {e}"))?
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|u| uids.contains(u))
-            .unwrap_or(*uids.start());
-        if next == *uids.end() {
+        let mut rt = app.rt.clone();
+        let taken = self
+            .inner
+            .store
+            .write(|tx| {
+                let Some(uid) = tx.take_uid(uids)? else {
+                    return Ok(None);
+                };
+                rt.task_uid = Some(uid);
+                tx.put_runtime(app_id, &serde_json::to_value(&rt).unwrap_or(Value::Null))?;
+                Ok(Some(uid))
+            })
+            .map_err(|e| format!("cannot allocate a task uid: {e}"))?;
+        let Some(next) = taken else {
             return Err(format!(
-                "no task uid left in {}-{} (every app gets its own, never reused)",
+                "no task uid left in {}-{} (every app and pipeline gets its own, never reused)",
                 uids.start(),
                 uids.end()
             ));
-        }
-        let mut rt = app.rt.clone();
-        rt.task_uid = Some(next);
-        let body = serde_json::to_value(&rt).unwrap_or(Value::Null);
-        store
-            .write(|tx| {
-                tx.set_meta("next_task_uid", &(next + 1).to_string())?;
-                tx.put_runtime(app_id, &body)
-            })
-            .map_err(|e| format!("cannot allocate a task uid: {e}"))?;
+        };
         app.rt = rt;
         Ok(next)
     }

@@ -16,6 +16,7 @@ pub mod repos;
 pub mod runner;
 pub mod sarif;
 pub mod service;
+pub mod step_user;
 pub mod webhook;
 
 pub use render::Values;
@@ -52,6 +53,8 @@ pub struct RunSpec {
     /// Steps that succeeded in an earlier attempt of this run, with their outputs: they
     /// are not run again (re-run from the failed step).
     pub done: BTreeMap<String, Outputs>,
+    /// Whose privileges host `run` steps run with (`None`: the server's own).
+    pub run_as: Option<step_user::StepUser>,
 }
 
 /// How a step ended.
@@ -224,7 +227,10 @@ pub async fn execute(
                 started.insert(step.name.clone());
                 running.push(Box::pin(run_step(
                     step.clone(),
-                    spec.workspace.clone(),
+                    Place {
+                        workspace: spec.workspace.clone(),
+                        run_as: spec.run_as.clone(),
+                    },
                     Arc::new(values.clone()),
                     secrets.clone(),
                     observer.clone(),
@@ -245,10 +251,16 @@ pub async fn execute(
     RunResult { steps: states }
 }
 
+/// Where a step runs: the run's workspace, as whom.
+struct Place {
+    workspace: PathBuf,
+    run_as: Option<step_user::StepUser>,
+}
+
 /// Every attempt of one step.
 async fn run_step(
     step: Step,
-    workspace: PathBuf,
+    place: Place,
     values: Arc<Values>,
     secrets: Arc<Vec<String>>,
     observer: Arc<dyn Observer>,
@@ -281,7 +293,7 @@ async fn run_step(
                 run_attempt(
                     &step,
                     commands,
-                    &workspace,
+                    &place,
                     &values,
                     secrets.clone(),
                     &log,
@@ -291,7 +303,7 @@ async fn run_step(
             }
             _ => {
                 let cx = StepContext {
-                    workspace: workspace.clone(),
+                    workspace: place.workspace.clone(),
                     values: values.clone(),
                     log: log.clone(),
                     cancel: cancel.clone(),
@@ -336,7 +348,7 @@ async fn run_step(
 async fn run_attempt(
     step: &Step,
     commands: &[String],
-    workspace: &std::path::Path,
+    place: &Place,
     values: &Values,
     secrets: Arc<Vec<String>>,
     log: &LogFn,
@@ -353,6 +365,7 @@ async fn run_attempt(
         Ok(env) => env,
         Err(e) => return Attempt::Failed(e),
     };
+    let workspace = place.workspace.as_path();
     let outputs_file = workspace.join(format!(".slipway-output-{}", step.name));
     let run = RunCommands {
         commands: &rendered,
@@ -361,6 +374,7 @@ async fn run_attempt(
         timeout: step.timeout,
         secrets,
         outputs_file,
+        user: place.run_as.as_ref(),
     };
     run.run(log, cancel).await
 }

@@ -58,6 +58,8 @@ pub(crate) struct RunCommands<'a> {
     pub(crate) secrets: Arc<Vec<String>>,
     /// Where commands write `key=value` outputs (`$SLIPWAY_OUTPUT`).
     pub(crate) outputs_file: PathBuf,
+    /// Whose privileges the commands run with (`None`: the server's own).
+    pub(crate) user: Option<&'a crate::step_user::StepUser>,
 }
 
 impl RunCommands<'_> {
@@ -82,20 +84,26 @@ impl RunCommands<'_> {
         log: &LogFn,
         cancel: &CancellationToken,
     ) -> Option<Attempt> {
-        let mut child = match Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command)
+        let (program, args): (String, Vec<std::ffi::OsString>) = match self.user {
+            None => ("/bin/sh".into(), vec!["-c".into(), command.into()]),
+            Some(user) => match user.wrap(self.workspace, command) {
+                Ok(w) => w,
+                Err(e) => return Some(Attempt::Failed(format!("cannot start the command: {e}"))),
+            },
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(self.workspace)
-            .env("PATH", search_path())
+            .env_clear()
+            .envs(crate::step_user::base_env(self.user, search_path()))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SLIPWAY_OUTPUT", &self.outputs_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-        {
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return Some(Attempt::Failed(format!("cannot start the command: {e}"))),
         };
@@ -219,10 +227,28 @@ async fn pump<R: AsyncRead + Unpin>(
 }
 
 /// `key=value` lines of the outputs file (later lines win; other lines are ignored).
+/// Reads `key=value` lines a step wrote. The file is in the step's workspace, so it is
+/// opened without following a symbolic link, and must be a regular file of one link and at
+/// most 1 MiB (a step cannot make the server read another file for it).
 fn read_outputs(path: &Path) -> BTreeMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    const MAX: u64 = 1024 * 1024;
+    let text = std::fs::File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| {
+            let meta = f.metadata()?;
+            if !meta.is_file() || meta.nlink() != 1 || meta.len() > MAX {
+                return Err(std::io::Error::other("not a plain outputs file"));
+            }
+            let mut text = String::new();
+            f.take(MAX).read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .unwrap_or_default();
+    text.lines()
         .filter_map(|l| l.split_once('='))
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))

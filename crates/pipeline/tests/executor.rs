@@ -124,6 +124,7 @@ impl Run {
             event: "push".into(),
             max_parallel: 4,
             done: BTreeMap::new(),
+            run_as: None,
         }
     }
 

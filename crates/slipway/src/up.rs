@@ -301,6 +301,22 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         engine::TaskIdentity::User(u) => u.clone(),
         _ => args.task_user.clone(),
     };
+    // Host pipeline steps never run as the server either: each pipeline its own uid from
+    // the same range (or the task user), never root.
+    let step_identity = match &task_identity {
+        engine::TaskIdentity::Server => pipeline::step_user::StepIdentity::Server,
+        engine::TaskIdentity::User(u) => {
+            let (uid, gid) =
+                engine::account_ids(u).with_context(|| format!("the task user {u} vanished"))?;
+            pipeline::step_user::StepIdentity::Account { uid, gid }
+        }
+        engine::TaskIdentity::PerApp { uids, gid } => {
+            pipeline::step_user::StepIdentity::PerPipeline {
+                uids: uids.clone(),
+                gid: *gid,
+            }
+        }
+    };
     let store = Arc::new(
         store::Store::open(&data_dir.join("slipway.db"))
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?,
@@ -507,7 +523,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         Arc::new(move |pipeline: &str, name: &str| {
             secrets_for_runs.resolve_for_pipeline(pipeline, name)
         }),
-    );
+    )
+    .with_step_identity(step_identity);
     if let Some(config) = pipeline_docker {
         pipelines.set_docker(pipeline::service::DockerSetup {
             config,

@@ -336,6 +336,31 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// A value of the `meta` table, read inside the transaction.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Hands out the next unused uid of `uids` for tasks and pipeline steps (one counter
+    /// for both, so no two apps or pipelines ever share one); `None` when none is left.
+    pub fn take_uid(&self, uids: &std::ops::RangeInclusive<u32>) -> Result<Option<u32>> {
+        let next = self
+            .meta("next_task_uid")?
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|u| uids.contains(u))
+            .unwrap_or(*uids.start());
+        if next == *uids.end() {
+            return Ok(None);
+        }
+        self.set_meta("next_task_uid", &(next + 1).to_string())?;
+        Ok(Some(next))
+    }
+
     /// Sets a value in the `meta` table.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.tx.execute(

@@ -59,6 +59,35 @@ pub fn in_workspace(workspace: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(joined)
 }
 
+/// Reads the text file `rel` of `workspace`, checking what was actually opened: the
+/// path is resolved by the kernel once, and the opened file's own path must lie inside
+/// the workspace, so a step that swaps a file for a link while the server reads it gains
+/// nothing (at most 16 MiB are read).
+pub(crate) fn read_in_workspace(workspace: &Path, rel: &str) -> Result<String, String> {
+    use std::io::Read;
+    const MAX: u64 = 16 * 1024 * 1024;
+    let path = in_workspace(workspace, rel)?;
+    let file = std::fs::File::open(&path).map_err(|e| format!("cannot read {rel}: {e}"))?;
+    let root = workspace
+        .canonicalize()
+        .map_err(|e| format!("cannot read {rel}: {e}"))?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", {
+        use std::os::fd::AsRawFd;
+        file.as_raw_fd()
+    }))
+    .map_err(|e| format!("cannot read {rel}: {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "`{rel}` is a symbolic link that leads outside the checkout; it is not read"
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {rel}: {e}"))?;
+    Ok(text)
+}
+
 /// Checks that no symbolic link under `dir` (a build context) leads outside `root`.
 pub fn links_stay_inside(dir: &Path, root: &Path) -> Result<(), String> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
@@ -97,9 +126,7 @@ pub(super) fn read_pipeline(
     workspace: &Path,
     file: &str,
 ) -> Result<(Pipeline, String), ServiceError> {
-    let path = in_workspace(workspace, file).map_err(ServiceError::Invalid)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ServiceError::Invalid(format!("cannot read {file}: {e}")))?;
+    let text = read_in_workspace(workspace, file).map_err(ServiceError::Invalid)?;
     let pipeline =
         parse_pipeline(&text).map_err(|e| ServiceError::Invalid(format!("{file}:\n{e}")))?;
     Ok((pipeline, text))

@@ -193,6 +193,9 @@ struct Inner {
     /// One deploy at a time per environment, in the order they asked (tokio's mutex is
     /// fair), so deploys to one environment land in commit order.
     env_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Whose privileges host `run` steps run with, and what of the server's home they see.
+    steps_as: crate::step_user::StepIdentity,
+    view: Arc<crate::step_user::View>,
 }
 
 /// How `deploy` steps reach the control plane (the server provides it).
@@ -262,8 +265,84 @@ impl Service {
                 cancels: Mutex::new(HashMap::new()),
                 env_waits: Mutex::new(HashMap::new()),
                 env_locks: Mutex::new(HashMap::new()),
+                steps_as: crate::step_user::StepIdentity::Server,
+                view: Arc::default(),
             }),
         }
+    }
+
+    /// Runs host `run` steps with `identity`'s privileges instead of the server's (set
+    /// before the service is shared, i.e. before it is cloned or started).
+    ///
+    /// # Panics
+    /// When the service was already cloned.
+    #[must_use]
+    pub fn with_step_identity(mut self, identity: crate::step_user::StepIdentity) -> Service {
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("the step identity is set before the service is shared");
+        if identity != crate::step_user::StepIdentity::Server {
+            inner.view = Arc::new(crate::step_user::View::of_server(&inner.runs_dir));
+            tracing::info!(view = ?inner.view, "pipeline steps run unprivileged");
+        }
+        inner.steps_as = identity;
+        self
+    }
+
+    /// The account `pipeline`'s host steps run as (`None`: the server's own), with its
+    /// home directory made; a pipeline's own uid is allocated and stored on its first run.
+    fn step_user(
+        &self,
+        pipeline: &str,
+    ) -> Result<Option<crate::step_user::StepUser>, ServiceError> {
+        use crate::step_user::{StepIdentity, StepUser, own_dir};
+        let (uid, gid) = match &self.inner.steps_as {
+            StepIdentity::Server => return Ok(None),
+            StepIdentity::Account { uid, gid } => (*uid, *gid),
+            StepIdentity::PerPipeline { uids, gid } => {
+                let key = format!("pipeline_uid:{pipeline}");
+                let uid = self
+                    .inner
+                    .store
+                    .write(|tx| {
+                        if let Some(uid) = tx
+                            .meta(&key)?
+                            .and_then(|v| v.parse::<u32>().ok())
+                            .filter(|u| uids.contains(u))
+                        {
+                            return Ok(Some(uid));
+                        }
+                        let uid = tx.take_uid(uids)?;
+                        if let Some(uid) = uid {
+                            tx.set_meta(&key, &uid.to_string())?;
+                        }
+                        Ok(uid)
+                    })?
+                    .ok_or_else(|| {
+                        ServiceError::Invalid(format!(
+                            "no uid left in {}-{} for the steps of `{pipeline}`",
+                            uids.start(),
+                            uids.end()
+                        ))
+                    })?;
+                (uid, *gid)
+            }
+        };
+        let homes = self.inner.runs_dir.join(".homes");
+        let made = std::fs::create_dir_all(&homes)
+            .and_then(|()| {
+                std::fs::set_permissions(
+                    &homes,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o711),
+                )
+            })
+            .and_then(|()| own_dir(&homes.join(uid.to_string()), uid, gid, 0o700));
+        made.map_err(|e| ServiceError::Invalid(format!("cannot make the steps' home: {e}")))?;
+        Ok(Some(StepUser {
+            uid,
+            gid,
+            home: homes.join(uid.to_string()),
+            view: self.inner.view.clone(),
+        }))
     }
 
     fn deployer(&self) -> Option<Arc<dyn Deployer>> {

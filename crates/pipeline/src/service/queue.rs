@@ -216,23 +216,28 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let store = &self.inner.store;
         store.set_run_status(&run.id, RunStatus::Running, None, Some(now_ms()), None)?;
-        let workspace = self.inner.runs_dir.join(&run.id).join("workspace");
-        let sha = if workspace.join(".git").exists() {
-            git(&["rev-parse", "HEAD"], Some(&workspace)).await?
+        let run_dir = self.inner.runs_dir.join(&run.id);
+        let workspace = run_dir.join("workspace");
+        // The pipeline file as the run first read it, kept beside (not in) the workspace:
+        // steps may change the workspace, never the definition a resumed run follows.
+        let kept_file = run_dir.join("pipeline.yaml");
+        let run_as = self.step_user(&run.pipeline)?;
+        let resumed = !run.sha.is_empty() && workspace.is_dir() && kept_file.is_file();
+        let sha = if resumed {
+            // No git command runs in a workspace steps have written (its hooks and
+            // configuration are theirs).
+            run.sha.clone()
         } else {
             let _ = std::fs::remove_dir_all(&workspace);
-            if let Some(parent) = workspace.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    ServiceError::Invalid(format!("cannot create the workspace: {e}"))
-                })?;
-            }
+            std::fs::create_dir_all(&run_dir)
+                .map_err(|e| ServiceError::Invalid(format!("cannot create the workspace: {e}")))?;
             let head = checkout(&source.repo, &source.branch, &workspace).await;
             self.note_git(
                 &run.pipeline,
                 head.as_ref().map(|_| ()).map_err(|e| e.to_string()),
             );
             let head = head?;
-            if run.sha.is_empty() || run.sha == head {
+            let sha = if run.sha.is_empty() || run.sha == head {
                 head
             } else {
                 // A retry builds the commit of the run it repeats.
@@ -242,7 +247,17 @@ impl Service {
                 )
                 .await?;
                 run.sha.clone()
+            };
+            let (_, text) = read_pipeline(&workspace, &source.file)?;
+            write_private(&kept_file, &text).map_err(|e| {
+                ServiceError::Invalid(format!("cannot keep the pipeline file: {e}"))
+            })?;
+            if let Some(u) = &run_as {
+                crate::step_user::give(&workspace, u.uid, u.gid).map_err(|e| {
+                    ServiceError::Invalid(format!("cannot give the workspace to the steps: {e}"))
+                })?;
             }
+            sha
         };
         store.set_run_sha(&run.id, &sha)?;
         // A run for this commit exists now: polling must not start another for it.
@@ -255,7 +270,11 @@ impl Service {
         {
             p.seen = Some(sha.clone());
         }
-        let (pipeline, text) = read_pipeline(&workspace, &source.file)?;
+        let text = std::fs::read_to_string(&kept_file).map_err(|e| {
+            ServiceError::Invalid(format!("cannot read the run's pipeline file: {e}"))
+        })?;
+        let pipeline = model::pipeline::parse_pipeline(&text)
+            .map_err(|e| ServiceError::Invalid(format!("{}:\n{e}", source.file)))?;
         // Trigger-time checks follow the file as the newest run read it, unless the
         // pipeline was registered anew (another repository, branch or file) meanwhile.
         if let Ok(mut current) = self.source(&run.pipeline)
@@ -321,6 +340,7 @@ impl Service {
                 .map_or(2, |n| n.get())
                 .max(2),
             done,
+            run_as,
         };
         for step in &pipeline.steps {
             if spec.done.contains_key(&step.name) {
@@ -365,6 +385,7 @@ impl Service {
             repos,
             definition: Arc::new(pipeline.clone()),
             turn,
+            run_as: spec.run_as.as_ref().map(|u| (u.uid, u.gid)),
         });
         let result = crate::execute(spec, observer.clone(), server_steps, cancel.clone()).await;
         stop_flushing.cancel();
@@ -465,4 +486,20 @@ pub(super) struct RepoCheckout {
     pub(super) dir: PathBuf,
     pub(super) sha: String,
     pub(super) url: String,
+}
+
+/// Writes `text` to `path` readable by the server alone (0600), replacing what was there.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -646,3 +646,156 @@ fn a_command_health_check_runs_as_its_task_not_as_the_server() {
         "the server's environment leaked: {text}"
     );
 }
+
+/// Starts a run of `pipeline` as `token` and waits for its end; the run.
+fn run_to_end(s: &SlipwayProcess, token: &str, pipeline: &str) -> Value {
+    let (status, run) = send_as(
+        s,
+        token,
+        "POST",
+        &format!("/api/v1/pipelines/{pipeline}/runs"),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    testkit::wait_for("the run to end", Duration::from_secs(120), || {
+        let (_, run) = send(s, "GET", &format!("/api/v1/runs/{id}"), None);
+        (!matches!(run["status"].as_str(), Some("queued" | "running"))).then_some(run)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log()))
+}
+
+/// Every log line of a run's step.
+fn step_log(s: &SlipwayProcess, run: &Value, step: &str) -> String {
+    let id = run["id"].as_str().unwrap();
+    let (status, body) = send(
+        s,
+        "GET",
+        &format!("/api/v1/runs/{id}/steps/{step}/logs?limit=5000"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| l["line"].as_str().unwrap_or_default().to_string() + "\n")
+        .collect()
+}
+
+#[test]
+fn a_developers_pipeline_step_reaches_neither_the_server_nor_another_pipeline() {
+    if !running_as_root() {
+        assert!(
+            !testkit::strict(),
+            "CI runs as root: pipeline steps must be isolated"
+        );
+        return;
+    }
+    let (s, dir) = server();
+    let dana = user_token(&s, "dana", "developer");
+    // The admin's pipeline leaves a build artefact in its workspace.
+    let release = testkit::git_repo(
+        "version: 1\nname: release\nsteps:\n  build: { run: 'echo genuine > artefact' }\n",
+        &[],
+    );
+    let (status, body) = send(
+        &s,
+        "PUT",
+        "/api/v1/pipelines/release",
+        Some(&json!({"repo": release.path().to_str().unwrap(), "branch": "dev"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let built = run_to_end(&s, testkit::ADMIN_TOKEN, "release");
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let artefact = dir
+        .path()
+        .join("runs")
+        .join(built["id"].as_str().unwrap())
+        .join("workspace/artefact");
+    assert_eq!(
+        std::fs::read_to_string(&artefact).expect("the artefact"),
+        "genuine\n"
+    );
+
+    // The developer's pipeline goes for the server's files, the other pipeline's
+    // artefact, root's home and the server's environment, then shows it still has a
+    // toolchain and a home of its own.
+    let db = dir.path().join("slipway.db");
+    let key = dir.path().join("secret.key");
+    let script = format!(
+        "import os, sqlite3\n\
+         print('UID', os.getuid(), 'GROUPS', os.getgroups())\n\
+         for f in ['{key}', '{db}']:\n    \
+             try:\n        open(f, 'rb').read(1); print('READ', f)\n    \
+             except OSError as e:\n        print('DENIED', f, e.errno)\n\
+         try:\n    c = sqlite3.connect('{db}')\n    \
+             c.execute(\"update users set role='admin' where name='dana'\"); c.commit(); print('WROTE db')\n\
+         except Exception as e:\n    print('DENIED db', e)\n\
+         try:\n    open('{artefact}', 'w').write('tampered'); print('WROTE artefact')\n\
+         except OSError as e:\n    print('DENIED artefact', e.errno)\n\
+         print('ROOT HOLDS', sorted(os.listdir('/root')))\n\
+         print('TOKEN IN ENV', any('TOKEN' in k or 'PASSWORD' in k for k in os.environ))\n\
+         open(os.path.join(os.environ['HOME'], 'cache'), 'w').write('mine'); print('HOME OK')\n",
+        key = key.display(),
+        db = db.display(),
+        artefact = artefact.display(),
+    );
+    let steal = testkit::git_repo(
+        "version: 1\nname: steal\nsteps:\n  steal:\n    run:\n      - python3 steal.py\n      - 'cargo --version && echo TOOLCHAIN OK'\n      - 'echo \"who=$(id -u)\" >> \"$SLIPWAY_OUTPUT\"'\n",
+        &[("steal.py", &script)],
+    );
+    let (status, body) = send_as(
+        &s,
+        &dana,
+        "PUT",
+        "/api/v1/pipelines/steal",
+        Some(&json!({"repo": steal.path().to_str().unwrap(), "branch": "dev"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let run = run_to_end(&s, &dana, "steal");
+    let log = step_log(&s, &run, "steal");
+    assert_eq!(run["status"], "succeeded", "{run}\n{log}\n{}", s.log());
+    assert!(!log.contains("UID 0 "), "the step ran as root:\n{log}");
+    assert!(log.contains("GROUPS ["), "{log}");
+    assert!(
+        !log.contains("READ "),
+        "the step read a server file:\n{log}"
+    );
+    assert!(
+        !log.contains("WROTE"),
+        "the step wrote where it may not:\n{log}"
+    );
+    assert!(log.contains("DENIED artefact"), "{log}");
+    assert!(log.contains("TOKEN IN ENV False"), "{log}");
+    assert!(log.contains("HOME OK"), "{log}");
+    assert!(
+        log.contains("TOOLCHAIN OK"),
+        "the toolchain is out of reach:\n{log}"
+    );
+    // Root's home shows the tool directories and nothing else (no keys, no histories).
+    let root_line = log
+        .lines()
+        .find(|l| l.starts_with("ROOT HOLDS"))
+        .unwrap_or_default();
+    for private in [".ssh", ".bash_history", ".bashrc", ".profile"] {
+        assert!(!root_line.contains(&format!("'{private}'")), "{root_line}");
+    }
+    let outputs = run["steps"][0]["outputs"]["who"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{run}"));
+    assert_ne!(outputs, "0");
+    assert_eq!(
+        std::fs::read_to_string(&artefact).expect("the artefact"),
+        "genuine\n",
+        "another pipeline's artefact changed"
+    );
+    let (_, users) = send(&s, "GET", "/api/v1/users", None);
+    let dana_row = users["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "dana"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(dana_row["role"], "developer", "{users}");
+}

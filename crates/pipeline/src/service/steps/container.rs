@@ -6,8 +6,10 @@ use model::pipeline::Step;
 
 /// A `run` step with `image:`: each command in a one-shot container of the image, the
 /// workspace at `/workspace`, host networking; the step's env, secrets and run facts as
-/// the container's environment. The executor's timeout and cancel end it; the container
-/// is removed either way.
+/// the container's environment. With `user`, the container runs as the run's step uid and
+/// gid (never root, so nothing it leaves in the workspace is root's, let alone setuid
+/// root), with no capabilities and no new privileges. The executor's timeout and cancel
+/// end it; the container is removed either way.
 pub(super) async fn container_step(
     setup: Option<DockerSetup>,
     cx: &StepContext,
@@ -15,6 +17,7 @@ pub(super) async fn container_step(
     step: &Step,
     image: &str,
     commands: &[String],
+    user: Option<(u32, u32)>,
 ) -> Result<Outputs, String> {
     let setup = setup.ok_or("Docker is not enabled on this server (slipway up --docker auto)")?;
     let image = cx.values.render(image)?;
@@ -31,7 +34,7 @@ pub(super) async fn container_step(
             uuid::Uuid::new_v4().simple()
         );
         let id = d
-            .start_oneshot(&image, &command, &env, &cx.workspace, &name)
+            .start_oneshot(&image, &command, &env, &cx.workspace, &name, user)
             .await
             .map_err(|e| e.to_string())?;
         // Removed whatever ends this: exit, timeout or cancel (then the future is dropped

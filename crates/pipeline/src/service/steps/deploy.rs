@@ -2,7 +2,7 @@
 //! the control plane, one deploy at a time per environment.
 
 use super::super::queue::RepoCheckout;
-use crate::service::checkout::in_workspace;
+use crate::service::checkout::read_in_workspace;
 use crate::service::registry::{ManifestError, manifest, registry_parts};
 use crate::service::waits::EnvWait;
 use crate::service::{Actor, Deployer, DeploymentNews, DockerSetup, Service};
@@ -104,9 +104,7 @@ pub(super) async fn deploy_step(
         None => cx.workspace.clone(),
     };
     let read = |file: &str| -> Result<serde_json::Value, String> {
-        let path = in_workspace(&root, file)?;
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let text = read_in_workspace(&root, file)?;
         let text = cx.values.render_file(file, &text)?;
         serde_json::from_str(&text).map_err(|e| format!("{file}: not JSON: {e}"))
     };

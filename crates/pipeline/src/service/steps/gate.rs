@@ -2,7 +2,7 @@
 //! good run.
 
 use super::ServerSteps;
-use crate::service::checkout::in_workspace;
+use crate::service::checkout::read_in_workspace;
 use crate::{Outputs, StepContext, Stream};
 use model::pipeline::{Step, StepKind};
 
@@ -20,9 +20,7 @@ impl ServerSteps {
         };
         let mut current = Vec::new();
         for file in sarif {
-            let path = in_workspace(&cx.workspace, file)?;
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {file}: {e}"))?;
+            let text = read_in_workspace(&cx.workspace, file)?;
             current.extend(crate::sarif::findings(&text).map_err(|e| format!("{file}: {e}"))?);
         }
         let branch = baseline.clone().unwrap_or_else(|| self.branch.clone());

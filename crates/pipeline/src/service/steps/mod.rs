@@ -39,6 +39,8 @@ pub(super) struct ServerSteps {
     pub(super) definition: Arc<Pipeline>,
     /// The run's turn in its pipeline's queue, given up when it waits for an approval.
     pub(super) turn: Turn,
+    /// The uid and gid the run's steps run as (containers too), unless the server's own.
+    pub(super) run_as: Option<(u32, u32)>,
 }
 
 impl ServerSteps {
@@ -94,8 +96,10 @@ impl OtherSteps for ServerSteps {
                 let setup = self.service.docker_setup();
                 let (commands, image, step) = (commands.clone(), image.clone(), step.clone());
                 let run_id = self.run.clone();
+                let user = self.run_as;
                 Box::pin(async move {
-                    container::container_step(setup, &cx, &run_id, &step, &image, &commands).await
+                    container::container_step(setup, &cx, &run_id, &step, &image, &commands, user)
+                        .await
                 })
             }
             // The executor runs host commands itself.
