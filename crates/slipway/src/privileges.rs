@@ -88,6 +88,11 @@ pub(crate) fn raise_open_files() {
     }
 }
 
+/// Whether the server runs as root.
+pub(crate) fn is_root() -> bool {
+    euid() == Some(0)
+}
+
 /// Effective uid of the server.
 fn euid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -34,8 +34,10 @@ pub(crate) struct UpArgs {
     /// Address the HTTP API listens on. Keep it on loopback unless you mean otherwise.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SLIPWAY_LISTEN")]
     listen: SocketAddr,
-    /// Directory for the database, task sandboxes and logs
-    /// [default: $XDG_DATA_HOME/slipway, else ~/.local/share/slipway].
+    /// Directory for the database, task sandboxes and logs [default: /var/lib/slipway
+    /// as root (tasks and steps, which never run as root, reach their sandboxes and
+    /// workspaces by path there; root's home is closed to them), else
+    /// $XDG_DATA_HOME/slipway or ~/.local/share/slipway].
     #[arg(long, env = "SLIPWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Address tasks are reachable at: reported as the task host and passed as HOST.
@@ -240,6 +242,9 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
 
 /// The per-user data directory.
 fn default_data_dir() -> PathBuf {
+    if crate::privileges::is_root() {
+        return PathBuf::from("/var/lib/slipway");
+    }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("slipway");
     }
