@@ -29,7 +29,7 @@ pub use error::LaunchError;
 pub use fetch::{FetchSpec, fetch_all};
 pub use logs::{LogChunk, LogStream, MAX_READ};
 pub use nix::sys::signal::Signal;
-pub use proc_fs::{FoundTask, Liveness, ProcIdentity};
+pub use proc_fs::{FoundTask, Liveness, ProcIdentity, processes_marked};
 pub use spawn::{ExitInfo, signal_name, wait_exit};
 
 /// Environment variable carrying the agent marker of the installation that started a task.

@@ -157,6 +157,33 @@ pub(crate) fn all_pids() -> Vec<i32> {
         .collect()
 }
 
+/// Every live process (but this one) whose environment holds `key`, with its identity
+/// and the value: the one scanner of `/proc/PID/environ` (tasks that outlived a server
+/// without cgroups, a pipeline run's leftover step processes). The environment is only a
+/// hint: a program that sets its process title overwrites it.
+pub fn processes_marked(key: &str) -> Vec<(ProcIdentity, String)> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|pid| *pid != me && *pid > 1)
+        .filter_map(|pid| {
+            let stat = read_stat(pid)?;
+            if stat.is_dead() {
+                return None;
+            }
+            let env = read_environ(pid)?;
+            let value = env_get(&env, key)?.to_owned();
+            Some((
+                ProcIdentity {
+                    pid,
+                    start_time: stat.start_time,
+                },
+                value,
+            ))
+        })
+        .collect()
+}
+
 /// Finds every live session leader whose environment carries `SLIPWAY_AGENT_ID == agent_id`
 /// and `SLIPWAY_LEADER_PID == its own pid`.
 pub(crate) fn scan(agent_id: &str) -> Vec<FoundTask> {
@@ -199,21 +226,14 @@ pub(crate) fn scan(agent_id: &str) -> Vec<FoundTask> {
 
 /// Pids of live processes (any, not only leaders) carrying this agent's marker and `task_id`.
 pub(crate) fn task_members(agent_id: &str, task_id: &str) -> Vec<ProcIdentity> {
-    all_pids()
+    processes_marked(crate::ENV_TASK_ID)
         .into_iter()
-        .filter_map(|pid| {
-            let stat = read_stat(pid)?;
-            if stat.is_dead() {
-                return None;
-            }
-            let env = read_environ(pid)?;
-            let ours = env_get(&env, crate::ENV_AGENT_ID) == Some(agent_id)
-                && env_get(&env, crate::ENV_TASK_ID) == Some(task_id);
-            ours.then_some(ProcIdentity {
-                pid,
-                start_time: stat.start_time,
-            })
+        .filter(|(id, task)| {
+            task == task_id
+                && read_environ(id.pid)
+                    .is_some_and(|env| env_get(&env, crate::ENV_AGENT_ID) == Some(agent_id))
         })
+        .map(|(id, _)| id)
         .collect()
 }
 

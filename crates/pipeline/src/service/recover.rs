@@ -82,36 +82,13 @@ fn kill_leftovers(ids: &[String]) -> HashMap<String, usize> {
     if ids.is_empty() {
         return killed;
     }
-    let markers: Vec<(String, Vec<u8>)> = ids
-        .iter()
-        .map(|id| (id.clone(), format!("SLIPWAY_RUN_ID={id}").into_bytes()))
-        .collect();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return killed;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid <= 1 || pid == std::process::id() as i32 {
-            continue;
-        }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let owner = env
-            .split(|b| *b == 0)
-            .find_map(|kv| markers.iter().find(|(_, m)| kv == m.as_slice()));
-        if let Some((id, _)) = owner {
+    for (process, run) in launcher::processes_marked("SLIPWAY_RUN_ID") {
+        if ids.contains(&run) {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
+                nix::unistd::Pid::from_raw(process.pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            *killed.entry(id.clone()).or_insert(0) += 1;
+            *killed.entry(run).or_insert(0) += 1;
         }
     }
     killed
