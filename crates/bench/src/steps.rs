@@ -32,6 +32,15 @@ impl OtherSteps for NoOther {
     }
 }
 
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0")
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -58,7 +67,31 @@ pub(crate) fn pipeline_vs_shell(steps: usize, runs: usize) -> anyhow::Result<()>
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (mut shell, mut ours, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    // As root, the server runs steps as a uid of their own (setpriv, and unshare when
+    // root's home is covered): measured as a third column.
+    let unprivileged = is_root().then(|| {
+        let home = dir.path().join("home");
+        let _ = std::fs::create_dir_all(&home);
+        let _ = std::os::unix::fs::chown(&home, Some(65534), Some(65534));
+        pipeline::step_user::StepUser {
+            uid: 65534,
+            gid: 65534,
+            home,
+            view: Arc::new(pipeline::step_user::View::of_server(dir.path())),
+        }
+    });
+    let (mut shell, mut ours, mut first, mut apart) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let spec = |run_as| RunSpec {
+        pipeline: pipeline.clone(),
+        workspace: dir.path().to_path_buf(),
+        values: Values::default(),
+        branch: "dev".into(),
+        event: "manual".into(),
+        max_parallel: 4,
+        done: Default::default(),
+        run_as,
+    };
     for _ in 0..runs {
         let t = Instant::now();
         let status = std::process::Command::new("sh")
@@ -68,20 +101,10 @@ pub(crate) fn pipeline_vs_shell(steps: usize, runs: usize) -> anyhow::Result<()>
         anyhow::ensure!(status.success(), "the shell script failed");
         shell.push(t.elapsed());
 
-        let spec = RunSpec {
-            pipeline: pipeline.clone(),
-            workspace: dir.path().to_path_buf(),
-            values: Values::default(),
-            branch: "dev".into(),
-            event: "manual".into(),
-            max_parallel: 4,
-            done: Default::default(),
-            run_as: None,
-        };
         let observer = Arc::new(FirstStart(Mutex::new(None)));
         let t = Instant::now();
         let result = rt.block_on(pipeline::execute(
-            spec,
+            spec(None),
             observer.clone(),
             Arc::new(NoOther),
             Default::default(),
@@ -94,6 +117,21 @@ pub(crate) fn pipeline_vs_shell(steps: usize, runs: usize) -> anyhow::Result<()>
             .unwrap_or_else(|e| e.into_inner())
             .unwrap_or(t);
         first.push(started - t);
+
+        if let Some(user) = &unprivileged {
+            let t = Instant::now();
+            let result = rt.block_on(pipeline::execute(
+                spec(Some(user.clone())),
+                Arc::new(FirstStart(Mutex::new(None))),
+                Arc::new(NoOther),
+                Default::default(),
+            ));
+            apart.push(t.elapsed());
+            anyhow::ensure!(
+                result.succeeded(),
+                "the unprivileged run failed: {result:?}"
+            );
+        }
     }
     let (sh, us, fs) = (median(shell), median(ours), median(first));
     let per_step = us.saturating_sub(sh).as_secs_f64() * 1000.0 / steps as f64;
@@ -104,10 +142,27 @@ pub(crate) fn pipeline_vs_shell(steps: usize, runs: usize) -> anyhow::Result<()>
         sh.as_secs_f64() * 1000.0
     );
     println!(
-        "| Slipway pipeline executor | {:.1} ms |",
+        "| Slipway pipeline executor (steps as the server) | {:.1} ms |",
         us.as_secs_f64() * 1000.0
     );
     println!("| overhead per step | {per_step:.2} ms (target ≤ 2 ms) |");
+    if !apart.is_empty() {
+        let ap = median(apart);
+        let per = ap.saturating_sub(sh).as_secs_f64() * 1000.0 / steps as f64;
+        println!(
+            "| Slipway pipeline executor, steps as their own uid{} | {:.1} ms |",
+            if unprivileged
+                .as_ref()
+                .is_some_and(|u| u.view.shadow.is_some())
+            {
+                " behind a covered home (setpriv + unshare + mounts)"
+            } else {
+                " (setpriv)"
+            },
+            ap.as_secs_f64() * 1000.0
+        );
+        println!("| overhead per unprivileged step | {per:.2} ms |");
+    }
     println!(
         "| run start to first step start (executor only) | {:.2} ms |",
         fs.as_secs_f64() * 1000.0
@@ -122,14 +177,12 @@ pub(crate) fn trigger_to_first_step(bin: &std::path::Path, runs: usize) -> anyho
     use testkit::{get_json, http, http_get, wait_for};
     let dir = tempfile::tempdir()?;
     let repo = dir.path().join("repo");
-    let stamp = dir.path().join("stamp");
     std::fs::create_dir_all(repo.join(".slipway"))?;
+    // The step reports when it ran as an output (steps run as a uid of their own, which
+    // cannot write into this process's directories).
     std::fs::write(
         repo.join(".slipway/pipeline.yaml"),
-        format!(
-            "version: 1\nname: t\nsteps:\n  first: {{ run: 'date +%s%N > {}' }}\n",
-            stamp.display()
-        ),
+        "version: 1\nname: t\nsteps:\n  first: { run: 'echo at=$(date +%s%N) >> \"$SLIPWAY_OUTPUT\"' }\n",
     )?;
     for args in [
         vec!["init", "-q", "-b", "dev"],
@@ -176,17 +229,20 @@ pub(crate) fn trigger_to_first_step(bin: &std::path::Path, runs: usize) -> anyho
         anyhow::ensure!(status == 200, "register: {status} {body}");
         let mut delays = Vec::new();
         for _ in 0..runs {
-            let _ = std::fs::remove_file(&stamp);
             let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
             let (status, body) = http("POST", &format!("{url}/api/v1/pipelines/t/runs"), None)?;
             anyhow::ensure!(status == 201, "run: {status} {body}");
             let v: serde_json::Value = serde_json::from_str(&body)?;
             let id = v["id"].as_str().unwrap_or_default().to_string();
-            wait_for("the run to end", Duration::from_secs(30), || {
+            let run = wait_for("the run to end", Duration::from_secs(30), || {
                 let r = get_json(&format!("{url}/api/v1/runs/{id}")).ok()?;
-                (r["status"] == "succeeded").then_some(())
+                (r["status"] == "succeeded").then_some(r)
             })?;
-            let ns: u128 = std::fs::read_to_string(&stamp)?.trim().parse()?;
+            let ns: u128 = run["steps"][0]["outputs"]["at"]
+                .as_str()
+                .context("the step's `at` output")?
+                .trim()
+                .parse()?;
             delays.push(Duration::from_nanos(u64::try_from(
                 ns.saturating_sub(before.as_nanos()),
             )?));

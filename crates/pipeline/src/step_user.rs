@@ -17,7 +17,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::ops::RangeInclusive;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,6 +75,9 @@ pub struct View {
     /// `RUSTUP_HOME` for steps, when the server has a rustup installation: steps get a
     /// home of their own, so rustup's proxies would otherwise look in the wrong place.
     pub rustup_home: Option<PathBuf>,
+    /// An empty directory tree (root's, 0755) with a mount point for each kept directory,
+    /// bound over `shadow` before the kept directories are bound onto it.
+    pub skeleton: Option<PathBuf>,
 }
 
 impl View {
@@ -101,6 +104,42 @@ impl View {
             tools.push(dir);
         }
         View::plan(home.as_deref(), &tools, runs_dir, rustup_home)
+            .with_skeleton(&runs_dir.join(".view"))
+    }
+
+    /// Makes the skeleton at `at` (anew): the kept directories' paths below the covered
+    /// home, as empty directories. Without one, nothing is covered (steps then cannot
+    /// enter the closed home at all, toolchains included), said in the log.
+    pub fn with_skeleton(mut self, at: &Path) -> View {
+        let Some(home) = self.shadow.clone() else {
+            return self;
+        };
+        let made = (|| -> io::Result<()> {
+            if at.exists() {
+                std::fs::remove_dir_all(at)?;
+            }
+            std::fs::create_dir_all(at)?;
+            std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755))?;
+            for (dir, _) in &self.keep {
+                if let Ok(rel) = dir.strip_prefix(&home) {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(at.join(rel))?;
+                }
+            }
+            Ok(())
+        })();
+        match made {
+            Ok(()) => self.skeleton = Some(at.to_path_buf()),
+            Err(e) => {
+                tracing::warn!(error = %e, at = %at.display(),
+                    "cannot make the steps' view of the server's home; steps cannot reach the toolchains in it");
+                self.shadow = None;
+                self.keep.clear();
+            }
+        }
+        self
     }
 
     /// The view that covers `home` when others cannot enter it, keeping the `tools` under
@@ -145,37 +184,35 @@ impl View {
             shadow: Some(home),
             keep,
             rustup_home,
+            skeleton: None,
         }
     }
 }
 
 /// Covers the server's home in the step's own mount namespace (run by `unshare` as root,
-/// before the privileges are dropped): each kept directory is opened first, the home is
-/// covered with a small tmpfs, each kept directory is bound back at its own path from its
-/// open descriptor (read-only unless marked `rw`), the tmpfs is made read-only, and the
-/// step's command (`setpriv …`) is executed in the working directory as the step sees it.
-/// Arguments: HOME CWD (ro:|rw:)DIR... -- COMMAND...
+/// before the privileges are dropped): each kept directory is opened first, the skeleton
+/// is bound over the home, each kept directory is bound onto its mount point from its open
+/// descriptor (read-only unless marked `rw`), and the step's command (`setpriv …`) is
+/// executed in the working directory as the step sees it. Nothing propagates back: the
+/// namespace's mounts are private. Arguments: HOME CWD SKELETON (ro:|rw:)DIR... -- COMMAND...
 const COVER: &str = r#"set -e
-home=$1; cwd=$2; shift 2
+home=$1; cwd=$2; skel=$3; shift 3
 i=3
 for a in "$@"; do
   [ "$a" = "--" ] && break
   eval "exec $i<\"\${a#??:}\""
   i=$((i+1))
 done
-mount -t tmpfs -o mode=0755,size=64k,nosuid,nodev slipway-home "$home"
+mount -c --bind "$skel" "$home"
 i=3
 while [ "$1" != "--" ]; do
-  d=${1#??:}
-  mkdir -p "$d"
-  mount -c --bind "/proc/self/fd/$i" "$d"
-  if [ "${1%%:*}" = ro ]; then mount -c -o remount,bind,ro,nosuid,nodev "$d"; fi
+  if [ "${1%%:*}" = ro ]; then o=bind,ro,nosuid,nodev; else o=bind; fi
+  mount -c -o "$o" "/proc/self/fd/$i" "${1#??:}"
   eval "exec $i<&-"
   i=$((i+1))
   shift
 done
 shift
-mount -o remount,ro,nosuid,nodev "$home"
 cd "$cwd"
 exec "$@"
 "#;
@@ -203,7 +240,7 @@ impl StepUser {
             "-c".into(),
             command.into(),
         ];
-        let Some(home) = &self.view.shadow else {
+        let (Some(home), Some(skeleton)) = (&self.view.shadow, &self.view.skeleton) else {
             return Ok((setpriv, drop));
         };
         let unshare = find_program("unshare").ok_or("unshare (util-linux) is not installed")?;
@@ -224,6 +261,7 @@ impl StepUser {
             "slipway-step".into(),
             home.into(),
             cwd.into(),
+            skeleton.into(),
         ];
         for (dir, writable) in &self.view.keep {
             let mut a = OsString::from(if *writable { "rw:" } else { "ro:" });
@@ -367,6 +405,13 @@ mod tests {
             "tools under the home read-only, nested ones once, the runs directory writable, \
              nothing outside it and nothing that does not exist"
         );
+        let skeleton = dir.path().join("view");
+        let view = view.with_skeleton(&skeleton);
+        assert_eq!(view.skeleton.as_deref(), Some(skeleton.as_path()));
+        for d in [".cargo/bin", ".rustup", "data/runs"] {
+            assert!(skeleton.join(d).is_dir(), "{d}");
+        }
+        assert!(!skeleton.join(".ssh").exists());
     }
 
     #[test]

@@ -261,6 +261,79 @@ fn docker_daemon_restart_converges_without_duplicates() {
 }
 
 #[test]
+fn docker_daemon_restart_mid_deployment_completes_it_without_duplicates() {
+    let Some(()) = testkit::docker() else { return };
+    let v1 = testkit::test_image("v1").unwrap();
+    let v2 = testkit::test_image("v2").unwrap();
+    let (s, _dir) = server();
+    let cleanup = agent(&s);
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/v2/apps",
+        Some(&container_app("/midway", 3, &v1)),
+    );
+    assert_eq!(status, 201);
+    wait_no_deployments(&s, Duration::from_secs(120));
+    // One instance at a time, each waiting to be healthy: the upgrade takes several
+    // health rounds, and dockerd dies while it runs.
+    let mut upgrade = container_app("/midway", 3, &v2);
+    upgrade["upgradeStrategy"] = json!({"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.34});
+    let (status, body) = send(&s, "PUT", "/v2/apps/midway", Some(&upgrade));
+    assert_eq!(status, 200, "{body}");
+    let deployment = body["deploymentId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    wait_for(
+        "the upgrade to start a v2 task",
+        Duration::from_secs(60),
+        || {
+            let a = app(&s, "/midway");
+            a["tasks"]
+                .as_array()
+                .is_some_and(|ts| ts.iter().any(|t| t["version"] == a["version"]))
+                .then_some(())
+        },
+    )
+    .unwrap();
+    let running: Value = get_json(&format!("{}/v2/deployments", s.url)).unwrap();
+    assert!(
+        running
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["id"] == deployment.as_str())),
+        "the restart must come while the deployment runs: {running}"
+    );
+    testkit::restart_dockerd().unwrap();
+    wait_no_deployments(&s, Duration::from_secs(180));
+    wait_for(
+        "3 healthy v2 tasks, one container each",
+        Duration::from_secs(120),
+        || {
+            let a = app(&s, "/midway");
+            let healthy = healthy_tasks(&a);
+            let ids: BTreeSet<String> = healthy
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect();
+            (healthy.len() == 3
+                && healthy.iter().all(|t| t["version"] == a["version"])
+                && ids == api_task_ids(&s)
+                && running_containers(&cleanup) == ids)
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\napp {}\ncontainers {:?}\nlog:\n{}",
+            app(&s, "/midway"),
+            slipway_containers(&cleanup.0),
+            s.log()
+        )
+    });
+}
+
+#[test]
 fn docker_server_kill9_mid_deployment_leaves_no_orphans() {
     let Some(()) = testkit::docker() else { return };
     let v1 = testkit::test_image("v1").unwrap();
