@@ -65,11 +65,12 @@ impl Console {
     /// A console over the server's context; `secure` marks cookies `Secure`.
     pub fn new(ctx: api::Ctx, secure: bool) -> Console {
         let api = api::router(ctx.clone());
+        let sessions = Sessions::at_rest(ctx.store.clone(), ctx.secret_key.clone());
         Console {
             inner: Arc::new(Inner {
                 ctx,
                 api,
-                sessions: Sessions::default(),
+                sessions,
                 secure,
                 me: OnceLock::new(),
             }),

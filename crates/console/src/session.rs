@@ -1,10 +1,12 @@
-//! Console sessions: a random id in an HttpOnly, SameSite=Strict cookie names a session
-//! held in memory, which carries the user's API token (created at sign-in, revoked at
-//! sign-out) and the CSRF token every form must send back.
+//! Console sessions: a random id in an HttpOnly, SameSite=Strict cookie names a session,
+//! which carries the user's API token (created at sign-in, revoked at sign-out) and the
+//! CSRF token every form must send back. Sessions are kept in the store (keyed by the
+//! id's hash, their tokens sealed with the server's key), so a restart of the server signs
+//! nobody out; a memory cache in front saves the database read and the unsealing.
 
-use auth::Role;
+use auth::{Role, SecretKey};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Name of the session cookie.
@@ -35,9 +37,87 @@ pub struct Session {
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// Where sessions outlive the process (`None`: memory only).
+    at_rest: Option<(Arc<store::Store>, Arc<SecretKey>)>,
+}
+
+/// What a stored session seals.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sealed {
+    token: Option<String>,
+    csrf: String,
+}
+
+fn now_ms() -> i64 {
+    model::Timestamp::now().millis()
+}
+
+/// The name a session's secrets are sealed under (binds the ciphertext to its row).
+fn seal_name(id_hash: &str) -> String {
+    format!("console-session:{id_hash}")
 }
 
 impl Sessions {
+    /// Sessions kept in `store` as well as in memory, their secrets sealed with `key`.
+    pub fn at_rest(store: Arc<store::Store>, key: Arc<SecretKey>) -> Sessions {
+        Sessions {
+            map: Mutex::default(),
+            at_rest: Some((store, key)),
+        }
+    }
+
+    /// Writes a new session to the store (a failure is logged: the session still works
+    /// until the server restarts).
+    fn keep(&self, id: &str, s: &Session) {
+        let Some((store, key)) = &self.at_rest else {
+            return;
+        };
+        let id_hash = auth::token_hash(id);
+        let secrets = Sealed {
+            token: s.token.clone(),
+            csrf: s.csrf.clone(),
+        };
+        let stored = serde_json::to_vec(&secrets)
+            .map_err(|e| e.to_string())
+            .and_then(|plain| {
+                key.seal(&seal_name(&id_hash), &plain)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|sealed| {
+                let left = s.expires.saturating_duration_since(Instant::now());
+                let row = store::SessionRow {
+                    id_hash: id_hash.clone(),
+                    user: s.user.clone(),
+                    role: s.role.as_str().to_string(),
+                    token_id: s.token_id.clone(),
+                    sealed,
+                    expires_at: now_ms() + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2),
+                };
+                store.put_session(&row, now_ms()).map_err(|e| e.to_string())
+            });
+        if let Err(e) = stored {
+            tracing::warn!(user = %s.user, error = %e, "cannot store the console session; it ends with this process");
+        }
+    }
+
+    /// The stored session with this id, if it is live and unseals.
+    fn load(&self, id: &str) -> Option<Session> {
+        let (store, key) = self.at_rest.as_ref()?;
+        let id_hash = auth::token_hash(id);
+        let row = store.session(&id_hash, now_ms()).ok()??;
+        let plain = key.open(&seal_name(&id_hash), &row.sealed).ok()?;
+        let secrets: Sealed = serde_json::from_slice(&plain).ok()?;
+        let left = u64::try_from(row.expires_at - now_ms()).ok()?;
+        Some(Session {
+            user: row.user,
+            role: row.role.parse().ok()?,
+            token: secrets.token,
+            token_id: row.token_id,
+            csrf: secrets.csrf,
+            expires: Instant::now() + Duration::from_millis(left),
+        })
+    }
+
     /// Starts a session; returns its id (the cookie value).
     pub fn create(
         &self,
@@ -55,6 +135,7 @@ impl Sessions {
             csrf: auth::new_token(),
             expires: Instant::now() + LIFETIME,
         };
+        self.keep(&id, &session);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
@@ -62,18 +143,36 @@ impl Sessions {
         id
     }
 
-    /// The live session with this id.
+    /// The live session with this id (from memory, else from the store).
     pub fn get(&self, id: &str) -> Option<Session> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(id).filter(|s| s.expires > Instant::now()).cloned()
-    }
-
-    /// Ends a session; returns it.
-    pub fn remove(&self, id: &str) -> Option<Session> {
+        {
+            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = map.get(id) {
+                return (s.expires > Instant::now()).then(|| s.clone());
+            }
+        }
+        let loaded = self.load(id)?;
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id)
+            .insert(id.to_string(), loaded.clone());
+        Some(loaded)
+    }
+
+    /// Ends a session, here and in the store; returns it.
+    pub fn remove(&self, id: &str) -> Option<Session> {
+        let cached = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        let session = cached.or_else(|| self.load(id));
+        if let Some((store, _)) = &self.at_rest
+            && let Err(e) = store.delete_session(&auth::token_hash(id))
+        {
+            tracing::warn!(error = %e, "cannot delete the console session from the store");
+        }
+        session
     }
 }
 
@@ -134,6 +233,57 @@ mod tests {
         );
         assert_eq!(s.remove(&id).unwrap().token_id.as_deref(), Some("t1"));
         assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn sessions_outlive_the_process_sealed_and_end_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store::Store::open(&dir.path().join("db")).unwrap());
+        let key = Arc::new(SecretKey::generate().unwrap());
+        let first = Sessions::at_rest(store.clone(), key.clone());
+        let id = first.create(
+            "dana",
+            Role::Deployer,
+            Some("slw_secret_token".into()),
+            Some("t1".into()),
+        );
+        let csrf = first.get(&id).unwrap().csrf;
+        // Nothing readable at rest: not the cookie, not the API token, not the CSRF token.
+        let raw = std::fs::read(dir.path().join("db")).unwrap();
+        let wal = std::fs::read(dir.path().join("db-wal")).unwrap_or_default();
+        for secret in [id.as_str(), "slw_secret_token", csrf.as_str()] {
+            let needle = secret.as_bytes();
+            for bytes in [&raw, &wal] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{secret} stored in the clear"
+                );
+            }
+        }
+        // A new process (new memory) finds the session, tokens intact.
+        let again = Sessions::at_rest(store.clone(), key.clone());
+        let got = again.get(&id).expect("the session after a restart");
+        assert_eq!(
+            (
+                got.user.as_str(),
+                got.role,
+                got.token.as_deref(),
+                got.token_id.as_deref()
+            ),
+            ("dana", Role::Deployer, Some("slw_secret_token"), Some("t1"))
+        );
+        assert_eq!(got.csrf, csrf);
+        assert!(again.get("slw_guess").is_none());
+        // Another key cannot open it.
+        let stranger = Sessions::at_rest(store.clone(), Arc::new(SecretKey::generate().unwrap()));
+        assert!(stranger.get(&id).is_none());
+        // Signing out ends it for every process.
+        assert!(again.remove(&id).is_some());
+        assert!(Sessions::at_rest(store, key).get(&id).is_none());
+        assert!(
+            first.get(&id).is_some(),
+            "memory of another process is its own"
+        );
     }
 
     #[test]

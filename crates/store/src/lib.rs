@@ -11,10 +11,12 @@ mod auth;
 mod autoscale;
 mod migrate;
 mod runs;
+mod sessions;
 
 pub use auth::{AuditQuery, AuditRow, SecretMeta, TokenRow, UserRow};
 pub use autoscale::{AutoscalerRow, AutoscalerStateRow, DECISIONS_KEPT, DecisionRow};
 pub use runs::{LogRow, PipelineRow, RunRow, RunStatus, StepRow, StepStatus};
+pub use sessions::SessionRow;
 
 use model::{AppDefinition, PathId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/004_secret_scopes.sql"),
     include_str!("../migrations/005_pipeline_owners.sql"),
     include_str!("../migrations/006_autoscalers.sql"),
+    include_str!("../migrations/007_console_sessions.sql"),
 ];
 
 /// Brings the database to the latest schema, one transaction per step.

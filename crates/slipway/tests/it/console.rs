@@ -861,3 +861,77 @@ fn console_with_auth_none_serves_loopback_only_and_checks_csrf() {
         policies
     );
 }
+
+/// The value of cookie `name` a response sets.
+fn set_cookie_value(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap_or_default().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+#[test]
+fn a_console_session_survives_a_server_restart_and_ends_at_sign_out() {
+    let (mut s, _dir) = server();
+    let password = user(&s, "depa", "deployer");
+    let (status, head, _) = raw(&s.url, "GET", "/ui/login", &[], "");
+    assert_eq!(status, 200, "{head}");
+    let login = set_cookie_value(&head, "slipway_login").expect("the sign-in form's cookie");
+    let (status, head, body) = raw(
+        &s.url,
+        "POST",
+        "/ui/login",
+        &[
+            ("Cookie", &format!("slipway_login={login}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={login}&user=depa&password={password}&next=/ui/"),
+    );
+    assert_eq!(status, 303, "{head}{body}");
+    let cookie = session_cookie(&head).expect("a session cookie");
+    let signed_in = |s: &SlipwayProcess| {
+        let (status, head, body) = raw(&s.url, "GET", "/ui/", &[("Cookie", &cookie)], "");
+        status == 200 && body.contains("depa · deployer") || {
+            assert!(
+                status == 303 && head.contains("/ui/login"),
+                "neither the page nor the sign-in: {status} {head}"
+            );
+            false
+        }
+    };
+    assert!(signed_in(&s));
+    // kill -9 and start again on the same data: the browser is still signed in.
+    s.kill9();
+    s.restart().expect("slipway starts again");
+    assert!(signed_in(&s), "the restart signed the browser out");
+    // The form on a page after the restart works with the session's CSRF token.
+    let (_, _, page) = raw(&s.url, "GET", "/ui/", &[("Cookie", &cookie)], "");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_string();
+    let (status, head, _) = raw(
+        &s.url,
+        "POST",
+        "/ui/logout",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status, 303, "{head}");
+    assert!(!signed_in(&s), "signed out, yet the session still works");
+    s.kill9();
+    s.restart().expect("slipway starts again");
+    assert!(
+        !signed_in(&s),
+        "a session ended at sign-out came back after a restart"
+    );
+}
