@@ -8,10 +8,12 @@
 //!   target/release/slipway-bench pipeline-vs-shell
 //!   target/release/slipway-bench pipeline-trigger
 //!   target/release/slipway-bench autoscale
+//!   target/release/slipway-bench console [--apps 1000 --runs 10000]
 //!   target/release/slipway-bench tsdb [--quick]
 //!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
 mod autoscale;
+mod console;
 mod haproxy;
 mod steps;
 mod swarm;
@@ -99,6 +101,18 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Server time of every web console page with 1,000 apps and 10,000 runs (≤ 50 ms).
+    Console {
+        /// Apps created.
+        #[arg(long, default_value_t = 1000)]
+        apps: usize,
+        /// Finished runs written into the store before the server starts.
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 50)]
+        reps: usize,
+    },
     /// The embedded time-series store against VictoriaMetrics and InfluxDB 1.6, side by
     /// side: ingest of the same line protocol, bytes per sample, PromQL query_range.
     Tsdb {
@@ -120,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
         Scenario::SwarmTarget { runs } => swarm_target::swarm_target(&args.slipway, runs),
         Scenario::Autoscale => autoscale::default_vs_hpa(&args.slipway),
+        Scenario::Console { apps, runs, reps } => console::pages(&args.slipway, apps, runs, reps),
         Scenario::Tsdb { quick, reps } => {
             let shape = if quick {
                 tsdb::Shape::QUICK
