@@ -511,3 +511,84 @@ fn a_manual_scale_pauses_the_autoscaler_and_its_decisions_say_so() {
         summaries(&s, "/as/manual")
     );
 }
+
+#[test]
+fn a_deployment_started_during_a_breach_completes_and_the_scale_follows_it() {
+    let (s, _dir) = metrics_server();
+    enable_autoscaler(&s);
+    create(&s, &cpu_app("/as/deploy", "as-deploy.test", 1));
+    let policy = json!({
+        "min": 1, "max": 8,
+        "metrics": [{"type": "promql", "query": "max(demand_value{app=\"as-deploy\"})", "target": 1}]
+    });
+    let (status, body) = send(&s, "PUT", "/api/v1/autoscalers/as/deploy", Some(&policy));
+    assert_eq!(status, 200, "{body}");
+    // The breach begins, and a new release is deployed before the breach window ends; its
+    // task takes 4 s to start, so the deployment outlasts the window.
+    write_demand(&s, "as-deploy", 4);
+    let slow = format!("sleep 4; exec {}", testkit::testsrv().to_string_lossy());
+    let (status, body) = send(
+        &s,
+        "PUT",
+        "/v2/apps/as/deploy",
+        Some(&json!({"env": {"RELEASE": "2"}, "cmd": slow})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let settled = |s: &SlipwayProcess| {
+        let a = app(s, "/as/deploy");
+        let healthy = healthy_tasks(&a);
+        // A scale makes a new version without restarting tasks: every task must be of
+        // the release's configuration or later, none of the one before.
+        let release = a["versionInfo"]["lastConfigChangeAt"]
+            .as_str()
+            .unwrap_or("~");
+        (a["instances"] == 4
+            && a["env"]["RELEASE"] == "2"
+            && healthy.len() == 4
+            && a["tasks"].as_array().is_some_and(|ts| ts.len() == 4)
+            && healthy
+                .iter()
+                .all(|t| t["version"].as_str().is_some_and(|v| v >= release))
+            && get_json(&format!("{}/v2/deployments", s.url)).ok() == Some(json!([])))
+        .then_some(a)
+    };
+    let done = wait_for(
+        "4 healthy instances of the new release",
+        Duration::from_secs(90),
+        || settled(&s),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; {}\n{}",
+            app(&s, "/as/deploy"),
+            summaries(&s, "/as/deploy")
+        )
+    });
+    // The scale waited for the deployment (it did not scale the old release, nor cancel or
+    // override the new one).
+    let at = |k: &str| {
+        model::Timestamp::parse(done["versionInfo"][k].as_str().unwrap_or_default())
+            .map_or(0, |t| t.millis())
+    };
+    assert!(
+        at("lastScalingAt") - at("lastConfigChangeAt") >= 4000,
+        "scaled during the deployment: {}\n{}",
+        done["versionInfo"],
+        summaries(&s, "/as/deploy")
+    );
+    // Neither undoes the other afterwards: the release stays, the count stays.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        settled(&s).is_some(),
+        "{}\n{}",
+        app(&s, "/as/deploy"),
+        summaries(&s, "/as/deploy")
+    );
+    let changes = changes(&s, "/as/deploy");
+    assert_eq!(
+        changes,
+        vec![("scaleUp".to_string(), 1, 4)],
+        "one scale-up, no reversal:\n{}",
+        summaries(&s, "/as/deploy")
+    );
+}
