@@ -8,11 +8,12 @@
 //!
 //! The server's home is usually closed to others (`/root`, mode 0700), and that is where
 //! toolchains installed with rustup live. A step therefore runs in a mount namespace of
-//! its own in which the server's home is an empty, read-only-looking tmpfs holding only
-//! the tool directories (`RUSTUP_HOME`, and the `PATH` entries under the home, such as
-//! `~/.cargo/bin`), bound read-only at their usual paths; the runs directory is bound back
-//! when it lives there. The rest of the home (keys, histories, the server's data when it
-//! lives there) is not there at all for the step.
+//! its own in which the server's home is a skeleton of empty root-owned directories
+//! holding only the tool directories (`RUSTUP_HOME`, tool managers' roots, and the `PATH`
+//! entries under the home, such as `~/.cargo/bin`), bound read-only at their usual paths;
+//! the runs directory is bound back (writable as its modes allow) when it lives there.
+//! The rest of the home (keys, histories, the server's data when it lives there) is not
+//! there at all for the step. One `mount -a` of a table made at start-up sets it up.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -76,8 +77,11 @@ pub struct View {
     /// home of their own, so rustup's proxies would otherwise look in the wrong place.
     pub rustup_home: Option<PathBuf>,
     /// An empty directory tree (root's, 0755) with a mount point for each kept directory,
-    /// bound over `shadow` before the kept directories are bound onto it.
+    /// bound over `shadow` once the kept directories are bound onto it.
     pub skeleton: Option<PathBuf>,
+    /// The mount table that does it (`mount -a -T`, one process): each kept directory
+    /// onto its mount point in the skeleton, then the skeleton over the home.
+    pub fstab: Option<PathBuf>,
 }
 
 impl View {
@@ -107,31 +111,54 @@ impl View {
             .with_skeleton(&runs_dir.join(".view"))
     }
 
-    /// Makes the skeleton at `at` (anew): the kept directories' paths below the covered
-    /// home, as empty directories. Without one, nothing is covered (steps then cannot
-    /// enter the closed home at all, toolchains included), said in the log.
+    /// Makes the skeleton at `at` (anew) and its mount table beside it (`at` + `.fstab`):
+    /// the kept directories' paths below the covered home as empty directories. Without
+    /// them nothing is covered (steps then cannot enter the closed home at all, toolchains
+    /// included), said in the log.
     pub fn with_skeleton(mut self, at: &Path) -> View {
         let Some(home) = self.shadow.clone() else {
             return self;
         };
+        let fstab = at.with_extension("fstab");
         let made = (|| -> io::Result<()> {
             if at.exists() {
                 std::fs::remove_dir_all(at)?;
             }
             std::fs::create_dir_all(at)?;
             std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755))?;
-            for (dir, _) in &self.keep {
+            let mut table = String::new();
+            for (dir, writable) in &self.keep {
                 if let Ok(rel) = dir.strip_prefix(&home) {
+                    let point = at.join(rel);
                     std::fs::DirBuilder::new()
                         .recursive(true)
                         .mode(0o755)
-                        .create(at.join(rel))?;
+                        .create(&point)?;
+                    let opts = if *writable {
+                        "bind"
+                    } else {
+                        "bind,ro,nosuid,nodev"
+                    };
+                    table.push_str(&format!(
+                        "{} {} none {opts} 0 0\n",
+                        fstab_field(dir),
+                        fstab_field(&point)
+                    ));
                 }
             }
-            Ok(())
+            table.push_str(&format!(
+                "{} {} none rbind 0 0\n",
+                fstab_field(at),
+                fstab_field(&home)
+            ));
+            std::fs::write(&fstab, table)?;
+            std::fs::set_permissions(&fstab, std::fs::Permissions::from_mode(0o644))
         })();
         match made {
-            Ok(()) => self.skeleton = Some(at.to_path_buf()),
+            Ok(()) => {
+                self.skeleton = Some(at.to_path_buf());
+                self.fstab = Some(fstab);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, at = %at.display(),
                     "cannot make the steps' view of the server's home; steps cannot reach the toolchains in it");
@@ -185,40 +212,32 @@ impl View {
             keep,
             rustup_home,
             skeleton: None,
+            fstab: None,
         }
     }
 }
 
 /// Covers the server's home in the step's own mount namespace (run by `unshare` as root,
-/// before the privileges are dropped): each kept directory is opened first, the skeleton
-/// is bound over the home, each kept directory is bound onto its mount point from its open
-/// descriptor (read-only unless marked `rw`), and the step's command (`setpriv …`) is
-/// executed in the working directory as the step sees it. Nothing propagates back: the
-/// namespace's mounts are private. Arguments: HOME CWD SKELETON (ro:|rw:)DIR... -- COMMAND...
-const COVER: &str = r#"set -e
-home=$1; cwd=$2; skel=$3; shift 3
-i=3
-for a in "$@"; do
-  [ "$a" = "--" ] && break
-  eval "exec $i<\"\${a#??:}\""
-  i=$((i+1))
-done
-mount -c --bind "$skel" "$home"
-i=3
-while [ "$1" != "--" ]; do
-  if [ "${1%%:*}" = ro ]; then o=bind,ro,nosuid,nodev; else o=bind; fi
-  mount -c -o "$o" "/proc/self/fd/$i" "${1#??:}"
-  eval "exec $i<&-"
-  i=$((i+1))
-  shift
-done
-shift
-cd "$cwd"
-exec "$@"
-"#;
+/// before the privileges are dropped): one `mount -a` of the view's table binds the kept
+/// directories onto the skeleton and the skeleton over the home, then the step's command
+/// (`setpriv …`) is executed in its working directory as the step sees it. Nothing
+/// propagates back: the namespace's mounts are private. Arguments: FSTAB CWD COMMAND...
+const COVER: &str = r#"mount -a -c -T "$1" && cd "$2" && shift 2 && exec "$@""#;
 
-/// Most directories kept visible under a covered home (file descriptors 3 to 9).
-const MAX_KEPT: usize = 7;
+/// A path as a field of a mount table (space, tab, newline and backslash in octal).
+fn fstab_field(p: &Path) -> String {
+    let mut out = String::new();
+    for c in p.to_string_lossy().chars() {
+        match c {
+            ' ' => out.push_str("\\040"),
+            '\t' => out.push_str("\\011"),
+            '\n' => out.push_str("\\012"),
+            '\\' => out.push_str("\\134"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 impl StepUser {
     /// The program and arguments that run `command` with `sh -c` as this user, in `cwd`,
@@ -240,16 +259,10 @@ impl StepUser {
             "-c".into(),
             command.into(),
         ];
-        let (Some(home), Some(skeleton)) = (&self.view.shadow, &self.view.skeleton) else {
+        let (Some(_), Some(fstab)) = (&self.view.shadow, &self.view.fstab) else {
             return Ok((setpriv, drop));
         };
         let unshare = find_program("unshare").ok_or("unshare (util-linux) is not installed")?;
-        if self.view.keep.len() > MAX_KEPT {
-            return Err(format!(
-                "more than {MAX_KEPT} directories under {} to keep visible to steps",
-                home.display()
-            ));
-        }
         let mut args: Vec<OsString> = vec![
             "--mount".into(),
             "--propagation".into(),
@@ -259,17 +272,10 @@ impl StepUser {
             "-c".into(),
             COVER.into(),
             "slipway-step".into(),
-            home.into(),
+            fstab.into(),
             cwd.into(),
-            skeleton.into(),
+            setpriv.into(),
         ];
-        for (dir, writable) in &self.view.keep {
-            let mut a = OsString::from(if *writable { "rw:" } else { "ro:" });
-            a.push(dir);
-            args.push(a);
-        }
-        args.push("--".into());
-        args.push(setpriv.into());
         args.append(&mut drop);
         Ok((unshare, args))
     }
@@ -412,6 +418,23 @@ mod tests {
             assert!(skeleton.join(d).is_dir(), "{d}");
         }
         assert!(!skeleton.join(".ssh").exists());
+        let table = std::fs::read_to_string(view.fstab.as_ref().unwrap()).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(
+            lines[0].ends_with(&format!(
+                "{} none bind,ro,nosuid,nodev 0 0",
+                skeleton.join(".cargo/bin").display()
+            )),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("/data/runs none bind 0 0"), "{table}");
+        assert_eq!(
+            lines[3],
+            format!("{} {} none rbind 0 0", skeleton.display(), home.display()),
+            "the skeleton goes over the home last"
+        );
+        assert_eq!(fstab_field(Path::new("/a b\\c")), "/a\\040b\\134c");
     }
 
     #[test]
