@@ -63,6 +63,34 @@ pub(crate) async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Reply {
+    match request(who, method, path, body) {
+        Ok(req) => send(api, req).await,
+        Err(r) => r,
+    }
+}
+
+/// A GET to the API as `who`, its answer read as `T` (fields `T` does not name are
+/// skipped, not built); the API's message when it refused or answered something else.
+pub(crate) async fn get_typed<T: serde::de::DeserializeOwned>(
+    api: &axum::Router,
+    who: &Viewer,
+    path: &str,
+) -> Result<T, String> {
+    let req = request(who, Method::GET, path, None).map_err(|r| r.message())?;
+    let (status, bytes) = send_raw(api, req).await;
+    if !status.is_success() {
+        return Err(reply(status, &bytes).message());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("unexpected answer from {path}: {e}"))
+}
+
+/// The request `who` sends.
+fn request(
+    who: &Viewer,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Request<Body>, Reply> {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -82,17 +110,38 @@ pub(crate) async fn call(
         None => Body::empty(),
     };
     let Ok(mut req) = req.body(body) else {
-        return Reply {
+        return Err(Reply {
             status: StatusCode::BAD_REQUEST,
             body: Value::String(format!("not a valid request path: {path}")),
-        };
+        });
     };
     req.extensions_mut().insert(ConnectInfo(who.peer));
-    send(api, req).await
+    Ok(req)
 }
 
 /// Sends a prepared request (for sign-in with Basic credentials).
 pub(crate) async fn send(api: &axum::Router, req: Request<Body>) -> Reply {
+    let (status, bytes) = send_raw(api, req).await;
+    reply(status, &bytes)
+}
+
+/// The reply of `status` with the body `bytes`, parsed as JSON when it is.
+pub(crate) fn reply(status: StatusCode, bytes: &[u8]) -> Reply {
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    };
+    Reply { status, body }
+}
+
+/// Sends a prepared request; the status and the body's bytes, unparsed (for pages that
+/// read a large answer into a typed view of what they show).
+pub(crate) async fn send_raw(
+    api: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::body::Bytes) {
     let resp = match api.clone().oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
@@ -101,13 +150,7 @@ pub(crate) async fn send(api: &axum::Router, req: Request<Body>) -> Reply {
     let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
         .await
         .unwrap_or_default();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    Reply { status, body }
+    (status, bytes)
 }
 
 #[cfg(test)]

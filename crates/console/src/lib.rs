@@ -92,6 +92,15 @@ impl Console {
         backend::call(&self.inner.api, who, method, path, body).await
     }
 
+    /// A GET to the API as `who`, read as `T` (only the fields it names are built).
+    pub(crate) async fn get_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        who: &Viewer,
+        path: &str,
+    ) -> Result<T, String> {
+        backend::get_typed(&self.inner.api, who, path).await
+    }
+
     /// A GET to the API as `who`: the JSON, or the API's message.
     pub(crate) async fn get(&self, who: &Viewer, path: &str) -> Result<serde_json::Value, String> {
         self.api(who, Method::GET, path, None).await.json()

@@ -10,3 +10,8 @@ CREATE TABLE console_sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+
+-- A pipeline's newest runs (the console's overview and pipeline pages, `runs list`) are
+-- read through an index instead of sorting every run of every pipeline.
+CREATE INDEX runs_pipeline_newest ON runs (pipeline, created_at DESC, number DESC);
+CREATE INDEX runs_newest ON runs (created_at DESC, number DESC);

@@ -370,13 +370,22 @@ impl Store {
     pub fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
         self.blocking(|| {
             let conn = self.conn()?;
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR pipeline = ?1)
-                 ORDER BY created_at DESC, number DESC LIMIT ?2"
-            ))?;
-            let rows = stmt
-                .query_map(params![pipeline, limit as i64], run_row)?
-                .collect::<rusqlite::Result<_>>()?;
+            // Two statements, so each is answered from its index (newest first).
+            let rows = match pipeline {
+                Some(p) => conn
+                    .prepare_cached(&format!(
+                        "SELECT {RUN_COLS} FROM runs WHERE pipeline = ?1
+                         ORDER BY created_at DESC, number DESC LIMIT ?2"
+                    ))?
+                    .query_map(params![p, limit as i64], run_row)?
+                    .collect::<rusqlite::Result<_>>()?,
+                None => conn
+                    .prepare_cached(&format!(
+                        "SELECT {RUN_COLS} FROM runs ORDER BY created_at DESC, number DESC LIMIT ?1"
+                    ))?
+                    .query_map(params![limit as i64], run_row)?
+                    .collect::<rusqlite::Result<_>>()?,
+            };
             Ok(rows)
         })
     }
