@@ -198,7 +198,11 @@ pub(crate) fn pages(
             ("deployments", "/ui/deployments".to_string()),
             ("audit", "/ui/audit".to_string()),
             ("admin", "/ui/admin".to_string()),
-            ("metrics explorer", "/ui/metrics".to_string()),
+            (
+                "metrics explorer (host CPU by mode, 1 h)",
+                "/ui/metrics?query=sum+by+(mode)+(rate(node_cpu_seconds_total%5B1m%5D))&range=1h"
+                    .to_string(),
+            ),
         ];
         println!(
             "| page ({apps} apps, {runs} runs), {reps} requests | p50 | p95 | max | size | ≤ 50 ms |"
