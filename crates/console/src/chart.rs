@@ -8,6 +8,7 @@
 
 use maud::{Markup, PreEscaped, html};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// What the values measure, for axis ticks and hover titles.
@@ -245,14 +246,69 @@ const DASHES: [&str; 6] = ["", "6 3", "2 3", "10 3 2 3", "1 2", "12 4"];
 /// A line chart of `series` over `[from, to]` (ms), titled `title`. Series beyond the
 /// first 12 are left out (and the caption says so).
 pub(crate) fn line_chart(title: &str, unit: Unit, series: &[Series], from: i64, to: i64) -> Markup {
+    chart(title, unit, series, from, to, false)
+}
+
+/// A stacked area chart: each series a band on top of the ones before it, so the top edge
+/// is the total (memory of every instance, requests of every backend). A series missing
+/// at a time counts as 0 there. Hover titles give each series' own value and the total.
+pub(crate) fn stacked_chart(
+    title: &str,
+    unit: Unit,
+    series: &[Series],
+    from: i64,
+    to: i64,
+) -> Markup {
+    chart(title, unit, series, from, to, true)
+}
+
+/// The running totals of `series` at every time any of them has a point: for each
+/// series, (time, total up to and including it, its own value).
+fn stack(series: &[&Series]) -> Vec<Vec<(i64, f64, f64)>> {
+    let times: std::collections::BTreeSet<i64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|(t, _)| *t))
+        .collect();
+    let mut below: BTreeMap<i64, f64> = times.iter().map(|t| (*t, 0.0)).collect();
+    series
+        .iter()
+        .map(|s| {
+            let own: BTreeMap<i64, f64> = s.points.iter().copied().collect();
+            times
+                .iter()
+                .map(|t| {
+                    let v = own.get(t).copied().unwrap_or(0.0);
+                    let total = below.get(t).copied().unwrap_or(0.0) + v;
+                    below.insert(*t, total);
+                    (*t, total, v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn chart(title: &str, unit: Unit, series: &[Series], from: i64, to: i64, stacked: bool) -> Markup {
     let shown: Vec<&Series> = series
         .iter()
         .filter(|s| !s.points.is_empty())
         .take(12)
         .collect();
     let hidden = series.iter().filter(|s| !s.points.is_empty()).count() - shown.len();
+    // Stacked: each series drawn at its running total; lines: as it is.
+    let drawn: Vec<Series> = if stacked {
+        stack(&shown)
+            .into_iter()
+            .zip(&shown)
+            .map(|(pts, s)| Series {
+                label: s.label.clone(),
+                points: pts.iter().map(|(t, total, _)| (*t, *total)).collect(),
+            })
+            .collect()
+    } else {
+        shown.iter().map(|s| (*s).clone()).collect()
+    };
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for s in &shown {
+    for s in &drawn {
         for (_, v) in &s.points {
             lo = lo.min(*v);
             hi = hi.max(*v);
@@ -313,7 +369,56 @@ pub(crate) fn line_chart(title: &str, unit: Unit, series: &[Series], from: i64, 
         W - RIGHT,
         b = H - BOTTOM
     );
-    for (i, s) in shown.iter().enumerate() {
+    if stacked {
+        // Bands first (under every edge): the top edge of a series, then the one below
+        // it (or the axis) back.
+        for i in 0..drawn.len() {
+            let top = &drawn[i].points;
+            let mut d = String::new();
+            for (k, (t, v)) in top.iter().enumerate() {
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1}",
+                    if k == 0 { 'M' } else { 'L' },
+                    x(*t),
+                    y(*v)
+                );
+            }
+            match i.checked_sub(1).map(|j| &drawn[j].points) {
+                Some(under) => {
+                    for (t, v) in under.iter().rev() {
+                        let _ = write!(d, "L{:.1},{:.1}", x(*t), y(*v));
+                    }
+                }
+                None => {
+                    if let (Some((first, _)), Some((last, _))) = (top.first(), top.last()) {
+                        let _ = write!(
+                            d,
+                            "L{:.1},{:.1}L{:.1},{:.1}",
+                            x(*last),
+                            y(0.0),
+                            x(*first),
+                            y(0.0)
+                        );
+                    }
+                }
+            }
+            d.push('Z');
+            let _ = write!(svg, r#"<path class="area s{c}" d="{d}"/>"#, c = i % 12);
+        }
+    }
+    let own: Vec<Vec<f64>> = if stacked {
+        stack(&shown)
+            .into_iter()
+            .map(|pts| pts.into_iter().map(|(_, _, v)| v).collect())
+            .collect()
+    } else {
+        shown
+            .iter()
+            .map(|s| s.points.iter().map(|(_, v)| *v).collect())
+            .collect()
+    };
+    for (i, s) in drawn.iter().enumerate() {
         let mut d = String::new();
         let mut prev: Option<i64> = None;
         // A gap longer than three typical steps breaks the line.
@@ -326,11 +431,7 @@ pub(crate) fn line_chart(title: &str, unit: Unit, series: &[Series], from: i64, 
             let _ = write!(d, "{cmd}{:.1},{:.1}", x(*t), y(*v));
             prev = Some(*t);
         }
-        let last = s
-            .points
-            .last()
-            .map(|(_, v)| format(*v, unit))
-            .unwrap_or_default();
+        let last = own[i].last().map(|v| format(*v, unit)).unwrap_or_default();
         let _ = write!(
             svg,
             r#"<path class="series s{c}" d="{d}" stroke-dasharray="{dash}"><title>{label}: {last} (latest)</title></path>"#,
@@ -340,14 +441,21 @@ pub(crate) fn line_chart(title: &str, unit: Unit, series: &[Series], from: i64, 
         );
         // Hover targets: at most ~40 points per series.
         let every = (s.points.len() / 40).max(1);
-        for (t, v) in s.points.iter().step_by(every) {
+        for (k, (t, v)) in s.points.iter().enumerate().step_by(every) {
+            let value = format(own[i].get(k).copied().unwrap_or(*v), unit);
+            let total = if stacked {
+                format!(" (total {})", format(*v, unit))
+            } else {
+                String::new()
+            };
             let _ = write!(
                 svg,
-                r#"<circle class="dot s{c}" cx="{:.1}" cy="{:.1}" r="3"><title>{label} at {}: {}</title></circle>"#,
+                r#"<circle class="dot s{c}" cx="{:.1}" cy="{:.1}" r="3"><title>{label} at {}: {}{}</title></circle>"#,
                 x(*t),
                 y(*v),
                 clock(*t, true),
-                esc(&format(*v, unit)),
+                esc(&value),
+                esc(&total),
                 c = i % 12,
                 label = esc(&s.label),
             );
@@ -429,6 +537,32 @@ fn esc(s: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stacked_bands_sum_to_the_total_and_say_each_value() {
+        let a = Series {
+            label: "task-a".into(),
+            points: vec![(0, 1.0), (10_000, 2.0), (20_000, 3.0)],
+        };
+        // Missing at 10 s: counts as 0 there.
+        let b = Series {
+            label: "task-b".into(),
+            points: vec![(0, 4.0), (20_000, 5.0)],
+        };
+        let totals = stack(&[&a, &b]);
+        assert_eq!(
+            totals[1],
+            vec![(0, 5.0, 4.0), (10_000, 2.0, 0.0), (20_000, 8.0, 5.0)],
+            "the second band sits on the first"
+        );
+        let svg = stacked_chart("Memory", Unit::Bytes, &[a.clone(), b], 0, 20_000).into_string();
+        assert_eq!(svg.matches(r#"class="area s"#).count(), 2, "{svg}");
+        assert!(svg.contains("task-b at 00:00:20: 5 B (total 8 B)"), "{svg}");
+        // The axis reaches the total, not just the largest series.
+        assert!(svg.contains(">8 B<") || svg.contains(">10 B<"), "{svg}");
+        let lines = line_chart("Memory", Unit::Bytes, &[a], 0, 20_000).into_string();
+        assert!(!lines.contains("class=\"area"), "line charts have no bands");
+    }
 
     #[test]
     fn units_read_like_people_write_them() {

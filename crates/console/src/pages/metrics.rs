@@ -62,8 +62,10 @@ pub(crate) async fn chart_of(
     q: &str,
     by: &[&str],
     range: i64,
+    stacked: bool,
 ) -> Markup {
     match query(c, who, q, by, range).await {
+        Ok((series, from, to)) if stacked => chart::stacked_chart(title, unit, &series, from, to),
         Ok((series, from, to)) => chart::line_chart(title, unit, &series, from, to),
         Err(e) => html! {
             figure.chart { figcaption { (title) } (layout::notice("bad", &e)) }
@@ -71,7 +73,8 @@ pub(crate) async fn chart_of(
     }
 }
 
-/// The app page's charts: CPU, memory and requests per instance, and the app's latency.
+/// The app page's charts: CPU per instance, memory and requests per instance stacked (the
+/// top edge is the app's total), and the app's latency.
 pub(crate) async fn app_charts(c: &Console, who: &Viewer, app_id: &str) -> Markup {
     let id = app_id.replace('\\', "\\\\").replace('"', "\\\"");
     let range = 30 * 60_000;
@@ -83,28 +86,31 @@ pub(crate) async fn app_charts(c: &Console, who: &Viewer, app_id: &str) -> Marku
         &format!(r#"rate(container_cpu_usage_seconds_total{{app="{id}"}}[1m])"#),
         &["task"],
         range,
+        false,
     )
     .await;
     let mem = chart_of(
         c,
         who,
-        "Memory per instance (working set)",
+        "Memory per instance (working set, stacked: the top is the app's total)",
         Unit::Bytes,
         &format!(r#"container_memory_working_set_bytes{{app="{id}"}}"#),
         &["task"],
         range,
+        true,
     )
     .await;
     let rps = chart_of(
         c,
         who,
-        "Requests per instance (through the proxy)",
+        "Requests per instance (through the proxy, stacked: the top is the app's total)",
         Unit::PerSecond,
         &format!(
             r#"sum by (backend) (rate(slipway_proxy_backend_requests_total{{app="{id}"}}[1m]))"#
         ),
         &["backend"],
         range,
+        true,
     )
     .await;
     let latency = chart_of(
@@ -117,6 +123,7 @@ pub(crate) async fn app_charts(c: &Console, who: &Viewer, app_id: &str) -> Marku
         ),
         &["q"],
         range,
+        false,
     )
     .await;
     html! {
