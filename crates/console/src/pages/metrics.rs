@@ -53,17 +53,27 @@ pub(crate) async fn query(
     chart::from_matrix(&answer, by).map(|s| (s, start, end))
 }
 
+/// How a chart looks: its title, the values' unit, lines or stacked areas.
+pub(crate) struct Look<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) unit: Unit,
+    pub(crate) stacked: bool,
+}
+
 /// One chart of `query`, or why there is none.
 pub(crate) async fn chart_of(
     c: &Console,
     who: &Viewer,
-    title: &str,
-    unit: Unit,
+    look: Look<'_>,
     q: &str,
     by: &[&str],
     range: i64,
-    stacked: bool,
 ) -> Markup {
+    let Look {
+        title,
+        unit,
+        stacked,
+    } = look;
     match query(c, who, q, by, range).await {
         Ok((series, from, to)) if stacked => chart::stacked_chart(title, unit, &series, from, to),
         Ok((series, from, to)) => chart::line_chart(title, unit, &series, from, to),
@@ -81,49 +91,57 @@ pub(crate) async fn app_charts(c: &Console, who: &Viewer, app_id: &str) -> Marku
     let cpu = chart_of(
         c,
         who,
-        "CPU per instance",
-        Unit::Cores,
+        Look {
+            title: "CPU per instance",
+            unit: Unit::Cores,
+            stacked: false,
+        },
         &format!(r#"rate(container_cpu_usage_seconds_total{{app="{id}"}}[1m])"#),
         &["task"],
         range,
-        false,
     )
     .await;
     let mem = chart_of(
         c,
         who,
-        "Memory per instance (working set, stacked: the top is the app's total)",
-        Unit::Bytes,
+        Look {
+            title: "Memory per instance (working set, stacked: the top is the app's total)",
+            unit: Unit::Bytes,
+            stacked: true,
+        },
         &format!(r#"container_memory_working_set_bytes{{app="{id}"}}"#),
         &["task"],
         range,
-        true,
     )
     .await;
     let rps = chart_of(
         c,
         who,
-        "Requests per instance (through the proxy, stacked: the top is the app's total)",
-        Unit::PerSecond,
+        Look {
+            title: "Requests per instance (through the proxy, stacked: the top is the app's total)",
+            unit: Unit::PerSecond,
+            stacked: true,
+        },
         &format!(
             r#"sum by (backend) (rate(slipway_proxy_backend_requests_total{{app="{id}"}}[1m]))"#
         ),
         &["backend"],
         range,
-        true,
     )
     .await;
     let latency = chart_of(
         c,
         who,
-        "Latency p50 and p99 (through the proxy)",
-        Unit::Seconds,
+        Look {
+            title: "Latency p50 and p99 (through the proxy)",
+            unit: Unit::Seconds,
+            stacked: false,
+        },
         &format!(
             r#"label_replace(histogram_quantile(0.99, sum by (le) (rate(slipway_proxy_request_duration_seconds_bucket{{app="{id}"}}[1m]))), "q", "p99", "", "") or label_replace(histogram_quantile(0.5, sum by (le) (rate(slipway_proxy_request_duration_seconds_bucket{{app="{id}"}}[1m]))), "q", "p50", "", "")"#
         ),
         &["q"],
         range,
-        false,
     )
     .await;
     html! {
