@@ -736,22 +736,25 @@ async fn docker_run_steps_with_an_image_run_in_containers_against_the_host() {
         "{broken:?}"
     );
     assert_eq!(done.status, "failed");
-    // The step containers are gone.
-    testkit::wait_for(
-        "the step containers to be removed",
-        Duration::from_secs(10),
-        || {
-            let out = std::process::Command::new("docker")
-                .args(["ps", "-aq", "--filter", "label=slipway.step"])
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .unwrap();
+    // The step containers are gone. Waited for without blocking this test's runtime: the
+    // removals run on it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = tokio::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", "label=slipway.step"])
+            .output()
+            .await
+            .unwrap();
+        let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "step containers still there after 30 s: {left}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
