@@ -37,9 +37,9 @@ pub(super) async fn container_step(
             .start_oneshot(&image, &command, &env, &cx.workspace, &name, user)
             .await
             .map_err(|e| e.to_string())?;
-        // Removed whatever ends this: exit, timeout or cancel (then the future is dropped
-        // and the guard removes the container in the background).
-        let _guard = RemoveContainer(Some((d.clone(), id.clone())));
+        // Removed whatever ends this: after its exit here, on timeout or cancel (then the
+        // future is dropped and the guard removes the container in the background).
+        let mut guard = RemoveContainer(Some((d.clone(), id.clone())));
         let log = cx.log.clone();
         let exit = d
             .output_until_exit(&id, &move |is_err, line| {
@@ -53,7 +53,13 @@ pub(super) async fn container_step(
                 )
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string());
+        // The normal end: removed before the step reports, not left to a background task
+        // that a runtime shutting down would drop.
+        if let Some((d, id)) = guard.0.take() {
+            let _ = d.remove(&id).await;
+        }
+        let exit = exit?;
         if exit.code != Some(0) {
             let why = format!("`{command}` in {image}: {}", exit.message);
             (cx.log)(Stream::System, why.clone());
