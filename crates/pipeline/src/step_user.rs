@@ -107,8 +107,18 @@ impl View {
         {
             tools.push(dir);
         }
-        View::plan(home.as_deref(), &tools, runs_dir, rustup_home)
-            .with_skeleton(&runs_dir.join(".view"))
+        let view = View::plan(home.as_deref(), &tools, runs_dir, rustup_home);
+        if view.shadow.is_some() && !mount_namespaces_work() {
+            tracing::warn!(
+                "this machine refuses mount namespaces (unshare --mount): steps run without \
+                 the view of the server's home and cannot reach the toolchains in it"
+            );
+            return View {
+                rustup_home: view.rustup_home,
+                ..View::default()
+            };
+        }
+        view.with_skeleton(&runs_dir.join(".view"))
     }
 
     /// Makes the skeleton at `at` (anew) and its mount table beside it (`at` + `.fstab`):
@@ -279,6 +289,19 @@ impl StepUser {
         args.append(&mut drop);
         Ok((unshare, args))
     }
+}
+
+/// Whether `unshare --mount` works here (not inside a container without the right to).
+fn mount_namespaces_work() -> bool {
+    find_program("unshare").is_some_and(|unshare| {
+        std::process::Command::new(unshare)
+            .args(["--mount", "--propagation", "private", "--", "/bin/true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 /// `name` in the usual system directories.
