@@ -172,7 +172,8 @@ proptest! {
 
     /// Under any load trace: a scale-down never follows a scale-up within the stabilisation
     /// window; a scale-up follows a scale-down within it only when the load exceeds every load
-    /// of the window that justified the scale-down; with `cooldownSeconds` equal to the window
+    /// of the window that justified the scale-down (every load the controller could see:
+    /// not while a scale-up's new instances were unready or warming up); with `cooldownSeconds` equal to the window
     /// there are no reversals at all. Default policy and `hpa` preset.
     #[test]
     fn no_direction_reversals_within_the_window(
@@ -198,6 +199,7 @@ proptest! {
                 loads.push(level * capacity * (0.95 + 0.1 * u));
             }
         }
+        let warmup = policy.behavior.warmup_seconds.ceil() as u32;
         let mut sim = Sim::new(policy, 2, capacity);
         sim.run(0, loads.len() as u32 - 1, |t| loads[t as usize]);
         for pair in sim.changes.windows(2) {
@@ -212,9 +214,18 @@ proptest! {
                 // 15 s bucket means do not compare with per-second loads.
                 continue;
             }
-            let peak = loads[(t1.saturating_sub(window)) as usize..=t1 as usize]
-                .iter()
-                .copied()
+            // The loads the controller could see: not those while a scale-up's new
+            // instances were starting, in their grace period or warming up (they are not
+            // trusted then, as HPA does not trust unready pods).
+            let settle = sim.starting_s + sim.grace_s + warmup + 2;
+            let unseen = |s: u32| {
+                sim.changes
+                    .iter()
+                    .any(|&(tu, f, to, _)| to > f && tu <= s && s < tu + settle)
+            };
+            let peak = (t1.saturating_sub(window)..=t1)
+                .filter(|s| !unseen(*s))
+                .map(|s| loads[s as usize])
                 .fold(0.0, f64::max);
             prop_assert!(loads[t2 as usize] > peak, "up at {t2} without a new peak: {:?}", sim.changes);
         }
