@@ -226,10 +226,10 @@ async fn pump<R: AsyncRead + Unpin>(
     }
 }
 
-/// `key=value` lines of the outputs file (later lines win; other lines are ignored).
-/// Reads `key=value` lines a step wrote. The file is in the step's workspace, so it is
-/// opened without following a symbolic link, and must be a regular file of one link and at
-/// most 1 MiB (a step cannot make the server read another file for it).
+/// `key=value` lines of the outputs file (later lines win; other lines are ignored). The
+/// file is in the step's workspace, so it is opened without following a symbolic link and
+/// must be a regular file of one link and at most 1 MiB: a step cannot make the server
+/// read another file for it.
 fn read_outputs(path: &Path) -> BTreeMap<String, String> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
