@@ -244,6 +244,7 @@ fn bad_policies_get_422_with_field_paths_and_good_ones_are_stored_listed_and_del
 const BURNER: &str = r#"
 import os, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+held = []
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a):
@@ -257,6 +258,10 @@ class H(BaseHTTPRequestHandler):
             while time.thread_time() < end:
                 x += 1
             body = b"burned\n"
+        elif self.path.startswith("/alloc"):
+            # Touched bytes, so they count in the working set (a zeroed buffer would not).
+            held.append(b"\x01" * (int(self.path.split("mb=")[1]) << 20))
+            body = b"held\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -385,6 +390,99 @@ fn a_3x_cpu_step_scales_up_in_one_decision_and_back_down_once_without_failed_req
     assert!(
         audit.to_string().contains("scale to"),
         "the scales are in the audit log: {audit}"
+    );
+}
+
+#[test]
+fn mode_all_scales_up_only_when_cpu_and_memory_both_breach_as_the_seeds_and() {
+    let (s, dir) = metrics_server();
+    enable_autoscaler(&s);
+    let host = "as-and.test";
+    let mut def = burner_app(dir.path(), "/as/and", host, 2);
+    def["mem"] = json!(64);
+    create(&s, &def);
+    let policy = json!({
+        "min": 2, "max": 10, "mode": "all",
+        "metrics": [{"type": "cpu", "target": 30}, {"type": "memory", "target": 50}],
+        "behavior": {"warmupSeconds": 2}
+    });
+    let (status, body) = send(&s, "PUT", "/api/v1/autoscalers/as/and", Some(&policy));
+    assert_eq!(status, 200, "{body}");
+    let disagree = |s: &SlipwayProcess| {
+        decisions(s, "/as/and", false)
+            .iter()
+            .filter(|d| {
+                d["summary"]
+                    .as_str()
+                    .is_some_and(|x| x.contains("the metrics disagree"))
+            })
+            .count()
+    };
+
+    // CPU alone at 3× (a CPU-only policy would scale to about 6): nothing changes.
+    let cpu = load(&s, host, 39, 12);
+    let report = cpu.join().expect("load thread");
+    assert_eq!(report.errors + report.non_2xx, 0, "{report}");
+    assert!(
+        changes(&s, "/as/and").is_empty(),
+        "CPU alone must not scale under mode all: {}",
+        summaries(&s, "/as/and")
+    );
+    let after_cpu = disagree(&s);
+    assert!(
+        after_cpu >= 1,
+        "the decisions say why they hold: {}",
+        summaries(&s, "/as/and")
+    );
+    // Holds are stored when their reason changes: wait for the idle app's steady decision.
+    wait_for("a steady decision at idle", Duration::from_secs(20), || {
+        decisions(&s, "/as/and", false)
+            .last()
+            .and_then(|d| d["summary"].as_str().map(str::to_string))
+            .filter(|x| x.contains("cpu [") && !x.contains("the metrics disagree"))
+    })
+    .unwrap_or_else(|e| panic!("{e}; {}", summaries(&s, "/as/and")));
+
+    // Memory alone: each instance holds 40 MiB more (about 80 % of its 64 MiB), CPU idle.
+    let a = app(&s, "/as/and");
+    let tasks = healthy_tasks(&a);
+    assert_eq!(tasks.len(), 2, "{a}");
+    for t in &tasks {
+        let url = format!(
+            "http://{}:{}/alloc?mb=40",
+            t["host"].as_str().unwrap_or("127.0.0.1"),
+            t["ports"][0]
+        );
+        let (code, body) = testkit::http_get(&url).expect("alloc");
+        assert_eq!(code, 200, "{body}");
+    }
+    wait_for("memory over the target", Duration::from_secs(20), || {
+        (disagree(&s) > after_cpu).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; {}", summaries(&s, "/as/and")));
+    // Longer than the 3 s breach window a memory-only policy would act after.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        changes(&s, "/as/and").is_empty(),
+        "memory alone must not scale under mode all: {}",
+        summaries(&s, "/as/and")
+    );
+
+    // Both: one scale-up, to what the lower of the two needs (memory's 3–4, not CPU's 6).
+    let both = load(&s, host, 39, 20);
+    let up = wait_for("a scale-up", Duration::from_secs(30), || {
+        changes(&s, "/as/and")
+            .into_iter()
+            .find(|c| c.0 == "scaleUp")
+    })
+    .unwrap_or_else(|e| panic!("{e}; {}", summaries(&s, "/as/and")));
+    let report = both.join().expect("load thread");
+    assert_eq!(report.errors + report.non_2xx, 0, "{report}");
+    assert_eq!(up.1, 2, "{up:?}");
+    assert!(
+        (3..=5).contains(&up.2),
+        "the lower recommendation (memory) wins: {}",
+        summaries(&s, "/as/and")
     );
 }
 
