@@ -9,8 +9,7 @@
 //! 4. a count outside `[min, max]` is corrected at once (this beats the manual pause);
 //! 5. a manual scale pauses everything else for `manualPauseSeconds`;
 //! 6. scale-up: once every recommendation of the breach window (`breachSeconds`, or panic's) is
-//!    above the count, to the lowest of them, within the step limits; in panic, every one of
-//!    them at the panic level, to the highest, within the panic rate;
+//!    above the count, to the lowest of them, within the step limits (panic: its rate);
 //! 7. scale-down: once the autoscaler has watched a whole stabilisation window and the highest
 //!    recommendation in it is below the count, to that highest, within the step limits;
 //! 8. `cooldownSeconds` keeps a change from reversing the previous one too soon.
@@ -83,7 +82,6 @@ pub fn decide(
         next.recommendations.push(Recommendation {
             at: now,
             instances: clamped,
-            panic: policy.behavior.panic.is_some() && combined.panic,
         });
     }
 
@@ -277,13 +275,10 @@ fn scale_up(
     };
     let window = secs_to_ms(window_s);
     // The breach began with the oldest recommendation of the trailing run above the count; a
-    // gap in the recommendations (a deployment, a data outage) ends the run. A panic breach
-    // must be held at the panic level: load that ramps over more than one bucket reaches the
-    // panic level while still rising, and sizing on that first bucket would need a second
-    // decision (2 → 5 → 6 for a 3× step seen as 1.1×, 2×, 2.75×).
+    // gap in the recommendations (a deployment, a data outage) ends the run.
     let mut run_start = now.0;
     for r in state.recommendations.iter().rev() {
-        if r.instances <= current || (d.panic && !r.panic) || run_start - r.at.0 > gap_ms(policy) {
+        if r.instances <= current || run_start - r.at.0 > gap_ms(policy) {
             break;
         }
         run_start = r.at.0;

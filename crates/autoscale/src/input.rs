@@ -112,9 +112,6 @@ pub struct Recommendation {
     pub at: Timestamp,
     /// Recommended instances.
     pub instances: u32,
-    /// Whether the load behind it was at the panic level (older stored states: false).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub panic: bool,
 }
 
 /// A change the autoscaler decided.

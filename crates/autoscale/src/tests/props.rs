@@ -80,7 +80,7 @@ prop_compose! {
         policy in arb_policy(),
         current in 0u32..20,
         instances in proptest::collection::vec(arb_instance(NOW), 0..8),
-        history in proptest::collection::vec((0.0f64..300.0, 0u32..30, any::<bool>()), 0..60),
+        history in proptest::collection::vec((0.0f64..300.0, 0u32..30), 0..60),
         changes in proptest::collection::vec((0.0f64..100.0, 0u32..20, 0u32..20), 0..4),
         watching in proptest::option::of(0.0f64..400.0),
         deployment in proptest::option::of(0u32..20),
@@ -88,7 +88,7 @@ prop_compose! {
     ) -> (Input, ControllerState) {
         let mut recommendations: Vec<Recommendation> = history
             .into_iter()
-            .map(|(age, instances, panic)| Recommendation { at: at(NOW - age), instances, panic })
+            .map(|(age, instances)| Recommendation { at: at(NOW - age), instances })
             .collect();
         recommendations.sort_by_key(|r| r.at);
         let mut changes: Vec<Change> = changes

@@ -35,7 +35,6 @@ fn watched(n: u32, now: f64) -> ControllerState {
             .map(|k| Recommendation {
                 at: at(now - 200.0 + f64::from(k)),
                 instances: n,
-                panic: false,
             })
             .collect(),
         changes: Vec::new(),
@@ -456,7 +455,6 @@ fn a_deployment_in_progress_is_never_fought() {
         .map(|k| Recommendation {
             at: at(480.0 + f64::from(k)),
             instances: 6,
-            panic: false,
         })
         .collect();
     let ds = run(&mut i, &mut after, 501, 504, |_| 45.0);
