@@ -21,7 +21,11 @@
 //!   of the app, in ms, given to every instance;
 //!
 //! each evaluated at the end of the last complete `metricResolutionSeconds` bucket, over
-//! `w = max(resolution, 3 × collection interval)`.
+//! `w = max(resolution, 3 × collection interval)`. When the resolution is shorter than two
+//! collection intervals (Slipway's default: 1 s buckets and 1 s samples), the counters are read
+//! with `irate` instead, the last interval alone: `rate` over `w` would average two or three
+//! intervals and show a load step as a ramp over as many buckets, and a panic decision taken
+//! on the ramp's middle would need a second one (a 3× step seen as 1.1×, 2×, 2.75×: 2 → 5 → 6).
 
 use crate::{
     ControllerState, Decision, Deployment, Input, Instance, Policy, QuerySample, Readiness, Sample,
@@ -431,6 +435,7 @@ impl Controller {
         let at = now.millis().div_euclid(res_ms) * res_ms;
         let interval_ms = self.inner.watch.interval().as_millis() as i64;
         let window_s = (res_ms.max(3 * interval_ms) + 999) / 1000;
+        let rate = rate_fn(res_ms, interval_ms);
         let app = promql_string(&id.to_string());
         let engine = promql::Engine::default();
         let storage = self.inner.watch.storage();
@@ -456,7 +461,7 @@ impl Controller {
             match signal {
                 Signal::Cpu if snap.cpus > 0.0 => {
                     let q = format!(
-                        "rate(container_cpu_usage_seconds_total{{app=\"{app}\"}}[{window_s}s])"
+                        "{rate}(container_cpu_usage_seconds_total{{app=\"{app}\"}}[{window_s}s])"
                     );
                     let mut v = by_label(&q, "task");
                     v.values_mut().for_each(|x| *x = *x / snap.cpus * 100.0);
@@ -471,7 +476,7 @@ impl Controller {
                 }
                 Signal::Rps => {
                     let q = format!(
-                        "sum by (backend) (rate(slipway_proxy_backend_requests_total{{app=\"{app}\"}}[{window_s}s]))"
+                        "sum by (backend) ({rate}(slipway_proxy_backend_requests_total{{app=\"{app}\"}}[{window_s}s]))"
                     );
                     per_signal.push((signal, by_label(&q, "backend")));
                 }
@@ -557,6 +562,17 @@ fn instance_of(
 }
 
 /// What a decision says, to store only decisions that differ from the last one stored.
+/// The PromQL function that turns a counter into a per-second value for one bucket of
+/// `resolution_ms` when samples come every `interval_ms`: `rate` needs two samples inside the
+/// bucket; below that, `irate` (the last interval) keeps a step a step.
+fn rate_fn(resolution_ms: i64, interval_ms: i64) -> &'static str {
+    if resolution_ms < 2 * interval_ms {
+        "irate"
+    } else {
+        "rate"
+    }
+}
+
 fn decision_key(d: &Decision) -> String {
     let reason = d
         .reasons
@@ -618,4 +634,20 @@ pub fn decision_doc(id: &PathId, d: &Decision, refused: Option<(u32, &str)>) -> 
 /// `s` as the inside of a PromQL double-quoted string.
 fn promql_string(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_fn;
+
+    #[test]
+    fn one_second_buckets_read_the_last_interval_and_coarse_ones_the_whole_bucket() {
+        // Slipway's default (1 s buckets, 1 s samples) and 1 s buckets on 10 s samples.
+        assert_eq!(rate_fn(1_000, 1_000), "irate");
+        assert_eq!(rate_fn(1_000, 10_000), "irate");
+        // The hpa preset's 15 s buckets hold 15 samples at 1 s, and 2 at 7.5 s.
+        assert_eq!(rate_fn(15_000, 1_000), "rate");
+        assert_eq!(rate_fn(15_000, 7_500), "rate");
+        assert_eq!(rate_fn(15_000, 10_000), "irate");
+    }
 }
