@@ -11,7 +11,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
-use crate::metrics::{AppStats, ErrorCounts, ErrorKind, StatusCounts};
+use crate::metrics::{AppStats, ErrorCounts, ErrorKind, Histogram, StatusCounts};
 use crate::pool::Pooled;
 use crate::shard;
 
@@ -46,6 +46,8 @@ pub(crate) struct TaskStats {
     pub(crate) errors: ErrorCounts,
     /// TCP-mode connections.
     pub(crate) connections: AtomicU64,
+    /// Time from receiving a request to the end of the response body it answered.
+    pub(crate) latency: Histogram,
 }
 
 impl TaskStats {
@@ -60,7 +62,14 @@ impl TaskStats {
             codes: StatusCounts::default(),
             errors: ErrorCounts::default(),
             connections: AtomicU64::new(0),
+            latency: Histogram::default(),
         }
+    }
+
+    /// Records one request this backend answered, in its app's histogram and its own.
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        self.app.latency.observe(elapsed);
+        self.latency.observe(elapsed);
     }
 
     /// Requests and connections in flight.

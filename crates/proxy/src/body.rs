@@ -102,7 +102,7 @@ impl ProxyBody {
         }) = self.done.take()
         {
             let endpoint = flight.endpoint();
-            endpoint.task.app.latency.observe(start.elapsed());
+            endpoint.task.observe(start.elapsed());
             if complete {
                 pool.checkin(endpoint, lease);
             }

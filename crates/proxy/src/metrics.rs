@@ -105,6 +105,21 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Writes the `_bucket`, `_sum` and `_count` series of `h` with `labels` (no braces).
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let mut cumulative = 0;
+    for (i, bound) in BUCKETS_US.iter().enumerate() {
+        cumulative += h.buckets[i].load(Relaxed);
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += h.buckets[BUCKETS_US.len()].load(Relaxed);
+    let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+}
+
 /// Renders the exposition; `apps` and `tasks` come sorted by id.
 pub(crate) fn render(apps: &[&AppStats], tasks: &[&TaskStats], unrouted: u64) -> String {
     let mut out = String::with_capacity(4096 + 1024 * (apps.len() + tasks.len()));
@@ -132,24 +147,12 @@ pub(crate) fn render(apps: &[&AppStats], tasks: &[&TaskStats], unrouted: u64) ->
         "Time from request to the end of the response body.",
     );
     for app in apps {
-        let id = esc(&app.app_id);
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS_US.iter().enumerate() {
-            cumulative += app.latency.buckets[i].load(Relaxed);
-            let le = *bound as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{app=\"{id}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += app.latency.buckets[BUCKETS_US.len()].load(Relaxed);
-        let sum = app.latency.sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{app=\"{id}\",le=\"+Inf\"}} {cumulative}"
+        histogram(
+            &mut out,
+            name,
+            &format!("app=\"{}\"", esc(&app.app_id)),
+            &app.latency,
         );
-        let _ = writeln!(out, "{name}_sum{{app=\"{id}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{app=\"{id}\"}} {cumulative}");
     }
     let labels: Vec<String> = tasks
         .iter()
@@ -172,6 +175,16 @@ pub(crate) fn render(apps: &[&AppStats], tasks: &[&TaskStats], unrouted: u64) ->
         for (i, class) in CLASSES.iter().enumerate() {
             let _ = writeln!(out, "{name}{{{l},code=\"{class}\"}} {}", t.codes.get(i));
         }
+    }
+    let name = "slipway_proxy_backend_request_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from request to the end of the response body, per backend that answered.",
+    );
+    for (t, l) in tasks.iter().zip(&labels) {
+        histogram(&mut out, name, l, &t.latency);
     }
     let name = "slipway_proxy_backend_errors_total";
     family(
@@ -238,6 +251,44 @@ mod tests {
         assert_eq!(h.buckets[0].load(Relaxed), 1);
         assert_eq!(h.buckets[1].load(Relaxed), 1);
         assert_eq!(h.buckets[BUCKETS_US.len()].load(Relaxed), 1);
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_with_their_labels() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(20));
+        let mut out = String::new();
+        histogram(&mut out, "x", "app=\"/a\",backend=\"t1\"", &h);
+        assert!(
+            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"0.0025\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"0.005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"0.05\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"10\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_sum{app=\"/a\",backend=\"t1\"} 20.033\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_count{app=\"/a\",backend=\"t1\"} 3\n"),
+            "{out}"
+        );
     }
 
     #[test]

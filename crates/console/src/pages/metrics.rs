@@ -84,7 +84,7 @@ pub(crate) async fn chart_of(
 }
 
 /// The app page's charts: CPU per instance, memory and requests per instance stacked (the
-/// top edge is the app's total), and the app's latency.
+/// top edge is the app's total), and latency per instance with the app's p99.
 pub(crate) async fn app_charts(c: &Console, who: &Viewer, app_id: &str) -> Markup {
     let id = app_id.replace('\\', "\\\\").replace('"', "\\\"");
     let range = 30 * 60_000;
@@ -133,14 +133,14 @@ pub(crate) async fn app_charts(c: &Console, who: &Viewer, app_id: &str) -> Marku
         c,
         who,
         Look {
-            title: "Latency p50 and p99 (through the proxy)",
+            title: "Latency p95 per instance and the app's p99 (through the proxy)",
             unit: Unit::Seconds,
             stacked: false,
         },
         &format!(
-            r#"label_replace(histogram_quantile(0.99, sum by (le) (rate(slipway_proxy_request_duration_seconds_bucket{{app="{id}"}}[1m]))), "q", "p99", "", "") or label_replace(histogram_quantile(0.5, sum by (le) (rate(slipway_proxy_request_duration_seconds_bucket{{app="{id}"}}[1m]))), "q", "p50", "", "")"#
+            r#"label_replace(histogram_quantile(0.95, sum by (backend, le) (rate(slipway_proxy_backend_request_duration_seconds_bucket{{app="{id}"}}[1m]))), "q", "p95", "", "") or label_replace(histogram_quantile(0.99, sum by (le) (rate(slipway_proxy_request_duration_seconds_bucket{{app="{id}"}}[1m]))), "q", "p99 app", "", "")"#
         ),
-        &["q"],
+        &["q", "backend"],
         range,
     )
     .await;

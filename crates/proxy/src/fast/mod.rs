@@ -317,7 +317,7 @@ impl Conn {
                 .await;
             match answered {
                 Ok((answer, sent)) => {
-                    ep.task.app.latency.observe(start.elapsed());
+                    ep.task.observe(start.elapsed());
                     if answer.reusable && sent {
                         self.checkin(&ep, backend);
                     }
@@ -326,13 +326,13 @@ impl Conn {
                     return if keep { Next::KeepAlive } else { Next::Close };
                 }
                 Err(Failure::Client) => {
-                    ep.task.app.latency.observe(start.elapsed());
+                    ep.task.observe(start.elapsed());
                     return Next::Close;
                 }
                 Err(Failure::BackendBody) => {
                     tracing::debug!(backend = %ep.addr, "response body cut");
                     ep.task.errors.record(ErrorKind::Reset);
-                    ep.task.app.latency.observe(start.elapsed());
+                    ep.task.observe(start.elapsed());
                     return Next::Close;
                 }
                 Err(Failure::Backend) => {

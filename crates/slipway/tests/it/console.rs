@@ -935,3 +935,82 @@ fn a_console_session_survives_a_server_restart_and_ends_at_sign_out() {
         "a session ended at sign-out came back after a restart"
     );
 }
+
+#[test]
+fn the_app_page_charts_latency_per_instance_from_the_proxys_backend_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SlipwayProcess::start(
+        &slipway_bin(),
+        dir.path(),
+        &["--auth", "none", "--metrics-interval", "1s"],
+    )
+    .expect("slipway starts");
+    let def = json!({
+        "id": "/qa/lat", "cmd": testkit::testsrv().to_string_lossy(), "instances": 2,
+        "cpus": 0.1, "mem": 32,
+        "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_MODE": "http",
+                   "HAPROXY_0_VHOST": "lat.test"},
+        "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0,
+                          "intervalSeconds": 1, "gracePeriodSeconds": 30}]
+    });
+    let (status, body) = send(&s, "POST", "/v2/apps", Some(&def));
+    assert_eq!(status, 201, "{body}");
+    let tasks: Vec<String> = wait_for("2 healthy tasks", Duration::from_secs(60), || {
+        let t = healthy_tasks(&app(&s, "/qa/lat"));
+        (t.len() == 2).then(|| {
+            t.iter()
+                .filter_map(|t| t["id"].as_str().map(str::to_string))
+                .collect()
+        })
+    })
+    .unwrap();
+    // Requests through the proxy reach both instances (round robin), over several of the
+    // collector's 1 s rounds so that a rate has an increase to show.
+    let vhost = s.proxy_vhost_addr().expect("vhost listener");
+    let url = format!("http://{vhost}");
+    let sent = 40;
+    for _ in 0..sent {
+        let (code, _, _) = raw(&url, "GET", "/", &[("Host", "lat.test")], "");
+        assert_eq!(code, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Each instance has its own histogram, and together they count every request.
+    let q = "slipway_proxy_backend_request_duration_seconds_count{app=\"/qa/lat\"}";
+    let counts: Vec<(String, f64)> =
+        wait_for("both histograms stored", Duration::from_secs(20), || {
+            let v = crate::watch::query(&s, q);
+            let r: Vec<(String, f64)> = v["data"]["result"]
+                .as_array()?
+                .iter()
+                .filter_map(|x| {
+                    Some((
+                        x["metric"]["backend"].as_str()?.to_string(),
+                        x["value"][1].as_str()?.parse().ok()?,
+                    ))
+                })
+                .collect();
+            (r.len() == 2 && r.iter().map(|x| x.1).sum::<f64>() >= f64::from(sent)).then_some(r)
+        })
+        .unwrap();
+    for t in &tasks {
+        assert!(
+            counts.iter().any(|(b, n)| b == t && *n > 0.0),
+            "{t} has no latency samples: {counts:?}"
+        );
+    }
+    // The app page's latency chart has a line per instance and the app's p99.
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, _, page) = raw(&s.url, "GET", "/ui/apps/qa/lat", &[], "");
+    assert_eq!(status, 200, "{page}");
+    let chart = page
+        .split("<figure")
+        .find(|f| f.contains("Latency p95 per instance"))
+        .unwrap_or_else(|| panic!("no latency chart: {page}"));
+    for t in &tasks {
+        assert!(
+            chart.contains(&format!("p95 {t}")),
+            "no line for {t}: {chart}"
+        );
+    }
+    assert!(chart.contains("p99 app"), "{chart}");
+}

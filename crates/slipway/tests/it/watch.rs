@@ -39,7 +39,7 @@ fn sample(text: &str, metric: &str, task: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn query(s: &SlipwayProcess, promql: &str) -> Value {
+pub(crate) fn query(s: &SlipwayProcess, promql: &str) -> Value {
     let q: String = promql
         .bytes()
         .map(|b| match b {
