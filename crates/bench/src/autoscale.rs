@@ -1,13 +1,24 @@
-//! `slipway-bench autoscale`: the same load trace (1× → 3× → 1×) against Slipway's default
-//! autoscaling policy and the `hpa` preset, each on its own server, side by side: load step
-//! → decision, load step → new capacity serving, decisions, reversals and failed requests.
+//! `slipway-bench autoscale`: the same load trace against Slipway's default autoscaling policy
+//! and the `hpa` preset, each on its own server, side by side:
 //!
-//! The app is a CPU-bound HTTP server (python3; each `/burn?ms=10` spends 10 ms of its
-//! thread's CPU time) with `cpus: 0.25` behind the proxy, 2 instances; a CPU policy with a
-//! 30 % target, so 1× is 13 requests/s and 3× needs 6 instances.
+//! 1. `steps` times: 1× for 25 s, 3× for 45 s, then a manual scale back to 2 instances (both
+//!    policies have `manualPauseSeconds: 0`, so the autoscaler keeps deciding);
+//! 2. after the last step, 1× until the scale-down (150 s for the default, 330 s for the preset);
+//! 3. steady noisy load near the target: 11–15 requests/s (1× is 13), a new rate every 5 s,
+//!    for `steady_s`.
+//!
+//! Reported: load step → decision (p50, p95 over the steps), load step → new capacity serving,
+//! steps solved in one decision, load drop → scale-down, changes and reversals in the steady
+//! phase, seconds with a p99 over the SLO or a failed request, failed requests and why.
+//!
+//! The app is a CPU-bound HTTP server (python3; each `/burn` spends 10 ms of its thread's CPU
+//! time) with `cpus: 0.25` behind the proxy, 2 instances; a CPU policy with a 30 % target, so
+//! 1× is 13 requests/s and 3× needs 6 instances.
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testkit::load::{LoadReport, LoadSpec, spawn_load};
 use testkit::{SlipwayProcess, get_json, http};
@@ -33,17 +44,39 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT0"])), H).serve_forever()
 "#;
 
+/// The trace's shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Trace {
+    /// 1× → 3× steps.
+    pub steps: usize,
+    /// Seconds of steady noisy load at the end.
+    pub steady_s: u64,
+    /// The latency objective for "seconds over the SLO".
+    pub slo: Duration,
+}
+
+/// Seconds of 1× before each step, of 3× in it, and of the manual reset after it.
+const BEFORE_S: u64 = 25;
+const STEP_S: u64 = 45;
+const RESET_S: u64 = 10;
+
 /// What one policy did on the trace.
 struct Outcome {
     name: &'static str,
-    decision_s: Option<f64>,
-    serving_s: Option<f64>,
-    up_decisions: usize,
+    decision_s: Vec<f64>,
+    serving_s: Vec<f64>,
+    one_decision: usize,
+    step_reversals: usize,
     down_after_s: Option<f64>,
-    changes: Vec<(String, u64, u64)>,
-    reversals: usize,
+    down_decisions: usize,
+    steady_changes: usize,
+    steady_reversals: usize,
+    slow_seconds: usize,
+    trace_seconds: u64,
     failed: u64,
     sent: u64,
+    kinds: BTreeMap<String, u64>,
+    changes: Vec<(String, u64, u64)>,
 }
 
 fn now_ms() -> i64 {
@@ -53,9 +86,10 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn changes(s: &SlipwayProcess) -> Vec<Value> {
+/// The autoscaler's changes, oldest first: (at ms, action, from, to).
+fn changes(s: &SlipwayProcess) -> Vec<(i64, String, u64, u64)> {
     let mut v = get_json(&format!(
-        "{}/api/v1/autoscalers/bench/cpu/decisions?limit=2000&changes=true",
+        "{}/api/v1/autoscalers/bench/cpu/decisions?limit=5000&changes=true",
         s.url
     ))
     .ok()
@@ -63,14 +97,20 @@ fn changes(s: &SlipwayProcess) -> Vec<Value> {
     .unwrap_or_default();
     v.reverse();
     v.retain(|d| d["refused"].is_null());
-    v
-}
-
-fn at_ms(d: &Value) -> i64 {
-    d["decision"]["at"]
-        .as_str()
-        .and_then(model::Timestamp::parse)
-        .map_or(0, |t| t.millis())
+    v.iter()
+        .map(|d| {
+            let at = d["decision"]["at"]
+                .as_str()
+                .and_then(model::Timestamp::parse)
+                .map_or(0, |t| t.millis());
+            (
+                at,
+                d["decision"]["action"].as_str().unwrap_or("").to_string(),
+                d["decision"]["current"].as_u64().unwrap_or(0),
+                d["decision"]["target"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 fn healthy(s: &SlipwayProcess) -> u64 {
@@ -79,20 +119,37 @@ fn healthy(s: &SlipwayProcess) -> u64 {
         .map_or(0, |a| a["app"]["tasksHealthy"].as_u64().unwrap_or(0))
 }
 
-fn load(
-    s: &SlipwayProcess,
-    rate: u32,
-    secs: u64,
-) -> anyhow::Result<std::thread::JoinHandle<LoadReport>> {
-    Ok(spawn_load(LoadSpec {
-        addr: s.proxy_vhost_addr().context("no vhost listener")?,
-        path: "/burn".into(),
-        host: "bench-cpu.test".into(),
-        rate,
-        duration: Duration::from_secs(secs),
-        max_connections: 64,
-        timeout: Duration::from_secs(10),
-    }))
+/// A load started at `offset` seconds into the trace.
+struct Load {
+    offset: f64,
+    handle: JoinHandle<LoadReport>,
+}
+
+fn load(s: &SlipwayProcess, t0: Instant, rate: u32, secs: u64) -> anyhow::Result<Load> {
+    Ok(Load {
+        offset: t0.elapsed().as_secs_f64(),
+        handle: spawn_load(LoadSpec {
+            addr: s.proxy_vhost_addr().context("no vhost listener")?,
+            path: "/burn".into(),
+            host: "bench-cpu.test".into(),
+            rate,
+            duration: Duration::from_secs(secs),
+            max_connections: 64,
+            timeout: Duration::from_secs(10),
+        }),
+    })
+}
+
+/// Direction flips in a sequence of changes.
+fn flips(c: &[&(i64, String, u64, u64)]) -> usize {
+    c.windows(2).filter(|w| w[0].1 != w[1].1).count()
+}
+
+fn percentile(v: &[f64], p: f64) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+    v.get(i).copied()
 }
 
 fn run_one(
@@ -100,6 +157,7 @@ fn run_one(
     name: &'static str,
     behavior: Value,
     down_wait_s: u64,
+    trace: Trace,
 ) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir()?;
     let s = SlipwayProcess::start(slipway, dir.path(), &["--metrics-interval", "1s"])?;
@@ -130,6 +188,8 @@ fn run_one(
     testkit::wait_for("2 healthy instances", Duration::from_secs(60), || {
         (healthy(&s) == 2).then_some(())
     })?;
+    let mut behavior = behavior;
+    behavior["manualPauseSeconds"] = json!(0);
     let policy = json!({"min": 2, "max": 10, "metrics": [{"type": "cpu", "target": 30}],
                         "behavior": behavior});
     let (code, body) = http(
@@ -138,79 +198,150 @@ fn run_one(
         Some(&policy),
     )?;
     anyhow::ensure!(code == 200, "policy refused: {body}");
-    let total = 20 + 60 + down_wait_s;
-    let base = load(&s, 13, total)?;
-    std::thread::sleep(Duration::from_secs(20));
-    let step_ms = now_ms();
-    let step_at = Instant::now();
-    let step = load(&s, 26, 60)?;
-    let mut serving_s = None;
-    while step_at.elapsed() < Duration::from_secs(60) {
-        let ups: Vec<Value> = changes(&s);
-        if serving_s.is_none()
-            && let Some(first) = ups.first()
-            && healthy(&s) >= first["decision"]["target"].as_u64().unwrap_or(u64::MAX)
-        {
-            serving_s = Some(step_at.elapsed().as_secs_f64());
+
+    let t0 = Instant::now();
+    let steps = trace.steps.max(1) as u64;
+    let base_s = steps * (BEFORE_S + STEP_S + RESET_S) - RESET_S + down_wait_s;
+    let mut loads = vec![load(&s, t0, 13, base_s)?];
+    let (mut decision_s, mut serving_s) = (Vec::new(), Vec::new());
+    let (mut one_decision, mut step_reversals) = (0, 0);
+    for k in 0..steps {
+        std::thread::sleep(Duration::from_secs(BEFORE_S));
+        let step_ms = now_ms();
+        let step_at = Instant::now();
+        loads.push(load(&s, t0, 26, STEP_S)?);
+        let mut serving = None;
+        while step_at.elapsed() < Duration::from_secs(STEP_S) {
+            if serving.is_none()
+                && let Some(first) = changes(&s).into_iter().find(|c| c.0 >= step_ms)
+                && healthy(&s) >= first.3
+            {
+                serving = Some(step_at.elapsed().as_secs_f64());
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let during: Vec<_> = changes(&s).into_iter().filter(|c| c.0 >= step_ms).collect();
+        if let Some(first) = during.iter().find(|c| c.1 == "scaleUp") {
+            decision_s.push((first.0 - step_ms) as f64 / 1000.0);
+        }
+        serving_s.extend(serving);
+        let ups = during.iter().filter(|c| c.1 == "scaleUp").count();
+        one_decision += usize::from(ups == 1);
+        step_reversals += flips(&during.iter().collect::<Vec<_>>());
+        if k + 1 < steps {
+            // Back to 2 by hand (the policies do not pause for it), then settle.
+            let reset_at = Instant::now();
+            let _ = http(
+                "PUT",
+                &format!("{}/v2/apps/bench/cpu?force=true", s.url),
+                Some(&json!({"instances": 2})),
+            );
+            let left = Duration::from_secs(RESET_S).saturating_sub(reset_at.elapsed());
+            std::thread::sleep(left);
+        }
     }
-    let up = step
-        .join()
-        .map_err(|_| anyhow::anyhow!("load thread panicked"))?;
+    // The drop: 1× until the scale-down.
     let drop_ms = now_ms();
-    let base = base
+    let base = loads.remove(0);
+    let base_report = base
+        .handle
         .join()
-        .map_err(|_| anyhow::anyhow!("load thread panicked"))?;
+        .map_err(|_| anyhow::anyhow!("load panicked"))?;
+    let after_drop: Vec<_> = changes(&s).into_iter().filter(|c| c.0 >= drop_ms).collect();
+    let down_after_s = after_drop
+        .iter()
+        .find(|c| c.1 == "scaleDown")
+        .map(|c| (c.0 - drop_ms) as f64 / 1000.0);
+    let down_decisions = after_drop.iter().filter(|c| c.1 == "scaleDown").count();
+
+    // Steady noisy load near the target: a deterministic LCG picks 11–15 requests/s.
+    let steady_ms = now_ms();
+    let mut x: u64 = 0x5eed_1234_abcd_0001;
+    let mut steady = Vec::new();
+    let segments = trace.steady_s.div_ceil(5);
+    for _ in 0..segments {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let rate = 11 + ((x >> 33) % 5) as u32;
+        let l = load(&s, t0, rate, 5)?;
+        let offset = l.offset;
+        let report = l
+            .handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("load panicked"))?;
+        steady.push((offset, report));
+    }
+    let trace_seconds = t0.elapsed().as_secs();
     let all = changes(&s);
-    let summary: Vec<(String, u64, u64)> = all
+    let in_steady: Vec<_> = all.iter().filter(|c| c.0 >= steady_ms).collect();
+    // A change in the steady phase that turns back the drop's scale-down is a reversal too.
+    let mut steady_seq: Vec<_> = all
         .iter()
-        .map(|d| {
-            (
-                d["decision"]["action"].as_str().unwrap_or("").to_string(),
-                d["decision"]["current"].as_u64().unwrap_or(0),
-                d["decision"]["target"].as_u64().unwrap_or(0),
-            )
-        })
+        .rfind(|c| c.0 >= drop_ms && c.0 < steady_ms)
+        .into_iter()
         .collect();
-    let reversals = summary
-        .windows(2)
-        .filter(|w| w[0].0 != w[1].0)
-        .count()
-        .saturating_sub(1);
-    let first_up = all
-        .iter()
-        .find(|d| d["decision"]["action"] == "scaleUp")
-        .map(|d| (at_ms(d) - step_ms) as f64 / 1000.0);
-    let first_down = all
-        .iter()
-        .find(|d| d["decision"]["action"] == "scaleDown" && at_ms(d) >= drop_ms)
-        .map(|d| (at_ms(d) - drop_ms) as f64 / 1000.0);
+    steady_seq.extend(in_steady.iter().copied());
+
+    let mut reports = vec![(0.0, base_report)];
+    for l in loads {
+        let offset = l.offset;
+        reports.push((
+            offset,
+            l.handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("load panicked"))?,
+        ));
+    }
+    reports.extend(steady);
+    let mut slow = BTreeSet::new();
+    let (mut failed, mut sent, mut kinds) = (0, 0, BTreeMap::new());
+    for (offset, r) in &reports {
+        for (i, sec) in r.seconds.iter().enumerate() {
+            if sec.failed > 0 || sec.p99_us > trace.slo.as_micros() as u64 {
+                slow.insert(offset.round() as u64 + i as u64);
+            }
+        }
+        failed += r.errors + r.non_2xx;
+        sent += r.sent;
+        for (k, n) in &r.error_kinds {
+            *kinds.entry(k.clone()).or_insert(0) += n;
+        }
+        if r.non_2xx > 0 {
+            *kinds.entry("non-2xx status".to_string()).or_insert(0) += r.non_2xx;
+        }
+    }
     let _ = http("DELETE", &format!("{}/v2/apps/bench/cpu", s.url), None);
     std::thread::sleep(Duration::from_secs(4));
     testkit::kill_tasks_of(dir.path());
     Ok(Outcome {
         name,
-        decision_s: first_up,
+        decision_s,
         serving_s,
-        up_decisions: summary.iter().filter(|c| c.0 == "scaleUp").count(),
-        down_after_s: first_down,
-        changes: summary,
-        reversals,
-        failed: up.errors + up.non_2xx + base.errors + base.non_2xx,
-        sent: up.sent + base.sent,
+        one_decision,
+        step_reversals,
+        down_after_s,
+        down_decisions,
+        steady_changes: in_steady.len(),
+        steady_reversals: flips(&steady_seq),
+        slow_seconds: slow.len(),
+        trace_seconds,
+        failed,
+        sent,
+        kinds,
+        changes: all.into_iter().map(|c| (c.1, c.2, c.3)).collect(),
     })
 }
 
 /// Runs the trace against both policies at once (two servers) and prints a table.
-pub(crate) fn default_vs_hpa(slipway: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow::Result<()> {
     let a = {
         let p = slipway.to_path_buf();
-        std::thread::spawn(move || run_one(&p, "slipway default", json!({}), 150))
+        std::thread::spawn(move || run_one(&p, "slipway default", json!({}), 150, trace))
     };
     let b = {
         let p = slipway.to_path_buf();
-        std::thread::spawn(move || run_one(&p, "hpa preset", json!({"preset": "hpa"}), 330))
+        std::thread::spawn(move || run_one(&p, "hpa preset", json!({"preset": "hpa"}), 330, trace))
     };
     let mut out = Vec::new();
     for h in [a, b] {
@@ -218,27 +349,51 @@ pub(crate) fn default_vs_hpa(slipway: &std::path::Path) -> anyhow::Result<()> {
     }
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} s"));
     println!(
-        "{:<16} {:>14} {:>16} {:>11} {:>16} {:>10} {:>14}",
+        "{:<16} {:>22} {:>14} {:>12} {:>20} {:>16} {:>18} {:>14}",
         "policy",
-        "step→decision",
+        "step→decision p50/p95",
         "step→serving",
-        "up decs",
+        "one decision",
         "drop→scale-down",
-        "reversals",
+        "steady chg/rev",
+        "s over SLO/total",
         "failed/sent"
     );
     for o in &out {
         println!(
-            "{:<16} {:>14} {:>16} {:>11} {:>16} {:>10} {:>14}",
+            "{:<16} {:>22} {:>14} {:>12} {:>20} {:>16} {:>18} {:>14}",
             o.name,
-            f(o.decision_s),
-            f(o.serving_s),
-            o.up_decisions,
-            f(o.down_after_s),
-            o.reversals,
+            format!(
+                "{} / {}",
+                f(percentile(&o.decision_s, 0.5)),
+                f(percentile(&o.decision_s, 0.95))
+            ),
+            f(percentile(&o.serving_s, 0.5)),
+            format!("{}/{}", o.one_decision, trace.steps),
+            format!("{} ({}×)", f(o.down_after_s), o.down_decisions),
+            format!("{}/{}", o.steady_changes, o.steady_reversals),
+            format!("{}/{}", o.slow_seconds, o.trace_seconds),
             format!("{}/{}", o.failed, o.sent)
         );
+        println!(
+            "  decisions (s): {:?}; serving (s): {:?}; reversals within steps: {}",
+            o.decision_s, o.serving_s, o.step_reversals
+        );
         println!("  changes: {:?}", o.changes);
+        if !o.kinds.is_empty() {
+            println!("  failed: {:?}", o.kinds);
+        }
+    }
+    if let (Some(d), Some(h)) = (
+        percentile(&out[0].decision_s, 0.5),
+        percentile(&out[1].decision_s, 0.5),
+    ) && d > 0.0
+    {
+        println!(
+            "step→decision p50: the hpa preset takes {:.1}× as long (SLO {} ms)",
+            h / d,
+            trace.slo.as_millis()
+        );
     }
     Ok(())
 }

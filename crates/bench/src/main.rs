@@ -85,9 +85,20 @@ enum Scenario {
         #[arg(long, default_value_t = 11)]
         runs: usize,
     },
-    /// The autoscaler's default policy against the `hpa` preset on the same 1× → 3× → 1×
-    /// trace (two servers at once).
-    Autoscale,
+    /// The autoscaler's default policy against the `hpa` preset on the same trace (two servers
+    /// at once): repeated 1× → 3× steps, the drop back to 1× until the scale-down, then steady
+    /// noisy load near the target.
+    Autoscale {
+        /// 1× → 3× steps (step → decision p50/p95 are over these).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Seconds of steady noisy load near the target at the end.
+        #[arg(long, default_value_t = 600)]
+        steady_seconds: u64,
+        /// The latency objective the "seconds over the SLO" count uses, ms.
+        #[arg(long, default_value_t = 250)]
+        slo_ms: u64,
+    },
     /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
     RollingVsSwarm {
         /// Alternating runs of each (the median is reported).
@@ -133,7 +144,18 @@ fn main() -> anyhow::Result<()> {
         Scenario::PipelineTrigger { runs } => steps::trigger_to_first_step(&args.slipway, runs),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
         Scenario::SwarmTarget { runs } => swarm_target::swarm_target(&args.slipway, runs),
-        Scenario::Autoscale => autoscale::default_vs_hpa(&args.slipway),
+        Scenario::Autoscale {
+            steps,
+            steady_seconds,
+            slo_ms,
+        } => autoscale::default_vs_hpa(
+            &args.slipway,
+            autoscale::Trace {
+                steps,
+                steady_s: steady_seconds,
+                slo: std::time::Duration::from_millis(slo_ms),
+            },
+        ),
         Scenario::Console { apps, runs, reps } => console::pages(&args.slipway, apps, runs, reps),
         Scenario::Tsdb { quick, reps } => {
             let shape = if quick {

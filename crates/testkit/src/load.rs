@@ -49,6 +49,60 @@ pub struct LoadReport {
     pub p99_us: u64,
     /// Errors by what went wrong (for the report; `errors` is their sum).
     pub error_kinds: std::collections::BTreeMap<String, u64>,
+    /// One entry per second of the schedule, by when each request was due.
+    pub seconds: Vec<SecondStats>,
+}
+
+/// The requests due in one second of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecondStats {
+    /// Requests due.
+    pub sent: u64,
+    /// Of those, failed or answered with a non-2xx status.
+    pub failed: u64,
+    /// 99th percentile latency of the answered ones, µs (0 when none was answered).
+    pub p99_us: u64,
+}
+
+impl LoadReport {
+    /// Seconds whose p99 latency was over `slo` or that had a failed request.
+    pub fn seconds_over(&self, slo: Duration) -> usize {
+        let slo = slo.as_micros() as u64;
+        self.seconds
+            .iter()
+            .filter(|s| s.failed > 0 || s.p99_us > slo)
+            .count()
+    }
+}
+
+/// The p-th percentile of sorted values (0 for none).
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A request's second of the schedule and its latency, µs, if answered with a 2xx.
+type Outcome = (usize, Option<u64>);
+
+/// Per-second stats from the outcome of every request.
+fn by_second(outcomes: &[Outcome], seconds: usize) -> Vec<SecondStats> {
+    let mut lat: Vec<Vec<u64>> = vec![Vec::new(); seconds];
+    let mut out = vec![SecondStats::default(); seconds];
+    for &(sec, l) in outcomes {
+        let Some(o) = out.get_mut(sec) else { continue };
+        o.sent += 1;
+        match l {
+            Some(l) => lat[sec].push(l),
+            None => o.failed += 1,
+        }
+    }
+    for (o, mut l) in out.iter_mut().zip(lat) {
+        l.sort_unstable();
+        o.p99_us = percentile(&l, 0.99);
+    }
+    out
 }
 
 impl std::fmt::Display for LoadReport {
@@ -143,6 +197,7 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
         Arc::new(AtomicU64::new(0)),
     );
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let outcomes: Arc<std::sync::Mutex<Vec<Outcome>>> = Arc::default();
     let kinds: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let interval = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
     let total = (spec.duration.as_secs_f64() * f64::from(spec.rate)) as u64;
@@ -151,18 +206,27 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
     for i in 0..total {
         tokio::time::sleep_until(start + interval * i as u32).await;
         let (idle, open, spec) = (idle.clone(), open.clone(), spec.clone());
-        let (ok, non_2xx, errors, latencies, kinds) = (
+        let (ok, non_2xx, errors, latencies, kinds, outcomes) = (
             ok.clone(),
             non_2xx.clone(),
             errors.clone(),
             latencies.clone(),
             kinds.clone(),
+            outcomes.clone(),
         );
+        let second = (i / u64::from(spec.rate.max(1))) as usize;
+        let record = move |outcome: Option<u64>| {
+            if let Ok(mut o) = outcomes.lock() {
+                o.push((second, outcome));
+            }
+        };
+        let record_failure = record.clone();
         let fail = move |kind: String| {
             errors.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut k) = kinds.lock() {
                 *k.entry(kind).or_default() += 1;
             }
+            record_failure(None);
         };
         handles.push(tokio::spawn(async move {
             let t = Instant::now();
@@ -188,13 +252,16 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
             };
             match tokio::time::timeout(spec.timeout, request(&mut conn, &spec)).await {
                 Ok(Ok(status)) => {
+                    let l = t.elapsed().as_micros() as u64;
                     if (200..300).contains(&status) {
                         ok.fetch_add(1, Ordering::SeqCst);
+                        record(Some(l));
                     } else {
                         non_2xx.fetch_add(1, Ordering::SeqCst);
+                        record(None);
                     }
-                    if let Ok(mut l) = latencies.lock() {
-                        l.push(t.elapsed().as_micros() as u64);
+                    if let Ok(mut l2) = latencies.lock() {
+                        l2.push(l);
                     }
                     idle.lock().await.push(conn);
                 }
@@ -214,11 +281,9 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
     }
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| percentile(&lat, p);
+    let seconds = total.div_ceil(u64::from(spec.rate.max(1))) as usize;
+    let outcomes = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
     LoadReport {
         sent: total,
         ok: ok.load(Ordering::SeqCst),
@@ -227,6 +292,7 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
         p50_us: pct(0.5),
         p99_us: pct(0.99),
         error_kinds: kinds.lock().map(|k| k.clone()).unwrap_or_default(),
+        seconds: by_second(&outcomes, seconds),
     }
 }
 
@@ -245,4 +311,46 @@ pub fn spawn_load(spec: LoadSpec) -> std::thread::JoinHandle<LoadReport> {
             },
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_over_the_slo_count_slow_and_failing_seconds() {
+        let mut outcomes = Vec::new();
+        // Second 0: 100 fast answers. Second 1: one answer of 300 ms among 99 fast ones is
+        // the p99. Second 2: fast, but one failed. Second 3: nothing due.
+        outcomes.extend((0..100).map(|_| (0, Some(5_000))));
+        outcomes.extend((0..99).map(|_| (1, Some(5_000))));
+        outcomes.push((1, Some(300_000)));
+        outcomes.extend((0..10).map(|_| (2, Some(5_000))));
+        outcomes.push((2, None));
+        let seconds = by_second(&outcomes, 4);
+        assert_eq!(
+            seconds[0],
+            SecondStats {
+                sent: 100,
+                failed: 0,
+                p99_us: 5_000
+            }
+        );
+        assert_eq!(seconds[1].p99_us, 300_000);
+        assert_eq!(
+            seconds[2],
+            SecondStats {
+                sent: 11,
+                failed: 1,
+                p99_us: 5_000
+            }
+        );
+        assert_eq!(seconds[3], SecondStats::default());
+        let report = LoadReport {
+            seconds,
+            ..LoadReport::default()
+        };
+        assert_eq!(report.seconds_over(Duration::from_millis(200)), 2);
+        assert_eq!(report.seconds_over(Duration::from_millis(400)), 1);
+    }
 }
