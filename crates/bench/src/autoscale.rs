@@ -77,6 +77,8 @@ struct Outcome {
     sent: u64,
     kinds: BTreeMap<String, u64>,
     changes: Vec<(String, u64, u64)>,
+    /// The summaries of the last stored decisions (what the autoscaler said last).
+    last_said: Vec<String>,
 }
 
 fn now_ms() -> i64 {
@@ -89,7 +91,7 @@ fn now_ms() -> i64 {
 /// The autoscaler's changes, oldest first: (at ms, action, from, to).
 fn changes(s: &SlipwayProcess) -> Vec<(i64, String, u64, u64)> {
     let mut v = get_json(&format!(
-        "{}/api/v1/autoscalers/bench/cpu/decisions?limit=5000&changes=true",
+        "{}/api/v1/autoscalers/bench/cpu/decisions?limit=2000&changes=true",
         s.url
     ))
     .ok()
@@ -311,6 +313,16 @@ fn run_one(
             *kinds.entry("non-2xx status".to_string()).or_insert(0) += r.non_2xx;
         }
     }
+    let last_said: Vec<String> = get_json(&format!(
+        "{}/api/v1/autoscalers/bench/cpu/decisions?limit=3",
+        s.url
+    ))
+    .ok()
+    .and_then(|v| v["decisions"].as_array().cloned())
+    .unwrap_or_default()
+    .iter()
+    .filter_map(|d| d["summary"].as_str().map(str::to_string))
+    .collect();
     let _ = http("DELETE", &format!("{}/v2/apps/bench/cpu", s.url), None);
     std::thread::sleep(Duration::from_secs(4));
     testkit::kill_tasks_of(dir.path());
@@ -330,6 +342,7 @@ fn run_one(
         sent,
         kinds,
         changes: all.into_iter().map(|c| (c.1, c.2, c.3)).collect(),
+        last_said,
     })
 }
 
@@ -382,6 +395,9 @@ pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow:
         println!("  changes: {:?}", o.changes);
         if !o.kinds.is_empty() {
             println!("  failed: {:?}", o.kinds);
+        }
+        for said in &o.last_said {
+            println!("  said: {said}");
         }
     }
     if let (Some(d), Some(h)) = (
