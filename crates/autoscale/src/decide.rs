@@ -284,7 +284,9 @@ fn scale_up(
         run_start = r.at.0;
     }
     let held = now.0 - run_start;
-    if held < window {
+    // Evaluations follow the collector's rounds, whose spacing jitters around the sync
+    // period: a breach seen by two consecutive rounds 0.98 s apart holds a 1 s window.
+    if held + b.jitter_slack_ms() < window {
         d.reasons.push(Reason::BreachNotHeld {
             held_seconds: ms_to_secs(held),
             window_seconds: window_s,

@@ -292,6 +292,13 @@ impl Default for Behavior {
 }
 
 impl Behavior {
+    /// How much earlier than a whole sync period an evaluation still counts as the next one
+    /// (the collector's rounds, which evaluations follow, jitter by some milliseconds): a
+    /// quarter of the period, at most 250 ms.
+    pub fn jitter_slack_ms(&self) -> i64 {
+        (secs_to_ms(self.sync_period_seconds) / 4).min(250)
+    }
+
     /// The defaults of a preset (`None`: Slipway's own).
     pub fn preset(preset: Option<Preset>) -> Self {
         match preset {

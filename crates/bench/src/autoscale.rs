@@ -309,8 +309,8 @@ fn run_one(
         for (k, n) in &r.error_kinds {
             *kinds.entry(k.clone()).or_insert(0) += n;
         }
-        if r.non_2xx > 0 {
-            *kinds.entry("non-2xx status".to_string()).or_insert(0) += r.non_2xx;
+        for (code, n) in &r.statuses {
+            *kinds.entry(format!("status {code}")).or_insert(0) += n;
         }
     }
     let last_said: Vec<String> = get_json(&format!(

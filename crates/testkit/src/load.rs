@@ -51,6 +51,8 @@ pub struct LoadReport {
     pub error_kinds: std::collections::BTreeMap<String, u64>,
     /// One entry per second of the schedule, by when each request was due.
     pub seconds: Vec<SecondStats>,
+    /// The non-2xx answers by status code (`non_2xx` is their sum).
+    pub statuses: std::collections::BTreeMap<u16, u64>,
 }
 
 /// The requests due in one second of a run.
@@ -119,6 +121,9 @@ impl std::fmt::Display for LoadReport {
         )?;
         for (kind, n) in &self.error_kinds {
             write!(f, "; {n}× {kind}")?;
+        }
+        for (code, n) in &self.statuses {
+            write!(f, "; {n}× status {code}")?;
         }
         Ok(())
     }
@@ -198,6 +203,7 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
     );
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let outcomes: Arc<std::sync::Mutex<Vec<Outcome>>> = Arc::default();
+    let statuses: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
     let kinds: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let interval = Duration::from_secs_f64(1.0 / f64::from(spec.rate.max(1)));
     let total = (spec.duration.as_secs_f64() * f64::from(spec.rate)) as u64;
@@ -214,6 +220,7 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
             kinds.clone(),
             outcomes.clone(),
         );
+        let statuses = statuses.clone();
         let second = (i / u64::from(spec.rate.max(1))) as usize;
         let record = move |outcome: Option<u64>| {
             if let Ok(mut o) = outcomes.lock() {
@@ -258,6 +265,9 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
                         record(Some(l));
                     } else {
                         non_2xx.fetch_add(1, Ordering::SeqCst);
+                        if let Ok(mut st) = statuses.lock() {
+                            *st.entry(status).or_default() += 1;
+                        }
                         record(None);
                     }
                     if let Ok(mut l2) = latencies.lock() {
@@ -293,6 +303,7 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
         p99_us: pct(0.99),
         error_kinds: kinds.lock().map(|k| k.clone()).unwrap_or_default(),
         seconds: by_second(&outcomes, seconds),
+        statuses: statuses.lock().map(|k| k.clone()).unwrap_or_default(),
     }
 }
 

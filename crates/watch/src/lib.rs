@@ -72,6 +72,8 @@ pub struct Watch {
     described: Mutex<std::collections::HashSet<String>>,
     /// Rounds for `--influxdb-url`, with the `machine` tag.
     outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
+    /// The time of the latest round in the store, for readers that act on fresh samples.
+    rounds: tokio::sync::watch::Sender<i64>,
 }
 
 impl Watch {
@@ -92,6 +94,7 @@ impl Watch {
             engine_gauges,
             described: Mutex::new(std::collections::HashSet::new()),
             outbox: RwLock::new(None),
+            rounds: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -125,6 +128,12 @@ impl Watch {
         DbStorage::new(&self.db)
     }
 
+    /// Changes to the time (ms) of each round once it is in the store: the autoscaler decides
+    /// right after a round instead of on a clock of its own.
+    pub fn rounds(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.rounds.subscribe()
+    }
+
     /// Collects one round now (blocking: reads cgroup files and `/proc`), appends it to the
     /// store and keeps it for `/metrics`. Returns the number of samples.
     pub fn collect_once(&self, now_ms: i64) -> usize {
@@ -154,6 +163,7 @@ impl Watch {
             collect::store(&self.db, &families, now_ms, &mut described)
         };
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = families;
+        self.rounds.send_replace(now_ms);
         n
     }
 

@@ -119,6 +119,27 @@ fn panic_solves_a_3x_step_in_one_decision_after_one_second() {
 }
 
 #[test]
+fn rounds_a_little_less_than_a_second_apart_hold_the_panic_window() {
+    // Two evaluations 0.96 s apart (the collector's rounds jitter): the breach is held.
+    // The samples are stamped with the end of their bucket, as the controller does.
+    let mut state = watched(4, 100.0);
+    let i = input(rps_policy(1, 20, 30.0), 99.0, &[90.0; 4]);
+    let (d, next) = decide(&i, &state, at(99.98));
+    check(&d, 4, &["panic: breach held 0 s of 1 s"]);
+    state = next;
+    let i = input(rps_policy(1, 20, 30.0), 100.0, &[90.0; 4]);
+    let (d, _) = decide(&i, &state, at(100.94));
+    check(
+        &d,
+        12,
+        &["scale up 4 → 12 (panic)", "breach held 0.96 s of 1 s"],
+    );
+    // Half a second is not a held breach.
+    let (d, _) = decide(&i, &state, at(100.48));
+    check(&d, 4, &["panic: breach held 0.5 s of 1 s"]);
+}
+
+#[test]
 fn without_panic_the_step_policies_limit_a_big_step() {
     let mut p = rps_policy(1, 40, 30.0);
     p.behavior.panic = None;
