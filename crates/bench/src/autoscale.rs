@@ -76,7 +76,11 @@ struct Outcome {
     failed: u64,
     sent: u64,
     kinds: BTreeMap<String, u64>,
+    failed_at: Vec<u64>,
+    /// Seconds into the trace: each step's start, the drop, the steady phase's start.
+    phases: (Vec<u64>, u64, u64),
     changes: Vec<(String, u64, u64)>,
+    up_said: Vec<String>,
     /// The summaries of the last stored decisions (what the autoscaler said last).
     last_said: Vec<String>,
 }
@@ -88,8 +92,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The autoscaler's changes, oldest first: (at ms, action, from, to).
-fn changes(s: &SlipwayProcess) -> Vec<(i64, String, u64, u64)> {
+/// The autoscaler's changes, oldest first: (at ms, action, from, to, summary).
+fn changes(s: &SlipwayProcess) -> Vec<Change> {
     let mut v = get_json(&format!(
         "{}/api/v1/autoscalers/bench/cpu/decisions?limit=2000&changes=true",
         s.url
@@ -110,10 +114,14 @@ fn changes(s: &SlipwayProcess) -> Vec<(i64, String, u64, u64)> {
                 d["decision"]["action"].as_str().unwrap_or("").to_string(),
                 d["decision"]["current"].as_u64().unwrap_or(0),
                 d["decision"]["target"].as_u64().unwrap_or(0),
+                d["summary"].as_str().unwrap_or("").to_string(),
             )
         })
         .collect()
 }
+
+/// A change as `changes` returns it.
+type Change = (i64, String, u64, u64, String);
 
 fn healthy(s: &SlipwayProcess) -> u64 {
     get_json(&format!("{}/v2/apps/bench/cpu", s.url))
@@ -143,7 +151,7 @@ fn load(s: &SlipwayProcess, t0: Instant, rate: u32, secs: u64) -> anyhow::Result
 }
 
 /// Direction flips in a sequence of changes.
-fn flips(c: &[&(i64, String, u64, u64)]) -> usize {
+fn flips(c: &[&Change]) -> usize {
     c.windows(2).filter(|w| w[0].1 != w[1].1).count()
 }
 
@@ -207,8 +215,10 @@ fn run_one(
     let mut loads = vec![load(&s, t0, 13, base_s)?];
     let (mut decision_s, mut serving_s) = (Vec::new(), Vec::new());
     let (mut one_decision, mut step_reversals) = (0, 0);
+    let mut step_offsets = Vec::new();
     for k in 0..steps {
         std::thread::sleep(Duration::from_secs(BEFORE_S));
+        step_offsets.push(t0.elapsed().as_secs());
         let step_ms = now_ms();
         let step_at = Instant::now();
         loads.push(load(&s, t0, 26, STEP_S)?);
@@ -244,6 +254,7 @@ fn run_one(
     }
     // The drop: 1× until the scale-down.
     let drop_ms = now_ms();
+    let drop_offset = t0.elapsed().as_secs();
     let base = loads.remove(0);
     let base_report = base
         .handle
@@ -258,6 +269,7 @@ fn run_one(
 
     // Steady noisy load near the target: a deterministic LCG picks 11–15 requests/s.
     let steady_ms = now_ms();
+    let steady_offset = t0.elapsed().as_secs();
     let mut x: u64 = 0x5eed_1234_abcd_0001;
     let mut steady = Vec::new();
     let segments = trace.steady_s.div_ceil(5);
@@ -297,11 +309,16 @@ fn run_one(
     }
     reports.extend(steady);
     let mut slow = BTreeSet::new();
+    let mut failed_at = BTreeSet::new();
     let (mut failed, mut sent, mut kinds) = (0, 0, BTreeMap::new());
     for (offset, r) in &reports {
         for (i, sec) in r.seconds.iter().enumerate() {
+            let at = offset.round() as u64 + i as u64;
             if sec.failed > 0 || sec.p99_us > trace.slo.as_micros() as u64 {
-                slow.insert(offset.round() as u64 + i as u64);
+                slow.insert(at);
+            }
+            if sec.failed > 0 {
+                failed_at.insert(at);
             }
         }
         failed += r.errors + r.non_2xx;
@@ -341,6 +358,13 @@ fn run_one(
         failed,
         sent,
         kinds,
+        failed_at: failed_at.into_iter().collect(),
+        phases: (step_offsets, drop_offset, steady_offset),
+        up_said: all
+            .iter()
+            .filter(|c| c.1 == "scaleUp")
+            .map(|c| c.4.clone())
+            .collect(),
         changes: all.into_iter().map(|c| (c.1, c.2, c.3)).collect(),
         last_said,
     })
@@ -394,7 +418,17 @@ pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow:
         );
         println!("  changes: {:?}", o.changes);
         if !o.kinds.is_empty() {
-            println!("  failed: {:?}", o.kinds);
+            println!(
+                "  failed: {:?}, in these seconds of the trace: {:?}",
+                o.kinds, o.failed_at
+            );
+        }
+        println!(
+            "  trace: steps at {:?} s, drop at {} s, steady from {} s",
+            o.phases.0, o.phases.1, o.phases.2
+        );
+        for said in &o.up_said {
+            println!("  up: {said}");
         }
         for said in &o.last_said {
             println!("  said: {said}");
