@@ -73,8 +73,8 @@ pub(crate) fn decode_raw_blob(
 }
 
 impl Db {
-    /// Writes every closed chunk to a raw segment plus 1 m and 1 h rollup segments
-    /// (all fsynced), drops them from memory, then checkpoints the WAL so it holds only
+    /// Writes every closed chunk to a raw segment plus a 1 h rollup segment (both
+    /// fsynced; 1 m rollups wait for the raw data to expire), drops them from memory, then checkpoints the WAL so it holds only
     /// what is still in memory. Open chunks stay in memory (and in the WAL).
     pub fn flush(&self) -> Result<MaintReport> {
         let mut m = lock(&self.maint);
@@ -500,10 +500,11 @@ impl Db {
             let mut last_bits = 0;
             let mut n = 0u64;
             let vals = raw.iter().filter_map(|&(t, b)| {
-                (t > last_t).then(|| {
-                    (last_t, last_bits, n) = (t, b, n + 1);
-                    (t, Value::from_bits(*vkind, b).as_f64())
-                })
+                if t <= last_t {
+                    return None;
+                }
+                (last_t, last_bits, n) = (t, b, n + 1);
+                Some((t, Value::from_bits(*vkind, b).as_f64()))
             });
             rollup::aggregate(vals, Resolution::Minute.ms(), &mut buckets);
             let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {

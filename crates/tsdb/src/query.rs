@@ -155,10 +155,11 @@ impl Db {
             raw.extend(head);
             let mut last_t = i64::MIN;
             let vals = raw.into_iter().filter_map(|(t, b)| {
-                (t > last_t).then(|| {
-                    last_t = t;
-                    (t, Value::from_bits(kind, b).as_f64())
-                })
+                if t <= last_t {
+                    return None;
+                }
+                last_t = t;
+                Some((t, Value::from_bits(kind, b).as_f64()))
             });
             rollup::aggregate(vals, w, &mut buckets);
             let buckets = rollup::merge_adjacent(buckets);

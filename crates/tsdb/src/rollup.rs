@@ -406,12 +406,9 @@ fn decode_v2(bytes: &[u8]) -> Result<Vec<Bucket>> {
         .get(k)
         .ok_or(Error::CorruptChunk("bad decimal scale"))?;
     enum Vals {
-        Dec(
-            [intcol::Column; 4],
-            [intcol::Column; 2],
-            bool,
-            [intcol::Column; 2],
-        ),
+        /// first, last, min, max, sum, sum ulps, increase, increase ulps; whether the
+        /// increase is predicted as `last - first`.
+        Dec(Vec<intcol::Column>, bool),
         Float(Vec<chunk::ValuesHeader>),
     }
     let vals = match mode {
@@ -424,14 +421,7 @@ fn decode_v2(bytes: &[u8]) -> Result<Vec<Bucket>> {
                 }
                 hs.push(intcol::Column::read_header(&mut br)?);
             }
-            let mut it = hs.into_iter();
-            let mut next = || it.next().ok_or(Error::CorruptChunk("missing column"));
-            Vals::Dec(
-                [next()?, next()?, next()?, next()?],
-                [next()?, next()?],
-                as_counter,
-                [next()?, next()?],
-            )
+            Vals::Dec(hs, as_counter)
         }
         MODE_FLOAT => {
             let mut hs = Vec::with_capacity(6);
@@ -491,15 +481,15 @@ fn decode_v2(bytes: &[u8]) -> Result<Vec<Bucket>> {
         }
     };
     match vals {
-        Vals::Dec(hs, sum_h, as_counter, inc_h) => {
+        Vals::Dec(hs, as_counter) => {
             let firsts = get_direct(&hs[0], &mut r, n)?;
             let lasts = get_direct(&hs[1], &mut r, n)?;
             let mins = get_direct(&hs[2], &mut r, n_min)?;
             let maxs = get_direct(&hs[3], &mut r, n_max)?;
-            let sums = get_direct(&sum_h[0], &mut r, n)?;
-            let sum_ulps = get_direct(&sum_h[1], &mut r, n)?;
-            let incs = get_direct(&inc_h[0], &mut r, n)?;
-            let inc_ulps = get_direct(&inc_h[1], &mut r, n)?;
+            let sums = get_direct(&hs[4], &mut r, n)?;
+            let sum_ulps = get_direct(&hs[5], &mut r, n)?;
+            let incs = get_direct(&hs[6], &mut r, n)?;
+            let inc_ulps = get_direct(&hs[7], &mut r, n)?;
             let (mut mins, mut maxs) = (mins.into_iter(), maxs.into_iter());
             let mut prev_last = 0i64;
             for (i, b) in out.iter_mut().enumerate() {
@@ -592,6 +582,7 @@ pub(crate) fn encode_v1(buckets: &[Bucket]) -> Vec<u8> {
 
 const OWN_DATA: u8 = 0xff;
 
+#[cfg(test)]
 const FLOAT_COLS: [fn(&Bucket) -> f64; 6] = [
     |b| b.sum,
     |b| b.min,
