@@ -23,7 +23,7 @@ const TAG_XOR: u8 = 1;
 const TAG_COLUMNAR: u8 = 2;
 const MAX_SAMPLES: u64 = 1 << 20;
 
-const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+pub(crate) const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 const SCALES: [usize; 6] = [0, 1, 2, 3, 6, 9];
 
 /// Timestamp delta-of-delta state.
@@ -212,7 +212,7 @@ impl Appender {
 }
 
 /// The decimal scale `k` such that every value is exactly `m / 10^k`, if any.
-fn decimal_scale(vals: &[u64]) -> Option<usize> {
+pub(crate) fn decimal_scale(vals: &[u64]) -> Option<usize> {
     'scales: for k in SCALES {
         let p = POW10[k];
         for &bits in vals {

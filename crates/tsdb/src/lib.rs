@@ -36,11 +36,14 @@
 //!   and the generations from it on.
 //! * `dir/LOCK` is `flock`ed while a [`Db`] is open; a second open is [`Error::Locked`].
 //! * Segments (`dir/{raw,1m,1h}-<seq>.seg`): [`Db::flush`] writes closed chunks and their
-//!   1-minute and 1-hour rollups into immutable, fsynced files, then checkpoints the WAL.
+//!   1-hour rollups into immutable, fsynced files, then checkpoints the WAL.
 //!   [`Db::compact`] merges neighbouring segments of the same window (1 day for raw, 30
 //!   days for 1 m, 1 year for 1 h): tiered by 16 while the window fills, into one
 //!   segment once data has moved past it. [`Db::apply_retention`] deletes whole expired
-//!   segments (raw 15 days, 1 m 90 days, 1 h 2 years by default).
+//!   segments (raw 15 days, 1 m 90 days, 1 h 2 years by default); expiring raw segments
+//!   are first rolled up into a 1 m segment (the only way 1 m segments are written).
+//!   Segment files are format 2 (`SLWSEG02`, rollup buckets coded as residuals); files
+//!   of format 1 (`SLWSEG01`) are read as they are and rewritten by compaction.
 //!
 //! # Durability (crash-loss bound)
 //!
@@ -64,6 +67,15 @@
 //! increase adjusted for resets, so `rate`/`increase` over buckets ([`increase`]) equal
 //! the raw answer. [`Db::select_step`] answers from hour rollups for steps ≥ 1 h, minute
 //! rollups for steps ≥ 1 min, raw samples otherwise.
+//!
+//! Minute rollups are only stored for data whose raw samples expired: a minute of a
+//! 10 s scrape holds 6 samples, so within the raw retention the rollup would cost about
+//! as much disk as the raw data (it did: 2.4–5.7 bytes per raw sample for 1 m and 1 h
+//! together) while the raw samples give the same buckets. Per series, stored rollups
+//! of a resolution cover every sample up to their newest; [`Db::select_rollup`] adds
+//! buckets aggregated from the raw segments and the head after that. So within the raw
+//! retention minute buckets are computed from raw samples (slower for long ranges than
+//! reading stored buckets), hour buckets come from the hour rollups every flush writes.
 //!
 //! # Concurrency
 //!
@@ -126,9 +138,10 @@
 //!   costs ~31 bits/sample, byte counters ~20, CPU time in 10 ms ticks ~8, memory
 //!   gauges moving by up to 32 pages ~7, constant series and the regular 10 s interval
 //!   0. With ±5 ms scrape jitter (`JITTER_MS=5`) timestamps add ~5 bits: 2.31 bytes/sample;
-//! * rollups, 1 m + 1 h together: 2.36 bytes per raw sample (1.92 for 6 h). One-minute
-//!   buckets of 10 s data hold 6 samples and keep 10 aggregates, so they are about as
-//!   big as the raw data; they are kept 90 days instead of 15;
+//! * rollups, 1 m + 1 h together: 2.36 bytes per raw sample (1.92 for 6 h) when both
+//!   were written at every flush in format 1. One-minute buckets of 10 s data hold 6
+//!   samples and keep 10 aggregates, so they were about as big as the raw data; now
+//!   minute rollups are written when the raw data expires (see Rollups), in format 2;
 //! * `select` 1 h × 100 series: 1.3–1.5 ms from the head, 1.2–1.9 ms from segments
 //!   (median of 21); minute rollups over all 83 min × 100 series: 1.2–1.8 ms;
 //! * memory: about 1.2 KB per series (estimate from [`Stats::bytes_in_memory`]: labels,

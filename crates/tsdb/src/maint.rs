@@ -20,6 +20,9 @@ use crate::types::{Value, ValueKind};
 /// How many neighbouring segments of one level a filling window merges into one.
 const TIER: usize = 16;
 
+/// The segment kinds a flush writes.
+const FLUSHED: [SegKind; 2] = [SegKind::Raw, SegKind::Rollup(Resolution::Hour)];
+
 struct FlushItem {
     id: SeriesId,
     labels: Labels,
@@ -70,8 +73,8 @@ pub(crate) fn decode_raw_blob(
 }
 
 impl Db {
-    /// Writes every closed chunk to a raw segment plus 1 m and 1 h rollup segments
-    /// (all fsynced), drops them from memory, then checkpoints the WAL so it holds only
+    /// Writes every closed chunk to a raw segment plus a 1 h rollup segment (both
+    /// fsynced; 1 m rollups wait for the raw data to expire), drops them from memory, then checkpoints the WAL so it holds only
     /// what is still in memory. Open chunks stay in memory (and in the WAL).
     pub fn flush(&self) -> Result<MaintReport> {
         let mut m = lock(&self.maint);
@@ -94,7 +97,11 @@ impl Db {
         if !items.is_empty() {
             items.sort_by(|a, b| a.labels.cmp(&b.labels));
             let mut written = Vec::new();
-            for kind in SegKind::ALL {
+            // Minute rollups are not written here: within the raw retention minute
+            // buckets come from the raw samples (a minute of a 10 s scrape holds 6 of
+            // them, so the rollup would cost about as much as the raw data); they are
+            // written from the raw data when it expires (`apply_retention`).
+            for kind in FLUSHED {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let mut w = SegmentWriter::create(&self.dir, kind, seq, (seq, 0), Vec::new())?;
                 let mut samples = Vec::new();
@@ -314,7 +321,7 @@ impl Db {
                 let b = r.file.read_blob(r.offset, r.len, r.crc)?;
                 match kind {
                     SegKind::Raw => blob.extend_from_slice(&b),
-                    SegKind::Rollup(_) => buckets.extend(rollup::decode(&b)?),
+                    SegKind::Rollup(_) => buckets.extend(rollup::decode(&b, r.file.version)?),
                 }
             }
             if let SegKind::Rollup(_) = kind {
@@ -366,24 +373,45 @@ impl Db {
     /// Deletes whole segments past their retention (raw, 1 m and 1 h separately),
     /// raises the floor below which appends are rejected, and forgets series left
     /// without data. `now_ms` is the current time in ms since the epoch.
+    ///
+    /// Raw segments expire oldest first (in flush order, so per series the raw data
+    /// left is always newer than what expired). Before expired raw segments are
+    /// deleted, the minute rollups of their samples are written to a new 1 m segment
+    /// that names them as replaced (a crash in between deletes them on open), unless
+    /// the minute rollups would expire as well.
     pub fn apply_retention(&self, now_ms: i64) -> Result<MaintReport> {
         let _m = lock(&self.maint);
         let o = &self.opts;
         let floor = now_ms.saturating_sub(o.retention_ms);
         self.retention_floor.fetch_max(floor, Ordering::Relaxed);
+        let minute_limit = now_ms.saturating_sub(o.rollup_minute_retention_ms);
         let limit = |k: SegKind| match k {
             SegKind::Raw => floor,
-            SegKind::Rollup(Resolution::Minute) => {
-                now_ms.saturating_sub(o.rollup_minute_retention_ms)
-            }
+            SegKind::Rollup(Resolution::Minute) => minute_limit,
             SegKind::Rollup(Resolution::Hour) => now_ms.saturating_sub(o.rollup_hour_retention_ms),
         };
-        let expired: Vec<Arc<SegmentFile>> = lock(&self.segments)
+        let mut expired: Vec<Arc<SegmentFile>> = Vec::new();
+        {
+            let segs = lock(&self.segments);
+            let mut raw: Vec<&Arc<SegmentFile>> =
+                segs.iter().filter(|s| s.kind == SegKind::Raw).collect();
+            raw.sort_by_key(|s| s.order);
+            expired.extend(raw.into_iter().take_while(|s| s.maxt < floor).cloned());
+            expired.extend(
+                segs.iter()
+                    .filter(|s| s.kind != SegKind::Raw && s.maxt < limit(s.kind))
+                    .cloned(),
+            );
+        }
+        let mut report = MaintReport::default();
+        let to_roll: Vec<Arc<SegmentFile>> = expired
             .iter()
-            .filter(|s| s.maxt < limit(s.kind))
+            .filter(|s| s.kind == SegKind::Raw && s.maxt >= minute_limit)
             .cloned()
             .collect();
-        let mut report = MaintReport::default();
+        if !to_roll.is_empty() && self.roll_up_expiring(&to_roll)? {
+            report.segments_written += 1;
+        }
         let seqs: HashSet<u64> = expired.iter().map(|s| s.seq).collect();
         let _ws = lock(&self.wal);
         let mut reg = write(&self.registry);
@@ -424,6 +452,93 @@ impl Db {
             sync_dir(&self.dir)?;
         }
         Ok(report)
+    }
+
+    /// Writes the minute rollups of the samples in the raw segments `group` (about to
+    /// expire) that the series' minute rollups do not cover yet into one new 1 m
+    /// segment replacing `group`, and adds it to the series. Returns whether a segment
+    /// was written (none when no sample needed one).
+    fn roll_up_expiring(&self, group: &[Arc<SegmentFile>]) -> Result<bool> {
+        let seqs: HashSet<u64> = group.iter().map(|s| s.seq).collect();
+        let minute = SegKind::Rollup(Resolution::Minute);
+        let mut items: Vec<(SeriesId, Labels, ValueKind, Vec<DiskRef>, i64)> = Vec::new();
+        for shard in self.shards.iter() {
+            let sh = lock(shard);
+            for (&id, s) in sh.series.iter() {
+                let refs: Vec<DiskRef> = s
+                    .raw
+                    .iter()
+                    .filter(|r| seqs.contains(&r.file.seq))
+                    .cloned()
+                    .collect();
+                let covered = crate::query::rollup_covered(&s.rollups[Resolution::Minute.index()]);
+                if refs.iter().any(|r| r.maxt > covered) {
+                    items.push((id, s.labels.clone(), s.kind, refs, covered));
+                }
+            }
+        }
+        if items.is_empty() {
+            return Ok(false);
+        }
+        items.sort_by(|a, b| a.1.cmp(&b.1));
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut replaces: Vec<u64> = seqs.iter().copied().collect();
+        replaces.sort_unstable();
+        let order = group.iter().map(|s| s.order).min().unwrap_or(seq);
+        let mut w = SegmentWriter::create(&self.dir, minute, seq, (order, 0), replaces)?;
+        let mut written = Vec::with_capacity(items.len());
+        let mut raw = Vec::new();
+        let mut buckets = Vec::new();
+        for (id, labels, vkind, refs, covered) in &items {
+            raw.clear();
+            buckets.clear();
+            for r in refs {
+                let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
+                decode_raw_blob(&blob, covered.saturating_add(1), i64::MAX, &mut raw)?;
+            }
+            let mut last_t = i64::MIN;
+            let mut last_bits = 0;
+            let mut n = 0u64;
+            let vals = raw.iter().filter_map(|&(t, b)| {
+                if t <= last_t {
+                    return None;
+                }
+                (last_t, last_bits, n) = (t, b, n + 1);
+                Some((t, Value::from_bits(*vkind, b).as_f64()))
+            });
+            rollup::aggregate(vals, Resolution::Minute.ms(), &mut buckets);
+            let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+                continue;
+            };
+            let span = Span {
+                mint: first.first_t,
+                maxt: last.last_t,
+                last: last_bits,
+                samples: n,
+            };
+            w.add(labels, *vkind, span, &rollup::encode(&buckets))?;
+            written.push(*id);
+        }
+        let (seg, entries) = w.finish()?;
+        let seg = Arc::new(seg);
+        for (id, e) in written.into_iter().zip(entries) {
+            let mut sh = lock(&self.shards[shard_of(id)]);
+            let Some(s) = sh.get_mut(id) else { continue };
+            let list = refs_of(s, minute);
+            list.push(DiskRef {
+                file: seg.clone(),
+                offset: e.offset,
+                len: e.len,
+                crc: e.crc,
+                mint: e.mint,
+                maxt: e.maxt,
+                last: e.last,
+                samples: e.samples,
+            });
+            list.sort_by_key(|r| r.file.order);
+        }
+        lock(&self.segments).push(seg);
+        Ok(true)
     }
 
     /// Closes open chunks whose newest sample is older than `now - chunk_span_ms`, so

@@ -39,6 +39,12 @@ fn overlaps(s: &MemSeries, start: i64, end: i64) -> bool {
             .any(|r| r.maxt >= start && r.mint <= end)
 }
 
+/// The newest sample a series' stored rollups cover (`i64::MIN` without any): samples
+/// up to it are in the rollups, later ones in raw segments or the head.
+pub(crate) fn rollup_covered(stored: &[DiskRef]) -> i64 {
+    stored.iter().map(|r| r.maxt).max().unwrap_or(i64::MIN)
+}
+
 fn refs_in(refs: &[DiskRef], start: i64, end: i64) -> Vec<DiskRef> {
     refs.iter()
         .filter(|r| r.maxt >= start && r.mint <= end)
@@ -94,7 +100,12 @@ impl Db {
     }
 
     /// Rollup buckets of `res` whose start lies in `[start, end]` after aligning `start`
-    /// down to the resolution. Buckets combine stored rollups with the head's samples.
+    /// down to the resolution. Buckets combine stored rollups with buckets aggregated
+    /// from the raw samples they do not cover yet: per series, stored rollups cover every
+    /// sample up to their newest (`DiskRef::maxt`), and the raw segments and the head
+    /// hold the rest. Minute rollups are only stored for raw data that expired (see
+    /// [`Db::apply_retention`]), so within the raw retention minute buckets come from
+    /// the raw samples; hour rollups are written at every flush.
     pub fn select_rollup(
         &self,
         matchers: &[Matcher],
@@ -108,31 +119,48 @@ impl Db {
         let mut out = Vec::new();
         for id in self.ids(matchers) {
             let mut head = Vec::new();
-            let (labels, kind, refs) = {
+            let (labels, kind, refs, raw_refs, covered) = {
                 let sh = lock(&self.shards[shard_of(id)]);
                 let Some(s) = sh.get(id) else { continue };
                 if !overlaps(s, b_start, s_end) {
                     continue;
                 }
-                s.head_samples(b_start, s_end, &mut head)?;
+                let stored = &s.rollups[res.index()];
+                let covered = rollup_covered(stored);
+                let from = b_start.max(covered.saturating_add(1));
+                s.head_samples(from, s_end, &mut head)?;
                 (
                     s.labels.clone(),
                     s.kind,
-                    refs_in(&s.rollups[res.index()], b_start, s_end),
+                    refs_in(stored, b_start, s_end),
+                    refs_in(&s.raw, from, s_end),
+                    covered,
                 )
             };
             let mut buckets = Vec::new();
             for r in &refs {
                 let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
                 buckets.extend(
-                    rollup::decode(&blob)?
+                    rollup::decode(&blob, r.file.version)?
                         .into_iter()
                         .filter(|b| b.start >= b_start && b.start <= end),
                 );
             }
-            let vals = head
-                .into_iter()
-                .map(|(t, b)| (t, Value::from_bits(kind, b).as_f64()));
+            let from = b_start.max(covered.saturating_add(1));
+            let mut raw = Vec::new();
+            for r in &raw_refs {
+                let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
+                decode_raw_blob(&blob, from, s_end, &mut raw)?;
+            }
+            raw.extend(head);
+            let mut last_t = i64::MIN;
+            let vals = raw.into_iter().filter_map(|(t, b)| {
+                if t <= last_t {
+                    return None;
+                }
+                last_t = t;
+                Some((t, Value::from_bits(kind, b).as_f64()))
+            });
             rollup::aggregate(vals, w, &mut buckets);
             let buckets = rollup::merge_adjacent(buckets);
             if !buckets.is_empty() {

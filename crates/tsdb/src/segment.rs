@@ -20,7 +20,13 @@ use crate::labels::Labels;
 use crate::rollup::Resolution;
 use crate::types::ValueKind;
 
-const MAGIC: &[u8; 8] = b"SLWSEG01";
+/// Written at the start and end of every new segment. Format 2 changed the rollup
+/// blobs (`rollup::encode`); raw blobs and the index are as in format 1.
+const MAGIC: &[u8; 8] = b"SLWSEG02";
+/// Format 1, still read.
+const MAGIC_V1: &[u8; 8] = b"SLWSEG01";
+/// The format version new segments are written in.
+pub(crate) const VERSION: u8 = 2;
 const FOOTER: u64 = 28;
 
 /// What a segment holds.
@@ -69,6 +75,8 @@ pub(crate) struct SegmentFile {
     pub(crate) path: PathBuf,
     file: File,
     pub(crate) kind: SegKind,
+    /// Format version (1 or 2): how its rollup blobs are encoded.
+    pub(crate) version: u8,
     pub(crate) seq: u64,
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
@@ -283,6 +291,7 @@ impl SegmentWriter {
                 path,
                 file,
                 kind: self.kind,
+                version: VERSION,
                 seq: self.seq,
                 mint,
                 maxt,
@@ -321,9 +330,16 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
     let ix_off = fr.u64_le()?;
     let ix_len = fr.u64_le()?;
     let ix_crc = fr.u32_le()?;
-    if fr.bytes(8)? != MAGIC {
-        return Err(corrupt("bad footer magic"));
-    }
+    let version = match fr.bytes(8)? {
+        m if m == MAGIC => VERSION,
+        m if m == MAGIC_V1 => 1,
+        m if m.starts_with(b"SLWSEG") => {
+            return Err(corrupt(
+                "segment written by a newer version of the store (unknown format)",
+            ));
+        }
+        _ => return Err(corrupt("bad footer magic")),
+    };
     if ix_off < 9 || ix_off.checked_add(ix_len) != Some(size - FOOTER) {
         return Err(corrupt("bad index position"));
     }
@@ -395,6 +411,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             path: path.to_path_buf(),
             file,
             kind,
+            version,
             seq,
             mint,
             maxt,
@@ -406,6 +423,33 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
         },
         entries,
     ))
+}
+
+/// Writes a one-series rollup segment in format 1, as the previous version did.
+#[cfg(test)]
+pub(crate) fn write_v1_rollup(
+    dir: &Path,
+    kind: SegKind,
+    seq: u64,
+    labels: &Labels,
+    vkind: ValueKind,
+    buckets: &[crate::rollup::Bucket],
+) {
+    let mut w = SegmentWriter::create(dir, kind, seq, (seq, 0), Vec::new()).unwrap();
+    let span = Span {
+        mint: buckets[0].first_t,
+        maxt: buckets[buckets.len() - 1].last_t,
+        last: buckets[buckets.len() - 1].last.to_bits(),
+        samples: buckets.iter().map(|b| b.count).sum(),
+    };
+    w.add(labels, vkind, span, &crate::rollup::encode_v1(buckets))
+        .unwrap();
+    let (seg, _) = w.finish().unwrap();
+    let mut bytes = std::fs::read(&seg.path).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..].copy_from_slice(MAGIC_V1);
+    bytes[..8].copy_from_slice(MAGIC_V1);
+    std::fs::write(&seg.path, bytes).unwrap();
 }
 
 #[cfg(test)]

@@ -279,7 +279,10 @@ fn retention_drops_old_segments_and_series() {
     let r = db.apply_retention(50_000).unwrap();
     assert_eq!(r.segments_deleted, 0, "segments span both series");
     let r = db.apply_retention(200_000).unwrap();
-    assert_eq!(r.segments_deleted, 3);
+    assert_eq!(
+        r.segments_deleted, 2,
+        "raw and 1 h; no 1 m rollups for expired data"
+    );
     assert_eq!(r.series_dropped, 2);
     let r = db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
     assert!(matches!(r.errors[0].1, Error::TooOld { .. }));
@@ -441,13 +444,13 @@ fn tick_syncs_flushes_and_expires() {
         db.append(&[pt(0, t * 1000, Value::Float(1.0))]).unwrap();
     }
     let r = db.tick(20_000).unwrap();
-    assert_eq!(r.segments_written, 3);
+    assert_eq!(r.segments_written, 2, "raw and 1 h");
     assert_eq!(db.stats().head_samples, 1);
     // The idle open chunk is closed and flushed (the windows are still open, so
-    // nothing is merged), then raw (15 days) and 1 m (90 days) expire while 1 h
-    // (2 years) stays.
+    // nothing is merged), then raw (15 days) expires without 1 m rollups (they would
+    // be past their 90 days) while 1 h (2 years) stays.
     let r = db.tick(100 * 86_400_000).unwrap();
-    assert_eq!((r.segments_written, r.segments_deleted), (3, 4), "{r:?}");
+    assert_eq!((r.segments_written, r.segments_deleted), (2, 2), "{r:?}");
     assert_eq!(db.stats().segments, 2);
     let hour = db.select_rollup(&[], 0, 20_000, Resolution::Hour).unwrap();
     assert_eq!(hour[0].buckets[0].count, 10);
@@ -459,6 +462,150 @@ fn tick_syncs_flushes_and_expires() {
     assert!(db.select(&[], 0, 20_000).unwrap().is_empty());
     let r = db.tick(1000 * 86_400_000).unwrap();
     assert_eq!((r.segments_deleted, r.series_dropped), (2, 1), "{r:?}");
+}
+
+/// Raw data that expires leaves its minute rollups behind: minute buckets give the same
+/// answers before and after, also across a reopen, and a crash between writing the
+/// rollups and deleting the raw segments doubles nothing.
+#[test]
+fn expiring_raw_data_leaves_minute_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000;
+    let o = Options {
+        retention_ms: day,
+        ..opts()
+    };
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    for t in 0..200 {
+        let v = Value::Float(f64::from((t * 37 % 101) as i32) / 4.0);
+        db.append(&[pt(0, t * 7_200, v), pt(1, t * 7_200 + 3, Value::Int(t))])
+            .unwrap();
+        if t % 50 == 49 {
+            db.flush().unwrap();
+        }
+    }
+    db.flush_all().unwrap();
+    assert_eq!(db.stats().segments, 10, "5 flushes of raw and 1 h");
+    let all = |db: &Db| {
+        [Resolution::Minute, Resolution::Hour]
+            .map(|res| db.select_rollup(&[], i64::MIN, i64::MAX, res).unwrap())
+    };
+    let want = all(&db);
+    assert_eq!(want[0][0].buckets.len(), 24);
+    let seg_files = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = seg_files(dir.path());
+    // The first three raw segments end before the floor; the fourth reaches past it.
+    let r = db.apply_retention(day + 1_100_000).unwrap();
+    assert_eq!((r.segments_written, r.segments_deleted), (1, 3), "{r:?}");
+    let raw = db.select(&[], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(
+        raw[0].samples[0].t,
+        150 * 7_200,
+        "older raw samples are gone"
+    );
+    assert_eq!(all(&db), want);
+    // Reopened, compacted, and once more when the rest expires.
+    drop(db);
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    assert_eq!(all(&db), want);
+    db.compact_full().unwrap();
+    assert_eq!(all(&db), want);
+    let r = db.apply_retention(day + 10_000_000).unwrap();
+    assert_eq!(r.segments_written, 1, "{r:?}");
+    assert!(db.select(&[], i64::MIN, i64::MAX).unwrap().is_empty());
+    assert_eq!(all(&db), want);
+    db.compact_full().unwrap();
+    assert_eq!(all(&db), want);
+    drop(db);
+    // A crash after the 1 m segment was written but before the raw segments were
+    // deleted: they are deleted on open, as the 1 m segment names them.
+    let after = seg_files(dir.path());
+    for (p, b) in &before {
+        std::fs::write(p, b).unwrap();
+    }
+    let db = Db::open(dir.path(), o).unwrap();
+    assert_eq!(seg_files(dir.path()).len(), after.len());
+    assert_eq!(all(&db), want);
+}
+
+/// A store written before minute rollups waited for the raw data to expire (format 1
+/// segments, minute rollups of every flush next to the raw data) answers the same, and
+/// expiring raw data does not roll up samples its old minute rollups already hold.
+#[test]
+fn format_1_minute_rollups_are_not_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000;
+    let o = Options {
+        retention_ms: day,
+        ..opts()
+    };
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    let v = |t: i64| Value::Float(f64::from((t * 37 % 101) as i32));
+    for t in 0..100 {
+        db.append(&[pt(0, t * 7_200, v(t))]).unwrap();
+    }
+    db.flush_all().unwrap();
+    let want = db
+        .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+        .unwrap();
+    drop(db);
+    // What the previous version's flush wrote besides: the minute rollups, format 1.
+    let mut buckets = Vec::new();
+    crate::rollup::aggregate(
+        (0..100).map(|t| (t * 7_200, v(t).as_f64())),
+        60_000,
+        &mut buckets,
+    );
+    crate::segment::write_v1_rollup(
+        dir.path(),
+        crate::segment::SegKind::Rollup(Resolution::Minute),
+        1_000,
+        &labels(0),
+        ValueKind::Float,
+        &buckets,
+    );
+    let db = Db::open(dir.path(), o.clone()).unwrap();
+    assert_eq!(
+        db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+            .unwrap(),
+        want
+    );
+    for t in 100..150 {
+        db.append(&[pt(0, t * 7_200, v(t))]).unwrap();
+    }
+    db.flush_all().unwrap();
+    let want = db
+        .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+        .unwrap();
+    assert_eq!(want[0].buckets.iter().map(|b| b.count).sum::<u64>(), 150);
+    // Everything raw expires: only the samples after the old rollups are rolled up.
+    let r = db.apply_retention(day + 10_000_000).unwrap();
+    assert_eq!(r.segments_written, 1, "{r:?}");
+    assert!(db.select(&[], i64::MIN, i64::MAX).unwrap().is_empty());
+    let got = db
+        .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+        .unwrap();
+    assert_eq!(got, want);
+    db.compact_full().unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), o).unwrap();
+    assert_eq!(
+        db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
+            .unwrap(),
+        want
+    );
 }
 
 /// Regression: after a reopen from segments, the same timestamp with another value was
@@ -526,7 +673,7 @@ fn crash_before_compaction_cleanup_doubles_nothing() {
             db.flush().unwrap();
         }
     }
-    // Data past the raw and 1 m windows' end, so those windows are complete.
+    // Data past the raw window's end, so that window is complete.
     db.append(&[pt(0, 200_000, Value::Float(0.0))]).unwrap();
     db.flush_all().unwrap();
     let want = db.select(&[], i64::MIN, i64::MAX).unwrap();
@@ -544,17 +691,19 @@ fn crash_before_compaction_cleanup_doubles_nothing() {
         v
     };
     let before = segs(dir.path());
-    assert_eq!(before.len(), 15);
+    // Five flushes of a raw and a 1 h segment each (1 m rollups wait for the raw data
+    // to expire).
+    assert_eq!(before.len(), 10);
     db.compact().unwrap();
     drop(db);
-    // Raw and 1 m: the first four merged plus the last; 1 h: its window is still open.
-    assert_eq!(segs(dir.path()).len(), 9);
+    // Raw: the first four merged plus the last; 1 h: its window is still open.
+    assert_eq!(segs(dir.path()).len(), 7);
     for (p, b) in &before {
         std::fs::write(p, b).unwrap();
     }
     let db = Db::open(dir.path(), opts()).unwrap();
-    assert_eq!(db.stats().segments, 9);
-    assert_eq!(segs(dir.path()).len(), 9);
+    assert_eq!(db.stats().segments, 7);
+    assert_eq!(segs(dir.path()).len(), 7);
     assert_eq!(db.select(&[], i64::MIN, i64::MAX).unwrap(), want);
 }
 

@@ -222,3 +222,116 @@ proptest! {
         }
     }
 }
+
+/// Operations of the retention model check; appends move one clock forward for all
+/// series, so retention never rejects a sample.
+#[derive(Clone, Debug)]
+enum RetOp {
+    /// (seconds to move the clock, (series, value) per sample)
+    Append(i64, Vec<(usize, i8)>),
+    Flush,
+    FlushAll,
+    Compact(bool),
+    Kill,
+    /// Retention with the floor this many seconds behind the clock.
+    Expire(i64),
+}
+
+fn ret_op() -> impl Strategy<Value = RetOp> {
+    prop_oneof![
+        6 => (1i64..40, proptest::collection::vec((0usize..3, any::<i8>()), 1..6))
+            .prop_map(|(dt, items)| RetOp::Append(dt, items)),
+        2 => Just(RetOp::Flush),
+        1 => Just(RetOp::FlushAll),
+        1 => any::<bool>().prop_map(RetOp::Compact),
+        1 => Just(RetOp::Kill),
+        2 => (0i64..200).prop_map(RetOp::Expire),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    /// Raw data expiring segment by segment (its minute rollups written as it goes)
+    /// leaves minute and hour buckets equal to the model's over every sample ever
+    /// appended, and the raw samples left are, per series, the newest ones: at least
+    /// those at or after the highest floor.
+    #[test]
+    fn retention_keeps_rollups_exact(ops in proptest::collection::vec(ret_op(), 1..30)) {
+        const DAY: i64 = 86_400_000;
+        let dir = tempfile::tempdir().unwrap();
+        let o = Options { retention_ms: DAY, ..opts() };
+        let mut db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut model: BTreeMap<usize, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut clock = 0i64;
+        let mut floor = i64::MIN;
+        for op in ops {
+            match op {
+                RetOp::Append(dt, items) => {
+                    clock += dt * 1000;
+                    let mut points = Vec::new();
+                    let mut seen = [false; 3];
+                    for (s, v) in items {
+                        if std::mem::replace(&mut seen[s], true) {
+                            continue;
+                        }
+                        let t = clock + s as i64;
+                        model.entry(s).or_default().push((t, f64::from(v)));
+                        points.push(pt(s, t, Value::Float(f64::from(v))));
+                    }
+                    let r = db.append(&points).unwrap();
+                    prop_assert_eq!(r.accepted, points.len());
+                }
+                RetOp::Flush => { db.flush().unwrap(); }
+                RetOp::FlushAll => { db.flush_all().unwrap(); }
+                RetOp::Compact(full) => {
+                    if full { db.compact_full().unwrap(); } else { db.compact().unwrap(); }
+                }
+                RetOp::Kill => {
+                    drop(db);
+                    db = Db::open(dir.path(), o.clone()).unwrap();
+                }
+                RetOp::Expire(back) => {
+                    let f = clock - back * 1000;
+                    floor = floor.max(f);
+                    db.apply_retention(f + DAY).unwrap();
+                }
+            }
+            for res in [Resolution::Minute, Resolution::Hour] {
+                let got: Vec<(Labels, Vec<Bucket>)> = db
+                    .select_rollup(&[], i64::MIN, i64::MAX, res)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.labels, r.buckets))
+                    .collect();
+                let want: Vec<(Labels, Vec<Bucket>)> = model
+                    .iter()
+                    .map(|(&s, samples)| {
+                        let mut b = Vec::new();
+                        rollup::aggregate(samples.iter().copied(), res.ms(), &mut b);
+                        (labels(s), b)
+                    })
+                    .collect();
+                prop_assert_eq!(got, want, "{:?}", res);
+            }
+            let raw = db.select(&[], i64::MIN, i64::MAX).unwrap();
+            for (&s, samples) in &model {
+                let got: Vec<(i64, f64)> = raw
+                    .iter()
+                    .find(|x| x.labels == labels(s))
+                    .map(|x| x.samples.iter().map(|p| (p.t, p.v.as_f64())).collect())
+                    .unwrap_or_default();
+                let from = got.first().map_or(samples.len(), |g| {
+                    samples.iter().position(|m| m.0 == g.0).unwrap_or(usize::MAX)
+                });
+                prop_assert!(from <= samples.len(), "series {}: raw samples not in the model", s);
+                prop_assert_eq!(&got[..], &samples[from..], "series {}: not a suffix", s);
+                prop_assert!(
+                    samples[..from].iter().all(|m| m.0 < floor),
+                    "series {}: a sample at or after the floor {} is gone", s, floor
+                );
+            }
+            let listed = db.series(&[], i64::MIN, i64::MAX);
+            prop_assert_eq!(listed, model.keys().map(|&s| labels(s)).collect::<Vec<_>>());
+        }
+    }
+}
