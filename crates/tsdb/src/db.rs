@@ -290,20 +290,6 @@ impl Db {
             .collect();
         let max_seq = found.iter().map(|(s, _)| *s).max().unwrap_or(0);
         let wal_files = wal::Files::list(&dir)?;
-        let mut records = Vec::new();
-        for (path, is_checkpoint) in wal_files.replay_order() {
-            let (recs, valid) = wal::read(&path)?;
-            // A checkpoint is renamed into place only when complete, so unlike a WAL
-            // generation it cannot have a torn tail: a bad record is corruption.
-            let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
-            if is_checkpoint && valid != size {
-                return Err(Error::Corrupt {
-                    path,
-                    detail: format!("bad record at offset {valid}"),
-                });
-            }
-            records.extend(recs);
-        }
         // A new generation receives appends; the checkpoint below starts the next one.
         let first = Wal::create(&dir, wal_files.max_generation() + 1)?;
         let db = Db {
@@ -365,7 +351,7 @@ impl Db {
             }
             lock(&db.segments).push(seg);
         }
-        db.replay(records);
+        db.replay(&wal_files.replay_order())?;
         db.checkpoint(lock(&db.wal))?;
         Ok(db)
     }
@@ -400,7 +386,8 @@ impl Db {
         Ok(id)
     }
 
-    fn replay(&self, records: Vec<Record>) {
+    /// Applies the WAL files in order, each record as it is read (see [`wal::for_each`]).
+    fn replay(&self, files: &[(PathBuf, bool)]) -> Result<()> {
         let cut = self.opts.cut();
         let mut refs: HashMap<u64, (SeriesId, ValueKind)> = HashMap::new();
         let apply = |(id, kind): (SeriesId, ValueKind), t: i64, bits: u64| {
@@ -412,32 +399,43 @@ impl Db {
                 let _ = s.append(t, kind, bits, cut);
             }
         };
-        for rec in records {
-            match rec {
-                Record::Series { r, kind, labels } => {
-                    if let Some(id) = self.series_for_load(&labels, kind) {
-                        refs.insert(r, (id, kind));
-                    }
-                }
-                Record::Samples(samples) => {
-                    for (r, t, bits) in samples {
-                        if let Some(&series) = refs.get(&r) {
-                            apply(series, t, bits);
-                        }
-                    }
-                }
-                Record::Chunk { r, bytes } => {
-                    if let (Some(&series), Ok(samples)) = (refs.get(&r), chunk::decode(&bytes)) {
-                        for (t, bits) in samples {
-                            apply(series, t, bits);
-                        }
-                    }
-                }
-                Record::Meta { name, meta } => {
-                    write(&self.registry).metadata.insert(name, meta);
+        let mut apply_record = |rec| match rec {
+            Record::Series { r, kind, labels } => {
+                if let Some(id) = self.series_for_load(&labels, kind) {
+                    refs.insert(r, (id, kind));
                 }
             }
+            Record::Samples(samples) => {
+                for (r, t, bits) in samples {
+                    if let Some(&series) = refs.get(&r) {
+                        apply(series, t, bits);
+                    }
+                }
+            }
+            Record::Chunk { r, bytes } => {
+                if let (Some(&series), Ok(samples)) = (refs.get(&r), chunk::decode(&bytes)) {
+                    for (t, bits) in samples {
+                        apply(series, t, bits);
+                    }
+                }
+            }
+            Record::Meta { name, meta } => {
+                write(&self.registry).metadata.insert(name, meta);
+            }
+        };
+        for (path, is_checkpoint) in files {
+            let valid = wal::for_each(path, &mut apply_record)?;
+            // A checkpoint is renamed into place only when complete, so unlike a WAL
+            // generation it cannot have a torn tail: a bad record is corruption.
+            let size = std::fs::metadata(path).map_err(io_err(path))?.len();
+            if *is_checkpoint && valid != size {
+                return Err(Error::Corrupt {
+                    path: path.clone(),
+                    detail: format!("bad record at offset {valid}"),
+                });
+            }
         }
+        Ok(())
     }
 
     /// Checkpoints the WAL. Under the WAL lock (no append in flight) it encodes the

@@ -167,26 +167,47 @@ fn decode(payload: &[u8]) -> Result<Record> {
 
 /// Reads every intact record; a torn or corrupt tail ends the log.
 /// Returns the records and the length of the intact prefix.
+#[cfg(test)]
 pub(crate) fn read(path: &Path) -> Result<(Vec<Record>, u64)> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+    let mut out = Vec::new();
+    let valid = for_each(path, |rec| out.push(rec))?;
+    Ok((out, valid))
+}
+
+/// Streams every intact record to `f`, in order; a torn or corrupt tail ends the log.
+/// Returns the length of the intact prefix (0 for a missing file).
+///
+/// The file is read through a small buffer and each record is handed over as soon as
+/// it is decoded, so replay never holds the whole log or all its records at once: on
+/// open those temporary buffers would be freed after the head's long-lived allocations
+/// were made above them, and glibc keeps such freed memory resident (issue 16).
+pub(crate) fn for_each(path: &Path, mut f: impl FnMut(Record)) -> Result<u64> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while data.len() - pos >= 8 {
-        let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
-        let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-        if len > MAX_RECORD || (len as usize) > data.len() - pos - 8 {
+    let size = file.metadata().map_err(io_err(path))?.len();
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
+    let mut payload = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        let mut head = [0u8; 8];
+        if size - pos < 8 || !read_full(&mut reader, &mut head, path)? {
             break;
         }
-        let payload = &data[pos + 8..pos + 8 + len as usize];
-        if crc32c(payload) != crc {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_RECORD || u64::from(len) > size - pos - 8 {
             break;
         }
-        match decode(payload) {
-            Ok(rec) => out.push(rec),
+        payload.clear();
+        payload.resize(len as usize, 0);
+        if !read_full(&mut reader, &mut payload, path)? || crc32c(&payload) != crc {
+            break;
+        }
+        match decode(&payload) {
+            Ok(rec) => f(rec),
             Err(e) => {
                 return Err(Error::Corrupt {
                     path: path.to_path_buf(),
@@ -194,9 +215,18 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<Record>, u64)> {
                 });
             }
         }
-        pos += 8 + len as usize;
+        pos += 8 + u64::from(len);
     }
-    Ok((out, pos as u64))
+    Ok(pos)
+}
+
+/// Fills `buf`; `false` if the file ends first.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8], path: &Path) -> Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
 }
 
 /// The file name of WAL generation `generation`.
