@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::io::Read;
 use watch::ApiVersion;
 
@@ -35,7 +36,12 @@ fn answer(status: u16, body: String) -> Response {
 }
 
 /// The body as text: gunzipped when `Content-Encoding: gzip`, bounded by [`MAX_BODY`].
-fn text(headers: &HeaderMap, body: &Bytes, api: ApiVersion) -> Result<String, Response> {
+/// An uncompressed body is borrowed, not copied.
+fn text<'b>(
+    headers: &HeaderMap,
+    body: &'b Bytes,
+    api: ApiVersion,
+) -> Result<Cow<'b, str>, Response> {
     let too_large = || {
         answer(
             413,
@@ -53,30 +59,33 @@ fn text(headers: &HeaderMap, body: &Bytes, api: ApiVersion) -> Result<String, Re
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let raw = if gzip {
-        let mut out = Vec::new();
-        let read = flate2::read::GzDecoder::new(&body[..])
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut out);
-        if let Err(e) = read {
-            return Err(answer(
-                400,
-                watch::error_body(api, "invalid", &format!("cannot gunzip the body: {e}")),
-            ));
-        }
-        if out.len() > MAX_BODY {
-            return Err(too_large());
-        }
-        out
-    } else {
-        body.to_vec()
-    };
-    String::from_utf8(raw).map_err(|_| {
+    let not_utf8 = || {
         answer(
             400,
             watch::error_body(api, "invalid", "the body is not UTF-8 line protocol"),
         )
-    })
+    };
+    if !gzip {
+        return std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|_| not_utf8());
+    }
+    let mut out = Vec::new();
+    let read = flate2::read::GzDecoder::new(&body[..])
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut out);
+    if let Err(e) = read {
+        return Err(answer(
+            400,
+            watch::error_body(api, "invalid", &format!("cannot gunzip the body: {e}")),
+        ));
+    }
+    if out.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| not_utf8())
 }
 
 fn write(

@@ -72,6 +72,8 @@ pub struct Watch {
     described: Mutex<std::collections::HashSet<String>>,
     /// Rounds for `--influxdb-url`, with the `machine` tag.
     outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
+    /// Series of line protocol writes already seen.
+    series_cache: ingest::SeriesCache,
 }
 
 impl Watch {
@@ -92,6 +94,7 @@ impl Watch {
             engine_gauges,
             described: Mutex::new(std::collections::HashSet::new()),
             outbox: RwLock::new(None),
+            series_cache: ingest::SeriesCache::default(),
         })
     }
 
@@ -210,7 +213,7 @@ impl Watch {
 
     /// Writes InfluxDB line protocol (`/write`, `/api/v2/write`) into the store.
     pub fn write_lines(&self, req: &WriteRequest<'_>) -> WriteOutcome {
-        ingest::write(&self.db, req, now_ms())
+        ingest::write(&self.db, &self.series_cache, req, now_ms())
     }
 }
 
