@@ -89,12 +89,26 @@ const CACHE_ENTRIES: usize = 1 << 18;
 /// unescaped). A line of a known series costs a lookup instead of building, sorting and
 /// hashing its label set, and the label set found is the store's own copy, so the store
 /// finds the series by comparing a pointer.
-#[derive(Default)]
 pub(crate) struct SeriesCache {
     map: RwLock<foldhash::HashMap<Box<[u8]>, tsdb::Labels>>,
+    /// Most entries; when full the cache starts over.
+    cap: usize,
+}
+
+impl Default for SeriesCache {
+    fn default() -> Self {
+        Self::with_capacity(CACHE_ENTRIES)
+    }
 }
 
 impl SeriesCache {
+    fn with_capacity(cap: usize) -> Self {
+        Self {
+            map: RwLock::default(),
+            cap: cap.max(1),
+        }
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, foldhash::HashMap<Box<[u8]>, tsdb::Labels>> {
         self.map.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -227,7 +241,7 @@ pub(crate) fn write(
                 continue;
             };
             let labels = db.intern(labels);
-            if map.len() >= CACHE_ENTRIES {
+            if map.len() >= cache.cap {
                 map.clear();
             }
             map.insert(key.into(), labels.clone());
@@ -309,6 +323,10 @@ pub(crate) fn write(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::{Strategy, prop};
+
     use super::*;
 
     fn db() -> (tempfile::TempDir, tsdb::Db) {
@@ -392,5 +410,149 @@ mod tests {
             clash.body
         );
         assert!(clash.body.contains("dropped=1"), "{}", clash.body);
+    }
+
+    /// Escapes a measurement (`,` and space) or a tag key, tag value or field key (also `=`).
+    fn esc(s: &str, measurement: bool) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            if c == ',' || c == ' ' || (c == '=' && !measurement) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// One line of the property test: measurement, tags in the order written, field, value.
+    type Line = (String, Vec<(String, String)>, String, i64);
+
+    fn line_strategy() -> impl Strategy<Value = Line> {
+        // Names that collide when concatenated without lengths (`a`+`bc` and `ab`+`c`),
+        // need escapes, or are the `db` label.
+        let measurement = prop::sample::select(vec!["cpu", "a,b", "a b"]);
+        let keys = prop::sample::subsequence(vec!["a", "ab", "db", "x=y"], 0..=3);
+        let value = prop::sample::select(vec!["c", "bc", "x y", "c,d", "="]);
+        let field = prop::sample::select(vec!["value", "f,g"]);
+        (
+            measurement,
+            keys.prop_shuffle(),
+            prop::collection::vec(value, 3),
+            field,
+            -5i64..5,
+        )
+            .prop_map(|(m, keys, values, f, v)| {
+                let tags = keys
+                    .into_iter()
+                    .zip(values)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                (m.to_string(), tags, f.to_string(), v)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Through the series cache, every sample lands in the series its line names: the
+        /// store holds exactly what building each line's labels from scratch says, with
+        /// requests to two databases, tags in any order, names that need escapes, and a
+        /// cache small enough to start over.
+        #[test]
+        fn cached_series_are_the_lines_series(
+            requests in prop::collection::vec(
+                (prop::bool::ANY, prop::collection::vec(line_strategy(), 1..30)),
+                1..6,
+            ),
+            cap in prop::sample::select(vec![1usize, 3, 1000]),
+        ) {
+            let (_d, db) = db();
+            let cache = SeriesCache::with_capacity(cap);
+            let mut want: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+            let mut t = 1_700_000_000i64;
+            for (first_db, lines) in &requests {
+                let database = if *first_db { "telegraf" } else { "other" };
+                let mut body = String::new();
+                for (m, tags, f, v) in lines {
+                    t += 1;
+                    body.push_str(&esc(m, true));
+                    for (k, tv) in tags {
+                        body.push_str(&format!(",{}={}", esc(k, false), esc(tv, false)));
+                    }
+                    body.push_str(&format!(" {}={v}i {t}\n", esc(f, false)));
+                    // The model: the label set built directly.
+                    let mut labels: BTreeMap<&str, &str> =
+                        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    labels.entry("db").or_insert(database);
+                    let name = format!("{m}_{f}");
+                    labels.insert("__name__", &name);
+                    let key = format!("{labels:?}");
+                    want.entry(key).or_default().push((t * 1000, *v));
+                }
+                let out = write(
+                    &db,
+                    &cache,
+                    &WriteRequest {
+                        body: &body,
+                        precision: Precision::Seconds,
+                        db: Some(database),
+                        api: ApiVersion::V1,
+                    },
+                    0,
+                );
+                proptest::prop_assert_eq!(out.status, 204, "{}", out.body);
+                proptest::prop_assert!(cache.len() <= cap);
+            }
+            let all = db
+                .select(
+                    &[tsdb::Matcher::new("__name__", tsdb::MatchOp::Re, ".+").expect("matcher")],
+                    0,
+                    i64::MAX,
+                )
+                .expect("select");
+            let got: BTreeMap<String, Vec<(i64, i64)>> = all
+                .iter()
+                .map(|s| {
+                    let labels: BTreeMap<&str, &str> = s.labels.iter().collect();
+                    let samples = s
+                        .samples
+                        .iter()
+                        .map(|x| match x.v {
+                            tsdb::Value::Int(i) => (x.t, i),
+                            _ => (x.t, i64::MIN),
+                        })
+                        .collect();
+                    (format!("{labels:?}"), samples)
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn known_series_come_from_the_cache() {
+        let (_d, db) = db();
+        let cache = SeriesCache::default();
+        let body = "cpu,host=a value=1,n=2i 1700000000\ncpu,host=a value=2,n=3i 1700000010\n";
+        let out = write(&db, &cache, &req(body, ApiVersion::V1), 0);
+        assert_eq!((out.status, out.written), (204, 4), "{}", out.body);
+        assert_eq!(cache.len(), 2, "one entry per series");
+        // The same series, tags in another order: a new key for the same label set.
+        let body = "cpu,host=a,zone=z value=3 1700000020\ncpu,zone=z,host=a value=4 1700000030\n";
+        let out = write(&db, &cache, &req(body, ApiVersion::V1), 0);
+        assert_eq!((out.status, out.written), (204, 2), "{}", out.body);
+        assert_eq!(cache.len(), 4);
+        let found = db
+            .select(
+                &[
+                    tsdb::Matcher::metric("cpu_value"),
+                    tsdb::Matcher::eq("zone", "z"),
+                ],
+                0,
+                i64::MAX,
+            )
+            .expect("select");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].samples.len(), 2);
     }
 }
