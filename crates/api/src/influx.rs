@@ -197,3 +197,40 @@ pub(crate) async fn influxql(RawQuery(q): RawQuery, headers: HeaderMap, body: By
             .into(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gz(b: &[u8]) -> Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).expect("gzip");
+        Bytes::from(e.finish().expect("gzip"))
+    }
+
+    fn status(r: Result<Cow<'_, str>, Response>) -> u16 {
+        r.err().expect("an error answer").status().as_u16()
+    }
+
+    #[test]
+    fn plain_bodies_are_borrowed_gzip_is_unpacked_and_bad_bodies_are_refused() {
+        let plain = Bytes::from_static(b"cpu v=1\n");
+        let none = HeaderMap::new();
+        let t = text(&none, &plain, ApiVersion::V1).ok().expect("text");
+        assert!(matches!(t, Cow::Borrowed("cpu v=1\n")), "not copied");
+        let mut gzip = HeaderMap::new();
+        gzip.insert(header::CONTENT_ENCODING, "gzip".parse().expect("header"));
+        let packed = gz(b"cpu v=1\n");
+        let t = text(&gzip, &packed, ApiVersion::V1).ok().expect("text");
+        assert_eq!(t, "cpu v=1\n");
+        let not_utf8 = Bytes::from_static(b"cpu v=\xff\n");
+        assert_eq!(status(text(&none, &not_utf8, ApiVersion::V1)), 400);
+        assert_eq!(status(text(&gzip, &gz(&not_utf8), ApiVersion::V2)), 400);
+        assert_eq!(status(text(&gzip, &plain, ApiVersion::V1)), 400, "not gzip");
+        let big = Bytes::from(vec![b'x'; MAX_BODY + 1]);
+        assert_eq!(status(text(&none, &big, ApiVersion::V1)), 413);
+        assert_eq!(status(text(&gzip, &gz(&big), ApiVersion::V1)), 413);
+    }
+}
