@@ -211,19 +211,29 @@ mod tests {
     }
 
     fn status(r: Result<Cow<'_, str>, Response>) -> u16 {
-        r.err().expect("an error answer").status().as_u16()
+        match r {
+            Ok(t) => panic!("accepted {t:?}"),
+            Err(r) => r.status().as_u16(),
+        }
+    }
+
+    fn ok(r: Result<Cow<'_, str>, Response>) -> Cow<'_, str> {
+        match r {
+            Ok(t) => t,
+            Err(r) => panic!("answered {}", r.status()),
+        }
     }
 
     #[test]
     fn plain_bodies_are_borrowed_gzip_is_unpacked_and_bad_bodies_are_refused() {
         let plain = Bytes::from_static(b"cpu v=1\n");
         let none = HeaderMap::new();
-        let t = text(&none, &plain, ApiVersion::V1).ok().expect("text");
+        let t = ok(text(&none, &plain, ApiVersion::V1));
         assert!(matches!(t, Cow::Borrowed("cpu v=1\n")), "not copied");
         let mut gzip = HeaderMap::new();
         gzip.insert(header::CONTENT_ENCODING, "gzip".parse().expect("header"));
         let packed = gz(b"cpu v=1\n");
-        let t = text(&gzip, &packed, ApiVersion::V1).ok().expect("text");
+        let t = ok(text(&gzip, &packed, ApiVersion::V1));
         assert_eq!(t, "cpu v=1\n");
         let not_utf8 = Bytes::from_static(b"cpu v=\xff\n");
         assert_eq!(status(text(&none, &not_utf8, ApiVersion::V1)), 400);
