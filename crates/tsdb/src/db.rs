@@ -598,6 +598,17 @@ impl Db {
         Ok(report)
     }
 
+    /// The store's own copy of `labels` when that series exists, else `labels`. A caller
+    /// that keeps label sets to append with again (a cache of series) should keep this
+    /// copy: [`Db::append`] then finds the series by comparing a pointer, not the labels.
+    pub fn intern(&self, labels: Labels) -> Labels {
+        let reg = read(&self.registry);
+        match reg.by_labels.get_key_value(&labels) {
+            Some((own, _)) => own.clone(),
+            None => labels,
+        }
+    }
+
     /// fsyncs the WAL now.
     pub fn sync(&self) -> Result<()> {
         lock(&self.wal).wal.sync()
