@@ -300,6 +300,7 @@ fn range_function(
     };
     let mut columns = Vec::new();
     let mut filtered = Vec::new();
+    let mut resets: Vec<u32> = Vec::new();
     for (n, l) in ctx.series(&ms.selector).iter().enumerate() {
         if n % 64 == 63 {
             ctx.check_deadline()?;
@@ -314,6 +315,17 @@ fn range_function(
         } else {
             &series.samples
         };
+        // For rate and increase: resets[i] counts the counter resets among samples[..=i],
+        // so a window without any needs no scan for them.
+        resets.clear();
+        if matches!(f, RangeFn::Rate | RangeFn::Increase) {
+            let mut n = 0u32;
+            resets.push(0);
+            for w in samples.windows(2) {
+                n += u32::from(w[1].1 < w[0].1);
+                resets.push(n);
+            }
+        }
         let (mut lo, mut hi) = (0, 0);
         let mut values = Vec::with_capacity(steps.len());
         for (k, &ts) in steps.iter().enumerate() {
@@ -325,11 +337,15 @@ fn range_function(
             while lo < samples.len() && samples[lo].0 <= t_start {
                 lo += 1;
             }
-            let window = &samples[lo.min(hi)..hi];
+            let first = lo.min(hi);
+            let window = &samples[first..hi];
+            let qk = q.as_ref().map(|q| q[k]);
             values.push(if window.is_empty() {
                 None
+            } else if !resets.is_empty() && resets[hi - 1] == resets[first] {
+                f.apply_without_resets(window, t_start, t_end, ts, qk)
             } else {
-                f.apply(window, t_start, t_end, ts, q.as_ref().map(|q| q[k]))
+                f.apply(window, t_start, t_end, ts, qk)
             });
         }
         columns.push(Column {
