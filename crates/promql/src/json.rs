@@ -15,7 +15,7 @@ pub fn format_value(v: f64) -> String {
 
 /// Appends [`format_value`]'s text: the shortest digits that read back to `v`, never an
 /// exponent, as Rust's `{}` prints them (and Go's `strconv.FormatFloat(v, 'f', -1, 64)`),
-/// through ryu instead of `fmt`.
+/// without going through `fmt`.
 pub(crate) fn write_value(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -23,11 +23,17 @@ pub(crate) fn write_value(out: &mut String, v: f64) {
         out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
+    } else if v.abs() < 9e15 && (v as i64) as f64 == v {
+        // Integers below 2^53 print as themselves (counters, bytes, pages).
+        if v == 0.0 && v.is_sign_negative() {
+            out.push('-');
+        }
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        let mut buf = ryu::Buffer::new();
+        let mut buf = zmij::Buffer::new();
         let s = buf.format_finite(v);
         if exact_digits(v).is_some_and(|n| n == significant_digits(s) + 1) {
-            // Two shortest candidates are equally close: ryu rounds the tie to even, Rust's
+            // Two shortest candidates are equally close: zmij rounds the tie to even, Rust's
             // `{}` up (`262805233293453.125` prints as `…453.12` and `…453.13`). Keep `{}`.
             let _ = write!(out, "{v}");
         } else {
@@ -61,7 +67,7 @@ fn exact_digits(v: f64) -> Option<usize> {
     (digits < 10u128.pow(18)).then(|| digits.ilog10() as usize + 1)
 }
 
-/// Significant digits of a number printed by ryu (`-0.00123` has 3, `1.5e-7` 2).
+/// Significant digits of a number printed by zmij (`-0.00123` has 3, `1.5e-7` 2).
 fn significant_digits(s: &str) -> usize {
     let mantissa = s.split(['e', 'E']).next().unwrap_or(s);
     let d = mantissa.as_bytes();
@@ -79,10 +85,11 @@ fn significant_digits(s: &str) -> usize {
 /// `-1.5e-7`, `1e21`) in fixed notation without a trailing `.0` (`123`, `0.001`,
 /// `-0.00000015`, `1000000000000000000000`).
 fn write_fixed(out: &mut String, s: &str) {
-    let Some((mantissa, exp)) = s.split_once(['e', 'E']) else {
+    let Some(e) = s.bytes().position(|b| b == b'e' || b == b'E') else {
         out.push_str(s.strip_suffix(".0").unwrap_or(s));
         return;
     };
+    let (mantissa, exp) = (&s[..e], &s[e + 1..]);
     let Ok(exp) = exp.parse::<i32>() else {
         out.push_str(s);
         return;
@@ -207,6 +214,7 @@ fn write_data(out: &mut String, value: &QueryValue) {
         }
         QueryValue::Matrix(series) => {
             out.push_str("{\"resultType\":\"matrix\",\"result\":[");
+            let mut stamps: Vec<(i64, String)> = Vec::new();
             for (i, s) in series.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -218,7 +226,27 @@ fn write_data(out: &mut String, value: &QueryValue) {
                     if j > 0 {
                         out.push(',');
                     }
-                    write_point(out, t, v);
+                    out.push('[');
+                    // Series of a range query mostly share their steps: the j-th
+                    // timestamp is usually the one formatted for the series before.
+                    match stamps.get_mut(j) {
+                        Some((ct, text)) if *ct == t => out.push_str(text),
+                        Some((ct, text)) => {
+                            *ct = t;
+                            text.clear();
+                            write_timestamp(text, t);
+                            out.push_str(text);
+                        }
+                        None => {
+                            let mut text = String::with_capacity(16);
+                            write_timestamp(&mut text, t);
+                            out.push_str(&text);
+                            stamps.push((t, text));
+                        }
+                    }
+                    out.push_str(",\"");
+                    write_value(out, v);
+                    out.push_str("\"]");
                 }
                 out.push_str("]}");
             }
@@ -418,7 +446,7 @@ mod tests {
 
     use super::*;
 
-    /// The formatting `format_value` had before it went through ryu: Rust's `{}`.
+    /// The formatting `format_value` had before it went through zmij: Rust's `{}`.
     fn reference(v: f64) -> String {
         if v.is_nan() {
             "NaN".to_string()
