@@ -407,19 +407,23 @@ impl RangeFn {
         self == RangeFn::LastOverTime
     }
 
-    /// [`RangeFn::apply`] for a window known to hold no counter reset (no value lower than
-    /// the one before it): `rate` and `increase` skip looking for them (the same result).
-    pub(crate) fn apply_without_resets(
+    /// [`RangeFn::apply`] for `rate` and `increase` given the window's counter resets
+    /// already found: `resets` holds, in order, the value before every drop in `p` (the
+    /// same result, without scanning `p` for them). Other functions ignore `resets`.
+    pub(crate) fn apply_with_resets(
         self,
         p: &[(i64, f64)],
         range_start: i64,
         range_end: i64,
         ts: i64,
         q: Option<f64>,
+        resets: &[f64],
     ) -> Option<f64> {
         match self {
-            RangeFn::Rate => extrapolated_rate(p, range_start, range_end, true, true, false),
-            RangeFn::Increase => extrapolated_rate(p, range_start, range_end, true, false, false),
+            RangeFn::Rate => extrapolated_rate(p, range_start, range_end, true, true, Some(resets)),
+            RangeFn::Increase => {
+                extrapolated_rate(p, range_start, range_end, true, false, Some(resets))
+            }
             _ => self.apply(p, range_start, range_end, ts, q),
         }
     }
@@ -436,9 +440,9 @@ impl RangeFn {
         q: Option<f64>,
     ) -> Option<f64> {
         match self {
-            RangeFn::Rate => extrapolated_rate(p, range_start, range_end, true, true, true),
-            RangeFn::Increase => extrapolated_rate(p, range_start, range_end, true, false, true),
-            RangeFn::Delta => extrapolated_rate(p, range_start, range_end, false, false, false),
+            RangeFn::Rate => extrapolated_rate(p, range_start, range_end, true, true, None),
+            RangeFn::Increase => extrapolated_rate(p, range_start, range_end, true, false, None),
+            RangeFn::Delta => extrapolated_rate(p, range_start, range_end, false, false, None),
             RangeFn::Irate => instant_value(p, true),
             RangeFn::Idelta => instant_value(p, false),
             RangeFn::Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
@@ -636,14 +640,14 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 }
 
 /// Prometheus' extrapolatedRate for float samples, range `(range_start, range_end]`.
-/// `scan_resets: false` promises a counter without resets in `p`.
+/// `resets`: the values before the counter resets in `p`, in order, when already known.
 fn extrapolated_rate(
     p: &[(i64, f64)],
     range_start: i64,
     range_end: i64,
     is_counter: bool,
     is_rate: bool,
-    scan_resets: bool,
+    resets: Option<&[f64]>,
 ) -> Option<f64> {
     if p.len() < 2 {
         return None;
@@ -651,10 +655,19 @@ fn extrapolated_rate(
     let (first_t, first_v) = p[0];
     let (last_t, last_v) = p[p.len() - 1];
     let mut result = last_v - first_v;
-    if is_counter && scan_resets {
-        for w in p.windows(2) {
-            if w[1].1 < w[0].1 {
-                result += w[0].1;
+    if is_counter {
+        match resets {
+            Some(resets) => {
+                for &v in resets {
+                    result += v;
+                }
+            }
+            None => {
+                for w in p.windows(2) {
+                    if w[1].1 < w[0].1 {
+                        result += w[0].1;
+                    }
+                }
             }
         }
     }
