@@ -73,7 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let queries = [
         ("selector", r#"cpu_usage_total_value{machine="host-0"}"#),
-        ("rate", r#"rate(cpu_usage_total_value{machine="host-0"}[5m])"#),
+        (
+            "rate",
+            r#"rate(cpu_usage_total_value{machine="host-0"}[5m])"#,
+        ),
         (
             "sum by",
             r#"sum by (app) (rate(cpu_usage_total_value{machine="host-0"}[5m]))"#,
