@@ -342,16 +342,7 @@ impl Db {
                 };
                 let mut sh = lock(&db.shards[shard_of(id)]);
                 let Some(s) = sh.get_mut(id) else { continue };
-                let r = DiskRef {
-                    file: seg.clone(),
-                    offset: e.offset,
-                    len: e.len,
-                    crc: e.crc,
-                    mint: e.mint,
-                    maxt: e.maxt,
-                    last: e.last,
-                    samples: e.samples,
-                };
+                let r = DiskRef::new(seg.clone(), &e);
                 if e.maxt > s.last_t {
                     s.last_t = e.maxt;
                     s.last_bits = e.last;
