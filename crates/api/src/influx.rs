@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::io::Read;
 use watch::ApiVersion;
 
@@ -35,7 +36,12 @@ fn answer(status: u16, body: String) -> Response {
 }
 
 /// The body as text: gunzipped when `Content-Encoding: gzip`, bounded by [`MAX_BODY`].
-fn text(headers: &HeaderMap, body: &Bytes, api: ApiVersion) -> Result<String, Response> {
+/// An uncompressed body is borrowed, not copied.
+fn text<'b>(
+    headers: &HeaderMap,
+    body: &'b Bytes,
+    api: ApiVersion,
+) -> Result<Cow<'b, str>, Response> {
     let too_large = || {
         answer(
             413,
@@ -53,30 +59,33 @@ fn text(headers: &HeaderMap, body: &Bytes, api: ApiVersion) -> Result<String, Re
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let raw = if gzip {
-        let mut out = Vec::new();
-        let read = flate2::read::GzDecoder::new(&body[..])
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut out);
-        if let Err(e) = read {
-            return Err(answer(
-                400,
-                watch::error_body(api, "invalid", &format!("cannot gunzip the body: {e}")),
-            ));
-        }
-        if out.len() > MAX_BODY {
-            return Err(too_large());
-        }
-        out
-    } else {
-        body.to_vec()
-    };
-    String::from_utf8(raw).map_err(|_| {
+    let not_utf8 = || {
         answer(
             400,
             watch::error_body(api, "invalid", "the body is not UTF-8 line protocol"),
         )
-    })
+    };
+    if !gzip {
+        return std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|_| not_utf8());
+    }
+    let mut out = Vec::new();
+    let read = flate2::read::GzDecoder::new(&body[..])
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut out);
+    if let Err(e) = read {
+        return Err(answer(
+            400,
+            watch::error_body(api, "invalid", &format!("cannot gunzip the body: {e}")),
+        ));
+    }
+    if out.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| not_utf8())
 }
 
 fn write(
@@ -187,4 +196,51 @@ pub(crate) async fn influxql(RawQuery(q): RawQuery, headers: HeaderMap, body: By
         r#"{"error":"InfluxQL queries are not supported: query with PromQL at /api/v1/query (series are named <measurement>_<field>)"}"#
             .into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gz(b: &[u8]) -> Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).expect("gzip");
+        Bytes::from(e.finish().expect("gzip"))
+    }
+
+    fn status(r: Result<Cow<'_, str>, Response>) -> u16 {
+        match r {
+            Ok(t) => panic!("accepted {t:?}"),
+            Err(r) => r.status().as_u16(),
+        }
+    }
+
+    fn ok(r: Result<Cow<'_, str>, Response>) -> Cow<'_, str> {
+        match r {
+            Ok(t) => t,
+            Err(r) => panic!("answered {}", r.status()),
+        }
+    }
+
+    #[test]
+    fn plain_bodies_are_borrowed_gzip_is_unpacked_and_bad_bodies_are_refused() {
+        let plain = Bytes::from_static(b"cpu v=1\n");
+        let none = HeaderMap::new();
+        let t = ok(text(&none, &plain, ApiVersion::V1));
+        assert!(matches!(t, Cow::Borrowed("cpu v=1\n")), "not copied");
+        let mut gzip = HeaderMap::new();
+        gzip.insert(header::CONTENT_ENCODING, "gzip".parse().expect("header"));
+        let packed = gz(b"cpu v=1\n");
+        let t = ok(text(&gzip, &packed, ApiVersion::V1));
+        assert_eq!(t, "cpu v=1\n");
+        let not_utf8 = Bytes::from_static(b"cpu v=\xff\n");
+        assert_eq!(status(text(&none, &not_utf8, ApiVersion::V1)), 400);
+        assert_eq!(status(text(&gzip, &gz(&not_utf8), ApiVersion::V2)), 400);
+        assert_eq!(status(text(&gzip, &plain, ApiVersion::V1)), 400, "not gzip");
+        let big = Bytes::from(vec![b'x'; MAX_BODY + 1]);
+        assert_eq!(status(text(&none, &big, ApiVersion::V1)), 413);
+        assert_eq!(status(text(&gzip, &gz(&big), ApiVersion::V1)), 413);
+    }
 }

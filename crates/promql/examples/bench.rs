@@ -25,43 +25,39 @@ fn main() {
     let engine = Engine::default();
     let queries = ["x", "rate(x[5m])", "sum by (app) (rate(x[5m]))"];
     println!(
-        "{:<28} {:>6} {:>7} {:>8} {:>8}",
-        "query (1h, step 10s)", "series", "points", "mean ms", "min ms"
+        "{:<28} {:>6} {:>7} {:>8} {:>8} {:>10} {:>7}",
+        "query (1h, step 10s)", "series", "points", "mean ms", "min ms", "JSON min ms", "bytes"
     );
     for q in queries {
         let mut wall = Vec::new();
-        let mut shape = (0, 0);
+        let mut render = Vec::new();
+        let mut shape = (0, 0, 0);
         for _ in 0..20 {
             let t0 = Instant::now();
             let v = engine
                 .range_query(&db, q, start, start + hour, 10_000)
                 .expect("query runs");
             wall.push(t0.elapsed().as_secs_f64() * 1000.0);
+            let t1 = Instant::now();
+            let body = promql::render_success(&v);
+            render.push(t1.elapsed().as_secs_f64() * 1000.0);
             if let QueryValue::Matrix(m) = &v {
-                shape = (m.len(), m.iter().map(|s| s.samples.len()).sum::<usize>());
+                shape = (
+                    m.len(),
+                    m.iter().map(|s| s.samples.len()).sum::<usize>(),
+                    body.len(),
+                );
             }
         }
         let mean = wall.iter().sum::<f64>() / wall.len() as f64;
-        let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         println!(
-            "{q:<28} {:>6} {:>7} {mean:>8.2} {min:>8.2}",
-            shape.0, shape.1
+            "{q:<28} {:>6} {:>7} {mean:>8.2} {:>8.2} {:>10.2} {:>7}",
+            shape.0,
+            shape.1,
+            min(&wall),
+            min(&render),
+            shape.2
         );
     }
-    let t0 = Instant::now();
-    let v = engine
-        .range_query(
-            &db,
-            "sum by (app) (rate(x[5m]))",
-            start,
-            start + hour,
-            10_000,
-        )
-        .expect("query runs");
-    let body = promql::render_success(&v);
-    println!(
-        "query + render_success of the sum-by result: {} bytes in {:.2} ms",
-        body.len(),
-        t0.elapsed().as_secs_f64() * 1000.0
-    );
 }

@@ -8,9 +8,9 @@ use crate::engine::{Ctx, Sample, Value};
 use crate::functions::{kahan_inc, mean, quantile};
 use crate::labels::Labels;
 
+/// The running state of one group's aggregation at one evaluation time.
 #[derive(Default)]
-struct Group {
-    labels: Labels,
+pub(crate) struct Acc {
     sum: f64,
     comp: f64,
     count: f64,
@@ -18,6 +18,75 @@ struct Group {
     m2: f64,
     extreme: f64,
     values: Vec<f64>,
+}
+
+impl Acc {
+    /// Starts over for a group whose first element has value `first` (keeps the buffer).
+    pub(crate) fn reset(&mut self, first: f64) {
+        self.sum = 0.0;
+        self.comp = 0.0;
+        self.count = 0.0;
+        self.mean = 0.0;
+        self.m2 = 0.0;
+        self.extreme = first;
+        self.values.clear();
+    }
+
+    /// Adds one element's value (every operator but `topk`, `bottomk`).
+    pub(crate) fn add(&mut self, op: AggOp, v: f64) {
+        self.count += 1.0;
+        match op {
+            AggOp::Sum => {
+                let (sum, comp) = kahan_inc(v, self.sum, self.comp);
+                self.sum = sum;
+                self.comp = comp;
+            }
+            AggOp::Min => {
+                if v < self.extreme || self.extreme.is_nan() {
+                    self.extreme = v;
+                }
+            }
+            AggOp::Max => {
+                if v > self.extreme || self.extreme.is_nan() {
+                    self.extreme = v;
+                }
+            }
+            AggOp::Stddev | AggOp::Stdvar => {
+                let delta = v - self.mean;
+                self.mean += delta / self.count;
+                self.m2 += delta * (v - self.mean);
+            }
+            AggOp::Quantile | AggOp::Avg => self.values.push(v),
+            AggOp::Topk | AggOp::Bottomk | AggOp::Count | AggOp::Group | AggOp::CountValues => {}
+        }
+    }
+
+    /// The group's value (every operator but `topk`, `bottomk`); `scalar` is `quantile`'s
+    /// parameter.
+    pub(crate) fn value(&mut self, op: AggOp, scalar: f64) -> f64 {
+        match op {
+            AggOp::Sum => {
+                if self.sum.is_infinite() {
+                    self.sum
+                } else {
+                    self.sum + self.comp
+                }
+            }
+            AggOp::Avg => mean(self.values.iter().copied()),
+            AggOp::Min | AggOp::Max => self.extreme,
+            AggOp::Count | AggOp::CountValues => self.count,
+            AggOp::Group => 1.0,
+            AggOp::Stdvar => self.m2 / self.count,
+            AggOp::Stddev => (self.m2 / self.count).sqrt(),
+            AggOp::Quantile => quantile(scalar, &mut self.values),
+            AggOp::Topk | AggOp::Bottomk => f64::NAN,
+        }
+    }
+}
+
+struct Group {
+    labels: Labels,
+    acc: Acc,
     members: Vec<Sample>,
 }
 
@@ -76,63 +145,26 @@ pub(crate) fn eval<'a>(ctx: &'a Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<V
             Some(&i) => i,
             None => {
                 index.insert(key.clone(), groups.len());
+                let mut acc = Acc::default();
+                acc.reset(s.v);
                 groups.push(Group {
                     labels: key,
-                    extreme: s.v,
-                    ..Group::default()
+                    acc,
+                    members: Vec::new(),
                 });
                 groups.len() - 1
             }
         };
         let g = &mut groups[i];
-        g.count += 1.0;
         match a.op {
-            AggOp::Sum => {
-                let (sum, comp) = kahan_inc(s.v, g.sum, g.comp);
-                g.sum = sum;
-                g.comp = comp;
-            }
-            AggOp::Min => {
-                if s.v < g.extreme || g.extreme.is_nan() {
-                    g.extreme = s.v;
-                }
-            }
-            AggOp::Max => {
-                if s.v > g.extreme || g.extreme.is_nan() {
-                    g.extreme = s.v;
-                }
-            }
-            AggOp::Stddev | AggOp::Stdvar => {
-                let delta = s.v - g.mean;
-                g.mean += delta / g.count;
-                g.m2 += delta * (s.v - g.mean);
-            }
-            AggOp::Quantile | AggOp::Avg => g.values.push(s.v),
             AggOp::Topk | AggOp::Bottomk => g.members.push(s),
-            AggOp::Count | AggOp::Group | AggOp::CountValues => {}
+            op => g.acc.add(op, s.v),
         }
     }
 
     let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
+    for mut g in groups {
         let value = match a.op {
-            AggOp::Sum => {
-                if g.sum.is_infinite() {
-                    g.sum
-                } else {
-                    g.sum + g.comp
-                }
-            }
-            AggOp::Avg => mean(g.values.into_iter()),
-            AggOp::Min | AggOp::Max => g.extreme,
-            AggOp::Count | AggOp::CountValues => g.count,
-            AggOp::Group => 1.0,
-            AggOp::Stdvar => g.m2 / g.count,
-            AggOp::Stddev => (g.m2 / g.count).sqrt(),
-            AggOp::Quantile => {
-                let mut values = g.values;
-                quantile(scalar, &mut values)
-            }
             AggOp::Topk | AggOp::Bottomk => {
                 let mut members = g.members;
                 let top = a.op == AggOp::Topk;
@@ -151,6 +183,7 @@ pub(crate) fn eval<'a>(ctx: &'a Ctx<'_>, a: &AggregateExpr, ts: i64) -> Result<V
                 }));
                 continue;
             }
+            op => g.acc.value(op, scalar),
         };
         out.push(Sample {
             labels: g.labels,

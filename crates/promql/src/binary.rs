@@ -8,7 +8,7 @@ use crate::engine::{Sample, Value};
 use crate::labels::Labels;
 
 /// Applies `op` to two floats; the bool says whether a comparison kept the element.
-fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
+pub(crate) fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
     let cmp = |b: bool| (if b { 1.0 } else { 0.0 }, b);
     match op {
         BinOp::Add => (l + r, true),
@@ -28,7 +28,7 @@ fn apply(op: BinOp, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-fn drops_name(op: BinOp) -> bool {
+pub(crate) fn drops_name(op: BinOp) -> bool {
     !op.is_comparison() && !op.is_set()
 }
 

@@ -8,7 +8,7 @@ use crate::Error;
 use crate::ast::{Expr, ValueType, VectorSelector};
 use crate::labels::Labels;
 use crate::storage::{Series, Storage, is_stale_marker};
-use crate::{aggregate, binary, functions, parser};
+use crate::{aggregate, binary, functions, parser, range};
 
 /// One element of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,9 +47,9 @@ pub(crate) struct RangeSeries<'a> {
 }
 
 /// A series loaded from storage, with its labels minus the metric name precomputed.
-struct Loaded {
-    series: Series,
-    unnamed: Labels,
+pub(crate) struct Loaded {
+    pub(crate) series: Series,
+    pub(crate) unnamed: Labels,
 }
 
 /// Evaluation settings; `Engine::default()` matches Prometheus' defaults.
@@ -157,11 +157,36 @@ impl Engine {
             }
         }
         let ctx = Ctx::prepare(self, storage, expr, start_ms, end_ms)?;
+        let steps = range_steps(start_ms, end_ms, step_ms);
+        if let Some(m) = range::eval(&ctx, expr, &steps)? {
+            return Ok(QueryValue::Matrix(m));
+        }
+        ctx.eval_steps(expr, &steps).map(QueryValue::Matrix)
+    }
+}
+
+/// The evaluation times of a range query: `start_ms + k*step_ms` up to `end_ms`.
+pub(crate) fn range_steps(start_ms: i64, end_ms: i64, step_ms: i64) -> Vec<i64> {
+    let mut steps = Vec::new();
+    let mut ts = start_ms;
+    while ts <= end_ms {
+        steps.push(ts);
+        ts = match ts.checked_add(step_ms) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    steps
+}
+
+impl Ctx<'_> {
+    /// Evaluates a range query step by step: an instant evaluation per step, the output
+    /// samples filed by their label sets. The reference [`range::eval`] must agree with.
+    pub(crate) fn eval_steps(&self, expr: &Expr, steps: &[i64]) -> Result<Vec<Series>, Error> {
         let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-        let mut ts = start_ms;
-        while ts <= end_ms {
-            ctx.check_deadline()?;
-            match ctx.eval(expr, ts)? {
+        for &ts in steps {
+            self.check_deadline()?;
+            match self.eval(expr, ts)? {
                 Value::Scalar(v) => out.entry(Labels::default()).or_default().push((ts, v)),
                 Value::Vector(v) => {
                     for s in v {
@@ -178,17 +203,13 @@ impl Engine {
                     ));
                 }
             }
-            ts = match ts.checked_add(step_ms) {
-                Some(next) => next,
-                None => break,
-            };
         }
         let mut m: Vec<Series> = out
             .into_iter()
             .map(|(labels, samples)| Series { labels, samples })
             .collect();
         m.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryValue::Matrix(m))
+        Ok(m)
     }
 }
 
@@ -271,7 +292,7 @@ fn key(vs: &VectorSelector) -> usize {
 }
 
 impl<'a> Ctx<'a> {
-    fn prepare(
+    pub(crate) fn prepare(
         engine: &'a Engine,
         storage: &dyn Storage,
         expr: &Expr,
@@ -354,7 +375,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn check_deadline(&self) -> Result<(), Error> {
+    pub(crate) fn check_deadline(&self) -> Result<(), Error> {
         match self.deadline {
             Some(d) if Instant::now() > d => Err(Error::Timeout(
                 "query timed out in expression evaluation".to_string(),
@@ -363,7 +384,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn series(&self, vs: &VectorSelector) -> &[Loaded] {
+    pub(crate) fn series(&self, vs: &VectorSelector) -> &[Loaded] {
         self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
     }
 

@@ -165,6 +165,26 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
             .ok_or_else(|| Error::Execution(format!("missing argument {i} to {}", c.func)))
     };
     let name = c.func.as_str();
+    if let Some(f) = RangeFn::from_name(name) {
+        let (q_pos, m_pos) = f.arg_positions();
+        let q = match q_pos {
+            Some(i) => Some(scalar_arg(ctx, arg(i)?, ts)?),
+            None => None,
+        };
+        let m_expr = arg(m_pos)?;
+        let (range_ms, offset_ms) = range_of(m_expr);
+        let matrix = matrix_arg(ctx, m_expr, ts)?;
+        let range_end = ts.saturating_sub(offset_ms);
+        let range_start = range_end.saturating_sub(range_ms);
+        let mut out = Vec::with_capacity(matrix.len());
+        for s in matrix {
+            if let Some(v) = f.apply(&s.samples, range_start, range_end, ts, q) {
+                let labels = if f.keeps_name() { s.labels } else { s.unnamed };
+                out.push(Sample { labels, t: ts, v });
+            }
+        }
+        return Ok(Value::Vector(out));
+    }
     match name {
         "time" => Ok(Value::Scalar(ts as f64 / 1000.0)),
         "vector" => Ok(Value::Vector(vec![Sample {
@@ -187,83 +207,8 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
                 v: 1.0,
             }]))
         }
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "avg_over_time"
-        | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time"
-        | "last_over_time" | "quantile_over_time" | "stddev_over_time" | "stdvar_over_time"
-        | "present_over_time" | "changes" | "resets" | "predict_linear" => {
-            let (q, m_expr) = match name {
-                "quantile_over_time" => (Some(scalar_arg(ctx, arg(0)?, ts)?), arg(1)?),
-                "predict_linear" => (Some(scalar_arg(ctx, arg(1)?, ts)?), arg(0)?),
-                _ => (None, arg(0)?),
-            };
-            let (range_ms, offset_ms) = range_of(m_expr);
-            let matrix = matrix_arg(ctx, m_expr, ts)?;
-            let range_end = ts.saturating_sub(offset_ms);
-            let range_start = range_end.saturating_sub(range_ms);
-            let mut out = Vec::with_capacity(matrix.len());
-            for s in matrix {
-                let p = &s.samples;
-                let v = match name {
-                    "rate" => extrapolated_rate(p, range_start, range_end, true, true),
-                    "increase" => extrapolated_rate(p, range_start, range_end, true, false),
-                    "delta" => extrapolated_rate(p, range_start, range_end, false, false),
-                    "irate" => instant_value(p, true),
-                    "idelta" => instant_value(p, false),
-                    "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-                    "predict_linear" => (p.len() >= 2).then(|| {
-                        let (slope, intercept) = linear_regression(p, ts);
-                        slope * q.unwrap_or(f64::NAN) + intercept
-                    }),
-                    "stddev_over_time" => (!p.is_empty()).then(|| variance(p).sqrt()),
-                    "stdvar_over_time" => (!p.is_empty()).then(|| variance(p)),
-                    "present_over_time" => (!p.is_empty()).then_some(1.0),
-                    "changes" => (!p.is_empty()).then(|| {
-                        p.windows(2)
-                            .filter(|w| !(w[1].1 == w[0].1 || (w[1].1.is_nan() && w[0].1.is_nan())))
-                            .count() as f64
-                    }),
-                    "resets" => (!p.is_empty())
-                        .then(|| p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-                    "avg_over_time" => (!p.is_empty()).then(|| mean(p.iter().map(|x| x.1))),
-                    "min_over_time" => p
-                        .iter()
-                        .map(|x| x.1)
-                        .reduce(|a, b| if b < a || a.is_nan() { b } else { a }),
-                    "max_over_time" => p
-                        .iter()
-                        .map(|x| x.1)
-                        .reduce(|a, b| if b > a || a.is_nan() { b } else { a }),
-                    "sum_over_time" => (!p.is_empty()).then(|| kahan_sum(p.iter().map(|x| x.1))),
-                    "count_over_time" => (!p.is_empty()).then_some(p.len() as f64),
-                    "last_over_time" => p.last().map(|x| x.1),
-                    _ => (!p.is_empty()).then(|| {
-                        let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
-                        quantile(q.unwrap_or(f64::NAN), &mut vals)
-                    }),
-                };
-                if let Some(v) = v {
-                    let labels = if name == "last_over_time" {
-                        s.labels
-                    } else {
-                        s.unnamed
-                    };
-                    out.push(Sample { labels, t: ts, v });
-                }
-            }
-            Ok(Value::Vector(out))
-        }
         "abs" | "ceil" | "floor" | "exp" | "ln" | "log2" | "log10" | "sqrt" | "sgn" => {
-            let f: fn(f64) -> f64 = match name {
-                "abs" => f64::abs,
-                "ceil" => f64::ceil,
-                "floor" => f64::floor,
-                "exp" => f64::exp,
-                "ln" => f64::ln,
-                "log2" => f64::log2,
-                "log10" => f64::log10,
-                "sgn" => sgn,
-                _ => f64::sqrt,
-            };
+            let f = math_function(name);
             Ok(Value::Vector(map_values(
                 vector_arg(ctx, arg(0)?, ts)?,
                 ts,
@@ -279,7 +224,7 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
             Ok(Value::Vector(map_values(
                 vector_arg(ctx, arg(0)?, ts)?,
                 ts,
-                |v| (v * inv + 0.5).floor() / inv,
+                |v| round(v, inv),
             )))
         }
         "clamp" | "clamp_min" | "clamp_max" => {
@@ -397,6 +342,145 @@ pub(crate) fn call<'a>(ctx: &'a Ctx<'_>, c: &Call, ts: i64) -> Result<Value<'a>,
     }
 }
 
+/// A function of a range vector evaluated window by window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    StddevOverTime,
+    StdvarOverTime,
+    PresentOverTime,
+    Changes,
+    Resets,
+    AvgOverTime,
+    MinOverTime,
+    MaxOverTime,
+    SumOverTime,
+    CountOverTime,
+    LastOverTime,
+    QuantileOverTime,
+}
+
+impl RangeFn {
+    /// The range function called `name`, if it is one (`absent_over_time` is not).
+    pub(crate) fn from_name(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "stddev_over_time" => RangeFn::StddevOverTime,
+            "stdvar_over_time" => RangeFn::StdvarOverTime,
+            "present_over_time" => RangeFn::PresentOverTime,
+            "changes" => RangeFn::Changes,
+            "resets" => RangeFn::Resets,
+            "avg_over_time" => RangeFn::AvgOverTime,
+            "min_over_time" => RangeFn::MinOverTime,
+            "max_over_time" => RangeFn::MaxOverTime,
+            "sum_over_time" => RangeFn::SumOverTime,
+            "count_over_time" => RangeFn::CountOverTime,
+            "last_over_time" => RangeFn::LastOverTime,
+            "quantile_over_time" => RangeFn::QuantileOverTime,
+            _ => return None,
+        })
+    }
+
+    /// Positions of the scalar argument (if any) and of the range vector argument.
+    pub(crate) fn arg_positions(self) -> (Option<usize>, usize) {
+        match self {
+            RangeFn::QuantileOverTime => (Some(0), 1),
+            RangeFn::PredictLinear => (Some(1), 0),
+            _ => (None, 0),
+        }
+    }
+
+    /// Whether the output keeps the metric name (only `last_over_time` does).
+    pub(crate) fn keeps_name(self) -> bool {
+        self == RangeFn::LastOverTime
+    }
+
+    /// [`RangeFn::apply`] for `rate` and `increase` given the window's counter resets
+    /// already found: `resets` holds, in order, the value before every drop in `p` (the
+    /// same result, without scanning `p` for them). Other functions ignore `resets`.
+    pub(crate) fn apply_with_resets(
+        self,
+        p: &[(i64, f64)],
+        range_start: i64,
+        range_end: i64,
+        ts: i64,
+        q: Option<f64>,
+        resets: &[f64],
+    ) -> Option<f64> {
+        match self {
+            RangeFn::Rate => extrapolated_rate(p, range_start, range_end, true, true, Some(resets)),
+            RangeFn::Increase => {
+                extrapolated_rate(p, range_start, range_end, true, false, Some(resets))
+            }
+            _ => self.apply(p, range_start, range_end, ts, q),
+        }
+    }
+
+    /// The function over the samples of one window `(range_start, range_end]` evaluated at
+    /// `ts`; `q` is the scalar argument of `quantile_over_time` and `predict_linear`.
+    /// `None`: no output element.
+    pub(crate) fn apply(
+        self,
+        p: &[(i64, f64)],
+        range_start: i64,
+        range_end: i64,
+        ts: i64,
+        q: Option<f64>,
+    ) -> Option<f64> {
+        match self {
+            RangeFn::Rate => extrapolated_rate(p, range_start, range_end, true, true, None),
+            RangeFn::Increase => extrapolated_rate(p, range_start, range_end, true, false, None),
+            RangeFn::Delta => extrapolated_rate(p, range_start, range_end, false, false, None),
+            RangeFn::Irate => instant_value(p, true),
+            RangeFn::Idelta => instant_value(p, false),
+            RangeFn::Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+            RangeFn::PredictLinear => (p.len() >= 2).then(|| {
+                let (slope, intercept) = linear_regression(p, ts);
+                slope * q.unwrap_or(f64::NAN) + intercept
+            }),
+            RangeFn::StddevOverTime => (!p.is_empty()).then(|| variance(p).sqrt()),
+            RangeFn::StdvarOverTime => (!p.is_empty()).then(|| variance(p)),
+            RangeFn::PresentOverTime => (!p.is_empty()).then_some(1.0),
+            RangeFn::Changes => (!p.is_empty()).then(|| {
+                p.windows(2)
+                    .filter(|w| !(w[1].1 == w[0].1 || (w[1].1.is_nan() && w[0].1.is_nan())))
+                    .count() as f64
+            }),
+            RangeFn::Resets => {
+                (!p.is_empty()).then(|| p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+            }
+            RangeFn::AvgOverTime => (!p.is_empty()).then(|| mean(p.iter().map(|x| x.1))),
+            RangeFn::MinOverTime => p
+                .iter()
+                .map(|x| x.1)
+                .reduce(|a, b| if b < a || a.is_nan() { b } else { a }),
+            RangeFn::MaxOverTime => p
+                .iter()
+                .map(|x| x.1)
+                .reduce(|a, b| if b > a || a.is_nan() { b } else { a }),
+            RangeFn::SumOverTime => (!p.is_empty()).then(|| kahan_sum(p.iter().map(|x| x.1))),
+            RangeFn::CountOverTime => (!p.is_empty()).then_some(p.len() as f64),
+            RangeFn::LastOverTime => p.last().map(|x| x.1),
+            RangeFn::QuantileOverTime => (!p.is_empty()).then(|| {
+                let mut vals: Vec<f64> = p.iter().map(|x| x.1).collect();
+                quantile(q.unwrap_or(f64::NAN), &mut vals)
+            }),
+        }
+    }
+}
+
 fn valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -405,8 +489,29 @@ fn valid_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The element-wise function `abs`, `ceil`, `floor`, `exp`, `ln`, `log2`, `log10`, `sgn`,
+/// or (any other name) `sqrt`.
+pub(crate) fn math_function(name: &str) -> fn(f64) -> f64 {
+    match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sgn" => sgn,
+        _ => f64::sqrt,
+    }
+}
+
+/// `round(v, to)` given `inv = 1 / to`, as Prometheus computes it.
+pub(crate) fn round(v: f64, inv: f64) -> f64 {
+    (v * inv + 0.5).floor() / inv
+}
+
 /// Go's math.Max: NaN wins.
-fn go_max(a: f64, b: f64) -> f64 {
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -415,7 +520,7 @@ fn go_max(a: f64, b: f64) -> f64 {
 }
 
 /// Go's math.Min: NaN wins.
-fn go_min(a: f64, b: f64) -> f64 {
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -535,12 +640,14 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 }
 
 /// Prometheus' extrapolatedRate for float samples, range `(range_start, range_end]`.
+/// `resets`: the values before the counter resets in `p`, in order, when already known.
 fn extrapolated_rate(
     p: &[(i64, f64)],
     range_start: i64,
     range_end: i64,
     is_counter: bool,
     is_rate: bool,
+    resets: Option<&[f64]>,
 ) -> Option<f64> {
     if p.len() < 2 {
         return None;
@@ -549,9 +656,18 @@ fn extrapolated_rate(
     let (last_t, last_v) = p[p.len() - 1];
     let mut result = last_v - first_v;
     if is_counter {
-        for w in p.windows(2) {
-            if w[1].1 < w[0].1 {
-                result += w[0].1;
+        match resets {
+            Some(resets) => {
+                for &v in resets {
+                    result += v;
+                }
+            }
+            None => {
+                for w in p.windows(2) {
+                    if w[1].1 < w[0].1 {
+                        result += w[0].1;
+                    }
+                }
             }
         }
     }

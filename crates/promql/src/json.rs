@@ -8,14 +8,128 @@ use crate::labels::Labels;
 
 /// Formats a sample value as the Prometheus API does (`NaN`, `+Inf`, `-Inf`, shortest digits, no exponent).
 pub fn format_value(v: f64) -> String {
+    let mut out = String::with_capacity(24);
+    write_value(&mut out, v);
+    out
+}
+
+/// Appends [`format_value`]'s text: the shortest digits that read back to `v`, never an
+/// exponent, as Rust's `{}` prints them (and Go's `strconv.FormatFloat(v, 'f', -1, 64)`),
+/// without going through `fmt`.
+pub(crate) fn write_value(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".to_string()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".to_string()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
+        out.push_str("-Inf");
+    } else if v.abs() < 9e15 && (v as i64) as f64 == v {
+        // Integers below 2^53 print as themselves (counters, bytes, pages).
+        if v == 0.0 && v.is_sign_negative() {
+            out.push('-');
+        }
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        format!("{v}")
+        let mut buf = zmij::Buffer::new();
+        let s = buf.format_finite(v);
+        if exact_digits(v).is_some_and(|n| n == significant_digits(s) + 1) {
+            // Two shortest candidates are equally close: zmij rounds the tie to even, Rust's
+            // `{}` up (`262805233293453.125` prints as `…453.12` and `…453.13`). Keep `{}`.
+            let _ = write!(out, "{v}");
+        } else {
+            write_fixed(out, s);
+        }
+    }
+}
+
+/// The number of significant digits of `v`'s exact decimal expansion when it is short
+/// (at most 18) and ends in a fractional 5, the only case where the shortest round-trip
+/// digits can tie; `None` otherwise (most values: integers and full-precision fractions).
+fn exact_digits(v: f64) -> Option<usize> {
+    let bits = v.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (m, e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u64 << 52), biased - 1075)
+    };
+    if m == 0 {
+        return None;
+    }
+    let tz = m.trailing_zeros();
+    let (m, e) = (m >> tz, e + tz as i32);
+    // v = m * 2^e with m odd; for e < 0 that is m * 5^-e / 10^-e, whose digits end in 5.
+    if !(-26..0).contains(&e) {
+        return None;
+    }
+    let digits = u128::from(m) * 5u128.pow(e.unsigned_abs());
+    (digits < 10u128.pow(18)).then(|| digits.ilog10() as usize + 1)
+}
+
+/// Significant digits of a number printed by zmij (`-0.00123` has 3, `1.5e-7` 2).
+fn significant_digits(s: &str) -> usize {
+    let mantissa = s.split(['e', 'E']).next().unwrap_or(s);
+    let d = mantissa.as_bytes();
+    let nonzero = |c: &u8| (b'1'..=b'9').contains(c);
+    match (d.iter().position(nonzero), d.iter().rposition(nonzero)) {
+        (Some(first), Some(last)) => d[first..=last]
+            .iter()
+            .filter(|c| c.is_ascii_digit())
+            .count(),
+        _ => 0,
+    }
+}
+
+/// Rewrites a finite float printed with the shortest round-trip digits (`123.0`, `0.001`,
+/// `-1.5e-7`, `1e21`) in fixed notation without a trailing `.0` (`123`, `0.001`,
+/// `-0.00000015`, `1000000000000000000000`).
+fn write_fixed(out: &mut String, s: &str) {
+    let Some(e) = s.bytes().position(|b| b == b'e' || b == b'E') else {
+        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        return;
+    };
+    let (mantissa, exp) = (&s[..e], &s[e + 1..]);
+    let Ok(exp) = exp.parse::<i32>() else {
+        out.push_str(s);
+        return;
+    };
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The significant digits, and the position of the decimal point relative to them.
+    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    let lead = digits.iter().take_while(|&&d| d == b'0').count();
+    digits.drain(..lead);
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    let point = int.len() as i64 + i64::from(exp) - lead as i64;
+    if neg {
+        out.push('-');
+    }
+    if digits.is_empty() {
+        out.push('0');
+        return;
+    }
+    let push = |out: &mut String, d: &[u8]| d.iter().for_each(|&c| out.push(char::from(c)));
+    match usize::try_from(point) {
+        Err(_) | Ok(0) => {
+            out.push_str("0.");
+            (0..point.unsigned_abs()).for_each(|_| out.push('0'));
+            push(out, &digits);
+        }
+        Ok(p) if p >= digits.len() => {
+            push(out, &digits);
+            (0..p - digits.len()).for_each(|_| out.push('0'));
+        }
+        Ok(p) => {
+            push(out, &digits[..p]);
+            out.push('.');
+            push(out, &digits[p..]);
+        }
     }
 }
 
@@ -25,14 +139,24 @@ pub fn write_timestamp(out: &mut String, ms: i64) {
         out.push('-');
     }
     let abs = ms.unsigned_abs();
-    let _ = write!(out, "{}", abs / 1000);
+    out.push_str(itoa::Buffer::new().format(abs / 1000));
     let frac = abs % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
     }
 }
 
+/// Appends `s` as a JSON string (serde_json's escaping; most label names and values need none).
 fn write_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     match serde_json::to_string(s) {
         Ok(q) => out.push_str(&q),
         Err(_) => out.push_str("\"\""),
@@ -52,25 +176,27 @@ fn write_metric(out: &mut String, labels: &Labels) {
     out.push('}');
 }
 
-fn write_point(out: &mut String, t: i64, v: &str) {
+fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     write_timestamp(out, t);
-    out.push(',');
-    write_str(out, v);
-    out.push(']');
+    out.push_str(",\"");
+    write_value(out, v);
+    out.push_str("\"]");
 }
 
-/// The `data` object of a successful query: `{"resultType":...,"result":...}`.
-pub fn render_data(value: &QueryValue) -> String {
-    let mut out = String::with_capacity(256);
+/// Appends the `data` object of a successful query.
+fn write_data(out: &mut String, value: &QueryValue) {
     match value {
         QueryValue::Scalar { t, v } => {
             out.push_str("{\"resultType\":\"scalar\",\"result\":");
-            write_point(&mut out, *t, &format_value(*v));
+            write_point(out, *t, *v);
         }
         QueryValue::String { t, v } => {
-            out.push_str("{\"resultType\":\"string\",\"result\":");
-            write_point(&mut out, *t, v);
+            out.push_str("{\"resultType\":\"string\",\"result\":[");
+            write_timestamp(out, *t);
+            out.push(',');
+            write_str(out, v);
+            out.push(']');
         }
         QueryValue::Vector(samples) => {
             out.push_str("{\"resultType\":\"vector\",\"result\":[");
@@ -79,27 +205,48 @@ pub fn render_data(value: &QueryValue) -> String {
                     out.push(',');
                 }
                 out.push_str("{\"metric\":");
-                write_metric(&mut out, &s.labels);
+                write_metric(out, &s.labels);
                 out.push_str(",\"value\":");
-                write_point(&mut out, s.t, &format_value(s.v));
+                write_point(out, s.t, s.v);
                 out.push('}');
             }
             out.push(']');
         }
         QueryValue::Matrix(series) => {
             out.push_str("{\"resultType\":\"matrix\",\"result\":[");
+            let mut stamps: Vec<(i64, String)> = Vec::new();
             for (i, s) in series.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str("{\"metric\":");
-                write_metric(&mut out, &s.labels);
+                write_metric(out, &s.labels);
                 out.push_str(",\"values\":[");
-                for (j, (t, v)) in s.samples.iter().enumerate() {
+                for (j, &(t, v)) in s.samples.iter().enumerate() {
                     if j > 0 {
                         out.push(',');
                     }
-                    write_point(&mut out, *t, &format_value(*v));
+                    out.push('[');
+                    // Series of a range query mostly share their steps: the j-th
+                    // timestamp is usually the one formatted for the series before.
+                    match stamps.get_mut(j) {
+                        Some((ct, text)) if *ct == t => out.push_str(text),
+                        Some((ct, text)) => {
+                            *ct = t;
+                            text.clear();
+                            write_timestamp(text, t);
+                            out.push_str(text);
+                        }
+                        None => {
+                            let mut text = String::with_capacity(16);
+                            write_timestamp(&mut text, t);
+                            out.push_str(&text);
+                            stamps.push((t, text));
+                        }
+                    }
+                    out.push_str(",\"");
+                    write_value(out, v);
+                    out.push_str("\"]");
                 }
                 out.push_str("]}");
             }
@@ -107,12 +254,36 @@ pub fn render_data(value: &QueryValue) -> String {
         }
     }
     out.push('}');
+}
+
+/// A guess of the rendered size, so the buffer is allocated once.
+fn size_hint(value: &QueryValue) -> usize {
+    match value {
+        QueryValue::Scalar { .. } | QueryValue::String { .. } => 128,
+        QueryValue::Vector(v) => 64 + v.len() * 128,
+        QueryValue::Matrix(m) => {
+            64 + m
+                .iter()
+                .map(|s| 96 + s.labels.len() * 32 + s.samples.len() * 32)
+                .sum::<usize>()
+        }
+    }
+}
+
+/// The `data` object of a successful query: `{"resultType":...,"result":...}`.
+pub fn render_data(value: &QueryValue) -> String {
+    let mut out = String::with_capacity(size_hint(value));
+    write_data(&mut out, value);
     out
 }
 
 /// A success body: `{"status":"success","data":{...}}`.
 pub fn render_success(value: &QueryValue) -> String {
-    format!("{{\"status\":\"success\",\"data\":{}}}", render_data(value))
+    let mut out = String::with_capacity(size_hint(value) + 32);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    write_data(&mut out, value);
+    out.push('}');
+    out
 }
 
 /// The `/api/v1/labels` and `/api/v1/label/<name>/values` body: `{"status":"success","data":["a","b"]}`.
@@ -267,4 +438,132 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     };
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
     Some(secs * 1000 + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The formatting `format_value` had before it went through zmij: Rust's `{}`.
+    fn reference(v: f64) -> String {
+        if v.is_nan() {
+            "NaN".to_string()
+        } else if v == f64::INFINITY {
+            "+Inf".to_string()
+        } else if v == f64::NEG_INFINITY {
+            "-Inf".to_string()
+        } else {
+            format!("{v}")
+        }
+    }
+
+    #[test]
+    fn values_print_as_before() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            123.456,
+            1e15,
+            1e16,
+            1e17,
+            1e21,
+            1.5e300,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e-5,
+            1e-4,
+            1.5e-7,
+            -2.5e-10,
+            123_456_789_012_345_680.0,
+            -262_805_233_293_453.12,
+            0.5,
+            2.125,
+            1_234_567_890_123.062_5,
+            0.000_123,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_eq!(format_value(v), reference(v), "{v:e}");
+        }
+    }
+
+    #[test]
+    fn timestamps_print_as_before() {
+        for ms in [
+            0,
+            1,
+            999,
+            1000,
+            1001,
+            -1,
+            -1500,
+            1_700_000_000_123,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut out = String::new();
+            write_timestamp(&mut out, ms);
+            let abs = ms.unsigned_abs();
+            let mut want = if ms < 0 {
+                "-".to_string()
+            } else {
+                String::new()
+            };
+            want.push_str(&(abs / 1000).to_string());
+            if abs % 1000 != 0 {
+                want.push_str(&format!(".{:03}", abs % 1000));
+            }
+            assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        for s in [
+            "",
+            "plain",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "\u{1}",
+            "é ü 日本",
+            "\u{7f}",
+        ] {
+            let mut out = String::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_float_prints_as_before(bits in any::<u64>()) {
+            let v = f64::from_bits(bits);
+            prop_assert_eq!(format_value(v), reference(v));
+        }
+
+        /// Short binary fractions, where the shortest digits can tie.
+        #[test]
+        fn binary_fractions_print_as_before(k in 0u64..(1 << 53), shift in 1i32..30, neg in any::<bool>()) {
+            let v = k as f64 / 2f64.powi(shift);
+            let v = if neg { -v } else { v };
+            prop_assert_eq!(format_value(v), reference(v));
+        }
+
+        #[test]
+        fn decimal_floats_print_as_before(n in -1_000_000_000i64..1_000_000_000, scale in 0u32..12) {
+            let v = n as f64 / 10f64.powi(scale as i32);
+            prop_assert_eq!(format_value(v), reference(v));
+        }
+    }
 }

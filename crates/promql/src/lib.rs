@@ -36,6 +36,7 @@ mod json;
 mod labels;
 mod lexer;
 mod parser;
+mod range;
 mod storage;
 
 pub use ast::{

@@ -131,6 +131,32 @@ pub struct SlipwayProcess {
     proxy_args: Vec<String>,
     /// The server's agent id (its task cgroups' parent), once it answered.
     agent: Option<String>,
+    /// The lock on this server's window of ports, held while it lives.
+    _ports: Option<std::fs::File>,
+}
+
+/// Windows of ports for the servers of parallel tests, below the kernel's ephemeral range
+/// (32768 and up, where `free_port` picks): window k starts at 20000 + 300k, its first 100
+/// ports are service ports, its last 200 task ports.
+const PORT_WINDOWS: u16 = 42;
+
+/// Claims a window no other test process holds (an exclusive lock on a file per window,
+/// which the kernel releases when the holder dies), as (lock, first port of the window).
+fn claim_port_window() -> Option<(std::fs::File, u16)> {
+    let dir = std::env::temp_dir().join("slipway-test-port-windows");
+    std::fs::create_dir_all(&dir).ok()?;
+    let start = free_port() % PORT_WINDOWS;
+    (0..PORT_WINDOWS).find_map(|i| {
+        let k = (start + i) % PORT_WINDOWS;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{k}.lock")))
+            .ok()?;
+        f.try_lock().ok()?;
+        Some((f, 20_000 + k * 300))
+    })
 }
 
 impl SlipwayProcess {
@@ -149,17 +175,29 @@ impl SlipwayProcess {
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 proxy_args: Vec::new(),
                 agent: None,
+                _ports: None,
             };
-            // Servers of parallel tests must not fight over the proxy's listeners: each
-            // gets its own vhost port and a window of service ports (unless the test chose).
+            // Servers of parallel tests must not fight over the proxy's listeners, nor over
+            // task ports: a task that binds late (here, one that sleeps before it listens)
+            // would have its port taken by another server's task, and its health checks
+            // answered by that one. Each server gets its own vhost port and a window of
+            // service and task ports (unless the test chose).
             if !p.extra.iter().any(|a| a == "--proxy-vhost-listen") {
                 p.proxy_args.push("--proxy-vhost-listen".into());
                 p.proxy_args.push(format!("127.0.0.1:{}", free_port()));
             }
+            let window = claim_port_window();
+            let base = window
+                .as_ref()
+                .map_or(20_000 + (free_port() % PORT_WINDOWS) * 300, |w| w.1);
+            p._ports = window.map(|w| w.0);
             if !p.extra.iter().any(|a| a == "--service-ports") {
-                let base = 20_000 + (free_port() % 400) * 100;
                 p.proxy_args.push("--service-ports".into());
                 p.proxy_args.push(format!("{base}-{}", base + 99));
+            }
+            if !p.extra.iter().any(|a| a == "--task-ports") {
+                p.proxy_args.push("--task-ports".into());
+                p.proxy_args.push(format!("{}-{}", base + 100, base + 299));
             }
             p.url = format!("http://127.0.0.1:{}", p.port);
             match p.spawn() {

@@ -131,6 +131,16 @@ impl std::fmt::Display for LoadReport {
 
 type Conn = BufReader<TcpStream>;
 
+/// Whether a pooled connection can take another request: nothing buffered, and the server
+/// has not closed it (a read that would block; end of file or stray bytes mean it is done).
+fn open_for_reuse(conn: &Conn) -> bool {
+    if !conn.buffer().is_empty() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(conn.get_ref().try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// One request on a connection; `Ok(status)` or an error (connection not reusable).
 async fn request(conn: &mut Conn, spec: &LoadSpec) -> std::io::Result<u16> {
     let req = format!(
@@ -237,7 +247,17 @@ pub async fn run_load(spec: LoadSpec) -> LoadReport {
         };
         handles.push(tokio::spawn(async move {
             let t = Instant::now();
-            let pooled = idle.lock().await.pop();
+            // As HTTP clients do, a pooled connection the server has closed meanwhile (its
+            // idle timeout) is dropped, not used: only live ones are taken.
+            let pooled = loop {
+                let Some(c) = idle.lock().await.pop() else {
+                    break None;
+                };
+                if open_for_reuse(&c) {
+                    break Some(c);
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            };
             let conn = match pooled {
                 Some(c) => Ok(c),
                 None if open.load(Ordering::SeqCst) < spec.max_connections as u64 => {
@@ -327,6 +347,29 @@ pub fn spawn_load(spec: LoadSpec) -> std::thread::JoinHandle<LoadReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_server_closed_is_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let conn = BufReader::new(client);
+        assert!(open_for_reuse(&conn), "an idle live connection is reusable");
+        drop(server);
+        // The FIN arrives asynchronously; it is seen within a moment.
+        let mut closed = false;
+        for _ in 0..100 {
+            if !open_for_reuse(&conn) {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(closed, "a connection the server closed is not reused");
+    }
 
     #[test]
     fn seconds_over_the_slo_count_slow_and_failing_seconds() {

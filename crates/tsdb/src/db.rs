@@ -328,16 +328,7 @@ impl Db {
                 };
                 let mut sh = lock(&db.shards[shard_of(id)]);
                 let Some(s) = sh.get_mut(id) else { continue };
-                let r = DiskRef {
-                    file: seg.clone(),
-                    offset: e.offset,
-                    len: e.len,
-                    crc: e.crc,
-                    mint: e.mint,
-                    maxt: e.maxt,
-                    last: e.last,
-                    samples: e.samples,
-                };
+                let r = DiskRef::new(seg.clone(), &e);
                 if e.maxt > s.last_t {
                     s.last_t = e.maxt;
                     s.last_bits = e.last;
@@ -594,6 +585,17 @@ impl Db {
         }
         report.errors.sort_by_key(|(i, _)| *i);
         Ok(report)
+    }
+
+    /// The store's own copy of `labels` when that series exists, else `labels`. A caller
+    /// that keeps label sets to append with again (a cache of series) should keep this
+    /// copy: [`Db::append`] then finds the series by comparing a pointer, not the labels.
+    pub fn intern(&self, labels: Labels) -> Labels {
+        let reg = read(&self.registry);
+        match reg.by_labels.get_key_value(&labels) {
+            Some((own, _)) => own.clone(),
+            None => labels,
+        }
     }
 
     /// fsyncs the WAL now.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::chunk::{self, Appender};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
-use crate::segment::SegmentFile;
+use crate::segment::{IndexEntry, SegmentFile};
 use crate::types::ValueKind;
 
 /// A closed, immutable chunk still held in memory.
@@ -33,6 +33,22 @@ pub(crate) struct DiskRef {
     pub(crate) last: u64,
     /// Raw samples the data covers.
     pub(crate) samples: u64,
+}
+
+impl DiskRef {
+    /// The series' entry `e` in the segment `file`.
+    pub(crate) fn new(file: Arc<SegmentFile>, e: &IndexEntry) -> DiskRef {
+        DiskRef {
+            file,
+            offset: e.offset,
+            len: e.len,
+            crc: e.crc,
+            mint: e.mint,
+            maxt: e.maxt,
+            last: e.last,
+            samples: e.samples,
+        }
+    }
 }
 
 /// Limits that decide when the open chunk is closed.

@@ -122,6 +122,12 @@ impl Labels {
         Self::new(v).map_err(|_| Error::CorruptChunk("invalid label set"))
     }
 
+    /// Whether both share one allocation of pairs (not just equal pairs).
+    #[cfg(test)]
+    pub(crate) fn same_allocation(&self, other: &Labels) -> bool {
+        Arc::ptr_eq(&self.pairs, &other.pairs)
+    }
+
     pub(crate) fn heap_size(&self) -> usize {
         self.pairs.iter().map(|(k, v)| k.len() + v.len() + 48).sum()
     }

@@ -178,16 +178,7 @@ impl Db {
                 let n = it.chunks.len().min(s.closed.len());
                 s.closed.drain(..n);
                 for (seg, e) in refs {
-                    refs_of(s, seg.kind).push(DiskRef {
-                        file: seg,
-                        offset: e.offset,
-                        len: e.len,
-                        crc: e.crc,
-                        mint: e.mint,
-                        maxt: e.maxt,
-                        last: e.last,
-                        samples: e.samples,
-                    });
+                    refs_of(s, seg.kind).push(DiskRef::new(seg, &e));
                 }
             }
             lock(&self.segments).extend(files);
@@ -346,16 +337,7 @@ impl Db {
             let Some(s) = sh.get_mut(*id) else { continue };
             let list = refs_of(s, kind);
             list.retain(|r| !seqs.contains(&r.file.seq));
-            list.push(DiskRef {
-                file: seg.clone(),
-                offset: e.offset,
-                len: e.len,
-                crc: e.crc,
-                mint: e.mint,
-                maxt: e.maxt,
-                last: e.last,
-                samples: e.samples,
-            });
+            list.push(DiskRef::new(seg.clone(), &e));
             list.sort_by_key(|r| r.file.order);
         }
         {
@@ -525,16 +507,7 @@ impl Db {
             let mut sh = lock(&self.shards[shard_of(id)]);
             let Some(s) = sh.get_mut(id) else { continue };
             let list = refs_of(s, minute);
-            list.push(DiskRef {
-                file: seg.clone(),
-                offset: e.offset,
-                len: e.len,
-                crc: e.crc,
-                mint: e.mint,
-                maxt: e.maxt,
-                last: e.last,
-                samples: e.samples,
-            });
+            list.push(DiskRef::new(seg.clone(), &e));
             list.sort_by_key(|r| r.file.order);
         }
         lock(&self.segments).push(seg);

@@ -5,7 +5,10 @@
 //! A field `f` of measurement `m` becomes the series `m_f` with the tags as labels (and a
 //! `db` label from `/write?db=`), as VictoriaMetrics maps it, so PromQL can query it.
 
-use lineproto::{FieldValue, Precision};
+use std::ops::Range;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use lineproto::{FieldValue, PointRef, Precision};
 
 /// Which InfluxDB API a write came through (their answers differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,15 +80,121 @@ fn kind_name(k: tsdb::ValueKind) -> &'static str {
     }
 }
 
+/// Most entries [`SeriesCache`] holds; when it is full it starts over (at about 130 bytes
+/// an entry, 256 Ki entries are ~35 MB).
+const CACHE_ENTRIES: usize = 1 << 18;
+
+/// The label sets of the series lines have written, by what names them in a line: the
+/// database, the measurement, the field key and the tags as written (in their order,
+/// unescaped). A line of a known series costs a lookup instead of building, sorting and
+/// hashing its label set, and the label set found is the store's own copy, so the store
+/// finds the series by comparing a pointer.
+pub(crate) struct SeriesCache {
+    map: RwLock<foldhash::HashMap<Box<[u8]>, tsdb::Labels>>,
+    /// Most entries; when full the cache starts over.
+    cap: usize,
+}
+
+impl Default for SeriesCache {
+    fn default() -> Self {
+        Self::with_capacity(CACHE_ENTRIES)
+    }
+}
+
+impl SeriesCache {
+    fn with_capacity(cap: usize) -> Self {
+        Self {
+            map: RwLock::default(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, foldhash::HashMap<Box<[u8]>, tsdb::Labels>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, foldhash::HashMap<Box<[u8]>, tsdb::Labels>> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Entries held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.read().len()
+    }
+}
+
+/// Appends `s` with its length in front (LEB128), so a sequence of parts reads back one way.
+fn put_part(key: &mut Vec<u8>, s: &str) {
+    let mut n = s.len();
+    while n >= 0x80 {
+        key.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    key.push(n as u8);
+    key.extend_from_slice(s.as_bytes());
+}
+
+/// The cache key of field `field` of `p`: everything [`labels_of`] reads.
+fn put_key(key: &mut Vec<u8>, db: Option<&str>, p: &PointRef<'_>, field: &str) {
+    put_part(key, db.unwrap_or(""));
+    put_part(key, p.measurement);
+    put_part(key, field);
+    for (k, v) in p.tags {
+        put_part(key, k);
+        put_part(key, v);
+    }
+}
+
+/// The series of field `field` of `p`: `measurement_field` with the tags (empty values
+/// dropped) and `db` unless a tag has that name; `None` when the tags make no valid
+/// label set (a tag named `__name__`).
+fn labels_of(p: &PointRef<'_>, field: &str, db: Option<&str>) -> Option<tsdb::Labels> {
+    let name = if p.measurement.is_empty() {
+        field.to_string()
+    } else {
+        format!("{}_{}", p.measurement, field)
+    };
+    let mut pairs: Vec<(&str, &str)> = p
+        .tags
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
+    if let Some(db) = db
+        && !pairs.iter().any(|(k, _)| *k == "db")
+    {
+        pairs.push(("db", db));
+    }
+    tsdb::Labels::with_name(&name, pairs).ok()
+}
+
+/// One sample of a request before it has its series.
+struct Pending {
+    /// Its key in the request's key buffer.
+    key: Range<usize>,
+    t: i64,
+    v: tsdb::Value,
+    /// Index of its point in the batch and of the field in the point.
+    point: u32,
+    field: u32,
+    labels: Option<tsdb::Labels>,
+}
+
 /// Parses and writes `req` at `now_ms` (lines without a timestamp get it).
-pub(crate) fn write(db: &tsdb::Db, req: &WriteRequest<'_>, now_ms: i64) -> WriteOutcome {
+pub(crate) fn write(
+    db: &tsdb::Db,
+    cache: &SeriesCache,
+    req: &WriteRequest<'_>,
+    now_ms: i64,
+) -> WriteOutcome {
     let batch = lineproto::parse_batch(req.body, req.precision);
-    let mut points = Vec::with_capacity(batch.len());
-    // (point index, measurement, field) per stored sample, to name conflicts.
-    let mut origin: Vec<(String, String)> = Vec::with_capacity(batch.len());
-    for p in batch.points() {
+    let req_db = req.db.filter(|d| !d.is_empty());
+    let mut keys: Vec<u8> = Vec::with_capacity(req.body.len());
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
+    for (pi, p) in batch.points().enumerate() {
         let t = p.timestamp.map_or(now_ms, |ns| ns.div_euclid(1_000_000));
-        for (field, value) in p.fields {
+        for (fi, (field, value)) in p.fields.iter().enumerate() {
             let v = match value {
                 FieldValue::Float(f) => tsdb::Value::Float(*f),
                 FieldValue::Integer(i) => tsdb::Value::Int(*i),
@@ -97,29 +206,62 @@ pub(crate) fn write(db: &tsdb::Db, req: &WriteRequest<'_>, now_ms: i64) -> Write
                     Err(_) => continue,
                 },
             };
-            let name = if p.measurement.is_empty() {
-                field.to_string()
-            } else {
-                format!("{}_{}", p.measurement, field)
-            };
-            let mut pairs: Vec<(&str, &str)> = p
-                .tags
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.as_ref(), v.as_ref()))
-                .collect();
-            if let Some(db) = req.db.filter(|d| !d.is_empty())
-                && !pairs.iter().any(|(k, _)| *k == "db")
-            {
-                pairs.push(("db", db));
-            }
-            let Ok(labels) = tsdb::Labels::with_name(&name, pairs) else {
-                continue;
-            };
-            points.push(tsdb::Point { labels, t, v });
-            origin.push((p.measurement.to_string(), field.to_string()));
+            let start = keys.len();
+            put_key(&mut keys, req_db, &p, field);
+            pending.push(Pending {
+                key: start..keys.len(),
+                t,
+                v,
+                point: pi as u32,
+                field: fi as u32,
+                labels: None,
+            });
         }
     }
+    let mut missing = false;
+    {
+        let map = cache.read();
+        for s in &mut pending {
+            s.labels = map.get(&keys[s.key.clone()]).cloned();
+            missing |= s.labels.is_none();
+        }
+    }
+    if missing {
+        let mut map = cache.write();
+        for s in pending.iter_mut().filter(|s| s.labels.is_none()) {
+            let key = &keys[s.key.clone()];
+            if let Some(l) = map.get(key) {
+                s.labels = Some(l.clone());
+                continue;
+            }
+            let Some(p) = batch.get(s.point as usize) else {
+                continue;
+            };
+            let Some(labels) = labels_of(&p, &p.fields[s.field as usize].0, req_db) else {
+                continue;
+            };
+            let labels = db.intern(labels);
+            if map.len() >= cache.cap {
+                map.clear();
+            }
+            map.insert(key.into(), labels.clone());
+            s.labels = Some(labels);
+        }
+    }
+    let mut points = Vec::with_capacity(pending.len());
+    // (point index, field index) per stored sample, to name conflicts.
+    let mut origin: Vec<(u32, u32)> = Vec::with_capacity(pending.len());
+    for s in pending {
+        if let Some(labels) = s.labels {
+            points.push(tsdb::Point {
+                labels,
+                t: s.t,
+                v: s.v,
+            });
+            origin.push((s.point, s.field));
+        }
+    }
+    drop(keys);
     let report = match db.append(&points) {
         Ok(r) => r,
         Err(e) => {
@@ -130,6 +272,7 @@ pub(crate) fn write(db: &tsdb::Db, req: &WriteRequest<'_>, now_ms: i64) -> Write
             };
         }
     };
+    drop(points);
     let mut messages: Vec<String> = batch
         .errors
         .iter()
@@ -141,7 +284,13 @@ pub(crate) fn write(db: &tsdb::Db, req: &WriteRequest<'_>, now_ms: i64) -> Write
     let mut dropped = 0;
     for (i, e) in &report.errors {
         dropped += 1;
-        let (measurement, field) = origin.get(*i).cloned().unwrap_or_default();
+        let (measurement, field) = origin
+            .get(*i)
+            .and_then(|&(p, f)| {
+                let p = batch.get(p as usize)?;
+                Some((p.measurement, p.fields.get(f as usize)?.0.as_ref()))
+            })
+            .unwrap_or_default();
         messages.push(match e {
             tsdb::Error::TypeConflict { existing, got, .. } => format!(
                 "field type conflict: input field \"{field}\" on measurement \"{measurement}\" is type {}, already exists as type {}",
@@ -174,6 +323,10 @@ pub(crate) fn write(db: &tsdb::Db, req: &WriteRequest<'_>, now_ms: i64) -> Write
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::{Strategy, prop};
+
     use super::*;
 
     fn db() -> (tempfile::TempDir, tsdb::Db) {
@@ -194,8 +347,10 @@ mod tests {
     #[test]
     fn lines_become_series_and_bad_lines_are_named() {
         let (_d, db) = db();
+        let cache = SeriesCache::default();
         let ok = write(
             &db,
+            &cache,
             &req(
                 "cpu,host=a usage=1.5,n=3i 1700000000\nmem,host=a used=7i 1700000000\n",
                 ApiVersion::V1,
@@ -211,6 +366,7 @@ mod tests {
         assert_eq!(found[0].samples[0].t, 1_700_000_000_000);
         let bad = write(
             &db,
+            &cache,
             &req(
                 "cpu,host=b usage=2 1700000010\nnot a line\n",
                 ApiVersion::V1,
@@ -224,7 +380,7 @@ mod tests {
             bad.body
         );
         assert_eq!(bad.written, 1, "the good line is written");
-        let v2 = write(&db, &req("x\n", ApiVersion::V2), 0);
+        let v2 = write(&db, &cache, &req("x\n", ApiVersion::V2), 0);
         assert_eq!(v2.status, 400);
         assert!(v2.body.starts_with("{\"code\":\"invalid\""), "{}", v2.body);
         assert!(v2.body.contains("line 1"), "{}", v2.body);
@@ -233,9 +389,20 @@ mod tests {
     #[test]
     fn a_type_conflict_is_reported_as_influxdb_does() {
         let (_d, db) = db();
-        let first = write(&db, &req("cpu value=1 1700000000\n", ApiVersion::V1), 0);
+        let cache = SeriesCache::default();
+        let first = write(
+            &db,
+            &cache,
+            &req("cpu value=1 1700000000\n", ApiVersion::V1),
+            0,
+        );
         assert_eq!(first.status, 204);
-        let clash = write(&db, &req("cpu value=2i 1700000010\n", ApiVersion::V1), 0);
+        let clash = write(
+            &db,
+            &cache,
+            &req("cpu value=2i 1700000010\n", ApiVersion::V1),
+            0,
+        );
         assert_eq!(clash.status, 400);
         assert!(
             clash.body.contains("field type conflict: input field \\\"value\\\" on measurement \\\"cpu\\\" is type integer, already exists as type float"),
@@ -243,5 +410,149 @@ mod tests {
             clash.body
         );
         assert!(clash.body.contains("dropped=1"), "{}", clash.body);
+    }
+
+    /// Escapes a measurement (`,` and space) or a tag key, tag value or field key (also `=`).
+    fn esc(s: &str, measurement: bool) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            if c == ',' || c == ' ' || (c == '=' && !measurement) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// One line of the property test: measurement, tags in the order written, field, value.
+    type Line = (String, Vec<(String, String)>, String, i64);
+
+    fn line_strategy() -> impl Strategy<Value = Line> {
+        // Names that collide when concatenated without lengths (`a`+`bc` and `ab`+`c`),
+        // need escapes, or are the `db` label.
+        let measurement = prop::sample::select(vec!["cpu", "a,b", "a b"]);
+        let keys = prop::sample::subsequence(vec!["a", "ab", "db", "x=y"], 0..=3);
+        let value = prop::sample::select(vec!["c", "bc", "x y", "c,d", "="]);
+        let field = prop::sample::select(vec!["value", "f,g"]);
+        (
+            measurement,
+            keys.prop_shuffle(),
+            prop::collection::vec(value, 3),
+            field,
+            -5i64..5,
+        )
+            .prop_map(|(m, keys, values, f, v)| {
+                let tags = keys
+                    .into_iter()
+                    .zip(values)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                (m.to_string(), tags, f.to_string(), v)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Through the series cache, every sample lands in the series its line names: the
+        /// store holds exactly what building each line's labels from scratch says, with
+        /// requests to two databases, tags in any order, names that need escapes, and a
+        /// cache small enough to start over.
+        #[test]
+        fn cached_series_are_the_lines_series(
+            requests in prop::collection::vec(
+                (prop::bool::ANY, prop::collection::vec(line_strategy(), 1..30)),
+                1..6,
+            ),
+            cap in prop::sample::select(vec![1usize, 3, 1000]),
+        ) {
+            let (_d, db) = db();
+            let cache = SeriesCache::with_capacity(cap);
+            let mut want: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+            let mut t = 1_700_000_000i64;
+            for (first_db, lines) in &requests {
+                let database = if *first_db { "telegraf" } else { "other" };
+                let mut body = String::new();
+                for (m, tags, f, v) in lines {
+                    t += 1;
+                    body.push_str(&esc(m, true));
+                    for (k, tv) in tags {
+                        body.push_str(&format!(",{}={}", esc(k, false), esc(tv, false)));
+                    }
+                    body.push_str(&format!(" {}={v}i {t}\n", esc(f, false)));
+                    // The model: the label set built directly.
+                    let mut labels: BTreeMap<&str, &str> =
+                        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    labels.entry("db").or_insert(database);
+                    let name = format!("{m}_{f}");
+                    labels.insert("__name__", &name);
+                    let key = format!("{labels:?}");
+                    want.entry(key).or_default().push((t * 1000, *v));
+                }
+                let out = write(
+                    &db,
+                    &cache,
+                    &WriteRequest {
+                        body: &body,
+                        precision: Precision::Seconds,
+                        db: Some(database),
+                        api: ApiVersion::V1,
+                    },
+                    0,
+                );
+                proptest::prop_assert_eq!(out.status, 204, "{}", out.body);
+                proptest::prop_assert!(cache.len() <= cap);
+            }
+            let all = db
+                .select(
+                    &[tsdb::Matcher::new("__name__", tsdb::MatchOp::Re, ".+").expect("matcher")],
+                    0,
+                    i64::MAX,
+                )
+                .expect("select");
+            let got: BTreeMap<String, Vec<(i64, i64)>> = all
+                .iter()
+                .map(|s| {
+                    let labels: BTreeMap<&str, &str> = s.labels.iter().collect();
+                    let samples = s
+                        .samples
+                        .iter()
+                        .map(|x| match x.v {
+                            tsdb::Value::Int(i) => (x.t, i),
+                            _ => (x.t, i64::MIN),
+                        })
+                        .collect();
+                    (format!("{labels:?}"), samples)
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn known_series_come_from_the_cache() {
+        let (_d, db) = db();
+        let cache = SeriesCache::default();
+        let body = "cpu,host=a value=1,n=2i 1700000000\ncpu,host=a value=2,n=3i 1700000010\n";
+        let out = write(&db, &cache, &req(body, ApiVersion::V1), 0);
+        assert_eq!((out.status, out.written), (204, 4), "{}", out.body);
+        assert_eq!(cache.len(), 2, "one entry per series");
+        // The same series, tags in another order: a new key for the same label set.
+        let body = "cpu,host=a,zone=z value=3 1700000020\ncpu,zone=z,host=a value=4 1700000030\n";
+        let out = write(&db, &cache, &req(body, ApiVersion::V1), 0);
+        assert_eq!((out.status, out.written), (204, 2), "{}", out.body);
+        assert_eq!(cache.len(), 4);
+        let found = db
+            .select(
+                &[
+                    tsdb::Matcher::metric("cpu_value"),
+                    tsdb::Matcher::eq("zone", "z"),
+                ],
+                0,
+                i64::MAX,
+            )
+            .expect("select");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].samples.len(), 2);
     }
 }

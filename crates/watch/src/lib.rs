@@ -74,6 +74,8 @@ pub struct Watch {
     outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
     /// The time of the latest round in the store, for readers that act on fresh samples.
     rounds: tokio::sync::watch::Sender<i64>,
+    /// Series of line protocol writes already seen.
+    series_cache: ingest::SeriesCache,
 }
 
 impl Watch {
@@ -95,6 +97,7 @@ impl Watch {
             described: Mutex::new(std::collections::HashSet::new()),
             outbox: RwLock::new(None),
             rounds: tokio::sync::watch::Sender::new(0),
+            series_cache: ingest::SeriesCache::default(),
         })
     }
 
@@ -220,7 +223,7 @@ impl Watch {
 
     /// Writes InfluxDB line protocol (`/write`, `/api/v2/write`) into the store.
     pub fn write_lines(&self, req: &WriteRequest<'_>) -> WriteOutcome {
-        ingest::write(&self.db, req, now_ms())
+        ingest::write(&self.db, &self.series_cache, req, now_ms())
     }
 }
 

@@ -158,6 +158,35 @@ fn append_select_reopen() {
 }
 
 #[test]
+fn intern_hands_out_the_stores_own_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Labels::with_name("up", [("job", "a")]).unwrap();
+    {
+        let db = Db::open(dir.path(), opts()).unwrap();
+        db.append(&[Point {
+            labels: first.clone(),
+            t: 1,
+            v: Value::Float(1.0),
+        }])
+        .unwrap()
+        .into_result()
+        .unwrap();
+        let again = Labels::with_name("up", [("job", "a")]).unwrap();
+        assert!(!again.same_allocation(&first));
+        assert!(db.intern(again).same_allocation(&first));
+        let unknown = Labels::with_name("up", [("job", "b")]).unwrap();
+        assert!(db.intern(unknown.clone()).same_allocation(&unknown));
+        db.close().unwrap();
+    }
+    // After a restart the store's copy is the one read back from the WAL.
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let own = db.intern(first.clone());
+    assert_eq!(own, first);
+    assert!(!own.same_allocation(&first));
+    assert!(db.intern(first.clone()).same_allocation(&own));
+}
+
+#[test]
 fn second_open_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
