@@ -580,6 +580,7 @@ impl Db {
             .dups
             .fetch_add(report.duplicates as u64, Ordering::Relaxed);
         ws.wal.write(&ws.frames.buf)?;
+        ws.frames.clear();
         if ws.wal.last_sync.elapsed() >= self.opts.sync_interval {
             ws.wal.sync()?;
         }

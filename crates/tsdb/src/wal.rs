@@ -20,6 +20,11 @@ use crate::types::{Metadata, MetricType, ValueKind};
 
 const MAX_RECORD: u32 = 1 << 30;
 
+/// Capacity a [`Frames`] keeps when cleared: enough for a round of ~20,000 samples. A
+/// larger batch (the first round after the series appear: every series record) gets its
+/// buffer freed, rather than held for the rest of the run (issue 16: 5.6 MiB).
+const KEEP_BYTES: usize = 1 << 20;
+
 /// A decoded WAL record.
 #[derive(Debug)]
 pub(crate) enum Record {
@@ -52,8 +57,10 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
+    /// Empties the buffer, giving back capacity beyond [`KEEP_BYTES`].
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
+        self.buf.shrink_to(KEEP_BYTES);
     }
 
     fn begin(&mut self, t: u8) {
