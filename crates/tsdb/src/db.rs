@@ -172,27 +172,30 @@ pub(crate) struct Registry {
 }
 
 /// One shard's series, by id. A map rather than a vector indexed by id: ids are never
-/// reused, so a vector would keep a slot for every series that ever expired.
+/// reused, so a vector would keep a slot for every series that ever expired. The series
+/// are boxed: a table keeps up to half of its slots empty after it grows, and an empty
+/// slot then costs a pointer instead of a whole `MemSeries` (~220 bytes; 7.9 MiB of
+/// tables for 18,500 series unboxed, issue 16).
 #[derive(Default)]
 pub(crate) struct Shard {
-    pub(crate) series: HashMap<SeriesId, MemSeries, BuildPassThrough>,
+    pub(crate) series: HashMap<SeriesId, Box<MemSeries>, BuildPassThrough>,
 }
 
 impl Shard {
     pub(crate) fn get(&self, id: SeriesId) -> Option<&MemSeries> {
-        self.series.get(&id)
+        self.series.get(&id).map(Box::as_ref)
     }
 
     pub(crate) fn get_mut(&mut self, id: SeriesId) -> Option<&mut MemSeries> {
-        self.series.get_mut(&id)
+        self.series.get_mut(&id).map(Box::as_mut)
     }
 
     fn insert(&mut self, id: SeriesId, s: MemSeries) {
-        self.series.insert(id, s);
+        self.series.insert(id, Box::new(s));
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (SeriesId, &MemSeries)> {
-        self.series.iter().map(|(&id, s)| (id, s))
+        self.series.iter().map(|(&id, s)| (id, &**s))
     }
 }
 
@@ -647,7 +650,7 @@ impl Db {
         let mut mem = index_mem as u64;
         for shard in self.shards.iter() {
             let sh = lock(shard);
-            mem += (sh.series.capacity() * (std::mem::size_of::<MemSeries>() + 8)) as u64;
+            mem += (sh.series.capacity() * 16) as u64;
             for (_, s) in sh.iter() {
                 head_samples += s.head_sample_count();
                 mem += s.mem_size() as u64;
