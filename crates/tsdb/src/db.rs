@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::chunk;
 use crate::error::{Error, Result, io_err};
 use crate::head::{Appended, CutPolicy, DiskRef, MemSeries};
-use crate::index::{Index, SeriesId};
-use crate::labels::{BuildPassThrough, Labels};
+use crate::index::{Index, SeriesByLabels, SeriesId};
+use crate::labels::{self, BuildPassThrough, Labels};
 use crate::segment::{self, SegKind, SegmentFile};
 use crate::types::{Metadata, Point, ValueKind};
 use crate::wal::{self, Frames, Record, Wal};
@@ -165,7 +165,7 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct Registry {
-    pub(crate) by_labels: HashMap<Labels, SeriesId, BuildPassThrough>,
+    pub(crate) by_labels: SeriesByLabels,
     pub(crate) index: Index,
     pub(crate) next_id: SeriesId,
     pub(crate) metadata: BTreeMap<String, Metadata>,
@@ -303,7 +303,7 @@ impl Db {
                 frames: Frames::default(),
             }),
             registry: RwLock::new(Registry {
-                by_labels: HashMap::default(),
+                by_labels: SeriesByLabels::default(),
                 index: Index::default(),
                 next_id: 0,
                 metadata: BTreeMap::new(),
@@ -353,7 +353,7 @@ impl Db {
     /// Finds or creates a series while loading; `None` past the series limit.
     fn series_for_load(&self, labels: &Labels, kind: ValueKind) -> Option<SeriesId> {
         let mut reg = write(&self.registry);
-        if let Some(&id) = reg.by_labels.get(labels) {
+        if let Some(id) = reg.by_labels.get(labels) {
             return Some(id);
         }
         self.create_series(&mut reg, labels, kind).ok()
@@ -488,7 +488,7 @@ impl Db {
             let reg = read(&self.registry);
             for (i, p) in points.iter().enumerate() {
                 match reg.by_labels.get(&p.labels) {
-                    Some(&id) => ids.push(id),
+                    Some(id) => ids.push(id),
                     None => {
                         ids.push(NONE);
                         missing.push(i);
@@ -500,7 +500,7 @@ impl Db {
             let mut reg = write(&self.registry);
             for i in missing {
                 let p = &points[i];
-                if let Some(&id) = reg.by_labels.get(&p.labels) {
+                if let Some(id) = reg.by_labels.get(&p.labels) {
                     ids[i] = id;
                     continue;
                 }
@@ -600,6 +600,26 @@ impl Db {
             Some((own, _)) => own.clone(),
             None => labels,
         }
+    }
+
+    /// The label set `name{pairs}` (as [`Labels::with_name`] builds it): the store's own
+    /// copy when that series exists, found without building a label set, else a new one.
+    /// A collector that appends the same series every round builds label sets only for
+    /// new series, and [`Db::append`] finds the others by comparing a pointer.
+    pub fn labels_for<'a>(
+        &self,
+        name: &'a str,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Labels> {
+        let mut sorted: Vec<(&str, &str)> = std::iter::once((labels::METRIC_NAME, name))
+            .chain(pairs)
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        sorted.sort_unstable();
+        if let Some(own) = read(&self.registry).by_labels.find_sorted(&sorted) {
+            return Ok(own.clone());
+        }
+        Labels::build(sorted)
     }
 
     /// fsyncs the WAL now.

@@ -2,10 +2,66 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::labels::{Labels, MatchOp, Matcher};
+use crate::labels::{Labels, MatchOp, Matcher, hash_sorted};
 
 /// Series id, dense and never reused within one open database.
 pub(crate) type SeriesId = u32;
+
+/// Series ids by label set. Found by a label set, or by sorted pairs without building
+/// one ([`crate::Db::labels_for`]), so a collector that appends the same series every
+/// round builds no label sets for them (issue 16).
+#[derive(Default)]
+pub(crate) struct SeriesByLabels {
+    table: hashbrown::HashTable<(Labels, SeriesId)>,
+}
+
+impl SeriesByLabels {
+    pub(crate) fn get(&self, labels: &Labels) -> Option<SeriesId> {
+        self.get_key_value(labels).map(|(_, id)| id)
+    }
+
+    /// The stored label set equal to `labels`, and its series.
+    pub(crate) fn get_key_value(&self, labels: &Labels) -> Option<(&Labels, SeriesId)> {
+        self.table
+            .find(labels.hash_value(), |(l, _)| l == labels)
+            .map(|(l, id)| (l, *id))
+    }
+
+    /// The stored label set made of `sorted` (pairs sorted by name, no empty value).
+    pub(crate) fn find_sorted(&self, sorted: &[(&str, &str)]) -> Option<&Labels> {
+        self.table
+            .find(hash_sorted(sorted), |(l, _)| l.eq_sorted(sorted))
+            .map(|(l, _)| l)
+    }
+
+    /// Adds a label set that is not in the table.
+    pub(crate) fn insert(&mut self, labels: Labels, id: SeriesId) {
+        let hash = labels.hash_value();
+        self.table
+            .insert_unique(hash, (labels, id), |(l, _)| l.hash_value());
+    }
+
+    pub(crate) fn remove(&mut self, labels: &Labels) {
+        if let Ok(entry) = self
+            .table
+            .find_entry(labels.hash_value(), |(l, _)| l == labels)
+        {
+            entry.remove();
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.table.shrink_to_fit(|(l, _)| l.hash_value());
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Index {

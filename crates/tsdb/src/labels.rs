@@ -81,7 +81,8 @@ impl Labels {
         )
     }
 
-    fn build<S: AsRef<str> + Ord>(mut v: Vec<(S, S)>) -> Result<Self> {
+    /// Builds a label set from pairs in any order (empty values are dropped).
+    pub(crate) fn build<S: AsRef<str> + Ord>(mut v: Vec<(S, S)>) -> Result<Self> {
         v.retain(|(_, v)| !v.as_ref().is_empty());
         v.sort_unstable();
         for w in v.windows(2) {
@@ -98,9 +99,6 @@ impl Labels {
                 k.as_ref()
             )));
         }
-        let mut h =
-            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .build_hasher();
         let mut text = String::with_capacity(
             v.iter()
                 .map(|(k, val)| k.as_ref().len() + val.as_ref().len())
@@ -108,10 +106,7 @@ impl Labels {
         );
         let mut ends = Vec::with_capacity(2 * v.len());
         for (k, val) in &v {
-            let (k, val) = (k.as_ref(), val.as_ref());
-            k.hash(&mut h);
-            val.hash(&mut h);
-            for part in [k, val] {
+            for part in [k.as_ref(), val.as_ref()] {
                 text.push_str(part);
                 let end = u32::try_from(text.len())
                     .map_err(|_| Error::InvalidLabels("label set longer than 4 GiB".into()))?;
@@ -119,12 +114,17 @@ impl Labels {
             }
         }
         Ok(Self {
-            hash: h.finish(),
+            hash: hash_sorted(&v),
             pairs: Arc::new(Pairs {
                 text: text.into_boxed_str(),
                 ends: ends.into_boxed_slice(),
             }),
         })
+    }
+
+    /// Whether this label set is exactly `sorted` (pairs sorted by name, no empty value).
+    pub(crate) fn eq_sorted(&self, sorted: &[(&str, &str)]) -> bool {
+        self.len() == sorted.len() && self.iter().eq(sorted.iter().copied())
     }
 
     /// The value of label `name`, if present.
@@ -194,6 +194,19 @@ impl Labels {
         // Three allocations (the `Arc`, the text, the ends) of ~16 bytes overhead each.
         std::mem::size_of::<Pairs>() + 16 + self.pairs.text.len() + self.pairs.ends.len() * 4 + 48
     }
+}
+
+/// The hash of the label set made of `sorted` (pairs sorted by name): what
+/// [`Labels::hash_value`] gives for it, computed without building it.
+pub(crate) fn hash_sorted<S: AsRef<str>>(sorted: &[(S, S)]) -> u64 {
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    for (k, v) in sorted {
+        k.as_ref().hash(&mut h);
+        v.as_ref().hash(&mut h);
+    }
+    h.finish()
 }
 
 impl PartialEq for Labels {

@@ -174,7 +174,9 @@ pub(crate) fn store(
         for s in &f.samples {
             let name = f.sample_name(s);
             let pairs = s.label_pairs().filter(|(_, v)| !v.is_empty());
-            let Ok(labels) = tsdb::Labels::with_name(&name, pairs) else {
+            // The store's own label set when the series exists: nothing is built for the
+            // series a round repeats.
+            let Ok(labels) = db.labels_for(&name, pairs) else {
                 continue;
             };
             points.push(tsdb::Point {

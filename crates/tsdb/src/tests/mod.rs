@@ -187,6 +187,64 @@ fn intern_hands_out_the_stores_own_labels() {
 }
 
 #[test]
+fn labels_for_finds_the_stores_own_labels_without_building_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let first = Labels::with_name("up", [("job", "a"), ("zone", "x")]).unwrap();
+    db.append(&[Point {
+        labels: first.clone(),
+        t: 1,
+        v: Value::Float(1.0),
+    }])
+    .unwrap()
+    .into_result()
+    .unwrap();
+    // Pairs in any order, with empty values dropped, name the same series.
+    let own = db
+        .labels_for("up", [("zone", "x"), ("empty", ""), ("job", "a")])
+        .unwrap();
+    assert!(own.same_allocation(&first));
+    // Another series gets a new label set, equal to what with_name builds.
+    for pairs in [
+        vec![("job", "b")],
+        vec![("job", "a")],
+        vec![("job", "a"), ("zone", "x"), ("k", "v")],
+    ] {
+        let new = db.labels_for("up", pairs.clone()).unwrap();
+        assert!(!new.same_allocation(&first));
+        let built = Labels::with_name("up", pairs).unwrap();
+        assert_eq!(new, built);
+        assert_eq!(new.hash_value(), built.hash_value());
+    }
+    assert!(matches!(
+        db.labels_for("up", [("job", "a"), ("job", "b")]),
+        Err(Error::InvalidLabels(_))
+    ));
+}
+
+#[test]
+fn label_sets_keep_pairs_hash_and_order() {
+    let a = Labels::new([("b", "2"), ("a", "1"), ("c", "")]).unwrap();
+    assert_eq!(a.iter().collect::<Vec<_>>(), vec![("a", "1"), ("b", "2")]);
+    assert_eq!(a.get("a"), Some("1"));
+    assert_eq!(a.get("b"), Some("2"));
+    assert_eq!(a.get("c"), None);
+    assert_eq!(a.len(), 2);
+    let same = Labels::with_name("x", []).unwrap();
+    assert_eq!(same.metric_name(), Some("x"));
+    // Boundaries count: ("ab", "c") is not ("a", "bc").
+    let x = Labels::new([("ab", "c")]).unwrap();
+    let y = Labels::new([("a", "bc")]).unwrap();
+    assert_ne!(x, y);
+    assert!(y < x);
+    assert!(
+        Labels::new(Vec::<(String, String)>::new())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
 fn second_open_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
