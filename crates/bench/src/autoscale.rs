@@ -1,8 +1,9 @@
 //! `slipway-bench autoscale`: the same load trace against Slipway's default autoscaling policy
 //! and the `hpa` preset, each on its own server, side by side:
 //!
-//! 1. `steps` times: 1× for 25 s, 3× for 45 s, then a manual scale back to 2 instances (both
-//!    policies have `manualPauseSeconds: 0`, so the autoscaler keeps deciding);
+//! 1. `steps` times: 1× for 25 s, 3× for 45 s, 1× for 5 s, then a manual scale back to 2
+//!    instances (both policies have `manualPauseSeconds: 0`, so the autoscaler keeps
+//!    deciding);
 //! 2. after the last step, 1× until the scale-down (150 s for the default, 330 s for the preset);
 //! 3. steady noisy load near the target: 11–15 requests/s (1× is 13), a new rate every 5 s,
 //!    for `steady_s`.
@@ -55,9 +56,14 @@ pub(crate) struct Trace {
     pub slo: Duration,
 }
 
-/// Seconds of 1× before each step, of 3× in it, and of the manual reset after it.
+/// Seconds of 1× before each step, of 3× in it, of 1× before the manual reset, and of the
+/// reset. The reset waits until the scale-up window (3 s) holds only 1× recommendations:
+/// right at the drop, the window still holds the 3× phase's last ones (5 or 6 instances
+/// needed), and the autoscaler rightly answers a scale to 2 with a scale-up to the lowest of
+/// them, so the next step would start from 3.
 const BEFORE_S: u64 = 25;
 const STEP_S: u64 = 45;
+const SETTLE_S: u64 = 5;
 const RESET_S: u64 = 10;
 
 /// What one policy did on the trace.
@@ -211,7 +217,8 @@ fn run_one(
 
     let t0 = Instant::now();
     let steps = trace.steps.max(1) as u64;
-    let base_s = steps * (BEFORE_S + STEP_S + RESET_S) - RESET_S + down_wait_s;
+    let base_s =
+        steps * (BEFORE_S + STEP_S + SETTLE_S + RESET_S) - SETTLE_S - RESET_S + down_wait_s;
     let mut loads = vec![load(&s, t0, 13, base_s)?];
     let (mut decision_s, mut serving_s) = (Vec::new(), Vec::new());
     let (mut one_decision, mut step_reversals) = (0, 0);
@@ -241,7 +248,9 @@ fn run_one(
         one_decision += usize::from(ups == 1);
         step_reversals += flips(&during.iter().collect::<Vec<_>>());
         if k + 1 < steps {
-            // Back to 2 by hand (the policies do not pause for it), then settle.
+            // Back to 2 by hand once 1× has settled (the policies do not pause for it),
+            // then settle.
+            std::thread::sleep(Duration::from_secs(SETTLE_S));
             let reset_at = Instant::now();
             let _ = http(
                 "PUT",
@@ -340,6 +349,16 @@ fn run_one(
     .iter()
     .filter_map(|d| d["summary"].as_str().map(str::to_string))
     .collect();
+    if let Some(dir) = std::env::var_os("SLIPWAY_BENCH_DECISIONS") {
+        // Every stored decision, oldest first, for a closer look at one run.
+        let all = get_json(&format!(
+            "{}/api/v1/autoscalers/bench/cpu/decisions?limit=2000",
+            s.url
+        ))
+        .unwrap_or_default();
+        let file = std::path::Path::new(&dir).join(format!("{}.json", name.replace(' ', "-")));
+        std::fs::write(&file, serde_json::to_vec_pretty(&all)?)?;
+    }
     let _ = http("DELETE", &format!("{}/v2/apps/bench/cpu", s.url), None);
     std::thread::sleep(Duration::from_secs(4));
     testkit::kill_tasks_of(dir.path());
