@@ -16,6 +16,8 @@
 //! time) with `cpus: 0.25` behind the proxy, 2 instances; a CPU policy with a 30 % target, so
 //! 1× is 13 requests/s and 3× needs 6 instances.
 
+mod chart;
+
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,6 +91,11 @@ struct Outcome {
     up_said: Vec<String>,
     /// The summaries of the last stored decisions (what the autoscaler said last).
     last_said: Vec<String>,
+    /// Requests sent in each second of the trace.
+    sent_per_second: Vec<u64>,
+    /// The instance count's changes as (second of the trace, count): the autoscaler's and
+    /// the manual resets.
+    counts: Vec<(f64, u64)>,
 }
 
 fn now_ms() -> i64 {
@@ -216,6 +223,8 @@ fn run_one(
     anyhow::ensure!(code == 200, "policy refused: {body}");
 
     let t0 = Instant::now();
+    let t0_ms = now_ms();
+    let mut resets = Vec::new();
     let steps = trace.steps.max(1) as u64;
     let base_s =
         steps * (BEFORE_S + STEP_S + SETTLE_S + RESET_S) - SETTLE_S - RESET_S + down_wait_s;
@@ -252,6 +261,7 @@ fn run_one(
             // then settle.
             std::thread::sleep(Duration::from_secs(SETTLE_S));
             let reset_at = Instant::now();
+            resets.push((t0.elapsed().as_secs_f64(), 2));
             let _ = http(
                 "PUT",
                 &format!("{}/v2/apps/bench/cpu?force=true", s.url),
@@ -317,6 +327,22 @@ fn run_one(
         ));
     }
     reports.extend(steady);
+    let mut sent_per_second: Vec<u64> = Vec::new();
+    for (offset, r) in &reports {
+        for (i, sec) in r.seconds.iter().enumerate() {
+            let at = offset.round() as usize + i;
+            if sent_per_second.len() <= at {
+                sent_per_second.resize(at + 1, 0);
+            }
+            sent_per_second[at] += sec.sent;
+        }
+    }
+    let mut counts: Vec<(f64, u64)> = all
+        .iter()
+        .map(|c| ((c.0 - t0_ms) as f64 / 1000.0, c.3))
+        .chain(resets)
+        .collect();
+    counts.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut slow = BTreeSet::new();
     let mut failed_at = BTreeSet::new();
     let (mut failed, mut sent, mut kinds) = (0, 0, BTreeMap::new());
@@ -385,12 +411,18 @@ fn run_one(
             .map(|c| c.4.clone())
             .collect(),
         changes: all.into_iter().map(|c| (c.1, c.2, c.3)).collect(),
+        sent_per_second,
+        counts,
         last_said,
     })
 }
 
 /// Runs the trace against both policies at once (two servers) and prints a table.
-pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow::Result<()> {
+pub(crate) fn default_vs_hpa(
+    slipway: &std::path::Path,
+    trace: Trace,
+    chart_to: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let a = {
         let p = slipway.to_path_buf();
         std::thread::spawn(move || run_one(&p, "slipway default", json!({}), 150, trace))
@@ -452,6 +484,23 @@ pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow:
         for said in &o.last_said {
             println!("  said: {said}");
         }
+    }
+    if let Some(path) = chart_to {
+        let panels: Vec<chart::Panel<'_>> = out
+            .iter()
+            .map(|o| chart::Panel {
+                name: o.name,
+                sent_per_second: &o.sent_per_second,
+                // 1× (13 requests/s) is what 2 instances serve at the 30 % target.
+                rate_per_instance: 6.5,
+                start_count: 2,
+                counts: &o.counts,
+                steps: &o.phases.0,
+            })
+            .collect();
+        std::fs::write(path, chart::svg(&panels))
+            .with_context(|| format!("writing the chart to {}", path.display()))?;
+        println!("chart: {}", path.display());
     }
     if let (Some(d), Some(h)) = (
         percentile(&out[0].decision_s, 0.5),
