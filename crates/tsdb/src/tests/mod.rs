@@ -908,6 +908,66 @@ fn format_2_raw_segments_are_read_and_rewritten() {
     check(&db, 51);
 }
 
+/// After a flush the checkpoint does not repeat the series whose data is all in
+/// segments; a later sample of such a series is logged with its series record, so it
+/// survives a reopen (and so does one after a second checkpoint).
+#[test]
+fn checkpoint_leaves_out_series_held_by_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint_len = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for t in 0..10 {
+        let pts: Vec<_> = (0..3)
+            .map(|i| pt(i, t * 1_000, Value::Float(t as f64)))
+            .collect();
+        db.append(&pts).unwrap().into_result().unwrap();
+    }
+    db.flush_all().unwrap();
+    assert_eq!(checkpoint_len(dir.path()), 0);
+    // Series 1 gets a sample (logged with its series record), series 2 does not.
+    db.append(&[pt(1, 10_000, Value::Float(10.0))])
+        .unwrap()
+        .into_result()
+        .unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let counts = |db: &Db| -> Vec<usize> {
+        db.select(&[], i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|s| s.samples.len())
+            .collect()
+    };
+    assert_eq!(counts(&db), [10, 11, 10]);
+    // The open's checkpoint holds series 1 (a sample in the head) only.
+    let one = checkpoint_len(dir.path());
+    assert!(one > 0);
+    db.flush().unwrap();
+    db.append(&[
+        pt(0, 10_000, Value::Float(10.0)),
+        pt(2, 10_000, Value::Float(10.0)),
+    ])
+    .unwrap()
+    .into_result()
+    .unwrap();
+    drop(db);
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert_eq!(counts(&db), [11, 11, 11]);
+    // Duplicates and conflicts still known for the series held by segments only.
+    let r = db.append(&[pt(2, 10_000, Value::Float(11.0))]).unwrap();
+    assert!(matches!(
+        r.errors[..],
+        [(0, Error::DuplicateTimestamp { .. })]
+    ));
+}
+
 /// Full-precision random walks go through segments in binary value columns (smaller
 /// than XOR) and come back bit for bit, across a reopen and a compaction.
 #[test]
