@@ -12,8 +12,10 @@
 //! Formats: 1 and 2 store each entry's blob offset and its time range as absolute
 //! varints; format 3 leaves the offset out (blobs follow each other in index order)
 //! and stores the time range as `mint - segment mint` and `maxt - mint` (~10 bytes
-//! less per series and segment). Format 3 chunks may also hold binary value columns
-//! (`chunk.rs`), which format 2 readers do not know.
+//! less per series and segment); in a raw blob each chunk's start is relative to the
+//! previous chunk's end (`maint::for_raw_chunks`, ~5 bytes less per chunk). Format 3
+//! chunks may also hold binary value columns (`chunk.rs`) and line-residual integer
+//! columns (`intcol.rs`), which format 2 readers do not know.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
