@@ -1,8 +1,9 @@
 //! `slipway-bench autoscale`: the same load trace against Slipway's default autoscaling policy
 //! and the `hpa` preset, each on its own server, side by side:
 //!
-//! 1. `steps` times: 1× for 25 s, 3× for 45 s, then a manual scale back to 2 instances (both
-//!    policies have `manualPauseSeconds: 0`, so the autoscaler keeps deciding);
+//! 1. `steps` times: 1× for 25 s, 3× for 45 s, 1× for 5 s, then a manual scale back to 2
+//!    instances (both policies have `manualPauseSeconds: 0`, so the autoscaler keeps
+//!    deciding);
 //! 2. after the last step, 1× until the scale-down (150 s for the default, 330 s for the preset);
 //! 3. steady noisy load near the target: 11–15 requests/s (1× is 13), a new rate every 5 s,
 //!    for `steady_s`.
@@ -14,6 +15,8 @@
 //! The app is a CPU-bound HTTP server (python3; each `/burn` spends 10 ms of its thread's CPU
 //! time) with `cpus: 0.25` behind the proxy, 2 instances; a CPU policy with a 30 % target, so
 //! 1× is 13 requests/s and 3× needs 6 instances.
+
+mod chart;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -55,9 +58,14 @@ pub(crate) struct Trace {
     pub slo: Duration,
 }
 
-/// Seconds of 1× before each step, of 3× in it, and of the manual reset after it.
+/// Seconds of 1× before each step, of 3× in it, of 1× before the manual reset, and of the
+/// reset. The reset waits until the scale-up window (3 s) holds only 1× recommendations:
+/// right at the drop, the window still holds the 3× phase's last ones (5 or 6 instances
+/// needed), and the autoscaler rightly answers a scale to 2 with a scale-up to the lowest of
+/// them, so the next step would start from 3.
 const BEFORE_S: u64 = 25;
 const STEP_S: u64 = 45;
+const SETTLE_S: u64 = 5;
 const RESET_S: u64 = 10;
 
 /// What one policy did on the trace.
@@ -83,6 +91,11 @@ struct Outcome {
     up_said: Vec<String>,
     /// The summaries of the last stored decisions (what the autoscaler said last).
     last_said: Vec<String>,
+    /// Requests sent in each second of the trace.
+    sent_per_second: Vec<u64>,
+    /// The instance count's changes as (second of the trace, count): the autoscaler's and
+    /// the manual resets.
+    counts: Vec<(f64, u64)>,
 }
 
 fn now_ms() -> i64 {
@@ -210,8 +223,11 @@ fn run_one(
     anyhow::ensure!(code == 200, "policy refused: {body}");
 
     let t0 = Instant::now();
+    let t0_ms = now_ms();
+    let mut resets = Vec::new();
     let steps = trace.steps.max(1) as u64;
-    let base_s = steps * (BEFORE_S + STEP_S + RESET_S) - RESET_S + down_wait_s;
+    let base_s =
+        steps * (BEFORE_S + STEP_S + SETTLE_S + RESET_S) - SETTLE_S - RESET_S + down_wait_s;
     let mut loads = vec![load(&s, t0, 13, base_s)?];
     let (mut decision_s, mut serving_s) = (Vec::new(), Vec::new());
     let (mut one_decision, mut step_reversals) = (0, 0);
@@ -241,8 +257,11 @@ fn run_one(
         one_decision += usize::from(ups == 1);
         step_reversals += flips(&during.iter().collect::<Vec<_>>());
         if k + 1 < steps {
-            // Back to 2 by hand (the policies do not pause for it), then settle.
+            // Back to 2 by hand once 1× has settled (the policies do not pause for it),
+            // then settle.
+            std::thread::sleep(Duration::from_secs(SETTLE_S));
             let reset_at = Instant::now();
+            resets.push((t0.elapsed().as_secs_f64(), 2));
             let _ = http(
                 "PUT",
                 &format!("{}/v2/apps/bench/cpu?force=true", s.url),
@@ -308,6 +327,22 @@ fn run_one(
         ));
     }
     reports.extend(steady);
+    let mut sent_per_second: Vec<u64> = Vec::new();
+    for (offset, r) in &reports {
+        for (i, sec) in r.seconds.iter().enumerate() {
+            let at = offset.round() as usize + i;
+            if sent_per_second.len() <= at {
+                sent_per_second.resize(at + 1, 0);
+            }
+            sent_per_second[at] += sec.sent;
+        }
+    }
+    let mut counts: Vec<(f64, u64)> = all
+        .iter()
+        .map(|c| ((c.0 - t0_ms) as f64 / 1000.0, c.3))
+        .chain(resets)
+        .collect();
+    counts.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut slow = BTreeSet::new();
     let mut failed_at = BTreeSet::new();
     let (mut failed, mut sent, mut kinds) = (0, 0, BTreeMap::new());
@@ -340,6 +375,16 @@ fn run_one(
     .iter()
     .filter_map(|d| d["summary"].as_str().map(str::to_string))
     .collect();
+    if let Some(dir) = std::env::var_os("SLIPWAY_BENCH_DECISIONS") {
+        // Every stored decision, oldest first, for a closer look at one run.
+        let all = get_json(&format!(
+            "{}/api/v1/autoscalers/bench/cpu/decisions?limit=2000",
+            s.url
+        ))
+        .unwrap_or_default();
+        let file = std::path::Path::new(&dir).join(format!("{}.json", name.replace(' ', "-")));
+        std::fs::write(&file, serde_json::to_vec_pretty(&all)?)?;
+    }
     let _ = http("DELETE", &format!("{}/v2/apps/bench/cpu", s.url), None);
     std::thread::sleep(Duration::from_secs(4));
     testkit::kill_tasks_of(dir.path());
@@ -366,12 +411,18 @@ fn run_one(
             .map(|c| c.4.clone())
             .collect(),
         changes: all.into_iter().map(|c| (c.1, c.2, c.3)).collect(),
+        sent_per_second,
+        counts,
         last_said,
     })
 }
 
 /// Runs the trace against both policies at once (two servers) and prints a table.
-pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow::Result<()> {
+pub(crate) fn default_vs_hpa(
+    slipway: &std::path::Path,
+    trace: Trace,
+    chart_to: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let a = {
         let p = slipway.to_path_buf();
         std::thread::spawn(move || run_one(&p, "slipway default", json!({}), 150, trace))
@@ -433,6 +484,23 @@ pub(crate) fn default_vs_hpa(slipway: &std::path::Path, trace: Trace) -> anyhow:
         for said in &o.last_said {
             println!("  said: {said}");
         }
+    }
+    if let Some(path) = chart_to {
+        let panels: Vec<chart::Panel<'_>> = out
+            .iter()
+            .map(|o| chart::Panel {
+                name: o.name,
+                sent_per_second: &o.sent_per_second,
+                // 1× (13 requests/s) is what 2 instances serve at the 30 % target.
+                rate_per_instance: 6.5,
+                start_count: 2,
+                counts: &o.counts,
+                steps: &o.phases.0,
+            })
+            .collect();
+        std::fs::write(path, chart::svg(&panels))
+            .with_context(|| format!("writing the chart to {}", path.display()))?;
+        println!("chart: {}", path.display());
     }
     if let (Some(d), Some(h)) = (
         percentile(&out[0].decision_s, 0.5),

@@ -98,6 +98,9 @@ enum Scenario {
         /// The latency objective the "seconds over the SLO" count uses, ms.
         #[arg(long, default_value_t = 250)]
         slo_ms: u64,
+        /// Also draw the trace (load and instances over time, both policies) as an SVG here.
+        #[arg(long)]
+        chart: Option<PathBuf>,
     },
     /// Rolling upgrade of 3 container replicas: Slipway against Docker Swarm, side by side.
     RollingVsSwarm {
@@ -148,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             steps,
             steady_seconds,
             slo_ms,
+            chart,
         } => autoscale::default_vs_hpa(
             &args.slipway,
             autoscale::Trace {
@@ -155,6 +159,7 @@ fn main() -> anyhow::Result<()> {
                 steady_s: steady_seconds,
                 slo: std::time::Duration::from_millis(slo_ms),
             },
+            chart.as_deref(),
         ),
         Scenario::Console { apps, runs, reps } => console::pages(&args.slipway, apps, runs, reps),
         Scenario::Tsdb { quick, reps } => {

@@ -3,6 +3,7 @@
 //! the reconcile loop — in that order, so an acknowledged change is never lost.
 
 use crate::Event;
+use crate::backend::BackendKind;
 use crate::state::{Action, ActionKind, Deployment, KillKind, Outcome, State, TaskRecord};
 use crate::{Engine, EngineError, now_ms, ports};
 use model::{AppDefinition, DefinitionError, PathId, Timestamp, VersionInfo};
@@ -373,6 +374,16 @@ impl Engine {
         admit: &dyn Admission,
     ) -> Result<KillResult, EngineError> {
         let mut st = self.lock();
+        // A task another scheduler runs that it cannot kill by itself is refused before
+        // anything changes (with scale, the scheduler's own scale-down removes one).
+        if !scale {
+            for t in ids.iter().filter_map(|id| st.tasks.get(id)) {
+                if t.backend == BackendKind::Scheduled {
+                    self.kill_check_scheduled(t)
+                        .map_err(EngineError::Conflict)?;
+                }
+            }
+        }
         let now = now_ms();
         let mut result = None;
         if scale {

@@ -332,31 +332,43 @@ impl Engine {
         }
     }
 
+    /// Whether the task's scheduler can kill it by itself (see [`Scheduler::kill_check`]).
+    pub(crate) fn kill_check_scheduled(&self, t: &TaskRecord) -> Result<(), String> {
+        match t.target.as_deref().and_then(|n| self.scheduler(n)) {
+            Some(s) => s.kill_check(&observed_of(t)),
+            None => Ok(()),
+        }
+    }
+
     /// Asks the scheduler to kill one of its tasks (it replaces it).
     pub(crate) fn kill_scheduled(&self, t: &TaskRecord) {
         let Some(s) = t.target.as_deref().and_then(|n| self.scheduler(n)) else {
             return;
         };
-        let o = ObservedTask {
-            id: t.id.clone(),
-            app_id: t.app_id.clone(),
-            version: t.version,
-            config_version: t.config_version,
-            state: t.state,
-            host: t.host.clone().unwrap_or_default(),
-            host_ports: t.host_ports.clone(),
-            staged_at: t.staged_at,
-            started_at: t.started_at,
-            message: String::new(),
-            stopping: false,
-        };
-        let fut = s.kill(&o);
+        let fut = s.kill(&observed_of(t));
         let id = t.id.clone();
         self.inner.tracker.spawn(async move {
             if let Err(e) = fut.await {
                 tracing::warn!(task = %id, error = %e, "cannot kill task on its target");
             }
         });
+    }
+}
+
+/// The scheduler's view of a task the engine mirrors.
+fn observed_of(t: &TaskRecord) -> ObservedTask {
+    ObservedTask {
+        id: t.id.clone(),
+        app_id: t.app_id.clone(),
+        version: t.version,
+        config_version: t.config_version,
+        state: t.state,
+        host: t.host.clone().unwrap_or_default(),
+        host_ports: t.host_ports.clone(),
+        staged_at: t.staged_at,
+        started_at: t.started_at,
+        message: String::new(),
+        stopping: false,
     }
 }
 

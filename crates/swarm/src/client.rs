@@ -11,7 +11,8 @@ use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::{LocalNodeState, NetworkCreateRequest, NodeState, Service};
 use bollard::query_parameters::{
-    ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+    KillContainerOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
+    UpdateServiceOptions,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -159,6 +160,7 @@ fn pin(image: &str, digest: &str) -> String {
 pub struct SwarmClient {
     api: bollard::Docker,
     node_id: String,
+    node_addr: String,
 }
 
 impl SwarmClient {
@@ -204,6 +206,7 @@ impl SwarmClient {
         Ok(SwarmClient {
             api,
             node_id: swarm.node_id.unwrap_or_default(),
+            node_addr: swarm.node_addr.unwrap_or_default(),
         })
     }
 
@@ -215,6 +218,12 @@ impl SwarmClient {
     /// The id of the manager node this client talks to.
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The address the manager node this client talks to has in the Swarm (its tasks are
+    /// reached there).
+    pub fn node_addr(&self) -> &str {
+        &self.node_addr
     }
 
     /// The Swarm's nodes.
@@ -509,6 +518,53 @@ impl SwarmClient {
             .map(|s| s.id)
             .collect();
         self.tasks_of(&ids).await
+    }
+
+    /// Kills the container of one task (its Marathon id) so that Swarm replaces it, as
+    /// Marathon's task kill does. Swarm has no API to stop a single task, so this works for
+    /// tasks on the manager's own node, whose daemon this client speaks to; a task on
+    /// another node is refused with [`SwarmError::CannotKill`] before anything is done.
+    pub async fn kill_task(&self, agent_id: &str, task_id: &str) -> Result<(), SwarmError> {
+        let tasks = self.agent_tasks(agent_id).await?;
+        let Some(task) = tasks.iter().find(|t| t.marathon_id() == task_id) else {
+            return Err(SwarmError::Api {
+                action: format!("kill task {task_id}"),
+                message: "no such task in the Swarm".into(),
+            });
+        };
+        if task.node_id != self.node_id {
+            return Err(SwarmError::CannotKill(format!(
+                "task {task_id} runs on node {} ({}): Docker Swarm has no API to kill one task, and Slipway reaches only the manager's own containers; restart the app to replace all its tasks, or kill with scale=true",
+                task.node_hostname, task.node_addr
+            )));
+        }
+        let Some(container) = task.container_id.as_deref() else {
+            return Err(SwarmError::CannotKill(format!(
+                "task {task_id} has no container yet (it is {})",
+                task.swarm_state
+            )));
+        };
+        match self
+            .api
+            .kill_container(
+                container,
+                Some(KillContainerOptions {
+                    signal: "SIGKILL".into(),
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match failure(e) {
+                // Already gone: Swarm replaces it anyway.
+                Failure::NotFound(_) => Ok(()),
+                Failure::Unreachable(m) => Err(SwarmError::Unreachable(m)),
+                Failure::Other(message) => Err(SwarmError::Api {
+                    action: format!("kill container {container} of task {task_id}"),
+                    message,
+                }),
+            },
+        }
     }
 
     /// Creates the attachable overlay network `name` (labelled as `agent_id`'s) when it does

@@ -61,6 +61,9 @@ pub enum SwarmError {
         /// Its scope (`local`, `swarm`).
         scope: String,
     },
+    /// One task cannot be killed by itself (Swarm has no API for it), and why.
+    #[error("{0}")]
+    CannotKill(String),
     /// The daemon refused a request.
     #[error("the Docker daemon refused to {action}: {message}")]
     Api {

@@ -48,6 +48,14 @@ impl BitWriter {
         self.write_small(u64::from(b), 1);
     }
 
+    /// Appends every bit written to `other`.
+    pub(crate) fn append(&mut self, other: &BitWriter) {
+        for &b in &other.buf {
+            self.write_small(u64::from(b), 8);
+        }
+        self.write_small(other.acc, other.nacc);
+    }
+
     /// Number of bits written.
     pub(crate) fn len_bits(&self) -> usize {
         self.buf.len() * 8 + self.nacc as usize
@@ -300,6 +308,17 @@ mod tests {
                 let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
                 prop_assert_eq!(r.read_bits(n).unwrap(), v & mask);
             }
+        }
+
+        #[test]
+        fn append_is_writing_the_same_bits(a in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..20), b in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..20)) {
+            let mut whole = BitWriter::new();
+            let (mut first, mut second) = (BitWriter::new(), BitWriter::new());
+            for &(v, n) in &a { whole.write_bits(v, n); first.write_bits(v, n); }
+            for &(v, n) in &b { whole.write_bits(v, n); second.write_bits(v, n); }
+            first.append(&second);
+            prop_assert_eq!(first.len_bits(), whole.len_bits());
+            prop_assert_eq!(first.into_bytes(), whole.into_bytes());
         }
 
         #[test]

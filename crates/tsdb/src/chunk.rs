@@ -9,12 +9,19 @@
 //!   interval costs 0 bits); values as an integer column when the series is integer or
 //!   bool, or when every float is exactly `m / 10^k` for a small `k` (whole numbers,
 //!   counters in bytes, nanoseconds as seconds, percentages with few decimals);
-//!   otherwise Gorilla XOR.
+//!   otherwise the smaller of Gorilla XOR and a binary integer column: every finite
+//!   float is `m × 2^e` for one `e` per chunk (the smallest unit any value needs), and
+//!   the integers `m` go through `intcol`. A random walk at full precision steps by a
+//!   few binades' worth of units, so its deltas take `log2(step range / unit)` bits
+//!   where XOR, whose flipped bits spread with every carry, takes about the whole
+//!   52-bit mantissa (value column modes: `VALUES_*` below).
 //!
 //! Samples are `(timestamp ms, value bits)`; the series' [`ValueKind`] says how to read
 //! the bits. [`decode`] never panics on arbitrary bytes.
 
-use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint, read_varbit, write_varbit};
+use crate::bits::{
+    BitReader, BitWriter, ByteReader, put_uvarint, put_varint, read_varbit, write_varbit,
+};
 use crate::error::{Error, Result};
 use crate::intcol;
 use crate::types::ValueKind;
@@ -231,9 +238,80 @@ pub(crate) fn decimal_scale(vals: &[u64]) -> Option<usize> {
     None
 }
 
+/// Largest magnitude of a binary column integer: deltas of two stay inside `i64`.
+const BINARY_LIMIT: u32 = 62;
+/// Range of the binary column's unit exponent: the lowest set bit of any finite `f64`.
+const BINARY_EXP: std::ops::RangeInclusive<i64> = -1074..=971;
+
+/// `2^e` for `e` in [`BINARY_EXP`], exactly.
+fn pow2(e: i64) -> f64 {
+    if e >= -1022 {
+        f64::from_bits(((e + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (e + 1074))
+    }
+}
+
+/// The unit exponent `e` and integers `m` with every value exactly `m × 2^e`, when
+/// the values are finite (no `-0.0`) and the integers stay below 2^62.
+pub(crate) fn binary_scale(vals: &[u64]) -> Option<(i64, Vec<i64>)> {
+    // (mantissa with its trailing zeros shifted out, exponent of its lowest bit)
+    let mut low = i64::MAX;
+    let mut high = i64::MIN;
+    for &bits in vals {
+        let (m, e) = split(bits)?;
+        if m != 0 {
+            low = low.min(e);
+            high = high.max(e + i64::from(64 - m.leading_zeros()));
+        }
+    }
+    if low == i64::MAX {
+        // All zeros.
+        return Some((0, vec![0; vals.len()]));
+    }
+    if high - low > i64::from(BINARY_LIMIT) {
+        return None;
+    }
+    let scale = pow2(low);
+    let mut out = Vec::with_capacity(vals.len());
+    for &bits in vals {
+        let (m, e) = split(bits)?;
+        let m = if m == 0 { 0 } else { (m << (e - low)) as i64 };
+        let m = if bits >> 63 == 1 { -m } else { m };
+        if (m as f64 * scale).to_bits() != bits {
+            return None;
+        }
+        out.push(m);
+    }
+    Some((low, out))
+}
+
+/// A finite float's magnitude as `m × 2^e` with `m` odd (or 0); `None` for NaN,
+/// infinities and `-0.0`.
+fn split(bits: u64) -> Option<(u64, i64)> {
+    let exp = ((bits >> 52) & 0x7ff) as i64;
+    let frac = bits & ((1u64 << 52) - 1);
+    if exp == 0x7ff || bits == 1 << 63 {
+        return None;
+    }
+    let (m, e) = if exp == 0 {
+        (frac, -1074)
+    } else {
+        (frac | 1 << 52, exp - 1075)
+    };
+    if m == 0 {
+        return Some((0, 0));
+    }
+    let tz = m.trailing_zeros();
+    Some((m >> tz, e + i64::from(tz)))
+}
+
+/// Value column modes: integers (integer and bool series), decimals `m / 10^k`,
+/// Gorilla XOR, binary `m × 2^e` (segment format 3 on).
 const VALUES_INT: u8 = 0;
 const VALUES_DECIMAL: u8 = 1;
 const VALUES_XOR: u8 = 2;
+const VALUES_BINARY: u8 = 3;
 
 /// Encodes a value column (bits of `kind` values): header bytes into `head`, bits into `w`.
 pub(crate) fn encode_values(vals: &[u64], kind: ValueKind, head: &mut Vec<u8>, w: &mut BitWriter) {
@@ -257,11 +335,24 @@ pub(crate) fn encode_values(vals: &[u64], kind: ValueKind, head: &mut Vec<u8>, w
             intcol::encode(&ints, head, w);
         }
         None => {
-            head.extend_from_slice(&[VALUES_XOR, 0]);
+            let mut xw = BitWriter::new();
             let mut x = XorEnc::default();
             for (i, &bits) in vals.iter().enumerate() {
-                x.put(w, i == 0, bits);
+                x.put(&mut xw, i == 0, bits);
             }
+            if let Some((e, ms)) = binary_scale(vals) {
+                let mut bh = vec![VALUES_BINARY, 0];
+                put_varint(&mut bh, e);
+                let mut bw = BitWriter::new();
+                intcol::encode(&ms, &mut bh, &mut bw);
+                if (bh.len() - 2) * 8 + bw.len_bits() < xw.len_bits() {
+                    head.extend_from_slice(&bh);
+                    w.append(&bw);
+                    return;
+                }
+            }
+            head.extend_from_slice(&[VALUES_XOR, 0]);
+            w.append(&xw);
         }
     }
 }
@@ -270,6 +361,8 @@ pub(crate) fn encode_values(vals: &[u64], kind: ValueKind, head: &mut Vec<u8>, w
 pub(crate) struct ValuesHeader {
     mode: u8,
     k: usize,
+    /// `2^e`, the unit of a binary column.
+    scale: f64,
     col: Option<intcol::Column>,
 }
 
@@ -277,15 +370,28 @@ impl ValuesHeader {
     pub(crate) fn read(br: &mut ByteReader<'_>) -> Result<Self> {
         let mode = br.u8()?;
         let k = br.u8()? as usize;
-        if mode > VALUES_XOR || k >= POW10.len() {
+        if mode > VALUES_BINARY || k >= POW10.len() {
             return Err(Error::CorruptChunk("bad value column header"));
+        }
+        let mut scale = 1.0;
+        if mode == VALUES_BINARY {
+            let e = br.varint()?;
+            if !BINARY_EXP.contains(&e) {
+                return Err(Error::CorruptChunk("bad binary exponent"));
+            }
+            scale = pow2(e);
         }
         let col = if mode == VALUES_XOR {
             None
         } else {
             Some(intcol::Column::read_header(br)?)
         };
-        Ok(Self { mode, k, col })
+        Ok(Self {
+            mode,
+            k,
+            scale,
+            col,
+        })
     }
 
     /// Decodes `n` value bits, calling `f(i, bits)`.
@@ -296,16 +402,11 @@ impl ValuesHeader {
         mut f: impl FnMut(usize, u64),
     ) -> Result<()> {
         match &self.col {
-            Some(col) => col.decode(r, n, |i, m| {
-                f(
-                    i,
-                    if self.mode == VALUES_INT {
-                        m as u64
-                    } else {
-                        (m as f64 / POW10[self.k]).to_bits()
-                    },
-                )
-            }),
+            Some(col) => match self.mode {
+                VALUES_INT => col.decode(r, n, |i, m| f(i, m as u64)),
+                VALUES_BINARY => col.decode(r, n, |i, m| f(i, (m as f64 * self.scale).to_bits())),
+                _ => col.decode(r, n, |i, m| f(i, (m as f64 / POW10[self.k]).to_bits())),
+            },
             None => {
                 let mut x = XorEnc::default();
                 for i in 0..n {
@@ -432,8 +533,121 @@ mod tests {
         roundtrip(&s, ValueKind::Integer);
     }
 
+    /// Encodes a float value column and decodes it again; returns its mode and bytes.
+    fn values_roundtrip(vals: &[u64]) -> (u8, usize) {
+        let mut head = Vec::new();
+        let mut w = BitWriter::new();
+        encode_values(vals, ValueKind::Float, &mut head, &mut w);
+        let body = w.into_bytes();
+        let mut br = ByteReader::new(&head);
+        let h = ValuesHeader::read(&mut br).unwrap();
+        assert!(br.is_empty());
+        let mut out = vec![0u64; vals.len()];
+        h.decode(&mut BitReader::new(&body), vals.len(), |i, b| out[i] = b)
+            .unwrap();
+        assert_eq!(out, vals, "mode {}", h.mode);
+        (h.mode, head.len() + body.len())
+    }
+
+    /// A random walk at full precision, as `x += u * 2 - 1` with `u` uniform in [0, 1).
+    fn walk(seed: u64, start: f64, n: usize) -> Vec<u64> {
+        let mut state = seed;
+        let mut x = start;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                x += (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+                x.to_bits()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn full_precision_walk_is_binary_and_smaller_than_xor() {
+        for (seed, start) in [(1, 700.25), (2, 3.0), (3, 130.0), (4, -40.0)] {
+            let vals = walk(seed, start, 240);
+            let (mode, bytes) = values_roundtrip(&vals);
+            assert_eq!(mode, VALUES_BINARY);
+            let mut xw = BitWriter::new();
+            let mut x = XorEnc::default();
+            for (i, &b) in vals.iter().enumerate() {
+                x.put(&mut xw, i == 0, b);
+            }
+            assert!(
+                bytes < xw.len_bits() / 8,
+                "{bytes} vs xor {}",
+                xw.len_bits() / 8
+            );
+        }
+        // Crossing zero needs too many bits per unit: XOR.
+        let mut vals = walk(5, 0.5, 100);
+        vals.push(1e-30f64.to_bits());
+        assert_eq!(values_roundtrip(&vals).0, VALUES_XOR);
+    }
+
+    #[test]
+    fn binary_column_edge_values() {
+        let cases: [&[f64]; 7] = [
+            &[0.0, 0.0],
+            &[0.0, 1.5, -1.5, 0.0],
+            &[f64::MIN_POSITIVE, f64::MIN_POSITIVE * 3.0],
+            &[5e-324, 1e-323, -5e-324, 0.0],
+            &[f64::MAX, f64::MAX / 2.0, -f64::MAX],
+            &[1.0, 2f64.powi(61), 3.0],
+            &[1.0, 2f64.powi(63), 3.0],
+        ];
+        for c in cases {
+            let vals: Vec<u64> = c.iter().map(|v| v.to_bits()).collect();
+            values_roundtrip(&vals);
+        }
+        for bits in [
+            (-0.0f64).to_bits(),
+            f64::NAN.to_bits(),
+            0x7ff0_0000_0000_0002,
+            f64::INFINITY.to_bits(),
+        ] {
+            assert_eq!(binary_scale(&[1.5f64.to_bits(), bits]), None);
+        }
+        assert_eq!(
+            binary_scale(&[1.0f64.to_bits(), 2f64.powi(70).to_bits()]),
+            None
+        );
+        assert_eq!(
+            binary_scale(&[0.75f64.to_bits(), (-2.5f64).to_bits()]),
+            Some((-2, vec![3, -10]))
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Any float bits, special ones included, round-trip bit for bit through every
+        /// value column mode the encoder picks, and through closed chunks.
+        #[test]
+        fn any_floats_roundtrip_bit_exactly(
+            vals in proptest::collection::vec(prop_oneof![
+                any::<u64>(),
+                any::<f64>().prop_map(f64::to_bits),
+                (-1e6f64..1e6).prop_map(f64::to_bits),
+                (0u64..64).prop_map(|i| [0.0, -0.0, f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY,
+                    5e-324, f64::MIN_POSITIVE, f64::MAX, 0x7ff0_0000_0000_0002u64 as f64][i as usize % 10].to_bits()),
+                (0u64..64).prop_map(|i| if i == 0 { 0x7ff0_0000_0000_0002 } else { 0x7ff8_0000_0000_0001 + i }),
+            ], 0..80),
+            walk_seed in any::<u64>(),
+            start in -1e4f64..1e4,
+            walk_len in 0usize..300,
+        ) {
+            values_roundtrip(&vals);
+            let w = walk(walk_seed, start, walk_len);
+            values_roundtrip(&w);
+            let mut mixed = w.clone();
+            mixed.extend(&vals);
+            values_roundtrip(&mixed);
+            let s: Vec<_> = mixed.iter().enumerate().map(|(i, &v)| (i as i64 * 7_200, v)).collect();
+            roundtrip(&s, ValueKind::Float);
+        }
+
         #[test]
         fn any_samples_roundtrip(
             start in any::<i64>(),
@@ -455,6 +669,18 @@ mod tests {
         fn decode_never_panics_with_valid_header(tag in 1u8..3, n in 0u64..300, body in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut b = vec![tag];
             put_uvarint(&mut b, n);
+            b.extend(body);
+            let _ = decode(&b);
+        }
+
+        #[test]
+        fn decode_never_panics_on_binary_columns(n in 0u64..300, e in -1200i64..1200, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            // A regular timestamp column, then a binary value column header and garbage.
+            let mut b = vec![TAG_COLUMNAR];
+            put_uvarint(&mut b, n);
+            intcol::encode(&[0, 10], &mut b, &mut BitWriter::new());
+            b.extend_from_slice(&[VALUES_BINARY, 0]);
+            put_varint(&mut b, e);
             b.extend(body);
             let _ = decode(&b);
         }

@@ -202,6 +202,31 @@ impl Shard {
 pub(crate) struct WalState {
     pub(crate) wal: Wal,
     pub(crate) frames: Frames,
+    /// Bit per series id: its `Series` record is in the current generation's replay
+    /// files (its checkpoint or the generation itself). A series whose data is all in
+    /// segments is left out of a checkpoint (the segment index has its labels); its
+    /// record goes into the WAL with its next sample instead.
+    pub(crate) logged: Vec<u64>,
+}
+
+impl WalState {
+    fn is_logged(&self, id: SeriesId) -> bool {
+        self.logged
+            .get(id as usize / 64)
+            .is_some_and(|w| w >> (id % 64) & 1 == 1)
+    }
+
+    fn set_logged(&mut self, id: SeriesId, on: bool) {
+        let i = id as usize / 64;
+        if i >= self.logged.len() {
+            self.logged.resize(i + 1, 0);
+        }
+        if on {
+            self.logged[i] |= 1 << (id % 64);
+        } else {
+            self.logged[i] &= !(1 << (id % 64));
+        }
+    }
 }
 
 pub(crate) struct Maint {
@@ -301,6 +326,7 @@ impl Db {
             wal: Mutex::new(WalState {
                 wal: first,
                 frames: Frames::default(),
+                logged: Vec::new(),
             }),
             registry: RwLock::new(Registry {
                 by_labels: SeriesByLabels::default(),
@@ -433,9 +459,12 @@ impl Db {
     }
 
     /// Checkpoints the WAL. Under the WAL lock (no append in flight) it encodes the
-    /// head (metadata, every series and its in-memory chunks), fsyncs the current WAL
-    /// generation and switches appends to a new one; then, with appends running again,
-    /// it writes `checkpoint-<new generation>` and deletes older generations.
+    /// head (metadata, every series with in-memory chunks or without any segment data,
+    /// and the chunks), fsyncs the current WAL generation and switches appends to a new
+    /// one; then, with appends running again, it writes `checkpoint-<new generation>`
+    /// and deletes older generations. Series whose data is all in segments are left
+    /// out: opening finds them in the segment index, and their next append logs them
+    /// again ([`WalState::logged`]).
     /// Replay is "newest checkpoint, then WAL generations from its own on".
     /// Returns how long appends were blocked.
     pub(crate) fn checkpoint(&self, mut ws: MutexGuard<'_, WalState>) -> Result<Duration> {
@@ -447,11 +476,18 @@ impl Db {
                 f.meta(name, meta);
             }
         }
+        ws.logged.clear();
         for shard in self.shards.iter() {
             let sh = lock(shard);
             for (id, s) in sh.iter() {
+                let chunks = s.head_chunks();
+                let on_disk = !s.raw.is_empty() || s.rollups.iter().any(|r| !r.is_empty());
+                if chunks.is_empty() && on_disk {
+                    continue;
+                }
+                ws.set_logged(id, true);
                 f.series(u64::from(id), s.kind, &s.labels);
-                for (bytes, _, _) in s.head_chunks() {
+                for (bytes, _, _) in chunks {
                     f.chunk(u64::from(id), &bytes);
                 }
             }
@@ -508,12 +544,26 @@ impl Db {
                     Ok(id) => {
                         ids[i] = id;
                         ws.frames.series(u64::from(id), p.v.kind(), &p.labels);
+                        ws.set_logged(id, true);
                     }
                     Err(e) => {
                         self.counters.too_many.fetch_add(1, Ordering::Relaxed);
                         report.errors.push((i, e));
                     }
                 }
+            }
+        }
+        // Series left out of the checkpoint (all their data in segments) are logged
+        // again before their first sample of this generation.
+        let mut relogged = Vec::new();
+        for &id in &ids {
+            if id != NONE && !ws.is_logged(id) {
+                let sh = lock(&self.shards[shard_of(id)]);
+                if let Some(s) = sh.get(id) {
+                    ws.frames.series(u64::from(id), s.kind, &s.labels);
+                }
+                ws.set_logged(id, true);
+                relogged.push(id);
             }
         }
         // Group by shard, keeping batch order within a shard.
@@ -582,7 +632,12 @@ impl Db {
         self.counters
             .dups
             .fetch_add(report.duplicates as u64, Ordering::Relaxed);
-        ws.wal.write(&ws.frames.buf)?;
+        if let Err(e) = ws.wal.write(&ws.frames.buf) {
+            for id in relogged {
+                ws.set_logged(id, false);
+            }
+            return Err(e);
+        }
         ws.frames.clear();
         if ws.wal.last_sync.elapsed() >= self.opts.sync_interval {
             ws.wal.sync()?;

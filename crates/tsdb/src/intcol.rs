@@ -1,6 +1,7 @@
 //! Integer column coding for closed chunks: per column the smallest of
-//! delta or delta-of-delta with prefix-coded widths, or frame-of-reference bit
-//! packing of the deltas divided by their common factor.
+//! delta or delta-of-delta with prefix-coded widths, frame-of-reference bit
+//! packing of the deltas divided by their common factor, or (format 3) bit packing
+//! of the residuals from a straight line.
 //!
 //! Frame of reference makes a steady counter or a regular scrape interval cost zero
 //! bits per sample, and a gauge moving in 4 KiB pages cost `log2(range / 4096)` bits.
@@ -15,6 +16,34 @@ use crate::error::{Error, Result};
 const DELTA: u8 = 0;
 const DOD: u8 = 1;
 const FOR: u8 = 2;
+/// Residuals from the line `first + i × slope`, bit packed above their minimum (segment
+/// format 3 on): a scrape interval with a few ms of jitter costs `log2(jitter range)`
+/// bits where the deltas, differences of two jitters, take one bit more.
+const LINEAR: u8 = 3;
+
+/// Line parameters: slope, minimum residual, bit width.
+fn linear_params(xs: &[i64]) -> Option<(i64, i64, u32)> {
+    let n = xs.len();
+    if n < 3 {
+        return None;
+    }
+    let first = i128::from(xs[0]);
+    let span = i128::from(xs[n - 1]) - first;
+    let steps = n as i128 - 1;
+    // Rounded to nearest.
+    let slope = (2 * span + steps).div_euclid(2 * steps);
+    let slope64 = i64::try_from(slope).ok()?;
+    let mut lo = i128::MAX;
+    let mut hi = i128::MIN;
+    for (i, &x) in xs.iter().enumerate() {
+        let r = i128::from(x) - first - slope * i as i128;
+        lo = lo.min(r);
+        hi = hi.max(r);
+    }
+    let base = i64::try_from(lo).ok()?;
+    let range = u64::try_from(hi - lo).ok()?;
+    Some((slope64, base, 64 - range.leading_zeros()))
+}
 
 fn varbit_len(v: i64) -> u64 {
     match v {
@@ -73,7 +102,13 @@ pub(crate) fn encode(xs: &[i64], head: &mut Vec<u8>, w: &mut BitWriter) {
     let for_bits = for_p.map_or(u64::MAX, |(_, _, width)| {
         u64::from(width) * (xs.len() as u64 - 1) + 80
     });
-    let method = if for_bits <= delta_bits.min(dod_bits) {
+    let lin_p = linear_params(xs);
+    let lin_bits = lin_p.map_or(u64::MAX, |(_, _, width)| {
+        u64::from(width) * (xs.len() as u64 - 1) + 80
+    });
+    let method = if lin_bits < for_bits.min(delta_bits).min(dod_bits) {
+        LINEAR
+    } else if for_bits <= delta_bits.min(dod_bits) {
         FOR
     } else if dod_bits < delta_bits {
         DOD
@@ -83,6 +118,17 @@ pub(crate) fn encode(xs: &[i64], head: &mut Vec<u8>, w: &mut BitWriter) {
     head.push(method);
     put_varint(head, first);
     match (method, for_p) {
+        (LINEAR, _) => {
+            let (slope, base, width) = lin_p.unwrap_or_default();
+            put_varint(head, slope);
+            put_varint(head, base);
+            head.push(width as u8);
+            for (i, &x) in xs.iter().enumerate().skip(1) {
+                let line = first.wrapping_add(slope.wrapping_mul(i as i64));
+                let r = x.wrapping_sub(line).wrapping_sub(base) as u64;
+                w.write_bits(r, width);
+            }
+        }
         (FOR, Some((base, g, width))) => {
             put_varint(head, base);
             put_uvarint(head, g);
@@ -123,6 +169,15 @@ impl Column {
         let (mut base, mut g, mut width) = (0, 1, 0);
         match method {
             DELTA | DOD => {}
+            LINEAR => {
+                // `base` is the slope, `g` holds the minimum residual's bits.
+                base = r.varint()?;
+                g = r.varint()? as u64;
+                width = u32::from(r.u8()?);
+                if width > 64 {
+                    return Err(Error::CorruptChunk("bit width over 64"));
+                }
+            }
             FOR => {
                 base = r.varint()?;
                 g = r.uvarint()?;
@@ -154,6 +209,15 @@ impl Column {
         }
         let mut x = self.first;
         f(0, x);
+        if self.method == LINEAR {
+            let (slope, min) = (self.base, self.g as i64);
+            for i in 1..n {
+                let r = r.read_bits(self.width)? as i64;
+                let line = self.first.wrapping_add(slope.wrapping_mul(i as i64));
+                f(i, line.wrapping_add(min).wrapping_add(r));
+            }
+            return Ok(());
+        }
         let mut d = 0i64;
         for i in 1..n {
             d = match self.method {
@@ -199,6 +263,24 @@ mod tests {
         let n = roundtrip(&pages);
         assert!(n < 240 * 7 / 8 + 30, "{n}");
         roundtrip(&[i64::MIN, i64::MAX, 0, i64::MIN]);
+        roundtrip(&[i64::MIN, i64::MAX, 0, i64::MIN, i64::MAX, 7]);
+    }
+
+    #[test]
+    fn jittered_interval_is_linear() {
+        // 7.2 s rounds starting 0-5 ms late: residuals in 0..=5, 3 bits each.
+        let mut seed = 1u64;
+        let ts: Vec<i64> = (0..240)
+            .map(|i| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                1_700_000_000_000 + i * 7_200 + (seed >> 33) as i64 % 6
+            })
+            .collect();
+        let mut head = Vec::new();
+        encode(&ts, &mut head, &mut BitWriter::new());
+        assert_eq!(head[0], LINEAR);
+        let n = roundtrip(&ts);
+        assert!(n <= 239 * 3 / 8 + 20, "{n}");
     }
 
     proptest! {
@@ -206,6 +288,26 @@ mod tests {
         fn any_column_roundtrips(xs in proptest::collection::vec(any::<i64>(), 0..50), small in proptest::collection::vec(-300i64..300, 0..50)) {
             roundtrip(&xs);
             roundtrip(&small);
+        }
+
+        #[test]
+        fn lines_with_noise_roundtrip(start in any::<i64>(), slope in any::<i64>(), noise in proptest::collection::vec(-8i64..8, 0..60)) {
+            let xs: Vec<i64> = noise.iter().enumerate().map(|(i, e)| start.wrapping_add(slope.wrapping_mul(i as i64)).wrapping_add(*e)).collect();
+            roundtrip(&xs);
+            let small: Vec<i64> = noise.iter().enumerate().map(|(i, e)| 1_000 + 7_200 * i as i64 + e).collect();
+            roundtrip(&small);
+        }
+
+        #[test]
+        fn garbage_linear_header_never_panics(first in any::<i64>(), slope in any::<i64>(), min in any::<i64>(), width in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..40), n in 0usize..100) {
+            let mut head = vec![LINEAR];
+            put_varint(&mut head, first);
+            put_varint(&mut head, slope);
+            put_varint(&mut head, min);
+            head.push(width);
+            if let Ok(col) = Column::read_header(&mut ByteReader::new(&head)) {
+                let _ = col.decode(&mut BitReader::new(&body), n, |_, _| {});
+            }
         }
     }
 }

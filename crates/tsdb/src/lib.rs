@@ -23,17 +23,22 @@
 //!
 //! * Head (memory): per series an open Gorilla chunk; at 240 samples or 2 h it is
 //!   closed and re-encoded column by column when that is smaller: timestamps and
-//!   integer or decimal values as delta, delta-of-delta or frame-of-reference packed
-//!   integers (`chunk.rs`, `intcol.rs`). The inverted index maps label name and value
-//!   to sorted postings (`index.rs`).
+//!   integer or decimal values as delta, delta-of-delta, frame-of-reference or
+//!   line-residual packed integers (`chunk.rs`, `intcol.rs`); other floats as the
+//!   smaller of Gorilla XOR and integers in units of the chunk's smallest power of two
+//!   (`m × 2^e`, exact; full-precision random walks take ~45 bits instead of ~53).
+//!   The inverted index maps label name and value to sorted postings (`index.rs`).
 //! * WAL (`dir/wal-<generation>`): every batch is one CRC-framed record written with one
 //!   `write(2)`; fsync happens in groups, when [`Options::sync_interval`] (default 1 s)
 //!   has passed at an append or [`Db::tick`], or on [`Db::sync`]. A checkpoint
-//!   (`dir/checkpoint-<generation>`: every series and its in-memory chunks, written at
-//!   each [`Db::flush`], every [`Options::flush_interval`] = 5 min from `tick`) starts a
-//!   new generation and lets the older ones be deleted, so the WAL holds at most one
-//!   flush interval of appends plus the head. Opening replays the newest checkpoint
-//!   and the generations from it on.
+//!   (`dir/checkpoint-<generation>`: every series with in-memory chunks or without
+//!   segment data, and the chunks, written at each [`Db::flush`], every
+//!   [`Options::flush_interval`] = 5 min from `tick`) starts a new generation and lets
+//!   the older ones be deleted, so the WAL holds at most one flush interval of appends
+//!   plus the head. A series whose data is all in segments is not in the checkpoint (the
+//!   segment index names it); its next append writes its series record into the WAL
+//!   again. Opening loads the segments, then replays the newest checkpoint and the
+//!   generations from it on.
 //! * `dir/LOCK` is `flock`ed while a [`Db`] is open; a second open is [`Error::Locked`].
 //! * Segments (`dir/{raw,1m,1h}-<seq>.seg`): [`Db::flush`] writes closed chunks and their
 //!   1-hour rollups into immutable, fsynced files, then checkpoints the WAL.
@@ -42,8 +47,12 @@
 //!   segment once data has moved past it. [`Db::apply_retention`] deletes whole expired
 //!   segments (raw 15 days, 1 m 90 days, 1 h 2 years by default); expiring raw segments
 //!   are first rolled up into a 1 m segment (the only way 1 m segments are written).
-//!   Segment files are format 2 (`SLWSEG02`, rollup buckets coded as residuals); files
-//!   of format 1 (`SLWSEG01`) are read as they are and rewritten by compaction.
+//!   Segment files are format 3 (`SLWSEG03`: format 2's residual rollup buckets, plus
+//!   binary float and line-residual integer columns, index entries without blob offsets
+//!   and with relative time ranges, chunk starts relative to the previous chunk's end);
+//!   files of formats 2 and 1 (`SLWSEG02`, `SLWSEG01`) are read as they are and
+//!   rewritten by compaction. Format 2 readers cannot read format 3 (no downgrade; an
+//!   older version also drops checkpointed head chunks in the new column modes).
 //!
 //! # Durability (crash-loss bound)
 //!

@@ -51,25 +51,58 @@ fn refs_of(s: &mut MemSeries, kind: SegKind) -> &mut Vec<DiskRef> {
     }
 }
 
-/// Decodes the samples in `[start, end]` of a raw blob (`mint maxt-mint len chunk`
-/// repeated), skipping chunks outside the range.
+/// Decodes the samples in `[start, end]` of the raw blob of `r` (see
+/// [`for_raw_chunks`]), skipping chunks outside the range.
 pub(crate) fn decode_raw_blob(
     blob: &[u8],
+    r: &DiskRef,
     start: i64,
     end: i64,
     out: &mut Vec<(i64, u64)>,
 ) -> Result<()> {
+    for_raw_chunks(blob, r.file.version, r.mint, |mint, maxt, bytes| {
+        if maxt < start || mint > end {
+            return Ok(());
+        }
+        crate::head::decode_range(bytes, start, end, out)
+    })
+}
+
+/// Calls `f(mint, maxt, chunk bytes)` for each chunk of a raw blob of a segment of
+/// format `version` whose index entry starts at `entry_mint`. Each chunk is
+/// `varint(mint) varint(maxt - mint) len-prefixed bytes`; in format 3 `mint` is relative
+/// to the previous chunk's `maxt` (the first chunk's to the entry's `mint`), in formats
+/// 1 and 2 absolute.
+pub(crate) fn for_raw_chunks<'a>(
+    blob: &'a [u8],
+    version: u8,
+    entry_mint: i64,
+    mut f: impl FnMut(i64, i64, &'a [u8]) -> Result<()>,
+) -> Result<()> {
     let mut r = ByteReader::new(blob);
+    let mut prev = entry_mint;
     while !r.is_empty() {
-        let mint = r.varint()?;
+        let d = r.varint()?;
+        let mint = if version >= 3 {
+            prev.wrapping_add(d)
+        } else {
+            d
+        };
         let maxt = mint.wrapping_add(r.varint()?);
         let bytes = r.len_bytes()?;
-        if maxt < start || mint > end {
-            continue;
-        }
-        crate::head::decode_range(bytes, start, end, out)?;
+        prev = maxt;
+        f(mint, maxt, bytes)?;
     }
     Ok(())
+}
+
+/// Appends a chunk to a raw blob being written (format 3); `prev` starts at the
+/// entry's `mint` and follows the chunks' `maxt`.
+fn put_raw_chunk(blob: &mut Vec<u8>, prev: &mut i64, mint: i64, maxt: i64, bytes: &[u8]) {
+    put_varint(blob, mint.wrapping_sub(*prev));
+    put_varint(blob, maxt.wrapping_sub(mint));
+    put_bytes(blob, bytes);
+    *prev = maxt;
 }
 
 impl Db {
@@ -110,13 +143,12 @@ impl Db {
                     match kind {
                         SegKind::Raw => {
                             let mut blob = Vec::new();
-                            for c in &it.chunks {
-                                put_varint(&mut blob, c.mint);
-                                put_varint(&mut blob, c.maxt.wrapping_sub(c.mint));
-                                put_bytes(&mut blob, &c.bytes);
-                            }
                             let (mint, maxt) =
                                 (it.chunks[0].mint, it.chunks[it.chunks.len() - 1].maxt);
+                            let mut prev = mint;
+                            for c in &it.chunks {
+                                put_raw_chunk(&mut blob, &mut prev, c.mint, c.maxt, &c.bytes);
+                            }
                             let last = it.chunks[it.chunks.len() - 1].last;
                             let samples = it.chunks.iter().map(|c| u64::from(c.n)).sum();
                             let span = Span {
@@ -308,17 +340,25 @@ impl Db {
         for (_, labels, vkind, refs) in &items {
             let mut blob = Vec::new();
             let mut buckets = Vec::new();
+            let mint = refs.iter().map(|r| r.mint).min().unwrap_or(0);
+            let mut prev = mint;
             for r in refs {
                 let b = r.file.read_blob(r.offset, r.len, r.crc)?;
                 match kind {
-                    SegKind::Raw => blob.extend_from_slice(&b),
+                    // Chunks are copied as they are; their times are rewritten relative
+                    // to the merged entry (any source format in, format 3 out).
+                    SegKind::Raw => {
+                        for_raw_chunks(&b, r.file.version, r.mint, |cmin, cmax, bytes| {
+                            put_raw_chunk(&mut blob, &mut prev, cmin, cmax, bytes);
+                            Ok(())
+                        })?
+                    }
                     SegKind::Rollup(_) => buckets.extend(rollup::decode(&b, r.file.version)?),
                 }
             }
             if let SegKind::Rollup(_) = kind {
                 blob = rollup::encode(&rollup::merge_adjacent(buckets));
             }
-            let mint = refs.iter().map(|r| r.mint).min().unwrap_or(0);
             let maxt = refs.iter().map(|r| r.maxt).max().unwrap_or(0);
             let last = refs.iter().max_by_key(|r| r.maxt).map_or(0, |r| r.last);
             let samples = refs.iter().map(|r| r.samples).sum();
@@ -476,7 +516,7 @@ impl Db {
             buckets.clear();
             for r in refs {
                 let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
-                decode_raw_blob(&blob, covered.saturating_add(1), i64::MAX, &mut raw)?;
+                decode_raw_blob(&blob, r, covered.saturating_add(1), i64::MAX, &mut raw)?;
             }
             let mut last_t = i64::MIN;
             let mut last_bits = 0;

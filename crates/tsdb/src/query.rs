@@ -75,7 +75,7 @@ impl Db {
             let mut raw = Vec::new();
             for r in &refs {
                 let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
-                decode_raw_blob(&blob, start, end, &mut raw)?;
+                decode_raw_blob(&blob, r, start, end, &mut raw)?;
             }
             raw.extend(head);
             let mut samples: Vec<Sample> = Vec::with_capacity(raw.len());
@@ -150,7 +150,7 @@ impl Db {
             let mut raw = Vec::new();
             for r in &raw_refs {
                 let blob = r.file.read_blob(r.offset, r.len, r.crc)?;
-                decode_raw_blob(&blob, from, s_end, &mut raw)?;
+                decode_raw_blob(&blob, r, from, s_end, &mut raw)?;
             }
             raw.extend(head);
             let mut last_t = i64::MIN;

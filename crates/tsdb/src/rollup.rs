@@ -178,7 +178,8 @@ pub(crate) fn decode(bytes: &[u8], version: u8) -> Result<Vec<Bucket>> {
 //   first minus the previous bucket's last, last minus first, min below and max above
 //   them, the sum minus `count · min`, the increase minus 0 or `last - first`; sum and
 //   increase are float results, so each also stores its distance in ulps from `m/10^k`
-//   (0 when exact). Otherwise the value columns of raw chunks (decimal or XOR) per field.
+//   (0 when exact). Otherwise the value columns of raw chunks (decimal, XOR or, from
+//   format 3 on, binary) per field.
 
 const MODE_DECIMAL: u8 = 0;
 const MODE_FLOAT: u8 = 1;
@@ -251,7 +252,8 @@ fn decimal_scale(buckets: &[Bucket]) -> Option<usize> {
         .then_some(k)
 }
 
-/// Encodes buckets in segment format 2 (see above).
+/// Encodes buckets in segment format 2 (see above; format 3 buckets are the same, their
+/// float and integer columns may use format 3's column modes).
 pub(crate) fn encode(buckets: &[Bucket]) -> Vec<u8> {
     let mut out = Vec::new();
     put_uvarint(&mut out, buckets.len() as u64);

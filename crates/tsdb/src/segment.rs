@@ -5,8 +5,17 @@
 //! 28-byte footer `index_offset(u64) index_len(u64) index_crc(u32) magic(8)`.
 //! The index lists the segments this one replaces (set by compaction, so a crash
 //! after the rename but before the sources are deleted cannot double data), the
-//! time range, and per series its labels, value kind, blob position, blob CRC and
-//! time range. Every blob is checked against its CRC when read.
+//! time range, a symbol table of label names and values, and per series its labels
+//! (symbol numbers), value kind, blob length, blob CRC, time range, newest value bits
+//! and sample count. Every blob is checked against its CRC when read.
+//!
+//! Formats: 1 and 2 store each entry's blob offset and its time range as absolute
+//! varints; format 3 leaves the offset out (blobs follow each other in index order)
+//! and stores the time range as `mint - segment mint` and `maxt - mint` (~10 bytes
+//! less per series and segment); in a raw blob each chunk's start is relative to the
+//! previous chunk's end (`maint::for_raw_chunks`, ~5 bytes less per chunk). Format 3
+//! chunks may also hold binary value columns (`chunk.rs`) and line-residual integer
+//! columns (`intcol.rs`), which format 2 readers do not know.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -21,12 +30,14 @@ use crate::rollup::Resolution;
 use crate::types::ValueKind;
 
 /// Written at the start and end of every new segment. Format 2 changed the rollup
-/// blobs (`rollup::encode`); raw blobs and the index are as in format 1.
-const MAGIC: &[u8; 8] = b"SLWSEG02";
+/// blobs (`rollup::encode`); format 3 the index entries and the value columns.
+const MAGIC: &[u8; 8] = b"SLWSEG03";
+/// Format 2, still read.
+const MAGIC_V2: &[u8; 8] = b"SLWSEG02";
 /// Format 1, still read.
 const MAGIC_V1: &[u8; 8] = b"SLWSEG01";
 /// The format version new segments are written in.
-pub(crate) const VERSION: u8 = 2;
+pub(crate) const VERSION: u8 = 3;
 const FOOTER: u64 = 28;
 
 /// What a segment holds.
@@ -75,7 +86,7 @@ pub(crate) struct SegmentFile {
     pub(crate) path: PathBuf,
     file: File,
     pub(crate) kind: SegKind,
-    /// Format version (1 or 2): how its rollup blobs are encoded.
+    /// Format version (1 to 3): how its rollup blobs are encoded (1 or later).
     pub(crate) version: u8,
     pub(crate) seq: u64,
     pub(crate) mint: i64,
@@ -223,7 +234,18 @@ impl SegmentWriter {
     }
 
     /// Writes the index and footer, fsyncs, renames into place and fsyncs the directory.
-    pub(crate) fn finish(mut self) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+    pub(crate) fn finish(self) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+        self.finish_as(VERSION)
+    }
+
+    /// [`SegmentWriter::finish`] with the index and magic of format `version` (older
+    /// formats only for tests: the blobs are the caller's to match).
+    fn finish_as(mut self, version: u8) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+        let magic = match version {
+            1 => MAGIC_V1,
+            2 => MAGIC_V2,
+            _ => MAGIC,
+        };
         let mint = self.entries.iter().map(|e| e.mint).min().unwrap_or(0);
         let maxt = self.entries.iter().map(|e| e.maxt).max().unwrap_or(0);
         let mut ix = Vec::new();
@@ -261,11 +283,18 @@ impl SegmentWriter {
                 put_uvarint(&mut ix, symbols.get(v).copied().unwrap_or(0));
             }
             ix.push(e.kind.to_u8());
-            put_uvarint(&mut ix, e.offset);
+            if version < 3 {
+                put_uvarint(&mut ix, e.offset);
+            }
             put_uvarint(&mut ix, u64::from(e.len));
             ix.extend_from_slice(&e.crc.to_le_bytes());
-            put_varint(&mut ix, e.mint);
-            put_varint(&mut ix, e.maxt);
+            if version < 3 {
+                put_varint(&mut ix, e.mint);
+                put_varint(&mut ix, e.maxt);
+            } else {
+                put_uvarint(&mut ix, e.mint.wrapping_sub(mint) as u64);
+                put_uvarint(&mut ix, e.maxt.wrapping_sub(e.mint) as u64);
+            }
             ix.extend_from_slice(&e.last.to_le_bytes());
             put_uvarint(&mut ix, e.samples);
         }
@@ -273,7 +302,7 @@ impl SegmentWriter {
         footer.extend_from_slice(&self.pos.to_le_bytes());
         footer.extend_from_slice(&(ix.len() as u64).to_le_bytes());
         footer.extend_from_slice(&crc32c(&ix).to_le_bytes());
-        footer.extend_from_slice(MAGIC);
+        footer.extend_from_slice(magic);
         let tmp = self.tmp.clone();
         self.out.write_all(&ix).map_err(io_err(&tmp))?;
         self.out.write_all(&footer).map_err(io_err(&tmp))?;
@@ -281,6 +310,9 @@ impl SegmentWriter {
             path: tmp.clone(),
             source: e.into_error(),
         })?;
+        if magic != MAGIC {
+            file.write_all_at(magic, 0).map_err(io_err(&tmp))?;
+        }
         file.sync_all().map_err(io_err(&tmp))?;
         let path = self.dir.join(file_name(self.kind, self.seq));
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
@@ -291,7 +323,7 @@ impl SegmentWriter {
                 path,
                 file,
                 kind: self.kind,
-                version: VERSION,
+                version,
                 seq: self.seq,
                 mint,
                 maxt,
@@ -332,6 +364,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
     let ix_crc = fr.u32_le()?;
     let version = match fr.bytes(8)? {
         m if m == MAGIC => VERSION,
+        m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         m if m.starts_with(b"SLWSEG") => {
             return Err(corrupt(
@@ -372,6 +405,8 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
         };
         let n = r.len()?;
         let mut entries = Vec::with_capacity(n);
+        // Format 3: blobs follow each other from just after the header.
+        let mut next_offset = 9u64;
         for _ in 0..n {
             let npairs = r.len()?;
             let mut pairs = Vec::with_capacity(npairs);
@@ -381,11 +416,22 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             let labels =
                 Labels::new(pairs).map_err(|_| Error::CorruptChunk("invalid label set"))?;
             let kind = ValueKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad value kind"))?;
-            let offset = r.uvarint()?;
+            let offset = if version >= 3 {
+                next_offset
+            } else {
+                r.uvarint()?
+            };
             let len =
                 u32::try_from(r.uvarint()?).map_err(|_| Error::CorruptChunk("bad blob length"))?;
+            next_offset = offset.saturating_add(u64::from(len));
             let crc = r.u32_le()?;
-            let (emint, emaxt, last) = (r.varint()?, r.varint()?, r.u64_le()?);
+            let (emint, emaxt) = if version >= 3 {
+                let emint = mint.wrapping_add(r.uvarint()? as i64);
+                (emint, emint.wrapping_add(r.uvarint()? as i64))
+            } else {
+                (r.varint()?, r.varint()?)
+            };
+            let last = r.u64_le()?;
             let samples = r.uvarint()?;
             if offset < 9 || offset.saturating_add(u64::from(len)) > ix_off {
                 return Err(Error::CorruptChunk("blob outside the data section"));
@@ -444,12 +490,39 @@ pub(crate) fn write_v1_rollup(
     };
     w.add(labels, vkind, span, &crate::rollup::encode_v1(buckets))
         .unwrap();
-    let (seg, _) = w.finish().unwrap();
-    let mut bytes = std::fs::read(&seg.path).unwrap();
-    let n = bytes.len();
-    bytes[n - 8..].copy_from_slice(MAGIC_V1);
-    bytes[..8].copy_from_slice(MAGIC_V1);
-    std::fs::write(&seg.path, bytes).unwrap();
+    w.finish_as(1).unwrap();
+}
+
+#[cfg(test)]
+pub(crate) type TestSeries = (Labels, ValueKind, Vec<(i64, u64)>);
+
+/// Writes a raw segment in format 2 (absolute index entries, chunks without binary
+/// value columns), as the previous version did. `series`: labels, kind and the
+/// samples of each series, in label order; every series' samples go into one chunk.
+#[cfg(test)]
+pub(crate) fn write_v2_raw(dir: &Path, seq: u64, series: &[TestSeries]) {
+    let mut w = SegmentWriter::create(dir, SegKind::Raw, seq, (seq, 0), Vec::new()).unwrap();
+    for (labels, vkind, samples) in series {
+        let mut a = crate::chunk::Appender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        // The open-chunk (XOR) format: what format 2 could hold.
+        let bytes = a.to_bytes();
+        let mut blob = Vec::new();
+        let (mint, maxt) = (samples[0].0, samples[samples.len() - 1].0);
+        put_varint(&mut blob, mint);
+        put_varint(&mut blob, maxt.wrapping_sub(mint));
+        put_bytes(&mut blob, &bytes);
+        let span = Span {
+            mint,
+            maxt,
+            last: samples[samples.len() - 1].1,
+            samples: samples.len() as u64,
+        };
+        w.add(labels, *vkind, span, &blob).unwrap();
+    }
+    w.finish_as(2).unwrap();
 }
 
 #[cfg(test)]
@@ -487,6 +560,33 @@ mod tests {
         for cut in [0, 5, 20, bytes.len() - 1] {
             std::fs::write(&seg.path, &bytes[..cut]).unwrap();
             assert!(open(&seg.path, 7).is_err());
+        }
+        // Formats 2 and 1 have absolute offsets and time ranges in the index.
+        for version in [1, 2, 3] {
+            let mut w = SegmentWriter::create(dir.path(), SegKind::Raw, 8, (8, 0), vec![]).unwrap();
+            for (i, l) in [&l, &Labels::with_name("up", [("job", "b")]).unwrap()]
+                .into_iter()
+                .enumerate()
+            {
+                let i = i as i64;
+                let span = Span {
+                    mint: -5 + i,
+                    maxt: 1 << 40,
+                    last: 9,
+                    samples: 3,
+                };
+                w.add(l, ValueKind::Integer, span, &[i as u8; 3]).unwrap();
+            }
+            w.finish_as(version).unwrap();
+            let (old, entries) = open(&dir.path().join(file_name(SegKind::Raw, 8)), 8).unwrap();
+            assert_eq!(old.version, version);
+            assert_eq!((old.mint, old.maxt), (-5, 1 << 40));
+            let e = &entries[1];
+            assert_eq!(
+                (e.offset, e.len, e.mint, e.maxt, e.samples),
+                (12, 3, -4, 1 << 40, 3)
+            );
+            assert_eq!(old.read_blob(e.offset, e.len, e.crc).unwrap(), [1, 1, 1]);
         }
         assert_eq!(
             parse_name("1h-0000000000000012.seg"),

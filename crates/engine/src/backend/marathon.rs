@@ -159,6 +159,10 @@ impl Scheduler for MarathonScheduler {
         })
     }
 
+    fn kill_check(&self, _task: &ObservedTask) -> Result<(), String> {
+        Ok(())
+    }
+
     fn kill(&self, task: &ObservedTask) -> BoxFuture<'static, Result<(), String>> {
         let client = self.client();
         let (app, id) = (task.app_id.to_string(), task.id.clone());

@@ -63,10 +63,19 @@ pub trait Scheduler: Send + Sync + 'static {
     /// Every task of every app this installation runs there.
     fn observe(&self) -> BoxFuture<'static, Result<Vec<ObservedTask>, String>>;
 
+    /// Whether [`Scheduler::kill`] can kill this task, as far as the scheduler knows without
+    /// asking anyone: a refusal here reaches the API's caller before anything is changed.
+    fn kill_check(&self, _task: &ObservedTask) -> Result<(), String> {
+        Err(format!(
+            "a {} target cannot kill a single task",
+            self.kind()
+        ))
+    }
+
     /// Kills one task (the scheduler replaces it). Not every scheduler can.
     fn kill(&self, _task: &ObservedTask) -> BoxFuture<'static, Result<(), String>> {
         let kind = self.kind();
-        Box::pin(async move { Err(format!("{kind} cannot kill a single task")) })
+        Box::pin(async move { Err(format!("a {kind} target cannot kill a single task")) })
     }
 }
 

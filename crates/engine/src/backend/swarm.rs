@@ -199,6 +199,36 @@ impl Scheduler for SwarmScheduler {
                 .collect())
         })
     }
+
+    /// Swarm cannot stop one task; Slipway kills the container of a task on the manager's own
+    /// node through its daemon (Swarm then replaces it), and refuses one on another node.
+    fn kill_check(&self, task: &ObservedTask) -> Result<(), String> {
+        // Before the first connection the manager's address is unknown: the kill itself
+        // finds out, and a refusal then is logged.
+        let Ok(link) = self.link.try_lock() else {
+            return Ok(());
+        };
+        match link.as_ref() {
+            Some(c) if !c.node_addr().is_empty() && c.node_addr() != task.host => Err(format!(
+                "task {} runs on the Swarm node at {}: Docker Swarm has no API to kill one task, and Slipway reaches only the manager's own containers; restart the app to replace all its tasks, or kill it with scale=true",
+                task.id, task.host
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn kill(&self, task: &ObservedTask) -> BoxFuture<'static, Result<(), String>> {
+        let connect = self.connector();
+        let link = self.link.clone();
+        let agent = self.agent_id.clone();
+        let id = task.id.clone();
+        Box::pin(async move {
+            let c = connect.await?;
+            c.kill_task(&agent, &id)
+                .await
+                .map_err(|e| Self::forget(&link, &e))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -430,6 +430,52 @@ fn docker_swarm_two_nodes_spread_roll_fail_over_and_converge() {
         )
     });
 
+    // Killing one task, as Marathon's task kill does: Swarm has no API for it, so a task on
+    // the manager's node is killed through its container and Swarm replaces it; one on the
+    // worker is refused with a reason, and nothing changes.
+    let on = |addr: &str| {
+        tasks
+            .iter()
+            .find(|t| t["host"] == addr)
+            .and_then(|t| t["id"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let (worker_task, manager_task) = (on(&cluster.worker_addr), on(&cluster.manager_addr));
+    let (code, body) = http(
+        "DELETE",
+        &format!("{}/v2/apps{id}/tasks/{worker_task}", s.url),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no API to kill one task"), "{body}");
+    let (code, body) = http(
+        "DELETE",
+        &format!("{}/v2/apps{id}/tasks/{manager_task}", s.url),
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let tasks = wait_for("the killed task replaced", Duration::from_secs(90), || {
+        let a = app_json(&s, id);
+        let tasks = a["tasks"].as_array().cloned().unwrap_or_default();
+        let healthy = tasks
+            .iter()
+            .filter(|t| {
+                t["healthCheckResults"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["alive"] == true))
+            })
+            .count();
+        (healthy == 4 && tasks.iter().all(|t| t["id"] != manager_task.as_str())).then_some(tasks)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", app_json(&s, id)));
+    assert!(
+        tasks.iter().any(|t| t["id"] == worker_task.as_str()),
+        "the refused kill left the worker's task alone: {tasks:?}"
+    );
+
     // A rolling upgrade to a new image under constant load fails nothing.
     let during = load(port, 25);
     http(

@@ -134,7 +134,33 @@ fn check_queries(db: &Db, model: &Model, start: i64, end: i64) -> Result<(), Tes
                 .collect();
             let got: Vec<(Labels, Vec<Bucket>)> =
                 rolled.into_iter().map(|r| (r.labels, r.buckets)).collect();
-            prop_assert_eq!(got, want);
+            // Sums and increases of full-precision floats depend on the order of the
+            // additions (a stored bucket merged with one from raw samples adds partial
+            // sums): equal within rounding; everything else exactly.
+            let loose = |v: &[(Labels, Vec<Bucket>)]| -> Vec<(Labels, Vec<Bucket>)> {
+                v.iter()
+                    .map(|(l, bs)| {
+                        let bs = bs
+                            .iter()
+                            .map(|b| Bucket {
+                                sum: 0.0,
+                                increase: 0.0,
+                                ..*b
+                            })
+                            .collect();
+                        (l.clone(), bs)
+                    })
+                    .collect()
+            };
+            prop_assert_eq!(loose(&got), loose(&want));
+            for ((_, g), (_, w)) in got.iter().zip(&want) {
+                for (g, w) in g.iter().zip(w) {
+                    for (a, b) in [(g.sum, w.sum), (g.increase, w.increase)] {
+                        let tol = 1e-12 * a.abs().max(b.abs()).max(1.0);
+                        prop_assert!((a - b).abs() <= tol, "{:?} vs {:?}", g, w);
+                    }
+                }
+            }
         }
         let mut names: Vec<String> = Vec::new();
         let mut jobs: Vec<String> = Vec::new();
@@ -174,7 +200,15 @@ proptest! {
                     for (s, step, ksel, val) in items {
                         let t = cursor[s] + step * 1000;
                         cursor[s] = cursor[s].max(t);
-                        let v = if ksel == 0 || s == 3 { Value::Int(i64::from(val)) } else { Value::Float(f64::from(val)) };
+                        // Integers; small whole floats (decimal columns); floats at full
+                        // precision (binary or XOR columns).
+                        let v = if ksel == 0 || s == 3 {
+                            Value::Int(i64::from(val))
+                        } else if ksel < 7 {
+                            Value::Float(f64::from(val))
+                        } else {
+                            Value::Float(f64::from(val) / 3.0 + 1000.0 / 7.0)
+                        };
                         match cur.append(s, t, v, o.max_series) {
                             "stored" => want.0 += 1,
                             "dup" => want.1 += 1,
