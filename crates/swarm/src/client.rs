@@ -11,7 +11,7 @@ use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::{LocalNodeState, NetworkCreateRequest, NodeState, Service};
 use bollard::query_parameters::{
-    KillContainerOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
+    ListNodesOptions, ListServicesOptions, ListTasksOptions, StopContainerOptions,
     UpdateServiceOptions,
 };
 use std::collections::HashMap;
@@ -520,7 +520,7 @@ impl SwarmClient {
         self.tasks_of(&ids).await
     }
 
-    /// Kills the container of one task (its Marathon id) so that Swarm replaces it, as
+    /// Stops the container of one task (its Marathon id) so that Swarm replaces it, as
     /// Marathon's task kill does. Swarm has no API to stop a single task, so this works for
     /// tasks on the manager's own node, whose daemon this client speaks to; a task on
     /// another node is refused with [`SwarmError::CannotKill`] before anything is done.
@@ -544,12 +544,26 @@ impl SwarmClient {
                 task.swarm_state
             )));
         };
+        // As Marathon and Swarm's own stop do: SIGTERM, then SIGKILL after the service's
+        // stop grace period (the app's `taskKillGracePeriodSeconds`).
+        let grace_s = match self.api.inspect_service(&task.service_id, None).await {
+            Ok(s) => s
+                .spec
+                .and_then(|s| s.task_template)
+                .and_then(|t| t.container_spec)
+                .and_then(|c| c.stop_grace_period)
+                .and_then(|ns| u64::try_from(ns).ok())
+                .map(|ns| ns.div_ceil(1_000_000_000)),
+            Err(_) => None,
+        };
+        let t = grace_s.map_or(10, |s| i32::try_from(s.min(600)).unwrap_or(600));
         match self
             .api
-            .kill_container(
+            .stop_container(
                 container,
-                Some(KillContainerOptions {
-                    signal: "SIGKILL".into(),
+                Some(StopContainerOptions {
+                    signal: None,
+                    t: Some(t),
                 }),
             )
             .await
@@ -560,7 +574,7 @@ impl SwarmClient {
                 Failure::NotFound(_) => Ok(()),
                 Failure::Unreachable(m) => Err(SwarmError::Unreachable(m)),
                 Failure::Other(message) => Err(SwarmError::Api {
-                    action: format!("kill container {container} of task {task_id}"),
+                    action: format!("stop container {container} of task {task_id}"),
                     message,
                 }),
             },
