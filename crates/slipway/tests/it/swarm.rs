@@ -91,19 +91,24 @@ fn app_json(s: &SlipwayProcess, id: &str) -> Value {
     get_json(&format!("{}/v2/apps{id}", s.url)).unwrap()["app"].clone()
 }
 
+/// How many of `tasks` pass every health check (and have a result).
+fn healthy_count(tasks: &[Value]) -> usize {
+    tasks
+        .iter()
+        .filter(|t| {
+            t["healthCheckResults"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty() && h.iter().all(|r| r["alive"] == true))
+        })
+        .count()
+}
+
 /// Waits until the app has no deployment and `n` healthy tasks; returns its tasks.
 fn settled(s: &SlipwayProcess, id: &str, n: usize, what: &str) -> Vec<Value> {
     wait_for(what, Duration::from_secs(180), || {
         let a = app_json(s, id);
         let tasks = a["tasks"].as_array().cloned().unwrap_or_default();
-        let healthy = tasks
-            .iter()
-            .filter(|t| {
-                t["healthCheckResults"]
-                    .as_array()
-                    .is_some_and(|h| !h.is_empty() && h.iter().all(|r| r["alive"] == true))
-            })
-            .count();
+        let healthy = healthy_count(&tasks);
         (a["deployments"].as_array().is_some_and(Vec::is_empty) && tasks.len() == n && healthy == n)
             .then_some(tasks)
     })
@@ -442,33 +447,24 @@ fn docker_swarm_two_nodes_spread_roll_fail_over_and_converge() {
             .to_string()
     };
     let (worker_task, manager_task) = (on(&cluster.worker_addr), on(&cluster.manager_addr));
-    let (code, body) = http(
-        "DELETE",
-        &format!("{}/v2/apps{id}/tasks/{worker_task}", s.url),
-        None,
-    )
-    .unwrap();
+    let kill = |task: &str| {
+        http(
+            "DELETE",
+            &format!("{}/v2/apps{id}/tasks/{task}", s.url),
+            None,
+        )
+        .unwrap()
+    };
+    let (code, body) = kill(&worker_task);
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("no API to kill one task"), "{body}");
-    let (code, body) = http(
-        "DELETE",
-        &format!("{}/v2/apps{id}/tasks/{manager_task}", s.url),
-        None,
-    )
-    .unwrap();
+    let (code, body) = kill(&manager_task);
     assert_eq!(code, 200, "{body}");
     let tasks = wait_for("the killed task replaced", Duration::from_secs(90), || {
         let a = app_json(&s, id);
         let tasks = a["tasks"].as_array().cloned().unwrap_or_default();
-        let healthy = tasks
-            .iter()
-            .filter(|t| {
-                t["healthCheckResults"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["alive"] == true))
-            })
-            .count();
-        (healthy == 4 && tasks.iter().all(|t| t["id"] != manager_task.as_str())).then_some(tasks)
+        (healthy_count(&tasks) == 4 && tasks.iter().all(|t| t["id"] != manager_task.as_str()))
+            .then_some(tasks)
     })
     .unwrap_or_else(|e| panic!("{e}: {}", app_json(&s, id)));
     assert!(
