@@ -10,10 +10,13 @@
 //!   target/release/slipway-bench autoscale
 //!   target/release/slipway-bench console [--apps 1000 --runs 10000]
 //!   target/release/slipway-bench tsdb [--quick]
+//!   target/release/slipway-bench footprint [--tasks 100 --hours 24]
+//!   target/release/slipway-bench store-writes [--threads 8 --writes 4000]
 //!   target/release/slipway-bench load --addr 127.0.0.1:PORT --rate 300 --seconds 10
 
 mod autoscale;
 mod console;
+mod footprint;
 mod haproxy;
 mod steps;
 mod swarm;
@@ -54,6 +57,33 @@ enum Scenario {
         /// Seconds per wrk run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Idle RSS with monitoring on, as issue 16 states its goal: `tasks` tasks (~30 series
+    /// each, plus the proxy's and the host's) and `hours` of their data, written before the
+    /// server starts on it (~1 min per day of history).
+    Footprint {
+        /// Tasks (`sleep`, two per app).
+        #[arg(long, default_value_t = 100)]
+        tasks: usize,
+        /// Hours of history at the collector's 10 s interval.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=24 * 15))]
+        hours: u64,
+        /// Seconds the restarted server idles while its RSS is read every 10 s.
+        #[arg(long, default_value_t = 120)]
+        hold_seconds: u64,
+    },
+    /// The SQLite store's writes (a task record each) from concurrent threads, with group
+    /// commit off and on, alternating.
+    StoreWrites {
+        /// Writing threads.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// Writes in all, per run.
+        #[arg(long, default_value_t = 4000)]
+        writes: usize,
+        /// Runs of each (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Constant-rate HTTP load with counts of every outcome (2xx, other, errors).
     Load {
@@ -143,6 +173,21 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.scenario {
         Scenario::ControlPlane { requests } => control_plane(&args.slipway, requests),
+        Scenario::Footprint {
+            tasks,
+            hours,
+            hold_seconds,
+        } => footprint::run(
+            &args.slipway,
+            tasks,
+            hours,
+            Duration::from_secs(hold_seconds),
+        ),
+        Scenario::StoreWrites {
+            threads,
+            writes,
+            runs,
+        } => store_writes(threads, writes, runs),
         Scenario::PipelineVsShell { steps, runs } => steps::pipeline_vs_shell(steps, runs),
         Scenario::PipelineTrigger { runs } => steps::trigger_to_first_step(&args.slipway, runs),
         Scenario::RollingVsSwarm { runs } => swarm::rolling_vs_swarm(&args.slipway, runs),
@@ -273,6 +318,51 @@ fn row(what: &str, value: String, target: &str, ok: bool) {
         "| {what:<48} | {value:>12} | {target:>10} | {:<4} |",
         if ok { "met" } else { "MISS" }
     );
+}
+
+/// Writes per second and commits per write of `writes` task records from `threads`
+/// threads on a fresh database file, group commit off against on.
+fn store_writes(threads: usize, writes: usize, runs: usize) -> anyhow::Result<()> {
+    let one = |group: bool| -> anyhow::Result<(f64, f64)> {
+        let dir = tempfile::tempdir()?;
+        let store = std::sync::Arc::new(store::Store::open(&dir.path().join("db"))?);
+        store.set_group_commit(group);
+        let app = model::PathId::parse("/bench/app");
+        let body = json!({"id": "x", "pad": "p".repeat(800)});
+        let per = writes.div_ceil(threads.max(1));
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for th in 0..threads {
+                let (store, app, body) = (&store, &app, &body);
+                s.spawn(move || {
+                    for i in 0..per {
+                        // 300 tasks, rewritten over and over, as state changes do.
+                        let id = format!("task-{}", (th * per + i) % 300);
+                        let _ = store.write(|tx| tx.put_task(&id, app, body));
+                    }
+                });
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        let n = (per * threads) as f64;
+        Ok((n / secs, store.commits() as f64 / n))
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        off.push(one(false)?);
+        on.push(one(true)?);
+    }
+    let median = |v: &mut Vec<(f64, f64)>| {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut off), median(&mut on));
+    println!("| {threads} threads, {writes} writes | writes/s | commits per write |");
+    println!("|---|---:|---:|");
+    println!("| one commit per write | {:.0} | {:.2} |", off.0, off.1);
+    println!("| group commit | {:.0} | {:.2} |", on.0, on.1);
+    println!("| ratio | {:.2}× | |", on.0 / off.0);
+    Ok(())
 }
 
 fn control_plane(bin: &PathBuf, requests: usize) -> anyhow::Result<()> {

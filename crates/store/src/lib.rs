@@ -2,10 +2,16 @@
 //!
 //! The store is the only crate that writes SQL. It knows app definitions (from `model`) and
 //! otherwise keeps engine records as opaque JSON documents, so the engine can evolve its
-//! records without migrations. Writes go through [`Store::write`], one transaction each:
-//! a caller that returns 2xx after `write` succeeded never loses that change on kill -9
-//! (WAL with `synchronous=NORMAL` is durable across process crashes; only a power loss
-//! can drop the last commits).
+//! records without migrations. Writes go through [`Store::write`]: a caller that returns
+//! 2xx after `write` succeeded never loses that change on kill -9 (WAL with
+//! `synchronous=NORMAL` is durable across process crashes; only a power loss can drop the
+//! last commits).
+//!
+//! Writes that meet are committed together (group commit): a write that finds others
+//! waiting for the connection leaves its transaction open for them and waits; the last
+//! one in commits the batch, and every write of it returns only then. Each write runs
+//! inside a savepoint, so one that fails undoes only its own changes. Every other use
+//! of the connection commits an open batch first: nothing reads what is not committed.
 
 mod auth;
 mod autoscale;
@@ -22,7 +28,8 @@ use model::{AppDefinition, PathId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// How many versions of each app are kept for `/versions` and rollback.
 pub const MAX_VERSIONS: usize = 50;
@@ -57,6 +64,15 @@ pub enum StoreError {
     /// The database lock was poisoned by a panic in another thread.
     #[error("store lock poisoned")]
     Poisoned,
+    /// The commit of a batch of writes this one was part of failed: nothing of the batch
+    /// was stored.
+    #[error("commit failed: {message}")]
+    Commit {
+        /// What SQLite said.
+        message: String,
+        /// The disk was full.
+        disk_full: bool,
+    },
 }
 
 impl StoreError {
@@ -67,7 +83,16 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.code == rusqlite::ErrorCode::DiskFull
             }
+            StoreError::Commit { disk_full, .. } => *disk_full,
             _ => false,
+        }
+    }
+
+    /// The same failure, for the other writes of a batch.
+    fn for_batch(&self) -> StoreError {
+        StoreError::Commit {
+            message: self.to_string(),
+            disk_full: self.is_disk_full(),
         }
     }
 }
@@ -90,7 +115,93 @@ pub struct Snapshot {
 
 /// The SQLite-backed store. Cheap to share behind an `Arc`.
 pub struct Store {
-    conn: Mutex<Connection>,
+    held: Mutex<Held>,
+    /// Callers waiting for the connection; a write that sees some leaves its batch open.
+    queued: AtomicUsize,
+    /// Whether writes that meet share a commit (the default; off only to measure it).
+    group_commit: AtomicBool,
+    /// Commits of [`Store::write`] batches since open.
+    commits: AtomicU64,
+}
+
+/// The connection and the batch whose transaction is open on it.
+struct Held {
+    conn: Connection,
+    open: Option<Arc<Batch>>,
+}
+
+/// Writes committed together: each waits for the outcome of the commit.
+#[derive(Default)]
+struct Batch {
+    outcome: Mutex<Option<std::result::Result<(), StoreError>>>,
+    done: Condvar,
+}
+
+impl Batch {
+    fn finish(&self, outcome: std::result::Result<(), StoreError>) {
+        let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        *o = Some(outcome);
+        self.done.notify_all();
+    }
+
+    /// Blocks until the batch was committed (or failed).
+    fn wait(&self) -> Result<()> {
+        let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*o {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => return Err(e.for_batch()),
+                None => o = self.done.wait(o).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+impl Held {
+    /// Commits the open batch (if any) and tells its writes; on failure nothing of it
+    /// stays.
+    fn commit(&mut self, commits: &AtomicU64) -> Result<()> {
+        let Some(batch) = self.open.take() else {
+            return Ok(());
+        };
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                commits.fetch_add(1, SeqCst);
+                batch.finish(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                let _ = self.conn.execute_batch("ROLLBACK");
+                batch.finish(Err(e.for_batch()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls the open batch back after `err`: every write of it fails.
+    fn abort(&mut self, err: &StoreError) {
+        if let Some(batch) = self.open.take() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            batch.finish(Err(err.for_batch()));
+        }
+    }
+}
+
+/// The connection, for one call; any open batch was committed first.
+pub(crate) struct ConnGuard<'a>(MutexGuard<'a, Held>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.conn
+    }
 }
 
 impl Store {
@@ -111,8 +222,31 @@ impl Store {
     fn init(mut conn: Connection) -> Result<Store> {
         migrate::run(&mut conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            held: Mutex::new(Held { conn, open: None }),
+            queued: AtomicUsize::new(0),
+            group_commit: AtomicBool::new(true),
+            commits: AtomicU64::new(0),
         })
+    }
+
+    /// Turns group commit off (every write commits alone) or back on; for measurements.
+    pub fn set_group_commit(&self, on: bool) {
+        self.group_commit.store(on, SeqCst);
+    }
+
+    /// How many commits [`Store::write`] made since open (writes that met share one).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(SeqCst)
+    }
+
+    /// Waits for the connection, counted as queued meanwhile. A panic of another holder
+    /// does not lock everyone out: SQLite rolled back whatever it left unfinished, and a
+    /// write that waits for its batch relies on the next holder to commit it.
+    fn lock(&self) -> Result<MutexGuard<'_, Held>> {
+        self.queued.fetch_add(1, SeqCst);
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        self.queued.fetch_sub(1, SeqCst);
+        Ok(held)
     }
 
     /// Runs a call on the database off the async runtime's worker: on a multi-threaded
@@ -129,8 +263,12 @@ impl Store {
         }
     }
 
-    pub(crate) fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    /// The connection for a read or a write of its own; an open batch is committed first
+    /// (its writes learn the outcome, this caller goes on either way).
+    pub(crate) fn conn(&self) -> Result<ConnGuard<'_>> {
+        let mut held = self.lock()?;
+        let _ = held.commit(&self.commits);
+        Ok(ConnGuard(held))
     }
 
     /// Loads the whole runtime state.
@@ -159,13 +297,62 @@ impl Store {
         })
     }
 
-    /// Runs `f` in one transaction; the changes are durable when this returns `Ok`.
+    /// Runs `f` atomically (all of its changes or, when it fails, none); they are durable
+    /// when this returns `Ok`. Writes that meet share one commit (see the crate docs).
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         self.blocking(|| {
-            let mut conn = self.conn()?;
-            let tx = conn.transaction()?;
-            let out = f(&Tx { tx: &tx })?;
-            tx.commit()?;
+            let mut held = self.lock()?;
+            let batch = match &held.open {
+                Some(b) => Arc::clone(b),
+                None => {
+                    held.conn.execute_batch("BEGIN IMMEDIATE")?;
+                    let b = Arc::new(Batch::default());
+                    held.open = Some(Arc::clone(&b));
+                    b
+                }
+            };
+            if let Err(e) = held.conn.execute_batch("SAVEPOINT w") {
+                let e = StoreError::from(e);
+                held.abort(&e);
+                return Err(e);
+            }
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&Tx { tx: &held.conn })
+            }));
+            let out = match out {
+                Ok(out) => out,
+                Err(panic) => {
+                    // The batch goes with it, and the lock is not left poisoned.
+                    held.abort(&StoreError::Commit {
+                        message: "a write in the same batch panicked".into(),
+                        disk_full: false,
+                    });
+                    drop(held);
+                    std::panic::resume_unwind(panic);
+                }
+            };
+            let end = if out.is_ok() {
+                "RELEASE w"
+            } else {
+                "ROLLBACK TO w; RELEASE w"
+            };
+            if let Err(e) = held.conn.execute_batch(end) {
+                let e = StoreError::from(e);
+                held.abort(&e);
+                return Err(e);
+            }
+            if self.group_commit.load(SeqCst) && self.queued.load(SeqCst) > 0 {
+                // Whoever is waiting for the connection commits the batch (or adds to it
+                // and leaves it to the next).
+                drop(held);
+                if out.is_ok() {
+                    batch.wait()?;
+                }
+                return out;
+            }
+            let committed = held.commit(&self.commits);
+            let out = out?;
+            committed?;
             Ok(out)
         })
     }
@@ -249,7 +436,7 @@ impl Store {
 
 /// Write operations inside one transaction.
 pub struct Tx<'a> {
-    pub(crate) tx: &'a rusqlite::Transaction<'a>,
+    pub(crate) tx: &'a Connection,
 }
 
 impl Tx<'_> {

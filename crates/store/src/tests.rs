@@ -2,6 +2,7 @@
 
 use super::*;
 use serde_json::json;
+use std::time::Duration;
 
 fn app(id: &str, version: i64) -> AppDefinition {
     let body = json!({"id": id, "cmd": "sleep 1"});
@@ -377,4 +378,95 @@ fn steps_keep_their_first_start_and_logs_are_paged_and_bounded() {
     let page = s.logs("r1", "build", 4, 2).unwrap();
     assert_eq!(page.iter().map(|l| l.seq).collect::<Vec<_>>(), [5, 6]);
     assert!(s.logs("r1", "other", 0, 10).unwrap().is_empty());
+}
+
+/// Whether a task row is in the database file, as another connection sees it: committed.
+fn committed(path: &std::path::Path, id: &str) -> bool {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row("SELECT count(*) FROM tasks WHERE id = ?1", [id], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap()
+        == 1
+}
+
+fn task(tx: &Tx<'_>, id: &str) -> Result<()> {
+    tx.put_task(id, &PathId::parse("/a"), &json!({"id": id}))
+}
+
+#[test]
+fn writes_that_meet_share_one_commit_and_return_only_once_it_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = std::sync::Arc::new(Store::open(&path).unwrap());
+    let before = store.commits();
+    let slow = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.write(|tx| {
+                task(tx, "first")?;
+                // The second write queues for the connection meanwhile.
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    // A write that fails, in the same batch: only its own change goes.
+    let failed: Result<()> = store.write(|tx| {
+        task(tx, "failed")?;
+        Err(StoreError::Poisoned)
+    });
+    assert!(failed.is_err());
+    store.write(|tx| task(tx, "second")).unwrap();
+    assert!(committed(&path, "second"), "durable when write returns");
+    slow.join().unwrap().unwrap();
+    assert!(committed(&path, "first"), "durable when write returns");
+    assert!(!committed(&path, "failed"));
+    // "first" and "failed" met; "second" may have come after the batch was committed.
+    let commits = store.commits() - before;
+    assert!((1..=2).contains(&commits), "{commits} commits");
+}
+
+#[test]
+fn a_read_commits_the_open_batch_first_and_many_writers_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = std::sync::Arc::new(Store::open(&path).unwrap());
+    let slow = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.write(|tx| {
+                task(tx, "held")?;
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    // The read waits for the connection; the writer leaves its batch to it, and it
+    // commits the batch before it reads: it sees the row as committed.
+    let snap = store.load().unwrap();
+    assert!(snap.tasks.iter().any(|(id, _)| id == "held"), "{snap:?}");
+    assert!(committed(&path, "held"));
+    slow.join().unwrap().unwrap();
+
+    let before = store.commits();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, path) = (store.clone(), path.clone());
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let id = format!("t{t}-{i}");
+                    store.write(|tx| task(tx, &id)).unwrap();
+                    assert!(committed(&path, &id), "{id} not committed on return");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.load().unwrap().tasks.len(), 8 * 50 + 1);
+    eprintln!("{} commits for 400 writes", store.commits() - before);
 }
