@@ -242,7 +242,11 @@ impl SlipwayProcess {
             .arg(&self.data_dir)
             .args(&self.proxy_args)
             .args(&self.extra)
-            .env("SLIPWAY_LOG", "info")
+            // `SLIPWAY_TEST_LOG=proxy=debug,info` and the like, to see more of a failure.
+            .env(
+                "SLIPWAY_LOG",
+                std::env::var("SLIPWAY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("SLIPWAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
