@@ -27,10 +27,25 @@ const STEP_MS: i64 = 10_000;
 const FLUSH_EVERY_MS: i64 = 30 * 60_000;
 
 /// Runs the scenario and prints its table.
-pub(crate) fn run(bin: &Path, tasks: usize, hours: u64, hold: Duration) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let result = scenario(bin, dir.path(), tasks, hours, hold);
-    kill_tasks_of(dir.path());
+/// `keep`: build the state there and leave it (without its tasks), to look at the server
+/// on it afterwards.
+pub(crate) fn run(
+    bin: &Path,
+    tasks: usize,
+    hours: u64,
+    hold: Duration,
+    keep: Option<&Path>,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = match keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir
+        }
+        None => tmp.path(),
+    };
+    let result = scenario(bin, dir, tasks, hours, hold);
+    kill_tasks_of(dir);
     result
 }
 

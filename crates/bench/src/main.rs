@@ -71,6 +71,9 @@ enum Scenario {
         /// Seconds the restarted server idles while its RSS is read every 10 s.
         #[arg(long, default_value_t = 120)]
         hold_seconds: u64,
+        /// Build the state in this directory and keep it (its tasks are stopped).
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// The SQLite store's writes (a task record each) from concurrent threads, with group
     /// commit off and on, alternating.
@@ -177,11 +180,13 @@ fn main() -> anyhow::Result<()> {
             tasks,
             hours,
             hold_seconds,
+            keep,
         } => footprint::run(
             &args.slipway,
             tasks,
             hours,
             Duration::from_secs(hold_seconds),
+            keep.as_deref(),
         ),
         Scenario::StoreWrites {
             threads,

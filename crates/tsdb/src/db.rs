@@ -308,14 +308,13 @@ impl Db {
             }
         }
         found.sort();
-        let mut opened = Vec::new();
-        for (seq, path) in &found {
-            opened.push(segment::open(path, *seq)?);
+        // Which segments a later one replaces (a compaction that crashed before deleting
+        // its inputs), from the headers alone; then the live ones are loaded one at a
+        // time, so that only one segment's index is decoded in memory at once.
+        let mut superseded = std::collections::HashSet::new();
+        for (_, path) in &found {
+            superseded.extend(segment::replaces(path)?);
         }
-        let superseded: std::collections::HashSet<u64> = opened
-            .iter()
-            .flat_map(|(s, _)| s.replaces.iter().copied())
-            .collect();
         let max_seq = found.iter().map(|(s, _)| *s).max().unwrap_or(0);
         let wal_files = wal::Files::list(&dir)?;
         // A new generation receives appends; the checkpoint below starts the next one.
@@ -345,11 +344,12 @@ impl Db {
             checkpoint_bytes: AtomicU64::new(0),
             _lock: lock_file,
         };
-        for (seg, entries) in opened {
-            if superseded.contains(&seg.seq) {
-                std::fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+        for (seq, path) in &found {
+            if superseded.contains(seq) {
+                std::fs::remove_file(path).map_err(io_err(path))?;
                 continue;
             }
+            let (seg, entries) = segment::open(path, *seq)?;
             let seg = Arc::new(seg);
             for e in entries {
                 let Some(id) = db.series_for_load(&e.labels, e.kind) else {

@@ -92,7 +92,6 @@ pub(crate) struct SegmentFile {
     pub(crate) mint: i64,
     pub(crate) maxt: i64,
     pub(crate) size: u64,
-    pub(crate) replaces: Vec<u64>,
     /// Raw samples covered by all entries.
     pub(crate) samples: u64,
     /// Position in flush order: its own seq when flushed, the smallest source order when
@@ -328,7 +327,6 @@ impl SegmentWriter {
                 mint,
                 maxt,
                 size,
-                replaces: self.replaces,
                 samples: self.entries.iter().map(|e| e.samples).sum(),
                 order: self.order,
                 level: self.level,
@@ -344,8 +342,38 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(dir))
 }
 
-/// Opens a segment and decodes its index.
-pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+/// A segment's file, its format version and its verified index bytes.
+struct RawIndex {
+    file: File,
+    size: u64,
+    version: u8,
+    ix_off: u64,
+    ix: Vec<u8>,
+}
+
+/// The segments that the one at `path` replaces (it names them in its header), without
+/// decoding the rest of its index.
+pub(crate) fn replaces(path: &Path) -> Result<Vec<u64>> {
+    let raw = read_index(path)?;
+    let parse = || -> Result<Vec<u64>> {
+        let mut r = ByteReader::new(&raw.ix);
+        SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
+        r.uvarint()?;
+        r.u8()?;
+        let nrep = r.len()?;
+        let mut replaces = Vec::with_capacity(nrep);
+        for _ in 0..nrep {
+            replaces.push(r.uvarint()?);
+        }
+        Ok(replaces)
+    };
+    parse().map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+fn read_index(path: &Path) -> Result<RawIndex> {
     let corrupt = |detail: &str| Error::Corrupt {
         path: path.to_path_buf(),
         detail: detail.to_string(),
@@ -381,15 +409,36 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
     if crc32c(&ix) != ix_crc {
         return Err(corrupt("index checksum mismatch"));
     }
+    Ok(RawIndex {
+        file,
+        size,
+        version,
+        ix_off,
+        ix,
+    })
+}
+
+/// Opens a segment and decodes its index.
+pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry>)> {
+    let corrupt = |detail: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    };
+    let RawIndex {
+        file,
+        size,
+        version,
+        ix_off,
+        ix,
+    } = read_index(path)?;
     let parse = || -> Result<_> {
         let mut r = ByteReader::new(&ix);
         let kind = SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
         let order = r.uvarint()?;
         let level = r.u8()?;
-        let nrep = r.len()?;
-        let mut replaces = Vec::with_capacity(nrep);
-        for _ in 0..nrep {
-            replaces.push(r.uvarint()?);
+        // The segments this one replaces: read by [`replaces`] before any is opened.
+        for _ in 0..r.len()? {
+            r.uvarint()?;
         }
         let mint = r.varint()?;
         let maxt = r.varint()?;
@@ -448,9 +497,9 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
                 samples,
             });
         }
-        Ok((kind, (order, level), replaces, mint, maxt, entries))
+        Ok((kind, (order, level), mint, maxt, entries))
     };
-    let (kind, (order, level), replaces, mint, maxt, entries) =
+    let (kind, (order, level), mint, maxt, entries) =
         parse().map_err(|e| corrupt(&e.to_string()))?;
     Ok((
         SegmentFile {
@@ -462,7 +511,6 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             mint,
             maxt,
             size,
-            replaces,
             samples: entries.iter().map(|e| e.samples).sum(),
             order,
             level,
@@ -549,7 +597,7 @@ mod tests {
         let (seg, entries) = w.finish().unwrap();
         assert_eq!(seg.path.file_name().unwrap(), "raw-0000000000000007.seg");
         let (seg2, entries2) = open(&seg.path, 7).unwrap();
-        assert_eq!(seg2.replaces, vec![3, 4]);
+        assert_eq!(replaces(&seg.path).unwrap(), vec![3, 4]);
         assert_eq!((seg2.mint, seg2.maxt), (10, 20));
         assert_eq!(entries2[0].labels, entries[0].labels);
         let e = &entries2[0];
