@@ -27,8 +27,8 @@ const STEP_MS: i64 = 10_000;
 const FLUSH_EVERY_MS: i64 = 30 * 60_000;
 
 /// Runs the scenario and prints its table.
-/// `keep`: build the state there and leave it (without its tasks), to look at the server
-/// on it afterwards.
+/// `keep`: build the state there and leave it with its tasks running, to look at a
+/// server started on it afterwards (`pkill -f 'sleep 100000'` stops them).
 pub(crate) fn run(
     bin: &Path,
     tasks: usize,
@@ -45,7 +45,9 @@ pub(crate) fn run(
         None => tmp.path(),
     };
     let result = scenario(bin, dir, tasks, hours, hold);
-    kill_tasks_of(dir);
+    if keep.is_none() {
+        kill_tasks_of(dir);
+    }
     result
 }
 

@@ -71,7 +71,7 @@ enum Scenario {
         /// Seconds the restarted server idles while its RSS is read every 10 s.
         #[arg(long, default_value_t = 120)]
         hold_seconds: u64,
-        /// Build the state in this directory and keep it (its tasks are stopped).
+        /// Build the state in this directory and keep it, tasks running.
         #[arg(long)]
         keep: Option<PathBuf>,
     },

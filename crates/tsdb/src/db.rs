@@ -371,6 +371,13 @@ impl Db {
             }
             lock(&db.segments).push(seg);
         }
+        // From here on lists grow one reference at a time (`head::push_ref`).
+        for shard in db.shards.iter() {
+            for s in lock(shard).series.values_mut() {
+                s.raw.shrink_to_fit();
+                s.rollups.iter_mut().for_each(Vec::shrink_to_fit);
+            }
+        }
         db.replay(&wal_files.replay_order())?;
         db.checkpoint(lock(&db.wal))?;
         Ok(db)

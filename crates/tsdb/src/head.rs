@@ -51,6 +51,24 @@ impl DiskRef {
     }
 }
 
+/// Adds `r` to a series' list of references, keeping the list's capacity at its length.
+/// Every series holds one reference per segment with its data (~16 after a day), and
+/// doubling would leave up to half of that unused in thousands of series; a segment is
+/// added to a list once per flush or compaction, so the copy is cheap.
+pub(crate) fn push_ref(list: &mut Vec<DiskRef>, r: DiskRef) {
+    list.reserve_exact(1);
+    list.push(r);
+}
+
+/// Removes the references to the segments `gone`, giving back the room they took.
+pub(crate) fn drop_refs(list: &mut Vec<DiskRef>, gone: &std::collections::HashSet<u64>) {
+    let before = list.len();
+    list.retain(|r| !gone.contains(&r.file.seq));
+    if list.len() < before {
+        list.shrink_to_fit();
+    }
+}
+
 /// Limits that decide when the open chunk is closed.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CutPolicy {

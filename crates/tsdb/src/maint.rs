@@ -10,7 +10,7 @@ use crate::bits::{ByteReader, put_bytes, put_varint};
 use crate::chunk;
 use crate::db::{Db, lock, shard_of, write};
 use crate::error::{Result, io_err};
-use crate::head::{ClosedChunk, DiskRef, MemSeries};
+use crate::head::{ClosedChunk, DiskRef, MemSeries, drop_refs, push_ref};
 use crate::index::SeriesId;
 use crate::labels::Labels;
 use crate::rollup::{self, Resolution};
@@ -210,7 +210,7 @@ impl Db {
                 let n = it.chunks.len().min(s.closed.len());
                 s.closed.drain(..n);
                 for (seg, e) in refs {
-                    refs_of(s, seg.kind).push(DiskRef::new(seg, &e));
+                    push_ref(refs_of(s, seg.kind), DiskRef::new(seg, &e));
                 }
             }
             lock(&self.segments).extend(files);
@@ -376,8 +376,8 @@ impl Db {
             let mut sh = lock(&self.shards[shard_of(*id)]);
             let Some(s) = sh.get_mut(*id) else { continue };
             let list = refs_of(s, kind);
-            list.retain(|r| !seqs.contains(&r.file.seq));
-            list.push(DiskRef::new(seg.clone(), &e));
+            drop_refs(list, &seqs);
+            push_ref(list, DiskRef::new(seg.clone(), &e));
             list.sort_by_key(|r| r.file.order);
         }
         {
@@ -443,7 +443,7 @@ impl Db {
             for (&id, s) in sh.series.iter_mut() {
                 if !seqs.is_empty() {
                     for kind in SegKind::ALL {
-                        refs_of(s, kind).retain(|r| !seqs.contains(&r.file.seq));
+                        drop_refs(refs_of(s, kind), &seqs);
                     }
                 }
                 if s.is_empty() && s.last_t < floor {
@@ -547,7 +547,7 @@ impl Db {
             let mut sh = lock(&self.shards[shard_of(id)]);
             let Some(s) = sh.get_mut(id) else { continue };
             let list = refs_of(s, minute);
-            list.push(DiskRef::new(seg.clone(), &e));
+            push_ref(list, DiskRef::new(seg.clone(), &e));
             list.sort_by_key(|r| r.file.order);
         }
         lock(&self.segments).push(seg);
