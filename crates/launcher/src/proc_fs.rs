@@ -77,12 +77,15 @@ impl ProcStat {
 pub(crate) fn parse_stat(content: &str) -> Option<ProcStat> {
     let close = content.rfind(')')?;
     let rest = content.get(close + 1..)?;
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // fields[0] is field 3 of the stat line, so field N is fields[N - 3].
-    let state = fields.first()?.chars().next()?;
-    let pgrp = fields.get(2)?.parse().ok()?;
-    let session = fields.get(3)?.parse().ok()?;
-    let start_time = fields.get(19)?.parse().ok()?;
+    // The first field after the command is field 3 of the stat line (state); then ppid,
+    // pgrp (5), session (6), ... start time (22). Read in place: liveness polls call this
+    // for every adopted task twice a second.
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    let start_time = fields.nth(15)?.parse().ok()?;
     Some(ProcStat {
         state,
         pgrp,
@@ -106,11 +109,28 @@ pub(crate) fn try_read_stat(pid: i32) -> std::io::Result<Option<ProcStat>> {
     if pid <= 0 {
         return Ok(None);
     }
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(content) => Ok(parse_stat(&content)),
+    // One read into a buffer on the stack: procfs makes the whole line at once, and a
+    // line that fills the buffer (it cannot, at ~52 numbers) is read again in full.
+    let path = format!("/proc/{pid}/stat");
+    let mut buf = [0u8; 2048];
+    let read = fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut buf));
+    let gone = |e: &std::io::Error| {
         // ENOENT: no such process; ESRCH: it exited while we read.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(None),
+        e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ESRCH)
+    };
+    match read {
+        Ok(n) if n < buf.len() => {
+            // The command name may be any bytes; what follows its last `)` is ASCII.
+            let line = &buf[..n];
+            let from = line.iter().rposition(|b| *b == b')').unwrap_or(0);
+            Ok(std::str::from_utf8(&line[from..]).ok().and_then(parse_stat))
+        }
+        Ok(_) => match fs::read_to_string(&path) {
+            Ok(content) => Ok(parse_stat(&content)),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Err(e) if gone(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -267,6 +287,46 @@ pub(crate) fn effective_uid() -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_name_that_is_not_utf8_is_read_like_any_other() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        // The kernel names a script's process after the script's file: here two bytes
+        // that are not UTF-8.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"\xff\xfe-task"));
+        // The shell waits in a builtin, so the process keeps the script's name.
+        fs::write(&script, "#!/bin/sh\nread line\n").expect("write");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut child = std::process::Command::new(&script)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pid = i32::try_from(child.id()).expect("pid");
+        // Until the child has exec'd the script it still carries this test's name.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let raw = loop {
+            let raw = fs::read(format!("/proc/{pid}/stat")).expect("stat");
+            if std::str::from_utf8(&raw).is_err() || std::time::Instant::now() > deadline {
+                break raw;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let stat = try_read_stat(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            std::str::from_utf8(&raw).is_err(),
+            "the line should not be UTF-8: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        let stat = stat.expect("readable").expect("the process is there");
+        assert!(stat.start_time > 0);
+        assert!(!stat.is_dead());
+    }
 
     #[test]
     fn parses_comm_with_spaces_and_parens() {

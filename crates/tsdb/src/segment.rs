@@ -460,10 +460,11 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
             let npairs = r.len()?;
             let mut pairs = Vec::with_capacity(npairs);
             for _ in 0..npairs {
-                pairs.push((sym(r.uvarint()?)?.clone(), sym(r.uvarint()?)?.clone()));
+                // Borrowed from the symbol table: the label set copies them once, packed.
+                pairs.push((sym(r.uvarint()?)?.as_str(), sym(r.uvarint()?)?.as_str()));
             }
             let labels =
-                Labels::new(pairs).map_err(|_| Error::CorruptChunk("invalid label set"))?;
+                Labels::build(pairs).map_err(|_| Error::CorruptChunk("invalid label set"))?;
             let kind = ValueKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad value kind"))?;
             let offset = if version >= 3 {
                 next_offset
