@@ -124,10 +124,16 @@ pub struct Store {
     commits: AtomicU64,
 }
 
+/// Writes one batch takes at most: under constant contention a batch would otherwise stay
+/// open, and its first write wait, for as long as writers keep coming.
+const MAX_BATCH: usize = 64;
+
 /// The connection and the batch whose transaction is open on it.
 struct Held {
     conn: Connection,
     open: Option<Arc<Batch>>,
+    /// Writes in the open batch.
+    writes: usize,
 }
 
 /// Writes committed together: each waits for the outcome of the commit.
@@ -164,6 +170,7 @@ impl Held {
         let Some(batch) = self.open.take() else {
             return Ok(());
         };
+        self.writes = 0;
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
                 commits.fetch_add(1, SeqCst);
@@ -182,6 +189,7 @@ impl Held {
     /// Rolls the open batch back after `err`: every write of it fails.
     fn abort(&mut self, err: &StoreError) {
         if let Some(batch) = self.open.take() {
+            self.writes = 0;
             let _ = self.conn.execute_batch("ROLLBACK");
             batch.finish(Err(err.for_batch()));
         }
@@ -222,7 +230,11 @@ impl Store {
     fn init(mut conn: Connection) -> Result<Store> {
         migrate::run(&mut conn)?;
         Ok(Store {
-            held: Mutex::new(Held { conn, open: None }),
+            held: Mutex::new(Held {
+                conn,
+                open: None,
+                writes: 0,
+            }),
             queued: AtomicUsize::new(0),
             group_commit: AtomicBool::new(true),
             commits: AtomicU64::new(0),
@@ -341,7 +353,11 @@ impl Store {
                 held.abort(&e);
                 return Err(e);
             }
-            if self.group_commit.load(SeqCst) && self.queued.load(SeqCst) > 0 {
+            held.writes += 1;
+            if self.group_commit.load(SeqCst)
+                && held.writes < MAX_BATCH
+                && self.queued.load(SeqCst) > 0
+            {
                 // Whoever is waiting for the connection commits the batch (or adds to it
                 // and leaves it to the next).
                 drop(held);

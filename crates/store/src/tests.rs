@@ -470,3 +470,38 @@ fn a_read_commits_the_open_batch_first_and_many_writers_lose_nothing() {
     assert_eq!(store.load().unwrap().tasks.len(), 8 * 50 + 1);
     eprintln!("{} commits for 400 writes", store.commits() - before);
 }
+
+#[test]
+fn a_batch_is_committed_after_at_most_max_batch_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = std::sync::Arc::new(Store::open(&path).unwrap());
+    let before = store.commits();
+    let first = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.write(|tx| {
+                task(tx, "first")?;
+                // Everyone below queues for the connection meanwhile.
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(())
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let n = 2 * MAX_BATCH;
+    let rest: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || store.write(|tx| task(tx, &format!("w{i}"))))
+        })
+        .collect();
+    first.join().unwrap().unwrap();
+    for t in rest {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(store.load().unwrap().tasks.len(), n + 1);
+    // 2 × MAX_BATCH + 1 writes that all met cannot fit in fewer than three batches.
+    let commits = store.commits() - before;
+    assert!(commits >= 3, "{commits} commits for {} writes", n + 1);
+}
