@@ -77,15 +77,12 @@ impl ProcStat {
 pub(crate) fn parse_stat(content: &str) -> Option<ProcStat> {
     let close = content.rfind(')')?;
     let rest = content.get(close + 1..)?;
-    // The first field after the command is field 3 of the stat line (state); then ppid,
-    // pgrp (5), session (6), ... start time (22). Read in place: liveness polls call this
-    // for every adopted task twice a second.
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    let session = fields.next()?.parse().ok()?;
-    let start_time = fields.nth(15)?.parse().ok()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // fields[0] is field 3 of the stat line, so field N is fields[N - 3].
+    let state = fields.first()?.chars().next()?;
+    let pgrp = fields.get(2)?.parse().ok()?;
+    let session = fields.get(3)?.parse().ok()?;
+    let start_time = fields.get(19)?.parse().ok()?;
     Some(ProcStat {
         state,
         pgrp,
@@ -109,28 +106,13 @@ pub(crate) fn try_read_stat(pid: i32) -> std::io::Result<Option<ProcStat>> {
     if pid <= 0 {
         return Ok(None);
     }
-    // One read into a buffer on the stack: procfs makes the whole line at once, and a
-    // line that fills the buffer (it cannot, at ~52 numbers) is read again in full.
-    let path = format!("/proc/{pid}/stat");
-    let mut buf = [0u8; 2048];
-    let read = fs::File::open(&path).and_then(|mut f| std::io::Read::read(&mut f, &mut buf));
-    let gone = |e: &std::io::Error| {
+    match fs::read(format!("/proc/{pid}/stat")) {
+        // The command name may be any bytes (a script's file name, a title set with
+        // prctl); they do not matter, only the fields after its last `)` are read.
+        Ok(content) => Ok(parse_stat(&String::from_utf8_lossy(&content))),
         // ENOENT: no such process; ESRCH: it exited while we read.
-        e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ESRCH)
-    };
-    match read {
-        Ok(n) if n < buf.len() => {
-            // The command name may be any bytes; what follows its last `)` is ASCII.
-            let line = &buf[..n];
-            let from = line.iter().rposition(|b| *b == b')').unwrap_or(0);
-            Ok(std::str::from_utf8(&line[from..]).ok().and_then(parse_stat))
-        }
-        Ok(_) => match fs::read_to_string(&path) {
-            Ok(content) => Ok(parse_stat(&content)),
-            Err(e) if gone(&e) => Ok(None),
-            Err(e) => Err(e),
-        },
-        Err(e) if gone(&e) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -193,7 +193,9 @@ async fn a_program_that_sets_its_title_is_still_its_task() {
         l.cleanup(id, Some(task.identity));
         assert!(pids.iter().all(|p| !pid_running(*p)), "{id}: {pids:?}");
     }
-    assert!(l.task_cgroups().expect("cgroups").is_empty());
+    // Which task's cgroup stayed, and with which processes, if one did (seen once in CI).
+    let left = l.task_cgroups().expect("cgroups");
+    assert!(left.is_empty(), "{left:?}");
     remove_parents(&l);
 }
 
