@@ -19,6 +19,7 @@ use serde_json::json;
 use testkit::{get_json, http, kill_tasks_of, wait_for};
 use tsdb::{Db, MatchOp, Matcher, Options, Point, Sample, Value};
 
+use crate::tsdb::data::Rng;
 use crate::{Server, row, running_tasks};
 
 /// The collector's default interval.
@@ -206,24 +207,6 @@ fn shape(samples: &[Sample]) -> Shape {
     Shape::Gauge(wander)
 }
 
-/// A deterministic generator (splitmix64): the same history on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn value_like(like: Value, v: f64) -> Value {
     match like {
         Value::Float(_) => Value::Float(v),
@@ -256,7 +239,8 @@ fn write_history(dir: &Path, hours: u64) -> anyhow::Result<History> {
         .unwrap_or(0);
     let span = i64::try_from(hours)? * 3_600_000;
     let steps = usize::try_from(span / STEP_MS)?;
-    // Each series' history, walked back from its first real sample, then played forward.
+    // Each series' history, walked back from its first real sample, then played forward;
+    // the same on every run.
     let mut rng = Rng(0x5eed);
     let plans: Vec<(tsdb::Labels, Vec<Value>)> = series
         .iter()

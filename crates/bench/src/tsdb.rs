@@ -18,7 +18,7 @@
 //! is killed when its guard drops, on errors and panics too.
 
 mod client;
-mod data;
+pub(crate) mod data;
 mod servers;
 
 use anyhow::{Context, bail};
