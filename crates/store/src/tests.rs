@@ -394,24 +394,33 @@ fn task(tx: &Tx<'_>, id: &str) -> Result<()> {
     tx.put_task(id, &PathId::parse("/a"), &json!({"id": id}))
 }
 
+/// A write of task `id` that holds the connection for `hold_ms` on another thread; returns
+/// once it has it (50 ms later), so that what the caller does next queues behind it.
+fn holding_write(
+    store: &std::sync::Arc<Store>,
+    id: &'static str,
+    hold_ms: u64,
+) -> std::thread::JoinHandle<Result<()>> {
+    let store = store.clone();
+    let handle = std::thread::spawn(move || {
+        store.write(|tx| {
+            task(tx, id)?;
+            std::thread::sleep(Duration::from_millis(hold_ms));
+            Ok(())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    handle
+}
+
 #[test]
 fn writes_that_meet_share_one_commit_and_return_only_once_it_is_done() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let store = std::sync::Arc::new(Store::open(&path).unwrap());
     let before = store.commits();
-    let slow = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store.write(|tx| {
-                task(tx, "first")?;
-                // The second write queues for the connection meanwhile.
-                std::thread::sleep(Duration::from_millis(300));
-                Ok(())
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    // The next write queues for the connection meanwhile.
+    let slow = holding_write(&store, "first", 300);
     // A write that fails, in the same batch: only its own change goes.
     let failed: Result<()> = store.write(|tx| {
         task(tx, "failed")?;
@@ -433,17 +442,7 @@ fn a_read_commits_the_open_batch_first_and_many_writers_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let store = std::sync::Arc::new(Store::open(&path).unwrap());
-    let slow = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store.write(|tx| {
-                task(tx, "held")?;
-                std::thread::sleep(Duration::from_millis(300));
-                Ok(())
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    let slow = holding_write(&store, "held", 300);
     // The read waits for the connection; the writer leaves its batch to it, and it
     // commits the batch before it reads: it sees the row as committed.
     let snap = store.load().unwrap();
@@ -477,18 +476,8 @@ fn a_batch_is_committed_after_at_most_max_batch_writes() {
     let path = dir.path().join("db");
     let store = std::sync::Arc::new(Store::open(&path).unwrap());
     let before = store.commits();
-    let first = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store.write(|tx| {
-                task(tx, "first")?;
-                // Everyone below queues for the connection meanwhile.
-                std::thread::sleep(Duration::from_millis(500));
-                Ok(())
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    // Everyone below queues for the connection meanwhile.
+    let first = holding_write(&store, "first", 500);
     let n = 2 * MAX_BATCH;
     let rest: Vec<_> = (0..n)
         .map(|i| {
