@@ -351,26 +351,42 @@ struct RawIndex {
     ix: Vec<u8>,
 }
 
+/// The start of a segment's index.
+struct Header {
+    kind: SegKind,
+    order: u64,
+    level: u8,
+    /// The segments this one replaces (set by compaction).
+    replaces: Vec<u64>,
+}
+
+fn read_header(r: &mut ByteReader<'_>) -> Result<Header> {
+    let kind = SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
+    let order = r.uvarint()?;
+    let level = r.u8()?;
+    let nrep = r.len()?;
+    let mut replaces = Vec::with_capacity(nrep);
+    for _ in 0..nrep {
+        replaces.push(r.uvarint()?);
+    }
+    Ok(Header {
+        kind,
+        order,
+        level,
+        replaces,
+    })
+}
+
 /// The segments that the one at `path` replaces (it names them in its header), without
 /// decoding the rest of its index.
 pub(crate) fn replaces(path: &Path) -> Result<Vec<u64>> {
     let raw = read_index(path)?;
-    let parse = || -> Result<Vec<u64>> {
-        let mut r = ByteReader::new(&raw.ix);
-        SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
-        r.uvarint()?;
-        r.u8()?;
-        let nrep = r.len()?;
-        let mut replaces = Vec::with_capacity(nrep);
-        for _ in 0..nrep {
-            replaces.push(r.uvarint()?);
-        }
-        Ok(replaces)
-    };
-    parse().map_err(|e| Error::Corrupt {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })
+    read_header(&mut ByteReader::new(&raw.ix))
+        .map(|h| h.replaces)
+        .map_err(|e| Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
 }
 
 fn read_index(path: &Path) -> Result<RawIndex> {
@@ -418,7 +434,8 @@ fn read_index(path: &Path) -> Result<RawIndex> {
     })
 }
 
-/// Opens a segment and decodes its index.
+/// Opens a segment and decodes its index (the segments it replaces are read by
+/// [`replaces`] before any segment is opened).
 pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry>)> {
     let corrupt = |detail: &str| Error::Corrupt {
         path: path.to_path_buf(),
@@ -433,13 +450,7 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
     } = read_index(path)?;
     let parse = || -> Result<_> {
         let mut r = ByteReader::new(&ix);
-        let kind = SegKind::from_u8(r.u8()?).ok_or(Error::CorruptChunk("bad segment kind"))?;
-        let order = r.uvarint()?;
-        let level = r.u8()?;
-        // The segments this one replaces: read by [`replaces`] before any is opened.
-        for _ in 0..r.len()? {
-            r.uvarint()?;
-        }
+        let header = read_header(&mut r)?;
         let mint = r.varint()?;
         let maxt = r.varint()?;
         let nsym = r.len()?;
@@ -498,23 +509,22 @@ pub(crate) fn open(path: &Path, seq: u64) -> Result<(SegmentFile, Vec<IndexEntry
                 samples,
             });
         }
-        Ok((kind, (order, level), mint, maxt, entries))
+        Ok((header, mint, maxt, entries))
     };
-    let (kind, (order, level), mint, maxt, entries) =
-        parse().map_err(|e| corrupt(&e.to_string()))?;
+    let (header, mint, maxt, entries) = parse().map_err(|e| corrupt(&e.to_string()))?;
     Ok((
         SegmentFile {
             path: path.to_path_buf(),
             file,
-            kind,
+            kind: header.kind,
             version,
             seq,
             mint,
             maxt,
             size,
             samples: entries.iter().map(|e| e.samples).sum(),
-            order,
-            level,
+            order: header.order,
+            level: header.level,
         },
         entries,
     ))

@@ -157,20 +157,25 @@ fn append_select_reopen() {
     assert!(matches!(r.errors[0].1, Error::TypeConflict { .. }));
 }
 
+/// Stores one sample of `labels` at t = 1, which must be accepted.
+fn store_one(db: &Db, labels: &Labels) {
+    db.append(&[Point {
+        labels: labels.clone(),
+        t: 1,
+        v: Value::Float(1.0),
+    }])
+    .unwrap()
+    .into_result()
+    .unwrap();
+}
+
 #[test]
 fn intern_hands_out_the_stores_own_labels() {
     let dir = tempfile::tempdir().unwrap();
     let first = Labels::with_name("up", [("job", "a")]).unwrap();
     {
         let db = Db::open(dir.path(), opts()).unwrap();
-        db.append(&[Point {
-            labels: first.clone(),
-            t: 1,
-            v: Value::Float(1.0),
-        }])
-        .unwrap()
-        .into_result()
-        .unwrap();
+        store_one(&db, &first);
         let again = Labels::with_name("up", [("job", "a")]).unwrap();
         assert!(!again.same_allocation(&first));
         assert!(db.intern(again).same_allocation(&first));
@@ -191,14 +196,7 @@ fn labels_for_finds_the_stores_own_labels_without_building_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
     let first = Labels::with_name("up", [("job", "a"), ("zone", "x")]).unwrap();
-    db.append(&[Point {
-        labels: first.clone(),
-        t: 1,
-        v: Value::Float(1.0),
-    }])
-    .unwrap()
-    .into_result()
-    .unwrap();
+    store_one(&db, &first);
     // Pairs in any order, with empty values dropped, name the same series.
     let own = db
         .labels_for("up", [("zone", "x"), ("empty", ""), ("job", "a")])
