@@ -41,6 +41,13 @@ pub const ENV_TASK_ID: &str = "SLIPWAY_TASK_ID";
 /// children in [`Launcher::scan`].
 pub const ENV_LEADER_PID: &str = "SLIPWAY_LEADER_PID";
 
+/// How long [`Launcher::cleanup`] keeps killing and removing before it gives up. A killed
+/// process leaves its cgroup only once its exit is done, and under heavy I/O a process
+/// waiting on the disk can take seconds to get there: with 2 s, a cgroup was once left
+/// behind in CI by a process that died a moment later. Cleanup runs on a blocking thread
+/// and returns as soon as everything is gone, so the margin costs nothing when it is not used.
+pub const CLEANUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Static configuration of a [`Launcher`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LauncherConfig {
@@ -450,14 +457,14 @@ impl Launcher {
     /// daemonized children) — the processes in its cgroups, those still in the leader's
     /// session when `leader` is known, and, as a hint only, those carrying its
     /// `SLIPWAY_TASK_ID` — then removes the task's cgroup directories. Keeps the sandbox.
-    /// Failures are logged, never returned. May block up to about two seconds while
-    /// stragglers die.
+    /// Failures are logged, never returned. May block up to [`CLEANUP_DEADLINE`] while
+    /// stragglers die; a cgroup still left then is found again by the engine's orphan scan.
     pub fn cleanup(&self, task_id: &str, leader: Option<ProcIdentity>) {
         if check_task_id(task_id).is_err() {
             return;
         }
         let dirs = cgroup::task_dirs(&self.support, &self.cfg.cgroup_parent, task_id);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + CLEANUP_DEADLINE;
         loop {
             let mut pids: Vec<i32> = dirs.iter().flat_map(|d| cgroup::procs_in(d)).collect();
             pids.extend(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{launcher, pid_running, read, shell_spec, wait_for, wait_for_async};
 use launcher::{CgroupSupport, Launcher, Liveness, ProcIdentity, TaskCommand};
@@ -50,15 +50,10 @@ fn members(l: &Launcher, id: &str) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// A free port on loopback (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn nginx_spec(id: &str, dir: &Path, port: u16) -> launcher::LaunchSpec {
+/// nginx listens on a Unix socket in its sandbox, not on a TCP port: a port picked by
+/// binding and releasing it can be taken by another test before nginx binds it, and then
+/// nginx exits while the other program answers (seen once in CI).
+fn nginx_spec(id: &str, dir: &Path) -> (launcher::LaunchSpec, PathBuf) {
     let sandbox = dir.join(id);
     std::fs::create_dir_all(sandbox.join("tmp")).expect("sandbox");
     let sb = sandbox.display();
@@ -67,7 +62,7 @@ fn nginx_spec(id: &str, dir: &Path, port: u16) -> launcher::LaunchSpec {
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; client_body_temp_path {sb}/tmp; proxy_temp_path {sb}/tmp;\n\
          fastcgi_temp_path {sb}/tmp; uwsgi_temp_path {sb}/tmp; scgi_temp_path {sb}/tmp;\n\
-         server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+         server {{ listen unix:{sb}/http.sock; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
     );
     std::fs::write(sandbox.join("nginx.conf"), conf).expect("nginx.conf");
     let mut spec = shell_spec(id, "", dir);
@@ -78,12 +73,12 @@ fn nginx_spec(id: &str, dir: &Path, port: u16) -> launcher::LaunchSpec {
         "-g".into(),
         "daemon off;".into(),
     ]);
-    spec
+    (spec, sandbox.join("http.sock"))
 }
 
-fn http_ok(port: u16) -> bool {
+fn http_ok(socket: &Path) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
@@ -104,15 +99,15 @@ async fn nginx_launches_every_time_and_cleanup_stops_its_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let port = free_port();
-        let spec = nginx_spec(&format!("nginx-{i}"), dir.path(), port);
+        let (spec, socket) = nginx_spec(&format!("nginx-{i}"), dir.path());
         let launched = l.launch(&spec).await.expect("nginx launches");
-        tasks.push((spec.task_id, port, launched));
+        tasks.push((spec.task_id, socket, launched));
     }
-    for (id, port, launched) in &tasks {
+    for (id, socket, launched) in &tasks {
         assert!(
-            wait_for_async(|| http_ok(*port)).await,
-            "{id} serves on {port}"
+            wait_for_async(|| http_ok(socket)).await,
+            "{id} serves on {}",
+            socket.display()
         );
         // Master and two workers, all in the task's cgroup.
         assert!(
@@ -127,7 +122,7 @@ async fn nginx_launches_every_time_and_cleanup_stops_its_workers() {
     let again = Launcher::new(l.config().clone());
     let found = again.task_cgroups().expect("cgroups");
     assert_eq!(found.len(), 20, "{found:?}");
-    let (id, port, first) = &tasks[0];
+    let (id, socket, first) = &tasks[0];
     let pids = members(&again, id);
     again
         .signal(first.identity, launcher::Signal::SIGKILL)
@@ -137,7 +132,7 @@ async fn nginx_launches_every_time_and_cleanup_stops_its_workers() {
         pids.iter().all(|p| !pid_running(*p)),
         "left running: {pids:?}"
     );
-    assert!(!http_ok(*port));
+    assert!(!http_ok(socket));
     for (id, _, launched) in &tasks[1..] {
         let pids = members(&again, id);
         let _ = again.signal(launched.identity, launcher::Signal::SIGQUIT);
