@@ -65,6 +65,21 @@ impl SampleSuffix {
     }
 }
 
+/// One sample as a source that keeps its own counters hands it out (the edge proxy):
+/// borrowed, so a visitor that remembers the series it saw builds nothing for a series it
+/// sees again.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRef<'a> {
+    /// The family.
+    pub desc: &'static Desc,
+    /// Which series of the family.
+    pub suffix: SampleSuffix,
+    /// All label pairs, in exposition order.
+    pub labels: &'a [(&'static str, &'a str)],
+    /// The value.
+    pub value: f64,
+}
+
 /// One sample: shared labels, sample-specific labels (`cpu`, `interface`, `le`, ...), value, optional timestamp.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

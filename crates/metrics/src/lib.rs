@@ -49,7 +49,7 @@ mod task;
 pub use cgroup::{CgroupMounts, CgroupPaths, V1Dirs, docker_cgroup};
 pub use desc::{Desc, MetricType};
 pub use expo::{Format, encode, escape_label_value, sanitize_label_name};
-pub use family::{Families, Labels, MetricFamily, Sample, SampleSuffix, Sink};
+pub use family::{Families, Labels, MetricFamily, Sample, SampleRef, SampleSuffix, Sink};
 pub use files::{CollectStats, raise_fd_limit};
 pub use host::{HostCollector, HostPaths};
 pub use registry::{

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use metrics::{Desc, MetricType, SampleRef, SampleSuffix};
+
 use crate::backend::TaskStats;
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (0.1 ms to 10 s).
@@ -94,147 +96,231 @@ impl AppStats {
     }
 }
 
-/// Escapes a Prometheus label value.
-fn esc(v: &str) -> String {
-    v.replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('\n', r"\n")
-}
+/// The proxy's metric families, in exposition order.
+static FAMILIES: [Desc; 9] = [
+    Desc::new(
+        "slipway_proxy_requests_total",
+        MetricType::Counter,
+        "",
+        "Responses to clients per app by status class.",
+    ),
+    Desc::new(
+        "slipway_proxy_request_duration_seconds",
+        MetricType::Histogram,
+        "",
+        "Time from request to the end of the response body.",
+    ),
+    Desc::new(
+        "slipway_proxy_backend_requests_total",
+        MetricType::Counter,
+        "",
+        "HTTP responses per backend by status class.",
+    ),
+    Desc::new(
+        "slipway_proxy_backend_request_duration_seconds",
+        MetricType::Histogram,
+        "",
+        "Time from request to the end of the response body, per backend that answered.",
+    ),
+    Desc::new(
+        "slipway_proxy_backend_errors_total",
+        MetricType::Counter,
+        "",
+        "Failed attempts per backend by kind.",
+    ),
+    Desc::new(
+        "slipway_proxy_backend_connections_total",
+        MetricType::Counter,
+        "",
+        "TCP-mode connections per backend.",
+    ),
+    Desc::new(
+        "slipway_proxy_backend_in_flight",
+        MetricType::Gauge,
+        "",
+        "Requests and TCP connections in flight per backend.",
+    ),
+    Desc::new(
+        "slipway_proxy_backend_up",
+        MetricType::Gauge,
+        "",
+        "1 when the backend is routed and not marked down.",
+    ),
+    Desc::new(
+        "slipway_proxy_unrouted_requests_total",
+        MetricType::Counter,
+        "",
+        "Requests that matched no route.",
+    ),
+];
+const REQUESTS: usize = 0;
+const DURATION: usize = 1;
+const BACKEND_REQUESTS: usize = 2;
+const BACKEND_DURATION: usize = 3;
+const BACKEND_ERRORS: usize = 4;
+const BACKEND_CONNECTIONS: usize = 5;
+const BACKEND_IN_FLIGHT: usize = 6;
+const BACKEND_UP: usize = 7;
+const UNROUTED: usize = 8;
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
+/// The `le` label of each bucket (`BUCKETS_US` in seconds, as `{}` writes them) and `+Inf`.
+const LE: [&str; BUCKETS_US.len() + 1] = [
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+];
 
-/// Writes the `_bucket`, `_sum` and `_count` series of `h` with `labels` (no braces).
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+/// Hands `f` one sample at a time, nothing allocated: the `_bucket`, `_sum` and `_count`
+/// series of `h` with `base` labels (at most two) plus `le`.
+fn histogram(
+    f: &mut dyn FnMut(&SampleRef<'_>),
+    desc: &'static Desc,
+    base: &[(&'static str, &str)],
+    h: &Histogram,
+) {
+    let mut labels = [("", ""); 3];
+    let n = base.len().min(2);
+    labels[..n].copy_from_slice(&base[..n]);
     let mut cumulative = 0;
-    for (i, bound) in BUCKETS_US.iter().enumerate() {
+    for (i, le) in LE.iter().enumerate() {
         cumulative += h.buckets[i].load(Relaxed);
-        let le = *bound as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        labels[n] = ("le", le);
+        f(&SampleRef {
+            desc,
+            suffix: SampleSuffix::Bucket,
+            labels: &labels[..=n],
+            value: cumulative as f64,
+        });
     }
-    cumulative += h.buckets[BUCKETS_US.len()].load(Relaxed);
     let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    for (suffix, value) in [
+        (SampleSuffix::Sum, sum),
+        (SampleSuffix::Count, cumulative as f64),
+    ] {
+        f(&SampleRef {
+            desc,
+            suffix,
+            labels: &labels[..n],
+            value,
+        });
+    }
 }
 
-/// Renders the exposition; `apps` and `tasks` come sorted by id.
+/// The labels of a backend's series.
+fn backend(t: &TaskStats) -> [(&'static str, &str); 2] {
+    [
+        ("app", t.app.app_id.as_str()),
+        ("backend", t.task_id.as_str()),
+    ]
+}
+
+/// Every sample of the exposition, family by family in [`FAMILIES`] order; `apps` and
+/// `tasks` come sorted by id.
+pub(crate) fn visit(
+    apps: &[&AppStats],
+    tasks: &[&TaskStats],
+    unrouted: u64,
+    f: &mut dyn FnMut(&SampleRef<'_>),
+) {
+    for app in apps {
+        for (i, class) in CLASSES.iter().enumerate() {
+            f(&SampleRef {
+                desc: &FAMILIES[REQUESTS],
+                suffix: SampleSuffix::None,
+                labels: &[("app", app.app_id.as_str()), ("code", class)],
+                value: app.codes.get(i) as f64,
+            });
+        }
+    }
+    for app in apps {
+        let labels = [("app", app.app_id.as_str())];
+        histogram(f, &FAMILIES[DURATION], &labels, &app.latency);
+    }
+    for t in tasks {
+        let [app, task] = backend(t);
+        for (i, class) in CLASSES.iter().enumerate() {
+            f(&SampleRef {
+                desc: &FAMILIES[BACKEND_REQUESTS],
+                suffix: SampleSuffix::None,
+                labels: &[app, task, ("code", class)],
+                value: t.codes.get(i) as f64,
+            });
+        }
+    }
+    for t in tasks {
+        histogram(f, &FAMILIES[BACKEND_DURATION], &backend(t), &t.latency);
+    }
+    for t in tasks {
+        let [app, task] = backend(t);
+        for (i, kind) in KINDS.iter().enumerate() {
+            f(&SampleRef {
+                desc: &FAMILIES[BACKEND_ERRORS],
+                suffix: SampleSuffix::None,
+                labels: &[app, task, ("kind", kind)],
+                value: t.errors.0[i].load(Relaxed) as f64,
+            });
+        }
+    }
+    type Gauge = fn(&TaskStats) -> f64;
+    let gauges: [(usize, Gauge); 3] = [
+        (BACKEND_CONNECTIONS, |t| t.connections.load(Relaxed) as f64),
+        (BACKEND_IN_FLIGHT, |t| t.in_flight() as f64),
+        (BACKEND_UP, |t| f64::from(u8::from(t.is_up()))),
+    ];
+    for (desc, value) in gauges {
+        for t in tasks {
+            f(&SampleRef {
+                desc: &FAMILIES[desc],
+                suffix: SampleSuffix::None,
+                labels: &backend(t),
+                value: value(t),
+            });
+        }
+    }
+    f(&SampleRef {
+        desc: &FAMILIES[UNROUTED],
+        suffix: SampleSuffix::None,
+        labels: &[],
+        value: unrouted as f64,
+    });
+}
+
+/// Writes `# HELP` and `# TYPE` of `desc`.
+fn header(out: &mut String, desc: &Desc) {
+    let (name, kind) = (&desc.name, desc.kind.prometheus_name());
+    let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", desc.help);
+}
+
+/// Renders the exposition (text format 0.0.4) from [`visit`]: every family's header,
+/// even a family without samples, then its samples.
 pub(crate) fn render(apps: &[&AppStats], tasks: &[&TaskStats], unrouted: u64) -> String {
     let mut out = String::with_capacity(4096 + 1024 * (apps.len() + tasks.len()));
-    family(
-        &mut out,
-        "slipway_proxy_requests_total",
-        "counter",
-        "Responses to clients per app by status class.",
-    );
-    for app in apps {
-        for (i, class) in CLASSES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "slipway_proxy_requests_total{{app=\"{}\",code=\"{class}\"}} {}",
-                esc(&app.app_id),
-                app.codes.get(i)
-            );
+    let mut next = 0;
+    visit(apps, tasks, unrouted, &mut |s| {
+        let family = FAMILIES.iter().position(|d| std::ptr::eq(d, s.desc));
+        while next <= family.unwrap_or(next) {
+            header(&mut out, &FAMILIES[next]);
+            next += 1;
         }
-    }
-    let name = "slipway_proxy_request_duration_seconds";
-    family(
-        &mut out,
-        name,
-        "histogram",
-        "Time from request to the end of the response body.",
-    );
-    for app in apps {
-        histogram(
-            &mut out,
-            name,
-            &format!("app=\"{}\"", esc(&app.app_id)),
-            &app.latency,
-        );
-    }
-    let labels: Vec<String> = tasks
-        .iter()
-        .map(|t| {
-            format!(
-                "app=\"{}\",backend=\"{}\"",
-                esc(&t.app.app_id),
-                esc(&t.task_id)
-            )
-        })
-        .collect();
-    let name = "slipway_proxy_backend_requests_total";
-    family(
-        &mut out,
-        name,
-        "counter",
-        "HTTP responses per backend by status class.",
-    );
-    for (t, l) in tasks.iter().zip(&labels) {
-        for (i, class) in CLASSES.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{{l},code=\"{class}\"}} {}", t.codes.get(i));
+        out.push_str(&s.desc.name);
+        out.push_str(s.suffix.as_str());
+        if !s.labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in s.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                metrics::escape_label_value(v, &mut out);
+                out.push('"');
+            }
+            out.push('}');
         }
+        let _ = writeln!(out, " {}", s.value);
+    });
+    for desc in &FAMILIES[next..] {
+        header(&mut out, desc);
     }
-    let name = "slipway_proxy_backend_request_duration_seconds";
-    family(
-        &mut out,
-        name,
-        "histogram",
-        "Time from request to the end of the response body, per backend that answered.",
-    );
-    for (t, l) in tasks.iter().zip(&labels) {
-        histogram(&mut out, name, l, &t.latency);
-    }
-    let name = "slipway_proxy_backend_errors_total";
-    family(
-        &mut out,
-        name,
-        "counter",
-        "Failed attempts per backend by kind.",
-    );
-    for (t, l) in tasks.iter().zip(&labels) {
-        for (i, kind) in KINDS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}{{{l},kind=\"{kind}\"}} {}",
-                t.errors.0[i].load(Relaxed)
-            );
-        }
-    }
-    let name = "slipway_proxy_backend_connections_total";
-    family(
-        &mut out,
-        name,
-        "counter",
-        "TCP-mode connections per backend.",
-    );
-    for (t, l) in tasks.iter().zip(&labels) {
-        let _ = writeln!(out, "{name}{{{l}}} {}", t.connections.load(Relaxed));
-    }
-    let name = "slipway_proxy_backend_in_flight";
-    family(
-        &mut out,
-        name,
-        "gauge",
-        "Requests and TCP connections in flight per backend.",
-    );
-    for (t, l) in tasks.iter().zip(&labels) {
-        let _ = writeln!(out, "{name}{{{l}}} {}", t.in_flight());
-    }
-    let name = "slipway_proxy_backend_up";
-    family(
-        &mut out,
-        name,
-        "gauge",
-        "1 when the backend is routed and not marked down.",
-    );
-    for (t, l) in tasks.iter().zip(&labels) {
-        let _ = writeln!(out, "{name}{{{l}}} {}", u8::from(t.is_up()));
-    }
-    let name = "slipway_proxy_unrouted_requests_total";
-    family(&mut out, name, "counter", "Requests that matched no route.");
-    let _ = writeln!(out, "{name} {unrouted}");
     out
 }
 
@@ -255,38 +341,73 @@ mod tests {
 
     #[test]
     fn histograms_render_cumulative_buckets_with_their_labels() {
-        let h = Histogram::default();
-        h.observe(Duration::from_millis(3));
-        h.observe(Duration::from_millis(30));
-        h.observe(Duration::from_secs(20));
-        let mut out = String::new();
-        histogram(&mut out, "x", "app=\"/a\",backend=\"t1\"", &h);
+        let app = std::sync::Arc::new(AppStats::new("/a"));
+        let task = TaskStats::new("t1", app.clone());
+        for h in [&app.latency, &task.latency] {
+            h.observe(Duration::from_millis(3));
+            h.observe(Duration::from_millis(30));
+            h.observe(Duration::from_secs(20));
+        }
+        let out = render(&[&app], &[&task], 0);
+        for labels in ["app=\"/a\"", "app=\"/a\",backend=\"t1\""] {
+            let name = if labels.contains("backend") {
+                "slipway_proxy_backend_request_duration_seconds"
+            } else {
+                "slipway_proxy_request_duration_seconds"
+            };
+            for (le, n) in [
+                ("0.0025", 0),
+                ("0.005", 1),
+                ("0.05", 2),
+                ("10", 2),
+                ("+Inf", 3),
+            ] {
+                let line = format!("{name}_bucket{{{labels},le=\"{le}\"}} {n}\n");
+                assert!(out.contains(&line), "{line} in {out}");
+            }
+            assert!(
+                out.contains(&format!("{name}_sum{{{labels}}} 20.033\n")),
+                "{out}"
+            );
+            assert!(
+                out.contains(&format!("{name}_count{{{labels}}} 3\n")),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn le_labels_are_the_bucket_bounds_in_seconds() {
+        for (bound, le) in BUCKETS_US.iter().zip(LE) {
+            assert_eq!(format!("{}", *bound as f64 / 1e6), le);
+        }
+        assert_eq!(LE[BUCKETS_US.len()], "+Inf");
+    }
+
+    #[test]
+    fn every_family_has_its_header_even_without_samples() {
+        let out = render(&[], &[], 7);
+        for desc in &FAMILIES {
+            let kind = desc.kind.prometheus_name();
+            assert!(
+                out.contains(&format!("# TYPE {} {kind}\n", desc.name)),
+                "{out}"
+            );
+        }
         assert!(
-            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"0.0025\"} 0\n"),
+            out.ends_with("slipway_proxy_unrouted_requests_total 7\n"),
             "{out}"
         );
+        let types = out.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(types, FAMILIES.len(), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let app = std::sync::Arc::new(AppStats::new("/a\"b"));
+        let out = render(&[&app], &[], 0);
         assert!(
-            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"0.005\"} 1\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"0.05\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"10\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{app=\"/a\",backend=\"t1\",le=\"+Inf\"} 3\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_sum{app=\"/a\",backend=\"t1\"} 20.033\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_count{app=\"/a\",backend=\"t1\"} 3\n"),
+            out.contains("slipway_proxy_requests_total{app=\"/a\\\"b\",code=\"2xx\"} 0\n"),
             "{out}"
         );
     }
@@ -299,6 +420,5 @@ mod tests {
         }
         let got: Vec<u64> = (0..5).map(|i| c.get(i)).collect();
         assert_eq!(got, [1, 2, 1, 1, 2]);
-        assert_eq!(esc("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

@@ -250,6 +250,15 @@ impl Proxy {
         metrics::render(&apps, &tasks, self.shared.unrouted.load(Relaxed))
     }
 
+    /// The samples of [`Proxy::metrics_text`], handed to `f` one at a time without
+    /// rendering or allocating them: the collector stores them each round.
+    pub fn visit_metrics(&self, f: &mut dyn FnMut(&::metrics::SampleRef<'_>)) {
+        let registry = self.shared.registry();
+        let apps: Vec<_> = registry.apps.values().map(Arc::as_ref).collect();
+        let tasks: Vec<_> = registry.tasks.values().map(Arc::as_ref).collect();
+        metrics::visit(&apps, &tasks, self.shared.unrouted.load(Relaxed), f);
+    }
+
     /// An equivalent HAProxy 2.6 configuration for the current table.
     pub fn haproxy_config(&self) -> String {
         haproxy::render(&self.shared.table(), &self.shared.cfg)

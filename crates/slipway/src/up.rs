@@ -570,7 +570,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             }));
             if let Some(p) = &proxy {
                 let p = p.clone();
-                w.set_extra_text(Arc::new(move || p.metrics_text()));
+                w.set_extra_metrics(Arc::new(move |f| p.visit_metrics(f)));
             }
             tracker.spawn(w.clone().run(shutdown.clone()));
             if let Some(url) = &args.influxdb_url {

@@ -2,22 +2,74 @@
 //! container's cgroup, the host, the server's registry and any extra Prometheus text (the
 //! proxy's), into metric families; and those families into the store.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use metrics::{
-    CgroupMounts, Desc, Families, MetricFamily, MetricType, Sample, SampleSuffix, TaskTarget,
+    CgroupMounts, Desc, Families, MetricFamily, MetricType, Sample, SampleRef, SampleSuffix,
+    TaskTarget,
 };
 
-use crate::{EnvOf, ExtraText};
+use crate::{EnvOf, ExtraMetrics};
 
 /// Collector state kept between rounds: the cgroup mounts, a target per task (its files
-/// stay open), the host collector.
+/// stay open), the host collector, the extra source's series.
 pub(crate) struct Collector {
     mounts: Option<CgroupMounts>,
     tasks: metrics::TaskCollector,
     host: metrics::HostCollector,
     targets: HashMap<String, (String, TaskTarget)>,
+    extra: Vec<ExtraSeries>,
+}
+
+/// One round: families for `/metrics`, and the samples of `families[resolved..]` already
+/// as points for the store (their label sets kept from round to round).
+pub(crate) struct Round {
+    pub(crate) families: Vec<MetricFamily>,
+    pub(crate) resolved: usize,
+    pub(crate) points: Vec<tsdb::Point>,
+}
+
+/// A series of the extra source (the proxy), as the last round saw it. The source hands
+/// its series out in the same order every round, so a round compares each with the one
+/// at its position and builds label sets only from where they differ (backends came or
+/// went). Before, the proxy rendered text that was parsed into ~30 fresh label sets per
+/// backend every round: most of a round's allocations, whose holes kept the heap growing.
+struct ExtraSeries {
+    desc: &'static Desc,
+    suffix: SampleSuffix,
+    labels: metrics::Labels,
+    /// The store's label set for the series; `None` when the store refuses it.
+    stored: Option<tsdb::Labels>,
+}
+
+impl ExtraSeries {
+    fn new(db: &tsdb::Db, s: &SampleRef<'_>) -> ExtraSeries {
+        let name = format!("{}{}", s.desc.name, s.suffix.as_str());
+        let stored = match db.labels_for(&name, s.labels.iter().copied()) {
+            Ok(labels) => Some(labels),
+            Err(e) => {
+                tracing::debug!(error = %e, series = %name, "sample not stored");
+                None
+            }
+        };
+        ExtraSeries {
+            desc: s.desc,
+            suffix: s.suffix,
+            labels: s.labels.iter().map(|&(k, v)| (k, v)).collect(),
+            stored,
+        }
+    }
+
+    fn is(&self, s: &SampleRef<'_>) -> bool {
+        let pairs = self.labels.pairs();
+        (std::ptr::eq(self.desc, s.desc) || self.desc.name == s.desc.name)
+            && self.suffix == s.suffix
+            && pairs.len() == s.labels.len()
+            && pairs
+                .iter()
+                .zip(s.labels)
+                .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+    }
 }
 
 impl Collector {
@@ -34,18 +86,20 @@ impl Collector {
             tasks: metrics::TaskCollector::new(),
             host: metrics::HostCollector::new(),
             targets: HashMap::new(),
+            extra: Vec::new(),
         }
     }
 
     /// Collects every task, the host, `registry` and `extra` at `now_ms`.
     pub(crate) fn round(
         &mut self,
+        db: &tsdb::Db,
         now_ms: i64,
         targets: &[engine::MetricTarget],
         env_of: Option<&EnvOf>,
-        extra: Option<&ExtraText>,
+        extra: Option<&ExtraMetrics>,
         registry: &metrics::Registry,
-    ) -> Vec<MetricFamily> {
+    ) -> Round {
         let now_s = now_ms as f64 / 1000.0;
         let mut out = Families::new();
         out.set_timestamp_ms(Some(now_ms));
@@ -71,10 +125,66 @@ impl Collector {
         }
         self.host.collect(now_s, &mut out);
         out.extend(registry.collect());
+        let mut families = out.into_families();
+        let resolved = families.len();
+        let mut points = Vec::new();
         if let Some(extra) = extra {
-            out.extend(parse_text(&extra(), now_ms));
+            self.extra_round(db, extra, now_ms, &mut families, &mut points);
         }
-        out.into_families()
+        Round {
+            families,
+            resolved,
+            points,
+        }
+    }
+
+    /// The extra source's samples as families (appended to `families`) and points.
+    fn extra_round(
+        &mut self,
+        db: &tsdb::Db,
+        extra: &ExtraMetrics,
+        now_ms: i64,
+        families: &mut Vec<MetricFamily>,
+        points: &mut Vec<tsdb::Point>,
+    ) {
+        let first = families.len();
+        points.reserve(self.extra.len());
+        let mut seen = 0;
+        let series = &mut self.extra;
+        extra(&mut |s: &SampleRef<'_>| {
+            if !series.get(seen).is_some_and(|e| e.is(s)) {
+                series.truncate(seen);
+                series.push(ExtraSeries::new(db, s));
+            }
+            let e = &series[seen];
+            seen += 1;
+            if families[first..]
+                .last()
+                .is_none_or(|f| f.desc.name != s.desc.name)
+            {
+                families.push(MetricFamily {
+                    desc: s.desc.clone(),
+                    samples: Vec::new(),
+                });
+            }
+            if let Some(f) = families.last_mut() {
+                f.samples.push(Sample {
+                    suffix: s.suffix,
+                    labels: e.labels.clone(),
+                    extra: Vec::new(),
+                    value: s.value,
+                    timestamp_ms: Some(now_ms),
+                });
+            }
+            if let Some(labels) = &e.stored {
+                points.push(tsdb::Point {
+                    labels: labels.clone(),
+                    t: now_ms,
+                    v: tsdb::Value::Float(s.value),
+                });
+            }
+        });
+        series.truncate(seen);
     }
 }
 
@@ -110,67 +220,18 @@ fn target_for(
     Some(target)
 }
 
-/// Prometheus text (the proxy's) as families, stamped `now_ms`; unreadable text is logged.
-fn parse_text(text: &str, now_ms: i64) -> Vec<MetricFamily> {
-    let parsed = match metrics::reader::parse(text, metrics::Format::Prometheus) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read the proxy's metrics");
-            return Vec::new();
-        }
-    };
-    parsed
-        .into_iter()
-        .map(|f| {
-            let kind = match f.kind.as_str() {
-                "counter" => MetricType::Counter,
-                "gauge" => MetricType::Gauge,
-                "histogram" => MetricType::Histogram,
-                _ => MetricType::Unknown,
-            };
-            let name = f.name.clone();
-            let samples = f
-                .samples
-                .into_iter()
-                .map(|s| {
-                    let suffix = match s.name.strip_prefix(name.as_str()) {
-                        Some("_bucket") => SampleSuffix::Bucket,
-                        Some("_sum") => SampleSuffix::Sum,
-                        Some("_count") => SampleSuffix::Count,
-                        _ => SampleSuffix::None,
-                    };
-                    Sample {
-                        suffix,
-                        labels: metrics::Labels::new(s.labels),
-                        extra: Vec::new(),
-                        value: s.value,
-                        timestamp_ms: Some(now_ms),
-                    }
-                })
-                .collect();
-            MetricFamily {
-                desc: Desc {
-                    name: Cow::Owned(name),
-                    kind,
-                    help: Cow::Owned(f.help.unwrap_or_default()),
-                    unit: Cow::Owned(f.unit.unwrap_or_default()),
-                },
-                samples,
-            }
-        })
-        .collect()
-}
-
 /// Appends a round to the store (one batch); returns the samples stored. Metadata is
 /// recorded per family for the metadata API.
 pub(crate) fn store(
     db: &tsdb::Db,
-    families: &[MetricFamily],
+    round: &mut Round,
     now_ms: i64,
     described: &mut std::collections::HashSet<String>,
 ) -> usize {
-    let mut points = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
-    for f in families {
+    let (families, resolved) = (&round.families, round.resolved);
+    let mut points = std::mem::take(&mut round.points);
+    points.reserve(families[..resolved].iter().map(|f| f.samples.len()).sum());
+    for f in &families[..resolved] {
         for s in &f.samples {
             let name = f.sample_name(s);
             let pairs = s.label_pairs().filter(|(_, v)| !v.is_empty());
@@ -185,6 +246,8 @@ pub(crate) fn store(
                 v: tsdb::Value::Float(s.value),
             });
         }
+    }
+    for f in families {
         if described.contains(f.desc.name.as_ref()) {
             continue;
         }
@@ -246,5 +309,115 @@ impl EngineGauges {
                 g.set(n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    static REQUESTS: Desc = Desc::new("x_requests_total", MetricType::Counter, "", "Requests.");
+    static LATENCY: Desc = Desc::new("x_seconds", MetricType::Histogram, "", "Latency.");
+
+    /// A source shaped like the proxy: per backend a counter and a histogram's `+Inf` bucket.
+    fn source(backends: &[(&str, f64)]) -> Arc<ExtraMetrics> {
+        let backends: Vec<(String, f64)> =
+            backends.iter().map(|(b, v)| (b.to_string(), *v)).collect();
+        Arc::new(move |f| {
+            for (b, v) in &backends {
+                f(&SampleRef {
+                    desc: &REQUESTS,
+                    suffix: SampleSuffix::None,
+                    labels: &[("app", "/a"), ("backend", b)],
+                    value: *v,
+                });
+            }
+            for (b, v) in &backends {
+                f(&SampleRef {
+                    desc: &LATENCY,
+                    suffix: SampleSuffix::Bucket,
+                    labels: &[("app", "/a"), ("backend", b), ("le", "+Inf")],
+                    value: v * 10.0,
+                });
+            }
+        })
+    }
+
+    fn values(db: &tsdb::Db, name: &str, backend: &str) -> Vec<(i64, f64)> {
+        let m = |n: &str, v: &str| tsdb::Matcher::new(n, tsdb::MatchOp::Eq, v).expect("matcher");
+        let series = db
+            .select(&[m("__name__", name), m("backend", backend)], 0, i64::MAX)
+            .expect("select");
+        series
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|p| (p.t, p.v.as_f64())))
+            .collect()
+    }
+
+    #[test]
+    fn extra_series_keep_their_label_sets_and_follow_backends_that_come_and_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = tsdb::Db::open(dir.path(), tsdb::Options::default()).expect("open");
+        let registry = metrics::Registry::new();
+        let mut c = Collector::new();
+        let mut described = std::collections::HashSet::new();
+        let mut round = |c: &mut Collector, t: i64, src: &Arc<ExtraMetrics>| {
+            let mut r = c.round(&db, t, &[], None, Some(src.as_ref()), &registry);
+            let extra: Vec<(String, Vec<(String, f64)>)> = r.families[r.resolved..]
+                .iter()
+                .map(|f| {
+                    let samples = f.samples.iter().map(|s| {
+                        let backend = s.labels.get("backend").unwrap_or_default().to_string();
+                        (backend, s.value)
+                    });
+                    (f.sample_name(&f.samples[0]).into_owned(), samples.collect())
+                })
+                .collect();
+            assert_eq!(
+                r.points.len(),
+                extra.iter().map(|(_, s)| s.len()).sum::<usize>()
+            );
+            store(&db, &mut r, t, &mut described);
+            extra
+        };
+        let three = source(&[("a.1", 1.0), ("a.2", 2.0), ("a.3", 3.0)]);
+        let first = round(&mut c, 1_000, &three);
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert_eq!(first[0].0, "x_requests_total");
+        assert_eq!(first[1].0, "x_seconds_bucket");
+        assert_eq!(first[1].1[2], ("a.3".to_string(), 30.0));
+        let built: Vec<*const (String, String)> =
+            c.extra.iter().map(|e| e.labels.pairs().as_ptr()).collect();
+        // The same series again: the label sets of the round before, not new ones.
+        let again = source(&[("a.1", 4.0), ("a.2", 5.0), ("a.3", 6.0)]);
+        round(&mut c, 2_000, &again);
+        let kept: Vec<*const (String, String)> =
+            c.extra.iter().map(|e| e.labels.pairs().as_ptr()).collect();
+        assert_eq!(built, kept);
+        // A backend in the middle goes: the others go on under their own labels.
+        let two = source(&[("a.1", 7.0), ("a.3", 9.0)]);
+        let last = round(&mut c, 3_000, &two);
+        assert_eq!(
+            last[0].1,
+            [("a.1".to_string(), 7.0), ("a.3".to_string(), 9.0)]
+        );
+        assert_eq!(c.extra.len(), 4);
+        assert_eq!(c.extra[0].labels.pairs().as_ptr(), built[0]);
+        assert_eq!(
+            values(&db, "x_requests_total", "a.3"),
+            [(1_000, 3.0), (2_000, 6.0), (3_000, 9.0)]
+        );
+        assert_eq!(
+            values(&db, "x_requests_total", "a.2"),
+            [(1_000, 2.0), (2_000, 5.0)]
+        );
+        assert_eq!(
+            values(&db, "x_seconds_bucket", "a.1"),
+            [(1_000, 10.0), (2_000, 40.0), (3_000, 70.0)]
+        );
+        let meta = db.metadata(Some("x_seconds"));
+        assert_eq!(meta.len(), 1, "{meta:?}");
     }
 }

@@ -55,8 +55,9 @@ impl Default for WatchConfig {
 pub type EnvOf =
     dyn Fn(&model::PathId, &std::collections::BTreeMap<String, String>) -> String + Send + Sync;
 
-/// Extra Prometheus text appended to `/metrics` and ingested every round (the proxy's).
-pub type ExtraText = dyn Fn() -> String + Send + Sync;
+/// Samples from elsewhere (the edge proxy), handed to the visitor one at a time; they are
+/// exposed on `/metrics` and stored every round.
+pub type ExtraMetrics = dyn Fn(&mut dyn FnMut(&metrics::SampleRef<'_>)) + Send + Sync;
 
 /// The monitoring subsystem: collector state, the latest round, the store.
 pub struct Watch {
@@ -66,7 +67,7 @@ pub struct Watch {
     latest: RwLock<Vec<metrics::MetricFamily>>,
     state: Mutex<collect::Collector>,
     env_of: RwLock<Option<Arc<EnvOf>>>,
-    extra: RwLock<Option<Arc<ExtraText>>>,
+    extra: RwLock<Option<Arc<ExtraMetrics>>>,
     registry: metrics::Registry,
     engine_gauges: collect::EngineGauges,
     described: Mutex<std::collections::HashSet<String>>,
@@ -106,8 +107,8 @@ impl Watch {
         *self.env_of.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
-    /// Prometheus text from elsewhere (the edge proxy) to expose and store every round.
-    pub fn set_extra_text(&self, f: Arc<ExtraText>) {
+    /// Samples from elsewhere (the edge proxy) to expose and store every round.
+    pub fn set_extra_metrics(&self, f: Arc<ExtraMetrics>) {
         *self.extra.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
@@ -148,9 +149,10 @@ impl Watch {
             .clone();
         let extra = self.extra.read().unwrap_or_else(|e| e.into_inner()).clone();
         self.engine_gauges.update(&self.engine, &targets);
-        let families = {
+        let mut round = {
             let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
             c.round(
+                &self.db,
                 now_ms,
                 &targets,
                 env_of.as_deref(),
@@ -159,13 +161,13 @@ impl Watch {
             )
         };
         if let Some((outbox, machine)) = &*self.outbox.read().unwrap_or_else(|e| e.into_inner()) {
-            outbox.push(export::encode(&families, now_ms, machine));
+            outbox.push(export::encode(&round.families, now_ms, machine));
         }
         let n = {
             let mut described = self.described.lock().unwrap_or_else(|e| e.into_inner());
-            collect::store(&self.db, &families, now_ms, &mut described)
+            collect::store(&self.db, &mut round, now_ms, &mut described)
         };
-        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = families;
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = round.families;
         self.rounds.send_replace(now_ms);
         n
     }
@@ -194,7 +196,7 @@ impl Watch {
     ///
     /// Rounds run on one thread of their own ([`RoundThread`]) rather than on whichever
     /// blocking thread is free: glibc gives each thread a malloc arena, and a round's
-    /// short-lived memory (families, the proxy's text) left resident in the arena of every
+    /// short-lived memory (families, then also the proxy's text) left resident in the arena of every
     /// blocking thread that ever ran one (issue 16: ~20 MiB more after a few rounds).
     pub async fn run(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let mut collect = tokio::time::interval(self.cfg.interval);
