@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backend::TaskStats;
 use crate::listener::{self, Listener, Target};
+use crate::metrics::AppStats;
 use crate::shard::Shards;
 use crate::table::{Registry, Table};
 use crate::{AppEndpoints, ProxyConfig, ProxyError, haproxy, metrics};
@@ -244,19 +246,30 @@ impl Proxy {
     /// Prometheus text exposition: per app and per backend requests by status class,
     /// errors by kind, in-flight gauges and a latency histogram.
     pub fn metrics_text(&self) -> String {
-        let registry = self.shared.registry();
-        let apps: Vec<_> = registry.apps.values().map(Arc::as_ref).collect();
-        let tasks: Vec<_> = registry.tasks.values().map(Arc::as_ref).collect();
+        let (apps, tasks) = self.stats();
+        let apps: Vec<_> = apps.iter().map(Arc::as_ref).collect();
+        let tasks: Vec<_> = tasks.iter().map(Arc::as_ref).collect();
         metrics::render(&apps, &tasks, self.shared.unrouted.load(Relaxed))
     }
 
     /// The samples of [`Proxy::metrics_text`], handed to `f` one at a time without
     /// rendering or allocating them: the collector stores them each round.
     pub fn visit_metrics(&self, f: &mut dyn FnMut(&::metrics::SampleRef<'_>)) {
-        let registry = self.shared.registry();
-        let apps: Vec<_> = registry.apps.values().map(Arc::as_ref).collect();
-        let tasks: Vec<_> = registry.tasks.values().map(Arc::as_ref).collect();
+        let (apps, tasks) = self.stats();
+        let apps: Vec<_> = apps.iter().map(Arc::as_ref).collect();
+        let tasks: Vec<_> = tasks.iter().map(Arc::as_ref).collect();
         metrics::visit(&apps, &tasks, self.shared.unrouted.load(Relaxed), f);
+    }
+
+    /// The counters of every app and backend, sorted by id, taken under the registry's
+    /// lock and read after it is released: what reads them (the collector, storing
+    /// them) never holds up a table update.
+    fn stats(&self) -> (Vec<Arc<AppStats>>, Vec<Arc<TaskStats>>) {
+        let registry = self.shared.registry();
+        (
+            registry.apps.values().cloned().collect(),
+            registry.tasks.values().cloned().collect(),
+        )
     }
 
     /// An equivalent HAProxy 2.6 configuration for the current table.

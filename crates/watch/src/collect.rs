@@ -1,6 +1,6 @@
 //! One collection round: every started task by its cgroup (process tasks) or its
-//! container's cgroup, the host, the server's registry and any extra Prometheus text (the
-//! proxy's), into metric families; and those families into the store.
+//! container's cgroup, the host, the server's registry and any extra source's samples
+//! (the proxy's), into metric families; and those families into the store.
 
 use std::collections::HashMap;
 
