@@ -345,7 +345,19 @@ fn run_dataset(bins: &Bins, data: &Dataset, reps: usize) -> anyhow::Result<Outco
     // VictoriaMetrics makes what it buffered searchable within a second; do it now.
     vm_conn.get("/internal/force_flush")?;
     ingest_sw.stored = promql_count(&mut sw_conn, data.spec.last_ms)?;
-    ingest_vm.stored = promql_count(&mut vm_conn, data.spec.last_ms)?;
+    // Once (1M counters and gauges, 2026-12-07) it answered half the values right after
+    // the flush: count again for up to 10 s until it has them all or stops changing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = ingest_vm.stored;
+        ingest_vm.stored = promql_count(&mut vm_conn, data.spec.last_ms)?;
+        let settled = ingest_vm.stored == before && before > 0;
+        if ingest_vm.stored >= data.values as u64 || settled || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     ingest_in.stored = influx_count(&mut Conn::new(&influx.addr, None))?;
     let mut queries = Vec::new();
     if reps > 0 {
