@@ -5,14 +5,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{launcher, pid_running, read, shell_spec, wait_for, wait_for_async};
-use launcher::{CgroupSupport, Launcher, Limits, Liveness, ProcIdentity, Signal, wait_exit};
-
-/// Removes the per-test parent directories created by detection/launch.
-fn remove_parents(l: &Launcher) {
-    for h in l.cgroup_support().hierarchies() {
-        let _ = std::fs::remove_dir(h.join(&l.config().cgroup_parent));
-    }
-}
+use launcher::{CgroupSupport, Limits, Liveness, ProcIdentity, Signal, wait_exit};
 
 #[tokio::test]
 async fn limits_are_applied_and_cleanup_removes_dirs() {
@@ -87,7 +80,6 @@ async fn limits_are_applied_and_cleanup_removes_dirs() {
         launched.sandbox.join("stdout").exists(),
         "sandbox must be kept"
     );
-    remove_parents(&l);
 }
 
 #[tokio::test]
@@ -116,7 +108,6 @@ async fn tiny_cpu_share_gets_minimum_quota() {
     wait_exit(&mut launched.child).await;
     l.cleanup("tiny", None);
     assert!(!cpu.exists());
-    remove_parents(&l);
 }
 
 #[tokio::test]
@@ -149,5 +140,4 @@ async fn cleanup_kills_stragglers_that_left_the_group() {
     if let Some(d) = l.cgroup_dir("leaver", "memory") {
         assert!(!d.exists());
     }
-    remove_parents(&l);
 }

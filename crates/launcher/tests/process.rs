@@ -134,7 +134,7 @@ fn task_outlives_the_launcher_and_runtime_and_is_rescanned() {
         id
     };
     assert!(pid_running(identity.pid), "task died with its runtime");
-    let l2 = Launcher::new(cfg);
+    let l2 = common::TestLauncher(Launcher::new(cfg));
     assert!(wait_for(|| l2.scan().len() == 1));
     let found = l2.scan();
     assert_eq!(found.len(), 1, "{found:?}");
@@ -150,15 +150,17 @@ fn task_outlives_the_launcher_and_runtime_and_is_rescanned() {
 /// `task_survives_kill_9_of_the_server`, which re-executes this test binary.
 #[test]
 fn helper_server_killed_by_sigkill() {
-    let (Ok(dir), Ok(agent)) = (
+    let (Ok(dir), Ok(agent), Ok(parent)) = (
         std::env::var("SLIPWAY_TEST_HELPER_DIR"),
         std::env::var("SLIPWAY_TEST_HELPER_AGENT"),
+        std::env::var("SLIPWAY_TEST_HELPER_PARENT"),
     ) else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut cfg = common::config("helper");
     cfg.agent_id = agent;
+    cfg.cgroup_parent = parent;
     let l = Launcher::new(cfg);
     let spec = shell_spec("crash-survivor", "sleep 60", std::path::Path::new(&dir));
     let launched = rt.block_on(l.launch(&spec)).expect("launch");
@@ -176,6 +178,7 @@ fn task_survives_kill_9_of_the_server() {
         .args(["--exact", "helper_server_killed_by_sigkill", "--nocapture"])
         .env("SLIPWAY_TEST_HELPER_DIR", dir.path())
         .env("SLIPWAY_TEST_HELPER_AGENT", &cfg.agent_id)
+        .env("SLIPWAY_TEST_HELPER_PARENT", &cfg.cgroup_parent)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn helper");
@@ -192,7 +195,7 @@ fn task_survives_kill_9_of_the_server() {
     };
     server.kill().expect("kill -9 server");
     server.wait().expect("reap server");
-    let l = Launcher::new(cfg);
+    let l = common::TestLauncher(Launcher::new(cfg));
     assert!(pid_running(identity.pid), "task died with the server");
     // The environment mark (a hint) shows once the released wrapper has exec'd.
     assert!(wait_for(|| l.scan().len() == 1));

@@ -33,13 +33,6 @@ fn cgroups(l: &Launcher) -> bool {
     have(&format!("cgroups ({reason})"), reason.is_empty())
 }
 
-/// Removes the per-test parent directories created by launches.
-fn remove_parents(l: &Launcher) {
-    for h in l.cgroup_support().hierarchies() {
-        let _ = std::fs::remove_dir(h.join(&l.config().cgroup_parent));
-    }
-}
-
 /// The pids in task `id`'s cgroups, as the launcher reports them.
 fn members(l: &Launcher, id: &str) -> Vec<i32> {
     l.task_cgroups()
@@ -143,7 +136,6 @@ async fn nginx_launches_every_time_and_cleanup_stops_its_workers() {
         );
     }
     assert!(again.task_cgroups().expect("cgroups").is_empty());
-    remove_parents(&l);
 }
 
 #[tokio::test]
@@ -191,7 +183,6 @@ async fn a_program_that_sets_its_title_is_still_its_task() {
     // Which task's cgroup stayed, and with which processes, if one did (seen once in CI).
     let left = l.task_cgroups().expect("cgroups");
     assert!(left.is_empty(), "{left:?}");
-    remove_parents(&l);
 }
 
 #[tokio::test]
@@ -220,5 +211,4 @@ async fn a_daemonising_program_ends_its_task_and_its_daemon_goes_with_it() {
     // The task was its command: it has ended. What it left behind dies with it.
     l.cleanup("daemon", Some(launched.identity));
     assert!(wait_for(|| l.liveness(daemon_id) == Liveness::Gone));
-    remove_parents(&l);
 }
