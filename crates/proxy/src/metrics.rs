@@ -1,10 +1,9 @@
 //! Lock-free counters (per app and per backend) and their Prometheus text exposition.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use metrics::{Desc, MetricType, SampleRef, SampleSuffix};
+use metrics::{Desc, MetricFamily, MetricType, Sample, SampleRef, SampleSuffix};
 
 use crate::backend::TaskStats;
 
@@ -284,43 +283,31 @@ pub(crate) fn visit(
     });
 }
 
-/// Writes `# HELP` and `# TYPE` of `desc`.
-fn header(out: &mut String, desc: &Desc) {
-    let (name, kind) = (&desc.name, desc.kind.prometheus_name());
-    let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", desc.help);
-}
-
-/// Renders the exposition (text format 0.0.4) from [`visit`]: every family's header,
-/// even a family without samples, then its samples.
+/// Renders the exposition (text format 0.0.4) from [`visit`] with the encoder the rest of
+/// the server's `/metrics` uses: every family's header, even a family without samples,
+/// then its samples.
 pub(crate) fn render(apps: &[&AppStats], tasks: &[&TaskStats], unrouted: u64) -> String {
-    let mut out = String::with_capacity(4096 + 1024 * (apps.len() + tasks.len()));
-    let mut next = 0;
+    let mut families: Vec<MetricFamily> = FAMILIES
+        .iter()
+        .map(|desc| MetricFamily {
+            desc: desc.clone(),
+            samples: Vec::new(),
+        })
+        .collect();
     visit(apps, tasks, unrouted, &mut |s| {
-        let family = FAMILIES.iter().position(|d| std::ptr::eq(d, s.desc));
-        while next <= family.unwrap_or(next) {
-            header(&mut out, &FAMILIES[next]);
-            next += 1;
-        }
-        out.push_str(&s.desc.name);
-        out.push_str(s.suffix.as_str());
-        if !s.labels.is_empty() {
-            out.push('{');
-            for (i, (k, v)) in s.labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(k);
-                out.push_str("=\"");
-                metrics::escape_label_value(v, &mut out);
-                out.push('"');
-            }
-            out.push('}');
-        }
-        let _ = writeln!(out, " {}", s.value);
+        let Some(i) = FAMILIES.iter().position(|d| std::ptr::eq(d, s.desc)) else {
+            return;
+        };
+        families[i].samples.push(Sample {
+            suffix: s.suffix,
+            labels: s.labels.iter().copied().collect(),
+            extra: Vec::new(),
+            value: s.value,
+            timestamp_ms: None,
+        });
     });
-    for desc in &FAMILIES[next..] {
-        header(&mut out, desc);
-    }
+    let mut out = String::with_capacity(4096 + 1024 * (apps.len() + tasks.len()));
+    metrics::encode(&families, metrics::Format::Prometheus, &mut out);
     out
 }
 
