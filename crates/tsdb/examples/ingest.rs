@@ -194,6 +194,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         100,
     )?;
+    let hour_latency = median_latency(
+        || {
+            db.select_rollup(&hundred, T0, end, Resolution::Hour)
+                .map(|s| s.len())
+        },
+        100,
+    )?;
 
     println!(
         "samples appended:        {samples} in {} batches of 10,000",
@@ -225,7 +232,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         st.raw_bytes_on_disk as f64 / st.raw_samples_on_disk as f64
     );
     println!(
-        "rollups (1m + 1h):       {} bytes = {:.3} bytes/raw sample",
+        "rollups (1m + 1h):       {} bytes = {:.3} bytes/raw sample (1 h of complete days; 1 m only once raw data expires)",
         st.rollup_bytes_on_disk,
         st.rollup_bytes_on_disk as f64 / samples as f64
     );
@@ -235,6 +242,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "1m rollup, {} min x 100: {rollup_latency:?} (median)",
         ticks as i64 * STEP_MS / 60_000
+    );
+    println!(
+        "1h rollup, {} h x 100: {hour_latency:?} (median; stored for complete days, from raw samples for the last)",
+        (ticks as u64 * STEP_MS as u64).div_ceil(3_600_000)
     );
     let rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -231,6 +231,9 @@ impl WalState {
 
 pub(crate) struct Maint {
     pub(crate) last_flush: Instant,
+    /// Raw segments whose complete window's hour rollups are written
+    /// (`Db::roll_up_complete_windows`).
+    pub(crate) hours_checked: std::collections::HashSet<u64>,
 }
 
 /// An embedded time-series database. `Send + Sync`: share it behind an `Arc`.
@@ -337,6 +340,7 @@ impl Db {
             segments: Mutex::new(Vec::new()),
             maint: Mutex::new(Maint {
                 last_flush: Instant::now(),
+                hours_checked: std::collections::HashSet::new(),
             }),
             next_seq: AtomicU64::new(max_seq + 1),
             retention_floor: AtomicI64::new(i64::MIN),

@@ -105,7 +105,8 @@ impl Db {
     /// sample up to their newest (`DiskRef::maxt`), and the raw segments and the head
     /// hold the rest. Minute rollups are only stored for raw data that expired (see
     /// [`Db::apply_retention`]), so within the raw retention minute buckets come from
-    /// the raw samples; hour rollups are written at every flush.
+    /// the raw samples; hour rollups are written for complete days ([`Db::compact`]),
+    /// so the current day's hour buckets come from the raw samples too.
     pub fn select_rollup(
         &self,
         matchers: &[Matcher],
@@ -161,7 +162,11 @@ impl Db {
                 last_t = t;
                 Some((t, Value::from_bits(kind, b).as_f64()))
             });
-            rollup::aggregate(vals, w, &mut buckets);
+            // Into a vector of their own: `aggregate` adds to the last bucket when it has
+            // the same start, and the last stored bucket need not be the newest one.
+            let mut from_raw = Vec::new();
+            rollup::aggregate(vals, w, &mut from_raw);
+            buckets.append(&mut from_raw);
             let buckets = rollup::merge_adjacent(buckets);
             if !buckets.is_empty() {
                 out.push(RollupSeries {

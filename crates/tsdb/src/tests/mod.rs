@@ -19,6 +19,18 @@ fn opts() -> Options {
     }
 }
 
+/// How many segment files in `dir` start with `prefix` (`raw-`, `1m-`, `1h-`).
+fn seg_files(dir: &std::path::Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(".seg")
+        })
+        .count()
+}
+
 fn labels(i: usize) -> Labels {
     match i {
         0 => Labels::with_name("a", [("job", "x")]),
@@ -365,8 +377,9 @@ fn retention_drops_old_segments_and_series() {
     assert_eq!(r.segments_deleted, 0, "segments span both series");
     let r = db.apply_retention(200_000).unwrap();
     assert_eq!(
-        r.segments_deleted, 2,
-        "raw and 1 h; no 1 m rollups for expired data"
+        (r.segments_written, r.segments_deleted),
+        (0, 1),
+        "raw; no rollups for data past their retention"
     );
     assert_eq!(r.series_dropped, 2);
     let r = db.append(&[pt(0, 1000, Value::Float(1.0))]).unwrap();
@@ -458,17 +471,23 @@ fn compaction_merges_only_neighbours() {
     // Data past the end of the first windows, so they are complete and get merged.
     db.append(&[pt(2, 130_000, Value::Float(3.0))]).unwrap();
     db.flush_all().unwrap();
-    let before = db
-        .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
-        .unwrap();
-    let segments = db.stats().segments;
+    let both = |db: &Db| {
+        [Resolution::Minute, Resolution::Hour]
+            .map(|res| db.select_rollup(&[], i64::MIN, i64::MAX, res).unwrap())
+    };
+    let [before, hours] = both(&db);
+    assert_eq!(seg_files(dir.path(), "raw-"), 5);
+    assert_eq!(seg_files(dir.path(), "1h-"), 0, "flushes write no rollups");
     db.compact().unwrap();
-    assert!(db.stats().segments < segments);
     assert_eq!(
-        db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
-            .unwrap(),
-        before
+        seg_files(dir.path(), "raw-"),
+        4,
+        "the two neighbours of window 0"
     );
+    // The first four raw segments' windows are complete: their hours are rolled up;
+    // the last one's (130 s, window 120–140 s) is not.
+    assert_eq!(seg_files(dir.path(), "1h-"), 1);
+    assert_eq!(both(&db), [before.clone(), hours]);
     assert_eq!(before[1].buckets[0].last_t, 5000);
     assert_eq!(before[1].buckets[0].increase, 2000.0 + 1.0 + 1.0 + 0.5);
 }
@@ -529,14 +548,17 @@ fn tick_syncs_flushes_and_expires() {
         db.append(&[pt(0, t * 1000, Value::Float(1.0))]).unwrap();
     }
     let r = db.tick(20_000).unwrap();
-    assert_eq!(r.segments_written, 2, "raw and 1 h");
+    assert_eq!(
+        r.segments_written, 1,
+        "raw only: the window is not complete"
+    );
     assert_eq!(db.stats().head_samples, 1);
     // The idle open chunk is closed and flushed (the windows are still open, so
-    // nothing is merged), then raw (15 days) expires without 1 m rollups (they would
-    // be past their 90 days) while 1 h (2 years) stays.
+    // nothing is merged nor rolled up), then raw (15 days) expires: its hours are
+    // rolled up (2 years), its minutes are not (they would be past their 90 days).
     let r = db.tick(100 * 86_400_000).unwrap();
     assert_eq!((r.segments_written, r.segments_deleted), (2, 2), "{r:?}");
-    assert_eq!(db.stats().segments, 2);
+    assert_eq!(db.stats().segments, 1);
     let hour = db.select_rollup(&[], 0, 20_000, Resolution::Hour).unwrap();
     assert_eq!(hour[0].buckets[0].count, 10);
     assert!(
@@ -546,7 +568,7 @@ fn tick_syncs_flushes_and_expires() {
     );
     assert!(db.select(&[], 0, 20_000).unwrap().is_empty());
     let r = db.tick(1000 * 86_400_000).unwrap();
-    assert_eq!((r.segments_deleted, r.series_dropped), (2, 1), "{r:?}");
+    assert_eq!((r.segments_deleted, r.series_dropped), (1, 1), "{r:?}");
 }
 
 /// Raw data that expires leaves its minute rollups behind: minute buckets give the same
@@ -570,7 +592,11 @@ fn expiring_raw_data_leaves_minute_rollups() {
         }
     }
     db.flush_all().unwrap();
-    assert_eq!(db.stats().segments, 10, "5 flushes of raw and 1 h");
+    assert_eq!(
+        db.stats().segments,
+        5,
+        "5 flushes of raw segments, no rollups"
+    );
     let all = |db: &Db| {
         [Resolution::Minute, Resolution::Hour]
             .map(|res| db.select_rollup(&[], i64::MIN, i64::MAX, res).unwrap())
@@ -592,8 +618,9 @@ fn expiring_raw_data_leaves_minute_rollups() {
     };
     let before = seg_files(dir.path());
     // The first three raw segments end before the floor; the fourth reaches past it.
+    // Their hours (no window was complete, so none were rolled up) and minutes.
     let r = db.apply_retention(day + 1_100_000).unwrap();
-    assert_eq!((r.segments_written, r.segments_deleted), (1, 3), "{r:?}");
+    assert_eq!((r.segments_written, r.segments_deleted), (2, 3), "{r:?}");
     let raw = db.select(&[], i64::MIN, i64::MAX).unwrap();
     assert_eq!(
         raw[0].samples[0].t,
@@ -608,7 +635,7 @@ fn expiring_raw_data_leaves_minute_rollups() {
     db.compact_full().unwrap();
     assert_eq!(all(&db), want);
     let r = db.apply_retention(day + 10_000_000).unwrap();
-    assert_eq!(r.segments_written, 1, "{r:?}");
+    assert_eq!(r.segments_written, 2, "{r:?}");
     assert!(db.select(&[], i64::MIN, i64::MAX).unwrap().is_empty());
     assert_eq!(all(&db), want);
     db.compact_full().unwrap();
@@ -675,9 +702,10 @@ fn format_1_minute_rollups_are_not_doubled() {
         .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
         .unwrap();
     assert_eq!(want[0].buckets.iter().map(|b| b.count).sum::<u64>(), 150);
-    // Everything raw expires: only the samples after the old rollups are rolled up.
+    // Everything raw expires: only the samples after the old rollups are rolled up
+    // (and all of them into hours, which the old version wrote separately).
     let r = db.apply_retention(day + 10_000_000).unwrap();
-    assert_eq!(r.segments_written, 1, "{r:?}");
+    assert_eq!(r.segments_written, 2, "{r:?}");
     assert!(db.select(&[], i64::MIN, i64::MAX).unwrap().is_empty());
     let got = db
         .select_rollup(&[], i64::MIN, i64::MAX, Resolution::Minute)
@@ -775,21 +803,31 @@ fn crash_before_compaction_cleanup_doubles_nothing() {
         v.sort();
         v
     };
+    let hours = |db: &Db| {
+        db.select_rollup(&[], i64::MIN, i64::MAX, Resolution::Hour)
+            .unwrap()
+    };
+    let want_hours = hours(&db);
     let before = segs(dir.path());
-    // Five flushes of a raw and a 1 h segment each (1 m rollups wait for the raw data
-    // to expire).
-    assert_eq!(before.len(), 10);
+    // Five flushes of a raw segment each (rollups wait for a complete window or for
+    // the raw data to expire).
+    assert_eq!(before.len(), 5);
     db.compact().unwrap();
     drop(db);
-    // Raw: the first four merged plus the last; 1 h: its window is still open.
-    assert_eq!(segs(dir.path()).len(), 7);
+    // Raw: the first four merged plus the last; 1 h: the hours of the merged one,
+    // whose window is complete.
+    assert_eq!(segs(dir.path()).len(), 3);
     for (p, b) in &before {
         std::fs::write(p, b).unwrap();
     }
     let db = Db::open(dir.path(), opts()).unwrap();
-    assert_eq!(db.stats().segments, 7);
-    assert_eq!(segs(dir.path()).len(), 7);
+    assert_eq!(db.stats().segments, 3);
+    assert_eq!(segs(dir.path()).len(), 3);
     assert_eq!(db.select(&[], i64::MIN, i64::MAX).unwrap(), want);
+    assert_eq!(hours(&db), want_hours);
+    // A second pass after the restart finds the hours rolled up already.
+    assert_eq!(db.compact().unwrap().segments_written, 0);
+    assert_eq!(hours(&db), want_hours);
 }
 
 /// A series that stops receiving samples is closed by `tick`, flushed, and finally
