@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crate::ast::{Expr, ValueType, VectorSelector};
 use crate::labels::Labels;
-use crate::storage::{Series, Storage, is_stale_marker};
+use crate::storage::{SelectHints, Series, Storage, is_stale_marker};
 use crate::{aggregate, binary, functions, parser, range};
 
 /// One element of an instant vector.
@@ -112,7 +112,7 @@ impl Engine {
         expr: &Expr,
         t_ms: i64,
     ) -> Result<QueryValue, Error> {
-        let ctx = Ctx::prepare(self, storage, expr, t_ms, t_ms)?;
+        let ctx = Ctx::prepare(self, storage, expr, t_ms, t_ms, 0)?;
         Ok(match ctx.eval(expr, t_ms)? {
             Value::Scalar(v) => QueryValue::Scalar { t: t_ms, v },
             Value::String(v) => QueryValue::String { t: t_ms, v },
@@ -156,7 +156,7 @@ impl Engine {
                 )));
             }
         }
-        let ctx = Ctx::prepare(self, storage, expr, start_ms, end_ms)?;
+        let ctx = Ctx::prepare(self, storage, expr, start_ms, end_ms, step_ms)?;
         let steps = range_steps(start_ms, end_ms, step_ms);
         if let Some(m) = range::eval(&ctx, expr, &steps)? {
             return Ok(QueryValue::Matrix(m));
@@ -280,6 +280,15 @@ fn duplicate_labelset() -> Error {
     Error::Execution("vector cannot contain metrics with the same labelset".to_string())
 }
 
+/// The evaluation times a selection is loaded for.
+#[derive(Clone, Copy)]
+struct Window {
+    start: i64,
+    end: i64,
+    /// 0 for an instant query.
+    step: i64,
+}
+
 /// Data loaded for one query, and the evaluation itself.
 pub(crate) struct Ctx<'a> {
     pub(crate) engine: &'a Engine,
@@ -298,6 +307,7 @@ impl<'a> Ctx<'a> {
         expr: &Expr,
         start: i64,
         end: i64,
+        step: i64,
     ) -> Result<Ctx<'a>, Error> {
         let mut ctx = Ctx {
             engine,
@@ -305,23 +315,31 @@ impl<'a> Ctx<'a> {
             deadline: engine.timeout.map(|t| Instant::now() + t),
         };
         let mut loaded = 0usize;
-        ctx.load(storage, expr, start, end, &mut loaded)?;
+        let w = Window { start, end, step };
+        ctx.load(storage, expr, w, None, &mut loaded)?;
         Ok(ctx)
     }
 
-    /// Loads every selector's series for evaluation times in `[start, end]`.
+    /// Loads every selector's series for evaluation times in `[w.start, w.end]`;
+    /// `func` is the call `e` is an argument of.
     fn load(
         &mut self,
         storage: &dyn Storage,
         e: &Expr,
-        start: i64,
-        end: i64,
+        w: Window,
+        func: Option<&str>,
         loaded: &mut usize,
     ) -> Result<(), Error> {
-        let mut fetch = |vs: &VectorSelector, before: i64| -> Result<(), Error> {
+        let Window { start, end, step } = w;
+        let mut fetch = |vs: &VectorSelector, before: i64, range_ms: i64| -> Result<(), Error> {
             let from = start.saturating_sub(vs.offset_ms).saturating_sub(before);
             let to = end.saturating_sub(vs.offset_ms);
-            let mut series = storage.select(&vs.all_matchers(), from, to)?;
+            let hints = SelectHints {
+                func,
+                range_ms,
+                step_ms: step,
+            };
+            let mut series = storage.select_hinted(&vs.all_matchers(), from, to, &hints)?;
             for s in &mut series {
                 if !s.samples.is_sorted_by_key(|p| p.0) {
                     s.samples.sort_by_key(|p| p.0);
@@ -346,8 +364,8 @@ impl<'a> Ctx<'a> {
         };
         match e {
             Expr::Number(_) | Expr::String(_) => Ok(()),
-            Expr::Vector(vs) => fetch(vs, self.engine.lookback_delta_ms),
-            Expr::Matrix(ms) => fetch(&ms.selector, ms.range_ms),
+            Expr::Vector(vs) => fetch(vs, self.engine.lookback_delta_ms, 0),
+            Expr::Matrix(ms) => fetch(&ms.selector, ms.range_ms, ms.range_ms),
             Expr::Subquery(sq) => {
                 let step = sq.step_ms.unwrap_or(self.engine.default_subquery_step_ms);
                 let from = start
@@ -355,23 +373,29 @@ impl<'a> Ctx<'a> {
                     .saturating_sub(sq.range_ms)
                     .saturating_sub(step);
                 let to = end.saturating_sub(sq.offset_ms);
-                self.load(storage, &sq.expr, from, to, loaded)
+                let w = Window {
+                    start: from,
+                    end: to,
+                    step,
+                };
+                self.load(storage, &sq.expr, w, None, loaded)
             }
-            Expr::Paren(inner) | Expr::Neg(inner) => self.load(storage, inner, start, end, loaded),
+            Expr::Paren(inner) => self.load(storage, inner, w, func, loaded),
+            Expr::Neg(inner) => self.load(storage, inner, w, None, loaded),
             Expr::Binary(b) => {
-                self.load(storage, &b.lhs, start, end, loaded)?;
-                self.load(storage, &b.rhs, start, end, loaded)
+                self.load(storage, &b.lhs, w, None, loaded)?;
+                self.load(storage, &b.rhs, w, None, loaded)
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.load(storage, p, start, end, loaded)?;
+                    self.load(storage, p, w, None, loaded)?;
                 }
-                self.load(storage, &a.expr, start, end, loaded)
+                self.load(storage, &a.expr, w, None, loaded)
             }
             Expr::Call(c) => c
                 .args
                 .iter()
-                .try_for_each(|a| self.load(storage, a, start, end, loaded)),
+                .try_for_each(|a| self.load(storage, a, w, Some(c.func.as_str()), loaded)),
         }
     }
 

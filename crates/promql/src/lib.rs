@@ -55,7 +55,9 @@ pub use parser::{parse, parse_metric_selector};
 pub fn is_supported_function(name: &str) -> bool {
     functions::signature(name).is_some()
 }
-pub use storage::{MemoryStorage, STALE_NAN_BITS, Series, Storage, StorageError, is_stale_marker};
+pub use storage::{
+    MemoryStorage, STALE_NAN_BITS, SelectHints, Series, Storage, StorageError, is_stale_marker,
+};
 
 /// Everything that can go wrong parsing or evaluating a query.
 #[derive(Debug, thiserror::Error)]

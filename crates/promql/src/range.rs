@@ -519,7 +519,7 @@ mod tests {
     fn both(db: &MemoryStorage, query: &str, start: i64, end: i64, step: i64) -> Both {
         let engine = Engine::default();
         let expr = crate::parser::parse(query).expect("query parses");
-        let ctx = Ctx::prepare(&engine, db, &expr, start, end).expect("loads");
+        let ctx = Ctx::prepare(&engine, db, &expr, start, end, step).expect("loads");
         let steps = range_steps(start, end, step);
         (
             eval(&ctx, &expr, &steps).map_err(|e| e.to_string()),

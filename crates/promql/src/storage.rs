@@ -24,6 +24,21 @@ pub fn is_stale_marker(v: f64) -> bool {
 #[error("{0}")]
 pub struct StorageError(pub String);
 
+/// What the evaluator will do with a selection (Prometheus' `SelectHints`): a storage
+/// that keeps downsampled data for times whose raw samples are gone picks the aggregate
+/// that answers `func` (bucket maxima for `max_over_time`, counter increases for
+/// `rate`, …).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectHints<'a> {
+    /// The function whose argument this selector is (`rate` in `rate(x[5m])`, `abs` in
+    /// `abs(x)`); `None` for a selector outside any call.
+    pub func: Option<&'a str>,
+    /// The range of a range selector (`x[5m]`: 300,000), 0 for an instant selector.
+    pub range_ms: i64,
+    /// The step of the range query, 0 for an instant query.
+    pub step_ms: i64,
+}
+
 /// Where the evaluator gets raw samples from.
 pub trait Storage {
     /// Every series matching all `matchers`, with the samples whose timestamps lie in
@@ -35,6 +50,19 @@ pub trait Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, StorageError>;
+
+    /// [`Storage::select`] with what the evaluator will do with the samples; what the
+    /// evaluator calls. The default ignores the hints.
+    fn select_hinted(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        hints: &SelectHints<'_>,
+    ) -> Result<Vec<Series>, StorageError> {
+        let _ = hints;
+        self.select(matchers, start_ms, end_ms)
+    }
 }
 
 /// A storage holding every series in memory; meant for tests, examples and small data.

@@ -9,6 +9,7 @@ use crate::index::SeriesId;
 use crate::labels::{Labels, Matcher};
 use crate::maint::decode_raw_blob;
 use crate::rollup::{self, Bucket, Resolution};
+use crate::segment::SegKind;
 use crate::types::{Sample, Series, Value, ValueKind};
 
 /// A series with rollup buckets.
@@ -178,6 +179,32 @@ impl Db {
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
+    }
+
+    /// Before this time (ms) some samples may be held by rollups only: the start of the
+    /// oldest raw segment (`i64::MAX` without any), or `i64::MIN` while no rollup
+    /// segment exists. A query starting at or after it finds every sample in the raw
+    /// segments and the head; [`Db::select`] alone answers it.
+    pub fn raw_since(&self) -> i64 {
+        let segs = lock(&self.segments);
+        if !segs.iter().any(|s| matches!(s.kind, SegKind::Rollup(_))) {
+            return i64::MIN;
+        }
+        segs.iter()
+            .filter(|s| s.kind == SegKind::Raw)
+            .map(|s| s.mint)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// The newest sample any stored rollup of `res` covers (`None` without any): rollup
+    /// buckets after it can only come from raw samples.
+    pub fn rollups_until(&self, res: Resolution) -> Option<i64> {
+        lock(&self.segments)
+            .iter()
+            .filter(|s| s.kind == SegKind::Rollup(res))
+            .map(|s| s.maxt)
+            .max()
     }
 
     /// Picks the coarsest resolution not finer than `step_ms`: hour rollups for steps of

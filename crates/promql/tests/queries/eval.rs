@@ -410,3 +410,76 @@ mod eval_props {
         }
     }
 }
+
+/// The evaluator tells the storage, per selector, which call the selection is an
+/// argument of, the selector's range and the query's step.
+#[test]
+fn selections_carry_hints() {
+    use promql::{Matcher, SelectHints, Series, Storage, StorageError};
+    use std::cell::RefCell;
+
+    /// Metric name, function, range and step of each selection.
+    type Seen = Vec<(String, Option<String>, i64, i64)>;
+    struct Recording {
+        inner: promql::MemoryStorage,
+        seen: RefCell<Seen>,
+    }
+    impl Storage for Recording {
+        fn select(&self, m: &[Matcher], s: i64, e: i64) -> Result<Vec<Series>, StorageError> {
+            self.inner.select(m, s, e)
+        }
+        fn select_hinted(
+            &self,
+            m: &[Matcher],
+            s: i64,
+            e: i64,
+            h: &SelectHints<'_>,
+        ) -> Result<Vec<Series>, StorageError> {
+            let name = m
+                .iter()
+                .find(|m| m.name == "__name__")
+                .map(|m| m.value.clone());
+            self.seen.borrow_mut().push((
+                name.unwrap_or_default(),
+                h.func.map(str::to_string),
+                h.range_ms,
+                h.step_ms,
+            ));
+            self.select(m, s, e)
+        }
+    }
+    let db = Recording {
+        inner: storage(),
+        seen: RefCell::new(Vec::new()),
+    };
+    let e = promql::Engine::default();
+    e.range_query(
+        &db,
+        "max_over_time(g[10m]) + sum(rate(http[5m])) + abs(g) + g + (histogram_quantile(0.9, rate(h[1m])))",
+        0,
+        600_000,
+        60_000,
+    )
+    .unwrap();
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        db.seen.into_inner(),
+        vec![
+            ("g".into(), some("max_over_time"), 600_000, 60_000),
+            ("http".into(), some("rate"), 300_000, 60_000),
+            ("g".into(), some("abs"), 0, 60_000),
+            ("g".into(), None, 0, 60_000),
+            ("h".into(), some("rate"), 60_000, 60_000),
+        ]
+    );
+    let db = Recording {
+        inner: storage(),
+        seen: RefCell::new(Vec::new()),
+    };
+    e.instant_query(&db, "count_over_time(g[2m] offset 1m)", 600_000)
+        .unwrap();
+    assert_eq!(
+        db.seen.into_inner(),
+        vec![("g".into(), some("count_over_time"), 120_000, 0)]
+    );
+}
