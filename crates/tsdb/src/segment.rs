@@ -30,14 +30,17 @@ use crate::rollup::Resolution;
 use crate::types::ValueKind;
 
 /// Written at the start and end of every new segment. Format 2 changed the rollup
-/// blobs (`rollup::encode`); format 3 the index entries and the value columns.
-const MAGIC: &[u8; 8] = b"SLWSEG03";
+/// blobs (`rollup::encode`); format 3 the index entries and the value columns; format 4
+/// added sparse integer columns (`intcol.rs`), which format 3 readers do not know.
+const MAGIC: &[u8; 8] = b"SLWSEG04";
+/// Format 3, still read.
+const MAGIC_V3: &[u8; 8] = b"SLWSEG03";
 /// Format 2, still read.
 const MAGIC_V2: &[u8; 8] = b"SLWSEG02";
 /// Format 1, still read.
 const MAGIC_V1: &[u8; 8] = b"SLWSEG01";
 /// The format version new segments are written in.
-pub(crate) const VERSION: u8 = 3;
+pub(crate) const VERSION: u8 = 4;
 const FOOTER: u64 = 28;
 
 /// What a segment holds.
@@ -86,7 +89,7 @@ pub(crate) struct SegmentFile {
     pub(crate) path: PathBuf,
     file: File,
     pub(crate) kind: SegKind,
-    /// Format version (1 to 3): how its rollup blobs are encoded (1 or later).
+    /// Format version (1 to 4): how its rollup blobs are encoded (1 or later).
     pub(crate) version: u8,
     pub(crate) seq: u64,
     pub(crate) mint: i64,
@@ -243,6 +246,7 @@ impl SegmentWriter {
         let magic = match version {
             1 => MAGIC_V1,
             2 => MAGIC_V2,
+            3 => MAGIC_V3,
             _ => MAGIC,
         };
         let mint = self.entries.iter().map(|e| e.mint).min().unwrap_or(0);
@@ -408,6 +412,7 @@ fn read_index(path: &Path) -> Result<RawIndex> {
     let ix_crc = fr.u32_le()?;
     let version = match fr.bytes(8)? {
         m if m == MAGIC => VERSION,
+        m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         m if m.starts_with(b"SLWSEG") => {
@@ -621,7 +626,7 @@ mod tests {
             assert!(open(&seg.path, 7).is_err());
         }
         // Formats 2 and 1 have absolute offsets and time ranges in the index.
-        for version in [1, 2, 3] {
+        for version in [1, 2, 3, 4] {
             let mut w = SegmentWriter::create(dir.path(), SegKind::Raw, 8, (8, 0), vec![]).unwrap();
             for (i, l) in [&l, &Labels::with_name("up", [("job", "b")]).unwrap()]
                 .into_iter()

@@ -943,7 +943,7 @@ fn filling_window_compaction_is_tiered() {
 
 /// A store written by the previous version (format 2 raw segments: absolute index
 /// entries, XOR chunks) opens, answers, takes new samples after them, and compaction
-/// rewrites everything into format 3 with the same answers.
+/// rewrites everything into the current format (4) with the same answers.
 #[test]
 fn format_2_raw_segments_are_read_and_rewritten() {
     let dir = tempfile::tempdir().unwrap();
@@ -996,7 +996,7 @@ fn format_2_raw_segments_are_read_and_rewritten() {
         .collect();
     for n in &names {
         let bytes = std::fs::read(dir.path().join(n)).unwrap();
-        assert_eq!(&bytes[..8], b"SLWSEG03", "{n}");
+        assert_eq!(&bytes[..8], b"SLWSEG04", "{n}");
     }
     let db = Db::open(dir.path(), o.clone()).unwrap();
     check(&db, 51);
