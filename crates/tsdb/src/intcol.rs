@@ -354,7 +354,7 @@ mod tests {
         let xs: Vec<i64> = (0..240)
             .map(|_| {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                if (seed >> 33) % 5 == 0 {
+                if (seed >> 33).is_multiple_of(5) {
                     x += (((seed >> 40) % 17) as i64 - 8) * 4096;
                 }
                 x
