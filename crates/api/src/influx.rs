@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,12 @@ use crate::params::Params;
 
 /// The largest body accepted, compressed or not (InfluxDB 1.x's default `max-body-size`).
 pub(crate) const MAX_BODY: usize = 25 * 1024 * 1024;
+
+/// The write routes' body limit: one byte over [`MAX_BODY`] (axum's default is 2 MiB),
+/// so `text` sees any body it must refuse and answers as InfluxDB does.
+pub(crate) fn body_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(MAX_BODY + 1)
+}
 
 fn answer(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -141,9 +148,31 @@ async fn blocking(
     ctx: Ctx,
     q: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     api: ApiVersion,
 ) -> Response {
+    // The routes raise axum's body limit (2 MiB by default) to one byte over ours, so
+    // a body that passes is checked by `text` and a longer one is refused here, both
+    // with InfluxDB's 413.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return answer(
+                413,
+                watch::error_body(
+                    api,
+                    "request too large",
+                    &format!("request body exceeds the limit of {MAX_BODY} bytes"),
+                ),
+            );
+        }
+        Err(e) => {
+            return answer(
+                400,
+                watch::error_body(api, "invalid", &format!("cannot read the body: {e}")),
+            );
+        }
+    };
     tokio::task::spawn_blocking(move || write(&ctx, q.as_deref(), &headers, &body, api))
         .await
         .unwrap_or_else(|e| {
@@ -159,7 +188,7 @@ pub(crate) async fn write_v1(
     State(ctx): State<Ctx>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     blocking(ctx, q, headers, body, ApiVersion::V1).await
 }
@@ -169,7 +198,7 @@ pub(crate) async fn write_v2(
     State(ctx): State<Ctx>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     blocking(ctx, q, headers, body, ApiVersion::V2).await
 }

@@ -196,8 +196,9 @@ fn handlers(path: &str) -> MethodRouter<Ctx> {
         "/api/v1/label/{name}/values" => get(prom::label_values),
         "/api/v1/metadata" => get(prom::metadata),
         "/api/v1/status/buildinfo" => get(prom::buildinfo),
-        "/write" => post(influx::write_v1),
-        "/api/v2/write" => post(influx::write_v2),
+        // Above axum's default 2 MiB, so InfluxDB's 25 MiB batches get through.
+        "/write" => post(influx::write_v1).layer(influx::body_limit()),
+        "/api/v2/write" => post(influx::write_v2).layer(influx::body_limit()),
         "/query" => get(influx::influxql).post(influx::influxql),
         "/api/v1/pipelines" => get(pipelines::list),
         "/api/v1/pipelines/{name}" => put(pipelines::put),

@@ -3,6 +3,7 @@
 //! (the proxy's), into metric families; and those families into the store.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use metrics::{
     CgroupMounts, Desc, Families, MetricFamily, MetricType, Sample, SampleRef, SampleSuffix,
@@ -281,9 +282,12 @@ pub(crate) fn store(
     }
 }
 
-/// The engine's own gauges: tasks by state, apps, deployments.
+/// The engine's own gauges: tasks by app and state.
 pub(crate) struct EngineGauges {
     tasks: Option<metrics::GaugeVec>,
+    /// The (app, state) pairs set last round: those without tasks now are removed, so an
+    /// app scaled to zero or destroyed leaves no count behind.
+    last: Mutex<Vec<(String, &'static str)>>,
 }
 
 impl EngineGauges {
@@ -295,19 +299,30 @@ impl EngineGauges {
                 &["app", "state"],
             )
             .ok();
-        EngineGauges { tasks }
+        EngineGauges {
+            tasks,
+            last: Mutex::new(Vec::new()),
+        }
     }
 
-    pub(crate) fn update(&self, _engine: &engine::Engine, targets: &[engine::MetricTarget]) {
+    pub(crate) fn update(&self, targets: &[engine::MetricTarget]) {
         let Some(tasks) = &self.tasks else { return };
-        let mut counts: HashMap<(String, &str), f64> = HashMap::new();
+        let mut counts: HashMap<(String, &'static str), f64> = HashMap::new();
         for t in targets {
             *counts.entry((t.app_id.to_string(), t.state)).or_default() += 1.0;
         }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        for (app, state) in last.iter() {
+            if !counts.contains_key(&(app.clone(), *state)) {
+                tasks.remove(&[app, state]);
+            }
+        }
+        last.clear();
         for ((app, state), n) in counts {
             if let Ok(g) = tasks.with(&[&app, state]) {
                 g.set(n);
             }
+            last.push((app, state));
         }
     }
 }
@@ -317,6 +332,58 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    fn target(app: &str, state: &'static str) -> engine::MetricTarget {
+        engine::MetricTarget {
+            task_id: format!("{app}.1"),
+            app_id: model::PathId::parse_relative(app, &model::PathId::root()),
+            version: Default::default(),
+            state,
+            labels: Default::default(),
+            image: None,
+            cgroup: None,
+            container_id: None,
+            pid: None,
+            started_at: None,
+            cpus: 0.1,
+            mem_mib: 32.0,
+        }
+    }
+
+    /// Tasks by app and state follow the engine: a pair without tasks any more is gone
+    /// from the next round, not left at its last count.
+    #[test]
+    fn task_counts_drop_apps_and_states_that_are_gone() {
+        let registry = metrics::Registry::new();
+        let gauges = EngineGauges::register(&registry);
+        let text = |registry: &metrics::Registry| {
+            let mut out = String::new();
+            metrics::encode(&registry.collect(), metrics::Format::Prometheus, &mut out);
+            out.lines()
+                .filter(|l| l.starts_with("slipway_tasks{"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        gauges.update(&[
+            target("/a", "TASK_RUNNING"),
+            target("/a", "TASK_RUNNING"),
+            target("/b", "TASK_STAGING"),
+        ]);
+        assert_eq!(
+            text(&registry),
+            [
+                r#"slipway_tasks{app="/a",state="TASK_RUNNING"} 2"#,
+                r#"slipway_tasks{app="/b",state="TASK_STAGING"} 1"#
+            ]
+        );
+        gauges.update(&[target("/b", "TASK_RUNNING")]);
+        assert_eq!(
+            text(&registry),
+            [r#"slipway_tasks{app="/b",state="TASK_RUNNING"} 1"#]
+        );
+        gauges.update(&[]);
+        assert!(text(&registry).is_empty());
+    }
 
     static REQUESTS: Desc = Desc::new("x_requests_total", MetricType::Counter, "", "Requests.");
     static LATENCY: Desc = Desc::new("x_seconds", MetricType::Histogram, "", "Latency.");

@@ -1,6 +1,8 @@
-//! InfluxDB line protocol into the store, with InfluxDB's answers: every good line is
-//! written (InfluxDB's partial-write rule), bad lines are named with their line number, a
-//! field whose type differs from what its series holds is a type conflict.
+//! InfluxDB line protocol into the store, with InfluxDB's answers: through 1.x every good
+//! line is written (its partial-write rule) and bad lines are named with their line
+//! number; through 2.x a bad line rejects the whole batch (400), and points the store
+//! refuses are a 422 while the rest are written. A field whose type differs from what its
+//! series holds is a type conflict.
 //!
 //! A field `f` of measurement `m` becomes the series `m_f` with the tags as labels (and a
 //! `db` label from `/write?db=`), as VictoriaMetrics maps it, so PromQL can query it.
@@ -189,6 +191,15 @@ pub(crate) fn write(
     now_ms: i64,
 ) -> WriteOutcome {
     let batch = lineproto::parse_batch(req.body, req.precision);
+    if req.api == ApiVersion::V2 && !batch.errors.is_empty() {
+        // InfluxDB 2.x rejects the whole batch when a line is malformed.
+        let messages: Vec<String> = batch.errors.iter().map(|e| e.line_message()).collect();
+        return WriteOutcome {
+            status: 400,
+            written: 0,
+            body: error_body(req.api, "invalid", &messages.join("; ")),
+        };
+    }
     let req_db = req.db.filter(|d| !d.is_empty());
     let mut keys: Vec<u8> = Vec::with_capacity(req.body.len());
     let mut pending: Vec<Pending> = Vec::with_capacity(batch.len());
@@ -314,10 +325,22 @@ pub(crate) fn write(
         }
         _ => messages.join("; "),
     };
+    // 2.x: every line parsed, and the store refused some points (a type conflict, out
+    // of order): 422, as InfluxDB 2.x answers points it rejects; the others are written.
+    let (status, code, message) = match req.api {
+        ApiVersion::V2 => (
+            422,
+            "unprocessable entity",
+            format!(
+                "failure writing points to database: partial write: {message} dropped={dropped}"
+            ),
+        ),
+        ApiVersion::V1 => (400, "invalid", message),
+    };
     WriteOutcome {
-        status: 400,
+        status,
         written: report.accepted,
-        body: error_body(req.api, "invalid", &message),
+        body: error_body(req.api, code, &message),
     }
 }
 
@@ -384,6 +407,26 @@ mod tests {
         assert_eq!(v2.status, 400);
         assert!(v2.body.starts_with("{\"code\":\"invalid\""), "{}", v2.body);
         assert!(v2.body.contains("line 1"), "{}", v2.body);
+        // 2.x rejects the whole batch: its good line is not written.
+        let v2 = write(
+            &db,
+            &cache,
+            &req("mem,host=c used=7 1700000020\nnot a line\n", ApiVersion::V2),
+            0,
+        );
+        assert_eq!((v2.status, v2.written), (400, 0), "{}", v2.body);
+        assert!(v2.body.contains("line 2"), "{}", v2.body);
+        let stored = db
+            .select(
+                &[
+                    tsdb::Matcher::metric("mem_used"),
+                    tsdb::Matcher::new("host", tsdb::MatchOp::Eq, "c").unwrap(),
+                ],
+                0,
+                i64::MAX,
+            )
+            .unwrap();
+        assert!(stored.is_empty(), "{stored:?}");
     }
 
     #[test]
@@ -410,6 +453,23 @@ mod tests {
             clash.body
         );
         assert!(clash.body.contains("dropped=1"), "{}", clash.body);
+        // 2.x: 422 for points the store refuses; the batch's other points are written.
+        let clash = write(
+            &db,
+            &cache,
+            &req(
+                "cpu value=3i 1700000020\ncpu,host=d value=1 1700000020\n",
+                ApiVersion::V2,
+            ),
+            0,
+        );
+        assert_eq!((clash.status, clash.written), (422, 1), "{}", clash.body);
+        assert!(
+            clash.body.starts_with("{\"code\":\"unprocessable entity\"")
+                && clash.body.contains("field type conflict"),
+            "{}",
+            clash.body
+        );
     }
 
     /// Escapes a measurement (`,` and space) or a tag key, tag value or field key (also `=`).

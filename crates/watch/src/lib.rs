@@ -148,7 +148,7 @@ impl Watch {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let extra = self.extra.read().unwrap_or_else(|e| e.into_inner()).clone();
-        self.engine_gauges.update(&self.engine, &targets);
+        self.engine_gauges.update(&targets);
         let mut round = {
             let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
             c.round(

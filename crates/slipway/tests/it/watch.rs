@@ -252,10 +252,23 @@ fn line_protocol_is_stored_queryable_and_bad_input_gets_influxdbs_answers() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("field type conflict"), "{body}");
-    // Over the size limit.
-    let big = "x".repeat(26 * 1024 * 1024);
-    let (status, _) = write_lines(&s, "/write?db=telegraf", &big);
-    assert_eq!(status, 413);
+    // A batch over axum's default body limit (2 MiB) and under InfluxDB's (25 MiB).
+    let start_ms = now * 1000 - 100_000;
+    let bulk: String = (0..90_000)
+        .map(|i| format!("bulk,host=h1 v={i} {}\n", start_ms + i))
+        .collect();
+    assert!(bulk.len() > 2 * 1024 * 1024, "{}", bulk.len());
+    let (status, body) = write_lines(&s, "/write?db=telegraf&precision=ms", &bulk);
+    assert_eq!(status, 204, "{body}");
+    let r = query(&s, "count_over_time(bulk_v[5m])");
+    assert_eq!(r["data"]["result"][0]["value"][1], "90000", "{r}");
+    // Over the size limit: InfluxDB's 413 with its JSON body, also far over it.
+    for mib in [25, 40] {
+        let big = "x".repeat(mib * 1024 * 1024 + 1);
+        let (status, body) = write_lines(&s, "/write?db=telegraf", &big);
+        assert_eq!(status, 413);
+        assert!(body.contains("request body exceeds the limit"), "{body}");
+    }
     // Acknowledged writes survive kill -9.
     let (status, _) = write_lines(
         &s,
