@@ -572,6 +572,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
                 let p = p.clone();
                 w.set_extra_metrics(Arc::new(move |f| p.visit_metrics(f)));
             }
+            pipelines.set_metrics(Arc::new(PipelineMetrics(w.clone())));
             tracker.spawn(w.clone().run(shutdown.clone()));
             if let Some(url) = &args.influxdb_url {
                 tracker.spawn(w.influxdb_export(url)?.run(shutdown.clone()));
@@ -616,6 +617,24 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     drop(proxy_rt);
     drop(lock);
     served.context("the HTTP server failed")
+}
+
+/// Pipeline runs and steps as they end, into the server's metrics.
+struct PipelineMetrics(Arc<watch::Watch>);
+
+impl pipeline::service::RunMetrics for PipelineMetrics {
+    fn run_started(&self, pipeline: &str) {
+        self.0.pipeline_run_started(pipeline);
+    }
+
+    fn step_finished(&self, pipeline: &str, step: &str, status: &str, seconds: f64) {
+        self.0
+            .pipeline_step_finished(pipeline, step, status, seconds);
+    }
+
+    fn run_finished(&self, pipeline: &str, status: &str, seconds: f64) {
+        self.0.pipeline_run_finished(pipeline, status, seconds);
+    }
 }
 
 /// A runtime owned by async code: dropping a tokio runtime where blocking is not allowed

@@ -10,6 +10,7 @@
 mod collect;
 pub mod export;
 mod ingest;
+mod server;
 mod storage;
 
 use std::path::Path;
@@ -70,6 +71,7 @@ pub struct Watch {
     extra: RwLock<Option<Arc<ExtraMetrics>>>,
     registry: metrics::Registry,
     engine_gauges: collect::EngineGauges,
+    server_metrics: server::ServerMetrics,
     described: Mutex<std::collections::HashSet<String>>,
     /// Rounds for `--influxdb-url`, with the `machine` tag.
     outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
@@ -85,6 +87,7 @@ impl Watch {
         let db = tsdb::Db::open(dir, cfg.store.clone())?;
         let registry = metrics::Registry::new();
         let engine_gauges = collect::EngineGauges::register(&registry);
+        let server_metrics = server::ServerMetrics::register(&registry);
         Ok(Watch {
             db: Arc::new(db),
             engine,
@@ -95,6 +98,7 @@ impl Watch {
             extra: RwLock::new(None),
             registry,
             engine_gauges,
+            server_metrics,
             described: Mutex::new(std::collections::HashSet::new()),
             outbox: RwLock::new(None),
             rounds: tokio::sync::watch::Sender::new(0),
@@ -115,6 +119,24 @@ impl Watch {
     /// The server's own metrics registry (requests, deployments, runs, ...).
     pub fn registry(&self) -> &metrics::Registry {
         &self.registry
+    }
+
+    /// A pipeline run starts: its run counters exist from now on (at 0), so the first
+    /// run's end is an increase.
+    pub fn pipeline_run_started(&self, pipeline: &str) {
+        self.server_metrics.run_started(pipeline);
+    }
+
+    /// A pipeline run ended (`slipway_pipeline_runs_total`, and the run duration
+    /// histogram): `result` is the run's status (`succeeded`, `failed`, ...).
+    pub fn pipeline_run_finished(&self, pipeline: &str, result: &str, seconds: f64) {
+        self.server_metrics.run_finished(pipeline, result, seconds);
+    }
+
+    /// A pipeline step that ran ended (the step duration histogram).
+    pub fn pipeline_step_finished(&self, pipeline: &str, step: &str, result: &str, seconds: f64) {
+        self.server_metrics
+            .step_finished(pipeline, step, result, seconds);
     }
 
     /// The store.
@@ -204,9 +226,24 @@ impl Watch {
         let mut maintain = tokio::time::interval(Duration::from_secs(1));
         maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let rounds = RoundThread::start(self.clone());
+        let mut events = Some(self.engine.events().subscribe());
         loop {
+            let event = async {
+                match &mut events {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                e = event => match e {
+                    Ok(p) => self.server_metrics.on_event(&p.event, now_ms()),
+                    // Counted events were missed (the bus keeps a bounded backlog).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "deployment and health metrics missed engine events");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => events = None,
+                },
                 _ = collect.tick() => match &rounds {
                     Some(rounds) => rounds.collect(now_ms()).await,
                     None => {

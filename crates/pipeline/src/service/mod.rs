@@ -186,6 +186,8 @@ struct Inner {
     docker: Mutex<Option<DockerSetup>>,
     /// Where `deploy` steps deploy.
     deployer: Mutex<Option<Arc<dyn Deployer>>>,
+    /// Where finished runs and steps are counted (the server's metrics).
+    metrics: Mutex<Option<Arc<dyn RunMetrics>>>,
     /// Running runs' cancel tokens, and who cancelled.
     cancels: Mutex<HashMap<String, (CancellationToken, Option<waits::Ending>)>>,
     /// Runs waiting for an environment's deploy lock.
@@ -196,6 +198,22 @@ struct Inner {
     /// Whose privileges host `run` steps run with, and what of the server's home they see.
     steps_as: crate::step_user::StepIdentity,
     view: Arc<crate::step_user::View>,
+}
+
+/// Where the service reports runs and steps as they end (the server's metrics:
+/// `slipway_pipeline_runs_total` and the run and step duration histograms).
+pub trait RunMetrics: Send + Sync {
+    /// A run of `pipeline` starts executing (so counters can start at 0: PromQL's
+    /// `increase` sees the first run end only when the series existed before it).
+    fn run_started(&self, pipeline: &str) {
+        let _ = pipeline;
+    }
+    /// A step of `pipeline` that ran in this process ended with `status` (`succeeded` or
+    /// `failed`) after `seconds` (from its first attempt's start).
+    fn step_finished(&self, pipeline: &str, step: &str, status: &str, seconds: f64);
+    /// A run of `pipeline` ended with `status` (`succeeded`, `failed`, `cancelled`,
+    /// `superseded`), `seconds` after it started.
+    fn run_finished(&self, pipeline: &str, status: &str, seconds: f64);
 }
 
 /// How `deploy` steps reach the control plane (the server provides it).
@@ -262,6 +280,7 @@ impl Service {
                 polls: Mutex::new(HashMap::new()),
                 docker: Mutex::new(None),
                 deployer: Mutex::new(None),
+                metrics: Mutex::new(None),
                 cancels: Mutex::new(HashMap::new()),
                 env_waits: Mutex::new(HashMap::new()),
                 env_locks: Mutex::new(HashMap::new()),
@@ -356,6 +375,19 @@ impl Service {
     fn docker_setup(&self) -> Option<DockerSetup> {
         self.inner
             .docker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reports runs and steps as they end to `metrics`.
+    pub fn set_metrics(&self, metrics: Arc<dyn RunMetrics>) {
+        *self.inner.metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(metrics);
+    }
+
+    fn metrics(&self) -> Option<Arc<dyn RunMetrics>> {
+        self.inner
+            .metrics
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

@@ -28,16 +28,25 @@ struct LogBuffer {
 pub(super) struct StoreObserver {
     store: Arc<Store>,
     run: String,
+    /// The run's pipeline and where its steps' ends are counted.
+    metrics: Option<(String, Arc<dyn super::RunMetrics>)>,
     steps: Mutex<BTreeMap<String, StepRow>>,
     logs: Mutex<LogBuffer>,
 }
 
 impl StoreObserver {
-    /// An observer of `run` starting from the step rows already recorded.
-    pub(super) fn new(store: Arc<Store>, run: String, steps: Vec<StepRow>) -> StoreObserver {
+    /// An observer of `run` starting from the step rows already recorded; steps that
+    /// run and end are reported to `metrics` (with the run's pipeline).
+    pub(super) fn new(
+        store: Arc<Store>,
+        run: String,
+        steps: Vec<StepRow>,
+        metrics: Option<(String, Arc<dyn super::RunMetrics>)>,
+    ) -> StoreObserver {
         StoreObserver {
             store,
             run,
+            metrics,
             steps: Mutex::new(steps.into_iter().map(|s| (s.name.clone(), s)).collect()),
             logs: Mutex::new(LogBuffer::default()),
         }
@@ -109,6 +118,7 @@ impl Observer for StoreObserver {
     }
 
     fn step_finished(&self, step: &str, state: &StepState) {
+        let mut ran = None;
         self.update(step, |r| {
             let (status, reason, outputs, attempts) = match state {
                 StepState::Succeeded { outputs, attempts } => (
@@ -137,8 +147,17 @@ impl Observer for StoreObserver {
             if attempts > 0 {
                 r.attempts = i64::from(attempts);
             }
-            r.finished_at = Some(now_ms());
+            let now = now_ms();
+            r.finished_at = Some(now);
+            // Only a step that ran (skipped ones, and steps kept from an earlier run,
+            // have no attempts here).
+            if let (true, Some(started)) = (attempts > 0, r.started_at) {
+                ran = Some((status, now.saturating_sub(started).max(0) as f64 / 1000.0));
+            }
         });
+        if let (Some((status, seconds)), Some((pipeline, m))) = (ran, &self.metrics) {
+            m.step_finished(pipeline, step, status.as_str(), seconds);
+        }
     }
 
     fn log(&self, step: &str, stream: Stream, line: String) {

@@ -368,6 +368,7 @@ impl Service {
             store.clone(),
             run.id.clone(),
             store.steps(&run.id)?,
+            self.metrics().map(|m| (run.pipeline.clone(), m)),
         ));
         let stop_flushing = CancellationToken::new();
         self.inner
@@ -387,6 +388,9 @@ impl Service {
             turn,
             run_as: spec.run_as.as_ref().map(|u| (u.uid, u.gid)),
         });
+        if let Some(m) = self.metrics() {
+            m.run_started(&run.pipeline);
+        }
         let result = crate::execute(spec, observer.clone(), server_steps, cancel.clone()).await;
         stop_flushing.cancel();
         observer.flush();
@@ -427,7 +431,13 @@ impl Service {
                 Some(format!("failed: {}", failed.join(", "))),
             )
         };
-        store.set_run_status(&run.id, status, reason.as_deref(), None, Some(now_ms()))?;
+        let finished = now_ms();
+        store.set_run_status(&run.id, status, reason.as_deref(), None, Some(finished))?;
+        if let Some(m) = self.metrics() {
+            let started = run.started_at.unwrap_or(run.created_at);
+            let seconds = finished.saturating_sub(started).max(0) as f64 / 1000.0;
+            m.run_finished(&run.pipeline, status.as_str(), seconds);
+        }
         Ok(())
     }
 }

@@ -13,26 +13,6 @@ use testkit::wait_for;
 /// Every other panel must return at least one series.
 const NO_DATA_YET: &[(&str, &str, &str)] = &[
     (
-        "slipway-pipelines",
-        "Run duration (p50, p95)",
-        "no pipeline metrics exported yet",
-    ),
-    (
-        "slipway-pipelines",
-        "Failure rate",
-        "no pipeline metrics exported yet",
-    ),
-    (
-        "slipway-pipelines",
-        "Runs per hour by result",
-        "no pipeline metrics exported yet",
-    ),
-    (
-        "slipway-pipelines",
-        "Step duration (p95)",
-        "no pipeline metrics exported yet",
-    ),
-    (
         "slipway-apps",
         "Network received per instance",
         "process apps share the host's netns: containers only",
@@ -144,6 +124,23 @@ fn grafana_dashboards_panels_all_evaluate() {
         })
     };
     let loads = [load("/sleep?ms=5", 20), load("/nope", 2)];
+    // Pipeline runs for the pipelines dashboard: one that succeeds, one that fails.
+    use crate::pipelines::{cli, ok};
+    let _repos = [
+        ("gf-ok", "steps:\n  build: { run: echo built }\n"),
+        (
+            "gf-bad",
+            "steps:\n  build: { run: echo built }\n  test: { needs: [build], run: 'exit 3' }\n",
+        ),
+    ]
+    .map(|(name, steps)| {
+        let repo = testkit::git_repo(&format!("version: 1\nname: {name}\n{steps}"), &[]);
+        let path = repo.path().to_str().expect("utf-8 path").to_string();
+        ok(&cli(&s, &["pipelines", "add", name, "--repo", &path]));
+        let out = cli(&s, &["pipelines", "run", name, "--follow"]);
+        assert_eq!(out.status.code(), Some(if name == "gf-ok" { 0 } else { 1 }));
+        repo
+    });
     std::thread::sleep(Duration::from_secs(13));
 
     // Grafana's "Save & test" and its version probe.
@@ -239,6 +236,24 @@ fn grafana_dashboards_panels_all_evaluate() {
     for l in loads {
         l.join().expect("load");
     }
+    // The deployment and the tasks turning healthy are counted from the engine's events.
+    let text = crate::watch::scrape(&s);
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix}: {text}"))
+    };
+    assert_eq!(value(r#"slipway_deployments_total{result="success"}"#), 1.0);
+    assert_eq!(
+        value(r#"slipway_deployment_duration_seconds_count{result="success"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"slipway_task_health_changes_total{app="/gf",healthy="true"}"#),
+        3.0
+    );
     seen_uids.sort();
     assert_eq!(
         seen_uids,

@@ -13,7 +13,7 @@ fn repo(file: &str) -> tempfile::TempDir {
     testkit::git_repo(file, &[])
 }
 
-fn cli(s: &SlipwayProcess, args: &[&str]) -> Output {
+pub(crate) fn cli(s: &SlipwayProcess, args: &[&str]) -> Output {
     Command::new(slipway_bin())
         .args(args)
         .env("SLIPWAY_URL", &s.url)
@@ -23,7 +23,7 @@ fn cli(s: &SlipwayProcess, args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "{}{}",
@@ -59,7 +59,9 @@ fn step_status(run: &Value, step: &str) -> String {
 
 #[test]
 fn cli_runs_pipelines_and_follows_them() {
-    let (s, _dir) = server();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SlipwayProcess::start(&slipway_bin(), dir.path(), &["--metrics-interval", "1s"])
+        .expect("slipway starts");
     let repo = repo(
         "version: 1\nname: ok\nsteps:\n  a: { run: echo alpha }\n  b: { needs: [a], run: 'echo beta; exit 4' }\n  c: { needs: [b], run: echo gamma }\n",
     );
@@ -119,6 +121,27 @@ fn cli_runs_pipelines_and_follows_them() {
         "a was kept, not run"
     );
     assert!(ok(&cli(&s, &["runs", "logs", &retried, "b"])).contains("beta"));
+    // Both runs are counted on /metrics, and the steps that ran: `a` once (the retry
+    // kept it), `b` twice, `c` never (not run).
+    let want = [
+        r#"slipway_pipeline_runs_total{pipeline="ok",result="failed"} 2"#,
+        r#"slipway_pipeline_run_duration_seconds_count{pipeline="ok"} 2"#,
+        r#"slipway_pipeline_step_duration_seconds_count{pipeline="ok",step="a",result="succeeded"} 1"#,
+        r#"slipway_pipeline_step_duration_seconds_count{pipeline="ok",step="b",result="failed"} 2"#,
+    ];
+    let text = wait_for("pipeline metrics", Duration::from_secs(30), || {
+        let text = crate::watch::scrape(&s);
+        want.iter().all(|w| text.contains(w)).then_some(text)
+    })
+    .unwrap_or_else(|e| {
+        let text = crate::watch::scrape(&s);
+        let ours: Vec<&str> = text.lines().filter(|l| l.contains("pipeline")).collect();
+        panic!("{e}: {ours:#?}")
+    });
+    assert!(
+        !text.contains(r#"step="c""#),
+        "a step that did not run has no duration"
+    );
     // A file error is reported with its line and column, exit code 4.
     std::fs::write(
         repo.path().join(".slipway/pipeline.yaml"),

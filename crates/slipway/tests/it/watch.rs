@@ -14,7 +14,7 @@ fn metrics_server() -> (SlipwayProcess, tempfile::TempDir) {
 }
 
 /// `/metrics` as Prometheus scrapes it.
-fn scrape(s: &SlipwayProcess) -> String {
+pub(crate) fn scrape(s: &SlipwayProcess) -> String {
     use std::io::{Read, Write};
     let addr = s.url.trim_start_matches("http://");
     let mut c = std::net::TcpStream::connect(addr).expect("connect");

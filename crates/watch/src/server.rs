@@ -1,0 +1,265 @@
+//! The server's own metrics beyond what a round collects: deployments and health checks,
+//! counted from the engine's events, and pipeline runs and steps, reported by the pipeline
+//! service as they end. They live in the server's registry, so every round exposes them
+//! on `/metrics` and stores them.
+
+use metrics::{CounterVec, HistogramVec, Registry};
+
+/// Upper bounds (seconds) of the run duration histogram: a build takes minutes, a whole
+/// run through approval up to hours.
+const RUN_BUCKETS: [f64; 12] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+/// Upper bounds (seconds) of the step and deployment duration histograms.
+const STEP_BUCKETS: [f64; 12] = [
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+/// How a pipeline run can end (`store::RunStatus` of a finished run).
+const RESULTS: [&str; 4] = ["succeeded", "failed", "cancelled", "superseded"];
+
+/// Handles of the server's own families (a family the registry refused is `None`, and
+/// its updates are skipped).
+pub(crate) struct ServerMetrics {
+    runs: Option<CounterVec>,
+    run_seconds: Option<HistogramVec>,
+    step_seconds: Option<HistogramVec>,
+    deployments: Option<CounterVec>,
+    deployment_seconds: Option<HistogramVec>,
+    health_failed: Option<CounterVec>,
+    health_changes: Option<CounterVec>,
+    unhealthy_kills: Option<CounterVec>,
+}
+
+impl ServerMetrics {
+    pub(crate) fn register(r: &Registry) -> ServerMetrics {
+        ServerMetrics {
+            runs: r
+                .counter(
+                    "slipway_pipeline_runs_total",
+                    "Pipeline runs that ended, by pipeline and result (succeeded, failed, cancelled, superseded).",
+                    &["pipeline", "result"],
+                )
+                .ok(),
+            run_seconds: r
+                .histogram(
+                    "slipway_pipeline_run_duration_seconds",
+                    "How long pipeline runs took, from start to end.",
+                    &["pipeline"],
+                    &RUN_BUCKETS,
+                )
+                .ok(),
+            step_seconds: r
+                .histogram(
+                    "slipway_pipeline_step_duration_seconds",
+                    "How long pipeline steps that ran took, by pipeline, step and result.",
+                    &["pipeline", "step", "result"],
+                    &STEP_BUCKETS,
+                )
+                .ok(),
+            deployments: r
+                .counter(
+                    "slipway_deployments_total",
+                    "Deployments that ended, by result (success, failed).",
+                    &["result"],
+                )
+                .ok(),
+            deployment_seconds: r
+                .histogram(
+                    "slipway_deployment_duration_seconds",
+                    "How long deployments took, from plan to end.",
+                    &["result"],
+                    &STEP_BUCKETS,
+                )
+                .ok(),
+            health_failed: r
+                .counter(
+                    "slipway_health_check_failures_total",
+                    "Failed health checks that count against a task, by app and protocol.",
+                    &["app", "protocol"],
+                )
+                .ok(),
+            health_changes: r
+                .counter(
+                    "slipway_task_health_changes_total",
+                    "Tasks turning healthy or unhealthy, by app and new state.",
+                    &["app", "healthy"],
+                )
+                .ok(),
+            unhealthy_kills: r
+                .counter(
+                    "slipway_unhealthy_task_kills_total",
+                    "Tasks killed for failing their health checks, by app.",
+                    &["app"],
+                )
+                .ok(),
+        }
+    }
+
+    /// Counts what an engine event says about deployments and health.
+    pub(crate) fn on_event(&self, e: &engine::Event, now_ms: i64) {
+        let inc = |c: &Option<CounterVec>, labels: &[&str]| {
+            if let Some(Ok(c)) = c.as_ref().map(|c| c.with(labels)) {
+                c.inc();
+            }
+        };
+        let deployment = |result: &str, d: &engine::state::Deployment| {
+            inc(&self.deployments, &[result]);
+            let end = d.finished_at.unwrap_or(now_ms);
+            let seconds = end.saturating_sub(d.created_at).max(0) as f64 / 1000.0;
+            if let Some(Ok(h)) = self.deployment_seconds.as_ref().map(|h| h.with(&[result])) {
+                h.observe(seconds);
+            }
+        };
+        match e {
+            engine::Event::DeploymentSuccess(d) => deployment("success", d),
+            engine::Event::DeploymentFailed { plan, .. } => deployment("failed", plan),
+            engine::Event::FailedHealthCheck { app_id, check, .. } => {
+                let protocol = match check.protocol {
+                    model::HealthProtocol::Http => "HTTP",
+                    model::HealthProtocol::Tcp => "TCP",
+                    model::HealthProtocol::Command => "COMMAND",
+                    model::HealthProtocol::MesosHttp => "MESOS_HTTP",
+                    model::HealthProtocol::MesosTcp => "MESOS_TCP",
+                };
+                inc(&self.health_failed, &[&app_id.to_string(), protocol]);
+            }
+            engine::Event::HealthChanged { app_id, alive, .. } => {
+                let healthy = if *alive { "true" } else { "false" };
+                inc(&self.health_changes, &[&app_id.to_string(), healthy]);
+            }
+            engine::Event::UnhealthyKill { app_id, .. } => {
+                inc(&self.unhealthy_kills, &[&app_id.to_string()]);
+            }
+            _ => {}
+        }
+    }
+
+    /// A pipeline run starts: its counters for every result exist from now on.
+    pub(crate) fn run_started(&self, pipeline: &str) {
+        if let Some(c) = &self.runs {
+            for result in RESULTS {
+                let _ = c.with(&[pipeline, result]);
+            }
+        }
+    }
+
+    /// A pipeline run ended.
+    pub(crate) fn run_finished(&self, pipeline: &str, result: &str, seconds: f64) {
+        if let Some(Ok(c)) = self.runs.as_ref().map(|c| c.with(&[pipeline, result])) {
+            c.inc();
+        }
+        if let Some(Ok(h)) = self.run_seconds.as_ref().map(|h| h.with(&[pipeline])) {
+            h.observe(seconds);
+        }
+    }
+
+    /// A pipeline step that ran ended.
+    pub(crate) fn step_finished(&self, pipeline: &str, step: &str, result: &str, seconds: f64) {
+        if let Some(Ok(h)) = self
+            .step_seconds
+            .as_ref()
+            .map(|h| h.with(&[pipeline, step, result]))
+        {
+            h.observe(seconds);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn exposition(r: &Registry) -> String {
+        let mut out = String::new();
+        metrics::encode(&r.collect(), metrics::Format::Prometheus, &mut out);
+        out
+    }
+
+    /// Engine events become counts: deployments by result with their durations, failed
+    /// checks by protocol (as Marathon names them), health flips and unhealthy kills.
+    #[test]
+    fn engine_events_are_counted() {
+        let r = Registry::new();
+        let m = ServerMetrics::register(&r);
+        let app = model::PathId::parse_relative("/web", &model::PathId::root());
+        let check: model::HealthCheck = serde_json::from_value(serde_json::json!({
+            "protocol": "MESOS_HTTP", "path": "/health", "gracePeriodSeconds": 5,
+            "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3,
+            "delaySeconds": 0
+        }))
+        .unwrap();
+        let plan: engine::state::Deployment = serde_json::from_value(serde_json::json!({
+            "id": "d1", "version": "2026-12-07T10:00:00.000Z", "created_at": 1_000,
+            "steps": [], "current_step": 0, "original": [], "target": [],
+            "finished_at": 4_500
+        }))
+        .unwrap();
+        let plan = Arc::new(plan);
+        let events = [
+            engine::Event::DeploymentSuccess(plan.clone()),
+            engine::Event::DeploymentFailed {
+                plan: plan.clone(),
+                reason: "superseded".into(),
+            },
+            engine::Event::FailedHealthCheck {
+                app_id: app.clone(),
+                task_id: "web.1".into(),
+                check: Arc::new(check),
+            },
+            engine::Event::HealthChanged {
+                app_id: app.clone(),
+                task_id: "web.1".into(),
+                version: Default::default(),
+                alive: false,
+            },
+            engine::Event::UnhealthyKill {
+                app_id: app.clone(),
+                task_id: "web.1".into(),
+                version: Default::default(),
+                reason: "3 failed checks".into(),
+                host: "localhost".into(),
+            },
+            engine::Event::GroupChanged {
+                version: Default::default(),
+            },
+        ];
+        for e in &events {
+            m.on_event(e, 10_000);
+        }
+        let text = exposition(&r);
+        for want in [
+            r#"slipway_deployments_total{result="success"} 1"#,
+            r#"slipway_deployments_total{result="failed"} 1"#,
+            r#"slipway_deployment_duration_seconds_sum{result="success"} 3.5"#,
+            r#"slipway_deployment_duration_seconds_bucket{result="success",le="5"} 1"#,
+            r#"slipway_deployment_duration_seconds_bucket{result="success",le="2.5"} 0"#,
+            r#"slipway_health_check_failures_total{app="/web",protocol="MESOS_HTTP"} 1"#,
+            r#"slipway_task_health_changes_total{app="/web",healthy="false"} 1"#,
+            r#"slipway_unhealthy_task_kills_total{app="/web"} 1"#,
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+        // Runs: counters of every result start at 0 when a run starts.
+        m.run_started("ci");
+        let text = exposition(&r);
+        assert!(
+            text.contains(r#"slipway_pipeline_runs_total{pipeline="ci",result="succeeded"} 0"#),
+            "{text}"
+        );
+        m.run_finished("ci", "succeeded", 42.0);
+        m.step_finished("ci", "build", "succeeded", 0.7);
+        let text = exposition(&r);
+        for want in [
+            r#"slipway_pipeline_runs_total{pipeline="ci",result="succeeded"} 1"#,
+            r#"slipway_pipeline_runs_total{pipeline="ci",result="failed"} 0"#,
+            r#"slipway_pipeline_run_duration_seconds_bucket{pipeline="ci",le="60"} 1"#,
+            r#"slipway_pipeline_run_duration_seconds_bucket{pipeline="ci",le="30"} 0"#,
+            r#"slipway_pipeline_step_duration_seconds_sum{pipeline="ci",step="build",result="succeeded"} 0.7"#,
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+    }
+}
