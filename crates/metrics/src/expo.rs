@@ -143,16 +143,20 @@ pub(crate) fn write_value(v: f64, out: &mut String) {
 ///
 /// Families are written in order, each with its metadata lines before its samples; families without samples
 /// still get their metadata. Counters are written as named in the model in 0.0.4; in OpenMetrics the family
-/// name drops `_total` and every counter sample carries it. OpenMetrics output ends with `# EOF`.
+/// name drops `_total` and every counter sample carries it. A counter named without `_total` (cAdvisor's
+/// `container_memory_failcnt`) is an `unknown` family in OpenMetrics, so a Prometheus that scrapes
+/// OpenMetrics (its first choice) stores it under the same name as from cAdvisor. OpenMetrics output ends
+/// with `# EOF`.
 pub fn encode(families: &[MetricFamily], format: Format, out: &mut String) {
     for family in families {
         let desc = &family.desc;
         let name = desc.name.as_ref();
-        let (family_name, sample_base) = match (format, desc.kind) {
-            (Format::OpenMetrics, MetricType::Counter) => {
-                (name.strip_suffix("_total").unwrap_or(name), "_total")
-            }
-            _ => (name, ""),
+        let (family_name, sample_base, kind) = match (format, desc.kind) {
+            (Format::OpenMetrics, MetricType::Counter) => match name.strip_suffix("_total") {
+                Some(base) => (base, "_total", desc.kind),
+                None => (name, "", MetricType::Unknown),
+            },
+            _ => (name, "", desc.kind),
         };
         match format {
             Format::Prometheus => {
@@ -164,7 +168,7 @@ pub fn encode(families: &[MetricFamily], format: Format, out: &mut String) {
                 let _ = writeln!(out, "# TYPE {family_name} {}", desc.kind.prometheus_name());
             }
             Format::OpenMetrics => {
-                let _ = writeln!(out, "# TYPE {family_name} {}", desc.kind.openmetrics_name());
+                let _ = writeln!(out, "# TYPE {family_name} {}", kind.openmetrics_name());
                 let unit = desc.unit.as_ref();
                 if !unit.is_empty()
                     && family_name
