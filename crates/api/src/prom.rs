@@ -213,16 +213,31 @@ pub(crate) async fn series(
     if sels.is_empty() {
         return bad("no match[] parameter provided".into());
     }
-    let mut found: Vec<promql::Labels> = Vec::new();
-    for m in &sels {
-        for l in w.db().series(m, start, end) {
-            let labels = promql::Labels::new(l.iter());
-            if !found.contains(&labels) {
-                found.push(labels);
-            }
+    let w = w.clone();
+    blocking(move || {
+        // Sorted and distinct across the selectors.
+        let mut found = std::collections::BTreeSet::new();
+        for m in &sels {
+            found.extend(w.db().series(m, start, end));
         }
-    }
-    json(StatusCode::OK, promql::render_series(&found))
+        let found: Vec<promql::Labels> = found
+            .iter()
+            .map(|l| promql::Labels::new(l.iter()))
+            .collect();
+        json(StatusCode::OK, promql::render_series(&found))
+    })
+    .await
+}
+
+/// Runs `f` (a walk over the store's index) on the blocking pool, off the runtime's threads.
+async fn blocking(f: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})
+                .to_string(),
+        )
+    })
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -237,8 +252,12 @@ pub(crate) async fn labels(
         Ok(found) => found,
         Err(r) => return r,
     };
-    let names = union_over(&sels, |m| w.db().label_names(m, start, end));
-    json(StatusCode::OK, promql::render_string_list(&names))
+    let w = w.clone();
+    blocking(move || {
+        let names = union_over(&sels, |m| w.db().label_names(m, start, end));
+        json(StatusCode::OK, promql::render_string_list(&names))
+    })
+    .await
 }
 
 /// `GET /api/v1/label/{name}/values`.
@@ -252,8 +271,12 @@ pub(crate) async fn label_values(
         Ok(found) => found,
         Err(r) => return r,
     };
-    let values = union_over(&sels, |m| w.db().label_values(&name, m, start, end));
-    json(StatusCode::OK, promql::render_string_list(&values))
+    let w = w.clone();
+    blocking(move || {
+        let values = union_over(&sels, |m| w.db().label_values(&name, m, start, end));
+        json(StatusCode::OK, promql::render_string_list(&values))
+    })
+    .await
 }
 
 /// `GET /api/v1/metadata`: `{"<metric>": [{"type", "help", "unit"}]}`.
