@@ -225,6 +225,60 @@ fn line_protocol_is_stored_queryable_and_bad_input_gets_influxdbs_answers() {
     assert_eq!(r["data"]["result"][0]["value"][1], "5", "{r}");
     let r = query(&s, "net_rx{db=\"b2\"}");
     assert_eq!(r["data"]["result"][0]["value"][1], "7", "{r}");
+    // Series, label names and values as Grafana asks for them: overlapping selectors
+    // give each series once.
+    let enc = crate::prometheus::enc;
+    let series = get_json(&format!(
+        "{}/api/v1/series?match[]={}&match[]={}&match[]={}",
+        s.url,
+        enc("disk_used_percent"),
+        enc("{__name__=~\"disk_.*|net_.*\"}"),
+        enc("disk_used_percent{host=\"h1\"}"),
+    ))
+    .expect("series");
+    let mut got: Vec<String> = series["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|l| {
+            format!(
+                "{}{}",
+                l["__name__"].as_str().unwrap(),
+                l["host"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "disk_used_percenth0",
+            "disk_used_percenth1",
+            "disk_used_percenth2",
+            "disk_used_percenth3",
+            "disk_used_percenth4",
+            "net_rx"
+        ],
+        "{series}"
+    );
+    let hosts = get_json(&format!(
+        "{}/api/v1/label/host/values?match[]={}",
+        s.url,
+        enc("disk_used_percent")
+    ))
+    .expect("label values");
+    assert_eq!(
+        hosts["data"],
+        json!(["h0", "h1", "h2", "h3", "h4"]),
+        "{hosts}"
+    );
+    let names = get_json(&format!(
+        "{}/api/v1/labels?match[]={}",
+        s.url,
+        enc("net_rx")
+    ))
+    .expect("labels");
+    assert_eq!(names["data"], json!(["__name__", "db", "iface"]), "{names}");
     // A malformed line: 400 naming it, the good line stored (InfluxDB's partial write).
     let (status, body) = write_lines(
         &s,
