@@ -28,6 +28,8 @@ pub(crate) struct Round {
     pub(crate) families: Vec<MetricFamily>,
     pub(crate) resolved: usize,
     pub(crate) points: Vec<tsdb::Point>,
+    /// Tasks collected last round and gone now: [`store`] ends their series.
+    pub(crate) ended: Vec<String>,
 }
 
 /// A series of the extra source (the proxy), as the last round saw it. The source hands
@@ -105,8 +107,14 @@ impl Collector {
         let mut out = Families::new();
         out.set_timestamp_ms(Some(now_ms));
         // Targets of tasks that ended are dropped (their files closed).
-        self.targets
-            .retain(|id, _| targets.iter().any(|t| &t.task_id == id));
+        let mut ended = Vec::new();
+        self.targets.retain(|id, _| {
+            let live = targets.iter().any(|t| &t.task_id == id);
+            if !live {
+                ended.push(id.clone());
+            }
+            live
+        });
         if let Some(mounts) = &self.mounts {
             for t in targets {
                 let key = identity_key(t);
@@ -136,6 +144,7 @@ impl Collector {
             families,
             resolved,
             points,
+            ended,
         }
     }
 
@@ -268,10 +277,19 @@ pub(crate) fn store(
             },
         );
     }
+    stale_points(db, &round.ended, now_ms, &mut points);
     match db.append(&points) {
         Ok(report) => {
             if let Some((_, e)) = report.errors.first() {
-                tracing::debug!(error = %e, rejected = report.errors.len(), "samples not stored");
+                let full = report
+                    .errors
+                    .iter()
+                    .any(|(_, e)| matches!(e, tsdb::Error::TooManySeries { .. }));
+                if full && warn_due(now_ms) {
+                    tracing::warn!(error = %e, rejected = report.errors.len(), "the time-series store is full: new series are not stored");
+                } else {
+                    tracing::debug!(error = %e, rejected = report.errors.len(), "samples not stored");
+                }
             }
             report.accepted
         }
@@ -280,6 +298,43 @@ pub(crate) fn store(
             0
         }
     }
+}
+
+/// How far back a series of an ended task is looked for: PromQL's lookback, the time
+/// its last value would otherwise still be returned.
+const STALE_LOOKBACK_MS: i64 = 5 * 60_000;
+
+/// Prometheus' staleness marker for the series of `ended` tasks (their own, `task=`, and
+/// the proxy's, `backend=`) that have samples within the lookback: instant queries stop
+/// returning a task's last values at once, as Prometheus does for a target that
+/// disappears, instead of for 5 minutes (a rolling restart counted old and new tasks).
+fn stale_points(db: &tsdb::Db, ended: &[String], now_ms: i64, points: &mut Vec<tsdb::Point>) {
+    let stale = f64::from_bits(promql::STALE_NAN_BITS);
+    for id in ended {
+        for label in ["task", "backend"] {
+            let Ok(m) = tsdb::Matcher::new(label, tsdb::MatchOp::Eq, id) else {
+                continue;
+            };
+            for labels in db.series(&[m], now_ms - STALE_LOOKBACK_MS, now_ms) {
+                points.push(tsdb::Point {
+                    labels,
+                    t: now_ms,
+                    v: tsdb::Value::Float(stale),
+                });
+            }
+        }
+    }
+}
+
+/// Whether a "store full" warning is due: at most one a minute.
+fn warn_due(now_ms: i64) -> bool {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now_ms.saturating_sub(last) < 60_000 {
+        return false;
+    }
+    LAST.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+    true
 }
 
 /// The engine's own gauges: tasks by app and state.
@@ -348,6 +403,46 @@ mod tests {
             cpus: 0.1,
             mem_mib: 32.0,
         }
+    }
+
+    /// When a task ends, its series and the proxy's for it as a backend get a staleness
+    /// marker: PromQL stops returning them at once; other tasks' series are untouched.
+    #[test]
+    fn series_of_ended_tasks_end_with_a_staleness_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb::Db::open(dir.path(), tsdb::Options::default()).unwrap();
+        let point = |name: &str, pairs: &[(&str, &str)], v: f64| tsdb::Point {
+            labels: tsdb::Labels::with_name(name, pairs.iter().copied()).unwrap(),
+            t: 1_000,
+            v: tsdb::Value::Float(v),
+        };
+        db.append(&[
+            point("mem", &[("app", "/a"), ("task", "a.1")], 5.0),
+            point("requests_total", &[("app", "/a"), ("backend", "a.1")], 3.0),
+            point("mem", &[("app", "/b"), ("task", "b.1")], 7.0),
+        ])
+        .unwrap();
+        let mut round = Round {
+            families: Vec::new(),
+            resolved: 0,
+            points: Vec::new(),
+            ended: vec!["a.1".into()],
+        };
+        assert_eq!(store(&db, &mut round, 2_000, &mut Default::default()), 2);
+        let storage = crate::DbStorage::new(&db);
+        let at = |t: i64| -> Vec<String> {
+            let v = promql::Engine::default()
+                .instant_query(&storage, r#"{__name__=~".+"}"#, t)
+                .unwrap();
+            let promql::QueryValue::Vector(v) = v else {
+                panic!("{v:?}")
+            };
+            let mut names: Vec<String> = v.iter().map(|s| format!("{}", s.labels)).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(at(1_500).len(), 3);
+        assert_eq!(at(2_500), [r#"mem{app="/b", task="b.1"}"#]);
     }
 
     /// Tasks by app and state follow the engine: a pair without tasks any more is gone
