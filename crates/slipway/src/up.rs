@@ -77,6 +77,16 @@ pub(crate) struct UpArgs {
     /// How often metrics are collected (1s to 5m).
     #[arg(long, default_value = "10s", value_parser = parse_interval, env = "SLIPWAY_METRICS_INTERVAL")]
     metrics_interval: std::time::Duration,
+    /// Most series the time-series store holds (collected and written through /write);
+    /// samples of new series past it are refused (counted in
+    /// `slipway_tsdb_samples_rejected_total{reason="too_many_series"}`, logged). Each
+    /// series costs about 2.5 KB of memory with 15 days of data.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), env = "SLIPWAY_METRICS_MAX_SERIES")]
+    metrics_max_series: u64,
+    /// How long raw samples are kept (e.g. 15d, 36h); minute rollups are kept 90 days
+    /// and hour rollups 2 years, longer than that when it is longer.
+    #[arg(long, default_value = "15d", value_parser = parse_retention, env = "SLIPWAY_METRICS_RETENTION")]
+    metrics_retention: std::time::Duration,
     /// Also write every collected round to this InfluxDB 1.x, in cAdvisor's InfluxDB schema
     /// (the path names the database, created if missing; `?u=&p=&rp=` pass through),
     /// e.g. `http://127.0.0.1:8086/cadvisor`.
@@ -229,6 +239,26 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err("a timeout must be longer than 0".into());
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `--metrics-retention`: a duration of at least an hour, in `h` or `d` (or `m`, `s`).
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let d = match t.strip_suffix('d') {
+        Some(days) => {
+            let days: u64 = days
+                .parse()
+                .map_err(|_| format!("'{s}' is not a duration such as 15d or 36h"))?;
+            std::time::Duration::from_secs(days.saturating_mul(86_400))
+        }
+        None => parse_duration(t)?,
+    };
+    if d < std::time::Duration::from_secs(3600)
+        || d > std::time::Duration::from_secs(10 * 365 * 86_400)
+    {
+        return Err(format!("'{s}' is outside 1h-3650d"));
+    }
+    Ok(d)
 }
 
 /// `--metrics-interval`: a duration between 1 s and 5 min.
@@ -556,10 +586,15 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     pipelines.start_polling();
     let watch = match args.metrics {
         OnOff::On => {
-            let cfg = watch::WatchConfig {
+            let mut cfg = watch::WatchConfig {
                 interval: args.metrics_interval,
                 ..watch::WatchConfig::default()
             };
+            let o = &mut cfg.store;
+            o.max_series = usize::try_from(args.metrics_max_series).unwrap_or(usize::MAX);
+            o.retention_ms = i64::try_from(args.metrics_retention.as_millis()).unwrap_or(i64::MAX);
+            o.rollup_minute_retention_ms = o.rollup_minute_retention_ms.max(o.retention_ms);
+            o.rollup_hour_retention_ms = o.rollup_hour_retention_ms.max(o.retention_ms);
             let w = Arc::new(
                 watch::Watch::open(&data_dir.join("tsdb"), cfg, engine.clone())
                     .context("cannot open the time-series store")?,
@@ -704,6 +739,16 @@ fn target_set(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_takes_days_and_hours_within_bounds() {
+        let d = |s| parse_retention(s).map(|d| d.as_secs());
+        assert_eq!(d("15d"), Ok(15 * 86_400));
+        assert_eq!(d("36h"), Ok(36 * 3_600));
+        assert!(d("30m").unwrap_err().contains("outside 1h-3650d"));
+        assert!(d("4000d").is_err());
+        assert!(d("xd").unwrap_err().contains("15d or 36h"));
+    }
 
     #[test]
     fn targets_come_from_the_file_and_the_flags_on_top() {

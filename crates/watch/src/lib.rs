@@ -72,6 +72,7 @@ pub struct Watch {
     registry: metrics::Registry,
     engine_gauges: collect::EngineGauges,
     server_metrics: server::ServerMetrics,
+    store_metrics: server::StoreMetrics,
     described: Mutex<std::collections::HashSet<String>>,
     /// Rounds for `--influxdb-url`, with the `machine` tag.
     outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
@@ -88,6 +89,7 @@ impl Watch {
         let registry = metrics::Registry::new();
         let engine_gauges = collect::EngineGauges::register(&registry);
         let server_metrics = server::ServerMetrics::register(&registry);
+        let store_metrics = server::StoreMetrics::register(&registry);
         Ok(Watch {
             db: Arc::new(db),
             engine,
@@ -99,6 +101,7 @@ impl Watch {
             registry,
             engine_gauges,
             server_metrics,
+            store_metrics,
             described: Mutex::new(std::collections::HashSet::new()),
             outbox: RwLock::new(None),
             rounds: tokio::sync::watch::Sender::new(0),
@@ -171,6 +174,8 @@ impl Watch {
             .clone();
         let extra = self.extra.read().unwrap_or_else(|e| e.into_inner()).clone();
         self.engine_gauges.update(&targets);
+        self.store_metrics
+            .update(&self.db.stats(), self.cfg.store.max_series);
         let mut round = {
             let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
             c.round(

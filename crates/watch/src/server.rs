@@ -166,6 +166,127 @@ impl ServerMetrics {
     }
 }
 
+/// The store's own figures, as Prometheus exports its TSDB's (`prometheus_tsdb_*`): series
+/// against the limit, samples appended and rejected by reason, bytes on disk.
+pub(crate) struct StoreMetrics {
+    series: Option<metrics::GaugeVec>,
+    head_samples: Option<metrics::GaugeVec>,
+    disk_bytes: Option<metrics::GaugeVec>,
+    memory_bytes: Option<metrics::GaugeVec>,
+    appended: Option<CounterVec>,
+    rejected: Option<CounterVec>,
+    /// The store's counters as last exported (they count from the store's open).
+    last: std::sync::Mutex<tsdb::Stats>,
+}
+
+impl StoreMetrics {
+    pub(crate) fn register(r: &Registry) -> StoreMetrics {
+        StoreMetrics {
+            series: r
+                .gauge(
+                    "slipway_tsdb_series",
+                    "Series in the time-series store (kind=\"held\") and its limit (kind=\"limit\", --metrics-max-series).",
+                    &["kind"],
+                )
+                .ok(),
+            head_samples: r
+                .gauge(
+                    "slipway_tsdb_head_samples",
+                    "Samples in memory, not yet in segment files.",
+                    &[],
+                )
+                .ok(),
+            disk_bytes: r
+                .gauge(
+                    "slipway_tsdb_disk_bytes",
+                    "Bytes of the store's files: raw segments, rollup segments, write-ahead log.",
+                    &["kind"],
+                )
+                .ok(),
+            memory_bytes: r
+                .gauge(
+                    "slipway_tsdb_memory_bytes",
+                    "Estimated bytes of memory held by the store's series, chunks and index.",
+                    &[],
+                )
+                .ok(),
+            appended: r
+                .counter(
+                    "slipway_tsdb_samples_appended_total",
+                    "Samples the store accepted.",
+                    &[],
+                )
+                .ok(),
+            rejected: r
+                .counter(
+                    "slipway_tsdb_samples_rejected_total",
+                    "Samples the store refused, by reason (out_of_order, duplicate_timestamp, type_conflict, too_many_series, too_old).",
+                    &["reason"],
+                )
+                .ok(),
+            last: std::sync::Mutex::new(tsdb::Stats::default()),
+        }
+    }
+
+    /// Sets the families from the store's figures now.
+    pub(crate) fn update(&self, st: &tsdb::Stats, limit: usize) {
+        let set = |g: &Option<metrics::GaugeVec>, labels: &[&str], v: f64| {
+            if let Some(Ok(g)) = g.as_ref().map(|g| g.with(labels)) {
+                g.set(v);
+            }
+        };
+        set(&self.series, &["held"], st.series as f64);
+        set(&self.series, &["limit"], limit as f64);
+        set(&self.head_samples, &[], st.head_samples as f64);
+        set(&self.disk_bytes, &["raw"], st.raw_bytes_on_disk as f64);
+        set(
+            &self.disk_bytes,
+            &["rollup"],
+            st.rollup_bytes_on_disk as f64,
+        );
+        set(&self.disk_bytes, &["wal"], st.wal_bytes as f64);
+        set(&self.memory_bytes, &[], st.bytes_in_memory as f64);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let add = |c: &Option<CounterVec>, labels: &[&str], now: u64, before: u64| {
+            if let Some(Ok(c)) = c.as_ref().map(|c| c.with(labels)) {
+                c.inc_by(now.saturating_sub(before) as f64);
+            }
+        };
+        add(
+            &self.appended,
+            &[],
+            st.samples_appended,
+            last.samples_appended,
+        );
+        for (reason, now, before) in [
+            (
+                "out_of_order",
+                st.rejected_out_of_order,
+                last.rejected_out_of_order,
+            ),
+            (
+                "duplicate_timestamp",
+                st.rejected_duplicate_timestamp,
+                last.rejected_duplicate_timestamp,
+            ),
+            (
+                "type_conflict",
+                st.rejected_type_conflict,
+                last.rejected_type_conflict,
+            ),
+            (
+                "too_many_series",
+                st.rejected_too_many_series,
+                last.rejected_too_many_series,
+            ),
+            ("too_old", st.rejected_too_old, last.rejected_too_old),
+        ] {
+            add(&self.rejected, &[reason], now, before);
+        }
+        *last = st.clone();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -176,6 +297,35 @@ mod tests {
         let mut out = String::new();
         metrics::encode(&r.collect(), metrics::Format::Prometheus, &mut out);
         out
+    }
+
+    /// The store's figures: gauges as they are, its counters as increases since the last
+    /// export, every rejection reason present from the start.
+    #[test]
+    fn store_figures_are_exported() {
+        let r = Registry::new();
+        let m = StoreMetrics::register(&r);
+        let mut st = tsdb::Stats {
+            series: 3,
+            samples_appended: 10,
+            rejected_too_many_series: 2,
+            raw_bytes_on_disk: 100,
+            ..tsdb::Stats::default()
+        };
+        m.update(&st, 1_000);
+        st.samples_appended = 15;
+        m.update(&st, 1_000);
+        let text = exposition(&r);
+        for want in [
+            r#"slipway_tsdb_series{kind="held"} 3"#,
+            r#"slipway_tsdb_series{kind="limit"} 1000"#,
+            r#"slipway_tsdb_disk_bytes{kind="raw"} 100"#,
+            "slipway_tsdb_samples_appended_total 15",
+            r#"slipway_tsdb_samples_rejected_total{reason="too_many_series"} 2"#,
+            r#"slipway_tsdb_samples_rejected_total{reason="out_of_order"} 0"#,
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
     }
 
     /// Engine events become counts: deployments by result with their durations, failed

@@ -337,3 +337,33 @@ fn line_protocol_is_stored_queryable_and_bad_input_gets_influxdbs_answers() {
     let r = query(&s, "count(disk_used_percent{db=\"telegraf\"})");
     assert_eq!(r["data"]["result"][0]["value"][1], "6", "{r}");
 }
+
+/// `--metrics-max-series` bounds the store: past it new series are refused with a clear
+/// error on `/write`, and the store's own metrics show the limit and the refusals.
+#[test]
+fn the_series_limit_refuses_new_series_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SlipwayProcess::start(
+        &slipway_bin(),
+        dir.path(),
+        &["--metrics-interval", "1s", "--metrics-max-series", "20"],
+    )
+    .expect("slipway starts");
+    let (status, body) = write_lines(&s, "/write?db=t", "fresh,host=a v=1\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("too many series: the limit is 20"), "{body}");
+    // The figures are read at the start of a round: the rounds after the first show the
+    // store full.
+    let text = wait_for("the store's metrics", Duration::from_secs(30), || {
+        let text = scrape(&s);
+        (text.contains(r#"slipway_tsdb_series{kind="limit"} 20"#)
+            && text.contains(r#"slipway_tsdb_series{kind="held"} 20"#))
+        .then_some(text)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", scrape(&s)));
+    let refused = text
+        .lines()
+        .find(|l| l.starts_with(r#"slipway_tsdb_samples_rejected_total{reason="too_many_series"}"#))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(refused.is_some_and(|n| n >= 1.0), "{text}");
+}
