@@ -315,8 +315,9 @@ impl Db {
         // its inputs), from the headers alone; then the live ones are loaded one at a
         // time, so that only one segment's index is decoded in memory at once.
         let mut superseded = std::collections::HashSet::new();
+        let present: std::collections::HashSet<u64> = found.iter().map(|(s, _)| *s).collect();
         for (_, path) in &found {
-            superseded.extend(segment::replaces(path)?);
+            superseded.extend(segment::replaces(path, |seq| present.contains(&seq))?);
         }
         let max_seq = found.iter().map(|(s, _)| *s).max().unwrap_or(0);
         let wal_files = wal::Files::list(&dir)?;

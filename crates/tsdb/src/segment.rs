@@ -381,19 +381,77 @@ fn read_header(r: &mut ByteReader<'_>) -> Result<Header> {
     })
 }
 
-/// The segments that the one at `path` replaces (it names them in its header), without
-/// decoding the rest of its index.
-pub(crate) fn replaces(path: &Path) -> Result<Vec<u64>> {
+/// How much of an index [`replaces`] reads first: the header (kind, order, level and the
+/// replaced segments) of any compaction of up to ~1,000 segments.
+const HEADER_PEEK: u64 = 4096;
+
+/// The segments that the one at `path` replaces (it names them in its header) and that
+/// `present` says exist, without decoding the rest of its index.
+///
+/// Usually nothing it names exists (a compaction deletes its sources right after), so
+/// only the footer and the start of the index are read, unchecked: a corrupt header can
+/// only name segments that are not there, and [`open`] verifies the whole index later.
+/// When it names a present segment (a compaction that crashed before deleting them),
+/// the index is read whole and its checksum verified before they are deleted.
+pub(crate) fn replaces(path: &Path, present: impl Fn(u64) -> bool) -> Result<Vec<u64>> {
+    let corrupt = |e: Error| Error::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let footer = read_footer(path)?;
+    let peek = footer.ix_len.min(HEADER_PEEK);
+    let mut head = vec![0u8; peek as usize];
+    footer
+        .file
+        .read_exact_at(&mut head, footer.ix_off)
+        .map_err(io_err(path))?;
+    if let Ok(h) = read_header(&mut ByteReader::new(&head))
+        && !h.replaces.iter().any(|&seq| present(seq))
+    {
+        return Ok(Vec::new());
+    }
     let raw = read_index(path)?;
-    read_header(&mut ByteReader::new(&raw.ix))
-        .map(|h| h.replaces)
-        .map_err(|e| Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })
+    let h = read_header(&mut ByteReader::new(&raw.ix)).map_err(corrupt)?;
+    Ok(h.replaces.into_iter().filter(|&seq| present(seq)).collect())
+}
+
+/// A segment's footer: where its index is, its checksum and the format version.
+struct Footer {
+    file: File,
+    size: u64,
+    version: u8,
+    ix_off: u64,
+    ix_len: u64,
+    ix_crc: u32,
 }
 
 fn read_index(path: &Path) -> Result<RawIndex> {
+    let Footer {
+        file,
+        size,
+        version,
+        ix_off,
+        ix_len,
+        ix_crc,
+    } = read_footer(path)?;
+    let mut ix = vec![0u8; ix_len as usize];
+    file.read_exact_at(&mut ix, ix_off).map_err(io_err(path))?;
+    if crc32c(&ix) != ix_crc {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: "index checksum mismatch".into(),
+        });
+    }
+    Ok(RawIndex {
+        file,
+        size,
+        version,
+        ix_off,
+        ix,
+    })
+}
+
+fn read_footer(path: &Path) -> Result<Footer> {
     let corrupt = |detail: &str| Error::Corrupt {
         path: path.to_path_buf(),
         detail: detail.to_string(),
@@ -425,17 +483,13 @@ fn read_index(path: &Path) -> Result<RawIndex> {
     if ix_off < 9 || ix_off.checked_add(ix_len) != Some(size - FOOTER) {
         return Err(corrupt("bad index position"));
     }
-    let mut ix = vec![0u8; ix_len as usize];
-    file.read_exact_at(&mut ix, ix_off).map_err(io_err(path))?;
-    if crc32c(&ix) != ix_crc {
-        return Err(corrupt("index checksum mismatch"));
-    }
-    Ok(RawIndex {
+    Ok(Footer {
         file,
         size,
         version,
         ix_off,
-        ix,
+        ix_len,
+        ix_crc,
     })
 }
 
@@ -613,7 +667,20 @@ mod tests {
         let (seg, entries) = w.finish().unwrap();
         assert_eq!(seg.path.file_name().unwrap(), "raw-0000000000000007.seg");
         let (seg2, entries2) = open(&seg.path, 7).unwrap();
-        assert_eq!(replaces(&seg.path).unwrap(), vec![3, 4]);
+        assert_eq!(replaces(&seg.path, |_| true).unwrap(), vec![3, 4]);
+        assert_eq!(replaces(&seg.path, |s| s == 4).unwrap(), vec![4]);
+        assert!(replaces(&seg.path, |_| false).unwrap().is_empty());
+        // A damaged index is only read whole (and refused) when it names a present
+        // segment: nothing is deleted on its word.
+        let good = std::fs::read(&seg.path).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - FOOTER as usize - 1;
+        bad[at] ^= 0x40;
+        std::fs::write(&seg.path, &bad).unwrap();
+        assert!(replaces(&seg.path, |_| false).unwrap().is_empty());
+        let err = replaces(&seg.path, |_| true).unwrap_err().to_string();
+        assert!(err.contains("index checksum mismatch"), "{err}");
+        std::fs::write(&seg.path, &good).unwrap();
         assert_eq!((seg2.mint, seg2.maxt), (10, 20));
         assert_eq!(entries2[0].labels, entries[0].labels);
         let e = &entries2[0];
