@@ -166,7 +166,10 @@ impl CgroupMounts {
 }
 
 /// Finds a Docker container's cgroup from its id: `docker/<id>` (cgroupfs driver) or
-/// `system.slice/docker-<id>.scope` (systemd driver), whichever exists.
+/// `system.slice/docker-<id>.scope` (systemd driver), whichever exists; else, for a
+/// daemon with another `cgroup-parent`, the first directory named `<id>` or
+/// `docker-<id>.scope` within [`SEARCH_DEPTH`] levels (at most [`SEARCH_DIRS`]
+/// directories looked at; a new container is looked up once).
 /// Returns the cgroup path as cAdvisor's `id` label (`/docker/<id>`) and its directories.
 pub fn docker_cgroup(mounts: &CgroupMounts, container_id: &str) -> Option<(String, CgroupPaths)> {
     if !safe_component(container_id) {
@@ -179,12 +182,84 @@ pub fn docker_cgroup(mounts: &CgroupMounts, container_id: &str) -> Option<(Strin
     ]
     .into_iter()
     .find(|rel| root.join(rel).is_dir())
+    .or_else(|| search(root, container_id))
     .map(|rel| (format!("/{rel}"), mounts.paths(&rel)))
+}
+
+/// How deep [`docker_cgroup`] searches below the hierarchy's root.
+pub const SEARCH_DEPTH: usize = 5;
+/// How many directories [`docker_cgroup`]'s search looks at, at most.
+pub const SEARCH_DIRS: usize = 20_000;
+
+/// Breadth-first search for the container's directory; its path relative to `root`.
+fn search(root: &Path, container_id: &str) -> Option<String> {
+    let scope = format!("docker-{container_id}.scope");
+    let mut level = vec![String::new()];
+    let mut seen = 0;
+    for _ in 0..SEARCH_DEPTH {
+        let mut next = Vec::new();
+        for rel in &level {
+            let Ok(entries) = std::fs::read_dir(root.join(rel)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                seen += 1;
+                if seen > SEARCH_DIRS {
+                    return None;
+                }
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let path = if rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if name == container_id || name == scope {
+                    return Some(path);
+                }
+                next.push(path);
+            }
+        }
+        level = next;
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A daemon with `--cgroup-parent`: the container's directory is found by its id
+    /// wherever it is below the root, within the search's depth.
+    #[test]
+    fn containers_under_another_cgroup_parent_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let mounts = CgroupMounts::V2 {
+            root: dir.path().to_path_buf(),
+        };
+        std::fs::create_dir_all(dir.path().join("system.slice/other.scope")).unwrap();
+        assert!(docker_cgroup(&mounts, id).is_none());
+        std::fs::create_dir_all(dir.path().join(format!("apps.slice/ci/{id}"))).unwrap();
+        let (label, _) = docker_cgroup(&mounts, id).unwrap();
+        assert_eq!(label, format!("/apps.slice/ci/{id}"));
+        // The usual places win over the search.
+        std::fs::create_dir_all(dir.path().join(format!("docker/{id}"))).unwrap();
+        assert_eq!(docker_cgroup(&mounts, id).unwrap().0, format!("/docker/{id}"));
+        // Too deep is not found.
+        let other = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+        std::fs::create_dir_all(dir.path().join(format!("a/b/c/d/e/docker-{other}.scope")))
+            .unwrap();
+        assert!(docker_cgroup(&mounts, other).is_none());
+        std::fs::create_dir_all(dir.path().join(format!("a/b/c/docker-{other}.scope"))).unwrap();
+        assert_eq!(
+            docker_cgroup(&mounts, other).unwrap().0,
+            format!("/a/b/c/docker-{other}.scope")
+        );
+    }
 
     const V1_MOUNTS: &[u8] = b"cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n\
 cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0\n\
