@@ -187,9 +187,9 @@ pub fn docker_cgroup(mounts: &CgroupMounts, container_id: &str) -> Option<(Strin
 }
 
 /// How deep [`docker_cgroup`] searches below the hierarchy's root.
-pub const SEARCH_DEPTH: usize = 5;
+const SEARCH_DEPTH: usize = 5;
 /// How many directories [`docker_cgroup`]'s search looks at, at most.
-pub const SEARCH_DIRS: usize = 20_000;
+const SEARCH_DIRS: usize = 20_000;
 
 /// Breadth-first search for the container's directory; its path relative to `root`.
 fn search(root: &Path, container_id: &str) -> Option<String> {
