@@ -168,8 +168,8 @@ impl CgroupMounts {
 /// Finds a Docker container's cgroup from its id: `docker/<id>` (cgroupfs driver) or
 /// `system.slice/docker-<id>.scope` (systemd driver), whichever exists; else, for a
 /// daemon with another `cgroup-parent`, the first directory named `<id>` or
-/// `docker-<id>.scope` within [`SEARCH_DEPTH`] levels (at most [`SEARCH_DIRS`]
-/// directories looked at; a new container is looked up once).
+/// `docker-<id>.scope` within 5 levels (at most 20,000 directories looked at; the
+/// collector looks a new container up once).
 /// Returns the cgroup path as cAdvisor's `id` label (`/docker/<id>`) and its directories.
 pub fn docker_cgroup(mounts: &CgroupMounts, container_id: &str) -> Option<(String, CgroupPaths)> {
     if !safe_component(container_id) {
