@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(label, format!("/apps.slice/ci/{id}"));
         // The usual places win over the search.
         std::fs::create_dir_all(dir.path().join(format!("docker/{id}"))).unwrap();
-        assert_eq!(docker_cgroup(&mounts, id).unwrap().0, format!("/docker/{id}"));
+        assert_eq!(
+            docker_cgroup(&mounts, id).unwrap().0,
+            format!("/docker/{id}")
+        );
         // Too deep is not found.
         let other = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
         std::fs::create_dir_all(dir.path().join(format!("a/b/c/d/e/docker-{other}.scope")))
