@@ -424,7 +424,13 @@ fn required_role(method: &Method, path: &str) -> Role {
 fn is_query(path: &str) -> bool {
     matches!(
         path,
-        "/api/v1/query" | "/api/v1/query_range" | "/api/v1/series" | "/api/v1/labels" | "/query"
+        "/api/v1/query"
+            | "/api/v1/query_range"
+            | "/api/v1/series"
+            | "/api/v1/labels"
+            | "/api/v1/query_exemplars"
+            | "/api/v1/format_query"
+            | "/query"
     )
 }
 

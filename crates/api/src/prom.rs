@@ -310,6 +310,63 @@ pub(crate) async fn metadata(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> R
     )
 }
 
+/// `GET|POST /api/v1/query_exemplars`: the query must parse; Slipway keeps no exemplars,
+/// so the answer is always empty (as Prometheus' for series without exemplars).
+pub(crate) async fn query_exemplars(
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = params(q.as_deref(), &headers, &body);
+    let Some(query) = p.get("query") else {
+        return bad("invalid parameter \"query\": missing".into());
+    };
+    match promql::parse(query) {
+        Ok(_) => json(
+            StatusCode::OK,
+            r#"{"status":"success","data":[]}"#.to_string(),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
+/// `GET|POST /api/v1/format_query`: the query as PromQL prints it back.
+pub(crate) async fn format_query(
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = params(q.as_deref(), &headers, &body);
+    let Some(query) = p.get("query") else {
+        return bad("invalid parameter \"query\": missing".into());
+    };
+    match promql::parse(query) {
+        Ok(expr) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "success", "data": expr.to_string()}).to_string(),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
+/// `GET /api/v1/rules` and `/api/v1/alerts`: Slipway evaluates no recording or alerting
+/// rules; the empty lists in Prometheus' shapes keep Grafana's rule and alert views
+/// working.
+pub(crate) async fn rules() -> Response {
+    json(
+        StatusCode::OK,
+        r#"{"status":"success","data":{"groups":[]}}"#.to_string(),
+    )
+}
+
+/// `GET /api/v1/alerts`: see [`rules`].
+pub(crate) async fn alerts() -> Response {
+    json(
+        StatusCode::OK,
+        r#"{"status":"success","data":{"alerts":[]}}"#.to_string(),
+    )
+}
+
 /// `GET /api/v1/status/buildinfo`.
 pub(crate) async fn buildinfo() -> Response {
     json(

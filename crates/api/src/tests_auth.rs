@@ -80,6 +80,8 @@ async fn route_scan_every_mutating_route_needs_credentials_and_privilege() {
         "/api/v1/query_range",
         "/api/v1/series",
         "/api/v1/labels",
+        "/api/v1/query_exemplars",
+        "/api/v1/format_query",
         "/query",
     ];
     let mut checked = 0;

@@ -152,6 +152,40 @@ fn grafana_dashboards_panels_all_evaluate() {
     );
     let build = get_json(&format!("{}/api/v1/status/buildinfo", s.url)).expect("buildinfo");
     assert!(build["data"]["version"].is_string(), "{build}");
+    // What Grafana's Explore and alerting views ask besides: exemplars (none kept),
+    // query formatting, rules and alerts (none evaluated).
+    let (status, ex) = post_form(
+        &s,
+        "/api/v1/query_exemplars",
+        &[("query", "rate(x[5m])"), ("start", "1"), ("end", "2")],
+    );
+    assert_eq!((status, &ex["data"]), (200, &json!([])), "{ex}");
+    let (status, ex) = post_form(&s, "/api/v1/query_exemplars", &[("query", "rate(")]);
+    assert_eq!(
+        (status, ex["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{ex}"
+    );
+    let (status, f) = post_form(
+        &s,
+        "/api/v1/format_query",
+        &[(
+            "query",
+            "sum(rate(http_requests_total{app=\"/gf\"}[5m]))by(app)",
+        )],
+    );
+    assert_eq!(
+        (status, f["data"].as_str()),
+        (
+            200,
+            Some("sum by (app) (rate(http_requests_total{app=\"/gf\"}[5m]))")
+        ),
+        "{f}"
+    );
+    let rules = get_json(&format!("{}/api/v1/rules", s.url)).expect("rules");
+    assert_eq!(rules["data"]["groups"], json!([]), "{rules}");
+    let alerts = get_json(&format!("{}/api/v1/alerts", s.url)).expect("alerts");
+    assert_eq!(alerts["data"]["alerts"], json!([]), "{alerts}");
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
