@@ -182,7 +182,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let compact_start = Instant::now();
     db.compact_full()?;
     let compact_time = compact_start.elapsed();
+    let stats_start = Instant::now();
     let st = db.stats();
+    let stats_time = stats_start.elapsed();
     let disk_latency = median_latency(
         || db.select(&hundred, end - 3_600_000, end).map(|s| s.len()),
         100,
@@ -258,6 +260,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "process peak RSS:        {:.1} MiB",
         rss_kib as f64 / 1024.0
+    );
+    println!(
+        "Db::stats (the collector reads it every round): {stats_time:?} for {} series",
+        st.series
     );
     println!(
         "memory after flush:      {:.0} bytes/series ({} series, labels, index and open chunks)",

@@ -60,6 +60,9 @@ pub type EnvOf =
 /// exposed on `/metrics` and stored every round.
 pub type ExtraMetrics = dyn Fn(&mut dyn FnMut(&metrics::SampleRef<'_>)) + Send + Sync;
 
+/// How often a round reads the store's own figures (`slipway_tsdb_*`).
+const STORE_STATS_EVERY_MS: i64 = 10_000;
+
 /// The monitoring subsystem: collector state, the latest round, the store.
 pub struct Watch {
     db: Arc<tsdb::Db>,
@@ -73,6 +76,8 @@ pub struct Watch {
     engine_gauges: collect::EngineGauges,
     server_metrics: server::ServerMetrics,
     store_metrics: server::StoreMetrics,
+    /// When the store's figures were last read (ms).
+    store_stats_at: std::sync::atomic::AtomicI64,
     described: Mutex<std::collections::HashSet<String>>,
     /// Rounds for `--influxdb-url`, with the `machine` tag.
     outbox: RwLock<Option<(Arc<export::Outbox>, String)>>,
@@ -102,6 +107,7 @@ impl Watch {
             engine_gauges,
             server_metrics,
             store_metrics,
+            store_stats_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             described: Mutex::new(std::collections::HashSet::new()),
             outbox: RwLock::new(None),
             rounds: tokio::sync::watch::Sender::new(0),
@@ -174,8 +180,6 @@ impl Watch {
             .clone();
         let extra = self.extra.read().unwrap_or_else(|e| e.into_inner()).clone();
         self.engine_gauges.update(&targets);
-        self.store_metrics
-            .update(&self.db.stats(), self.cfg.store.max_series);
         let mut round = {
             let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
             c.round(
@@ -196,6 +200,17 @@ impl Watch {
         };
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = round.families;
         self.rounds.send_replace(now_ms);
+        // The store's figures, for the next round: at most every 10 s, as reading them
+        // walks every series (~60-80 ns each: 0.4 ms at 6,000 series, 7 ms at 100,000).
+        let last = self
+            .store_stats_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= STORE_STATS_EVERY_MS {
+            self.store_stats_at
+                .store(now_ms, std::sync::atomic::Ordering::Relaxed);
+            self.store_metrics
+                .update(&self.db.stats(), self.cfg.store.max_series);
+        }
         n
     }
 
