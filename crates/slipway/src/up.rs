@@ -580,10 +580,6 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         store: store.clone(),
         admission: admission.clone(),
     }));
-    if let Err(e) = pipelines.recover() {
-        tracing::error!(error = %e, "cannot recover pipeline runs");
-    }
-    pipelines.start_polling();
     let watch = match args.metrics {
         OnOff::On => {
             let mut cfg = watch::WatchConfig {
@@ -618,6 +614,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         }
         OnOff::Off => None,
     };
+    // After the metrics are wired, so resumed runs and their steps are counted too.
+    if let Err(e) = pipelines.recover() {
+        tracing::error!(error = %e, "cannot recover pipeline runs");
+    }
+    pipelines.start_polling();
     let ctx = api::Ctx {
         engine,
         listen,

@@ -262,7 +262,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_kib as f64 / 1024.0
     );
     println!(
-        "Db::stats (the collector reads it every round): {stats_time:?} for {} series",
+        "Db::stats (the collector reads it at most every 10 s): {stats_time:?} for {} series",
         st.series
     );
     println!(
