@@ -40,6 +40,7 @@ const MEM_LIMIT: &str = "max by (app, task) (container_spec_memory_limit_bytes)"
 const TASK_RPS: &str = "sum by (app, backend) (irate(slipway_proxy_backend_requests_total[1m]))";
 const APP_RPS: &str = "sum by (app) (irate(slipway_proxy_requests_total[1m]))";
 const APP_P99: &str = "histogram_quantile(0.99, sum by (app, le) (rate(slipway_proxy_request_duration_seconds_bucket[1m])))";
+const TASK_P99: &str = "histogram_quantile(0.99, sum by (app, backend, le) (rate(slipway_proxy_backend_request_duration_seconds_bucket[1m])))";
 
 /// Runs `slipway top`.
 pub(crate) async fn top(args: TopArgs) -> ExitCode {
@@ -109,7 +110,7 @@ async fn frame(client: &Client, only: Option<&str>) -> anyhow::Result<Value> {
     let q = |expr: &'static str| async move {
         prom_get(client, "/api/v1/query", &[("query", expr.to_string())]).await
     };
-    let (apps, cpu, mem, limit, task_rps, app_rps, p99) = tokio::try_join!(
+    let (apps, cpu, mem, limit, task_rps, app_rps, p99, task_p99) = tokio::try_join!(
         client.get("/v2/apps", &[]),
         q(CPU),
         q(MEM),
@@ -117,6 +118,7 @@ async fn frame(client: &Client, only: Option<&str>) -> anyhow::Result<Value> {
         q(TASK_RPS),
         q(APP_RPS),
         q(APP_P99),
+        q(TASK_P99),
     )?;
     let (cpu, mem, limit) = (
         by_labels(&cpu, "task"),
@@ -124,6 +126,7 @@ async fn frame(client: &Client, only: Option<&str>) -> anyhow::Result<Value> {
         by_labels(&limit, "task"),
     );
     let task_rps = by_labels(&task_rps, "backend");
+    let task_p99 = by_labels(&task_p99, "backend");
     let (app_rps, p99) = (by_labels(&app_rps, ""), by_labels(&p99, ""));
     let num = |v: Option<&f64>| {
         v.filter(|v| v.is_finite())
@@ -166,6 +169,7 @@ async fn frame(client: &Client, only: Option<&str>) -> anyhow::Result<Value> {
                 "memoryBytes": num(mem.get(&key(t))),
                 "memoryLimitBytes": num(limit.get(&key(t))),
                 "requestsPerSecond": num(task_rps.get(&key(t))),
+                "p99Seconds": num(task_p99.get(&key(t))),
             })).collect::<Vec<_>>(),
         }));
     }
@@ -229,7 +233,7 @@ fn render(frame: &Value) -> String {
                 f(&task["memoryBytes"], &bytes),
                 mem_pct,
                 f(&task["requestsPerSecond"], &rps),
-                "-".into(),
+                f(&task["p99Seconds"], &ms),
             ]);
         }
     }
@@ -249,13 +253,13 @@ mod tests {
             "id": "/web", "instances": 2, "tasksRunning": 2, "cpu": 0.123, "memoryBytes": 3_145_728.0,
             "requestsPerSecond": 12.34, "p99Seconds": 0.0215,
             "tasks": [{"id": "web.1", "cpu": 0.1, "memoryBytes": 1024.0, "memoryLimitBytes": 2048.0,
-                       "requestsPerSecond": 6.0}, {"id": "web.2", "cpu": null, "memoryBytes": null,
+                       "requestsPerSecond": 6.0, "p99Seconds": 0.0183}, {"id": "web.2", "cpu": null, "memoryBytes": null,
                        "memoryLimitBytes": null, "requestsPerSecond": null}]}]});
         assert_eq!(
             render(&frame),
             "APP / TASK  TASKS  CPU%  MEM     MEM%  REQ/S  P99\n\
              /web        2/2    12.3  3.0MiB        12.3   21.5ms\n\
-             \x20 web.1            10.0  1.0KiB  50.0  6      -\n\
+             \x20 web.1            10.0  1.0KiB  50.0  6      18.3ms\n\
              \x20 web.2            -     -       -     -      -\n"
         );
         assert_eq!(render(&json!({"apps": []})), "no apps\n");

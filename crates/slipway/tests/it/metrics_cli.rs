@@ -60,9 +60,11 @@ fn top_and_metrics_query_show_a_loaded_app() {
             .clone();
         // Every task's rates need two collection rounds of it: wait for them too.
         let tasks = app["tasks"].as_array()?;
-        let rated = tasks
-            .iter()
-            .all(|t| t["cpu"].as_f64().is_some() && t["requestsPerSecond"].as_f64().is_some());
+        let rated = tasks.iter().all(|t| {
+            t["cpu"].as_f64().is_some()
+                && t["requestsPerSecond"].as_f64().is_some()
+                && t["p99Seconds"].as_f64().is_some_and(|p| p > 0.0)
+        });
         (app["requestsPerSecond"].as_f64()? > 0.0
             && app["p99Seconds"].as_f64()? > 0.0
             && tasks.len() == 3
