@@ -49,12 +49,13 @@
 //!   whole expired segments (raw 15 days, 1 m 90 days, 1 h 2 years by default);
 //!   expiring raw segments are first rolled up into a 1 m segment (the only way 1 m
 //!   segments are written), and into 1 h for any hours not rolled up yet.
-//!   Segment files are format 3 (`SLWSEG03`: format 2's residual rollup buckets, plus
-//!   binary float and line-residual integer columns, index entries without blob offsets
-//!   and with relative time ranges, chunk starts relative to the previous chunk's end);
-//!   files of formats 2 and 1 (`SLWSEG02`, `SLWSEG01`) are read as they are and
-//!   rewritten by compaction. Format 2 readers cannot read format 3 (no downgrade; an
-//!   older version also drops checkpointed head chunks in the new column modes).
+//!   Segment files are format 4 (`SLWSEG04`: format 3 plus sparse integer columns;
+//!   format 3 added to format 2's residual rollup buckets binary float and
+//!   line-residual integer columns, index entries without blob offsets and with
+//!   relative time ranges, chunk starts relative to the previous chunk's end); files of
+//!   formats 3, 2 and 1 (`SLWSEG03`, `SLWSEG02`, `SLWSEG01`) are read as they are and
+//!   rewritten by compaction. Older readers refuse newer formats at open (no downgrade;
+//!   an older version also drops checkpointed head chunks in the new column modes).
 //!
 //! # Durability (crash-loss bound)
 //!

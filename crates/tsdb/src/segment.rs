@@ -15,7 +15,8 @@
 //! less per series and segment); in a raw blob each chunk's start is relative to the
 //! previous chunk's end (`maint::for_raw_chunks`, ~5 bytes less per chunk). Format 3
 //! chunks may also hold binary value columns (`chunk.rs`) and line-residual integer
-//! columns (`intcol.rs`), which format 2 readers do not know.
+//! columns (`intcol.rs`), which format 2 readers do not know; format 4 chunks also
+//! sparse integer columns, which format 3 readers do not know.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
