@@ -317,17 +317,27 @@ pub(crate) async fn query_exemplars(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = params(q.as_deref(), &headers, &body);
-    let Some(query) = p.get("query") else {
-        return bad("invalid parameter \"query\": missing".into());
-    };
-    match promql::parse(query) {
+    match parsed_query(q.as_deref(), &headers, &body) {
         Ok(_) => json(
             StatusCode::OK,
             r#"{"status":"success","data":[]}"#.to_string(),
         ),
-        Err(e) => error(&e),
+        Err(r) => r,
     }
+}
+
+/// The `query` parameter (query string or form body), parsed; Prometheus' 400 when it
+/// is missing or does not parse.
+fn parsed_query(
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<promql::Expr, Response> {
+    let p = params(q, headers, body);
+    let Some(query) = p.get("query") else {
+        return Err(bad("invalid parameter \"query\": missing".into()));
+    };
+    promql::parse(query).map_err(|e| error(&e))
 }
 
 /// `GET|POST /api/v1/format_query`: the query as PromQL prints it back.
@@ -336,16 +346,12 @@ pub(crate) async fn format_query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let p = params(q.as_deref(), &headers, &body);
-    let Some(query) = p.get("query") else {
-        return bad("invalid parameter \"query\": missing".into());
-    };
-    match promql::parse(query) {
+    match parsed_query(q.as_deref(), &headers, &body) {
         Ok(expr) => json(
             StatusCode::OK,
             serde_json::json!({"status": "success", "data": expr.to_string()}).to_string(),
         ),
-        Err(e) => error(&e),
+        Err(r) => r,
     }
 }
 

@@ -92,6 +92,14 @@ pub(crate) fn for_raw_chunks<'a>(
     Ok(())
 }
 
+/// The end (exclusive) of the compaction window of length `window` that `mint` falls in:
+/// once raw data reaches it, the window is complete (merged whole, hours rolled up).
+fn window_end(mint: i64, window: i64) -> i64 {
+    mint.div_euclid(window)
+        .saturating_add(1)
+        .saturating_mul(window)
+}
+
 /// Appends a chunk to a raw blob being written (format 3); `prev` starts at the
 /// entry's `mint` and follows the chunks' `maxt`.
 fn put_raw_chunk(blob: &mut Vec<u8>, prev: &mut i64, mint: i64, maxt: i64, bytes: &[u8]) {
@@ -222,11 +230,7 @@ impl Db {
                 last_window = Some(w);
             }
             for mut group in groups {
-                let window_end = group[0]
-                    .mint
-                    .div_euclid(window)
-                    .saturating_add(1)
-                    .saturating_mul(window);
+                let window_end = window_end(group[0].mint, window);
                 if (full || newest >= window_end) && group.len() >= 2 {
                     let level = group
                         .iter()
@@ -289,13 +293,7 @@ impl Db {
             // flushed after one of the next window, when a chunk started before
             // midnight closed late).
             raw.into_iter()
-                .take_while(|s| {
-                    newest
-                        >= s.mint
-                            .div_euclid(window)
-                            .saturating_add(1)
-                            .saturating_mul(window)
-                })
+                .take_while(|s| newest >= window_end(s.mint, window))
                 .filter(|s| !checked.contains(&s.seq))
                 .cloned()
                 .collect()

@@ -18,6 +18,27 @@ const STEP_BUCKETS: [f64; 12] = [
 /// How a pipeline run can end (`store::RunStatus` of a finished run).
 const RESULTS: [&str; 4] = ["succeeded", "failed", "cancelled", "superseded"];
 
+/// Adds `v` to the child `labels` of `c` (a family the registry refused is skipped).
+fn inc_by(c: &Option<CounterVec>, labels: &[&str], v: f64) {
+    if let Some(Ok(c)) = c.as_ref().map(|c| c.with(labels)) {
+        c.inc_by(v);
+    }
+}
+
+/// Observes `v` in the child `labels` of `h`.
+fn observe(h: &Option<HistogramVec>, labels: &[&str], v: f64) {
+    if let Some(Ok(h)) = h.as_ref().map(|h| h.with(labels)) {
+        h.observe(v);
+    }
+}
+
+/// Sets the child `labels` of `g` to `v`.
+fn set(g: &Option<metrics::GaugeVec>, labels: &[&str], v: f64) {
+    if let Some(Ok(g)) = g.as_ref().map(|g| g.with(labels)) {
+        g.set(v);
+    }
+}
+
 /// Handles of the server's own families (a family the registry refused is `None`, and
 /// its updates are skipped).
 pub(crate) struct ServerMetrics {
@@ -98,18 +119,11 @@ impl ServerMetrics {
 
     /// Counts what an engine event says about deployments and health.
     pub(crate) fn on_event(&self, e: &engine::Event, now_ms: i64) {
-        let inc = |c: &Option<CounterVec>, labels: &[&str]| {
-            if let Some(Ok(c)) = c.as_ref().map(|c| c.with(labels)) {
-                c.inc();
-            }
-        };
         let deployment = |result: &str, d: &engine::state::Deployment| {
-            inc(&self.deployments, &[result]);
+            inc_by(&self.deployments, &[result], 1.0);
             let end = d.finished_at.unwrap_or(now_ms);
             let seconds = end.saturating_sub(d.created_at).max(0) as f64 / 1000.0;
-            if let Some(Ok(h)) = self.deployment_seconds.as_ref().map(|h| h.with(&[result])) {
-                h.observe(seconds);
-            }
+            observe(&self.deployment_seconds, &[result], seconds);
         };
         match e {
             engine::Event::DeploymentSuccess(d) => deployment("success", d),
@@ -122,14 +136,14 @@ impl ServerMetrics {
                     model::HealthProtocol::MesosHttp => "MESOS_HTTP",
                     model::HealthProtocol::MesosTcp => "MESOS_TCP",
                 };
-                inc(&self.health_failed, &[&app_id.to_string(), protocol]);
+                inc_by(&self.health_failed, &[&app_id.to_string(), protocol], 1.0);
             }
             engine::Event::HealthChanged { app_id, alive, .. } => {
                 let healthy = if *alive { "true" } else { "false" };
-                inc(&self.health_changes, &[&app_id.to_string(), healthy]);
+                inc_by(&self.health_changes, &[&app_id.to_string(), healthy], 1.0);
             }
             engine::Event::UnhealthyKill { app_id, .. } => {
-                inc(&self.unhealthy_kills, &[&app_id.to_string()]);
+                inc_by(&self.unhealthy_kills, &[&app_id.to_string()], 1.0);
             }
             _ => {}
         }
@@ -146,23 +160,13 @@ impl ServerMetrics {
 
     /// A pipeline run ended.
     pub(crate) fn run_finished(&self, pipeline: &str, result: &str, seconds: f64) {
-        if let Some(Ok(c)) = self.runs.as_ref().map(|c| c.with(&[pipeline, result])) {
-            c.inc();
-        }
-        if let Some(Ok(h)) = self.run_seconds.as_ref().map(|h| h.with(&[pipeline])) {
-            h.observe(seconds);
-        }
+        inc_by(&self.runs, &[pipeline, result], 1.0);
+        observe(&self.run_seconds, &[pipeline], seconds);
     }
 
     /// A pipeline step that ran ended.
     pub(crate) fn step_finished(&self, pipeline: &str, step: &str, result: &str, seconds: f64) {
-        if let Some(Ok(h)) = self
-            .step_seconds
-            .as_ref()
-            .map(|h| h.with(&[pipeline, step, result]))
-        {
-            h.observe(seconds);
-        }
+        observe(&self.step_seconds, &[pipeline, step, result], seconds);
     }
 }
 
@@ -230,11 +234,6 @@ impl StoreMetrics {
 
     /// Sets the families from the store's figures now.
     pub(crate) fn update(&self, st: &tsdb::Stats, limit: usize) {
-        let set = |g: &Option<metrics::GaugeVec>, labels: &[&str], v: f64| {
-            if let Some(Ok(g)) = g.as_ref().map(|g| g.with(labels)) {
-                g.set(v);
-            }
-        };
         set(&self.series, &["held"], st.series as f64);
         set(&self.series, &["limit"], limit as f64);
         set(&self.head_samples, &[], st.head_samples as f64);
@@ -248,9 +247,7 @@ impl StoreMetrics {
         set(&self.memory_bytes, &[], st.bytes_in_memory as f64);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let add = |c: &Option<CounterVec>, labels: &[&str], now: u64, before: u64| {
-            if let Some(Ok(c)) = c.as_ref().map(|c| c.with(labels)) {
-                c.inc_by(now.saturating_sub(before) as f64);
-            }
+            inc_by(c, labels, now.saturating_sub(before) as f64);
         };
         add(
             &self.appended,
